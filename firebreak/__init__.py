@@ -1,0 +1,3 @@
+"""Firebreak: make losing a whole site a non-event, provably."""
+
+__version__ = "0.1.0"

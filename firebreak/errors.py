@@ -1,0 +1,47 @@
+"""The small exception tree. Every message names the resource and the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a user's input: where (file, field path, line) and why."""
+
+    source: str
+    path: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}: {self.path}: " if self.path else f"{self.source}: "
+        return where + self.reason
+
+
+class FirebreakError(Exception):
+    """Base of every error Firebreak raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(FirebreakError):
+    """A user's input (file, flag, form) is wrong. Nothing was changed. Exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem("input", "", problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class LabError(FirebreakError):
+    """The lab could not do what was asked; the message names the component and its log."""
+
+
+class OpsError(FirebreakError):
+    """An ops action was refused or failed; the message says why and what to do."""

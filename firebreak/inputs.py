@@ -1,0 +1,187 @@
+"""Reading a person's YAML file into a typed model, with errors that name file, field and reason.
+
+Shared by every file format Firebreak reads (topologies, policies, drill scenarios): the YAML
+layer reports syntax errors with their line and duplicate keys; the pydantic layer reports
+wrong types, unknown fields and bad values, translated into plain sentences with a suggestion
+where a near match exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from firebreak.errors import InputError, Problem
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' when a choice is close to word, else ''."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    """('services', 'login', 'depends_on', 0) -> 'services.login.depends_on[0]'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def read_text(path: Path, label: str | None = None) -> str:
+    label = label or str(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(Problem(label, "", "file not found; check the path")) from None
+    except IsADirectoryError:
+        raise InputError(Problem(label, "", "is a directory, expected a YAML file")) from None
+    except UnicodeDecodeError as e:
+        raise InputError(Problem(label, "", f"not UTF-8 text ({e.reason} at byte {e.start})")) from None
+    except OSError as e:
+        raise InputError(Problem(label, "", f"cannot read: {e.strerror}")) from None
+
+
+def parse_yaml(text: str, label: str) -> tuple[Any, dict[tuple, int]]:
+    """Parse YAML safely. Returns the data and a map from field path to 1-based line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise InputError(Problem(label, "", "file is empty; expected a YAML mapping"))
+        lines: dict[tuple, int] = {}
+        problems: list[Problem] = []
+        _walk(node, (), lines, problems, label)
+        if problems:
+            raise InputError(problems)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        raise InputError(Problem(label, "", f"{where}YAML syntax error: {what}", mark.line + 1 if mark else None)) from None
+    except yaml.YAMLError as e:
+        raise InputError(Problem(label, "", f"YAML error: {e}")) from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[Problem], label: str) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(Problem(label, field_path(path + (key,)),
+                                        f"duplicate key (first on line {seen[key]}, again on line {line})", line))
+            seen[key] = line
+            _walk(value_node, path + (key,), lines, problems, label)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, path + (i,), lines, problems, label)
+
+
+_TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true/false",
+               list: "a list", dict: "a mapping", type(None): "nothing (null)"}
+
+
+def _describe(value: Any) -> str:
+    name = _TYPE_NAMES.get(type(value), type(value).__name__)
+    if isinstance(value, (dict, list)):
+        return name
+    return f"{name} {value!r}"
+
+
+def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names valid at loc (whose last part is the unknown field), by walking the model."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return []
+            current = info.annotation
+        else:
+            # a container: dict[str, X] or list[X]; step into X
+            args = getattr(current, "__args__", ())
+            current = args[-1] if args else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def translate(err: dict, model: type[BaseModel]) -> str:
+    """One pydantic error as a sentence a person can act on."""
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    loc = tuple(p for p in err["loc"] if p != "[key]")
+    if kind == "extra_forbidden":
+        known = _known_fields(model, loc)
+        hint = suggest(str(loc[-1]), known) or (f" (known fields: {', '.join(known)})" if known else "")
+        return f"unknown field{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {_describe(value)}"
+    if kind in ("string_type",):
+        return f"expected text, got {_describe(value)}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {_describe(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {_describe(value)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, got {_describe(value)}"
+    if kind in ("list_type", "tuple_type", "set_type"):
+        return f"expected a list, got {_describe(value)}"
+    if kind == "greater_than_equal":
+        return f"must be {ctx.get('ge')} or more, got {value!r}"
+    if kind == "greater_than":
+        return f"must be more than {ctx.get('gt')}, got {value!r}"
+    if kind == "less_than_equal":
+        return f"must be {ctx.get('le')} or less, got {value!r}"
+    if kind == "less_than":
+        return f"must be less than {ctx.get('lt')}, got {value!r}"
+    if kind in ("too_short", "string_too_short"):
+        return "must not be empty" if not value else err["msg"].lower()
+    if kind in ("literal_error", "enum"):
+        expected = ctx.get("expected", "")
+        choices = [c.strip().strip("'") for c in expected.replace(" or ", ",").split(",") if c.strip()]
+        return f"must be one of {', '.join(choices)}; got {value!r}{suggest(str(value), choices)}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"]
+
+
+def validate(model: type[M], data: Any, label: str, lines: dict[tuple, int] | None = None) -> M:
+    """Validate data against model, raising InputError with one Problem per pydantic error."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if p != "[key]")
+            problems.append(Problem(label, field_path(loc), translate(err, model),
+                                    (lines or {}).get(loc)))
+        raise InputError(problems) from None
+
+
+def load_yaml_model(path: Path | str, model: type[M], label: str | None = None) -> tuple[M, dict[tuple, int]]:
+    """Read, parse and structurally validate a YAML file into model."""
+    path = Path(path)
+    label = label or str(path)
+    text = read_text(path, label)
+    data, lines = parse_yaml(text, label)
+    if not isinstance(data, dict):
+        raise InputError(Problem(label, "", f"expected a YAML mapping at the top, got {_describe(data)}"))
+    return validate(model, data, label, lines), lines

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything Firebreak needs into .venv. Idempotent: a second run with an
+# unchanged pyproject.toml does nothing. Works as root and as a normal user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+STAMP="$VENV/.firebreak-setup"
+
+# Prefer the distribution's interpreter: it lives under /usr, so the unprivileged user that
+# the lab runs PostgreSQL and Patroni as (when started by root) can execute the venv too.
+# An interpreter under root's home (pyenv) would be unreadable for that user.
+pick_python() {
+    for p in "${FIREBREAK_PYTHON:-}" /usr/bin/python3 python3; do
+        [ -n "$p" ] || continue
+        command -v "$p" >/dev/null 2>&1 || continue
+        if "$p" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+            echo "$p"; return 0
+        fi
+    done
+    return 1
+}
+
+apt_install() {
+    # Only root can install system packages; a normal user is told what is missing instead.
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing system packages: $*; ask an administrator to install them (apt-get install $*)" >&2
+        return 1
+    fi
+    if [ ! -f /var/lib/firebreak-apt-updated ] || [ -n "$(find /var/lib/firebreak-apt-updated -mmin +1440 2>/dev/null)" ]; then
+        apt-get update -qq >/dev/null && touch /var/lib/firebreak-apt-updated
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+PY=$(pick_python) || { echo "setup: Python 3.11 or newer is required (set FIREBREAK_PYTHON to its path)" >&2; exit 1; }
+
+if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3-venv
+fi
+
+# System tools: the lab's network faults (nftables, iproute2), browser checks (chromium with a
+# Korean font). Missing ones only matter for the features that use them.
+SYSTEM_PKGS=()
+command -v nft >/dev/null 2>&1 || SYSTEM_PKGS+=(nftables)
+command -v ip >/dev/null 2>&1 || SYSTEM_PKGS+=(iproute2)
+command -v chromium >/dev/null 2>&1 || SYSTEM_PKGS+=(chromium)
+[ -d /usr/share/fonts/truetype/nanum ] || SYSTEM_PKGS+=(fonts-nanum)
+if [ ${#SYSTEM_PKGS[@]} -gt 0 ]; then
+    apt_install "${SYSTEM_PKGS[@]}" || echo "setup: continuing without ${SYSTEM_PKGS[*]}; features that need them will say so" >&2
+fi
+
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
+   && "$VENV/bin/python" -c 'import firebreak' 2>/dev/null; then
+    exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -e '.[dev]'
+echo "$want" > "$STAMP"
+echo "setup: .venv ready ($("$VENV/bin/python" --version)); CLI at $VENV/bin/firebreak"
