@@ -1,0 +1,213 @@
+"""The reference service: damage-report intake over PostgreSQL, written to survive a site loss.
+
+Writes go to whichever server is primary, found by libpq through the multi-host DSN. A 201 is
+sent only after PostgreSQL confirmed a synchronous commit, so an acknowledged report exists on
+two sites. Two PostgreSQL behaviours are handled on purpose:
+
+* a commit whose wait for the synchronous standby is cancelled returns *success* with a
+  WARNING although the row may exist on one node only; that is reported as 503 (outcome
+  unknown), never as 201;
+* a retried request whose first attempt committed locally but was never replicated would find
+  its row on that primary; confirming it is itself a write transaction, whose commit waits for
+  the standby, so a replay is never confirmed before the original is on two sites.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from firebreak.claims.models import ReportIn, ReportOut
+
+SYNC_CANCEL_MARKERS = ("canceling wait for synchronous replication",
+                       "might not have been replicated to the standby")
+RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: receipts are read aloud on phones
+
+
+@dataclass
+class Settings:
+    site: str
+    dsn: str
+    local_dsn: str
+    pool_size: int = 16
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(site=os.environ["FIREBREAK_SITE_NAME"], dsn=os.environ["FIREBREAK_DSN"],
+                   local_dsn=os.environ["FIREBREAK_LOCAL_DSN"],
+                   pool_size=int(os.environ.get("FIREBREAK_POOL_SIZE", "16")))
+
+
+class OutcomeUnknown(Exception):
+    """The database may or may not have kept the write; the client must retry with its key."""
+
+
+def new_receipt() -> str:
+    return "FB-" + "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10))
+
+
+class Store:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.primary = AsyncConnectionPool(settings.dsn, min_size=2, max_size=settings.pool_size, open=False,
+                                           timeout=5, configure=self._configure_primary, name="primary",
+                                           kwargs={"application_name": f"claims-{settings.site}"})
+        self.local = AsyncConnectionPool(settings.local_dsn, min_size=1, max_size=4, open=False, timeout=3,
+                                         name="local", kwargs={"application_name": f"claims-{settings.site}-ro"})
+        self._ready_at = 0.0
+        self._ready = False
+
+    async def _configure_primary(self, conn: psycopg.AsyncConnection) -> None:
+        # Which server acknowledged a write, for drills that look for two primaries at once:
+        # address, and the timeline of the WAL being written (it changes at each promotion).
+        await conn.set_autocommit(True)
+        cur = await conn.execute(
+            "SELECT host(inet_server_addr()) || ':' || inet_server_port(), "
+            "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), "
+            "(SELECT system_identifier FROM pg_control_system())::text")
+        server, timeline, sysid = await cur.fetchone()
+        conn.info_firebreak = {"server": server, "timeline": int(timeline, 16), "system_id": sysid}
+        await conn.set_autocommit(False)
+        conn.sync_cancelled = []
+        conn.add_notice_handler(lambda diag, c=conn: self._notice(c, diag))
+
+    @staticmethod
+    def _notice(conn: Any, diag: Any) -> None:
+        text = (diag.message_primary or "") + " " + (diag.message_detail or "")
+        if any(m in text for m in SYNC_CANCEL_MARKERS):
+            conn.sync_cancelled.append(text)
+
+    async def open(self) -> None:
+        await self.primary.open(wait=False)
+        await self.local.open(wait=False)
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.local.close()
+
+    async def submit(self, report: ReportIn, key: str | None) -> tuple[dict, bool, dict]:
+        """Store a report; returns (row, replayed, identity of the primary that acknowledged it)."""
+        try:
+            async with self.primary.connection() as conn:
+                conn.sync_cancelled.clear()
+                async with conn.transaction():
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute(
+                        "INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, "
+                        "window_end, claimed_amount, description, contact, language, site) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (idempotency_key) DO NOTHING "
+                        "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
+                        "claimed_amount, status, site, created_at",
+                        (new_receipt(), key, report.reporter_kind, report.service, report.window_start,
+                         report.window_end, report.claimed_amount, report.description, report.contact,
+                         report.language, self.settings.site))
+                    row = await cur.fetchone()
+                    replayed = row is None
+                    if replayed:
+                        await cur.execute(
+                            "SELECT id, receipt, reporter_kind, service, window_start, window_end, "
+                            "claimed_amount, status, site, created_at, txid_current() AS _xid "
+                            "FROM reports WHERE idempotency_key = %s", (key,))
+                        row = await cur.fetchone()
+                        row.pop("_xid", None)
+                if conn.sync_cancelled:
+                    raise OutcomeUnknown("commit not confirmed by the synchronous standby")
+                return row, replayed, conn.info_firebreak
+        except (psycopg.Error, PoolTimeout) as e:
+            raise OutcomeUnknown(str(e).strip().splitlines()[0] if str(e).strip() else "connection lost") from e
+
+    async def get(self, report_id: int) -> dict | None:
+        query = ("SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, "
+                 "status, site, created_at FROM reports WHERE id = %s")
+        # The site's own server first (any role): reads keep working while the primary moves.
+        for pool in (self.local, self.primary):
+            try:
+                async with pool.connection() as conn:
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute(query, (report_id,))
+                    row = await cur.fetchone()
+                    if row is not None:
+                        return row
+            except (psycopg.Error, PoolTimeout, OSError, asyncio.TimeoutError):
+                continue
+        return None
+
+    async def can_write(self) -> bool:
+        now = time.monotonic()
+        if now - self._ready_at < 0.5:
+            return self._ready
+        try:
+            async with self.primary.connection(timeout=2) as conn:
+                cur = await conn.execute("SELECT NOT pg_is_in_recovery()")
+                self._ready = bool((await cur.fetchone())[0])
+        except Exception:  # noqa: BLE001 - any failure means "cannot write now"
+            self._ready = False
+        self._ready_at = now
+        return self._ready
+
+
+def create_app(settings: Settings) -> FastAPI:
+    store = Store(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await store.open()
+        yield
+        await store.close()
+
+    app = FastAPI(title="Firebreak claims", version="1", lifespan=lifespan,
+                  description="Damage reports after a site outage: intake, status, review.")
+    app.state.store = store
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "reason": e["msg"]}
+                  for e in exc.errors()]
+        return JSONResponse({"error": "invalid report", "errors": errors}, status_code=422)
+
+    @app.post("/api/reports", status_code=201, response_model=ReportOut)
+    async def submit(report: ReportIn,
+                     idempotency_key: str | None = Header(default=None, max_length=200)) -> JSONResponse:
+        try:
+            row, replayed, who = await store.submit(report, idempotency_key)
+        except OutcomeUnknown as e:
+            return JSONResponse({"error": "database unavailable; the report may or may not be stored",
+                                 "outcome": "unknown", "detail": str(e),
+                                 "retry": "send the same request again with the same Idempotency-Key"},
+                                status_code=503, headers={"Retry-After": "1", "X-Firebreak-Site": settings.site})
+        headers = {"X-Firebreak-Site": settings.site, "X-Firebreak-Primary": who["server"],
+                   "X-Firebreak-Timeline": str(who["timeline"]), "X-Firebreak-System-Id": who["system_id"]}
+        if replayed:
+            headers["Idempotent-Replay"] = "true"
+        return JSONResponse(ReportOut(**row).model_dump(mode="json"), status_code=201, headers=headers)
+
+    @app.get("/api/reports/{report_id}", response_model=ReportOut)
+    async def get_report(report_id: int) -> JSONResponse:
+        row = await store.get(report_id)
+        if row is None:
+            return JSONResponse({"error": f"no report {report_id}"}, status_code=404)
+        return JSONResponse(ReportOut(**row).model_dump(mode="json"), headers={"X-Firebreak-Site": settings.site})
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "alive", "site": settings.site}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ok = await store.can_write()
+        return JSONResponse({"ready": ok, "site": settings.site}, status_code=200 if ok else 503)
+
+    return app

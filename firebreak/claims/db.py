@@ -1,0 +1,59 @@
+"""The claims schema and its migrations: applied once, under an advisory lock, by `lab up`."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+    CREATE TABLE reports (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        receipt text NOT NULL UNIQUE,
+        idempotency_key text UNIQUE,
+        reporter_kind text NOT NULL,
+        service text NOT NULL,
+        window_start timestamptz NOT NULL,
+        window_end timestamptz NOT NULL,
+        claimed_amount bigint NOT NULL CHECK (claimed_amount >= 0),
+        description text NOT NULL DEFAULT '',
+        contact text NOT NULL,
+        language text NOT NULL DEFAULT 'ko',
+        site text NOT NULL,
+        status text NOT NULL DEFAULT 'received',
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX reports_contact ON reports (contact, service);
+    """),
+]
+LOCK_ID = 0x46_42_4D_49  # "FBMI": one migrator at a time, whoever runs it
+
+
+def ensure_database(superuser_dsn: str, app_password: str, dbname: str = "claims", owner: str = "claims") -> None:
+    """Create the application role and database if missing (idempotent)."""
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(owner),
+                                                                          sql.Literal(app_password)))
+        else:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(owner), sql.Literal(app_password)))
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner)))
+
+
+def migrate(dsn: str) -> list[int]:
+    """Apply pending migrations; returns the versions applied. Safe to run concurrently."""
+    applied = []
+    with psycopg.connect(dsn) as conn:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, "
+                         "applied_at timestamptz NOT NULL DEFAULT now())")
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, ddl in MIGRATIONS:
+                if version in done:
+                    continue
+                conn.execute(ddl)
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied.append(version)
+    return applied

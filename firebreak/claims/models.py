@@ -1,0 +1,47 @@
+"""A damage report as the API accepts it. Validation errors name the field and the reason."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+REPORTER_KINDS = ("paid_user", "free_user", "taxi_driver", "channel_shop", "advertiser", "other_partner")
+ReporterKind = Literal["paid_user", "free_user", "taxi_driver", "channel_shop", "advertiser", "other_partner"]
+
+MAX_AMOUNT = 10_000_000_000  # won; anything above is a typo, not a claim
+
+
+class ReportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reporter_kind: ReporterKind
+    service: str = Field(min_length=1, max_length=64, description="the affected service, e.g. messenger")
+    window_start: datetime = Field(description="when the damage started (ISO 8601 with time zone)")
+    window_end: datetime = Field(description="when it ended")
+    claimed_amount: int = Field(ge=0, le=MAX_AMOUNT, description="claimed loss in won")
+    description: str = Field(default="", max_length=4000)
+    contact: str = Field(min_length=3, max_length=200, description="phone number or e-mail")
+    language: Literal["ko", "en"] = "ko"
+
+    @model_validator(mode="after")
+    def _window(self) -> "ReportIn":
+        if self.window_start.tzinfo is None or self.window_end.tzinfo is None:
+            raise ValueError("window_start and window_end need a time zone, e.g. 2022-10-15T15:19:00+09:00")
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
+
+
+class ReportOut(BaseModel):
+    id: int
+    receipt: str
+    reporter_kind: str
+    service: str
+    window_start: datetime
+    window_end: datetime
+    claimed_amount: int
+    status: str
+    site: str
+    created_at: datetime

@@ -1,0 +1,125 @@
+"""Configuration of each site's components, as pure functions of the layout.
+
+Patroni's timers are its most aggressive allowed ones (ttl 20 s is the floor it accepts, loop
+every second): Patroni alone is the baseline the control plane must beat, so it should be the
+best Patroni can do here, not a strawman.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
+                                  SiteLayout)
+
+PATRONI_TTL = 20
+PATRONI_LOOP_WAIT = 1
+PATRONI_RETRY_TIMEOUT = 6  # Patroni requires loop_wait + 2 * retry_timeout <= ttl
+
+
+@dataclass(frozen=True)
+class Secrets:
+    superuser: str
+    replication: str
+    app: str
+    cluster_token: str
+
+    def as_dict(self) -> dict:
+        return dict(superuser=self.superuser, replication=self.replication, app=self.app,
+                    cluster_token=self.cluster_token)
+
+
+def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> list[str]:
+    cluster = ",".join(f"{s.name}=http://{s.address}:{PORTS['etcd_peer']}" for s in layout.sites)
+    return [
+        binary, "--name", site.name, "--data-dir", str(site.dir / "etcd"),
+        "--listen-client-urls", site.url("etcd"), "--advertise-client-urls", site.url("etcd"),
+        "--listen-peer-urls", f"http://{site.address}:{PORTS['etcd_peer']}",
+        "--initial-advertise-peer-urls", f"http://{site.address}:{PORTS['etcd_peer']}",
+        "--initial-cluster", cluster, "--initial-cluster-state", "new",
+        "--initial-cluster-token", f"firebreak-{token}",
+        # A 100 ms heartbeat and 1 s election timeout suit links of a few ms between sites.
+        "--heartbeat-interval", "100", "--election-timeout", "1000",
+        "--log-level", "warn", "--logger", "zap",
+    ]
+
+
+def client_networks(layout: LabLayout) -> list[str]:
+    if layout.net == "netns":
+        base = NETNS_BRIDGE_ADDR.rsplit(".", 1)[0] + ".0"
+        return [f"{base}/{NETNS_PREFIX}"]
+    return ["127.0.0.0/8"]
+
+
+def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_dir: str) -> dict:
+    nets = client_networks(layout)
+    hba = ["local all all trust"]  # the socket directory is private to the lab's user
+    for net in nets:
+        hba += [f"host replication replicator {net} scram-sha-256", f"host all all {net} scram-sha-256"]
+    return {
+        "scope": SCOPE,
+        "namespace": "/service/",
+        "name": site.name,
+        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
+        "restapi": {"listen": f"{site.address}:{PORTS['patroni']}",
+                    "connect_address": f"{site.address}:{PORTS['patroni']}"},
+        "etcd3": {"hosts": [f"{s.address}:{PORTS['etcd']}" for s in layout.sites], "protocol": "http"},
+        "bootstrap": {
+            "dcs": {
+                "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
+                "maximum_lag_on_failover": 1048576,
+                # An acknowledged commit is on two sites: the primary and its synchronous standby.
+                "synchronous_mode": True,
+                "synchronous_node_count": 1,
+                "postgresql": {
+                    "use_pg_rewind": True,
+                    "use_slots": True,
+                    "parameters": {
+                        "wal_level": "replica", "hot_standby": "on", "max_wal_senders": 10,
+                        "max_replication_slots": 10, "wal_log_hints": "on", "synchronous_commit": "on",
+                        "max_connections": 200, "wal_keep_size": "256MB",
+                    },
+                },
+            },
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C"}, "data-checksums"],
+            "pg_hba": hba,
+        },
+        "postgresql": {
+            "listen": f"{site.address}:{site.pg_port}",
+            "connect_address": f"{site.address}:{site.pg_port}",
+            "data_dir": str(site.data_dir),
+            "bin_dir": bin_dir,
+            "pgpass": str(site.dir / "pgpass"),
+            "use_unix_socket": True,
+            "authentication": {
+                "superuser": {"username": "postgres", "password": secrets.superuser},
+                "replication": {"username": "replicator", "password": secrets.replication},
+            },
+            "parameters": {
+                "unix_socket_directories": str(site.socket_dir),
+                "logging_collector": "on",
+                "log_directory": str(site.dir / "log" / "postgres"),
+                "log_filename": "postgresql.log",
+                "log_min_messages": "warning",
+                "shared_buffers": "128MB",
+            },
+            "pg_hba": hba,
+        },
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+    }
+
+
+def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, str]:
+    """The reference service's settings, passed in the environment so passwords stay out of argv."""
+    return {
+        "FIREBREAK_SITE_NAME": site.name,
+        "FIREBREAK_DSN": layout.dsn("claims", secrets.app),
+        "FIREBREAK_LOCAL_DSN": layout.dsn("claims", secrets.app, read_write=False, sites=[site.name]),
+    }
+
+
+def superuser_dsn(layout: LabLayout, secrets: Secrets, dbname: str = "postgres") -> str:
+    return layout.dsn("postgres", secrets.superuser, dbname=dbname)
+
+
+__all__ = ["DATABASE", "Secrets", "app_env", "etcd_argv", "patroni_config", "superuser_dsn"]

@@ -1,0 +1,103 @@
+"""Where everything of the lab lives: addresses, ports, paths. Pure data, computed from the
+topology's sites, the network mode and the lab's home directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+# One address per site, same ports everywhere: a site is a network place, as in real life.
+# Ports are off the well-known ones so a system PostgreSQL or etcd on this host never collides.
+PORTS = {"etcd": 12379, "etcd_peer": 12380, "patroni": 18008, "postgres": 15432, "app": 18080,
+         "console": 18090, "door": 18000}
+LOOPBACK_NET = "127.0.{n}.1"       # site i -> 127.0.(11+i).1
+NETNS_NET = "10.77.0.{n}"          # site i -> 10.77.0.(11+i); the bridge is 10.77.0.1
+NETNS_BRIDGE = "fb-br0"
+NETNS_BRIDGE_ADDR = "10.77.0.1"
+NETNS_PREFIX = 24
+SCOPE = "firebreak"                # Patroni cluster name: its keys live under /service/firebreak/
+DATABASE = "claims"
+COMPONENTS = ("etcd", "patroni", "app")
+
+
+@dataclass(frozen=True)
+class SiteLayout:
+    name: str
+    index: int
+    address: str
+    dir: Path
+    netns: str | None  # the site's network namespace, or None in loopback mode
+
+    def url(self, component: str) -> str:
+        return f"http://{self.address}:{PORTS[component]}"
+
+    @property
+    def pg_port(self) -> int:
+        return PORTS["postgres"]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "pgdata"
+
+    @property
+    def socket_dir(self) -> Path:
+        # A separate socket directory per site: two PostgreSQL instances on one host would
+        # otherwise fight over /tmp/.s.PGSQL.<port>.
+        return self.dir / "run"
+
+    def log(self, component: str) -> Path:
+        return self.dir / "log" / f"{component}.log"
+
+
+@dataclass(frozen=True)
+class LabLayout:
+    home: Path
+    net: str  # "loopback" | "netns"
+    sites: tuple[SiteLayout, ...]
+    lab_id: str
+
+    def site(self, name: str) -> SiteLayout:
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.sites]
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        return [s.url("etcd") for s in self.sites]
+
+    def dsn(self, user: str, password: str, *, read_write: bool = True, sites: list[str] | None = None,
+            dbname: str = DATABASE, connect_timeout: int = 2) -> str:
+        """A libpq multi-host URL; with read_write, libpq finds the current primary itself."""
+        chosen = [s for s in self.sites if sites is None or s.name in sites]
+        hosts = ",".join(f"{s.address}:{s.pg_port}" for s in chosen)
+        params = {
+            "connect_timeout": str(connect_timeout),
+            # A peer that lost power answers nothing; without these a client waits for TCP to
+            # give up (minutes). tcp_user_timeout bounds unacknowledged sends, keepalives idle reads.
+            "keepalives": "1", "keepalives_idle": "2", "keepalives_interval": "1", "keepalives_count": "2",
+            "tcp_user_timeout": "3000",
+        }
+        if read_write:
+            params["target_session_attrs"] = "read-write"
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{hosts}/{dbname}?{query}"
+
+
+def site_address(net: str, index: int) -> str:
+    n = 11 + index
+    return (LOOPBACK_NET if net == "loopback" else NETNS_NET).format(n=n)
+
+
+def make_layout(home: Path, net: str, sites: list[str], lab_id: str) -> LabLayout:
+    return LabLayout(
+        home=home, net=net, lab_id=lab_id,
+        sites=tuple(SiteLayout(name=s, index=i, address=site_address(net, i), dir=home / "sites" / s,
+                               netns=f"fb-{s}" if net == "netns" else None)
+                    for i, s in enumerate(sites)),
+    )

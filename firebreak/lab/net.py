@@ -1,0 +1,122 @@
+"""The lab's network places: loopback addresses, or one network namespace per site.
+
+Only ever touches the namespaces, links and nftables tables that the lab itself created, all
+named with the `fb-` / `firebreak_` prefix and recorded in the lab's state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from firebreak.errors import LabError
+from firebreak.lab.layout import NETNS_BRIDGE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, LabLayout, SiteLayout
+
+NFT_TABLE = "firebreak_lab"
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def have_nft() -> bool:
+    return is_root() and shutil.which("nft") is not None
+
+
+def resolve_mode(requested: str) -> str:
+    if requested == "auto":
+        return "netns" if is_root() and shutil.which("ip") else "loopback"
+    if requested == "netns" and not is_root():
+        raise LabError("--net netns needs root (network namespaces); use --net loopback as a normal user")
+    return requested
+
+
+def _run(*argv: str, netns: str | None = None, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    if netns:
+        argv = ("ip", "netns", "exec", netns) + argv
+    r = subprocess.run(argv, capture_output=True, text=True, input=input)
+    if check and r.returncode != 0:
+        raise LabError(f"network setup failed: {' '.join(argv)}: {r.stderr.strip() or r.stdout.strip()}")
+    return r
+
+
+def host_link(site: SiteLayout) -> str:
+    return f"fb-v{site.index}"
+
+
+def existing_netns() -> set[str]:
+    r = _run("ip", "netns", "list", check=False)
+    return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+
+
+def setup(layout: LabLayout) -> None:
+    if layout.net != "netns":
+        return
+    taken = existing_netns() & {s.netns for s in layout.sites}
+    if taken:
+        raise LabError(f"network namespaces {', '.join(sorted(taken))} already exist; another lab is running "
+                       "(`firebreak lab down` it) or they were left behind (`ip netns del NAME`)")
+    _run("ip", "link", "add", NETNS_BRIDGE, "type", "bridge")
+    _run("ip", "addr", "add", f"{NETNS_BRIDGE_ADDR}/{NETNS_PREFIX}", "dev", NETNS_BRIDGE)
+    _run("ip", "link", "set", NETNS_BRIDGE, "up")
+    for s in layout.sites:
+        peer = f"fb-p{s.index}"
+        _run("ip", "netns", "add", s.netns)
+        _run("ip", "link", "set", "lo", "up", netns=s.netns)
+        _run("ip", "link", "add", host_link(s), "type", "veth", "peer", "name", peer)
+        _run("ip", "link", "set", peer, "netns", s.netns)
+        _run("ip", "addr", "add", f"{s.address}/{NETNS_PREFIX}", "dev", peer, netns=s.netns)
+        _run("ip", "link", "set", peer, "up", netns=s.netns)
+        _run("ip", "link", "set", host_link(s), "master", NETNS_BRIDGE)
+        _run("ip", "link", "set", host_link(s), "up")
+
+
+def teardown(layout: LabLayout) -> None:
+    """Remove what setup created; tolerant of half-built or already-removed pieces."""
+    if layout.net == "netns":
+        present = existing_netns()
+        for s in layout.sites:
+            if s.netns in present:
+                _run("ip", "netns", "del", s.netns, check=False)
+            _run("ip", "link", "del", host_link(s), check=False)
+        _run("ip", "link", "del", NETNS_BRIDGE, check=False)
+    if have_nft():
+        _run("nft", "delete", "table", "inet", NFT_TABLE, check=False)
+
+
+def silence(layout: LabLayout, site: SiteLayout) -> str:
+    """Make a site's address drop every packet, as a building without power does.
+
+    Returns how: "link-down" (netns), "nftables-drop" (loopback as root), or "none" when
+    neither is possible, in which case peers see refused connections, which is kinder (and
+    faster to detect) than a real power cut; drills report which one they measured.
+    """
+    if layout.net == "netns":
+        _run("ip", "link", "set", host_link(site), "down")
+        return "link-down"
+    if have_nft():
+        _run("nft", "add", "table", "inet", NFT_TABLE)
+        _run("nft", "add", "chain", "inet", NFT_TABLE, "output", "{ type filter hook output priority 0 ; }")
+        _run("nft", "add", "rule", "inet", NFT_TABLE, "output", "ip", "daddr", site.address, "drop",
+             "comment", f'"power:{site.name}"')
+        _run("nft", "add", "rule", "inet", NFT_TABLE, "output", "ip", "saddr", site.address, "drop",
+             "comment", f'"power:{site.name}"')
+        return "nftables-drop"
+    return "none"
+
+
+def restore(layout: LabLayout, site: SiteLayout) -> None:
+    if layout.net == "netns":
+        _run("ip", "link", "set", host_link(site), "up")
+        return
+    if have_nft():
+        _delete_rules(f"power:{site.name}")
+
+
+def _delete_rules(comment: str) -> None:
+    r = _run("nft", "-a", "list", "chain", "inet", NFT_TABLE, "output", check=False)
+    for line in r.stdout.splitlines():
+        if f'comment "{comment}"' in line and "# handle " in line:
+            handle = line.rsplit("# handle ", 1)[1].strip()
+            _run("nft", "delete", "rule", "inet", NFT_TABLE, "output", "handle", handle, check=False)

@@ -1,0 +1,129 @@
+"""Starting and stopping the lab's processes: only ours, always by PID.
+
+Every process the lab starts carries FIREBREAK_LAB=<lab id> and FIREBREAK_SITE=<site> in its
+environment, and so do its descendants (PostgreSQL's postmaster detaches from Patroni with
+setsid, so ancestry alone cannot find it). A PID is acted on only after checking that marker
+or the start time recorded when we launched it, so a recycled PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+ENV_LAB = "FIREBREAK_LAB"
+ENV_SITE = "FIREBREAK_SITE"
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    start: int  # /proc/<pid>/stat starttime, to tell our process from a recycled PID
+    site: str
+    component: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):  # a zombie is dead for our purposes
+        return None
+    return int(fields[19])
+
+
+def alive(proc: Proc) -> bool:
+    return start_time(proc.pid) == proc.start
+
+
+def spawn(argv: list[str], *, site: str, component: str, lab_id: str, log: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None, netns: str | None = None, user: tuple[int, int] | None = None) -> Proc:
+    """Start a daemon in its own session, its output appended to log."""
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups", "--"] + argv
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns] + argv
+    full_env = dict(os.environ if env is None else env)
+    full_env[ENV_LAB] = lab_id
+    full_env[ENV_SITE] = site
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab", buffering=0) as out:
+        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {component}: {' '.join(argv)}\n".encode())
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             cwd=cwd, env=full_env, start_new_session=True, close_fds=True)
+    st = start_time(p.pid)
+    return Proc(pid=p.pid, start=st if st is not None else -1, site=site, component=component)
+
+
+def marked(lab_id: str, site: str | None = None) -> list[int]:
+    """PIDs whose environment carries this lab's marker (and site's, if given)."""
+    want = f"{ENV_LAB}={lab_id}".encode()
+    want_site = f"{ENV_SITE}={site}".encode() if site else None
+    me = os.getpid()
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            env = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if want in env and (want_site is None or want_site in env):
+            if start_time(int(entry.name)) is not None:
+                out.append(int(entry.name))
+    return out
+
+
+def power_cut(pids: Iterable[int]) -> int:
+    """Kill at once: freeze every process first so none of them sends another byte, then kill."""
+    pids = list(pids)
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    return len(pids)
+
+
+def terminate(pids: Iterable[int], timeout: float = 10.0, still: Callable[[], list[int]] | None = None) -> None:
+    """SIGTERM, wait up to timeout, then SIGKILL whatever is left."""
+    pids = list(pids)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in (still() if still else pids) if start_time(p) is not None]
+        if not left:
+            return
+        time.sleep(0.1)
+    power_cut([p for p in (still() if still else pids) if start_time(p) is not None])
+
+
+def wait_port(host: str, port: int, timeout: float, netns: str | None = None,
+              check: Callable[[], bool] | None = None) -> bool:
+    """Wait until host:port accepts TCP connections (or check() fails: the process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check is not None and not check():
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False

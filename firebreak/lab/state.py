@@ -1,0 +1,91 @@
+"""The lab's state on disk: what was started where, so that any later command (or a crash)
+can find, check and stop exactly those processes."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from firebreak.lab.config import Secrets
+from firebreak.lab.layout import LabLayout, make_layout
+from firebreak.lab.procs import Proc
+
+STATE_FILE = "state.json"
+SECRETS_FILE = "secrets.json"
+
+
+def lab_home() -> Path:
+    return Path(os.environ.get("FIREBREAK_HOME") or Path.cwd() / ".firebreak" / "lab").absolute()
+
+
+@dataclass
+class SiteState:
+    power: str = "up"         # up | off
+    silenced: str = "none"    # how the last power cut silenced the site's address
+    procs: list[Proc] = field(default_factory=list)
+
+
+@dataclass
+class LabState:
+    lab_id: str
+    net: str
+    topology: str
+    site_names: list[str]
+    home: Path
+    user: tuple[int, int] | None = None
+    agents: bool = True
+    sites: dict[str, SiteState] = field(default_factory=dict)
+    phase: str = "starting"   # starting | up | stopping
+
+    @property
+    def layout(self) -> LabLayout:
+        return make_layout(self.home, self.net, self.site_names, self.lab_id)
+
+    def to_json(self) -> dict:
+        return {
+            "lab_id": self.lab_id, "net": self.net, "topology": self.topology, "sites_order": self.site_names,
+            "home": str(self.home), "user": list(self.user) if self.user else None, "agents": self.agents,
+            "phase": self.phase,
+            "sites": {n: {"power": s.power, "silenced": s.silenced, "procs": [p.as_dict() for p in s.procs]}
+                      for n, s in self.sites.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "LabState":
+        return cls(lab_id=d["lab_id"], net=d["net"], topology=d["topology"], site_names=d["sites_order"],
+                   home=Path(d["home"]), user=tuple(d["user"]) if d.get("user") else None,
+                   agents=d.get("agents", True), phase=d.get("phase", "up"),
+                   sites={n: SiteState(power=s["power"], silenced=s.get("silenced", "none"),
+                                       procs=[Proc(**p) for p in s["procs"]]) for n, s in d["sites"].items()})
+
+
+def save(state: LabState) -> None:
+    state.home.mkdir(parents=True, exist_ok=True)
+    tmp = state.home / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state.to_json(), indent=2))
+    tmp.replace(state.home / STATE_FILE)
+
+
+def load(home: Path | None = None) -> LabState | None:
+    home = home or lab_home()
+    try:
+        return LabState.from_json(json.loads((home / STATE_FILE).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def clear(home: Path) -> None:
+    (home / STATE_FILE).unlink(missing_ok=True)
+
+
+def save_secrets(home: Path, secrets: Secrets) -> None:
+    path = home / SECRETS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(secrets.as_dict(), fh)
+
+
+def load_secrets(home: Path) -> Secrets:
+    return Secrets(**json.loads((home / SECRETS_FILE).read_text()))
