@@ -176,6 +176,16 @@ def lab_logs(site: str = typer.Argument(...), component: Optional[str] = typer.A
 
 
 @app.command()
+def agent(config: Path = typer.Option(..., "--config", help="Agent configuration (YAML).")) -> None:
+    """Run this site's agent: probes, failure detection by agreement, failover, console."""
+    from firebreak.control.config import load_agent_config
+    from firebreak.control.run import main as run_agent
+
+    load_agent_config(config)  # bad config: clear errors and exit 2 before anything starts
+    run_agent(str(config))
+
+
+@app.command()
 def demo() -> None:
     """The whole story for a newcomer: what a site loss does, on a bad and a good topology."""
     from firebreak.demo import run_demo

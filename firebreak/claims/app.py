@@ -26,6 +26,7 @@ import psycopg
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -50,6 +51,46 @@ class Settings:
                    pool_size=int(os.environ.get("FIREBREAK_POOL_SIZE", "16")))
 
 
+class RacingConnection(psycopg.AsyncConnection):
+    """Connects to every host of a multi-host DSN at once and keeps the first that qualifies.
+
+    libpq tries hosts one after another, and a host that lost power answers nothing, so each
+    new connection would first wait connect_timeout (at least 2 s) on the dead site. Racing
+    the hosts makes a dead site cost nothing; target_session_attrs still decides who qualifies.
+    """
+
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> "RacingConnection":  # type: ignore[override]
+        params = conninfo_to_dict(conninfo, **kwargs)
+        hosts = str(params.get("host", "")).split(",")
+        ports = str(params.get("port", "")).split(",")
+        if len(hosts) < 2:
+            return await super().connect(conninfo, **kwargs)
+        if len(ports) == 1:
+            ports = ports * len(hosts)
+        base = super()
+
+        async def one(host: str, port: str) -> psycopg.AsyncConnection:
+            return await base.connect(make_conninfo(**{**params, "host": host, "port": port}))
+
+        tasks = [asyncio.create_task(one(h, p)) for h, p in zip(hosts, ports)]
+        winner, errors = None, []
+        for fut in asyncio.as_completed(tasks):
+            try:
+                winner = await fut
+                break
+            except psycopg.Error as e:
+                errors.append(e)
+        for t in tasks:
+            t.cancel()
+        for t, r in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True)):
+            if isinstance(r, psycopg.AsyncConnection) and r is not winner:
+                await r.close()
+        if winner is None:
+            raise psycopg.OperationalError("no server qualified: " + "; ".join(str(e).strip() for e in errors))
+        return winner  # type: ignore[return-value]
+
+
 class OutcomeUnknown(Exception):
     """The database may or may not have kept the write; the client must retry with its key."""
 
@@ -62,6 +103,7 @@ class Store:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.primary = AsyncConnectionPool(settings.dsn, min_size=2, max_size=settings.pool_size, open=False,
+                                           connection_class=RacingConnection,
                                            timeout=5, configure=self._configure_primary, name="primary",
                                            kwargs={"application_name": f"claims-{settings.site}"})
         self.local = AsyncConnectionPool(settings.local_dsn, min_size=1, max_size=4, open=False, timeout=3,

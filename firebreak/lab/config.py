@@ -23,10 +23,11 @@ class Secrets:
     replication: str
     app: str
     cluster_token: str
+    ops_token: str = ""
 
     def as_dict(self) -> dict:
         return dict(superuser=self.superuser, replication=self.replication, app=self.app,
-                    cluster_token=self.cluster_token)
+                    cluster_token=self.cluster_token, ops_token=self.ops_token)
 
 
 def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> list[str]:
@@ -63,7 +64,11 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
         "restapi": {"listen": f"{site.address}:{PORTS['patroni']}",
                     "connect_address": f"{site.address}:{PORTS['patroni']}"},
-        "etcd3": {"hosts": [f"{s.address}:{PORTS['etcd']}" for s in layout.sites], "protocol": "http"},
+        # This site's etcd member first, and keep that order (use_proxies): Patroni otherwise
+        # picks a member at random, and a standby talking to a dead site's member loses
+        # retry_timeout/3 before it even notices the leader is gone.
+        "etcd3": {"hosts": [f"{s.address}:{PORTS['etcd']}" for s in _own_first(layout, site)], "protocol": "http",
+                  "use_proxies": True},
         "bootstrap": {
             "dcs": {
                 "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
@@ -106,6 +111,23 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
             "pg_hba": hba,
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+    }
+
+
+def _own_first(layout: LabLayout, site: SiteLayout) -> list[SiteLayout]:
+    return [site] + [s for s in layout.sites if s is not site]
+
+
+def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
+    import hashlib
+    return {
+        "site": site.name,
+        "listen": f"{site.address}:{PORTS['console']}",
+        "etcd": [s.url("etcd") for s in _own_first(layout, site)],
+        "patroni_namespace": f"/service/{SCOPE}",
+        "ops_token_sha256": hashlib.sha256(secrets.ops_token.encode()).hexdigest(),
+        "sites": {s.name: {"etcd": s.url("etcd"), "patroni": s.url("patroni"), "app": s.url("app"),
+                           "agent": s.url("console")} for s in layout.sites},
     }
 
 

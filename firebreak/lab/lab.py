@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets as pysecrets
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ import yaml
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.inputs import suggest
 from firebreak.lab import net, procs, runtime
-from firebreak.lab.config import Secrets, app_env, etcd_argv, patroni_config, superuser_dsn
+from firebreak.lab.config import Secrets, agent_config, app_env, etcd_argv, patroni_config, superuser_dsn
 from firebreak.lab.layout import PORTS, LabLayout, SiteLayout, make_layout
 from firebreak.lab.state import LabState, SiteState, clear, lab_home, load, load_secrets, save, save_secrets
 from firebreak.topology import load_topology
@@ -65,7 +66,7 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
     if (home / "sites").exists():
         shutil.rmtree(home / "sites")
     secrets = Secrets(superuser=pysecrets.token_urlsafe(18), replication=pysecrets.token_urlsafe(18),
-                      app=pysecrets.token_urlsafe(18), cluster_token=lab_id)
+                      app=pysecrets.token_urlsafe(18), cluster_token=lab_id, ops_token=pysecrets.token_urlsafe(24))
     save_secrets(home, secrets)
     state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
                      user=user, agents=agents, sites={s: SiteState() for s in topo.sites})
@@ -94,6 +95,12 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         for site in layout.sites:
             _wait_component(state, layout, site, "app", lambda s=site: _http_ok(s.url("app") + "/readyz"))
         progress("reference service: ready in every site")
+        if agents:
+            for site in layout.sites:
+                _start(state, layout, site, "agent", secrets)
+            for site in layout.sites:
+                _wait_component(state, layout, site, "agent", lambda s=site: _http_ok(s.url("console") + "/healthz"))
+            progress("site agents: running in every site")
         state.phase = "up"
         save(state)
         return state
@@ -114,6 +121,7 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
         cfg = site.dir / "patroni.yml"
         cfg.write_text(yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir()), sort_keys=False))
         os.chmod(cfg, 0o600)
+        (site.dir / "agent.yml").write_text(yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
         os.chmod(site.dir / "run", 0o700)
         os.chmod(site.dir / "etcd", 0o700)
         runtime.chown_tree(site.dir, user)
@@ -128,8 +136,9 @@ def _argv(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets)
         return [runtime.venv_bin("patroni"), str(site.dir / "patroni.yml")], env
     if component == "app":
         env.update(app_env(layout, site, secrets))
-        import sys
         return [sys.executable, "-m", "firebreak.claims.serve", "--bind", f"{site.address}:{PORTS['app']}"], env
+    if component == "agent":
+        return [runtime.venv_bin("firebreak"), "agent", "--config", str(site.dir / "agent.yml")], env
     raise ValueError(component)
 
 
@@ -325,7 +334,7 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     state.sites[site_name].power = "up"
     state.sites[site_name].silenced = "none"
     # Whatever a kill left half-written (postmaster.pid, etcd's wal) is the site's own to recover.
-    for component in ("etcd", "patroni", "app"):
+    for component in ("etcd", "patroni", "app") + (("agent",) if state.agents else ()):
         _start(state, layout, site, component, secrets)
     if wait:
         _wait_component(state, layout, site, "etcd", lambda: _http_ok(site.url("etcd") + "/health"))
@@ -359,6 +368,7 @@ def status(home: Path | None = None) -> dict:
             "patroni": site.url("patroni"),
             "postgres": {"host": site.address, "port": site.pg_port, "role": role},
             "app": site.url("app"),
+            "console": site.url("console") if state.agents else None,
             "processes": {p.component: {"pid": p.pid, "alive": procs.alive(p)} for p in st.procs},
             "silenced": st.silenced if st.power == "off" else None,
         }

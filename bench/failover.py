@@ -1,0 +1,158 @@
+"""Power cuts of the primary's site: Firebreak vs Patroni alone, interleaved in one run.
+
+Brings up a lab with agents. Each round cuts the primary's site under load from concurrent
+writers (through every site's door, retrying with the same idempotency key) and readers in the
+surviving sites, measures write unavailability (fault -> first acknowledged write sent after
+it), read failures and acknowledged writes lost, then powers the site back on and waits for it
+to rejoin. "Patroni alone" rounds freeze the agents' automation, so both modes run on the same
+lab, the same machine, minutes apart.
+
+Run: .venv/bin/python bench/failover.py --rounds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from firebreak.drill import checks  # noqa: E402
+from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
+from firebreak.drill.workload import History, Reader, Writer, seed_report  # noqa: E402
+from firebreak.lab import lab  # noqa: E402
+from firebreak.lab.state import lab_home, load_secrets  # noqa: E402
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.3)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def healthy(st: dict) -> bool:
+    roles = [s["postgres"]["role"] for s in st["sites"].values()]
+    return (all(s["state"] == "up" for s in st["sites"].values()) and roles.count("primary") == 1
+            and "sync_standby" in roles and "down" not in roles)
+
+
+def set_frozen(st: dict, frozen: bool, token: str) -> None:
+    for name, s in st["sites"].items():
+        if name == st["primary"] or not s.get("console"):
+            continue
+        r = httpx.post(s["console"] + ("/api/freeze" if frozen else "/api/unfreeze"),
+                       headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        r.raise_for_status()
+        return
+    raise RuntimeError("no console to set freeze on")
+
+
+def one_round(mode: str, clients: int, token: str) -> dict:
+    st = wait_for(lambda: (lambda s: s if healthy(s) else None)(lab.status()), 90, "a healthy lab")
+    set_frozen(st, mode == "patroni", token)
+    victim = st["primary"]
+    survivors = [n for n in st["sites"] if n != victim]
+    doors = {n: s["app"] for n, s in st["sites"].items()}
+    report_id = seed_report(doors[survivors[0]])
+    history, stop = History(), threading.Event()
+    threads = [Writer(doors, history, stop, seed=i) for i in range(clients)]
+    threads += [Reader(n, doors[n], report_id, history, stop) for n in survivors]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    lab.power_off(victim)
+    cut = time.monotonic()
+    try:
+        wait_for(lambda: checks.write_rto(history.ops, cut) is not None, 90, "writes to resume")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    ops = list(history.ops)
+    rto = checks.write_rto(ops, cut)
+    with psycopg.connect(lab.status()["postgres_dsn"]) as conn:
+        stored = checks.stored_counts(r[0] for r in conn.execute(
+            "SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL"))
+    lost = checks.lost_writes(ops, set(stored))
+    result = {
+        "mode": mode, "victim": victim, "rto_s": round(rto, 3),
+        "max_write_gap_s": round(checks.max_write_gap(ops, cut - 1.0, max(o.complete for o in ops)), 3),
+        "acked": len(checks.acked(ops)), "lost": len(lost), "duplicates": len(checks.duplicates(stored)),
+        "read_failures": checks.read_failures(ops, survivors),
+        "split_brain": bool(checks.split_brain(ops)),
+        "silenced": lab.status()["sites"][victim]["silenced"],
+    }
+    lab.power_on(victim)
+    wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,
+             f"{victim} to rejoin")
+    return result
+
+
+def summary(values: list[float]) -> dict:
+    return {"n": len(values), "p50": round(statistics.median(values), 3), "p95": round(percentile(values, 95), 3),
+            "max": round(max(values), 3), "min": round(min(values), 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=20, help="power cuts per mode")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
+    ap.add_argument("--keep-lab", action="store_true", help="use a running lab and leave it up")
+    args = ap.parse_args()
+    if not args.keep_lab:
+        lab.down()
+        lab.up(agents=True, progress=lambda m: print("  lab:", m, flush=True))
+    token = load_secrets(lab_home()).ops_token
+    results = []
+    try:
+        for i in range(args.rounds):
+            for mode in (("firebreak", "patroni") if i % 2 == 0 else ("patroni", "firebreak")):
+                r = one_round(mode, args.clients, token)
+                results.append(r)
+                print(f"round {i + 1:>2} {mode:<9} cut {r['victim']:<8} write RTO {r['rto_s']:6.2f} s  "
+                      f"acked {r['acked']:>6}  lost {r['lost']}  read failures {sum(r['read_failures'].values())}"
+                      f"  split brain {r['split_brain']}", flush=True)
+    finally:
+        if not args.keep_lab:
+            lab.down()
+    by_mode = {m: [r for r in results if r["mode"] == m] for m in ("firebreak", "patroni")}
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"node": platform.node(), "cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "rounds": args.rounds, "clients": args.clients,
+        "summary": {m: {"write_rto_s": summary([r["rto_s"] for r in rs]),
+                        "lost": sum(r["lost"] for r in rs), "acked": sum(r["acked"] for r in rs),
+                        "read_failures": sum(sum(r["read_failures"].values()) for r in rs),
+                        "split_brain": any(r["split_brain"] for r in rs)} for m, rs in by_mode.items() if rs},
+        "results": results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "failover.json").write_text(json.dumps(report, indent=2))
+    (out / "failover.svg").write_text(distribution_svg(
+        {"Patroni alone": [r["rto_s"] for r in by_mode["patroni"]],
+         "Firebreak": [r["rto_s"] for r in by_mode["firebreak"]]},
+        f"Write unavailability after a power cut of the primary's site ({args.rounds} cuts each)"))
+    print(json.dumps(report["summary"], indent=2))
+    print(f"wrote {out / 'failover.json'} and {out / 'failover.svg'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The site agent: probes the other sites, publishes its view, and, when it holds the
+coordinator lease, turns agreed verdicts into failover actions. A thin asyncio shell around
+detector.verdicts() and failover.decide()."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import httpx
+
+from firebreak.control import detector, failover
+from firebreak.control.placement import coordination_move, etcd_leader_target
+from firebreak.control.config import AgentConfig
+from firebreak.control.etcd import Etcd, EtcdError
+
+log = logging.getLogger("firebreak.agent")
+
+PROBE_PATHS = {"etcd": "/version", "patroni": "/liveness", "app": "/healthz", "agent": "/healthz"}
+
+
+@dataclass
+class Incident:
+    site: str
+    start: float
+    end: float | None = None
+    kind: str = "site-down"
+    detail: str = ""
+    failover: str = ""
+
+
+@dataclass
+class AgentState:
+    last_ok: dict[str, float] = field(default_factory=dict)        # site -> last successful probe
+    components: dict[str, dict[str, bool]] = field(default_factory=dict)  # site -> component -> ok
+    views: dict[str, detector.View] = field(default_factory=dict)
+    verdicts: dict[str, detector.Verdict] = field(default_factory=dict)
+    coordinator: str | None = None
+    is_coordinator: bool = False
+    last_decision: str = ""
+    frozen: bool = False
+    failovers: int = 0
+    open_incidents: dict[str, Incident] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, clock=time.time):
+        self.cfg = cfg
+        self.clock = clock
+        self.state = AgentState()
+        self.etcd = Etcd(cfg.etcd, timeout=0.5)
+        self.http = httpx.AsyncClient(timeout=cfg.detector.probe_timeout)
+        self.others = [s for s in cfg.sites if s != cfg.site]
+        now = clock()
+        for s in cfg.sites:
+            self.state.last_ok[s] = now
+        self.key_views = f"{cfg.prefix}/views/"
+        self.key_coord = f"{cfg.prefix}/coordinator"
+        self.key_frozen = f"{cfg.prefix}/frozen"
+        self.key_ledger = f"{cfg.prefix}/ledger/"
+        self.key_audit = f"{cfg.prefix}/audit/"
+        self.metrics = None
+        self._placed_at = 0.0
+
+    # -- probing -----------------------------------------------------------------------------
+
+    async def _probe(self, site: str, component: str) -> bool:
+        url = getattr(self.cfg.sites[site], component) + PROBE_PATHS[component]
+        try:
+            await self.http.get(url)
+            return True  # any answer means the site has power and a network
+        except httpx.HTTPError:
+            return False
+
+    async def probe_loop(self) -> None:
+        interval = self.cfg.detector.probe_interval
+        while True:
+            started = self.clock()
+            jobs = {(s, c): self._probe(s, c) for s in self.others for c in PROBE_PATHS}
+            results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
+            now = self.clock()
+            for s in self.others:
+                comps = {c: results[(s, c)] for c in PROBE_PATHS}
+                self.state.components[s] = comps
+                if any(comps.values()):
+                    self.state.last_ok[s] = now
+                if self.metrics:
+                    for c, ok in comps.items():
+                        self.metrics.probe(s, c, ok)
+            self.state.last_ok[self.cfg.site] = now
+            await asyncio.sleep(max(0.0, interval - (self.clock() - started)))
+
+    def my_view(self) -> detector.View:
+        now = self.clock()
+        grace = self.cfg.detector.probe_interval + self.cfg.detector.probe_timeout
+        down = {}
+        for s in self.others:
+            gap = now - self.state.last_ok.get(s, now)
+            down[s] = round(gap, 3) if gap > grace else 0.0
+        return detector.View(self.cfg.site, now, down)
+
+    # -- publishing views and holding the coordinator lease -----------------------------------
+
+    async def publish_loop(self) -> None:
+        lease = 0
+        last_keepalive = 0.0
+        while True:
+            try:
+                if not lease:
+                    lease = await self.etcd.grant(self.cfg.detector.view_lease_ttl)
+                view = self.my_view()
+                await self.etcd.put(self.key_views + self.cfg.site, json.dumps(asdict(view)), lease=lease)
+                if self.clock() - last_keepalive > 1.0:
+                    if await self.etcd.keepalive(lease) <= 0:
+                        lease = 0
+                    last_keepalive = self.clock()
+            except EtcdError as e:
+                log.warning("publishing view failed: %s", e)
+                lease = 0
+            await asyncio.sleep(self.cfg.detector.probe_interval)
+
+    async def coordinator_loop(self) -> None:
+        lease = 0
+        while True:
+            try:
+                cluster = await self.read_cluster()
+                views = await self.read_views()
+                now = self.clock()
+                fresh_others = [o for o, v in views.items()
+                                if o != self.cfg.site and now - v.published <= self.cfg.detector.fresh]
+                holder = await self.etcd.get(self.key_coord)
+                primary_site = self.cfg.site_of_member.get(cluster.leader) if cluster.leader else None
+                move = coordination_move(self.cfg.site, holder.value if holder else None,
+                                         primary_site, bool(fresh_others))
+                if move == "campaign":
+                    lease = lease or await self.etcd.grant(self.cfg.detector.coordinator_lease_ttl)
+                    if await self.etcd.create(self.key_coord, self.cfg.site, lease=lease):
+                        log.info("became coordinator")
+                elif move == "resign" and lease:
+                    await self.etcd.revoke(lease)
+                    log.info("resigned as coordinator: this site hosts the primary, whose loss must not "
+                             "also take out the one who acts on it")
+                    lease = 0
+                holder = await self.etcd.get(self.key_coord)
+                self.state.coordinator = holder.value if holder else None
+                self.state.is_coordinator = bool(holder and lease and holder.lease == lease)
+                if self.state.is_coordinator and await self.etcd.keepalive(lease) <= 0:
+                    lease, self.state.is_coordinator = 0, False
+                await self.observe_and_act(views, cluster)
+            except EtcdError as e:
+                # Cut off from etcd's quorum: we may not be coordinator any more, so we act on nothing.
+                if self.state.is_coordinator:
+                    log.warning("etcd unavailable, standing down: %s", e)
+                self.state.is_coordinator = False
+                lease = 0
+            await asyncio.sleep(self.cfg.detector.probe_interval)
+
+    # -- observing and acting -----------------------------------------------------------------
+
+    async def read_views(self) -> dict[str, detector.View]:
+        views = {}
+        for kv in await self.etcd.get_prefix(self.key_views):
+            try:
+                d = kv.json()
+                views[d["observer"]] = detector.View(d["observer"], float(d["published"]), d["unreachable_for"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        views[self.cfg.site] = self.my_view()  # our own, fresher than what we published
+        return views
+
+    async def read_cluster(self) -> failover.ClusterState:
+        ns = self.cfg.patroni_namespace.rstrip("/")
+        kvs = {kv.key: kv for kv in await self.etcd.get_prefix(ns + "/")}
+        leader = kvs.get(ns + "/leader")
+        sync_raw = kvs.get(ns + "/sync")
+        sync_leader, standbys = None, ()
+        if sync_raw is not None:
+            try:
+                d = json.loads(sync_raw.value)
+                sync_leader = d.get("leader")
+                standbys = tuple(x for x in (d.get("sync_standby") or "").split(",") if x)
+            except ValueError:
+                pass
+        members = {}
+        for key, kv in kvs.items():
+            if key.startswith(ns + "/members/"):
+                name = key.rsplit("/", 1)[1]
+                try:
+                    d = json.loads(kv.value)
+                except ValueError:
+                    d = {}
+                members[name] = failover.Member(name=name, role=d.get("role", ""), state=d.get("state", ""),
+                                                api_url=d.get("api_url", ""), revision=kv.mod_revision,
+                                                lease=kv.lease, raw=kv.value)
+        return failover.ClusterState(leader=leader.value if leader else None,
+                                     leader_revision=leader.mod_revision if leader else 0,
+                                     sync_leader=sync_leader, sync_standbys=standbys, members=members)
+
+    async def observe_and_act(self, views: dict[str, detector.View], cluster: failover.ClusterState) -> None:
+        now = self.clock()
+        cfg = detector.DetectorConfig(window=self.cfg.detector.window, fresh=self.cfg.detector.fresh)
+        verdicts = detector.verdicts(self.cfg.sites, views, now, cfg)
+        self.state.views, self.state.verdicts = views, verdicts
+        if not self.state.is_coordinator:
+            return
+        self.state.frozen = await self.etcd.get(self.key_frozen) is not None
+        await self.track_incidents(verdicts, now)
+        decision = failover.decide(cluster, verdicts, self.cfg.site_of_member, frozen=self.state.frozen)
+        if not decision.failover and not self.state.frozen and now - self._placed_at > 2.0:
+            self._placed_at = now
+            await self.place_etcd_leader(cluster, verdicts)
+        if decision.reason != self.state.last_decision:
+            log.info("decision: %s", decision.reason)
+            self.state.last_decision = decision.reason
+        if decision.failover:
+            await self.execute(decision, cluster)
+
+    async def execute(self, decision: failover.Decision, cluster: failover.ClusterState) -> None:
+        ns = self.cfg.patroni_namespace.rstrip("/")
+        for action in decision.actions:
+            if isinstance(action, failover.FenceApi):
+                ok = await self.etcd.cas_put(f"{ns}/members/{action.member}", action.value, action.revision,
+                                             lease=action.lease)
+                log.info("pointed dead member %s's REST API at a refusing port: %s", action.member,
+                         "done" if ok else "it changed meanwhile, skipped")
+            elif isinstance(action, failover.DeleteLeader):
+                ok = await self.etcd.cas_delete(f"{ns}/leader", action.revision)
+                if ok:
+                    self.state.failovers += 1
+                    if self.metrics:
+                        self.metrics.failover()
+                    site = self.cfg.site_of_member.get(action.member, action.member)
+                    inc = self.state.open_incidents.get(site)
+                    if inc is not None:
+                        inc.failover = f"released leader key of {action.member} at {self.clock():.3f}"
+                        await self.save_incident(inc)
+                log.warning("released leader key of dead primary %s: %s", action.member,
+                            "done" if ok else "it changed meanwhile (Patroni acted first)")
+
+    async def place_etcd_leader(self, cluster: failover.ClusterState, verdicts: dict[str, detector.Verdict]) -> None:
+        try:
+            leader_id, members = await self.etcd.leader_and_members()
+        except EtcdError:
+            return
+        by_id = {m["ID"]: m for m in members}
+        leader_site = by_id.get(leader_id, {}).get("name")
+        primary_site = self.cfg.site_of_member.get(cluster.leader) if cluster.leader else None
+        sync_sites = [self.cfg.site_of_member.get(n, n) for n in cluster.sync_standbys]
+        alive = [s for s, v in verdicts.items() if not v.dead and not v.votes]
+        target = etcd_leader_target(leader_site, primary_site, sync_sites, alive)
+        if target is None:
+            return
+        target_member = next((m for m in members if m.get("name") == target), None)
+        if target_member is None:
+            return
+        try:
+            await self.etcd.move_leader(by_id[leader_id], target_member["ID"])
+            log.info("moved etcd leadership from %s to %s, away from the primary's site", leader_site, target)
+        except EtcdError as e:
+            log.warning("could not move etcd leadership to %s: %s", target, e)
+
+    async def track_incidents(self, verdicts: dict[str, detector.Verdict], now: float) -> None:
+        for site, v in verdicts.items():
+            inc = self.state.open_incidents.get(site)
+            if v.dead and inc is None:
+                inc = Incident(site=site, start=now - self.cfg.detector.window, detail=v.reason)
+                self.state.open_incidents[site] = inc
+                await self.save_incident(inc)
+            elif not v.dead and inc is not None and not v.votes:
+                inc.end = now
+                await self.save_incident(inc)
+                del self.state.open_incidents[site]
+
+    async def save_incident(self, inc: Incident) -> None:
+        # The ledger lives in etcd: replicated to every site, it survives the loss of any one.
+        key = f"{self.key_ledger}{inc.start:.3f}-{inc.site}"
+        await self.etcd.put(key, json.dumps({**asdict(inc), "recorded_by": self.cfg.site, "source": "agent"}))
+
+    async def close(self) -> None:
+        await self.etcd.close()
+        await self.http.aclose()

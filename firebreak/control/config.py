@@ -1,0 +1,61 @@
+"""The agent's configuration file. The agent knows nothing about the lab: the same file format
+describes three hosts in three real data centers (see docs/DEPLOY.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from firebreak.inputs import load_yaml_model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteEndpoints(_Strict):
+    etcd: str
+    patroni: str
+    app: str
+    agent: str
+    member: str | None = None  # Patroni member name in this site (default: the site's name)
+
+
+class DetectorSettings(_Strict):
+    probe_interval: float = Field(0.2, gt=0, le=5)
+    probe_timeout: float = Field(0.3, gt=0, le=5)
+    window: float = Field(1.0, gt=0, le=60)
+    fresh: float = Field(1.5, gt=0, le=60)
+    view_lease_ttl: int = Field(3, ge=2, le=60)
+    coordinator_lease_ttl: int = Field(3, ge=2, le=60)
+
+
+class AgentConfig(_Strict):
+    site: str
+    listen: str = Field(description="ADDR:PORT for the console and API")
+    sites: dict[str, SiteEndpoints]
+    etcd: list[str] = Field(min_length=1, description="etcd client URLs, this site's first")
+    patroni_namespace: str = "/service/firebreak"
+    prefix: str = "/firebreak"
+    ops_token_sha256: str = Field(min_length=64, max_length=64, description="sha256 of the operators' token")
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+
+    @model_validator(mode="after")
+    def _known_site(self) -> "AgentConfig":
+        if self.site not in self.sites:
+            raise ValueError(f"site '{self.site}' is not among sites ({', '.join(self.sites)})")
+        if len(self.sites) < 3:
+            raise ValueError("at least 3 sites are needed to tell a dead site from a cut link")
+        return self
+
+    def member_of(self, site: str) -> str:
+        return self.sites[site].member or site
+
+    @property
+    def site_of_member(self) -> dict[str, str]:
+        return {self.member_of(s): s for s in self.sites}
+
+
+def load_agent_config(path: Path | str) -> AgentConfig:
+    return load_yaml_model(path, AgentConfig)[0]

@@ -1,0 +1,145 @@
+"""A small async client for etcd's v3 JSON gateway: just what the agent needs (get, put with a
+lease, compare-and-swap transactions, leases), with fail-over between endpoints and short
+timeouts, because an agent that hangs on a dead etcd member detects nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+def _b64(s: str | bytes) -> str:
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def _unb64(s: str) -> str:
+    return base64.b64decode(s).decode()
+
+
+def prefix_end(prefix: str) -> str:
+    b = bytearray(prefix.encode())
+    b[-1] += 1
+    return bytes(b).decode()
+
+
+@dataclass(frozen=True)
+class KV:
+    key: str
+    value: str
+    mod_revision: int
+    create_revision: int
+    lease: int
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+class EtcdError(Exception):
+    pass
+
+
+class Etcd:
+    def __init__(self, endpoints: list[str], timeout: float = 0.6):
+        self.endpoints = list(endpoints)
+        self.client = httpx.AsyncClient(timeout=timeout)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _call(self, path: str, body: dict) -> dict:
+        last: Exception | None = None
+        for i, ep in enumerate(list(self.endpoints)):
+            try:
+                r = await self.client.post(ep + path, json=body)
+                if r.status_code == 200:
+                    if i:  # remember the member that answered
+                        self.endpoints.remove(ep)
+                        self.endpoints.insert(0, ep)
+                    return r.json()
+                last = EtcdError(f"{ep}{path}: HTTP {r.status_code} {r.text[:200]}")
+            except httpx.HTTPError as e:
+                last = e
+        raise EtcdError(f"no etcd member answered {path}: {last!r}")
+
+    @staticmethod
+    def _kvs(resp: dict) -> list[KV]:
+        return [KV(key=_unb64(kv["key"]), value=_unb64(kv.get("value", "")),
+                   mod_revision=int(kv.get("mod_revision", 0)), create_revision=int(kv.get("create_revision", 0)),
+                   lease=int(kv.get("lease", 0))) for kv in resp.get("kvs", [])]
+
+    async def get(self, key: str) -> KV | None:
+        kvs = self._kvs(await self._call("/v3/kv/range", {"key": _b64(key)}))
+        return kvs[0] if kvs else None
+
+    async def get_prefix(self, prefix: str) -> list[KV]:
+        return self._kvs(await self._call("/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}))
+
+    async def put(self, key: str, value: str, lease: int = 0) -> int:
+        body: dict = {"key": _b64(key), "value": _b64(value)}
+        if lease:
+            body["lease"] = str(lease)
+        resp = await self._call("/v3/kv/put", body)
+        return int(resp.get("header", {}).get("revision", 0))
+
+    async def delete(self, key: str) -> None:
+        await self._call("/v3/kv/deleterange", {"key": _b64(key)})
+
+    async def txn(self, compare: list[dict], success: list[dict], failure: list[dict] | None = None) -> bool:
+        resp = await self._call("/v3/kv/txn", {"compare": compare, "success": success, "failure": failure or []})
+        return bool(resp.get("succeeded", False))
+
+    async def cas_delete(self, key: str, mod_revision: int) -> bool:
+        """Delete key only if nobody changed it since mod_revision."""
+        return await self.txn(
+            [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
+            [{"request_delete_range": {"key": _b64(key)}}])
+
+    async def cas_put(self, key: str, value: str, mod_revision: int, lease: int = 0) -> bool:
+        put: dict = {"key": _b64(key), "value": _b64(value)}
+        if lease:
+            put["lease"] = str(lease)
+        return await self.txn(
+            [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
+            [{"request_put": put}])
+
+    async def create(self, key: str, value: str, lease: int = 0) -> bool:
+        """Put only if the key does not exist (an election)."""
+        put: dict = {"key": _b64(key), "value": _b64(value)}
+        if lease:
+            put["lease"] = str(lease)
+        return await self.txn([{"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                              [{"request_put": put}])
+
+    async def leader_and_members(self) -> tuple[str, list[dict]]:
+        """The raft leader's member ID and the member list (IDs as strings, with names, client URLs)."""
+        status = await self._call("/v3/maintenance/status", {})
+        members = (await self._call("/v3/cluster/member/list", {})).get("members", [])
+        return str(status.get("leader", "")), [{**m, "ID": str(m.get("ID", ""))} for m in members]
+
+    async def move_leader(self, leader: dict, target_id: str) -> None:
+        """Ask the current leader to hand raft leadership to target_id (it must be asked itself)."""
+        urls = leader.get("clientURLs") or []
+        if not urls:
+            raise EtcdError("leader has no client URL")
+        try:
+            r = await self.client.post(urls[0] + "/v3/maintenance/transfer-leadership",
+                                       json={"targetID": target_id}, timeout=3.0)
+        except httpx.HTTPError as e:
+            raise EtcdError(f"transfer-leadership: {e!r}") from e
+        if r.status_code != 200:
+            raise EtcdError(f"transfer-leadership: HTTP {r.status_code} {r.text[:200]}")
+
+    async def grant(self, ttl: int) -> int:
+        return int((await self._call("/v3/lease/grant", {"TTL": str(ttl)}))["ID"])
+
+    async def keepalive(self, lease: int) -> int:
+        """Refresh a lease; returns the remaining TTL (0 when the lease is gone)."""
+        resp = await self._call("/v3/lease/keepalive", {"ID": str(lease)})
+        return int(resp.get("result", {}).get("TTL", 0) or 0)
+
+    async def revoke(self, lease: int) -> None:
+        await self._call("/v3/lease/revoke", {"ID": str(lease)})

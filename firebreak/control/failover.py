@@ -1,0 +1,115 @@
+"""The failover decision: (cluster state from etcd, verdicts, freeze flag) -> actions. Pure.
+
+How it stays safe (the long form is docs/FAILOVER.md):
+* it acts only when the primary's site is dead by agreement of a majority of sites;
+* it never promotes anything itself. It removes the dead leader's key with a compare-and-delete
+  on the key's revision, and Patroni's own leader race does the rest, in which, in
+  synchronous mode, only the synchronous standby named in /sync may win;
+* it refuses when /sync names no standby, or names one that is not alive and streaming on a
+  living site, because then the only copy of an acknowledged write may be in the dead site;
+* the dead leader's member key is rewritten to point its REST API at a port that refuses at
+  once, so the standby's leader race does not wait 2 s on a silent, dead address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from firebreak.control.detector import Verdict
+
+UNREACHABLE_API = "http://127.0.0.1:1/patroni"  # refuses immediately in every network namespace
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    role: str          # Patroni's role in its member key: primary | replica | ...
+    state: str         # running | streaming | starting | stopped ...
+    api_url: str
+    revision: int      # the member key's mod_revision
+    lease: int
+    raw: str           # the member key's JSON, to rewrite only its api_url
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    leader: str | None            # member name in the leader key
+    leader_revision: int
+    sync_leader: str | None       # /sync: the leader it was written for
+    sync_standbys: tuple[str, ...]
+    members: Mapping[str, Member]
+
+
+@dataclass(frozen=True)
+class FenceApi:
+    member: str
+    revision: int
+    lease: int
+    value: str
+
+
+@dataclass(frozen=True)
+class DeleteLeader:
+    member: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple
+    reason: str
+    failover: bool = False    # the primary's site is dead and we act
+    refused: bool = False     # it is dead but acting is unsafe
+
+
+def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
+           frozen: bool = False) -> Decision:
+    leader = cluster.leader
+    if leader is None:
+        return Decision((), "no leader key: Patroni is electing a leader by itself")
+    leader_site = site_of.get(leader, leader)
+    verdict = verdicts.get(leader_site)
+    if verdict is None or not verdict.dead:
+        return Decision((), f"primary {leader} in {leader_site} is alive")
+    if frozen:
+        return Decision((), f"primary's site {leader_site} is dead, but automation is frozen: Patroni alone "
+                            "will fail over when its leader key expires", refused=True)
+    if not cluster.sync_standbys or cluster.sync_leader != leader:
+        return Decision((), f"primary's site {leader_site} is dead, but /sync names no synchronous standby of "
+                            f"{leader}: promoting any replica could lose acknowledged writes", refused=True)
+    candidates = []
+    why_not = []
+    for name in cluster.sync_standbys:
+        site = site_of.get(name, name)
+        m = cluster.members.get(name)
+        if verdicts.get(site) is not None and verdicts[site].dead:
+            why_not.append(f"{name}: its site {site} is dead too")
+        elif m is None:
+            why_not.append(f"{name}: no member key (Patroni not running)")
+        elif m.state not in ("streaming", "running"):
+            why_not.append(f"{name}: state {m.state}")
+        else:
+            candidates.append(name)
+    if not candidates:
+        return Decision((), f"primary's site {leader_site} is dead, but no synchronous standby can take over: "
+                            + "; ".join(why_not), refused=True)
+    actions: list = []
+    dead_member = cluster.members.get(leader)
+    if dead_member is not None and dead_member.api_url != UNREACHABLE_API:
+        actions.append(FenceApi(leader, dead_member.revision, dead_member.lease,
+                                _with_api(dead_member.raw, UNREACHABLE_API)))
+    actions.append(DeleteLeader(leader, cluster.leader_revision))
+    return Decision(tuple(actions), f"primary's site {leader_site} is dead ({verdict.reason}); releasing "
+                                    f"{leader}'s leader key so synchronous standby {', '.join(candidates)} "
+                                    "takes over", failover=True)
+
+
+def _with_api(raw: str, api_url: str) -> str:
+    import json
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = {}
+    data["api_url"] = api_url
+    return json.dumps(data, separators=(",", ":"))

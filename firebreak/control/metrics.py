@@ -1,0 +1,25 @@
+"""Prometheus metrics of the agent."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class AgentMetrics:
+    def __init__(self, site: str):
+        self.registry = CollectorRegistry()
+        self.site = site
+        self._probes = Counter("firebreak_probes_total", "Probes of other sites' components",
+                               ["site", "target", "component", "result"], registry=self.registry)
+        self._failovers = Counter("firebreak_failovers_total", "Leader keys released for dead primaries",
+                                  ["site"], registry=self.registry)
+        self.dead = Gauge("firebreak_site_dead", "1 when a site is dead by agreement", ["site", "target"],
+                          registry=self.registry)
+        self.coordinator = Gauge("firebreak_is_coordinator", "1 when this agent coordinates", ["site"],
+                                 registry=self.registry)
+
+    def probe(self, target: str, component: str, ok: bool) -> None:
+        self._probes.labels(self.site, target, component, "ok" if ok else "failed").inc()
+
+    def failover(self) -> None:
+        self._failovers.labels(self.site).inc()

@@ -1,0 +1,48 @@
+"""`firebreak agent --config FILE`: run one site's agent and its console."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+
+import uvicorn
+
+from firebreak.control.agent import Agent
+from firebreak.control.config import load_agent_config
+from firebreak.control.console import create_console
+from firebreak.control.metrics import AgentMetrics
+
+
+class JsonLines(logging.Formatter):
+    def __init__(self, site: str):
+        super().__init__()
+        self.site = site
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"ts": round(time.time(), 3), "site": self.site, "level": record.levelname.lower(),
+                           "logger": record.name, "msg": record.getMessage()}, ensure_ascii=False)
+
+
+async def serve(config_path: str) -> None:
+    cfg = load_agent_config(config_path)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonLines(cfg.site))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    agent = Agent(cfg)
+    agent.metrics = AgentMetrics(cfg.site)
+    host, port = cfg.listen.rsplit(":", 1)
+    server = uvicorn.Server(uvicorn.Config(create_console(agent), host=host, port=int(port), log_level="warning",
+                                           access_log=False))
+    logging.getLogger("firebreak.agent").info("agent starting; peers: %s", ", ".join(agent.others))
+    try:
+        await asyncio.gather(agent.probe_loop(), agent.publish_loop(), agent.coordinator_loop(), server.serve())
+    finally:
+        await agent.close()
+
+
+def main(config_path: str) -> None:
+    asyncio.run(serve(config_path))

@@ -1,0 +1,1 @@
+"""Faults under load, judged from a recorded history."""

@@ -1,0 +1,90 @@
+"""Checkers over a recorded history and the final database contents. Pure functions.
+
+Each returns figures and, where a property can be violated, the evidence: the keys of lost
+writes, the overlapping primaries. A drill passes only when every check holds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from firebreak.drill.workload import Op
+
+
+def acked(ops: Iterable[Op]) -> list[Op]:
+    return [o for o in ops if o.kind == "write" and o.outcome == "ok"]
+
+
+def lost_writes(ops: Iterable[Op], stored_keys: set[str]) -> list[str]:
+    """Idempotency keys that were acknowledged (201) but are not in the database."""
+    return sorted({o.key for o in acked(ops)} - stored_keys)
+
+
+def duplicates(stored_key_counts: Mapping[str, int]) -> list[str]:
+    """Keys stored more than once: a retry created a second report."""
+    return sorted(k for k, n in stored_key_counts.items() if n > 1)
+
+
+def write_rto(ops: Iterable[Op], fault_at: float) -> float | None:
+    """Seconds from the fault to the first acknowledgement of a write sent after it."""
+    after = [o.complete for o in acked(ops) if o.invoke >= fault_at]
+    return min(after) - fault_at if after else None
+
+
+def max_write_gap(ops: Iterable[Op], start: float, end: float) -> float:
+    """The longest time without any acknowledged write between start and end."""
+    times = sorted(o.complete for o in acked(ops) if start <= o.complete <= end)
+    points = [start] + times + [end]
+    return max(b - a for a, b in zip(points, points[1:]))
+
+
+def read_failures(ops: Iterable[Op], sites: Iterable[str] | None = None) -> dict[str, int]:
+    out: dict[str, int] = {s: 0 for s in (sites or [])}
+    for o in ops:
+        if o.kind == "read" and (sites is None or o.site in out):
+            out[o.site] = out.get(o.site, 0) + (o.outcome != "ok")
+    return out
+
+
+@dataclass(frozen=True)
+class PrimaryEpoch:
+    primary: str
+    timeline: int
+    first_ack: float
+    last_ack: float
+    acks: int
+
+
+def primary_epochs(ops: Iterable[Op]) -> list[PrimaryEpoch]:
+    spans: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for o in acked(ops):
+        spans[(o.primary, o.timeline)].append(o.complete)
+    return sorted((PrimaryEpoch(p, t, min(v), max(v), len(v)) for (p, t), v in spans.items()),
+                  key=lambda e: e.first_ack)
+
+
+def split_brain(ops: Iterable[Op]) -> list[tuple[PrimaryEpoch, PrimaryEpoch]]:
+    """Pairs of different primaries that acknowledged writes in overlapping intervals."""
+    epochs = primary_epochs(ops)
+    bad = []
+    for i, a in enumerate(epochs):
+        for b in epochs[i + 1:]:
+            if b.first_ack < a.last_ack:
+                bad.append((a, b))
+    return bad
+
+
+def ops_actions(ops: Iterable[Op]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for o in ops:
+        if o.kind == "ops":
+            d = out.setdefault(o.site, {"tried": 0, "ok": 0})
+            d["tried"] += 1
+            d["ok"] += o.outcome == "ok"
+    return out
+
+
+def stored_counts(keys: Iterable[str]) -> Counter:
+    return Counter(keys)

@@ -1,0 +1,114 @@
+"""Clients that record a history: every write and read with invoke and completion times, its
+outcome (ok / failed / unknown), the site that answered and the primary that acknowledged it.
+
+Writers behave like real clients that know every site's front door: they retry an unanswered
+request with the same idempotency key, and stop sending to a door that keeps failing.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+
+REPORT = {"reporter_kind": "paid_user", "service": "messenger", "window_start": "2022-10-15T15:19:00+09:00",
+          "window_end": "2022-10-16T01:00:00+09:00", "claimed_amount": 5000, "contact": "drill@example.org",
+          "description": "drill"}
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str          # write | read
+    key: str           # idempotency key (writes) or report id (reads)
+    invoke: float      # monotonic seconds
+    complete: float
+    outcome: str       # ok | failed | unknown
+    site: str          # the site whose door was asked
+    status: int = 0
+    primary: str = ""  # server that acknowledged a write
+    timeline: int = 0
+    report_id: int = 0
+
+
+@dataclass
+class History:
+    ops: list[Op] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, op: Op) -> None:
+        with self.lock:
+            self.ops.append(op)
+
+
+class Writer(threading.Thread):
+    def __init__(self, doors: dict[str, str], history: History, stop: threading.Event, seed: int,
+                 rate: float = 0.0, timeout: float = 3.0):
+        super().__init__(daemon=True)
+        self.doors, self.history, self.stop_event = dict(doors), history, stop
+        self.rng = random.Random(seed)
+        self.rate, self.timeout = rate, timeout
+        self.bad_until: dict[str, float] = {}
+
+    def pick(self) -> str:
+        now = time.monotonic()
+        good = [s for s in self.doors if self.bad_until.get(s, 0) <= now]
+        return self.rng.choice(good or list(self.doors))
+
+    def run(self) -> None:
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self.stop_event.is_set():
+                key = uuid.uuid4().hex
+                while not self.stop_event.is_set():  # the same request until it is answered
+                    site = self.pick()
+                    t0 = time.monotonic()
+                    try:
+                        r = client.post(self.doors[site] + "/api/reports", json=REPORT,
+                                        headers={"Idempotency-Key": key})
+                        t1 = time.monotonic()
+                        if r.status_code == 201:
+                            self.history.add(Op("write", key, t0, t1, "ok", site, 201,
+                                                r.headers.get("x-firebreak-primary", ""),
+                                                int(r.headers.get("x-firebreak-timeline", 0) or 0),
+                                                r.json().get("id", 0)))
+                            break
+                        outcome = "unknown" if r.status_code >= 500 else "failed"
+                        self.history.add(Op("write", key, t0, t1, outcome, site, r.status_code))
+                    except httpx.HTTPError:
+                        self.history.add(Op("write", key, t0, time.monotonic(), "unknown", site))
+                        self.bad_until[site] = time.monotonic() + 2.0
+                    time.sleep(0.05)
+                if self.rate:
+                    time.sleep(self.rng.expovariate(self.rate))
+
+
+class Reader(threading.Thread):
+    """Reads a known report from one site's door, a few times a second."""
+
+    def __init__(self, site: str, door: str, report_id: int, history: History, stop: threading.Event,
+                 interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.site, self.door, self.report_id = site, door, report_id
+        self.history, self.stop_event, self.interval = history, stop, interval
+
+    def run(self) -> None:
+        with httpx.Client(timeout=2.0) as client:
+            while not self.stop_event.is_set():
+                t0 = time.monotonic()
+                try:
+                    r = client.get(f"{self.door}/api/reports/{self.report_id}")
+                    ok = r.status_code == 200
+                    self.history.add(Op("read", str(self.report_id), t0, time.monotonic(), "ok" if ok else "failed",
+                                        self.site, r.status_code))
+                except httpx.HTTPError:
+                    self.history.add(Op("read", str(self.report_id), t0, time.monotonic(), "failed", self.site))
+                time.sleep(self.interval)
+
+
+def seed_report(door: str) -> int:
+    r = httpx.post(door + "/api/reports", json=REPORT, headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=10)
+    r.raise_for_status()
+    return int(r.json()["id"])

@@ -1,0 +1,105 @@
+"""The lab's pure parts: layout, DSNs and component configuration; and process handling on
+throwaway processes of our own."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from firebreak.errors import LabError
+from firebreak.lab import net, procs
+from firebreak.lab.config import PATRONI_LOOP_WAIT, PATRONI_RETRY_TIMEOUT, PATRONI_TTL, Secrets, etcd_argv, patroni_config
+from firebreak.lab.layout import make_layout
+
+SITES = ["pangyo", "ansan", "siheung"]
+SECRETS = Secrets(superuser="s", replication="r", app="a", cluster_token="t")
+
+
+@pytest.mark.parametrize("mode,first", [("loopback", "127.0.11.1"), ("netns", "10.77.0.11")])
+def test_each_site_is_its_own_network_place(mode, first):
+    layout = make_layout(Path("/x"), mode, SITES, "abcd1234")
+    addrs = [s.address for s in layout.sites]
+    assert addrs[0] == first and len(set(addrs)) == 3
+    assert all(a.startswith("127.") for a in addrs) == (mode == "loopback")
+    assert [s.netns for s in layout.sites] == ([None] * 3 if mode == "loopback" else ["fb-pangyo", "fb-ansan", "fb-siheung"])
+    assert layout.site("ansan").socket_dir != layout.site("pangyo").socket_dir
+
+
+def test_dsn_names_every_site_and_asks_for_the_primary():
+    layout = make_layout(Path("/x"), "loopback", SITES, "abcd1234")
+    dsn = layout.dsn("claims", "p@ss/word")
+    assert dsn.startswith("postgresql://claims:p%40ss%2Fword@127.0.11.1:15432,127.0.12.1:15432,127.0.13.1:15432/claims?")
+    assert "target_session_attrs=read-write" in dsn and "tcp_user_timeout=" in dsn
+    local = layout.dsn("claims", "x", read_write=False, sites=["ansan"])
+    assert "@127.0.12.1:15432/" in local and "target_session_attrs" not in local
+
+
+def test_patroni_config_is_synchronous_with_the_fastest_timers_patroni_allows():
+    layout = make_layout(Path("/x"), "netns", SITES, "abcd1234")
+    cfg = patroni_config(layout, layout.site("ansan"), SECRETS, "/bin")
+    dcs = cfg["bootstrap"]["dcs"]
+    assert dcs["synchronous_mode"] is True and dcs["ttl"] == PATRONI_TTL == 20
+    assert PATRONI_LOOP_WAIT + 2 * PATRONI_RETRY_TIMEOUT <= PATRONI_TTL  # Patroni's own rule
+    assert cfg["name"] == "ansan" and cfg["restapi"]["listen"].startswith("10.77.0.12:")
+    assert len(cfg["etcd3"]["hosts"]) == 3
+    pg = cfg["postgresql"]
+    assert pg["parameters"]["unix_socket_directories"].endswith("sites/ansan/run")
+    # no password-less network access: only the private socket directory is trusted
+    assert all("trust" not in line or line.startswith("local") for line in pg["pg_hba"])
+
+
+def test_etcd_members_form_one_cluster():
+    layout = make_layout(Path("/x"), "loopback", SITES, "abcd1234")
+    argv = etcd_argv("etcd", layout, layout.site("pangyo"), "tok")
+    cluster = argv[argv.index("--initial-cluster") + 1]
+    assert cluster.count("=http://") == 3 and "pangyo=http://127.0.11.1:12380" in cluster
+
+
+def test_netns_needs_root():
+    if os.geteuid() == 0:
+        assert net.resolve_mode("auto") == "netns"
+    else:
+        assert net.resolve_mode("auto") == "loopback"
+        with pytest.raises(LabError):
+            net.resolve_mode("netns")
+
+
+def test_power_cut_kills_only_marked_processes(tmp_path):
+    lab_id = "test" + os.urandom(3).hex()
+    sleeper = [sys.executable, "-c", "import subprocess, sys, time; "
+               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True); "
+               "time.sleep(60)"]
+    ours = procs.spawn(sleeper, site="a", component="x", lab_id=lab_id, log=tmp_path / "x.log")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # the detached grandchild (like postmaster after setsid) carries the marker too
+        found = wait_marked(lab_id, 2)
+        assert ours.pid in found and len(found) == 2
+        assert procs.alive(ours)
+        assert procs.power_cut(found) == 2
+        deadline = time.monotonic() + 5
+        while procs.marked(lab_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert procs.marked(lab_id) == []
+        assert other.poll() is None, "a process we did not start was killed"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_recycled_pid_is_not_ours():
+    p = procs.Proc(pid=os.getpid(), start=-5, site="a", component="x")
+    assert not procs.alive(p)
+
+
+def wait_marked(lab_id, n):
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        found = procs.marked(lab_id)
+        if len(found) >= n:
+            return found
+        time.sleep(0.05)
+    return procs.marked(lab_id)
