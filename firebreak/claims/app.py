@@ -43,12 +43,16 @@ class Settings:
     dsn: str
     local_dsn: str
     pool_size: int = 16
+    # A write that has not been answered by then is abandoned (503, outcome unknown, retry with
+    # the same key): a primary that lost power answers nothing, and TCP would take far longer.
+    write_deadline: float = 1.5
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(site=os.environ["FIREBREAK_SITE_NAME"], dsn=os.environ["FIREBREAK_DSN"],
                    local_dsn=os.environ["FIREBREAK_LOCAL_DSN"],
-                   pool_size=int(os.environ.get("FIREBREAK_POOL_SIZE", "16")))
+                   pool_size=int(os.environ.get("FIREBREAK_POOL_SIZE", "16")),
+                   write_deadline=float(os.environ.get("FIREBREAK_WRITE_DEADLINE", "1.5")))
 
 
 class RacingConnection(psycopg.AsyncConnection):
@@ -58,6 +62,9 @@ class RacingConnection(psycopg.AsyncConnection):
     new connection would first wait connect_timeout (at least 2 s) on the dead site. Racing
     the hosts makes a dead site cost nothing; target_session_attrs still decides who qualifies.
     """
+
+    overall_timeout = 3.0
+    silent_grace = 0.3
 
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs: Any) -> "RacingConnection":  # type: ignore[override]
@@ -75,24 +82,42 @@ class RacingConnection(psycopg.AsyncConnection):
 
         tasks = [asyncio.create_task(one(h, p)) for h, p in zip(hosts, ports)]
         winner, errors = None, []
-        for fut in asyncio.as_completed(tasks):
-            try:
-                winner = await fut
+        pending = set(tasks)
+        deadline = asyncio.get_running_loop().time() + cls.overall_timeout
+        while pending and winner is None:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
                 break
-            except psycopg.Error as e:
-                errors.append(e)
+            done, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t.exception() is None and winner is None:
+                    winner = t.result()
+                elif t.exception() is not None:
+                    errors.append(t.exception())
+            if winner is None and errors and pending:
+                # Every host that answered said no; the rest are silent. A silent host that is
+                # the primary would have answered by now in all but a dying network, so do not
+                # wait out connect_timeout on it: fail fast and let the client retry.
+                deadline = min(deadline, asyncio.get_running_loop().time() + cls.silent_grace)
         for t in tasks:
             t.cancel()
         for t, r in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True)):
             if isinstance(r, psycopg.AsyncConnection) and r is not winner:
                 await r.close()
         if winner is None:
-            raise psycopg.OperationalError("no server qualified: " + "; ".join(str(e).strip() for e in errors))
+            raise psycopg.OperationalError("no server qualified: " + "; ".join(str(e).strip().splitlines()[0]
+                                                                           for e in errors if str(e).strip())
+                                           or "no server answered in time")
         return winner  # type: ignore[return-value]
 
 
 class OutcomeUnknown(Exception):
     """The database may or may not have kept the write; the client must retry with its key."""
+
+
+def _discard_result(task: "asyncio.Future[Any]") -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def new_receipt() -> str:
@@ -109,6 +134,9 @@ class Store:
         self.local = AsyncConnectionPool(settings.local_dsn, min_size=1, max_size=4, open=False, timeout=3,
                                          name="local", kwargs={"application_name": f"claims-{settings.site}-ro"})
         self._ready_at = 0.0
+        # Bumped whenever a write goes unanswered: every pooled connection made before then may
+        # lead to the same dead server, so it is hung up on instead of used.
+        self.generation = 0
         self._ready = False
 
     async def _configure_primary(self, conn: psycopg.AsyncConnection) -> None:
@@ -121,6 +149,7 @@ class Store:
             "(SELECT system_identifier FROM pg_control_system())::text")
         server, timeline, sysid = await cur.fetchone()
         conn.info_firebreak = {"server": server, "timeline": int(timeline, 16), "system_id": sysid}
+        conn.generation = self.generation
         await conn.set_autocommit(False)
         conn.sync_cancelled = []
         conn.add_notice_handler(lambda diag, c=conn: self._notice(c, diag))
@@ -142,34 +171,60 @@ class Store:
     async def submit(self, report: ReportIn, key: str | None) -> tuple[dict, bool, dict]:
         """Store a report; returns (row, replayed, identity of the primary that acknowledged it)."""
         try:
-            async with self.primary.connection() as conn:
-                conn.sync_cancelled.clear()
-                async with conn.transaction():
-                    cur = conn.cursor(row_factory=dict_row)
-                    await cur.execute(
-                        "INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, "
-                        "window_end, claimed_amount, description, contact, language, site) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                        "ON CONFLICT (idempotency_key) DO NOTHING "
-                        "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
-                        "claimed_amount, status, site, created_at",
-                        (new_receipt(), key, report.reporter_kind, report.service, report.window_start,
-                         report.window_end, report.claimed_amount, report.description, report.contact,
-                         report.language, self.settings.site))
-                    row = await cur.fetchone()
-                    replayed = row is None
-                    if replayed:
-                        await cur.execute(
-                            "SELECT id, receipt, reporter_kind, service, window_start, window_end, "
-                            "claimed_amount, status, site, created_at, txid_current() AS _xid "
-                            "FROM reports WHERE idempotency_key = %s", (key,))
-                        row = await cur.fetchone()
-                        row.pop("_xid", None)
-                if conn.sync_cancelled:
-                    raise OutcomeUnknown("commit not confirmed by the synchronous standby")
-                return row, replayed, conn.info_firebreak
+            conn = await self.primary.getconn()
+            try:
+                while conn.generation < self.generation:
+                    conn.pgconn.finish()  # returned closed, so the pool drops it without any I/O
+                    await self.primary.putconn(conn)
+                    conn = await self.primary.getconn()
+                task = asyncio.ensure_future(self._insert(conn, report, key))
+                done, _ = await asyncio.wait({task}, timeout=self.settings.write_deadline)
+                if not done:
+                    self.generation += 1
+                    # Hang up rather than cancel: cancelling a commit that waits for the standby
+                    # makes PostgreSQL report success, and a dead server never answers a cancel.
+                    conn.pgconn.finish()
+                    # Not awaited: its socket is gone, it may never wake. Cancelled and left.
+                    task.add_done_callback(_discard_result)
+                    task.cancel()
+                    raise OutcomeUnknown(f"no answer from the primary within {self.settings.write_deadline:g} s")
+                return task.result()
+            finally:
+                await self.primary.putconn(conn)
         except (psycopg.Error, PoolTimeout) as e:
+            if isinstance(e, psycopg.OperationalError):
+                self.generation += 1
             raise OutcomeUnknown(str(e).strip().splitlines()[0] if str(e).strip() else "connection lost") from e
+
+    async def _insert(self, conn: Any, report: ReportIn, key: str | None) -> tuple[dict, bool, dict]:
+        conn.sync_cancelled.clear()
+        async with conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, "
+                "window_end, claimed_amount, description, contact, language, site) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (idempotency_key) DO NOTHING "
+                "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
+                "claimed_amount, status, site, created_at",
+                (new_receipt(), key, report.reporter_kind, report.service, report.window_start,
+                 report.window_end, report.claimed_amount, report.description, report.contact,
+                 report.language, self.settings.site))
+            row = await cur.fetchone()
+            replayed = row is None
+            if replayed:
+                # txid_current() gives this transaction an ID, so its COMMIT writes a record and
+                # waits for the synchronous standby: the replay is confirmed only once the
+                # original row, which precedes it in the WAL, is on two sites.
+                await cur.execute(
+                    "SELECT id, receipt, reporter_kind, service, window_start, window_end, "
+                    "claimed_amount, status, site, created_at, txid_current() AS _xid "
+                    "FROM reports WHERE idempotency_key = %s", (key,))
+                row = await cur.fetchone()
+                row.pop("_xid", None)
+        if conn.sync_cancelled:
+            raise OutcomeUnknown("commit not confirmed by the synchronous standby")
+        return row, replayed, conn.info_firebreak
 
     async def get(self, report_id: int) -> dict | None:
         query = ("SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, "
