@@ -52,14 +52,18 @@ def healthy(st: dict) -> bool:
 
 
 def set_frozen(st: dict, frozen: bool, token: str) -> None:
+    errors = []
     for name, s in st["sites"].items():
         if name == st["primary"] or not s.get("console"):
             continue
-        r = httpx.post(s["console"] + ("/api/freeze" if frozen else "/api/unfreeze"),
-                       headers={"Authorization": f"Bearer {token}"}, timeout=5)
-        r.raise_for_status()
-        return
-    raise RuntimeError("no console to set freeze on")
+        try:
+            r = httpx.post(s["console"] + ("/api/freeze" if frozen else "/api/unfreeze"),
+                           headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            r.raise_for_status()
+            return
+        except httpx.HTTPError as e:
+            errors.append(f"{name}: {e}")
+    raise RuntimeError("no console accepted the freeze: " + "; ".join(errors))
 
 
 def one_round(mode: str, clients: int, token: str) -> dict:

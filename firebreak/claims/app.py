@@ -42,15 +42,18 @@ class Settings:
     site: str
     dsn: str
     local_dsn: str
+    any_dsn: str = ""
     pool_size: int = 16
     # A write that has not been answered by then is abandoned (503, outcome unknown, retry with
     # the same key): a primary that lost power answers nothing, and TCP would take far longer.
     write_deadline: float = 1.5
+    read_deadline: float = 0.7
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(site=os.environ["FIREBREAK_SITE_NAME"], dsn=os.environ["FIREBREAK_DSN"],
                    local_dsn=os.environ["FIREBREAK_LOCAL_DSN"],
+                   any_dsn=os.environ.get("FIREBREAK_ANY_DSN") or os.environ["FIREBREAK_LOCAL_DSN"],
                    pool_size=int(os.environ.get("FIREBREAK_POOL_SIZE", "16")),
                    write_deadline=float(os.environ.get("FIREBREAK_WRITE_DEADLINE", "1.5")))
 
@@ -120,6 +123,22 @@ def _discard_result(task: "asyncio.Future[Any]") -> None:
         task.exception()
 
 
+async def _bounded(conn: Any, work: Any, deadline: float) -> Any:
+    """Run work on conn; if the server has not answered within deadline, hang up.
+
+    Hang up rather than cancel: cancelling a commit that waits for the standby makes
+    PostgreSQL report success, and a server that lost power never answers a cancel anyway.
+    """
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=deadline)
+    if done:
+        return task.result()
+    conn.pgconn.finish()
+    task.add_done_callback(_discard_result)  # its socket is gone; it may never wake
+    task.cancel()
+    raise OutcomeUnknown(f"no answer from the server within {deadline:g} s")
+
+
 def new_receipt() -> str:
     return "FB-" + "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10))
 
@@ -131,8 +150,13 @@ class Store:
                                            connection_class=RacingConnection,
                                            timeout=5, configure=self._configure_primary, name="primary",
                                            kwargs={"application_name": f"claims-{settings.site}"})
-        self.local = AsyncConnectionPool(settings.local_dsn, min_size=1, max_size=4, open=False, timeout=3,
+        self.local = AsyncConnectionPool(settings.local_dsn, min_size=1, max_size=4, open=False, timeout=1,
                                          name="local", kwargs={"application_name": f"claims-{settings.site}-ro"})
+        # Any server that answers, primary or not: reads keep working while the site's own
+        # server restarts and while the primary moves.
+        self.anywhere = AsyncConnectionPool(settings.any_dsn, min_size=0, max_size=4, open=False, timeout=2,
+                                            connection_class=RacingConnection, name="anywhere",
+                                            kwargs={"application_name": f"claims-{settings.site}-ro"})
         self._ready_at = 0.0
         # Bumped whenever a write goes unanswered: every pooled connection made before then may
         # lead to the same dead server, so it is hung up on instead of used.
@@ -161,40 +185,36 @@ class Store:
             conn.sync_cancelled.append(text)
 
     async def open(self) -> None:
-        await self.primary.open(wait=False)
-        await self.local.open(wait=False)
+        for pool in (self.primary, self.local, self.anywhere):
+            await pool.open(wait=False)
 
     async def close(self) -> None:
-        await self.primary.close()
-        await self.local.close()
+        for pool in (self.primary, self.local, self.anywhere):
+            await pool.close()
 
     async def submit(self, report: ReportIn, key: str | None) -> tuple[dict, bool, dict]:
         """Store a report; returns (row, replayed, identity of the primary that acknowledged it)."""
         try:
-            conn = await self.primary.getconn()
+            conn = await self._fresh_primary()
             try:
-                while conn.generation < self.generation:
-                    conn.pgconn.finish()  # returned closed, so the pool drops it without any I/O
-                    await self.primary.putconn(conn)
-                    conn = await self.primary.getconn()
-                task = asyncio.ensure_future(self._insert(conn, report, key))
-                done, _ = await asyncio.wait({task}, timeout=self.settings.write_deadline)
-                if not done:
-                    self.generation += 1
-                    # Hang up rather than cancel: cancelling a commit that waits for the standby
-                    # makes PostgreSQL report success, and a dead server never answers a cancel.
-                    conn.pgconn.finish()
-                    # Not awaited: its socket is gone, it may never wake. Cancelled and left.
-                    task.add_done_callback(_discard_result)
-                    task.cancel()
-                    raise OutcomeUnknown(f"no answer from the primary within {self.settings.write_deadline:g} s")
-                return task.result()
+                return await _bounded(conn, self._insert(conn, report, key), self.settings.write_deadline)
+            except OutcomeUnknown:
+                self.generation += 1
+                raise
             finally:
                 await self.primary.putconn(conn)
         except (psycopg.Error, PoolTimeout) as e:
             if isinstance(e, psycopg.OperationalError):
                 self.generation += 1
             raise OutcomeUnknown(str(e).strip().splitlines()[0] if str(e).strip() else "connection lost") from e
+
+    async def _fresh_primary(self) -> Any:
+        while True:
+            conn = await self.primary.getconn()
+            if conn.generation >= self.generation:
+                return conn
+            conn.pgconn.finish()  # returned closed, so the pool drops it without any I/O
+            await self.primary.putconn(conn)
 
     async def _insert(self, conn: Any, report: ReportIn, key: str | None) -> tuple[dict, bool, dict]:
         conn.sync_cancelled.clear()
@@ -227,20 +247,31 @@ class Store:
         return row, replayed, conn.info_firebreak
 
     async def get(self, report_id: int) -> dict | None:
-        query = ("SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, "
-                 "status, site, created_at FROM reports WHERE id = %s")
-        # The site's own server first (any role): reads keep working while the primary moves.
-        for pool in (self.local, self.primary):
+        # The site's own server first (any role), then any server that answers, then the primary
+        # (a replica may not have replayed a report written a moment ago).
+        for pool in (self.local, self.anywhere, self.primary):
             try:
-                async with pool.connection() as conn:
-                    cur = conn.cursor(row_factory=dict_row)
-                    await cur.execute(query, (report_id,))
-                    row = await cur.fetchone()
-                    if row is not None:
-                        return row
-            except (psycopg.Error, PoolTimeout, OSError, asyncio.TimeoutError):
+                conn = await pool.getconn()
+            except (psycopg.Error, PoolTimeout, OSError):
                 continue
+            try:
+                row = await _bounded(conn, self._select(conn, report_id), self.settings.read_deadline)
+                if row is not None:
+                    return row
+            except (psycopg.Error, OutcomeUnknown):
+                continue
+            finally:
+                await pool.putconn(conn)
         return None
+
+    @staticmethod
+    async def _select(conn: Any, report_id: int) -> dict | None:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute("SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, "
+                          "status, site, created_at FROM reports WHERE id = %s", (report_id,))
+        row = await cur.fetchone()
+        await conn.rollback()
+        return row
 
     async def can_write(self) -> bool:
         now = time.monotonic()

@@ -51,10 +51,11 @@ def verdicts(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: D
         dead = len(votes) >= needed
         if dead:
             reason = f"{len(votes)} of {len(sites)} sites see it unreachable for {cfg.window:g} s ({', '.join(votes)})"
+        elif len(voters) < needed:
+            reason = (f"suspected by {', '.join(votes)}; " if votes else "") + \
+                f"only {len(voters)} fresh views from other sites; {needed} needed to decide anything"
         elif votes:
             reason = f"suspected by {', '.join(votes)}; {needed} of {len(sites)} sites must agree"
-        elif len(voters) < needed:
-            reason = f"only {len(voters)} fresh views from other sites; {needed} needed to decide anything"
         else:
             reason = "reachable"
         out[target] = Verdict(target, dead, votes, voters, needed, reason)

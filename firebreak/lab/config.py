@@ -137,6 +137,7 @@ def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, 
         "FIREBREAK_SITE_NAME": site.name,
         "FIREBREAK_DSN": layout.dsn("claims", secrets.app),
         "FIREBREAK_LOCAL_DSN": layout.dsn("claims", secrets.app, read_write=False, sites=[site.name]),
+        "FIREBREAK_ANY_DSN": layout.dsn("claims", secrets.app, read_write=False),
     }
 
 

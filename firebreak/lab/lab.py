@@ -339,6 +339,8 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     if wait:
         _wait_component(state, layout, site, "etcd", lambda: _http_ok(site.url("etcd") + "/health"))
         _wait_component(state, layout, site, "app", lambda: _http_ok(site.url("app") + "/healthz"))
+        if state.agents:
+            _wait_component(state, layout, site, "agent", lambda: _http_ok(site.url("console") + "/healthz"))
     save(state)
     return {"site": site_name, "changed": True}
 

@@ -1,0 +1,79 @@
+"""Failure detection by agreement, as tables of views in and verdicts out (like raft's step tests)."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firebreak.control.detector import DetectorConfig, View, majority, verdicts
+
+SITES = ["pangyo", "ansan", "siheung"]
+CFG = DetectorConfig(window=1.0, fresh=1.5)
+NOW = 100.0
+
+
+def view(observer, published=NOW, **down):
+    return View(observer, published, {s: down.get(s, 0.0) for s in SITES if s != observer})
+
+
+CASES = [
+    # (name, views, expected dead sites)
+    ("everyone sees everyone", [view("pangyo"), view("ansan"), view("siheung")], set()),
+    ("both others see pangyo down for the window: dead",
+     [view("ansan", pangyo=1.2), view("siheung", pangyo=1.1)], {"pangyo"}),
+    ("one observer is not enough (a single agent's opinion)",
+     [view("ansan", pangyo=5.0), view("siheung")], set()),
+    ("one observer and no other view: not enough",
+     [view("ansan", pangyo=5.0)], set()),
+    ("down, but not yet for the whole window",
+     [view("ansan", pangyo=0.5), view("siheung", pangyo=0.4)], set()),
+    ("window reached by time passed since the view was published",
+     [view("ansan", published=NOW - 0.3, pangyo=0.8), view("siheung", published=NOW - 0.3, pangyo=0.8)], {"pangyo"}),
+    ("stale views do not vote",
+     [view("ansan", published=NOW - 2.0, pangyo=5.0), view("siheung", published=NOW - 2.0, pangyo=5.0)], set()),
+    ("the suspect's own view is never counted for itself",
+     [view("pangyo", ansan=5.0, siheung=5.0), view("ansan", pangyo=5.0)], set()),
+    ("an isolated agent that still publishes sees both others down: it alone cannot kill them",
+     [view("pangyo", ansan=5.0, siheung=5.0), view("ansan"), view("siheung")], set()),
+    ("isolated pangyo: the other two agree, pangyo's contrary view does not matter",
+     [view("pangyo", ansan=5.0, siheung=5.0), view("ansan", pangyo=5.0), view("siheung", pangyo=5.0)], {"pangyo"}),
+    ("a view from a site that is not in the topology is ignored",
+     [View("elsewhere", NOW, {"pangyo": 9.0}), view("ansan", pangyo=9.0)], set()),
+]
+
+
+@pytest.mark.parametrize("name,views,dead", CASES, ids=[c[0] for c in CASES])
+def test_verdicts(name, views, dead):
+    got = verdicts(SITES, {v.observer: v for v in views}, NOW, CFG)
+    assert {s for s, v in got.items() if v.dead} == dead
+    for s in dead:
+        assert len(got[s].votes) >= got[s].needed and s not in got[s].votes
+
+
+def test_reasons_explain_themselves():
+    got = verdicts(SITES, {"ansan": view("ansan", pangyo=3.0), "siheung": view("siheung")}, NOW, CFG)
+    assert "suspected by ansan" in got["pangyo"].reason and "2 of 3" in got["pangyo"].reason
+    got = verdicts(SITES, {"ansan": view("ansan", pangyo=3.0)}, NOW, CFG)
+    assert "only 1 fresh views" in got["pangyo"].reason
+
+
+def test_majority():
+    assert [majority(n) for n in (3, 4, 5, 7)] == [2, 3, 3, 4]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=3, max_size=5, unique=True), st.data())
+def test_no_site_dies_without_a_majority_of_votes_from_others(sites, data):
+    views = {}
+    for o in sites:
+        if data.draw(st.booleans()):
+            views[o] = View(o, NOW - data.draw(st.floats(0, 3)),
+                            {t: data.draw(st.sampled_from([0.0, 0.5, 1.0, 3.0])) for t in sites if t != o})
+    got = verdicts(sites, views, NOW, CFG)
+    for s, v in got.items():
+        if v.dead:
+            # naive recount from the definition
+            voters = [o for o, vw in views.items() if o != s and NOW - vw.published <= CFG.fresh
+                      and vw.unreachable_for.get(s, 0) > 0
+                      and vw.unreachable_for[s] + NOW - vw.published >= CFG.window]
+            assert len(voters) > len(sites) / 2
+            assert s not in v.votes

@@ -1,0 +1,101 @@
+"""The failover decision and the placement rules: cluster state and verdicts in, actions out."""
+
+import json
+
+import pytest
+
+from firebreak.control.detector import Verdict
+from firebreak.control.failover import (UNREACHABLE_API, ClusterState, DeleteLeader, FenceApi, Member, decide)
+from firebreak.control.placement import coordination_move, etcd_leader_target
+
+SITES = ["pangyo", "ansan", "siheung"]
+SITE_OF = {s: s for s in SITES}
+
+
+def member(name, state="running", role="replica"):
+    raw = json.dumps({"api_url": f"http://{name}:8008/patroni", "state": state, "role": role})
+    return Member(name, role, state, f"http://{name}:8008/patroni", revision=40, lease=7, raw=raw)
+
+
+def cluster(leader="pangyo", sync=("ansan",), sync_leader=None, members=None):
+    members = members if members is not None else {s: member(s, role="primary" if s == leader else "replica")
+                                                   for s in SITES}
+    return ClusterState(leader=leader, leader_revision=12, sync_leader=sync_leader or leader,
+                        sync_standbys=tuple(sync), members=members)
+
+
+def verdict(dead=()):
+    return {s: Verdict(s, s in dead, ("x", "y") if s in dead else (), (), 2, "test") for s in SITES}
+
+
+def test_dead_primary_site_releases_the_leader_key_after_fencing_its_api():
+    d = decide(cluster(), verdict(dead={"pangyo"}), SITE_OF)
+    assert d.failover and not d.refused
+    fence, delete = d.actions
+    assert isinstance(fence, FenceApi) and fence.member == "pangyo" and fence.revision == 40 and fence.lease == 7
+    assert json.loads(fence.value)["api_url"] == UNREACHABLE_API
+    assert json.loads(fence.value)["state"] == "running"  # everything else of the member key kept
+    assert delete == DeleteLeader("pangyo", 12)
+    assert "ansan" in d.reason
+
+
+@pytest.mark.parametrize("name,state,verdicts,frozen,refused,needle", [
+    ("primary alive", cluster(), verdict(), False, False, "is alive"),
+    ("another site dead", cluster(), verdict(dead={"siheung"}), False, False, "is alive"),
+    ("no leader key", cluster(leader=None), verdict(dead={"pangyo"}), False, False, "electing"),
+    ("frozen", cluster(), verdict(dead={"pangyo"}), True, True, "frozen"),
+    ("no synchronous standby", cluster(sync=()), verdict(dead={"pangyo"}), False, True, "names no synchronous"),
+    ("/sync written for another leader", cluster(sync_leader="siheung"), verdict(dead={"pangyo"}), False, True,
+     "names no synchronous"),
+    ("sync standby's site dead too", cluster(), verdict(dead={"pangyo", "ansan"}), False, True, "dead too"),
+    ("sync standby not running", cluster(members={"pangyo": member("pangyo"), "ansan": member("ansan", "stopped"),
+                                                  "siheung": member("siheung")}),
+     verdict(dead={"pangyo"}), False, True, "state stopped"),
+    ("sync standby's Patroni gone", cluster(members={"pangyo": member("pangyo"), "siheung": member("siheung")}),
+     verdict(dead={"pangyo"}), False, True, "no member key"),
+])
+def test_no_action(name, state, verdicts, frozen, refused, needle):
+    d = decide(state, verdicts, SITE_OF, frozen=frozen)
+    assert d.actions == () and not d.failover
+    assert d.refused == refused
+    assert needle in d.reason
+
+
+def test_member_names_map_to_sites():
+    state = cluster(leader="pg1", sync=("pg2",), members={"pg1": member("pg1"), "pg2": member("pg2")})
+    d = decide(state, verdict(dead={"pangyo"}), {"pg1": "pangyo", "pg2": "ansan"})
+    assert d.failover
+
+
+def test_an_already_fenced_member_is_not_rewritten_again():
+    m = member("pangyo")
+    fenced = Member("pangyo", m.role, m.state, UNREACHABLE_API, 41, 7, m.raw)
+    d = decide(cluster(members={"pangyo": fenced, "ansan": member("ansan"), "siheung": member("siheung")}),
+               verdict(dead={"pangyo"}), SITE_OF)
+    assert [type(a) for a in d.actions] == [DeleteLeader]
+
+
+@pytest.mark.parametrize("me,holder,primary,others,move", [
+    ("ansan", None, "pangyo", True, "campaign"),
+    ("pangyo", None, "pangyo", True, "stay"),       # the primary's site leaves it to others
+    ("pangyo", None, "pangyo", False, "campaign"),  # unless nobody else is alive
+    ("pangyo", "pangyo", "pangyo", True, "resign"),
+    ("pangyo", "pangyo", "pangyo", False, "stay"),
+    ("ansan", "ansan", "pangyo", True, "stay"),
+    ("ansan", "siheung", "pangyo", True, "stay"),
+    ("ansan", None, None, True, "campaign"),
+])
+def test_coordinator_placement(me, holder, primary, others, move):
+    assert coordination_move(me, holder, primary, others) == move
+
+
+@pytest.mark.parametrize("leader,primary,sync,alive,target", [
+    ("ansan", "pangyo", ["ansan"], SITES, None),            # already elsewhere
+    ("pangyo", "pangyo", ["ansan"], SITES, "siheung"),      # neither primary nor sync
+    ("pangyo", "pangyo", ["ansan", "siheung"], SITES, "ansan"),
+    ("pangyo", "pangyo", ["ansan"], ["pangyo", "ansan"], "ansan"),
+    ("pangyo", "pangyo", [], ["pangyo"], None),             # nowhere to go
+    (None, "pangyo", [], SITES, None),
+])
+def test_etcd_leader_moves_out_of_the_primary_site(leader, primary, sync, alive, target):
+    assert etcd_leader_target(leader, primary, sync, alive) == target
