@@ -66,8 +66,23 @@ def set_frozen(st: dict, frozen: bool, token: str) -> None:
     raise RuntimeError("no console accepted the freeze: " + "; ".join(errors))
 
 
+def etcd_leader_site(st: dict) -> str | None:
+    for s in st["sites"].values():
+        try:
+            status = httpx.post(s["etcd"] + "/v3/maintenance/status", json={}, timeout=1).json()
+            members = httpx.post(s["etcd"] + "/v3/cluster/member/list", json={}, timeout=1).json()["members"]
+            return next((m["name"] for m in members if str(m["ID"]) == str(status["leader"])), None)
+        except (httpx.HTTPError, KeyError, ValueError):
+            continue
+    return None
+
+
 def one_round(mode: str, clients: int, token: str) -> dict:
     st = wait_for(lambda: (lambda s: s if healthy(s) else None)(lab.status()), 90, "a healthy lab")
+    if mode == "firebreak":
+        # The steady state of a deployment with agents: etcd's leader is not in the primary's site.
+        st = wait_for(lambda: (lambda s: s if healthy(s) and etcd_leader_site(s) != s["primary"] else None)(
+            lab.status()), 30, "agents to settle etcd leadership")
     set_frozen(st, mode == "patroni", token)
     victim = st["primary"]
     survivors = [n for n in st["sites"] if n != victim]
@@ -79,6 +94,7 @@ def one_round(mode: str, clients: int, token: str) -> dict:
     for t in threads:
         t.start()
     time.sleep(2.0)
+    leader_at_cut = etcd_leader_site(st)
     lab.power_off(victim)
     cut = time.monotonic()
     try:
@@ -105,6 +121,9 @@ def one_round(mode: str, clients: int, token: str) -> dict:
     lab.power_on(victim)
     wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,
              f"{victim} to rejoin")
+    if mode == "patroni":
+        set_frozen(lab.status(), False, token)  # the lab's normal state between rounds
+    result["etcd_leader_at_cut"] = leader_at_cut
     return result
 
 

@@ -122,10 +122,19 @@ def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
+def _num(x: Any) -> Any:
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
+def _clean_loc(loc: Iterable[Any]) -> tuple:
+    """Drop pydantic's bookkeeping from an error path: dict-key markers and union tags (<...>)."""
+    return tuple(p for p in loc if p != "[key]" and not (isinstance(p, str) and p.startswith("<")))
+
+
 def translate(err: dict, model: type[BaseModel]) -> str:
     """One pydantic error as a sentence a person can act on."""
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    loc = tuple(p for p in err["loc"] if p != "[key]")
+    loc = _clean_loc(err["loc"])
     if kind == "extra_forbidden":
         known = _known_fields(model, loc)
         hint = suggest(str(loc[-1]), known) or (f" (known fields: {', '.join(known)})" if known else "")
@@ -145,19 +154,21 @@ def translate(err: dict, model: type[BaseModel]) -> str:
     if kind in ("list_type", "tuple_type", "set_type"):
         return f"expected a list, got {_describe(value)}"
     if kind == "greater_than_equal":
-        return f"must be {ctx.get('ge')} or more, got {value!r}"
+        return f"must be {_num(ctx.get('ge'))} or more, got {value!r}"
     if kind == "greater_than":
-        return f"must be more than {ctx.get('gt')}, got {value!r}"
+        return f"must be more than {_num(ctx.get('gt'))}, got {value!r}"
     if kind == "less_than_equal":
-        return f"must be {ctx.get('le')} or less, got {value!r}"
+        return f"must be {_num(ctx.get('le'))} or less, got {value!r}"
     if kind == "less_than":
-        return f"must be less than {ctx.get('lt')}, got {value!r}"
+        return f"must be less than {_num(ctx.get('lt'))}, got {value!r}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty" if not value else err["msg"].lower()
     if kind in ("literal_error", "enum"):
         expected = ctx.get("expected", "")
         choices = [c.strip().strip("'") for c in expected.replace(" or ", ",").split(",") if c.strip()]
         return f"must be one of {', '.join(choices)}; got {value!r}{suggest(str(value), choices)}"
+    if kind == "step_kind":
+        return err["msg"]
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     return err["msg"]
@@ -170,7 +181,7 @@ def validate(model: type[M], data: Any, label: str, lines: dict[tuple, int] | No
     except ValidationError as e:
         problems = []
         for err in e.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if p != "[key]")
+            loc = _clean_loc(err["loc"])
             problems.append(Problem(label, field_path(loc), translate(err, model),
                                     (lines or {}).get(loc)))
         raise InputError(problems) from None

@@ -58,3 +58,55 @@ def _nice_step(vmax: float) -> float:
         if vmax / step <= 12:
             return step
     return vmax / 10
+
+
+def timeline_svg(buckets: dict[str, list[tuple[int, int]]], markers: list[tuple[float, str, str]],
+                 seconds: int, title: str, width: int = 900) -> str:
+    """Writes per second per site (stacked bars above the axis) and errors (below, red).
+
+    buckets: site -> [(ok, errors) per second]; markers: (second, label, colour).
+    """
+    left, right, top, bottom = 50, 20, 40, 60
+    height = 320
+    plot_w = width - left - right
+    mid = top + (height - top - bottom) * 0.68
+    up_h, down_h = mid - top, height - bottom - mid
+    ok_max = max((sum(b[i][0] for b in buckets.values() if i < len(b)) for i in range(seconds)), default=1) or 1
+    err_max = max((sum(b[i][1] for b in buckets.values() if i < len(b)) for i in range(seconds)), default=1) or 1
+    bw = plot_w / max(seconds, 1)
+    palette = ["#1b6fb0", "#1b7f3b", "#c77c02", "#7a4bb0", "#0f8a8a"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+           f'<line x1="{left}" y1="{mid:.1f}" x2="{width - right}" y2="{mid:.1f}" stroke="#333"/>',
+           f'<text x="{left - 6}" y="{top + 8}" text-anchor="end">{ok_max}/s</text>',
+           f'<text x="{left - 6}" y="{height - bottom}" text-anchor="end" fill="#b00020">{err_max}/s</text>']
+    for i in range(seconds):
+        x = left + i * bw
+        y = mid
+        for j, (site, b) in enumerate(buckets.items()):
+            ok = b[i][0] if i < len(b) else 0
+            h = up_h * ok / ok_max
+            if h:
+                out.append(f'<rect x="{x:.1f}" y="{y - h:.1f}" width="{max(bw - 1, 1):.1f}" height="{h:.1f}" '
+                           f'fill="{palette[j % len(palette)]}"><title>{html.escape(site)} second {i}: {ok} ok</title></rect>')
+            y -= h
+        errs = sum(b[i][1] for b in buckets.values() if i < len(b))
+        if errs:
+            h = down_h * errs / err_max
+            out.append(f'<rect x="{x:.1f}" y="{mid:.1f}" width="{max(bw - 1, 1):.1f}" height="{h:.1f}" fill="#b00020">'
+                       f'<title>second {i}: {errs} failed or unknown</title></rect>')
+        if i % max(1, seconds // 15) == 0:
+            out.append(f'<text x="{x:.1f}" y="{height - bottom + 14}" text-anchor="middle">{i}s</text>')
+    for k, (t, label, colour) in enumerate(markers):
+        x = left + t * bw
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{colour}" '
+                   f'stroke-width="2" stroke-dasharray="5 3"/>')
+        out.append(f'<text x="{x + 3:.1f}" y="{top + 12 + 13 * (k % 3)}" fill="{colour}">{html.escape(label)}</text>')
+    for j, site in enumerate(buckets):
+        out.append(f'<rect x="{left + j * 110}" y="{height - 22}" width="10" height="10" fill="{palette[j % len(palette)]}"/>'
+                   f'<text x="{left + j * 110 + 14}" y="{height - 13}">{html.escape(site)}</text>')
+    out.append(f'<rect x="{left + len(buckets) * 110}" y="{height - 22}" width="10" height="10" fill="#b00020"/>'
+               f'<text x="{left + len(buckets) * 110 + 14}" y="{height - 13}">failed / unknown</text>')
+    out.append("</svg>")
+    return "\n".join(out)

@@ -345,6 +345,58 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     return {"site": site_name, "changed": True}
 
 
+def isolate(site_name: str, home: Path | None = None) -> dict:
+    """Cut a site's links to the other sites; its processes stay alive."""
+    state = _require(home)
+    site = _site_of(state, site_name)
+    how = net.isolate(state.layout, site)
+    state.sites[site_name].isolated = how
+    save(state)
+    return {"site": site_name, "isolated": how, "at": time.time()}
+
+
+def degrade(site_name: str, loss: int, rate_kbit: int, home: Path | None = None) -> dict:
+    state = _require(home)
+    site = _site_of(state, site_name)
+    how = net.degrade(state.layout, site, loss, rate_kbit)
+    state.sites[site_name].degraded = how
+    save(state)
+    return {"site": site_name, "degraded": how, "at": time.time()}
+
+
+def stop_component(site_name: str, component: str, home: Path | None = None) -> int:
+    """Kill one component of a site at once (e.g. the agent: ops tools lost, data still up)."""
+    state = _require(home)
+    _site_of(state, site_name)
+    procs_ = [p for p in state.sites[site_name].procs if p.component == component and procs.alive(p)]
+    procs.power_cut([p.pid for p in procs_])
+    state.sites[site_name].procs = [p for p in state.sites[site_name].procs if p not in procs_]
+    save(state)
+    return len(procs_)
+
+
+def start_component(site_name: str, component: str, home: Path | None = None) -> None:
+    state = _require(home)
+    site = _site_of(state, site_name)
+    if any(p.component == component and procs.alive(p) for p in state.sites[site_name].procs):
+        return
+    _start(state, state.layout, site, component, load_secrets(state.home))
+    url = {"agent": site.url("console") + "/healthz", "app": site.url("app") + "/healthz"}.get(component)
+    if url:
+        _wait_component(state, state.layout, site, component, lambda: _http_ok(url))
+
+
+def heal(site_name: str, home: Path | None = None) -> dict:
+    state = _require(home)
+    site = _site_of(state, site_name)
+    net.heal(state.layout, site)
+    net.undegrade(state.layout, site)
+    state.sites[site_name].isolated = ""
+    state.sites[site_name].degraded = ""
+    save(state)
+    return {"site": site_name, "healed": True}
+
+
 # ---------------------------------------------------------------------------------------------
 # status and logs
 
@@ -373,6 +425,7 @@ def status(home: Path | None = None) -> dict:
             "console": site.url("console") if state.agents else None,
             "processes": {p.component: {"pid": p.pid, "alive": procs.alive(p)} for p in st.procs},
             "silenced": st.silenced if st.power == "off" else None,
+            "isolated": st.isolated or None,
         }
     primary = next((n for n, s in sites.items() if s["postgres"]["role"] == "primary"), None)
     return {

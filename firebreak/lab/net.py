@@ -114,6 +114,75 @@ def restore(layout: LabLayout, site: SiteLayout) -> None:
         _delete_rules(f"power:{site.name}")
 
 
+ISOLATE_TABLE = "firebreak_isolate"
+
+
+def isolate(layout: LabLayout, site: SiteLayout) -> str:
+    """Cut a site off from the other sites; its processes keep running, and clients outside
+    the lab's sites can still reach it (the harshest case: the old primary keeps getting writes).
+    """
+    others = ", ".join(s.address for s in layout.sites if s is not site)
+    if layout.net == "netns":
+        rules = (f"table inet {ISOLATE_TABLE} {{\n"
+                 f"  chain input {{ type filter hook input priority 0; ip saddr {{ {others} }} drop; }}\n"
+                 f"  chain output {{ type filter hook output priority 0; ip daddr {{ {others} }} drop; }}\n}}\n")
+        _run("nft", "-f", "-", netns=site.netns, input=rules)
+        return "netns-nftables"
+    if have_nft():
+        _run("nft", "add", "table", "inet", NFT_TABLE)
+        _run("nft", "add", "chain", "inet", NFT_TABLE, "output", "{ type filter hook output priority 0 ; }")
+        for other in (s for s in layout.sites if s is not site):
+            for a, b in ((site.address, other.address), (other.address, site.address)):
+                _run("nft", "add", "rule", "inet", NFT_TABLE, "output", "ip", "saddr", a, "ip", "daddr", b, "drop",
+                     "comment", f'"isolate:{site.name}"')
+        return "loopback-nftables"
+    raise LabError("isolating a site needs root (nftables); as a normal user the lab can only cut power")
+
+
+def heal(layout: LabLayout, site: SiteLayout) -> None:
+    if layout.net == "netns":
+        _run("nft", "delete", "table", "inet", ISOLATE_TABLE, netns=site.netns, check=False)
+    elif have_nft():
+        _delete_rules(f"isolate:{site.name}")
+
+
+DEGRADE_TABLE = "firebreak_degrade"
+
+
+def degrade(layout: LabLayout, site: SiteLayout, loss: int, rate_kbit: int) -> str:
+    """Random packet loss and a bandwidth limit on a site's links. Added latency would need the
+    netem qdisc, which this kernel lacks; the scenario loader refuses it before anything runs."""
+    if layout.net == "netns":
+        if loss:
+            rules = (f"table inet {DEGRADE_TABLE} {{\n"
+                     f"  chain input {{ type filter hook input priority 0; iifname != \"lo\" numgen random mod 100 < {loss} drop; }}\n"
+                     f"  chain output {{ type filter hook output priority 0; oifname != \"lo\" numgen random mod 100 < {loss} drop; }}\n}}\n")
+            _run("nft", "-f", "-", netns=site.netns, input=rules)
+        if rate_kbit:
+            _run("tc", "qdisc", "replace", "dev", host_link(site), "root", "tbf", "rate", f"{rate_kbit}kbit",
+                 "burst", "32kbit", "latency", "400ms")
+        return f"netns: {loss}% loss" + (f", {rate_kbit} kbit/s" if rate_kbit else "")
+    if not have_nft():
+        raise LabError("degrading links needs root (nftables); as a normal user the lab can only cut power")
+    if rate_kbit:
+        raise LabError("a bandwidth limit needs --net netns (on loopback it would slow every site at once)")
+    _run("nft", "add", "table", "inet", NFT_TABLE)
+    _run("nft", "add", "chain", "inet", NFT_TABLE, "output", "{ type filter hook output priority 0 ; }")
+    for other in (s for s in layout.sites if s is not site):
+        for a, b in ((site.address, other.address), (other.address, site.address)):
+            _run("nft", "add", "rule", "inet", NFT_TABLE, "output", "ip", "saddr", a, "ip", "daddr", b,
+                 "numgen", "random", "mod", "100", "<", str(loss), "drop", "comment", f'"degrade:{site.name}"')
+    return f"loopback: {loss}% loss between sites"
+
+
+def undegrade(layout: LabLayout, site: SiteLayout) -> None:
+    if layout.net == "netns":
+        _run("nft", "delete", "table", "inet", DEGRADE_TABLE, netns=site.netns, check=False)
+        _run("tc", "qdisc", "del", "dev", host_link(site), "root", check=False)
+    elif have_nft():
+        _delete_rules(f"degrade:{site.name}")
+
+
 def _delete_rules(comment: str) -> None:
     r = _run("nft", "-a", "list", "chain", "inet", NFT_TABLE, "output", check=False)
     for line in r.stdout.splitlines():

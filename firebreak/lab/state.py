@@ -24,6 +24,8 @@ def lab_home() -> Path:
 class SiteState:
     power: str = "up"         # up | off
     silenced: str = "none"    # how the last power cut silenced the site's address
+    isolated: str = ""        # how the site is cut off from the others, when it is
+    degraded: str = ""        # how its links are degraded, when they are
     procs: list[Proc] = field(default_factory=list)
 
 
@@ -48,7 +50,8 @@ class LabState:
             "lab_id": self.lab_id, "net": self.net, "topology": self.topology, "sites_order": self.site_names,
             "home": str(self.home), "user": list(self.user) if self.user else None, "agents": self.agents,
             "phase": self.phase,
-            "sites": {n: {"power": s.power, "silenced": s.silenced, "procs": [p.as_dict() for p in s.procs]}
+            "sites": {n: {"power": s.power, "silenced": s.silenced, "isolated": s.isolated, "degraded": s.degraded,
+                          "procs": [p.as_dict() for p in s.procs]}
                       for n, s in self.sites.items()},
         }
 
@@ -58,6 +61,7 @@ class LabState:
                    home=Path(d["home"]), user=tuple(d["user"]) if d.get("user") else None,
                    agents=d.get("agents", True), phase=d.get("phase", "up"),
                    sites={n: SiteState(power=s["power"], silenced=s.get("silenced", "none"),
+                                       isolated=s.get("isolated", ""), degraded=s.get("degraded", ""),
                                        procs=[Proc(**p) for p in s["procs"]]) for n, s in d["sites"].items()})
 
 

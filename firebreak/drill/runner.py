@@ -1,0 +1,252 @@
+"""Running a drill on the lab: workload on, faults in, faults out, then the history is judged.
+
+The runner is the I/O shell; what passes or fails is decided by drill.checks on the recorded
+history and the final database contents, and drill.verdict turns those into the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import psycopg
+
+from firebreak import __version__
+from firebreak.drill import checks
+from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites
+from firebreak.drill.verdict import judge
+from firebreak.drill.workload import History, Op, Reader, Writer, seed_report
+from firebreak.errors import LabError
+from firebreak.lab import lab
+from firebreak.lab.state import lab_home, load_secrets
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Event:
+    at: float        # monotonic
+    wall: float
+    kind: str        # fault | heal | wait
+    site: str
+    detail: str
+
+
+@dataclass
+class Active:
+    fault: str
+    site: str
+    since: float
+    rto: float | None = None
+
+
+@dataclass
+class Operator(threading.Thread):
+    """Tries every ops action from every site's console once a second, and records each try."""
+
+    consoles: dict[str, str]
+    token: str
+    history: History
+    stop: threading.Event
+    actions: tuple = ("status", "ledger", "incidents")
+
+    def __post_init__(self) -> None:
+        threading.Thread.__init__(self, daemon=True)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=2.0, headers={"Authorization": f"Bearer {self.token}"}) as client:
+            while not self.stop.is_set():
+                for site, url in self.consoles.items():
+                    for action in self.actions:
+                        t0 = time.monotonic()
+                        path = {"status": "/api/status", "ledger": "/api/ledger", "incidents": "/api/status"}[action]
+                        try:
+                            r = client.get(url + path)
+                            ok = r.status_code == 200
+                            status = r.status_code
+                        except httpx.HTTPError:
+                            ok, status = False, 0
+                        self.history.add(Op("ops", action, t0, time.monotonic(), "ok" if ok else "failed", site, status))
+                self.stop.wait(1.0)
+
+
+def wait_healthy(timeout: float = 90.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        st = lab.status()
+        roles = [s["postgres"]["role"] for s in st["sites"].values()]
+        if (all(s["state"] == "up" for s in st["sites"].values()) and roles.count("primary") == 1
+                and "sync_standby" in roles and "down" not in roles):
+            return st
+        last = roles
+        time.sleep(0.5)
+    raise LabError(f"the lab is not healthy (PostgreSQL roles {last}); a drill starts from a healthy lab. "
+                   "Check `firebreak lab status`")
+
+
+def set_frozen(st: dict, frozen: bool, token: str) -> None:
+    for name, s in st["sites"].items():
+        if s.get("console") and s["state"] == "up":
+            try:
+                httpx.post(s["console"] + ("/api/freeze" if frozen else "/api/unfreeze"),
+                           headers={"Authorization": f"Bearer {token}"}, timeout=5).raise_for_status()
+                return
+            except httpx.HTTPError:
+                continue
+    raise LabError("no site console accepted the freeze; are the agents running (`firebreak lab status`)?")
+
+
+def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: None) -> dict:
+    st = wait_healthy()
+    sites = list(st["sites"])
+    check_sites(scenario, sites, scenario.name)
+    token = load_secrets(lab_home()).ops_token
+    agents = any(s.get("console") for s in st["sites"].values())
+    if scenario.baseline == "patroni" and agents:
+        set_frozen(st, True, token)
+    doors = {n: s["app"] for n, s in st["sites"].items()}
+    consoles = {n: s["console"] for n, s in st["sites"].items() if s.get("console")}
+    history, stop = History(), threading.Event()
+    report_id = seed_report(doors[next(n for n in sites if st["sites"][n]["postgres"]["role"] != "primary")])
+    threads: list[threading.Thread] = [Writer(doors, history, stop, seed=i, rate=scenario.rate)
+                                       for i in range(scenario.clients)]
+    threads += [Reader(n, doors[n], report_id, history, stop) for n in sites]
+    if consoles:
+        threads.append(Operator(consoles, token, history, stop))
+    events: list[Event] = []
+    faults: list[Active] = []
+    start = time.monotonic()
+    start_wall = time.time()
+    for t in threads:
+        t.start()
+    progress(f"workload: {scenario.clients} writers through {len(doors)} doors, readers in every site")
+    time.sleep(2.0)
+    try:
+        for step in scenario.steps:
+            if isinstance(step, WaitStep):
+                progress(f"wait {step.wait:g} s")
+                time.sleep(step.wait)
+            elif isinstance(step, HealStep):
+                targets = [f.site for f in faults if f.site == step.heal or step.heal == "all"]
+                for site in dict.fromkeys(targets):
+                    _heal(site, faults, events, progress)
+            else:
+                site = lab.status()["primary"] if step.site == "primary" else step.site
+                if site is None:
+                    raise LabError("no primary to cut: the lab has none right now")
+                _inject(step, site, faults, events, progress)
+                at = faults[-1].since
+                if step.duration:
+                    time.sleep(step.duration)
+                else:
+                    deadline = time.monotonic() + 60
+                    while checks.write_rto(history.ops, at) is None and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    time.sleep(2.0)
+                rto = checks.write_rto(history.ops, at)
+                faults[-1].rto = rto
+                progress(f"writes {'resumed %.2f s after the fault' % rto if rto is not None else 'did not resume'}")
+        for site in dict.fromkeys(f.site for f in faults if f.site not in {e.site for e in events if e.kind == "heal"
+                                                                            and e.at > f.since}):
+            _heal(site, faults, events, progress)
+        progress("waiting for every site to rejoin")
+        try:
+            wait_healthy(120)
+        except LabError as e:
+            progress(str(e))
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        if scenario.baseline == "patroni" and agents:
+            try:
+                set_frozen(lab.status(), False, token)
+            except LabError:
+                pass
+    end = time.monotonic()
+    final = lab.status()
+    with psycopg.connect(final["postgres_dsn"]) as conn:
+        stored = checks.stored_counts(r[0] for r in conn.execute(
+            "SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL"))
+    ops = list(history.ops)
+    report = judge(
+        scenario=scenario, ops=ops, stored=stored, sites=sites, start=start, end=end,
+        faults=[(f.fault, f.site, f.since, _healed_at(f, events, end)) for f in faults],
+        silenced={n: s.get("silenced") for n, s in final["sites"].items()},
+    )
+    report.update({
+        "started": start_wall, "net": final["net"], "agents": agents,
+        "events": [{"t": round(e.at - start, 3), "wall": e.wall, "kind": e.kind, "site": e.site, "detail": e.detail}
+                   for e in events],
+        "versions": {"firebreak": __version__, "python": platform.python_version()},
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "arch": platform.machine()},
+    })
+    for f in report["faults"]:
+        f["start_wall"] = round(start_wall + f["at_s"], 3)
+        f["end_wall"] = round(start_wall + f["healed_at_s"], 3)
+    _record_ledger(final, report)
+    from firebreak.drill.report import write_report
+    write_report(report, ops, start, report_dir)
+    return report
+
+
+def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event], progress: Progress) -> None:
+    if step.fault == "power-cut":
+        r = lab.power_off(site)
+        detail = f"power cut, address {r.get('silenced')}"
+    elif step.fault == "isolate":
+        detail = "isolated: " + lab.isolate(site)["isolated"]
+    elif step.fault == "degrade":
+        detail = "degraded: " + lab.degrade(site, step.loss, step.rate_kbit)["degraded"]
+    else:
+        n = lab.stop_component(site, "agent")
+        detail = f"ops tools lost: {n} agent process killed"
+    now = time.monotonic()
+    faults.append(Active(step.fault, site, now))
+    events.append(Event(now, time.time(), "fault", site, detail))
+    progress(f"fault: {site}: {detail}")
+
+
+def _heal(site: str, faults: list[Active], events: list[Event], progress: Progress) -> None:
+    kinds = {f.fault for f in faults if f.site == site}
+    if "power-cut" in kinds and lab.status()["sites"][site]["state"] == "off":
+        lab.power_on(site)
+    if kinds & {"isolate", "degrade"}:
+        lab.heal(site)
+    if "ops-tools" in kinds:
+        lab.start_component(site, "agent")
+    events.append(Event(time.monotonic(), time.time(), "heal", site, "healed: " + ", ".join(sorted(kinds))))
+    progress(f"heal: {site}")
+
+
+def _healed_at(f: Active, events: list[Event], end: float) -> float:
+    for e in events:
+        if e.kind == "heal" and e.site == f.site and e.at >= f.since:
+            return e.at
+    return end
+
+
+def _record_ledger(st: dict, report: dict) -> None:
+    """Each drill's outages go into the outage ledger (etcd, replicated to every site), tagged as a drill."""
+    for f in report["faults"]:
+        entry = {"site": f["site"], "start": f["start_wall"], "end": f["end_wall"], "kind": f["fault"],
+                 "source": "drill", "scenario": report["scenario"]["name"], "verdict": report["verdict"]}
+        key = f"/firebreak/ledger/drill-{f['start_wall']:.3f}-{f['site']}"
+        body = {"key": base64.b64encode(key.encode()).decode(),
+                "value": base64.b64encode(json.dumps(entry).encode()).decode()}
+        for ep in st["etcd_endpoints"]:
+            try:
+                httpx.post(ep + "/v3/kv/put", json=body, timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                continue

@@ -1,0 +1,81 @@
+"""From a recorded history to a drill report and its verdict. Pure: no lab, no clock."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from firebreak.drill import checks
+from firebreak.drill.workload import Op
+
+# After a site comes back, its own door needs a moment; reads there are not judged meanwhile.
+REJOIN_GRACE = 5.0
+
+
+def _in_any(t: float, windows: Iterable[tuple[float, float]]) -> bool:
+    return any(a <= t <= b for a, b in windows)
+
+
+def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str], start: float, end: float,
+          faults: list[tuple[str, str, float, float]], silenced: Mapping[str, str | None]) -> dict:
+    """faults: (kind, site, since, healed_at), times on the same monotonic clock as ops."""
+    windows: dict[str, list[tuple[float, float]]] = {s: [] for s in sites}
+    for kind, site, since, healed in faults:
+        windows.setdefault(site, []).append((since, healed + REJOIN_GRACE))
+    lost = checks.lost_writes(ops, set(stored))
+    dups = checks.duplicates(stored)
+    brain = checks.split_brain(ops)
+    reads = [o for o in ops if o.kind == "read" and not _in_any(o.invoke, windows.get(o.site, []))]
+    read_failures = checks.read_failures(reads, sites)
+    ops_by_site = checks.ops_actions(o for o in ops if o.kind == "ops" and not _in_any(o.invoke, windows.get(o.site, [])))
+    per_fault = []
+    for kind, site, since, healed in faults:
+        rto = checks.write_rto(ops, since)
+        during = [o for o in ops if o.kind == "ops" and since <= o.invoke <= healed and not _in_any(o.invoke, windows.get(o.site, []))]
+        per_fault.append({
+            "fault": kind, "site": site, "at_s": round(since - start, 3), "healed_at_s": round(healed - start, 3),
+            "write_rto_s": None if rto is None else round(rto, 3),
+            "ops_during_fault": checks.ops_actions(during),
+            "start_wall": None, "end_wall": None,
+        })
+    rtos = [f["write_rto_s"] for f in per_fault]
+    failures = []
+    if not checks.acked(ops):
+        failures.append("no write was ever acknowledged")
+    if lost:
+        failures.append(f"{len(lost)} acknowledged writes lost")
+    if dups:
+        failures.append(f"{len(dups)} duplicate reports created by retries")
+    if brain:
+        failures.append("two primaries acknowledged writes in overlapping intervals")
+    if any(r is None for r in rtos):
+        failures.append("writes did not resume after a fault")
+    bad_reads = {s: n for s, n in read_failures.items() if n}
+    if bad_reads:
+        failures.append("reads failed in sites that were not under a fault: " +
+                        ", ".join(f"{s} {n}" for s, n in bad_reads.items()))
+    bad_ops = {s: d for s, d in ops_by_site.items() if d["ok"] < d["tried"]}
+    if bad_ops:
+        failures.append("ops actions failed from sites that were not under a fault: " +
+                        ", ".join(f"{s} {d['tried'] - d['ok']} of {d['tried']}" for s, d in bad_ops.items()))
+    return {
+        "verdict": "fail" if failures else "pass",
+        "failures": failures,
+        "scenario": scenario.model_dump(),
+        "acked_writes": len(checks.acked(ops)),
+        "unknown_writes": sum(1 for o in ops if o.kind == "write" and o.outcome == "unknown"),
+        "acked_lost": len(lost),
+        "lost_keys": lost[:100],
+        "duplicates": len(dups),
+        "write_rto_s": max((r for r in rtos if r is not None), default=None),
+        "max_write_gap_s": round(checks.max_write_gap(ops, start, end), 3),
+        "read_failures": read_failures,
+        "reads": len([o for o in ops if o.kind == "read"]),
+        "split_brain": bool(brain),
+        "split_brain_evidence": [[a.__dict__, b.__dict__] for a, b in brain][:10],
+        "primaries": [e.__dict__ | {"first_ack_s": round(e.first_ack - start, 3), "last_ack_s": round(e.last_ack - start, 3)}
+                      for e in checks.primary_epochs(ops)],
+        "ops_actions": ops_by_site,
+        "faults": per_fault,
+        "power_cut_mode": {s: m for s, m in silenced.items() if m},
+        "duration_s": round(end - start, 3),
+    }

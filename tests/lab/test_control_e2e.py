@@ -1,0 +1,111 @@
+"""The control plane on the real lab: a power cut of the primary's site with agents running,
+and an isolation of the primary's site (netns only). Judged from recorded histories."""
+
+import os
+import threading
+import time
+
+import httpx
+import psycopg
+import pytest
+
+from firebreak.drill import checks
+from firebreak.drill.workload import History, Reader, Writer, seed_report
+from firebreak.lab import lab
+from tests.lab.conftest import LAB_HOME, lab_cli, wait_for
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def agents_lab():
+    os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
+    lab_cli("down", "--purge", timeout=60)
+    r = lab_cli("up")
+    assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
+    try:
+        yield
+    finally:
+        lab_cli("down", timeout=120)
+        os.environ.pop("FIREBREAK_HOME", None)
+
+
+def healthy():
+    st = lab.status()
+    roles = [s["postgres"]["role"] for s in st["sites"].values()]
+    ok = roles.count("primary") == 1 and "sync_standby" in roles and "down" not in roles
+    return st if ok else None
+
+
+def run_load(st, fault, survivors, settle=1.0, timeout=60):
+    doors = {n: s["app"] for n, s in st["sites"].items()}
+    history, stop = History(), threading.Event()
+    threads = [Writer(doors, history, stop, seed=i) for i in range(6)]
+    report_id = seed_report(doors[survivors[0]])
+    threads += [Reader(n, doors[n], report_id, history, stop) for n in survivors]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    info = fault()
+    at = time.monotonic()
+    try:
+        wait_for(lambda: checks.write_rto(history.ops, at) is not None, timeout, "writes to resume")
+        time.sleep(settle)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    return list(history.ops), at, info
+
+
+def stored_keys(dsn):
+    with psycopg.connect(dsn) as conn:
+        return {r[0] for r in conn.execute("SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL")}
+
+
+def test_power_cut_fails_over_well_inside_patronis_ttl(agents_lab):
+    st = wait_for(healthy, 60, "a healthy lab")
+    victim = st["primary"]
+    sync = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "sync_standby")
+    survivors = [n for n in st["sites"] if n != victim]
+    ops, at, _ = run_load(st, lambda: lab.power_off(victim), survivors)
+
+    rto = checks.write_rto(ops, at)
+    assert rto < 10.0, f"writes resumed only {rto:.1f} s after the cut; Patroni's TTL is 20 s"
+    after = lab.status()
+    assert after["primary"] == sync, "the synchronous standby must be the one promoted"
+    assert checks.lost_writes(ops, stored_keys(after["postgres_dsn"])) == []
+    assert checks.split_brain(ops) == []
+    assert checks.read_failures(ops, survivors) == {s: 0 for s in survivors}
+
+    console = after["sites"][survivors[0]]["console"]
+    ledger = httpx.get(console + "/api/ledger", timeout=5).json()
+    assert any(e["site"] == victim for e in ledger), ledger
+    status = httpx.get(console + "/api/status", timeout=5).json()
+    assert status["primary"] == sync and status["coordinator"] in survivors
+
+    lab.power_on(victim)
+    wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,
+             f"{victim} to rejoin as a replica")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="isolating a site needs network namespaces (root)")
+def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(agents_lab):
+    st = wait_for(healthy, 90, "a healthy lab")
+    victim = st["primary"]
+    victim_server = f"{st['sites'][victim]['address']}:{st['sites'][victim]['postgres']['port']}"
+    survivors = [n for n in st["sites"] if n != victim]
+    # Clients can still reach the isolated site's door: the harshest case.
+    ops, at, _ = run_load(st, lambda: lab.isolate(victim), survivors, settle=8.0)
+    try:
+        new = wait_for(lambda: (lambda s: s["primary"] if s["primary"] in survivors else None)(lab.status()),
+                       60, "a new primary among the connected sites")
+        assert new in survivors
+        late_acks = [o for o in checks.acked(ops) if o.primary == victim_server and o.complete > at + 0.5]
+        assert late_acks == [], f"the isolated primary acknowledged {len(late_acks)} writes after the cut"
+        assert checks.split_brain(ops) == []
+        assert checks.lost_writes(ops, stored_keys(lab.status()["postgres_dsn"])) == []
+    finally:
+        lab.heal(victim)
+    wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,
+             f"{victim} to rejoin as a replica after the heal")

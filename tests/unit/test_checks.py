@@ -1,0 +1,62 @@
+"""History checkers, each fed hand-made histories that must fail as well as ones that pass."""
+
+from firebreak.drill import checks
+from firebreak.drill.workload import Op
+
+
+def w(key, t0, t1, outcome="ok", site="ansan", primary="10.0.0.2:5432", tl=2):
+    return Op("write", key, t0, t1, outcome, site, 201 if outcome == "ok" else 503, primary if outcome == "ok" else "",
+              tl if outcome == "ok" else 0)
+
+
+def r(t, outcome="ok", site="ansan"):
+    return Op("read", "1", t, t + 0.01, outcome, site)
+
+
+def test_a_lost_acknowledged_write_is_found():
+    ops = [w("a", 0, 0.1), w("b", 0.2, 0.3), w("c", 0.4, 0.5, outcome="unknown")]
+    assert checks.lost_writes(ops, {"a", "b"}) == []
+    assert checks.lost_writes(ops, {"a"}) == ["b"]
+    # an unknown outcome that did not survive is not a lost acknowledged write
+    assert checks.lost_writes(ops, {"a", "b"}) == []
+
+
+def test_a_duplicate_created_by_a_retry_is_found():
+    assert checks.duplicates({"a": 1, "b": 1}) == []
+    assert checks.duplicates({"a": 1, "b": 2}) == ["b"]
+
+
+def test_write_rto_counts_only_writes_sent_after_the_fault():
+    ops = [w("a", 9.0, 10.5), w("b", 10.2, 12.0), w("c", 10.1, 11.0, outcome="unknown"), w("d", 11.5, 11.7)]
+    assert abs(checks.write_rto(ops, 10.0) - 1.7) < 1e-9
+    assert checks.write_rto([w("a", 9, 9.5)], 10.0) is None
+
+
+def test_max_write_gap():
+    ops = [w("a", 0, 1.0), w("b", 1, 1.5), w("c", 4, 4.5)]
+    assert abs(checks.max_write_gap(ops, 0.0, 5.0) - 3.0) < 1e-9
+
+
+def test_read_failures_per_site():
+    ops = [r(1), r(2, "failed"), r(3, "failed", "siheung"), r(4, "ok", "siheung")]
+    assert checks.read_failures(ops, ["ansan", "siheung"]) == {"ansan": 1, "siheung": 1}
+
+
+def test_two_overlapping_primaries_are_split_brain():
+    sequential = [w("a", 0, 1, primary="p1", tl=1), w("b", 1, 2, primary="p1", tl=1),
+                  w("c", 3, 4, primary="p2", tl=2), w("d", 4, 5, primary="p2", tl=2)]
+    assert checks.split_brain(sequential) == []
+    overlapping = sequential + [w("e", 4.5, 4.8, primary="p1", tl=1)]
+    bad = checks.split_brain(overlapping)
+    assert len(bad) == 1 and {bad[0][0].primary, bad[0][1].primary} == {"p1", "p2"}
+
+
+def test_same_server_new_timeline_is_a_different_primary():
+    ops = [w("a", 0, 1, primary="p1", tl=1), w("b", 0.5, 2, primary="p1", tl=2), w("c", 1.5, 3, primary="p1", tl=1)]
+    assert checks.split_brain(ops)
+
+
+def test_ops_actions_per_site():
+    ops = [Op("ops", "freeze", 0, 1, "ok", "ansan"), Op("ops", "evacuate", 0, 1, "failed", "ansan"),
+           Op("ops", "freeze", 0, 1, "ok", "siheung")]
+    assert checks.ops_actions(ops) == {"ansan": {"tried": 2, "ok": 1}, "siheung": {"tried": 1, "ok": 1}}

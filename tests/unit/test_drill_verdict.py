@@ -1,0 +1,88 @@
+"""Drill verdicts from hand-made histories: each failing property must fail the drill."""
+
+from collections import Counter
+
+import pytest
+
+from firebreak.drill.scenario import single
+from firebreak.drill.verdict import judge
+from firebreak.drill.workload import Op
+
+SITES = ["pangyo", "ansan", "siheung"]
+SCEN = single("power-cut", "pangyo", 0, 4, 0, "firebreak")
+FAULT = [("power-cut", "pangyo", 10.0, 20.0)]
+
+
+def w(key, t0, t1, outcome="ok", site="ansan", primary="p2", tl=2):
+    return Op("write", key, t0, t1, outcome, site, 201 if outcome == "ok" else 503,
+              primary if outcome == "ok" else "", tl if outcome == "ok" else 0)
+
+
+def healthy_history():
+    ops = [w(f"a{i}", i * 0.5, i * 0.5 + 0.05, primary="p1", tl=1) for i in range(20)]      # before the cut
+    ops += [w("u1", 9.9, 11.4, outcome="unknown")]                                            # in flight at the cut
+    ops += [w(f"b{i}", 11.5 + i * 0.5, 11.55 + i * 0.5) for i in range(20)]                   # after failover
+    ops += [Op("read", "1", t, t + 0.01, "ok", s) for t in range(0, 30, 2) for s in SITES]
+    ops += [Op("read", "1", 12.0, 12.5, "failed", "pangyo")]                                  # the dead site's door
+    ops += [Op("ops", "status", t, t + 0.1, "ok", s) for t in range(0, 30, 3) for s in ("ansan", "siheung")]
+    stored = Counter([o.key for o in ops if o.kind == "write" and o.outcome == "ok"])
+    return ops, stored
+
+
+def run(ops, stored, faults=FAULT):
+    return judge(scenario=SCEN, ops=ops, stored=stored, sites=SITES, start=0.0, end=32.0, faults=faults,
+                 silenced={"pangyo": "link-down"})
+
+
+def test_a_clean_failover_passes_with_the_right_figures():
+    r = run(*healthy_history())
+    assert r["verdict"] == "pass", r["failures"]
+    assert r["acked_writes"] == 40 and r["acked_lost"] == 0 and r["duplicates"] == 0
+    assert r["write_rto_s"] == pytest.approx(1.55)
+    assert r["read_failures"] == {"pangyo": 0, "ansan": 0, "siheung": 0}  # pangyo's failure was under its fault
+    assert r["split_brain"] is False
+    assert r["ops_actions"]["ansan"]["tried"] == r["ops_actions"]["ansan"]["ok"] > 0
+    assert set(r) >= {"verdict", "acked_writes", "acked_lost", "duplicates", "write_rto_s", "max_write_gap_s",
+                      "read_failures", "split_brain", "ops_actions"}
+
+
+def test_a_lost_ack_fails():
+    ops, stored = healthy_history()
+    del stored["b3"]
+    r = run(ops, stored)
+    assert r["verdict"] == "fail" and r["acked_lost"] == 1 and "b3" in r["lost_keys"]
+
+
+def test_a_duplicate_fails():
+    ops, stored = healthy_history()
+    stored["b3"] = 2
+    assert run(ops, stored)["duplicates"] == 1
+
+
+def test_two_overlapping_primaries_fail():
+    ops, stored = healthy_history()
+    ops.append(w("late", 12.0, 12.2, primary="p1", tl=1))  # the old primary acks after the new one did
+    stored["late"] = 1
+    r = run(ops, stored)
+    assert r["split_brain"] and r["verdict"] == "fail"
+
+
+def test_writes_that_never_resume_fail():
+    ops, stored = healthy_history()
+    ops = [o for o in ops if not (o.kind == "write" and o.invoke > 10)]
+    r = run(ops, Counter(o.key for o in ops if o.kind == "write" and o.outcome == "ok"))
+    assert r["write_rto_s"] is None and "writes did not resume after a fault" in r["failures"]
+
+
+def test_read_failure_in_a_surviving_site_fails():
+    ops, stored = healthy_history()
+    ops.append(Op("read", "1", 13.0, 13.1, "failed", "siheung"))
+    r = run(ops, stored)
+    assert r["read_failures"]["siheung"] == 1 and r["verdict"] == "fail"
+
+
+def test_an_ops_action_failing_from_a_surviving_site_fails():
+    ops, stored = healthy_history()
+    ops.append(Op("ops", "evacuate", 13.0, 13.1, "failed", "ansan"))
+    r = run(ops, stored)
+    assert r["verdict"] == "fail" and any("ops actions failed" in f for f in r["failures"])
