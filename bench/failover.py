@@ -46,9 +46,7 @@ def wait_for(pred, timeout, what):
 
 
 def healthy(st: dict) -> bool:
-    roles = [s["postgres"]["role"] for s in st["sites"].values()]
-    return (all(s["state"] == "up" for s in st["sites"].values()) and roles.count("primary") == 1
-            and "sync_standby" in roles and "down" not in roles)
+    return st["healthy"]
 
 
 def set_frozen(st: dict, frozen: bool, token: str) -> None:
@@ -119,8 +117,7 @@ def one_round(mode: str, clients: int, token: str) -> dict:
         "silenced": lab.status()["sites"][victim]["silenced"],
     }
     lab.power_on(victim)
-    wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,
-             f"{victim} to rejoin")
+    wait_for(lambda: lab.status()["healthy"], 120, f"{victim} to rejoin and every standby to stream")
     if mode == "patroni":
         set_frozen(lab.status(), False, token)  # the lab's normal state between rounds
     result["etcd_leader_at_cut"] = leader_at_cut

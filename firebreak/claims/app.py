@@ -47,7 +47,7 @@ class Settings:
     # A write that has not been answered by then is abandoned (503, outcome unknown, retry with
     # the same key): a primary that lost power answers nothing, and TCP would take far longer.
     write_deadline: float = 1.5
-    read_deadline: float = 0.7
+    read_deadline: float = 0.5
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -251,7 +251,7 @@ class Store:
         # (a replica may not have replayed a report written a moment ago).
         for pool in (self.local, self.anywhere, self.primary):
             try:
-                conn = await pool.getconn()
+                conn = await pool.getconn(timeout=0.3)
             except (psycopg.Error, PoolTimeout, OSError):
                 continue
             try:

@@ -83,13 +83,11 @@ def wait_healthy(timeout: float = 90.0) -> dict:
     last = None
     while time.monotonic() < deadline:
         st = lab.status()
-        roles = [s["postgres"]["role"] for s in st["sites"].values()]
-        if (all(s["state"] == "up" for s in st["sites"].values()) and roles.count("primary") == 1
-                and "sync_standby" in roles and "down" not in roles):
+        if st["healthy"]:
             return st
-        last = roles
+        last = {n: (s["postgres"]["role"], s["postgres"]["state"]) for n, s in st["sites"].items()}
         time.sleep(0.5)
-    raise LabError(f"the lab is not healthy (PostgreSQL roles {last}); a drill starts from a healthy lab. "
+    raise LabError(f"the lab is not healthy (PostgreSQL roles and states {last}); a drill starts from a healthy lab. "
                    "Check `firebreak lab status`")
 
 

@@ -78,6 +78,10 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
                 "synchronous_node_count": 1,
                 "postgresql": {
                     "use_pg_rewind": True,
+                    # A site that comes back after a cut may have diverged, and a rewind can be
+                    # interrupted by the next fault: re-clone instead of staying broken.
+                    "remove_data_directory_on_rewind_failure": True,
+                    "remove_data_directory_on_diverged_timelines": True,
                     "use_slots": True,
                     "parameters": {
                         "wal_level": "replica", "hot_standby": "on", "max_wal_senders": 10,

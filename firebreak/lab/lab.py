@@ -420,7 +420,9 @@ def status(home: Path | None = None) -> dict:
             "netns": site.netns,
             "etcd": site.url("etcd"),
             "patroni": site.url("patroni"),
-            "postgres": {"host": site.address, "port": site.pg_port, "role": role},
+            "postgres": {"host": site.address, "port": site.pg_port, "role": role,
+                         "state": (m or {}).get("state") if site.name not in off else None,
+                         "lag": (m or {}).get("lag") if site.name not in off else None},
             "app": site.url("app"),
             "console": site.url("console") if state.agents else None,
             "processes": {p.component: {"pid": p.pid, "alive": procs.alive(p)} for p in st.procs},
@@ -428,6 +430,10 @@ def status(home: Path | None = None) -> dict:
             "isolated": st.isolated or None,
         }
     primary = next((n for n, s in sites.items() if s["postgres"]["role"] == "primary"), None)
+    healthy = (primary is not None and all(s["state"] == "up" for s in sites.values())
+               and any(s["postgres"]["role"] == "sync_standby" for s in sites.values())
+               and all(s["postgres"]["state"] == "streaming" for s in sites.values()
+                       if s["postgres"]["role"] != "primary"))
     return {
         "lab_id": state.lab_id,
         "net": state.net,
@@ -435,6 +441,7 @@ def status(home: Path | None = None) -> dict:
         "home": str(state.home),
         "topology": state.topology,
         "primary": primary,
+        "healthy": healthy,  # every site up, a primary, every other member streaming, one synchronous
         "sites": sites,
         "postgres_dsn": layout.dsn("claims", secrets.app),
         "etcd_endpoints": layout.etcd_endpoints,

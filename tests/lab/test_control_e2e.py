@@ -32,9 +32,7 @@ def agents_lab():
 
 def healthy():
     st = lab.status()
-    roles = [s["postgres"]["role"] for s in st["sites"].values()]
-    ok = roles.count("primary") == 1 and "sync_standby" in roles and "down" not in roles
-    return st if ok else None
+    return st if st["healthy"] else None
 
 
 def run_load(st, fault, survivors, settle=1.0, timeout=60):
@@ -87,6 +85,7 @@ def test_power_cut_fails_over_well_inside_patronis_ttl(agents_lab):
     lab.power_on(victim)
     wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,
              f"{victim} to rejoin as a replica")
+    wait_for(healthy, 90, "every standby to stream again")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="isolating a site needs network namespaces (root)")

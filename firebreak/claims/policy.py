@@ -1,0 +1,165 @@
+"""Compensation policy: a declared file, validated like a topology, and pure pricing functions.
+
+A policy is an ordered list of rules; the first rule whose reporter kinds, services and
+downtime threshold match a report prices it. Every quote says which rule priced it and why,
+and whether a person must review it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from firebreak.claims.models import REPORTER_KINDS
+from firebreak.errors import InputError, Problem
+from firebreak.inputs import load_yaml_model, suggest
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Tier(_Strict):
+    up_to: int | None = Field(default=None, ge=0, description="claimed amount up to and including this")
+    pay: int | None = Field(default=None, ge=0)
+    review: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> "Tier":
+        if self.pay is None and not self.review:
+            raise ValueError("a tier needs pay: AMOUNT or review: true")
+        return self
+
+
+class Rule(_Strict):
+    id: str = Field(min_length=1)
+    description: str = ""
+    reporter_kinds: list[str] = Field(min_length=1, description="kinds, or ['*'] for every kind")
+    services: list[str] = Field(default_factory=lambda: ["*"])
+    min_downtime_hours: float = Field(default=0, ge=0, description="pay only when verified downtime exceeds this")
+    evidence: list[str] = Field(default_factory=list, description="evidence the report must carry")
+    # exactly one way to value the damage
+    flat: int | None = Field(default=None, ge=0)
+    per_hour: int | None = Field(default=None, ge=0, description="won per verified hour of downtime")
+    plan_percent: float | None = Field(default=None, ge=0, le=1000, description="percent of the reporter's paid plan")
+    tiers: list[Tier] | None = None
+    goodwill: str | None = Field(default=None, description="a non-monetary item (e.g. an emoticon pack)")
+    cap: int | None = Field(default=None, ge=0)
+    minimum: int | None = Field(default=None, ge=0)
+    review_over: int | None = Field(default=None, ge=0, description="a person reviews payouts above this")
+
+    @model_validator(mode="after")
+    def _one_valuation(self) -> "Rule":
+        ways = [k for k in ("flat", "per_hour", "plan_percent", "tiers", "goodwill") if getattr(self, k) is not None]
+        if len(ways) != 1:
+            raise ValueError("a rule needs exactly one of flat, per_hour, plan_percent, tiers, goodwill"
+                             + (f" (it has {', '.join(ways)})" if ways else ""))
+        if self.tiers is not None:
+            if not self.tiers:
+                raise ValueError("tiers must not be empty")
+            bounds = [t.up_to for t in self.tiers if t.up_to is not None]
+            if bounds != sorted(bounds):
+                raise ValueError("tiers must be in increasing order of up_to")
+            if self.tiers[-1].up_to is not None:
+                raise ValueError("the last tier needs no up_to: it prices everything above the others")
+        if self.cap is not None and self.minimum is not None and self.minimum > self.cap:
+            raise ValueError(f"minimum {self.minimum} is above cap {self.cap}")
+        return self
+
+
+class Policy(_Strict):
+    name: str = Field(min_length=1)
+    currency: str = "KRW"
+    description: str = ""
+    flag_over_ratio: float = Field(default=3.0, gt=1, description="flag claims above this multiple of the value")
+    rules: list[Rule] = Field(min_length=1)
+
+
+def load_policy(path: Path | str) -> Policy:
+    policy, _ = load_yaml_model(path, Policy)
+    problems = []
+    seen: set[str] = set()
+    for i, rule in enumerate(policy.rules):
+        for j, kind in enumerate(rule.reporter_kinds):
+            if kind != "*" and kind not in REPORTER_KINDS:
+                problems.append(Problem(str(path), f"rules[{i}].reporter_kinds[{j}]",
+                                        f"unknown reporter kind '{kind}'{suggest(kind, REPORTER_KINDS)}; "
+                                        f"kinds are {', '.join(REPORTER_KINDS)} or '*'"))
+        if rule.id in seen:
+            problems.append(Problem(str(path), f"rules[{i}].id", f"rule id '{rule.id}' is used twice"))
+        seen.add(rule.id)
+    if problems:
+        raise InputError(problems)
+    return policy
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What pricing needs to know about a report."""
+    reporter_kind: str
+    service: str
+    claimed_amount: int
+    verified_hours: float          # downtime of the service inside the claimed window, per the ledger
+    plan_price: int = 0            # the reporter's paid plan, for plan_percent rules
+    evidence: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Quote:
+    rule: str | None
+    amount: int
+    review: bool
+    goodwill: str | None = None
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _matches(rule: Rule, claim: Claim) -> bool:
+    return (("*" in rule.reporter_kinds or claim.reporter_kind in rule.reporter_kinds)
+            and ("*" in rule.services or claim.service in rule.services))
+
+
+def price(policy: Policy, claim: Claim) -> Quote:
+    for rule in policy.rules:
+        if not _matches(rule, claim):
+            continue
+        reasons = [f"rule {rule.id}"]
+        if claim.verified_hours <= rule.min_downtime_hours:
+            return Quote(rule.id, 0, False, None, tuple(reasons + [
+                f"verified downtime {claim.verified_hours:.1f} h is not over the rule's threshold of "
+                f"{rule.min_downtime_hours:g} h"]))
+        missing = [e for e in rule.evidence if e not in claim.evidence]
+        if missing:
+            return Quote(rule.id, 0, True, None, tuple(reasons + [f"missing evidence: {', '.join(missing)}"]))
+        review = False
+        if rule.goodwill is not None:
+            return Quote(rule.id, 0, False, rule.goodwill, tuple(reasons + [f"goodwill: {rule.goodwill}"]))
+        if rule.flat is not None:
+            amount = rule.flat
+        elif rule.per_hour is not None:
+            amount = int(round(rule.per_hour * claim.verified_hours))
+            reasons.append(f"{claim.verified_hours:.2f} h × {rule.per_hour:,}")
+        elif rule.plan_percent is not None:
+            amount = int(round(claim.plan_price * rule.plan_percent / 100))
+            reasons.append(f"{rule.plan_percent:g}% of plan {claim.plan_price:,}")
+        else:
+            tier = next(t for t in rule.tiers if t.up_to is None or claim.claimed_amount <= t.up_to)
+            if tier.review:
+                return Quote(rule.id, 0, True, None, tuple(reasons + [
+                    f"claimed {claim.claimed_amount:,} is above every paid tier: individual review"]))
+            amount = tier.pay
+            reasons.append(f"claimed {claim.claimed_amount:,} " +
+                           (f"≤ {tier.up_to:,}" if tier.up_to is not None else "in the top tier") + f": {amount:,}")
+        if rule.minimum is not None and amount < rule.minimum:
+            amount = rule.minimum
+            reasons.append(f"raised to the minimum {rule.minimum:,}")
+        if rule.cap is not None and amount > rule.cap:
+            amount = rule.cap
+            reasons.append(f"capped at {rule.cap:,}")
+        if rule.review_over is not None and amount > rule.review_over:
+            review = True
+            reasons.append(f"over {rule.review_over:,}: a person reviews it")
+        return Quote(rule.id, amount, review, None, tuple(reasons))
+    return Quote(None, 0, True, None, ("no rule of the policy covers this reporter kind and service",))
