@@ -267,11 +267,12 @@ def agent(config: Path = typer.Option(..., "--config", help="Agent configuration
 
 
 @app.command()
-def demo() -> None:
-    """The whole story for a newcomer: what a site loss does, on a bad and a good topology."""
+def demo(no_lab: bool = typer.Option(False, "--no-lab", help="Only the topology analysis, no real sites."),
+         report: Path = typer.Option(Path("reports/demo"), "--report")) -> None:
+    """The whole story: what a site loss does to a bad and a good topology, then a real power cut."""
     from firebreak.demo import run_demo
 
-    raise typer.Exit(run_demo(out))
+    raise typer.Exit(run_demo(out, report, with_lab=not no_lab))
 
 
 def main() -> None:

@@ -22,7 +22,12 @@ M = TypeVar("M", bound=BaseModel)
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a choice is close to word, else ''."""
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    choices = [str(c) for c in choices]
+    match = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    if not match and len(str(word)) >= 3:
+        # an abbreviation: 'taxi' for 'taxi_driver'
+        match = [c for c in choices if c.startswith(str(word))][:1] if \
+            len([c for c in choices if c.startswith(str(word))]) == 1 else []
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 

@@ -1,0 +1,69 @@
+"""The vectorised batch pricer must agree with the one-report price() on every report."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firebreak.claims.batch import FLAG_DUPLICATE, FLAG_OUTSIDE, FLAG_OVER, ReportTable, price_batch
+from firebreak.claims.ledger import Outage, merged, verified_hours
+from firebreak.claims.models import REPORTER_KINDS
+from firebreak.claims.policy import Claim, Policy, price
+from tests.conftest import ROOT
+from firebreak.claims.policy import load_policy
+
+SERVICES = ["messenger", "taxi", "maps"]
+KAKAO = load_policy(ROOT / "examples/kakao-2022-policy.yaml")
+MIXED = Policy.model_validate({"name": "mixed", "flag_over_ratio": 2, "rules": [
+    {"id": "taxi-hourly", "reporter_kinds": ["taxi_driver"], "services": ["taxi"], "per_hour": 7000,
+     "min_downtime_hours": 1, "cap": 60000},
+    {"id": "shops", "reporter_kinds": ["channel_shop"], "evidence": ["receipt"],
+     "tiers": [{"up_to": 100000, "pay": 10000}, {"up_to": 200000, "pay": 20000}, {"review": True}]},
+    {"id": "paid", "reporter_kinds": ["paid_user"], "plan_percent": 35, "minimum": 500, "review_over": 3000},
+    {"id": "free", "reporter_kinds": ["free_user"], "services": ["messenger"], "goodwill": "sticker"},
+    {"id": "flat", "reporter_kinds": ["advertiser"], "flat": 15000},
+]})
+OUTAGES = [Outage("messenger", 1000, 40000), Outage("taxi", 5000, 9000), Outage("*", 60000, 61800),
+           Outage("taxi", 8000, 12000)]
+
+
+@st.composite
+def tables(draw):
+    n = draw(st.integers(1, 60))
+    kind = np.array([draw(st.integers(0, len(REPORTER_KINDS) - 1)) for _ in range(n)])
+    service = np.array([draw(st.integers(0, len(SERVICES) - 1)) for _ in range(n)])
+    start = np.array([draw(st.integers(0, 70000)) for _ in range(n)], dtype=float)
+    end = start + np.array([draw(st.integers(1, 30000)) for _ in range(n)])
+    claimed = np.array([draw(st.sampled_from([0, 50000, 100000, 100001, 200000, 300000, 500001, 9_000_000]))
+                        for _ in range(n)], dtype=np.int64)
+    contact = np.array([draw(st.integers(0, 4)) for _ in range(n)])
+    plan = np.array([draw(st.sampled_from([0, 3900, 9900, 20000])) for _ in range(n)], dtype=np.int64)
+    evidence = np.array([draw(st.integers(0, 1)) for _ in range(n)], dtype=np.int64)
+    return ReportTable(kind, service, SERVICES, start, end, claimed, contact, plan, evidence, ["receipt"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(tables(), st.sampled_from([KAKAO, MIXED]))
+def test_batch_agrees_with_one_by_one(table, policy):
+    got = price_batch(policy, table, OUTAGES)
+    seen = set()
+    for i in range(len(table)):
+        svc = SERVICES[table.service[i]]
+        hours = verified_hours(merged(OUTAGES, svc), table.start[i], table.end[i])
+        ev = frozenset({"receipt"}) if table.evidence[i] else frozenset()
+        q = price(policy, Claim(REPORTER_KINDS[table.kind[i]], svc, int(table.claimed[i]), hours,
+                                int(table.plan_price[i]), ev))
+        assert abs(got.hours[i] - hours) < 1e-9
+        assert got.amount[i] == q.amount, (i, q)
+        assert bool(got.review[i]) == q.review, (i, q)
+        assert bool(got.goodwill[i]) == (q.goodwill is not None)
+        assert got.rule[i] == (-1 if q.rule is None else [r.id for r in policy.rules].index(q.rule))
+        key = (int(table.contact[i]), int(table.service[i]), table.start[i], table.end[i])
+        assert bool(got.flags[i] & FLAG_DUPLICATE) == (key in seen)
+        seen.add(key)
+        assert bool(got.flags[i] & FLAG_OUTSIDE) == (hours == 0)
+        assert bool(got.flags[i] & FLAG_OVER) == (q.amount > 0 and table.claimed[i] > policy.flag_over_ratio * q.amount)
+
+
+def test_merged_outages_and_verified_hours():
+    assert merged(OUTAGES, "taxi") == [(5000, 12000), (60000, 61800)]
+    assert verified_hours([(0, 3600), (7200, 10800)], 1800, 9000) == 1.0

@@ -1,0 +1,87 @@
+"""Compensation policy: loading with clear errors, and pricing as tables of claims and quotes."""
+
+import pytest
+
+from firebreak.claims.policy import Claim, Policy, load_policy, price
+from firebreak.errors import InputError
+from tests.conftest import ROOT
+
+KAKAO = load_policy(ROOT / "examples/kakao-2022-policy.yaml")
+
+
+@pytest.mark.parametrize("kind,claimed,amount,review,goodwill", [
+    ("channel_shop", 0, 30000, False, None),
+    ("channel_shop", 300000, 30000, False, None),      # "up to 300,000" includes 300,000
+    ("channel_shop", 300001, 50000, False, None),
+    ("taxi_driver", 500000, 50000, False, None),
+    ("advertiser", 500001, 0, True, None),              # above that: individual review
+    ("other_partner", 10_000_000, 0, True, None),
+    ("free_user", 0, 0, False, "emoticon pack (3 free emoticons for 90 days)"),
+])
+def test_the_published_october_2022_scheme(kind, claimed, amount, review, goodwill):
+    q = price(KAKAO, Claim(kind, "messenger", claimed, verified_hours=10.5))
+    assert (q.amount, q.review, q.goodwill) == (amount, review, goodwill)
+    assert q.rule is not None and q.reasons
+
+
+def test_paid_user_gets_the_plan_with_a_minimum():
+    assert price(KAKAO, Claim("paid_user", "messenger", 0, 10, plan_price=3900)).amount == 3900
+    assert price(KAKAO, Claim("paid_user", "messenger", 0, 10, plan_price=0)).amount == 1000
+
+
+def policy(**rule):
+    return Policy.model_validate({"name": "t", "rules": [{"id": "r", "reporter_kinds": ["*"], **rule}]})
+
+
+@pytest.mark.parametrize("rule,claim,amount,review", [
+    ({"flat": 10000}, Claim("paid_user", "x", 0, 1), 10000, False),
+    ({"per_hour": 1000}, Claim("paid_user", "x", 0, 2.5), 2500, False),
+    ({"per_hour": 1000, "cap": 2000}, Claim("paid_user", "x", 0, 5), 2000, False),
+    ({"per_hour": 1000, "minimum": 5000}, Claim("paid_user", "x", 0, 1), 5000, False),
+    ({"plan_percent": 50}, Claim("paid_user", "x", 0, 1, plan_price=9900), 4950, False),
+    ({"flat": 10000, "min_downtime_hours": 3}, Claim("paid_user", "x", 0, 2.9), 0, False),   # "only outages over 3 h"
+    ({"flat": 10000, "min_downtime_hours": 3}, Claim("paid_user", "x", 0, 3.1), 10000, False),
+    ({"flat": 10000, "evidence": ["receipt"]}, Claim("paid_user", "x", 0, 5), 0, True),
+    ({"flat": 10000, "evidence": ["receipt"]}, Claim("paid_user", "x", 0, 5, evidence=frozenset({"receipt"})), 10000, False),
+    ({"flat": 90000, "review_over": 50000}, Claim("paid_user", "x", 0, 5), 90000, True),
+])
+def test_valuation_rules(rule, claim, amount, review):
+    q = price(policy(**rule), claim)
+    assert (q.amount, q.review) == (amount, review), q.reasons
+
+
+def test_first_matching_rule_wins_and_no_rule_means_review():
+    p = Policy.model_validate({"name": "t", "rules": [
+        {"id": "taxi", "reporter_kinds": ["taxi_driver"], "services": ["taxi"], "flat": 1},
+        {"id": "rest", "reporter_kinds": ["taxi_driver"], "flat": 2}]})
+    assert price(p, Claim("taxi_driver", "taxi", 0, 1)).rule == "taxi"
+    assert price(p, Claim("taxi_driver", "maps", 0, 1)).rule == "rest"
+    q = price(p, Claim("free_user", "maps", 0, 1))
+    assert q.rule is None and q.review and "no rule" in q.reasons[0]
+
+
+BAD = [
+    ("two valuations", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: 1, per_hour: 2}\n",
+     "p.yaml: rules[0]: a rule needs exactly one of flat, per_hour, plan_percent, tiers, goodwill (it has flat, per_hour)"),
+    ("no valuation", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*']}\n", "p.yaml: rules[0]: a rule needs exactly one of"),
+    ("unknown kind", "name: p\nrules:\n  - {id: a, reporter_kinds: [taxi], flat: 1}\n",
+     "p.yaml: rules[0].reporter_kinds[0]: unknown reporter kind 'taxi' (did you mean 'taxi_driver'?)"),
+    ("tiers out of order", "name: p\nrules:\n  - id: a\n    reporter_kinds: ['*']\n    tiers: [{up_to: 5, pay: 1}, {up_to: 3, pay: 2}, {review: true}]\n",
+     "p.yaml: rules[0]: tiers must be in increasing order of up_to"),
+    ("negative amount", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: -5}\n",
+     "p.yaml: rules[0].flat: must be 0 or more, got -5"),
+    ("duplicate id", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: 1}\n  - {id: a, reporter_kinds: ['*'], flat: 1}\n",
+     "p.yaml: rules[1].id: rule id 'a' is used twice"),
+    ("unknown field", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flatt: 1}\n",
+     "p.yaml: rules[0].flatt: unknown field (did you mean 'flat'?)"),
+]
+
+
+@pytest.mark.parametrize("what,text,expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_policies(tmp_path, monkeypatch, what, text, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(InputError) as e:
+        load_policy("p.yaml")
+    lines = [str(p) for p in e.value.problems]
+    assert any(line.startswith(expected) for line in lines), lines
