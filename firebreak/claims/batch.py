@@ -140,7 +140,10 @@ def price_batch(policy: Policy, table: ReportTable, outages: list[Outage]) -> Pr
     flags = np.zeros(n, dtype=np.int64)
     flags[hours <= 0] |= FLAG_OUTSIDE
     flags[_duplicates(table)] |= FLAG_DUPLICATE
-    flags[(amount > 0) & (table.claimed > policy.flag_over_ratio * amount)] |= FLAG_OVER
+    # Tiered rules price the claimed amount itself (and send large claims to review), so a claim
+    # is "far over the value" only where the policy values the damage independently of it.
+    valued = np.array([r.tiers is None for r in policy.rules] + [False], dtype=bool)[rule]
+    flags[valued & (amount > 0) & (table.claimed > policy.flag_over_ratio * amount)] |= FLAG_OVER
     return Priced(rule, amount, review, goodwill, hours, flags)
 
 

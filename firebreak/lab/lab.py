@@ -334,10 +334,13 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     state.sites[site_name].power = "up"
     state.sites[site_name].silenced = "none"
     # Whatever a kill left half-written (postmaster.pid, etcd's wal) is the site's own to recover.
-    for component in ("etcd", "patroni", "app") + (("agent",) if state.agents else ()):
+    # etcd first, and healthy, before Patroni: Patroni talks to the first etcd member that
+    # answers and stays with it, and it must be this site's own, not one in a site that may die next.
+    _start(state, layout, site, "etcd", secrets)
+    _wait_component(state, layout, site, "etcd", lambda: _http_ok(site.url("etcd") + "/health"))
+    for component in ("patroni", "app") + (("agent",) if state.agents else ()):
         _start(state, layout, site, component, secrets)
     if wait:
-        _wait_component(state, layout, site, "etcd", lambda: _http_ok(site.url("etcd") + "/health"))
         _wait_component(state, layout, site, "app", lambda: _http_ok(site.url("app") + "/healthz"))
         if state.agents:
             _wait_component(state, layout, site, "agent", lambda: _http_ok(site.url("console") + "/healthz"))

@@ -1,0 +1,94 @@
+"""Reading report files for bulk pricing (CSV or JSON lines), with errors that name the line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import zlib
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from firebreak.claims.batch import ReportTable
+from firebreak.claims.models import REPORTER_KINDS
+from firebreak.errors import InputError, Problem
+from firebreak.inputs import suggest
+
+REQUIRED = ("reporter_kind", "service", "window_start", "window_end", "claimed_amount", "contact")
+MAX_PROBLEMS = 20
+
+
+def _time(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError("needs a time zone, e.g. 2022-10-15T15:19:00+09:00")
+    return dt.timestamp()
+
+
+def read_reports(path: Path) -> tuple[ReportTable, list[dict]]:
+    """Rows of a CSV (header line) or JSON-lines file as columns; also the raw rows (ids, contacts)."""
+    label = str(path)
+    try:
+        fh = path.open(encoding="utf-8", newline="")
+    except OSError as e:
+        raise InputError(Problem(label, "", f"cannot read: {e.strerror}")) from None
+    with fh:
+        if path.suffix in (".jsonl", ".ndjson", ".json"):
+            rows = []
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise InputError(Problem(label, f"line {n}", f"not JSON: {e.msg}")) from None
+            first_line = 1
+        else:
+            reader = csv.DictReader(fh)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(Problem(label, "line 1", f"missing columns: {', '.join(missing)}"))
+            rows = list(reader)
+            first_line = 2
+    problems: list[Problem] = []
+    kinds, services, starts, ends, claimed, contacts, plans, evidence = [], [], [], [], [], [], [], []
+    service_names: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        where = f"line {i + first_line}"
+        try:
+            kind = str(row["reporter_kind"])
+            if kind not in REPORTER_KINDS:
+                raise ValueError(f"reporter_kind: unknown kind '{kind}'{suggest(kind, REPORTER_KINDS)}")
+            start, end = _time(str(row["window_start"])), _time(str(row["window_end"]))
+            if end <= start:
+                raise ValueError("window_end must be after window_start")
+            amount = int(row["claimed_amount"])
+            if amount < 0:
+                raise ValueError(f"claimed_amount must be 0 or more, got {amount}")
+        except KeyError as e:
+            problems.append(Problem(label, where, f"missing field {e.args[0]}"))
+        except ValueError as e:
+            problems.append(Problem(label, where, str(e)))
+        else:
+            kinds.append(REPORTER_KINDS.index(kind))
+            services.append(service_names.setdefault(str(row["service"]), len(service_names)))
+            starts.append(start)
+            ends.append(end)
+            claimed.append(amount)
+            contacts.append(zlib.crc32(str(row["contact"]).strip().lower().encode()))
+            plans.append(int(row.get("plan_price") or 0))
+            evidence.append(1 if str(row.get("evidence") or "").strip() else 0)
+        if len(problems) >= MAX_PROBLEMS:
+            problems.append(Problem(label, "", f"stopped after {MAX_PROBLEMS} problems"))
+            break
+    if problems:
+        raise InputError(problems)
+    table = ReportTable(np.array(kinds, dtype=np.int64), np.array(services, dtype=np.int64), list(service_names),
+                        np.array(starts), np.array(ends), np.array(claimed, dtype=np.int64),
+                        np.array(contacts, dtype=np.int64), np.array(plans, dtype=np.int64),
+                        np.array(evidence, dtype=np.int64), ["receipt"])
+    return table, rows
