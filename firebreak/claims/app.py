@@ -15,6 +15,7 @@ two sites. Two PostgreSQL behaviours are handled on purpose:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import time
@@ -25,12 +26,21 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from firebreak.claims.models import ReportIn, ReportOut
+
+# psycopg_pool retries a failing connection with exponential backoff (1, 2, 4, 8 s ...). After
+# a 20 s failover that left the pool waiting 8-16 s more before it even tried the new primary
+# (measured: writes resumed 9 s after Patroni had promoted). Connecting costs little here (hosts
+# are raced, silent ones given up on after 0.3 s), so retry at a steady, short interval instead.
+AttemptWithBackoff.INITIAL_DELAY = 0.25
+AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 SYNC_CANCEL_MARKERS = ("canceling wait for synchronous replication",
                        "might not have been replicated to the standby")
@@ -46,6 +56,7 @@ class Settings:
     pool_size: int = 16
     # A write that has not been answered by then is abandoned (503, outcome unknown, retry with
     # the same key): a primary that lost power answers nothing, and TCP would take far longer.
+    admin_token: str = ""
     write_deadline: float = 1.5
     read_deadline: float = 0.5
 
@@ -55,6 +66,7 @@ class Settings:
                    local_dsn=os.environ["FIREBREAK_LOCAL_DSN"],
                    any_dsn=os.environ.get("FIREBREAK_ANY_DSN") or os.environ["FIREBREAK_LOCAL_DSN"],
                    pool_size=int(os.environ.get("FIREBREAK_POOL_SIZE", "16")),
+                   admin_token=os.environ.get("FIREBREAK_ADMIN_TOKEN", ""),
                    write_deadline=float(os.environ.get("FIREBREAK_WRITE_DEADLINE", "1.5")))
 
 
@@ -287,8 +299,21 @@ class Store:
         return self._ready
 
 
+class AppMetrics:
+    def __init__(self, site: str):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("firebreak_app_requests_total", "HTTP requests", ["site", "route", "status"],
+                                registry=self.registry)
+        self.writes = Counter("firebreak_app_writes_total", "Report writes by outcome", ["site", "outcome"],
+                              registry=self.registry)
+        self.latency = Histogram("firebreak_app_request_seconds", "Request latency", ["site", "route"],
+                                 registry=self.registry, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+
+
 def create_app(settings: Settings) -> FastAPI:
     store = Store(settings)
+    metrics = AppMetrics(settings.site)
+    log = logging.getLogger("firebreak.claims")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -299,6 +324,20 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Firebreak claims", version="1", lifespan=lifespan,
                   description="Damage reports after a site outage: intake, status, review.")
     app.state.store = store
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next):
+        t0 = time.monotonic()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "other")
+        metrics.requests.labels(settings.site, path, str(response.status_code)).inc()
+        metrics.latency.labels(settings.site, path).observe(time.monotonic() - t0)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(metrics.registry).decode())
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -312,12 +351,15 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             row, replayed, who = await store.submit(report, idempotency_key)
         except OutcomeUnknown as e:
+            metrics.writes.labels(settings.site, "unknown").inc()
+            log.warning("write outcome unknown: %s", e)
             return JSONResponse({"error": "database unavailable; the report may or may not be stored",
                                  "outcome": "unknown", "detail": str(e),
                                  "retry": "send the same request again with the same Idempotency-Key"},
                                 status_code=503, headers={"Retry-After": "1", "X-Firebreak-Site": settings.site})
         headers = {"X-Firebreak-Site": settings.site, "X-Firebreak-Primary": who["server"],
                    "X-Firebreak-Timeline": str(who["timeline"]), "X-Firebreak-System-Id": who["system_id"]}
+        metrics.writes.labels(settings.site, "replayed" if replayed else "acknowledged").inc()
         if replayed:
             headers["Idempotent-Replay"] = "true"
         return JSONResponse(ReportOut(**row).model_dump(mode="json"), status_code=201, headers=headers)
@@ -329,9 +371,30 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"error": f"no report {report_id}"}, status_code=404)
         return JSONResponse(ReportOut(**row).model_dump(mode="json"), headers={"X-Firebreak-Site": settings.site})
 
+    app.state.release = {"version": "initial"}
+
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "alive", "site": settings.site}
+        return {"status": "alive", "site": settings.site, "version": app.state.release.get("version")}
+
+    @app.get("/version")
+    async def version() -> dict:
+        return {"site": settings.site, **app.state.release}
+
+    @app.post("/admin/release", include_in_schema=False)
+    async def release(request: Request, authorization: str | None = Header(default=None)) -> JSONResponse:
+        # Pushed by the site's agent from the release store (a copy in every site).
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        if not settings.admin_token or not secrets.compare_digest(token, settings.admin_token):
+            return JSONResponse({"error": "not allowed"}, status_code=403)
+        try:
+            body = await request.json()
+            if not isinstance(body, dict) or not isinstance(body.get("version"), str):
+                raise ValueError("a release needs a version")
+        except ValueError as e:
+            return JSONResponse({"error": f"invalid release: {e}"}, status_code=422)
+        app.state.release = {k: body[k] for k in ("version", "notes", "created") if k in body}
+        return JSONResponse({"ok": True, "site": settings.site, "version": body["version"]})
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:

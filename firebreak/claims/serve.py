@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 import uvicorn
 
 from firebreak.claims.app import Settings, create_app
+from firebreak.logs import JsonLines
 
 
 def main() -> None:
@@ -14,7 +17,14 @@ def main() -> None:
     ap.add_argument("--bind", required=True, help="ADDR:PORT")
     args = ap.parse_args()
     host, port = args.bind.rsplit(":", 1)
-    uvicorn.run(create_app(Settings.from_env()), host=host, port=int(port), log_level="warning",
+    settings = Settings.from_env()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonLines(settings.site))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # The pool says so at every failed reconnection; during a failover that is noise, the
+    # outcome of each write is what matters (and is logged by the app).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    uvicorn.run(create_app(settings), host=host, port=int(port), log_level="warning", log_config=None,
                 access_log=False, timeout_keep_alive=30)
 
 

@@ -38,7 +38,9 @@ class AgentConfig(_Strict):
     etcd: list[str] = Field(min_length=1, description="etcd client URLs, this site's first")
     patroni_namespace: str = "/service/firebreak"
     prefix: str = "/firebreak"
-    ops_token_sha256: str = Field(min_length=64, max_length=64, description="sha256 of the operators' token")
+    patroni_user: str = Field(default="", description="Patroni REST API user for switchovers")
+    patroni_password: str = ""
+    app_admin_token: str = Field(default="", description="lets the agent push releases to its site's app")
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
 
     @model_validator(mode="after")

@@ -1,104 +1,289 @@
-"""The ops console and API served by every site's agent: state, verdicts, ledger, and the
-actions operators need, available from whichever sites survive."""
+"""The ops console and API served by every site's agent: the state of every site, the primary,
+routing, incidents, the outage ledger and the audit log, and the actions operators need,
+working from whichever sites survive. State changes need an authenticated operator (token
+as Bearer, or a login session with a CSRF token), and every attempt is audited in etcd."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+import secrets
 import time
 from dataclasses import asdict
 
-from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+import httpx
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.sessions import SessionMiddleware
 
+from firebreak.control import auth, ops
 from firebreak.control.agent import Agent
 from firebreak.control.etcd import EtcdError
 
+_env = Environment(loader=PackageLoader("firebreak.control", "templates"), autoescape=select_autoescape(["html"]),
+                   trim_blocks=True, lstrip_blocks=True)
+
+ACTIONS = {"freeze": "operator", "unfreeze": "operator", "switchover": "operator", "evacuate": "operator",
+           "restore": "operator", "deploy": "operator", "release": "operator"}
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site: str | None = Field(default=None, description="evacuate / restore: the site")
+    to: str | None = Field(default=None, description="switchover: the site (or member) to move the primary to")
+    version: str | None = Field(default=None, max_length=64, description="deploy / release: the version")
+    notes: str = Field(default="", max_length=2000)
+
+
+class Denied(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
 
 def create_console(agent: Agent) -> FastAPI:
-    app = FastAPI(title=f"Firebreak ops console ({agent.cfg.site})", version="1")
+    cfg = agent.cfg
+    app = FastAPI(title=f"Firebreak ops console ({cfg.site})", version="1")
+    # Sessions are per console: a restart only asks people to log in again.
+    app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), same_site="strict",
+                       https_only=False, session_cookie=f"firebreak_{cfg.site}")
+    http = httpx.AsyncClient(timeout=5)
 
-    def require_operator(authorization: str | None) -> str:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise HTTPException(401, "operator token required: Authorization: Bearer <token>")
-        token = authorization.removeprefix("Bearer ").strip()
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        if not hmac.compare_digest(digest, agent.cfg.ops_token_sha256):
-            raise HTTPException(403, "operator token not accepted")
-        return "operator"
+    async def audit(who: str, action: str, detail: dict, request: Request, outcome: str) -> None:
+        entry = ops.audit_entry(who, action, detail, cfg.site, request.client.host if request.client else None, outcome)
+        try:
+            await agent.etcd.put(f"{agent.key_audit}{entry['at']:.6f}-{cfg.site}", json.dumps(entry))
+        except EtcdError:
+            pass  # the action itself needs etcd too and will say so
 
-    async def audit(who: str, action: str, detail: dict, request: Request) -> None:
-        entry = {"at": time.time(), "who": who, "action": action, "detail": detail, "site": agent.cfg.site,
-                 "client": request.client.host if request.client else None}
-        # etcd holds the audit log: it is replicated to every site and survives the loss of one.
-        await agent.etcd.put(f"{agent.key_audit}{entry['at']:.6f}-{agent.cfg.site}", json.dumps(entry))
+    async def operator_of(request: Request, csrf: str | None = None) -> auth.Operator | None:
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer "):
+            return await auth.authenticate(agent.etcd, cfg.prefix, header.removeprefix("Bearer ").strip())
+        user = request.session.get("operator")
+        if user and csrf is not None and secrets.compare_digest(csrf, request.session.get("csrf", "")):
+            return auth.Operator(user["name"], user["role"])
+        if user and csrf is None and secrets.compare_digest(request.headers.get("x-csrf-token", ""),
+                                                            request.session.get("csrf", "") or "-"):
+            return auth.Operator(user["name"], user["role"])
+        return None
 
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "alive", "site": agent.cfg.site}
+    async def cluster_view() -> dict:
+        c = await agent.read_cluster()
+        return {"leader": c.leader, "sync_standbys": list(c.sync_standbys),
+                "members": {n: {"role": m.role, "state": m.state} for n, m in c.members.items()}}
 
-    @app.get("/api/status")
-    async def status() -> dict:
+    async def drained() -> set[str]:
+        return {kv.key.rsplit("/", 1)[1] for kv in await agent.etcd.get_prefix(f"{cfg.prefix}/drained/")}
+
+    async def status_doc() -> dict:
         st = agent.state
         now = agent.clock()
-        cluster = None
         try:
-            c = await agent.read_cluster()
-            cluster = {"leader": c.leader, "sync_standbys": list(c.sync_standbys),
-                       "members": {n: {"role": m.role, "state": m.state} for n, m in c.members.items()}}
+            cluster = await cluster_view()
+            drain = await drained()
+            current = await agent.etcd.get(f"{cfg.prefix}/release/current")
+            frozen = await agent.etcd.get(agent.key_frozen) is not None
         except EtcdError as e:
-            cluster = {"error": str(e)}
-        primary = agent.cfg.site_of_member.get(cluster.get("leader")) if cluster.get("leader") else None
+            cluster, drain, current, frozen = {"error": str(e)}, set(), None, st.frozen
+        primary = cfg.site_of_member.get(cluster.get("leader")) if cluster.get("leader") else None
+        dead = {s for s, v in st.verdicts.items() if v.dead}
         return {
-            "site": agent.cfg.site,
-            "coordinator": st.coordinator,
-            "is_coordinator": st.is_coordinator,
-            "frozen": st.frozen,
-            "primary": primary,
-            "cluster": cluster,
-            "sites": {s: {"dead": v.dead, "reason": v.reason, "votes": list(v.votes),
+            "site": cfg.site, "coordinator": st.coordinator, "is_coordinator": st.is_coordinator,
+            "frozen": frozen, "primary": primary, "cluster": cluster,
+            "sites": {s: {"dead": v.dead, "reason": v.reason, "votes": list(v.votes), "drained": s in drain,
                           "components": st.components.get(s, {}),
                           "unreachable_for": round(max(0.0, now - st.last_ok.get(s, now)), 3)}
                       for s, v in st.verdicts.items()},
-            "last_decision": st.last_decision,
-            "failovers": st.failovers,
+            "routing": ops.routing(list(cfg.sites), cfg.site, dead, drain),
+            "release": current.json() if current else None,
+            "last_decision": st.last_decision, "failovers": st.failovers,
             "incidents": [asdict(i) for i in st.open_incidents.values()],
         }
 
+    async def perform(action: str, body: ActionIn, who: auth.Operator) -> dict:
+        verdicts = agent.state.verdicts
+        if action == "freeze":
+            await agent.etcd.put(agent.key_frozen, json.dumps({"by": who.name, "at": time.time()}))
+            return {"frozen": True}
+        if action == "unfreeze":
+            await agent.etcd.delete(agent.key_frozen)
+            return {"frozen": False}
+        if action in ("evacuate", "restore"):
+            if body.site not in cfg.sites:
+                raise Denied(422, f"site: unknown site {body.site!r}; sites are {', '.join(cfg.sites)}")
+            if action == "restore":
+                await agent.etcd.delete(f"{cfg.prefix}/drained/{body.site}")
+                return {"restored": body.site}
+            plan = ops.evacuation_plan(await agent.read_cluster(), body.site, cfg.site_of_member, verdicts)
+            if not plan.ok:
+                raise Denied(409, plan.reason)
+            await agent.etcd.put(f"{cfg.prefix}/drained/{body.site}", json.dumps({"by": who.name, "at": time.time()}))
+            result: dict = {"drained": body.site, "plan": plan.reason}
+            if plan.candidate:
+                cluster = await agent.read_cluster()
+                result["switchover"] = await ops.patroni_switchover(http, _patroni_urls(), _patroni_auth(),
+                                                                    cluster.leader, plan.candidate)
+            return result
+        if action == "switchover":
+            if not body.to:
+                raise Denied(422, "to: required (the site to move the primary to)")
+            cluster = await agent.read_cluster()
+            plan = ops.switchover_plan(cluster, body.to, cfg.site_of_member, verdicts)
+            if not plan.ok:
+                raise Denied(409, plan.reason)
+            return {"switchover": await ops.patroni_switchover(http, _patroni_urls(), _patroni_auth(),
+                                                               cluster.leader, plan.candidate)}
+        if action == "release":
+            if not body.version:
+                raise Denied(422, "version: required")
+            await agent.etcd.put(f"{cfg.prefix}/releases/{body.version}", ops.release_record(body.version, body.notes))
+            return {"stored": body.version}
+        if action == "deploy":
+            if not body.version:
+                raise Denied(422, "version: required")
+            kv = await agent.etcd.get(f"{cfg.prefix}/releases/{body.version}")
+            if kv is None:
+                raise Denied(404, f"version: no release {body.version!r} in the release store; add it first")
+            release = kv.json()
+            dead = {s for s, v in verdicts.items() if v.dead}
+            rolled = {}
+            for site, ep in cfg.sites.items():
+                if site in dead:
+                    rolled[site] = "skipped: site is dead"
+                    continue
+                try:
+                    await ops.push_release(http, ep.app, cfg.app_admin_token, release)
+                    rolled[site] = "ok"
+                except httpx.HTTPError as e:
+                    rolled[site] = f"failed: {e!r}"
+            await agent.etcd.put(f"{cfg.prefix}/release/current", json.dumps({**release, "rolled": rolled,
+                                                                              "by": who.name, "at": time.time()}))
+            if any(v.startswith("failed") for v in rolled.values()):
+                raise Denied(502, "deploy failed in " + ", ".join(s for s, v in rolled.items() if v.startswith("failed")))
+            return {"deployed": body.version, "sites": rolled}
+        raise Denied(404, f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+
+    def _patroni_urls() -> list[str]:
+        own = cfg.sites[cfg.site].patroni
+        dead = {s for s, v in agent.state.verdicts.items() if v.dead}
+        return [own] + [ep.patroni for s, ep in cfg.sites.items() if s != cfg.site and s not in dead]
+
+    def _patroni_auth() -> tuple[str, str] | None:
+        return (cfg.patroni_user, cfg.patroni_password) if cfg.patroni_user else None
+
+    async def run_action(action: str, body: ActionIn, request: Request, csrf: str | None = None) -> JSONResponse:
+        who = None
+        try:
+            who = await operator_of(request, csrf)
+            if who is None:
+                raise Denied(401, "an operator must log in, or send Authorization: Bearer <token>")
+            if action in ACTIONS and not auth.allowed(who.role, ACTIONS[action]):
+                raise Denied(403, f"{who.name} is a {who.role}; {action} needs an {ACTIONS[action]}")
+            result = await perform(action, body, who)
+            await audit(who.name, action, body.model_dump(exclude_none=True), request, "ok")
+            return JSONResponse({"ok": True, "action": action, "site": cfg.site, **result})
+        except Denied as e:
+            await audit(who.name if who else "anonymous", action, body.model_dump(exclude_none=True), request,
+                        f"denied: {e.message}")
+            return JSONResponse({"ok": False, "action": action, "error": e.message}, status_code=e.status)
+        except (EtcdError, RuntimeError) as e:
+            await audit(who.name if who else "anonymous", action, body.model_dump(exclude_none=True), request,
+                        f"failed: {e}")
+            return JSONResponse({"ok": False, "action": action, "error": str(e)}, status_code=503)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "alive", "site": cfg.site}
+
+    @app.get("/api/status")
+    async def status() -> dict:
+        return await status_doc()
+
+    @app.get("/api/routing")
+    async def routing_api() -> dict:
+        return (await status_doc())["routing"]
+
     @app.get("/api/ledger")
     async def ledger() -> list:
-        try:
-            return [kv.json() for kv in await agent.etcd.get_prefix(agent.key_ledger)]
-        except EtcdError as e:
-            raise HTTPException(503, f"etcd unavailable: {e}")
+        return [kv.json() for kv in await agent.etcd.get_prefix(agent.key_ledger)]
 
+    @app.get("/api/audit")
+    async def audit_log(limit: int = 100) -> list:
+        return [kv.json() for kv in await agent.etcd.get_prefix(agent.key_audit)][-max(1, min(limit, 1000)):]
+
+    @app.post("/api/actions/{action}")
+    async def action_api(action: str, body: ActionIn, request: Request) -> JSONResponse:
+        return await run_action(action, body, request)
+
+    # Older clients and scripts: POST /api/freeze etc. behave as /api/actions/freeze.
     @app.post("/api/freeze")
-    async def freeze(request: Request, authorization: str | None = Header(default=None)) -> dict:
-        who = require_operator(authorization)
-        await agent.etcd.put(agent.key_frozen, json.dumps({"by": who, "at": time.time()}))
-        await audit(who, "freeze", {}, request)
-        return {"frozen": True}
+    async def freeze(request: Request) -> JSONResponse:
+        return await run_action("freeze", ActionIn(), request)
 
     @app.post("/api/unfreeze")
-    async def unfreeze(request: Request, authorization: str | None = Header(default=None)) -> dict:
-        who = require_operator(authorization)
-        await agent.etcd.delete(agent.key_frozen)
-        await audit(who, "unfreeze", {}, request)
-        return {"frozen": False}
+    async def unfreeze(request: Request) -> JSONResponse:
+        return await run_action("unfreeze", ActionIn(), request)
+
+    # -- the web page -------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page(request: Request) -> HTMLResponse:
+        try:
+            doc = await status_doc()
+            ledger_rows = [kv.json() for kv in await agent.etcd.get_prefix(agent.key_ledger)][-20:]
+            audit_rows = [kv.json() for kv in await agent.etcd.get_prefix(agent.key_audit)][-15:]
+        except EtcdError as e:
+            doc, ledger_rows, audit_rows = {"site": cfg.site, "error": str(e), "sites": {}, "routing": {}}, [], []
+        user = request.session.get("operator")
+        if user and "csrf" not in request.session:
+            request.session["csrf"] = secrets.token_urlsafe(24)
+        flash = request.session.pop("flash", None)
+        return HTMLResponse(_env.get_template("console.html").render(
+            s=doc, user=user, csrf=request.session.get("csrf"), ledger=ledger_rows, audit=audit_rows,
+            sites=list(cfg.sites), flash=flash, now=time.time()))
+
+    @app.post("/login")
+    async def login(request: Request, name: str = Form(...), token: str = Form(...)) -> RedirectResponse:
+        who = await auth.authenticate(agent.etcd, cfg.prefix, f"{name}.{token}" if "." not in token else token)
+        if who is None:
+            await audit(name, "login", {}, request, "denied: bad name or token")
+            request.session["flash"] = "login failed: unknown operator or wrong token"
+        else:
+            request.session.clear()
+            request.session["operator"] = {"name": who.name, "role": who.role}
+            request.session["csrf"] = secrets.token_urlsafe(24)
+            await audit(who.name, "login", {}, request, "ok")
+        return RedirectResponse("/", status_code=303)
+
+    @app.post("/logout")
+    async def logout(request: Request, csrf: str = Form("")) -> RedirectResponse:
+        if secrets.compare_digest(csrf, request.session.get("csrf", "") or "-"):
+            request.session.clear()
+        return RedirectResponse("/", status_code=303)
+
+    @app.post("/actions/{action}")
+    async def action_form(action: str, request: Request, csrf: str = Form(""), site: str = Form(""),
+                          to: str = Form(""), version: str = Form(""), notes: str = Form("")) -> RedirectResponse:
+        body = ActionIn(site=site or None, to=to or None, version=version or None, notes=notes)
+        r = await run_action(action, body, request, csrf=csrf)
+        doc = json.loads(r.body)
+        request.session["flash"] = (f"{action}: done" if doc.get("ok") else f"{action} refused: {doc.get('error')}")
+        return RedirectResponse("/", status_code=303)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        if agent.metrics is not None:
-            for s, v in agent.state.verdicts.items():
-                agent.metrics.dead.labels(agent.cfg.site, s).set(1 if v.dead else 0)
-            agent.metrics.coordinator.labels(agent.cfg.site).set(1 if agent.state.is_coordinator else 0)
-            return PlainTextResponse(generate_latest(agent.metrics.registry).decode())
-        return PlainTextResponse("")
+        if agent.metrics is None:
+            return PlainTextResponse("")
+        for s, v in agent.state.verdicts.items():
+            agent.metrics.dead.labels(cfg.site, s).set(1 if v.dead else 0)
+        agent.metrics.coordinator.labels(cfg.site).set(1 if agent.state.is_coordinator else 0)
+        return PlainTextResponse(generate_latest(agent.metrics.registry).decode())
 
     @app.exception_handler(EtcdError)
     async def _etcd_down(request: Request, exc: EtcdError) -> JSONResponse:
-        return JSONResponse({"error": f"etcd unavailable from {agent.cfg.site}: {exc}"}, status_code=503)
+        return JSONResponse({"error": f"etcd unavailable from {cfg.site}: {exc}"}, status_code=503)
 
     return app

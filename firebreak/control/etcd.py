@@ -52,13 +52,12 @@ class Etcd:
 
     async def _call(self, path: str, body: dict) -> dict:
         last: Exception | None = None
-        for i, ep in enumerate(list(self.endpoints)):
+        for ep in self.endpoints:
             try:
                 r = await self.client.post(ep + path, json=body)
                 if r.status_code == 200:
-                    if i:  # remember the member that answered
-                        self.endpoints.remove(ep)
-                        self.endpoints.insert(0, ep)
+                    # No reordering: this site's member stays first, so a hiccup there does not
+                    # leave the agent talking to another site's member for good.
                     return r.json()
                 last = EtcdError(f"{ep}{path}: HTTP {r.status_code} {r.text[:200]}")
             except httpx.HTTPError as e:

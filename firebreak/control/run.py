@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
-import time
 
 import uvicorn
 
@@ -14,16 +12,7 @@ from firebreak.control.agent import Agent
 from firebreak.control.config import load_agent_config
 from firebreak.control.console import create_console
 from firebreak.control.metrics import AgentMetrics
-
-
-class JsonLines(logging.Formatter):
-    def __init__(self, site: str):
-        super().__init__()
-        self.site = site
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": round(time.time(), 3), "site": self.site, "level": record.levelname.lower(),
-                           "logger": record.name, "msg": record.getMessage()}, ensure_ascii=False)
+from firebreak.logs import JsonLines
 
 
 async def serve(config_path: str) -> None:

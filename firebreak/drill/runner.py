@@ -50,28 +50,37 @@ class Active:
 
 @dataclass
 class Operator(threading.Thread):
-    """Tries every ops action from every site's console once a second, and records each try."""
+    """Tries ops actions from every site's console once a second, and records each try.
+
+    Reads (status, ledger, audit) and the release store and deploy: what operators need during
+    an incident. Actions that would change the system under test (freeze, switchover,
+    evacuate) are exercised by their own end-to-end test instead.
+    """
 
     consoles: dict[str, str]
     token: str
     history: History
     stop: threading.Event
-    actions: tuple = ("status", "ledger", "incidents")
 
     def __post_init__(self) -> None:
         threading.Thread.__init__(self, daemon=True)
 
     def run(self) -> None:
-        with httpx.Client(timeout=2.0, headers={"Authorization": f"Bearer {self.token}"}) as client:
+        n = 0
+        with httpx.Client(timeout=3.0, headers={"Authorization": f"Bearer {self.token}"}) as client:
             while not self.stop.is_set():
+                n += 1
                 for site, url in self.consoles.items():
-                    for action in self.actions:
+                    version = f"drill-{site}-{n}"
+                    for action, method, path, body in (
+                            ("status", "GET", "/api/status", None), ("ledger", "GET", "/api/ledger", None),
+                            ("audit", "GET", "/api/audit", None),
+                            ("release", "POST", "/api/actions/release", {"version": version}),
+                            ("deploy", "POST", "/api/actions/deploy", {"version": version})):
                         t0 = time.monotonic()
-                        path = {"status": "/api/status", "ledger": "/api/ledger", "incidents": "/api/status"}[action]
                         try:
-                            r = client.get(url + path)
-                            ok = r.status_code == 200
-                            status = r.status_code
+                            r = client.request(method, url + path, json=body)
+                            ok, status = r.status_code == 200, r.status_code
                         except httpx.HTTPError:
                             ok, status = False, 0
                         self.history.add(Op("ops", action, t0, time.monotonic(), "ok" if ok else "failed", site, status))

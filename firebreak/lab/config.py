@@ -23,11 +23,14 @@ class Secrets:
     replication: str
     app: str
     cluster_token: str
-    ops_token: str = ""
+    ops_token: str = ""          # the lab operator's token, '<name>.<secret>'; only its hash is in etcd
+    patroni_api: str = ""
+    app_admin: str = ""
 
     def as_dict(self) -> dict:
         return dict(superuser=self.superuser, replication=self.replication, app=self.app,
-                    cluster_token=self.cluster_token, ops_token=self.ops_token)
+                    cluster_token=self.cluster_token, ops_token=self.ops_token, patroni_api=self.patroni_api,
+                    app_admin=self.app_admin)
 
 
 def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> list[str]:
@@ -63,12 +66,14 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
         "name": site.name,
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
         "restapi": {"listen": f"{site.address}:{PORTS['patroni']}",
-                    "connect_address": f"{site.address}:{PORTS['patroni']}"},
-        # This site's etcd member first, and keep that order (use_proxies): Patroni otherwise
-        # picks a member at random, and a standby talking to a dead site's member loses
-        # retry_timeout/3 before it even notices the leader is gone.
-        "etcd3": {"hosts": [f"{s.address}:{PORTS['etcd']}" for s in _own_first(layout, site)], "protocol": "http",
-                  "use_proxies": True},
+                    "connect_address": f"{site.address}:{PORTS['patroni']}",
+                    # reads stay open (health checks); anything that changes state needs this
+                    "authentication": {"username": "firebreak", "password": secrets.patroni_api}},
+        # Only this site's etcd member. Given a list, Patroni moves to the next member on any
+        # hiccup (a raft election stalls every member for a second) and then stays there, so a
+        # standby ends up talking to the etcd of a site that may be the next to die, and loses
+        # retry_timeout/3 when it does. A site's Patroni lives and dies with its site's etcd.
+        "etcd3": {"hosts": [f"{site.address}:{PORTS['etcd']}"], "protocol": "http", "use_proxies": True},
         "bootstrap": {
             "dcs": {
                 "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
@@ -123,13 +128,14 @@ def _own_first(layout: LabLayout, site: SiteLayout) -> list[SiteLayout]:
 
 
 def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
-    import hashlib
     return {
         "site": site.name,
         "listen": f"{site.address}:{PORTS['console']}",
         "etcd": [s.url("etcd") for s in _own_first(layout, site)],
         "patroni_namespace": f"/service/{SCOPE}",
-        "ops_token_sha256": hashlib.sha256(secrets.ops_token.encode()).hexdigest(),
+        "patroni_user": "firebreak",
+        "patroni_password": secrets.patroni_api,
+        "app_admin_token": secrets.app_admin,
         "sites": {s.name: {"etcd": s.url("etcd"), "patroni": s.url("patroni"), "app": s.url("app"),
                            "agent": s.url("console")} for s in layout.sites},
     }
@@ -142,6 +148,7 @@ def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, 
         "FIREBREAK_DSN": layout.dsn("claims", secrets.app),
         "FIREBREAK_LOCAL_DSN": layout.dsn("claims", secrets.app, read_write=False, sites=[site.name]),
         "FIREBREAK_ANY_DSN": layout.dsn("claims", secrets.app, read_write=False),
+        "FIREBREAK_ADMIN_TOKEN": secrets.app_admin,
     }
 
 

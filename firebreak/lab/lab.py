@@ -66,7 +66,8 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
     if (home / "sites").exists():
         shutil.rmtree(home / "sites")
     secrets = Secrets(superuser=pysecrets.token_urlsafe(18), replication=pysecrets.token_urlsafe(18),
-                      app=pysecrets.token_urlsafe(18), cluster_token=lab_id, ops_token=pysecrets.token_urlsafe(24))
+                      app=pysecrets.token_urlsafe(18), cluster_token=lab_id, patroni_api=pysecrets.token_urlsafe(18),
+                      app_admin=pysecrets.token_urlsafe(24))
     save_secrets(home, secrets)
     state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
                      user=user, agents=agents, sites={s: SiteState() for s in topo.sites})
@@ -79,7 +80,8 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
             _start(state, layout, site, "etcd", secrets)
         for site in layout.sites:
             _wait_component(state, layout, site, "etcd", lambda s=site: _http_ok(s.url("etcd") + "/health"))
-        progress("etcd: 3 members, quorum formed".replace("3", str(len(layout.sites))))
+        progress(f"etcd: {len(layout.sites)} members, quorum formed")
+        secrets = _create_operator(layout, secrets)
         # The topology's primary site bootstraps the cluster, so the lab starts where the model
         # says it does; the others clone from it.
         first = layout.site(_primary_site(topo))
@@ -112,6 +114,26 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         if isinstance(e, KeyboardInterrupt):
             raise
         raise LabError(f"lab up failed: {e}") from e
+
+
+def _create_operator(layout: LabLayout, secrets: Secrets) -> Secrets:
+    """The lab's operator, 'lab', with a fresh token: its argon2 hash goes to etcd, the token
+    only to the lab's private secrets file. No default password anywhere."""
+    import asyncio
+    from dataclasses import replace
+
+    from firebreak.control.auth import add_operator
+    from firebreak.control.etcd import Etcd
+
+    async def go() -> str:
+        etcd = Etcd(layout.etcd_endpoints, timeout=3)
+        try:
+            return await add_operator(etcd, "/firebreak", "lab", "admin")
+        finally:
+            await etcd.close()
+    secrets = replace(secrets, ops_token=asyncio.run(go()))
+    save_secrets(layout.home, secrets)
+    return secrets
 
 
 def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | None) -> None:

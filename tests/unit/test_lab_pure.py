@@ -44,7 +44,7 @@ def test_patroni_config_is_synchronous_with_the_fastest_timers_patroni_allows():
     assert dcs["synchronous_mode"] is True and dcs["ttl"] == PATRONI_TTL == 20
     assert PATRONI_LOOP_WAIT + 2 * PATRONI_RETRY_TIMEOUT <= PATRONI_TTL  # Patroni's own rule
     assert cfg["name"] == "ansan" and cfg["restapi"]["listen"].startswith("10.77.0.12:")
-    assert len(cfg["etcd3"]["hosts"]) == 3
+    assert cfg["etcd3"]["hosts"] == ["10.77.0.12:12379"]  # its own site's member only
     pg = cfg["postgresql"]
     assert pg["parameters"]["unix_socket_directories"].endswith("sites/ansan/run")
     # no password-less network access: only the private socket directory is trusted

@@ -1,0 +1,97 @@
+"""Ops actions: pure plans (what to do and why not), and thin executors against etcd, Patroni's
+REST API and the site's app. Every action works from any surviving site's agent."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+import httpx
+
+from firebreak.control.detector import Verdict
+from firebreak.control.failover import ClusterState
+
+
+@dataclass(frozen=True)
+class Plan:
+    ok: bool
+    reason: str
+    candidate: str | None = None
+
+
+def switchover_plan(cluster: ClusterState, to: str, site_of: Mapping[str, str], verdicts: Mapping[str, Verdict]) -> Plan:
+    """Move the primary to member `to` (a site name or Patroni member name)."""
+    by_site = {site: member for member, site in site_of.items()}
+    member = by_site.get(to, to)
+    if cluster.leader is None:
+        return Plan(False, "there is no primary right now; Patroni is electing one")
+    if member == cluster.leader:
+        return Plan(False, f"{to} already holds the primary")
+    m = cluster.members.get(member)
+    if m is None:
+        return Plan(False, f"{to} has no running PostgreSQL member (known: {', '.join(sorted(cluster.members))})")
+    if verdicts.get(site_of.get(member, member)) is not None and verdicts[site_of.get(member, member)].dead:
+        return Plan(False, f"{to} is in a dead site")
+    if m.state not in ("running", "streaming"):
+        return Plan(False, f"{to} is {m.state or 'not running'}, not a healthy standby")
+    return Plan(True, f"switch the primary from {cluster.leader} to {member}", member)
+
+
+def evacuation_plan(cluster: ClusterState, site: str, site_of: Mapping[str, str],
+                    verdicts: Mapping[str, Verdict]) -> Plan:
+    """Drain a site; if it holds the primary, move the primary to a synchronous standby elsewhere."""
+    leader_site = site_of.get(cluster.leader, cluster.leader) if cluster.leader else None
+    if leader_site != site:
+        return Plan(True, f"{site} does not hold the primary; only its traffic is drained")
+    choices = [n for n in cluster.sync_standbys if site_of.get(n, n) != site] + \
+              [n for n, m in cluster.members.items() if site_of.get(n, n) != site and n != cluster.leader]
+    for name in choices:
+        plan = switchover_plan(cluster, name, site_of, verdicts)
+        if plan.ok:
+            return Plan(True, f"drain {site} and move the primary to {name}", plan.candidate)
+    return Plan(False, f"{site} holds the primary and no healthy standby elsewhere can take it")
+
+
+def routing(sites: list[str], me: str, dead: set[str], drained: set[str]) -> dict:
+    """Which sites' doors serve traffic, each site's own first."""
+    living = [s for s in sites if s not in dead and s not in drained]
+    return {
+        "serving": living,
+        "dead": sorted(dead),
+        "drained": sorted(drained),
+        "order": {s: ([s] if s in living else []) + [o for o in living if o != s] for s in sites},
+        "for_this_site": ([me] if me in living else []) + [o for o in living if o != me],
+    }
+
+
+async def patroni_switchover(http: httpx.AsyncClient, patroni_urls: list[str], auth: tuple[str, str] | None,
+                             leader: str, candidate: str) -> str:
+    errors = []
+    for url in patroni_urls:
+        try:
+            r = await http.post(url + "/switchover", json={"leader": leader, "candidate": candidate},
+                                auth=auth, timeout=30)
+        except httpx.HTTPError as e:
+            errors.append(f"{url}: {e!r}")
+            continue
+        if r.status_code == 200:
+            return r.text.strip()
+        errors.append(f"{url}: HTTP {r.status_code} {r.text.strip()[:200]}")
+    raise RuntimeError("no Patroni accepted the switchover: " + "; ".join(errors))
+
+
+async def push_release(http: httpx.AsyncClient, app_url: str, admin_token: str, release: dict) -> None:
+    r = await http.post(app_url + "/admin/release", json=release, timeout=5,
+                        headers={"Authorization": f"Bearer {admin_token}"})
+    r.raise_for_status()
+
+
+def audit_entry(who: str, action: str, detail: dict, site: str, client: str | None, outcome: str) -> dict:
+    return {"at": time.time(), "who": who, "action": action, "detail": detail, "site": site, "client": client,
+            "outcome": outcome}
+
+
+def release_record(version: str, notes: str = "") -> str:
+    return json.dumps({"version": version, "notes": notes, "created": time.time()})

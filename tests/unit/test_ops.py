@@ -1,0 +1,72 @@
+"""Ops plans (switchover, evacuation, routing) and operator tokens."""
+
+import asyncio
+
+import pytest
+
+from firebreak.control import auth
+from firebreak.control.ops import evacuation_plan, routing, switchover_plan
+from tests.unit.test_failover_decision import SITE_OF, cluster, member, verdict
+
+
+@pytest.mark.parametrize("to,ok,needle", [
+    ("ansan", True, "from pangyo to ansan"),
+    ("siheung", True, "to siheung"),
+    ("pangyo", False, "already holds"),
+    ("busan", False, "no running PostgreSQL member"),
+])
+def test_switchover_plan(to, ok, needle):
+    plan = switchover_plan(cluster(), to, SITE_OF, verdict())
+    assert plan.ok == ok and needle in plan.reason
+
+
+def test_switchover_refuses_a_dead_or_unhealthy_target():
+    assert not switchover_plan(cluster(), "ansan", SITE_OF, verdict(dead={"ansan"})).ok
+    sick = cluster(members={"pangyo": member("pangyo"), "ansan": member("ansan", "starting"), "siheung": member("siheung")})
+    assert "not a healthy standby" in switchover_plan(sick, "ansan", SITE_OF, verdict()).reason
+    assert "no primary" in switchover_plan(cluster(leader=None), "ansan", SITE_OF, verdict()).reason
+
+
+def test_evacuating_the_primary_site_moves_the_primary_to_the_sync_standby():
+    plan = evacuation_plan(cluster(), "pangyo", SITE_OF, verdict())
+    assert plan.ok and plan.candidate == "ansan"
+    other = evacuation_plan(cluster(), "siheung", SITE_OF, verdict())
+    assert other.ok and other.candidate is None and "only its traffic" in other.reason
+    stuck = cluster(members={"pangyo": member("pangyo"), "ansan": member("ansan", "stopped"),
+                             "siheung": member("siheung", "stopped")})
+    assert not evacuation_plan(stuck, "pangyo", SITE_OF, verdict()).ok
+
+
+def test_routing_serves_living_undrained_sites_own_first():
+    r = routing(["pangyo", "ansan", "siheung"], "ansan", dead={"pangyo"}, drained={"siheung"})
+    assert r["serving"] == ["ansan"] and r["for_this_site"] == ["ansan"]
+    r = routing(["pangyo", "ansan", "siheung"], "siheung", dead=set(), drained=set())
+    assert r["for_this_site"][0] == "siheung" and r["order"]["pangyo"][0] == "pangyo"
+
+
+class FakeEtcd:
+    """Only for the token round trip: a dict with etcd's get/put shape."""
+
+    def __init__(self):
+        self.kv = {}
+
+    async def put(self, key, value, lease=0):
+        self.kv[key] = value
+
+    async def get(self, key):
+        from firebreak.control.etcd import KV
+        return KV(key, self.kv[key], 1, 1, 0) if key in self.kv else None
+
+
+def test_operator_tokens_are_hashed_and_verified():
+    etcd = FakeEtcd()
+    token = asyncio.run(auth.add_operator(etcd, "/fb", "kim", "operator"))
+    stored = etcd.kv["/fb/operators/kim"]
+    assert token.split(".", 1)[1] not in stored and "$argon2" in stored
+    who = asyncio.run(auth.authenticate(etcd, "/fb", token))
+    assert who == auth.Operator("kim", "operator")
+    assert asyncio.run(auth.authenticate(etcd, "/fb", token + "x")) is None
+    assert asyncio.run(auth.authenticate(etcd, "/fb", "lee." + token.split(".", 1)[1])) is None
+    assert asyncio.run(auth.authenticate(etcd, "/fb", "garbage")) is None
+    assert auth.allowed("admin", "operator") and not auth.allowed("viewer", "operator")
+    assert auth.check_name("Kim!") is not None and auth.check_name("kim") is None
