@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from firebreak.drill import checks  # noqa: E402
 from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
-from firebreak.drill.workload import History, Reader, Writer, seed_report  # noqa: E402
+from firebreak.drill.workload import History, Reader, Router, Writer, seed_report  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 from firebreak.lab.state import lab_home, load_secrets  # noqa: E402
 
@@ -87,7 +87,12 @@ def one_round(mode: str, clients: int, token: str) -> dict:
     doors = {n: s["app"] for n, s in st["sites"].items()}
     report_id = seed_report(doors[survivors[0]])
     history, stop = History(), threading.Event()
-    threads = [Writer(doors, history, stop, seed=i) for i in range(clients)]
+    # With Firebreak, clients follow the control plane's routing table; Patroni alone has none,
+    # so its clients only have their own circuit breakers.
+    router = Router({n: s["console"] for n, s in st["sites"].items()}, stop) if mode == "firebreak" else None
+    threads = [Writer(doors, history, stop, seed=i, router=router) for i in range(clients)]
+    if router is not None:
+        threads.append(router)
     threads += [Reader(n, doors[n], report_id, history, stop) for n in survivors]
     for t in threads:
         t.start()

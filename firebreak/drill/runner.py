@@ -23,7 +23,7 @@ from firebreak import __version__
 from firebreak.drill import checks
 from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites
 from firebreak.drill.verdict import judge
-from firebreak.drill.workload import History, Op, Reader, Writer, seed_report
+from firebreak.drill.workload import History, Op, Reader, Router, Writer, seed_report
 from firebreak.errors import LabError
 from firebreak.lab import lab
 from firebreak.lab.state import lab_home, load_secrets
@@ -124,8 +124,11 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     consoles = {n: s["console"] for n, s in st["sites"].items() if s.get("console")}
     history, stop = History(), threading.Event()
     report_id = seed_report(doors[next(n for n in sites if st["sites"][n]["postgres"]["role"] != "primary")])
-    threads: list[threading.Thread] = [Writer(doors, history, stop, seed=i, rate=scenario.rate)
+    router = Router(consoles, stop) if consoles and scenario.baseline == "firebreak" else None
+    threads: list[threading.Thread] = [Writer(doors, history, stop, seed=i, rate=scenario.rate, router=router)
                                        for i in range(scenario.clients)]
+    if router is not None:
+        threads.append(router)
     threads += [Reader(n, doors[n], report_id, history, stop) for n in sites]
     if consoles:
         threads.append(Operator(consoles, token, history, stop))

@@ -44,18 +44,44 @@ class History:
             self.ops.append(op)
 
 
+class Router(threading.Thread):
+    """Follows the control plane's routing table (any living console's /api/routing), as a
+    client library or a global load balancer would: after detection, dead sites get no traffic."""
+
+    def __init__(self, consoles: dict[str, str], stop: threading.Event, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.consoles, self.stop_event, self.interval = dict(consoles), stop, interval
+        self.serving: list[str] | None = None
+
+    def run(self) -> None:
+        with httpx.Client(timeout=0.5) as client:
+            while not self.stop_event.is_set():
+                for url in self.consoles.values():
+                    try:
+                        self.serving = client.get(url + "/api/routing").json()["serving"]
+                        break
+                    except (httpx.HTTPError, ValueError, KeyError):
+                        continue
+                self.stop_event.wait(self.interval)
+
+
 class Writer(threading.Thread):
+    BREAKER = 10.0  # seconds a door that did not answer is left alone (a client-side circuit breaker)
+
     def __init__(self, doors: dict[str, str], history: History, stop: threading.Event, seed: int,
-                 rate: float = 0.0, timeout: float = 3.0):
+                 rate: float = 0.0, timeout: float = 3.0, router: Router | None = None):
         super().__init__(daemon=True)
         self.doors, self.history, self.stop_event = dict(doors), history, stop
         self.rng = random.Random(seed)
-        self.rate, self.timeout = rate, timeout
+        self.rate, self.timeout, self.router = rate, timeout, router
         self.bad_until: dict[str, float] = {}
 
     def pick(self) -> str:
         now = time.monotonic()
         good = [s for s in self.doors if self.bad_until.get(s, 0) <= now]
+        serving = self.router.serving if self.router is not None else None
+        if serving:
+            good = [s for s in good if s in serving] or [s for s in self.doors if s in serving]
         return self.rng.choice(good or list(self.doors))
 
     def run(self) -> None:
@@ -79,7 +105,7 @@ class Writer(threading.Thread):
                         self.history.add(Op("write", key, t0, t1, outcome, site, r.status_code))
                     except httpx.HTTPError:
                         self.history.add(Op("write", key, t0, time.monotonic(), "unknown", site))
-                        self.bad_until[site] = time.monotonic() + 2.0
+                        self.bad_until[site] = time.monotonic() + self.BREAKER
                     time.sleep(0.05)
                 if self.rate:
                     time.sleep(self.rng.expovariate(self.rate))
