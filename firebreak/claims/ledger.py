@@ -3,7 +3,6 @@ report's claimed window against them. Pure."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,8 +10,7 @@ from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from firebreak.errors import InputError, Problem
-from firebreak.inputs import load_yaml_model, parse_yaml, read_text, validate
+from firebreak.inputs import load_yaml_model
 
 ANY_SERVICE = "*"
 

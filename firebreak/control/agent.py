@@ -279,6 +279,29 @@ class Agent:
         key = f"{self.key_ledger}{inc.start:.3f}-{inc.site}"
         await self.etcd.put(key, json.dumps({**asdict(inc), "recorded_by": self.cfg.site, "source": "agent"}))
 
+    async def release_loop(self) -> None:
+        """Keep this site's app on the current release: a site that was dead during a deploy
+        catches up when it comes back, from the release store every site has a copy of."""
+        from firebreak.control.ops import push_release
+
+        while True:
+            await asyncio.sleep(2.0)
+            if not self.cfg.app_admin_token:
+                continue
+            try:
+                current = await self.etcd.get(f"{self.cfg.prefix}/release/current")
+                if current is None:
+                    continue
+                release = current.json()
+                app = self.cfg.sites[self.cfg.site].app
+                running = (await self.http.get(app + "/version", timeout=1.0)).json().get("version")
+                if running != release.get("version"):
+                    await push_release(self.http, app, self.cfg.app_admin_token,
+                                       {k: release[k] for k in ("version", "notes", "created") if k in release})
+                    log.info("brought this site's app to release %s (was %s)", release.get("version"), running)
+            except (EtcdError, httpx.HTTPError, ValueError):
+                continue
+
     async def close(self) -> None:
         await self.etcd.close()
         await self.http.aclose()

@@ -157,6 +157,10 @@ def create_console(agent: Agent) -> FastAPI:
                 try:
                     await ops.push_release(http, ep.app, cfg.app_admin_token, release)
                     rolled[site] = "ok"
+                except (httpx.ConnectError, httpx.TimeoutException):
+                    # Not answering is what a site that just died looks like before the
+                    # verdict; it gets the release from the store when it comes back.
+                    rolled[site] = "skipped: unreachable"
                 except httpx.HTTPError as e:
                     rolled[site] = f"failed: {e!r}"
             await agent.etcd.put(f"{cfg.prefix}/release/current", json.dumps({**release, "rolled": rolled,

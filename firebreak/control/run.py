@@ -28,7 +28,8 @@ async def serve(config_path: str) -> None:
                                            access_log=False))
     logging.getLogger("firebreak.agent").info("agent starting; peers: %s", ", ".join(agent.others))
     try:
-        await asyncio.gather(agent.probe_loop(), agent.publish_loop(), agent.coordinator_loop(), server.serve())
+        await asyncio.gather(agent.probe_loop(), agent.publish_loop(), agent.coordinator_loop(), agent.release_loop(),
+                             server.serve())
     finally:
         await agent.close()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets as pysecrets
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -56,11 +55,12 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
                        f"of one; it has {len(topo.sites)}")
     mode = net.resolve_mode(net_mode)
     lab_id = pysecrets.token_hex(4)
-    layout = make_layout(home, mode, list(topo.sites), lab_id)
     user = runtime.lab_user()
+    python = runtime.runtime_python(user, progress)
+    home = runtime.reachable_home(home, user)
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o711)  # the lab's user must traverse it; nobody may list it
-    runtime.check_user_can_run(user, home)
+    layout = make_layout(home, mode, list(topo.sites), lab_id)
 
     # A fresh lab every time: data from an earlier run (kept by `down` for inspection) goes.
     if (home / "sites").exists():
@@ -70,10 +70,10 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
                       app_admin=pysecrets.token_urlsafe(24))
     save_secrets(home, secrets)
     state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
-                     user=user, agents=agents, sites={s: SiteState() for s in topo.sites})
+                     user=user, agents=agents, sites={s: SiteState() for s in topo.sites}, python=python)
     save(state)
     try:
-        _prepare_dirs(layout, secrets, user)
+        _prepare_dirs(layout, secrets, user, python)
         progress(f"network: {mode}" + (" (one namespace per site)" if mode == "netns" else " (127.0.N.1 per site)"))
         net.setup(layout)
         for site in layout.sites:
@@ -136,12 +136,12 @@ def _create_operator(layout: LabLayout, secrets: Secrets) -> Secrets:
     return secrets
 
 
-def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | None) -> None:
+def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | None, python: str) -> None:
     for site in layout.sites:
         for sub in ("log/postgres", "run", "etcd"):
             (site.dir / sub).mkdir(parents=True, exist_ok=True)
         cfg = site.dir / "patroni.yml"
-        cfg.write_text(yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir()), sort_keys=False))
+        cfg.write_text(yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir(python)), sort_keys=False))
         os.chmod(cfg, 0o600)
         (site.dir / "agent.yml").write_text(yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
         os.chmod(site.dir / "run", 0o700)
@@ -149,23 +149,23 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
         runtime.chown_tree(site.dir, user)
 
 
-def _argv(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets) -> tuple[list[str], dict]:
+def _argv(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets, python: str) -> tuple[list[str], dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PATRONI_", "FIREBREAK_"))}
     env["HOME"] = str(site.dir)
     if component == "etcd":
-        return etcd_argv(runtime.etcd_binary(), layout, site, secrets.cluster_token), env
+        return etcd_argv(runtime.etcd_binary(python), layout, site, secrets.cluster_token), env
     if component == "patroni":
-        return [runtime.venv_bin("patroni"), str(site.dir / "patroni.yml")], env
+        return [runtime.venv_bin("patroni", python), str(site.dir / "patroni.yml")], env
     if component == "app":
         env.update(app_env(layout, site, secrets))
-        return [sys.executable, "-m", "firebreak.claims.serve", "--bind", f"{site.address}:{PORTS['app']}"], env
+        return [python, "-m", "firebreak.claims.serve", "--bind", f"{site.address}:{PORTS['app']}"], env
     if component == "agent":
-        return [runtime.venv_bin("firebreak"), "agent", "--config", str(site.dir / "agent.yml")], env
+        return [runtime.venv_bin("firebreak", python), "agent", "--config", str(site.dir / "agent.yml")], env
     raise ValueError(component)
 
 
 def _start(state: LabState, layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets) -> None:
-    argv, env = _argv(layout, site, component, secrets)
+    argv, env = _argv(layout, site, component, secrets, state.python)
     proc = procs.spawn(argv, site=site.name, component=component, lab_id=state.lab_id, log=site.log(component),
                        env=env, cwd=site.dir, netns=site.netns, user=state.user)
     state.sites[site.name].procs.append(proc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,10 @@ SECRETS_FILE = "secrets.json"
 
 
 def lab_home() -> Path:
-    return Path(os.environ.get("FIREBREAK_HOME") or Path.cwd() / ".firebreak" / "lab").absolute()
+    home = Path(os.environ.get("FIREBREAK_HOME") or Path.cwd() / ".firebreak" / "lab").absolute()
+    # resolved: when root's lab lives under /var/lib/firebreak (see runtime.reachable_home), every
+    # path handed to the site processes must be the real one, which they can reach
+    return home.resolve() if home.is_symlink() else home
 
 
 @dataclass
@@ -40,6 +44,7 @@ class LabState:
     agents: bool = True
     sites: dict[str, SiteState] = field(default_factory=dict)
     phase: str = "starting"   # starting | up | stopping
+    python: str = sys.executable  # the interpreter the site processes run with
 
     @property
     def layout(self) -> LabLayout:
@@ -49,7 +54,7 @@ class LabState:
         return {
             "lab_id": self.lab_id, "net": self.net, "topology": self.topology, "sites_order": self.site_names,
             "home": str(self.home), "user": list(self.user) if self.user else None, "agents": self.agents,
-            "phase": self.phase,
+            "phase": self.phase, "python": self.python,
             "sites": {n: {"power": s.power, "silenced": s.silenced, "isolated": s.isolated, "degraded": s.degraded,
                           "procs": [p.as_dict() for p in s.procs]}
                       for n, s in self.sites.items()},
@@ -59,7 +64,7 @@ class LabState:
     def from_json(cls, d: dict) -> "LabState":
         return cls(lab_id=d["lab_id"], net=d["net"], topology=d["topology"], site_names=d["sites_order"],
                    home=Path(d["home"]), user=tuple(d["user"]) if d.get("user") else None,
-                   agents=d.get("agents", True), phase=d.get("phase", "up"),
+                   agents=d.get("agents", True), phase=d.get("phase", "up"), python=d.get("python", sys.executable),
                    sites={n: SiteState(power=s["power"], silenced=s.get("silenced", "none"),
                                        isolated=s.get("isolated", ""), degraded=s.get("degraded", ""),
                                        procs=[Proc(**p) for p in s["procs"]]) for n, s in d["sites"].items()})

@@ -55,3 +55,17 @@ def lab_up(request):
         yield r
     finally:
         lab_cli("down", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def running_lab():
+    """A lab with agents for every test of one module; the tests leave it healthy for the next."""
+    os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
+    lab_cli("down", "--purge", timeout=60)
+    r = lab_cli("up")
+    assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
+    try:
+        yield
+    finally:
+        lab_cli("down", timeout=120)
+        os.environ.pop("FIREBREAK_HOME", None)

@@ -12,22 +12,9 @@ import pytest
 from firebreak.drill import checks
 from firebreak.drill.workload import History, Reader, Writer, seed_report
 from firebreak.lab import lab
-from tests.lab.conftest import LAB_HOME, lab_cli, wait_for
+from tests.lab.conftest import wait_for
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def agents_lab():
-    os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
-    lab_cli("down", "--purge", timeout=60)
-    r = lab_cli("up")
-    assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
-    try:
-        yield
-    finally:
-        lab_cli("down", timeout=120)
-        os.environ.pop("FIREBREAK_HOME", None)
 
 
 def healthy():
@@ -61,7 +48,7 @@ def stored_keys(dsn):
         return {r[0] for r in conn.execute("SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL")}
 
 
-def test_power_cut_fails_over_well_inside_patronis_ttl(agents_lab):
+def test_power_cut_fails_over_well_inside_patronis_ttl(running_lab):
     st = wait_for(healthy, 60, "a healthy lab")
     victim = st["primary"]
     sync = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "sync_standby")
@@ -89,7 +76,7 @@ def test_power_cut_fails_over_well_inside_patronis_ttl(agents_lab):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="isolating a site needs network namespaces (root)")
-def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(agents_lab):
+def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(running_lab):
     st = wait_for(healthy, 90, "a healthy lab")
     victim = st["primary"]
     victim_server = f"{st['sites'][victim]['address']}:{st['sites'][victim]['postgres']['port']}"

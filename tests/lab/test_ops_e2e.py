@@ -1,29 +1,15 @@
 """With one site down, every ops action succeeds from each surviving site's console; without
 an operator's token nothing changes, and every attempt is in the audit log."""
 
-import os
 
 import httpx
 import pytest
 
 from firebreak.lab import lab
 from firebreak.lab.state import lab_home, load_secrets
-from tests.lab.conftest import LAB_HOME, lab_cli, wait_for
+from tests.lab.conftest import wait_for
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def ops_lab():
-    os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
-    lab_cli("down", "--purge", timeout=60)
-    r = lab_cli("up")
-    assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
-    try:
-        yield
-    finally:
-        lab_cli("down", timeout=120)
-        os.environ.pop("FIREBREAK_HOME", None)
 
 
 def act(console, token, action, **body):
@@ -31,7 +17,7 @@ def act(console, token, action, **body):
                       headers={"Authorization": f"Bearer {token}"} if token else {})
 
 
-def test_every_ops_action_from_every_surviving_site_with_one_site_down(ops_lab):
+def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_lab):
     st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
     token = load_secrets(lab_home()).ops_token
     down = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "replica")  # keep the primary
@@ -74,8 +60,45 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(ops_lab):
     wait_for(lambda: lab.status()["healthy"], 120, f"{down} to rejoin")
 
 
-def test_the_console_page_shows_every_site(ops_lab):
+def test_the_console_page_shows_every_site(running_lab):
     st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
     page = httpx.get(st["sites"]["ansan"]["console"] + "/", timeout=5).text
     assert "Firebreak console" in page and all(n in page for n in st["sites"])
     assert "Sign in" in page and "/actions/switchover" not in page  # no actions before login
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def test_an_operator_signs_in_and_freezes_from_the_console_in_a_real_browser(running_lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
+    console = st["sites"]["siheung"]["console"]
+    name, secret = load_secrets(lab_home()).ops_token.split(".", 1)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(console + "/")
+        assert page.get_by_role("button", name="Freeze automation").count() == 0  # not before login
+        page.get_by_label("Operator").fill(name)
+        page.get_by_label("Token").fill("wrong")
+        page.get_by_role("button", name="Sign in").click()
+        assert "login failed" in page.content()
+        page.get_by_label("Operator").fill(name)
+        page.get_by_label("Token").fill(secret)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Freeze automation").click()
+        assert "freeze: done" in page.content() and "frozen" in page.content()
+        page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+        page.get_by_role("button", name="Unfreeze automation").click()
+        assert "unfreeze: done" in page.content()
+        # a forged cross-site form post (no CSRF token) is refused and changes nothing
+        r = page.request.post(console + "/actions/freeze", form={"csrf": "forged"}, max_redirects=0)
+        assert r.status == 303
+        assert httpx.get(console + "/api/status", timeout=3).json()["frozen"] is False
+        browser.close()
+    audit = httpx.get(console + "/api/audit", timeout=3).json()
+    assert any(a["action"] == "freeze" and a["who"] == name and a["outcome"] == "ok" for a in audit)
+    assert any(a["action"] == "freeze" and a["outcome"].startswith("denied") for a in audit)

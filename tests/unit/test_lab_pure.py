@@ -103,3 +103,36 @@ def wait_marked(lab_id, n):
             return found
         time.sleep(0.05)
     return procs.marked(lab_id)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a directory others cannot enter")
+def test_a_home_the_lab_user_cannot_reach_moves_under_var_lib():
+    import shutil
+
+    from firebreak.lab import runtime
+    from tests.conftest import ROOT
+
+    base = ROOT / ".firebreak" / "test-reach"
+    shutil.rmtree(base, ignore_errors=True)
+    open_dir = base / "open"
+    open_dir.mkdir(parents=True)
+    closed = base / "closed"
+    closed.mkdir()
+    os.chmod(closed, 0o700)
+    home = closed / ".firebreak" / "lab"
+    user = (65534, 65534)  # nobody
+    real = runtime.reachable_home(home, user)
+    try:
+        assert real != home and str(real).startswith("/var/lib/firebreak/labs/")
+        assert home.is_symlink() and home.resolve() == real
+        assert runtime._traversable(real, user[0])
+        assert runtime.reachable_home(open_dir, user) == open_dir  # reachable: left alone
+        stranger = closed / "data"
+        stranger.mkdir()
+        (stranger / "precious.txt").write_text("not the lab's")
+        with pytest.raises(LabError):
+            runtime.reachable_home(stranger, user)
+        assert (stranger / "precious.txt").exists()
+    finally:
+        shutil.rmtree(real, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)

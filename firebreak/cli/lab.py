@@ -1,0 +1,120 @@
+"""`firebreak lab`: three real sites on one machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from firebreak.cli.base import app, out, progress_printer
+
+
+lab_app = typer.Typer(no_args_is_help=True, help="Three real sites on one machine: etcd, PostgreSQL under "
+                                                  "Patroni, the reference service and the site agents.")
+app.add_typer(lab_app, name="lab")
+
+
+class NetMode(str, Enum):
+    auto = "auto"
+    loopback = "loopback"
+    netns = "netns"
+
+
+class Power(str, Enum):
+    off = "off"
+    on = "on"
+
+
+@lab_app.command("up")
+def lab_up(
+    topology: Optional[Path] = typer.Option(None, "--topology", help="Topology file (default examples/firebreak-lab.yaml)."),
+    net: NetMode = typer.Option(NetMode.auto, "--net", help="netns (default as root) or loopback addresses."),
+    no_agents: bool = typer.Option(False, "--no-agents", help="Patroni alone: no Firebreak site agents."),
+) -> None:
+    """Start the lab: one etcd member, one PostgreSQL under Patroni and one app per site."""
+    from firebreak.lab import lab
+
+    t0 = time.monotonic()
+    try:
+        with out.status("starting the lab…"):
+            lab.up(topology, net.value, agents=not no_agents, progress=progress_printer())
+    except lab.AlreadyUp as e:
+        out.print(str(e))
+        raise typer.Exit(0)
+    out.print(f"[bold green]lab up[/] in {time.monotonic() - t0:.1f} s")
+    _print_status(lab.status())
+
+
+@lab_app.command("down")
+def lab_down(purge: bool = typer.Option(False, "--purge", help="Also delete data and logs.")) -> None:
+    """Stop every lab process (by PID), remove its namespaces and firewall rules."""
+    from firebreak.lab import lab
+
+    with out.status("stopping the lab…"):
+        had = lab.down(purge=purge, progress=progress_printer())
+    out.print("lab down" + (" and purged" if purge else "") if had else "no lab was running" +
+              ("; data purged" if purge else ""))
+
+
+@lab_app.command("status")
+def lab_status(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
+    """Sites, components and the current primary."""
+    from firebreak.lab import lab
+
+    st = lab.status()
+    if as_json:
+        sys.stdout.write(json.dumps(st, indent=2) + "\n")
+    else:
+        _print_status(st)
+
+
+def _print_status(st: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Firebreak lab ({st['net']} mode, primary: {st['primary'] or 'none'})")
+    for col in ("site", "power", "address", "postgres", "etcd", "patroni", "app"):
+        table.add_column(col)
+    style = {"primary": "bold green", "sync_standby": "green", "replica": "cyan", "down": "red"}
+    for name, s in st["sites"].items():
+        role = s["postgres"]["role"]
+        table.add_row(name, "[green]up[/]" if s["state"] == "up" else f"[red]off[/] ({s['silenced']})", s["address"],
+                      f"[{style[role]}]{role}[/]", s["etcd"], s["patroni"], s["app"])
+    out.print(table)
+
+
+@lab_app.command("power")
+def lab_power(action: Power = typer.Argument(..., help="off: a power cut; on: bring the site back."),
+              site: str = typer.Argument(..., help="Site name.")) -> None:
+    """Cut a site's power (every process killed at once, its address silent) or restore it."""
+    from firebreak.lab import lab
+
+    if action == Power.off:
+        r = lab.power_off(site)
+        out.print(f"{site}: power cut, {r.get('killed', 0)} processes killed, address {r['silenced']}"
+                  if r["changed"] else f"{site} is already off")
+    else:
+        with out.status(f"powering {site} on…"):
+            r = lab.power_on(site)
+        out.print(f"{site}: power on, rejoining" if r["changed"] else f"{site} is already on")
+
+
+@lab_app.command("logs")
+def lab_logs(site: str = typer.Argument(...), component: Optional[str] = typer.Argument(None),
+             lines: int = typer.Option(50, "--lines", "-n", min=1)) -> None:
+    """Show the last lines of a site's logs (etcd, patroni, postgres, app, agent)."""
+    from firebreak.lab import lab
+
+    paths = lab.log_paths(site, component)
+    if not paths:
+        out.print(f"no logs for {site}" + (f" {component}" if component else ""))
+    for p in paths:
+        out.rule(str(p))
+        text = p.read_text(errors="replace").splitlines()[-lines:]
+        sys.stdout.write("\n".join(text) + "\n")
+
+

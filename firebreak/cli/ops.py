@@ -1,0 +1,169 @@
+"""`firebreak ops`: ops actions against any surviving site's console."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from firebreak.cli.base import app, out
+from firebreak.errors import FirebreakError, InputError, Problem
+
+
+ops_app = typer.Typer(no_args_is_help=True, help="Ops actions against any site's console (the lab's, or real ones "
+                                                "with --console). Token: --token or $FIREBREAK_OPS_TOKEN.")
+app.add_typer(ops_app, name="ops")
+
+
+def _consoles(console: Optional[str], site: Optional[str]) -> list[tuple[str, str]]:
+    if console:
+        return [(console, console.rstrip("/"))]
+    from firebreak.lab import lab
+
+    st = lab.status()
+    found = [(n, s["console"]) for n, s in st["sites"].items() if s.get("console") and s["state"] == "up"]
+    if site:
+        found = [c for c in found if c[0] == site]
+        if not found:
+            raise InputError(Problem("--site", "", f"no running console in site '{site}'"))
+    if not found:
+        raise InputError(Problem("--site", "", "no site console is running; start the lab with agents"))
+    return found
+
+
+def _token(token: Optional[str]) -> str:
+    import os
+
+    if token:
+        return token
+    if os.environ.get("FIREBREAK_OPS_TOKEN"):
+        return os.environ["FIREBREAK_OPS_TOKEN"]
+    from firebreak.lab.state import lab_home, load_secrets
+
+    try:
+        return load_secrets(lab_home()).ops_token
+    except (FileNotFoundError, TypeError):
+        raise InputError(Problem("--token", "", "no operator token: pass --token or set FIREBREAK_OPS_TOKEN"))
+
+
+def _ops(action: str, body: dict, console: Optional[str], site: Optional[str], token: Optional[str]) -> None:
+    import httpx
+
+    errors = []
+    for name, url in _consoles(console, site):
+        try:
+            r = httpx.post(f"{url}/api/actions/{action}", json=body, timeout=60,
+                           headers={"Authorization": f"Bearer {_token(token)}"})
+        except httpx.HTTPError as e:
+            errors.append(f"{name}: {e!r}")
+            continue  # another site's console will do: ops must work from any surviving site
+        doc = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"error": r.text}
+        if r.status_code == 200:
+            out.print(f"[green]{action}[/] via {name}: " + json.dumps({k: v for k, v in doc.items()
+                                                                      if k not in ("ok", "action")}))
+            return
+        if r.status_code in (401, 403, 404, 409, 422):
+            raise FirebreakError(f"{action} refused by {name}: {doc.get('error')}")
+        errors.append(f"{name}: HTTP {r.status_code} {doc.get('error')}")
+    raise FirebreakError(f"{action} failed everywhere: " + "; ".join(errors))
+
+
+_console_opt = typer.Option(None, "--console", help="Console URL (default: the lab's consoles, any living one).")
+_site_opt = typer.Option(None, "--site", help="Use this lab site's console.")
+_token_opt = typer.Option(None, "--token", help="Operator token '<name>.<secret>'.")
+
+
+@ops_app.command("status")
+def ops_status(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt) -> None:
+    """The control plane's view from one console: sites, primary, routing, incidents."""
+    import httpx
+
+    for name, url in _consoles(console, site):
+        try:
+            sys.stdout.write(json.dumps(httpx.get(url + "/api/status", timeout=5).json(), indent=2) + "\n")
+            return
+        except httpx.HTTPError:
+            continue
+    raise FirebreakError("no console answered")
+
+
+@ops_app.command("freeze")
+def ops_freeze(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+    """Stop automatic failover (Patroni's own timers still apply)."""
+    _ops("freeze", {}, console, site, token)
+
+
+@ops_app.command("unfreeze")
+def ops_unfreeze(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+    """Resume automatic failover."""
+    _ops("unfreeze", {}, console, site, token)
+
+
+@ops_app.command("switchover")
+def ops_switchover(to: str = typer.Argument(..., help="Site to move the primary to."),
+                   console: Optional[str] = _console_opt, site: Optional[str] = _site_opt,
+                   token: Optional[str] = _token_opt) -> None:
+    """Move the primary to another site, cleanly."""
+    _ops("switchover", {"to": to}, console, site, token)
+
+
+@ops_app.command("evacuate")
+def ops_evacuate(target: str = typer.Argument(..., metavar="SITE"), console: Optional[str] = _console_opt,
+                 site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+    """Drain a site's traffic and move the primary away from it."""
+    _ops("evacuate", {"site": target}, console, site, token)
+
+
+@ops_app.command("restore")
+def ops_restore(target: str = typer.Argument(..., metavar="SITE"), console: Optional[str] = _console_opt,
+                site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+    """Send traffic to an evacuated site again."""
+    _ops("restore", {"site": target}, console, site, token)
+
+
+@ops_app.command("release")
+def ops_release(version: str = typer.Argument(...), notes: str = typer.Option("", "--notes"),
+                console: Optional[str] = _console_opt, site: Optional[str] = _site_opt,
+                token: Optional[str] = _token_opt) -> None:
+    """Put a release into the release store (replicated to every site)."""
+    _ops("release", {"version": version, "notes": notes}, console, site, token)
+
+
+@ops_app.command("deploy")
+def ops_deploy(version: str = typer.Argument(...), console: Optional[str] = _console_opt,
+               site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+    """Roll a release of the reference service out to every living site."""
+    _ops("deploy", {"version": version}, console, site, token)
+
+
+@ops_app.command("user-add")
+def ops_user_add(name: str = typer.Argument(...), role: str = typer.Option("operator", "--role"),
+                 etcd: list[str] = typer.Option(None, "--etcd", help="etcd client URL(s); default: the lab's."),
+                 prefix: str = typer.Option("/firebreak", "--prefix")) -> None:
+    """Create an operator and print its token once (only an argon2 hash is stored)."""
+    import asyncio
+
+    from firebreak.control.auth import ROLES, add_operator, check_name
+    from firebreak.control.etcd import Etcd
+
+    problem = check_name(name)
+    if problem:
+        raise InputError(Problem("NAME", "", problem))
+    if role not in ROLES:
+        raise InputError(Problem("--role", "", f"must be one of {', '.join(ROLES)}"))
+    if not etcd:
+        from firebreak.lab import lab
+        etcd = lab.status()["etcd_endpoints"]
+
+    async def go() -> str:
+        client = Etcd(list(etcd), timeout=3)
+        try:
+            return await add_operator(client, prefix, name, role)
+        finally:
+            await client.close()
+    out.print(f"operator {name} ({role}) created. Token, shown only now:")
+    sys.stdout.write(asyncio.run(go()) + "\n")
+
+
