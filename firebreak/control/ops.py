@@ -36,6 +36,10 @@ def switchover_plan(cluster: ClusterState, to: str, site_of: Mapping[str, str], 
         return Plan(False, f"{to} is in a dead site")
     if m.state not in ("running", "streaming"):
         return Plan(False, f"{to} is {m.state or 'not running'}, not a healthy standby")
+    if cluster.sync_standbys and member not in cluster.sync_standbys:
+        return Plan(False, f"in synchronous mode the primary can only move to the synchronous standby "
+                           f"({', '.join(cluster.sync_standbys)}), which has every acknowledged write; "
+                           f"{to} is not it yet")
     return Plan(True, f"switch the primary from {cluster.leader} to {member}", member)
 
 

@@ -46,9 +46,10 @@ class Active:
     site: str
     since: float
     rto: float | None = None
+    silenced: str = ""  # power cuts: how the site's address went quiet (link-down, nftables-drop, none)
 
 
-@dataclass
+@dataclass(eq=False)  # a thread must stay hashable
 class Operator(threading.Thread):
     """Tries ops actions from every site's console once a second, and records each try.
 
@@ -192,7 +193,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     report = judge(
         scenario=scenario, ops=ops, stored=stored, sites=sites, start=start, end=end,
         faults=[(f.fault, f.site, f.since, _healed_at(f, events, end)) for f in faults],
-        silenced={n: s.get("silenced") for n, s in final["sites"].items()},
+        silenced={f.site: f.silenced for f in faults if f.silenced},
     )
     report.update({
         "started": start_wall, "net": final["net"], "agents": agents,
@@ -211,9 +212,11 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
 
 
 def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event], progress: Progress) -> None:
+    silenced = ""
     if step.fault == "power-cut":
         r = lab.power_off(site)
-        detail = f"power cut, address {r.get('silenced')}"
+        silenced = r.get("silenced") or "none"
+        detail = f"power cut, address {silenced}"
     elif step.fault == "isolate":
         detail = "isolated: " + lab.isolate(site)["isolated"]
     elif step.fault == "degrade":
@@ -222,7 +225,7 @@ def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event
         n = lab.stop_component(site, "agent")
         detail = f"ops tools lost: {n} agent process killed"
     now = time.monotonic()
-    faults.append(Active(step.fault, site, now))
+    faults.append(Active(step.fault, site, now, silenced=silenced))
     events.append(Event(now, time.time(), "fault", site, detail))
     progress(f"fault: {site}: {detail}")
 

@@ -11,8 +11,9 @@ from firebreak.drill.workload import Op
 REJOIN_GRACE = 5.0
 
 
-def _in_any(t: float, windows: Iterable[tuple[float, float]]) -> bool:
-    return any(a <= t <= b for a, b in windows)
+def _in_any(op: Op, windows: Iterable[tuple[float, float]]) -> bool:
+    """Whether the operation overlaps a fault window (one in flight when the fault hit counts)."""
+    return any(op.invoke <= b and op.complete >= a for a, b in windows)
 
 
 def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str], start: float, end: float,
@@ -24,13 +25,13 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
     lost = checks.lost_writes(ops, set(stored))
     dups = checks.duplicates(stored)
     brain = checks.split_brain(ops)
-    reads = [o for o in ops if o.kind == "read" and not _in_any(o.invoke, windows.get(o.site, []))]
+    reads = [o for o in ops if o.kind == "read" and not _in_any(o, windows.get(o.site, []))]
     read_failures = checks.read_failures(reads, sites)
-    ops_by_site = checks.ops_actions(o for o in ops if o.kind == "ops" and not _in_any(o.invoke, windows.get(o.site, [])))
+    ops_by_site = checks.ops_actions(o for o in ops if o.kind == "ops" and not _in_any(o, windows.get(o.site, [])))
     per_fault = []
     for kind, site, since, healed in faults:
         rto = checks.write_rto(ops, since)
-        during = [o for o in ops if o.kind == "ops" and since <= o.invoke <= healed and not _in_any(o.invoke, windows.get(o.site, []))]
+        during = [o for o in ops if o.kind == "ops" and since <= o.invoke <= healed and not _in_any(o, windows.get(o.site, []))]
         per_fault.append({
             "fault": kind, "site": site, "at_s": round(since - start, 3), "healed_at_s": round(healed - start, 3),
             "write_rto_s": None if rto is None else round(rto, 3),

@@ -47,6 +47,8 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_l
         # move the primary to the other survivor and back, from this site's console
         primary = lab.status()["primary"]
         target = next(n for n in survivors if n != primary)
+        wait_for(lambda: lab.status()["sites"][target]["postgres"]["role"] == "sync_standby", 60,
+                 f"{target} to be the synchronous standby again after the last switchover")
         r = act(console, token, "switchover", to=target)
         assert r.status_code == 200, r.text
         wait_for(lambda: lab.status()["primary"] == target, 60, f"the primary to move to {target}")

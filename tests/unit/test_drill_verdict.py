@@ -74,6 +74,12 @@ def test_writes_that_never_resume_fail():
     assert r["write_rto_s"] is None and "writes did not resume after a fault" in r["failures"]
 
 
+def test_a_read_in_flight_at_the_dead_site_when_the_power_went_is_under_the_fault():
+    ops, stored = healthy_history()
+    ops.append(Op("read", "1", 9.9, 11.9, "failed", "pangyo"))
+    assert run(ops, stored)["verdict"] == "pass"
+
+
 def test_read_failure_in_a_surviving_site_fails():
     ops, stored = healthy_history()
     ops.append(Op("read", "1", 13.0, 13.1, "failed", "siheung"))

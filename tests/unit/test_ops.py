@@ -11,7 +11,7 @@ from tests.unit.test_failover_decision import SITE_OF, cluster, member, verdict
 
 @pytest.mark.parametrize("to,ok,needle", [
     ("ansan", True, "from pangyo to ansan"),
-    ("siheung", True, "to siheung"),
+    ("siheung", False, "only move to the synchronous standby (ansan)"),
     ("pangyo", False, "already holds"),
     ("busan", False, "no running PostgreSQL member"),
 ])
@@ -30,6 +30,7 @@ def test_switchover_refuses_a_dead_or_unhealthy_target():
 def test_evacuating_the_primary_site_moves_the_primary_to_the_sync_standby():
     plan = evacuation_plan(cluster(), "pangyo", SITE_OF, verdict())
     assert plan.ok and plan.candidate == "ansan"
+    assert switchover_plan(cluster(sync=()), "siheung", SITE_OF, verdict()).ok  # no /sync: any healthy standby
     other = evacuation_plan(cluster(), "siheung", SITE_OF, verdict())
     assert other.ok and other.candidate is None and "only its traffic" in other.reason
     stuck = cluster(members={"pangyo": member("pangyo"), "ansan": member("ansan", "stopped"),
