@@ -58,7 +58,14 @@ def main() -> None:
             lab.down()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "drills.json").write_text(json.dumps(rows, indent=2))
+    # Merge with earlier rows, so one fault can be rerun without running the whole table again.
+    path = out / "drills.json"
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    keys = {(r["fault"], r["mode"]) for r in rows}
+    order = ["power-cut", "isolate", "degrade", "ops-tools"]
+    rows = sorted([r for r in earlier if (r["fault"], r["mode"]) not in keys] + rows,
+                  key=lambda r: (order.index(r["fault"]) if r["fault"] in order else 9, r["mode"] != "firebreak"))
+    path.write_text(json.dumps(rows, indent=2))
     print("\n| fault | site | mode | verdict | acked writes | lost | write RTO | longest gap | read failures | split brain | ops actions ok |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

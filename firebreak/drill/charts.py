@@ -17,7 +17,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def distribution_svg(series: dict[str, list[float]], title: str, unit: str = "s", width: int = 760) -> str:
     """One row per series: every value as a dot, with p50 and p95 marked; shared linear axis."""
-    row_h, left, right, top = 70, 150, 30, 50
+    row_h, left, right, top = 70, 230, 30, 50
     height = top + row_h * len(series) + 40
     vmax = max((max(v) for v in series.values() if v), default=1.0) * 1.08 or 1.0
 
