@@ -66,7 +66,7 @@ def _lab_story(console: Console, report_dir: Path) -> int:
                   f"{report['acked_lost']} lost, {report['duplicates']} duplicated, split brain "
                   f"{'yes' if report['split_brain'] else 'no'}")
     console.print(f"writes were unavailable for {report['write_rto_s']:.2f} s after the power cut "
-                  "(Patroni alone: 20–30 s, see docs/BENCHMARKS.md); reads failed in surviving sites: "
+                  "(Patroni alone: about 22 s, see docs/BENCHMARKS.md); reads failed in surviving sites: "
                   f"{sum(report['read_failures'].values())}")
     console.print(f"report: {report_dir / 'report.html'}")
     return 0 if report["verdict"] == "pass" else 1

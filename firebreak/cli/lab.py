@@ -76,15 +76,21 @@ def lab_status(as_json: bool = typer.Option(False, "--json", help="Machine-reada
 def _print_status(st: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Firebreak lab ({st['net']} mode, primary: {st['primary'] or 'none'})")
-    for col in ("site", "power", "address", "postgres", "etcd", "patroni", "app"):
-        table.add_column(col)
+    health = "[green]healthy[/]" if st.get("healthy") else "[yellow]not healthy[/]"
+    table = Table(title=f"Firebreak lab ({st['net']} mode, primary: {st['primary'] or 'none'}, {health})")
+    for col in ("site", "power", "address", "postgres", "app", "console"):
+        table.add_column(col, no_wrap=True)
     style = {"primary": "bold green", "sync_standby": "green", "replica": "cyan", "down": "red"}
     for name, s in st["sites"].items():
         role = s["postgres"]["role"]
-        table.add_row(name, "[green]up[/]" if s["state"] == "up" else f"[red]off[/] ({s['silenced']})", s["address"],
-                      f"[{style[role]}]{role}[/]", s["etcd"], s["patroni"], s["app"])
+        power = "[green]up[/]" if s["state"] == "up" else f"[red]off[/] ({s['silenced']})"
+        if s.get("isolated"):
+            power += " [red]isolated[/]"
+        table.add_row(name, power, s["address"], f"[{style[role]}]{role}[/]", f":{s['app'].rsplit(':', 1)[1]}",
+                      f":{s['console'].rsplit(':', 1)[1]}" if s.get("console") else "—")
     out.print(table)
+    out.print("[dim]etcd :12379, Patroni :18008, PostgreSQL :15432 on each site's address; "
+              "`firebreak lab status --json` has every URL and the DSN[/]")
 
 
 @lab_app.command("power")
