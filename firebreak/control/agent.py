@@ -226,6 +226,10 @@ class Agent:
                                              lease=action.lease)
                 log.info("pointed dead member %s's REST API at a refusing port: %s", action.member,
                          "done" if ok else "it changed meanwhile, skipped")
+            elif isinstance(action, failover.DropMember):
+                ok = await self.etcd.cas_delete(f"{ns}/members/{action.member}", action.revision)
+                log.warning("dropped dead synchronous standby %s's member key: %s", action.member,
+                            "done" if ok else "it changed meanwhile, skipped")
             elif isinstance(action, failover.DeleteLeader):
                 ok = await self.etcd.cas_delete(f"{ns}/leader", action.revision)
                 if ok:

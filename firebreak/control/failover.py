@@ -56,6 +56,13 @@ class DeleteLeader:
 
 
 @dataclass(frozen=True)
+class DropMember:
+    """Delete a dead member's key so that Patroni stops waiting for it (see decide())."""
+    member: str
+    revision: int
+
+
+@dataclass(frozen=True)
 class Decision:
     actions: tuple
     reason: str
@@ -71,7 +78,8 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     leader_site = site_of.get(leader, leader)
     verdict = verdicts.get(leader_site)
     if verdict is None or not verdict.dead:
-        return Decision((), f"primary {leader} in {leader_site} is alive")
+        return _standby_loss(cluster, verdicts, site_of, frozen) or \
+            Decision((), f"primary {leader} in {leader_site} is alive")
     if frozen:
         return Decision((), f"primary's site {leader_site} is dead, but automation is frozen: Patroni alone "
                             "will fail over when its leader key expires", refused=True)
@@ -113,3 +121,23 @@ def _with_api(raw: str, api_url: str) -> str:
         data = {}
     data["api_url"] = api_url
     return json.dumps(data, separators=(",", ":"))
+
+
+def _standby_loss(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
+                  frozen: bool) -> Decision | None:
+    """The synchronous standby's site is dead: every commit waits for an acknowledgement that
+    will never come, until Patroni drops the standby when its member key expires (ttl, 20 s).
+    Deleting that member key (compare on its revision) lets Patroni choose another standby at
+    its next loop. No acknowledged write is at risk: a commit is acknowledged only once the new
+    synchronous standby has it too."""
+    dead_sync = [n for n in cluster.sync_standbys if verdicts.get(site_of.get(n, n)) is not None
+                 and verdicts[site_of.get(n, n)].dead and n in cluster.members]
+    if not dead_sync or cluster.sync_leader != cluster.leader:
+        return None
+    names = ", ".join(dead_sync)
+    if frozen:
+        return Decision((), f"synchronous standby {names} is in a dead site, but automation is frozen: writes "
+                            "wait until Patroni drops it", refused=True)
+    return Decision(tuple(DropMember(n, cluster.members[n].revision) for n in dead_sync),
+                    f"synchronous standby {names} is in a dead site; dropping its member key so Patroni "
+                    "picks a living standby and writes stop waiting for it", failover=True)

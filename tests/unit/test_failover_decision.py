@@ -41,7 +41,7 @@ def test_dead_primary_site_releases_the_leader_key_after_fencing_its_api():
 
 @pytest.mark.parametrize("name,state,verdicts,frozen,refused,needle", [
     ("primary alive", cluster(), verdict(), False, False, "is alive"),
-    ("another site dead", cluster(), verdict(dead={"siheung"}), False, False, "is alive"),
+    ("a replica's site dead", cluster(), verdict(dead={"siheung"}), False, False, "is alive"),
     ("no leader key", cluster(leader=None), verdict(dead={"pangyo"}), False, False, "electing"),
     ("frozen", cluster(), verdict(dead={"pangyo"}), True, True, "frozen"),
     ("no synchronous standby", cluster(sync=()), verdict(dead={"pangyo"}), False, True, "names no synchronous"),
@@ -99,3 +99,18 @@ def test_coordinator_placement(me, holder, primary, others, move):
 ])
 def test_etcd_leader_moves_out_of_the_primary_site(leader, primary, sync, alive, target):
     assert etcd_leader_target(leader, primary, sync, alive) == target
+
+
+def test_a_dead_synchronous_standby_is_dropped_so_writes_stop_waiting_for_it():
+    from firebreak.control.failover import DropMember
+    d = decide(cluster(), verdict(dead={"ansan"}), SITE_OF)
+    assert d.failover and d.actions == (DropMember("ansan", 40),)
+    assert "ansan" in d.reason
+    # already dropped: nothing more to do
+    gone = cluster(members={"pangyo": member("pangyo", role="primary"), "siheung": member("siheung")})
+    assert decide(gone, verdict(dead={"ansan"}), SITE_OF).actions == ()
+    # frozen: refused, with the reason
+    frozen = decide(cluster(), verdict(dead={"ansan"}), SITE_OF, frozen=True)
+    assert frozen.refused and frozen.actions == ()
+    # a dead ordinary replica needs nothing
+    assert decide(cluster(), verdict(dead={"siheung"}), SITE_OF).actions == ()
