@@ -133,16 +133,17 @@ class Agent:
                                 if o != self.cfg.site and now - v.published <= self.cfg.detector.fresh]
                 holder = await self.etcd.get(self.key_coord)
                 primary_site = self.cfg.site_of_member.get(cluster.leader) if cluster.leader else None
+                sync_sites = [self.cfg.site_of_member.get(n, n) for n in cluster.sync_standbys]
                 move = coordination_move(self.cfg.site, holder.value if holder else None,
-                                         primary_site, bool(fresh_others))
+                                         primary_site, fresh_others, sync_sites)
                 if move == "campaign":
                     lease = lease or await self.etcd.grant(self.cfg.detector.coordinator_lease_ttl)
                     if await self.etcd.create(self.key_coord, self.cfg.site, lease=lease):
                         log.info("became coordinator")
                 elif move == "resign" and lease:
                     await self.etcd.revoke(lease)
-                    log.info("resigned as coordinator: this site hosts the primary, whose loss must not "
-                             "also take out the one who acts on it")
+                    log.info("resigned as coordinator: a living site whose loss would need no action "
+                             "is better placed to act on the loss of this one")
                     lease = 0
                 holder = await self.etcd.get(self.key_coord)
                 self.state.coordinator = holder.value if holder else None

@@ -11,16 +11,25 @@ from __future__ import annotations
 from typing import Iterable
 
 
-def coordination_move(me: str, holder: str | None, primary_site: str | None, others_alive: bool) -> str:
+def coordination_move(me: str, holder: str | None, primary_site: str | None, alive_others: Iterable[str],
+                      sync_sites: Iterable[str] = ()) -> str:
     """campaign | resign | stay, for the agent in site `me`.
 
-    The primary's site campaigns only when no other site is alive to coordinate, and resigns
-    when one is.
+    The coordinator belongs in a site whose loss needs no urgent action: not the primary's
+    (its loss needs a failover) and, when possible, not the synchronous standby's either (its
+    loss needs the standby dropped, or every commit waits). Otherwise the cut would take out
+    the one agent entitled to act, and the action would wait for its lease to expire. A site
+    campaigns only when no living site is better placed, and resigns when one is.
     """
-    hosts_primary = primary_site == me
+    sync = set(sync_sites)
+
+    def rank(site: str) -> int:
+        return 2 if site == primary_site else 1 if site in sync else 0
+
+    better_alive = any(rank(o) < rank(me) for o in alive_others if o != me)
     if holder is None:
-        return "campaign" if not hosts_primary or not others_alive else "stay"
-    if holder == me and hosts_primary and others_alive:
+        return "stay" if better_alive else "campaign"
+    if holder == me and better_alive:
         return "resign"
     return "stay"
 

@@ -75,18 +75,21 @@ def test_an_already_fenced_member_is_not_rewritten_again():
     assert [type(a) for a in d.actions] == [DeleteLeader]
 
 
-@pytest.mark.parametrize("me,holder,primary,others,move", [
-    ("ansan", None, "pangyo", True, "campaign"),
-    ("pangyo", None, "pangyo", True, "stay"),       # the primary's site leaves it to others
-    ("pangyo", None, "pangyo", False, "campaign"),  # unless nobody else is alive
-    ("pangyo", "pangyo", "pangyo", True, "resign"),
-    ("pangyo", "pangyo", "pangyo", False, "stay"),
-    ("ansan", "ansan", "pangyo", True, "stay"),
-    ("ansan", "siheung", "pangyo", True, "stay"),
-    ("ansan", None, None, True, "campaign"),
+@pytest.mark.parametrize("me,holder,primary,sync,others,move", [
+    ("siheung", None, "pangyo", ["ansan"], ["pangyo", "ansan"], "campaign"),   # neither primary nor sync
+    ("ansan", None, "pangyo", ["ansan"], ["pangyo", "siheung"], "stay"),       # the free site is better placed
+    ("ansan", None, "pangyo", ["ansan"], ["pangyo"], "campaign"),              # ... unless it is dead
+    ("pangyo", None, "pangyo", ["ansan"], ["ansan"], "stay"),                  # the primary's site leaves it to others
+    ("pangyo", None, "pangyo", ["ansan"], [], "campaign"),                     # unless nobody else is alive
+    ("pangyo", "pangyo", "pangyo", ["ansan"], ["ansan"], "resign"),
+    ("ansan", "ansan", "pangyo", ["ansan"], ["pangyo", "siheung"], "resign"),
+    ("ansan", "ansan", "pangyo", ["ansan"], ["pangyo"], "stay"),
+    ("pangyo", "pangyo", "pangyo", ["ansan"], [], "stay"),
+    ("siheung", "ansan", "pangyo", ["ansan"], ["pangyo", "ansan"], "stay"),    # someone holds it: wait for the resign
+    ("ansan", None, None, [], ["pangyo"], "campaign"),                         # no primary known: anyone
 ])
-def test_coordinator_placement(me, holder, primary, others, move):
-    assert coordination_move(me, holder, primary, others) == move
+def test_coordinator_placement(me, holder, primary, sync, others, move):
+    assert coordination_move(me, holder, primary, others, sync) == move
 
 
 @pytest.mark.parametrize("leader,primary,sync,alive,target", [
