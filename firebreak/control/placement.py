@@ -38,15 +38,16 @@ def etcd_leader_target(leader_site: str | None, primary_site: str | None, sync_s
                        alive_sites: Iterable[str]) -> str | None:
     """The site etcd's leadership should move to, or None to leave it where it is.
 
-    Move only when the leader shares the primary's site; prefer a living site that holds
-    neither the primary nor a synchronous standby (so the next failover will not share a site
-    with etcd's leader either), then any other living site.
+    Same ranking as the coordinator's: a site holding neither the primary nor a synchronous
+    standby is best, a standby's site next, the primary's site last. Move only to a living site
+    that ranks strictly better, so leadership never ping-pongs between equals.
     """
-    if leader_site is None or primary_site is None or leader_site != primary_site:
+    if leader_site is None or primary_site is None:
         return None
-    alive = [s for s in alive_sites if s != primary_site]
     sync = set(sync_sites)
-    for s in alive:
-        if s not in sync:
-            return s
-    return alive[0] if alive else None
+
+    def rank(site: str) -> int:
+        return 2 if site == primary_site else 1 if site in sync else 0
+
+    better = sorted((rank(s), s) for s in alive_sites if rank(s) < rank(leader_site))
+    return better[0][1] if better else None

@@ -93,27 +93,14 @@ def test_coordinator_placement(me, holder, primary, sync, others, move):
 
 
 @pytest.mark.parametrize("leader,primary,sync,alive,target", [
-    ("ansan", "pangyo", ["ansan"], SITES, None),            # already elsewhere
-    ("pangyo", "pangyo", ["ansan"], SITES, "siheung"),      # neither primary nor sync
+    ("siheung", "pangyo", ["ansan"], SITES, None),          # already in the best place
+    ("pangyo", "pangyo", ["ansan"], SITES, "siheung"),      # out of the primary's site, to the free one
+    ("ansan", "pangyo", ["ansan"], SITES, "siheung"),       # out of the sync standby's site too
     ("pangyo", "pangyo", ["ansan", "siheung"], SITES, "ansan"),
     ("pangyo", "pangyo", ["ansan"], ["pangyo", "ansan"], "ansan"),
+    ("ansan", "pangyo", ["ansan"], ["pangyo", "ansan"], None),  # nothing better alive
     ("pangyo", "pangyo", [], ["pangyo"], None),             # nowhere to go
     (None, "pangyo", [], SITES, None),
 ])
-def test_etcd_leader_moves_out_of_the_primary_site(leader, primary, sync, alive, target):
+def test_etcd_leader_moves_out_of_the_sites_a_failover_needs(leader, primary, sync, alive, target):
     assert etcd_leader_target(leader, primary, sync, alive) == target
-
-
-def test_a_dead_synchronous_standby_is_dropped_so_writes_stop_waiting_for_it():
-    from firebreak.control.failover import DropMember
-    d = decide(cluster(), verdict(dead={"ansan"}), SITE_OF)
-    assert d.failover and d.actions == (DropMember("ansan", 40),)
-    assert "ansan" in d.reason
-    # already dropped: nothing more to do
-    gone = cluster(members={"pangyo": member("pangyo", role="primary"), "siheung": member("siheung")})
-    assert decide(gone, verdict(dead={"ansan"}), SITE_OF).actions == ()
-    # frozen: refused, with the reason
-    frozen = decide(cluster(), verdict(dead={"ansan"}), SITE_OF, frozen=True)
-    assert frozen.refused and frozen.actions == ()
-    # a dead ordinary replica needs nothing
-    assert decide(cluster(), verdict(dead={"siheung"}), SITE_OF).actions == ()
