@@ -13,6 +13,7 @@ Run: .venv/bin/python bench/failover.py --rounds 20
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import platform
 import statistics
@@ -22,13 +23,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from firebreak.control.etcd import Etcd, EtcdError  # noqa: E402
 from firebreak.drill import checks  # noqa: E402
+from firebreak.drill.runner import set_frozen  # noqa: E402
 from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
 from firebreak.drill.workload import History, Reader, Router, Writer, seed_report  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
@@ -45,41 +47,24 @@ def wait_for(pred, timeout, what):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def healthy(st: dict) -> bool:
-    return st["healthy"]
-
-
-def set_frozen(st: dict, frozen: bool, token: str) -> None:
-    errors = []
-    for name, s in st["sites"].items():
-        if name == st["primary"] or not s.get("console"):
-            continue
-        try:
-            r = httpx.post(s["console"] + ("/api/freeze" if frozen else "/api/unfreeze"),
-                           headers={"Authorization": f"Bearer {token}"}, timeout=5)
-            r.raise_for_status()
-            return
-        except httpx.HTTPError as e:
-            errors.append(f"{name}: {e}")
-    raise RuntimeError("no console accepted the freeze: " + "; ".join(errors))
-
-
 def etcd_leader_site(st: dict) -> str | None:
-    for s in st["sites"].values():
+    async def ask() -> str | None:
+        etcd = Etcd(st["etcd_endpoints"], timeout=1)
         try:
-            status = httpx.post(s["etcd"] + "/v3/maintenance/status", json={}, timeout=1).json()
-            members = httpx.post(s["etcd"] + "/v3/cluster/member/list", json={}, timeout=1).json()["members"]
-            return next((m["name"] for m in members if str(m["ID"]) == str(status["leader"])), None)
-        except (httpx.HTTPError, KeyError, ValueError):
-            continue
-    return None
+            leader, members = await etcd.leader_and_members()
+            return next((m["name"] for m in members if m["ID"] == leader), None)
+        except EtcdError:
+            return None
+        finally:
+            await etcd.close()
+    return asyncio.run(ask())
 
 
 def one_round(mode: str, clients: int, token: str) -> dict:
-    st = wait_for(lambda: (lambda s: s if healthy(s) else None)(lab.status()), 90, "a healthy lab")
+    st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
     if mode == "firebreak":
         # The steady state of a deployment with agents: etcd's leader is not in the primary's site.
-        st = wait_for(lambda: (lambda s: s if healthy(s) and etcd_leader_site(s) != s["primary"] else None)(
+        st = wait_for(lambda: (lambda s: s if s["healthy"] and etcd_leader_site(s) != s["primary"] else None)(
             lab.status()), 30, "agents to settle etcd leadership")
     set_frozen(st, mode == "patroni", token)
     victim = st["primary"]

@@ -222,15 +222,6 @@ def create_console(agent: Agent) -> FastAPI:
     async def action_api(action: str, body: ActionIn, request: Request) -> JSONResponse:
         return await run_action(action, body, request)
 
-    # Older clients and scripts: POST /api/freeze etc. behave as /api/actions/freeze.
-    @app.post("/api/freeze")
-    async def freeze(request: Request) -> JSONResponse:
-        return await run_action("freeze", ActionIn(), request)
-
-    @app.post("/api/unfreeze")
-    async def unfreeze(request: Request) -> JSONResponse:
-        return await run_action("unfreeze", ActionIn(), request)
-
     # -- the web page -------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse)
