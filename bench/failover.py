@@ -69,7 +69,7 @@ def one_round(mode: str, clients: int, token: str) -> dict:
     set_frozen(st, mode == "patroni", token)
     victim = st["primary"]
     survivors = [n for n in st["sites"] if n != victim]
-    doors = {n: s["app"] for n, s in st["sites"].items()}
+    doors = {n: s["door"] for n, s in st["sites"].items()}
     report_id = seed_report(doors[survivors[0]])
     history, stop = History(), threading.Event()
     # With Firebreak, clients follow the control plane's routing table; Patroni alone has none,

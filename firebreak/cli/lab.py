@@ -78,7 +78,7 @@ def _print_status(st: dict) -> None:
 
     health = "[green]healthy[/]" if st.get("healthy") else "[yellow]not healthy[/]"
     table = Table(title=f"Firebreak lab ({st['net']} mode, primary: {st['primary'] or 'none'}, {health})")
-    for col in ("site", "power", "address", "postgres", "app", "console"):
+    for col in ("site", "power", "address", "postgres", "door", "app", "console"):
         table.add_column(col, no_wrap=True)
     style = {"primary": "bold green", "sync_standby": "green", "replica": "cyan", "down": "red"}
     for name, s in st["sites"].items():
@@ -86,11 +86,12 @@ def _print_status(st: dict) -> None:
         power = "[green]up[/]" if s["state"] == "up" else f"[red]off[/] ({s['silenced']})"
         if s.get("isolated"):
             power += " [red]isolated[/]"
-        table.add_row(name, power, s["address"], f"[{style[role]}]{role}[/]", f":{s['app'].rsplit(':', 1)[1]}",
+        table.add_row(name, power, s["address"], f"[{style[role]}]{role}[/]", f":{s['door'].rsplit(':', 1)[1]}",
+                      f":{s['app'].rsplit(':', 1)[1]}",
                       f":{s['console'].rsplit(':', 1)[1]}" if s.get("console") else "—")
     out.print(table)
     out.print("[dim]etcd :12379, Patroni :18008, PostgreSQL :15432 on each site's address; "
-              "`firebreak lab status --json` has every URL and the DSN[/]")
+              "clients use the doors (Caddy); `firebreak lab status --json` has every URL and the DSN[/]")
 
 
 @lab_app.command("power")
@@ -112,7 +113,7 @@ def lab_power(action: Power = typer.Argument(..., help="off: a power cut; on: br
 @lab_app.command("logs")
 def lab_logs(site: str = typer.Argument(...), component: Optional[str] = typer.Argument(None),
              lines: int = typer.Option(50, "--lines", "-n", min=1)) -> None:
-    """Show the last lines of a site's logs (etcd, patroni, postgres, app, agent)."""
+    """Show the last lines of a site's logs (etcd, patroni, postgres, app, door, agent)."""
     from firebreak.lab import lab
 
     paths = lab.log_paths(site, component)

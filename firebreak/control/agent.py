@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from firebreak.control import detector, failover
+from firebreak.control import detector, failover, ops
+from firebreak.control.door import DoorKeeper, dial_of, door_config
 from firebreak.control.placement import coordination_move, etcd_leader_target
 from firebreak.control.config import AgentConfig
 from firebreak.control.etcd import Etcd, EtcdError
@@ -63,6 +64,7 @@ class Agent:
         self.key_ledger = f"{cfg.prefix}/ledger/"
         self.key_audit = f"{cfg.prefix}/audit/"
         self.metrics = None
+        self.door: DoorKeeper | None = None
         self._placed_at = 0.0
 
     # -- probing -----------------------------------------------------------------------------
@@ -306,6 +308,26 @@ class Agent:
                     log.info("brought this site's app to release %s (was %s)", release.get("version"), running)
             except (EtcdError, httpx.HTTPError, ValueError):
                 continue
+
+    async def door_loop(self) -> None:
+        """Keep this site's front door sending to the living, undrained sites, its own first."""
+        door = self.cfg.door
+        if door is None:
+            return
+        keeper = DoorKeeper(door.admin, self.http)
+        self.door = keeper
+        apps = {s: e.app for s, e in self.cfg.sites.items()}
+        while True:
+            try:
+                drained = {kv.key.rsplit("/", 1)[1] for kv in await self.etcd.get_prefix(f"{self.cfg.prefix}/drained/")}
+            except EtcdError:
+                drained = None  # cut off: keep what the door has, it skips dead upstreams by itself
+            if drained is not None:
+                dead = {s for s, v in self.state.verdicts.items() if v.dead}
+                order = ops.routing(list(self.cfg.sites), self.cfg.site, dead, drained)["for_this_site"]
+                await keeper.push(door_config(self.cfg.site, order, apps, door.listen, dial_of(door.admin)),
+                                  order, self.clock())
+            await asyncio.sleep(self.cfg.detector.probe_interval)
 
     async def close(self) -> None:
         await self.etcd.close()

@@ -20,6 +20,12 @@ class SiteEndpoints(_Strict):
     app: str
     agent: str
     member: str | None = None  # Patroni member name in this site (default: the site's name)
+    door: str | None = None    # the site's public front door, as clients know it
+
+
+class DoorSettings(_Strict):
+    listen: str = Field(description="ADDR:PORT the door serves clients on")
+    admin: str = Field(description="URL of the door's (Caddy's) admin API; keep it on loopback")
 
 
 class DetectorSettings(_Strict):
@@ -42,6 +48,7 @@ class AgentConfig(_Strict):
     patroni_password: str = ""
     app_admin_token: str = Field(default="", description="lets the agent push releases to its site's app")
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    door: DoorSettings | None = Field(default=None, description="this site's front door, configured by the agent")
 
     @model_validator(mode="after")
     def _known_site(self) -> "AgentConfig":

@@ -97,7 +97,9 @@ def create_console(agent: Agent) -> FastAPI:
                           "components": st.components.get(s, {}),
                           "unreachable_for": round(max(0.0, now - st.last_ok.get(s, now)), 3)}
                       for s, v in st.verdicts.items()},
-            "routing": ops.routing(list(cfg.sites), cfg.site, dead, drain),
+            "routing": ops.routing(list(cfg.sites), cfg.site, dead, drain,
+                                   {s: e.door for s, e in cfg.sites.items()}),
+            "door": {"url": cfg.sites[cfg.site].door, "sends_to": agent.door.order if agent.door else None},
             "release": current.json() if current else None,
             "last_decision": st.last_decision, "failovers": st.failovers,
             "incidents": [asdict(i) for i in st.open_incidents.values()],

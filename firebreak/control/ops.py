@@ -58,15 +58,19 @@ def evacuation_plan(cluster: ClusterState, site: str, site_of: Mapping[str, str]
     return Plan(False, f"{site} holds the primary and no healthy standby elsewhere can take it")
 
 
-def routing(sites: list[str], me: str, dead: set[str], drained: set[str]) -> dict:
-    """Which sites' doors serve traffic, each site's own first."""
+def routing(sites: list[str], me: str, dead: set[str], drained: set[str],
+            doors: Mapping[str, str | None] | None = None) -> dict:
+    """Which sites' doors serve traffic, each site's own first; `doors` lists the serving
+    doors' URLs, best first for a client near this site."""
     living = [s for s in sites if s not in dead and s not in drained]
+    mine = ([me] if me in living else []) + [o for o in living if o != me]
     return {
         "serving": living,
         "dead": sorted(dead),
         "drained": sorted(drained),
         "order": {s: ([s] if s in living else []) + [o for o in living if o != s] for s in sites},
-        "for_this_site": ([me] if me in living else []) + [o for o in living if o != me],
+        "for_this_site": mine,
+        "doors": {s: doors[s] for s in mine if doors and doors.get(s)},
     }
 
 

@@ -122,7 +122,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     agents = any(s.get("console") for s in st["sites"].values())
     if scenario.baseline == "patroni" and agents:
         set_frozen(st, True, token)
-    doors = {n: s["app"] for n, s in st["sites"].items()}
+    doors = {n: s["door"] for n, s in st["sites"].items()}
     consoles = {n: s["console"] for n, s in st["sites"].items() if s.get("console")}
     history, stop = History(), threading.Event()
     report_id = seed_report(doors[next(n for n in sites if st["sites"][n]["postgres"]["role"] != "primary")])

@@ -137,8 +137,19 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
         "patroni_password": secrets.patroni_api,
         "app_admin_token": secrets.app_admin,
         "sites": {s.name: {"etcd": s.url("etcd"), "patroni": s.url("patroni"), "app": s.url("app"),
-                           "agent": s.url("console")} for s in layout.sites},
+                           "agent": s.url("console"), "door": s.url("door")} for s in layout.sites},
+        "door": {"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin},
     }
+
+
+def door_config_of(layout: LabLayout, site: SiteLayout) -> dict:
+    """The door's configuration at start: every site, its own first. With agents the agent
+    replaces it from the routing table; without (Patroni alone), Caddy's health checks steer."""
+    from firebreak.control.door import dial_of, door_config
+
+    return door_config(site.name, [s.name for s in _own_first(layout, site)],
+                       {s.name: s.url("app") for s in layout.sites},
+                       f"{site.address}:{PORTS['door']}", dial_of(site.door_admin))
 
 
 def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, str]:

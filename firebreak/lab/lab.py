@@ -3,6 +3,7 @@ them back, and take everything down again, leaving nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets as pysecrets
 import shutil
@@ -16,7 +17,8 @@ import yaml
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.inputs import suggest
 from firebreak.lab import net, procs, runtime
-from firebreak.lab.config import Secrets, agent_config, app_env, etcd_argv, patroni_config, superuser_dsn
+from firebreak.lab.config import (Secrets, agent_config, app_env, door_config_of, etcd_argv, patroni_config,
+                                  superuser_dsn)
 from firebreak.lab.layout import PORTS, LabLayout, SiteLayout, make_layout
 from firebreak.lab.state import LabState, SiteState, clear, lab_home, load, load_secrets, save, save_secrets
 from firebreak.topology import load_topology
@@ -97,6 +99,11 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         for site in layout.sites:
             _wait_component(state, layout, site, "app", lambda s=site: _http_ok(s.url("app") + "/readyz"))
         progress("reference service: ready in every site")
+        for site in layout.sites:
+            _start(state, layout, site, "door", secrets)
+        for site in layout.sites:
+            _wait_component(state, layout, site, "door", lambda s=site: _http_ok(s.url("door") + "/healthz"))
+        progress(f"front doors (Caddy): serving on port {PORTS['door']} in every site")
         if agents:
             for site in layout.sites:
                 _start(state, layout, site, "agent", secrets)
@@ -144,6 +151,7 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
         cfg.write_text(yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir(python)), sort_keys=False))
         os.chmod(cfg, 0o600)
         (site.dir / "agent.yml").write_text(yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
+        (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site), indent=2))
         os.chmod(site.dir / "run", 0o700)
         os.chmod(site.dir / "etcd", 0o700)
         runtime.chown_tree(site.dir, user)
@@ -161,6 +169,10 @@ def _argv(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets,
         return [python, "-m", "firebreak.claims.serve", "--bind", f"{site.address}:{PORTS['app']}"], env
     if component == "agent":
         return [runtime.venv_bin("firebreak", python), "agent", "--config", str(site.dir / "agent.yml")], env
+    if component == "door":
+        # Caddy keeps its state and autosaved config under XDG dirs: the site's own, not a home's.
+        env.update(XDG_DATA_HOME=str(site.dir / "door"), XDG_CONFIG_HOME=str(site.dir / "door"))
+        return [runtime.venv_bin("caddy", python), "run", "--config", str(site.dir / "door.json")], env
     raise ValueError(component)
 
 
@@ -299,7 +311,7 @@ def _stop_everything(state: LabState, progress: Progress) -> None:
     # Apps first (no new writes), then Patroni (it stops its PostgreSQL cleanly), then etcd.
     # etcd gets little time: on SIGTERM a leader tries to hand leadership to peers that are
     # already gone and waits seconds for them; its log is fsynced, a kill loses nothing.
-    for component, grace in (("app", 5.0), ("agent", 5.0), ("patroni", 15.0), ("etcd", 1.0)):
+    for component, grace in (("door", 3.0), ("app", 5.0), ("agent", 5.0), ("patroni", 15.0), ("etcd", 1.0)):
         pids = [p.pid for s in state.sites.values() for p in s.procs if p.component == component and procs.alive(p)]
         if pids:
             procs.terminate(pids, timeout=grace)
@@ -360,7 +372,7 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     # answers and stays with it, and it must be this site's own, not one in a site that may die next.
     _start(state, layout, site, "etcd", secrets)
     _wait_component(state, layout, site, "etcd", lambda: _http_ok(site.url("etcd") + "/health"))
-    for component in ("patroni", "app") + (("agent",) if state.agents else ()):
+    for component in ("patroni", "app", "door") + (("agent",) if state.agents else ()):
         _start(state, layout, site, component, secrets)
     if wait:
         _wait_component(state, layout, site, "app", lambda: _http_ok(site.url("app") + "/healthz"))
@@ -406,7 +418,8 @@ def start_component(site_name: str, component: str, home: Path | None = None) ->
     if any(p.component == component and procs.alive(p) for p in state.sites[site_name].procs):
         return
     _start(state, state.layout, site, component, load_secrets(state.home))
-    url = {"agent": site.url("console") + "/healthz", "app": site.url("app") + "/healthz"}.get(component)
+    url = {"agent": site.url("console") + "/healthz", "app": site.url("app") + "/healthz",
+           "door": site.url("door") + "/healthz"}.get(component)
     if url:
         _wait_component(state, state.layout, site, component, lambda: _http_ok(url))
 
@@ -449,6 +462,7 @@ def status(home: Path | None = None) -> dict:
                          "state": (m or {}).get("state") if site.name not in off else None,
                          "lag": (m or {}).get("lag") if site.name not in off else None},
             "app": site.url("app"),
+            "door": site.url("door"),
             "console": site.url("console") if state.agents else None,
             "processes": {p.component: {"pid": p.pid, "alive": procs.alive(p)} for p in st.procs},
             "silenced": st.silenced if st.power == "off" else None,
@@ -471,10 +485,11 @@ def status(home: Path | None = None) -> dict:
         "postgres_dsn": layout.dsn("claims", secrets.app),
         "etcd_endpoints": layout.etcd_endpoints,
         "app_urls": [s.url("app") for s in layout.sites],
+        "door_urls": [s.url("door") for s in layout.sites],
     }
 
 
-LOG_COMPONENTS = ("etcd", "patroni", "postgres", "app", "agent")
+LOG_COMPONENTS = ("etcd", "patroni", "postgres", "app", "door", "agent")
 
 
 def log_paths(site_name: str, component: str | None = None, home: Path | None = None) -> list[Path]:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 # One address per site, same ports everywhere: a site is a network place, as in real life.
 # Ports are off the well-known ones so a system PostgreSQL or etcd on this host never collides.
 PORTS = {"etcd": 12379, "etcd_peer": 12380, "patroni": 18008, "postgres": 15432, "app": 18080,
-         "console": 18090, "door": 18000}
+         "console": 18090, "door": 18000, "door_admin": 18019}
 LOOPBACK_NET = "127.0.{n}.1"       # site i -> 127.0.(11+i).1
 NETNS_NET = "10.77.0.{n}"          # site i -> 10.77.0.(11+i); the bridge is 10.77.0.1
 NETNS_BRIDGE = "fb-br0"
@@ -18,7 +18,7 @@ NETNS_BRIDGE_ADDR = "10.77.0.1"
 NETNS_PREFIX = 24
 SCOPE = "firebreak"                # Patroni cluster name: its keys live under /service/firebreak/
 DATABASE = "claims"
-COMPONENTS = ("etcd", "patroni", "app")
+COMPONENTS = ("etcd", "patroni", "app", "door")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,13 @@ class SiteLayout:
 
     def url(self, component: str) -> str:
         return f"http://{self.address}:{PORTS[component]}"
+
+    @property
+    def door_admin(self) -> str:
+        # Caddy's admin API has no authentication: it stays on a loopback only this site's
+        # processes share (the namespace's own), or on the site's loopback address.
+        host = "127.0.0.1" if self.netns else self.address
+        return f"http://{host}:{PORTS['door_admin']}"
 
     @property
     def pg_port(self) -> int:

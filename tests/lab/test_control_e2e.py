@@ -23,7 +23,7 @@ def healthy():
 
 
 def run_load(st, fault, survivors, settle=1.0, timeout=60):
-    doors = {n: s["app"] for n, s in st["sites"].items()}
+    doors = {n: s["door"] for n, s in st["sites"].items()}
     history, stop = History(), threading.Event()
     threads = [Writer(doors, history, stop, seed=i) for i in range(6)]
     report_id = seed_report(doors[survivors[0]])
@@ -68,6 +68,9 @@ def test_power_cut_fails_over_well_inside_patronis_ttl(running_lab):
     assert any(e["site"] == victim for e in ledger), ledger
     status = httpx.get(console + "/api/status", timeout=5).json()
     assert status["primary"] == sync and status["coordinator"] in survivors
+    for n in survivors:  # every surviving door has stopped sending to the dead site
+        door = httpx.get(after["sites"][n]["console"] + "/api/status", timeout=5).json()["door"]
+        assert door["sends_to"][0] == n and victim not in door["sends_to"], door
 
     lab.power_on(victim)
     wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,

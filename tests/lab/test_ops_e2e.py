@@ -62,6 +62,32 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_l
     wait_for(lambda: lab.status()["healthy"], 120, f"{down} to rejoin")
 
 
+def served_by(door: str) -> str:
+    r = httpx.get(door + "/healthz", timeout=3)
+    return r.headers.get("x-firebreak-site", "?")
+
+
+def test_doors_follow_the_routing_table(running_lab):
+    """Each site's door sends to its own app first, away from an evacuated site's app and
+    never to a dead site's; restoring the site brings its traffic home."""
+    st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
+    token = load_secrets(lab_home()).ops_token
+    names = list(st["sites"])
+    doors = {n: st["sites"][n]["door"] for n in names}
+    assert all(served_by(doors[n]) == n for n in names)
+    console = st["sites"][names[0]]["console"]
+    drained = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "replica")
+    try:
+        assert act(console, token, "evacuate", site=drained).status_code == 200
+        wait_for(lambda: served_by(doors[drained]) != drained, 10, f"{drained}'s door to send its traffic away")
+        assert all(served_by(doors[n]) == n for n in names if n != drained)
+        routing = httpx.get(console + "/api/routing", timeout=3).json()
+        assert drained not in routing["doors"] and set(routing["doors"]) == set(names) - {drained}
+    finally:
+        assert act(console, token, "restore", site=drained).status_code == 200
+    wait_for(lambda: served_by(doors[drained]) == drained, 10, f"{drained}'s door to serve its own app again")
+
+
 def test_the_console_page_shows_every_site(running_lab):
     st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
     page = httpx.get(st["sites"]["ansan"]["console"] + "/", timeout=5).text

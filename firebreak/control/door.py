@@ -1,0 +1,97 @@
+"""Each site's front door: a Caddy reverse proxy in front of the reference service.
+
+`door_config` is a pure function from the routing order to Caddy's JSON configuration; the agent
+pushes it to Caddy's admin API (loopback only) whenever the order changes. Caddy itself adds what
+a proxy is good at between two pushes: it skips an upstream that refuses connections or fails its
+health check, so a site's door stops sending to a dead app within a second even before agreement.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+import httpx
+
+log = logging.getLogger("firebreak.door")
+
+# Requests that could not be connected are retried on the next upstream for this long. A
+# request the app accepted is never replayed by the door (Caddy retries only GETs after that):
+# writes carry an idempotency key and their own client decides.
+TRY_DURATION = "2s"
+
+
+def dial_of(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        raise ValueError(f"'{url}' needs a host and a port, like http://10.0.0.5:8080")
+    return f"{parts.hostname}:{parts.port}"
+
+
+def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, admin: str) -> dict:
+    """Caddy's configuration for `site`'s door: `order` lists the sites whose apps get traffic,
+    best first (this site's own first, if it is serving). An empty order still serves this
+    site's own app: a door that answers 502 tells a client more than one that is gone."""
+    upstreams = [s for s in order if s in apps] or [site]
+    return {
+        "admin": {"listen": admin},
+        "apps": {"http": {"servers": {"door": {
+            "listen": [listen],
+            "automatic_https": {"disable": True},
+            "routes": [{"handle": [{
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": dial_of(apps[s])} for s in upstreams],
+                "load_balancing": {"selection_policy": {"policy": "first"},
+                                   "try_duration": TRY_DURATION, "try_interval": "100ms"},
+                "health_checks": {
+                    "active": {"uri": "/healthz", "interval": "500ms", "timeout": "400ms"},
+                    "passive": {"fail_duration": "3s", "max_fails": 1},
+                },
+                "transport": {"protocol": "http", "dial_timeout": "500ms"},
+                "headers": {"response": {"set": {"X-Firebreak-Door": [site]}}},
+            }]}],
+        }}}},
+    }
+
+
+def upstream_sites(config: dict, apps: dict[str, str]) -> list[str]:
+    """The sites a door configuration sends to, in order (for status pages and tests)."""
+    by_dial = {dial_of(url): s for s, url in apps.items()}
+    handler = config["apps"]["http"]["servers"]["door"]["routes"][0]["handle"][0]
+    return [by_dial.get(u["dial"], u["dial"]) for u in handler["upstreams"]]
+
+
+class DoorKeeper:
+    """Pushes a door configuration to Caddy when it changes, and again now and then, so a door
+    that restarted (a site coming back) gets the current routing without waiting for a change."""
+
+    REFRESH = 10.0
+
+    def __init__(self, admin_url: str, http: httpx.AsyncClient):
+        self.admin_url = admin_url.rstrip("/")
+        self.http = http
+        self.pushed: str | None = None
+        self.pushed_at = 0.0
+        self.order: list[str] = []
+
+    async def push(self, config: dict, order: list[str], now: float) -> bool:
+        body = json.dumps(config, sort_keys=True)
+        if body == self.pushed and now - self.pushed_at < self.REFRESH:
+            return False
+        try:
+            r = await self.http.post(self.admin_url + "/load", content=body, timeout=2.0,
+                                     headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as e:
+            log.warning("door not reachable at %s: %s", self.admin_url, e)
+            self.pushed = None
+            return False
+        if r.status_code != 200:
+            log.error("door refused its configuration: HTTP %s %s", r.status_code, r.text[:300])
+            self.pushed = None
+            return False
+        if body != self.pushed:
+            log.info("door now sends to: %s", ", ".join(order) or "this site's app only")
+        self.pushed, self.pushed_at, self.order = body, now, list(order)
+        return True
+

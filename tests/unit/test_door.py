@@ -1,0 +1,70 @@
+"""The front door's configuration is a pure function of the routing order."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from firebreak.control.door import DoorKeeper, dial_of, door_config, upstream_sites
+from firebreak.control.ops import routing
+
+SITES = ["pangyo", "ansan", "siheung"]
+APPS = {"pangyo": "http://10.77.0.11:18080", "ansan": "http://10.77.0.12:18080", "siheung": "http://10.77.0.13:18080"}
+
+
+def config_for(site, dead=(), drained=()):
+    order = routing(SITES, site, set(dead), set(drained))["for_this_site"]
+    return door_config(site, order, APPS, "10.77.0.12:18000", "127.0.0.1:18019")
+
+
+@pytest.mark.parametrize("site,dead,drained,expected", [
+    ("ansan", (), (), ["ansan", "pangyo", "siheung"]),          # own site first
+    ("ansan", ("pangyo",), (), ["ansan", "siheung"]),          # a dead site gets nothing
+    ("ansan", (), ("ansan",), ["pangyo", "siheung"]),          # an evacuated site sends its traffic away
+    ("ansan", ("pangyo",), ("siheung",), ["ansan"]),
+    ("ansan", ("pangyo", "siheung"), ("ansan",), ["ansan"]),   # nothing serving: still its own app, never empty
+])
+def test_door_sends_to_living_sites_own_first(site, dead, drained, expected):
+    assert upstream_sites(config_for(site, dead, drained), APPS) == expected
+
+
+def test_door_config_is_what_caddy_needs():
+    cfg = config_for("ansan")
+    server = cfg["apps"]["http"]["servers"]["door"]
+    assert server["listen"] == ["10.77.0.12:18000"]
+    assert cfg["admin"]["listen"] == "127.0.0.1:18019"
+    handler = server["routes"][0]["handle"][0]
+    assert handler["load_balancing"]["selection_policy"]["policy"] == "first"
+    assert handler["health_checks"]["active"]["uri"] == "/healthz"
+    assert handler["headers"]["response"]["set"]["X-Firebreak-Door"] == ["ansan"]
+
+
+def test_routing_lists_serving_doors_best_first():
+    doors = {s: url.replace("18080", "18000") for s, url in APPS.items()}
+    r = routing(SITES, "siheung", {"pangyo"}, set(), doors)
+    assert list(r["doors"]) == ["siheung", "ansan"]
+
+
+@pytest.mark.parametrize("url", ["http://host", "not a url", "http://:80"])
+def test_dial_needs_host_and_port(url):
+    with pytest.raises(ValueError, match="host and a port"):
+        dial_of(url)
+
+
+def test_keeper_pushes_changes_and_refreshes_a_restarted_door():
+    loads = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        loads.append(request.content)
+        return httpx.Response(200)
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            keeper = DoorKeeper("http://127.0.0.1:18019", http)
+            a, b = config_for("ansan"), config_for("ansan", dead=("pangyo",))
+            assert await keeper.push(a, ["ansan"], now=0.0)
+            assert not await keeper.push(a, ["ansan"], now=1.0)          # unchanged: nothing sent
+            assert await keeper.push(b, ["ansan"], now=2.0)              # changed: sent at once
+            assert await keeper.push(b, ["ansan"], now=2.0 + keeper.REFRESH + 0.1)  # refreshed
+    asyncio.run(go())
+    assert len(loads) == 3
