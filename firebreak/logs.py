@@ -13,5 +13,8 @@ class JsonLines(logging.Formatter):
         self.site = site
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": round(time.time(), 3), "site": self.site, "level": record.levelname.lower(),
-                           "logger": record.name, "msg": record.getMessage()}, ensure_ascii=False)
+        doc = {"ts": round(time.time(), 3), "site": self.site, "level": record.levelname.lower(),
+               "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)  # a bug's traceback belongs in the log
+        return json.dumps(doc, ensure_ascii=False)

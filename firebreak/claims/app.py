@@ -21,6 +21,7 @@ import secrets
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -32,8 +33,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
+from pydantic import BaseModel, ConfigDict, Field
 
-from firebreak.claims.models import ReportIn, ReportOut
+from firebreak.claims.limits import MAX_BODY, Buckets, client_source
+from firebreak.claims.models import ReportIn, ReportOut, StatusOut
 
 # psycopg_pool retries a failing connection with exponential backoff (1, 2, 4, 8 s ...). After
 # a 20 s failover that left the pool waiting 8-16 s more before it even tried the new primary
@@ -45,6 +48,7 @@ AttemptWithBackoff.DELAY_BACKOFF = 1.0
 SYNC_CANCEL_MARKERS = ("canceling wait for synchronous replication",
                        "might not have been replicated to the standby")
 RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: receipts are read aloud on phones
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "examples" / "kakao-2022-policy.yaml"
 
 
 @dataclass
@@ -59,15 +63,32 @@ class Settings:
     admin_token: str = ""
     write_deadline: float = 1.5
     read_deadline: float = 0.5
+    # Shared by every site's app, so a reviewer's session and a half-filled form work at any door.
+    session_secret: str = ""
+    trusted_proxies: frozenset[str] = frozenset()  # our doors: their X-Forwarded-For is believed
+    portal_rate: float = 20.0     # form submissions and status lookups per source per minute
+    api_rate: float = 5000.0      # API requests per source per second (partners' systems, drills)
+    policy: str = str(DEFAULT_POLICY)
+    ledger: str = ""              # an outage ledger file, added to what the agents recorded in etcd
+    etcd: tuple[str, ...] = ()
+    ledger_prefix: str = "/firebreak/ledger/"
 
     @classmethod
     def from_env(cls) -> "Settings":
-        return cls(site=os.environ["FIREBREAK_SITE_NAME"], dsn=os.environ["FIREBREAK_DSN"],
-                   local_dsn=os.environ["FIREBREAK_LOCAL_DSN"],
-                   any_dsn=os.environ.get("FIREBREAK_ANY_DSN") or os.environ["FIREBREAK_LOCAL_DSN"],
-                   pool_size=int(os.environ.get("FIREBREAK_POOL_SIZE", "16")),
-                   admin_token=os.environ.get("FIREBREAK_ADMIN_TOKEN", ""),
-                   write_deadline=float(os.environ.get("FIREBREAK_WRITE_DEADLINE", "1.5")))
+        env = os.environ
+        return cls(site=env["FIREBREAK_SITE_NAME"], dsn=env["FIREBREAK_DSN"],
+                   local_dsn=env["FIREBREAK_LOCAL_DSN"],
+                   any_dsn=env.get("FIREBREAK_ANY_DSN") or env["FIREBREAK_LOCAL_DSN"],
+                   pool_size=int(env.get("FIREBREAK_POOL_SIZE", "16")),
+                   admin_token=env.get("FIREBREAK_ADMIN_TOKEN", ""),
+                   write_deadline=float(env.get("FIREBREAK_WRITE_DEADLINE", "1.5")),
+                   session_secret=env.get("FIREBREAK_SESSION_SECRET", ""),
+                   trusted_proxies=frozenset(x for x in env.get("FIREBREAK_TRUSTED_PROXIES", "").split(",") if x),
+                   portal_rate=float(env.get("FIREBREAK_PORTAL_RATE", "20")),
+                   api_rate=float(env.get("FIREBREAK_API_RATE", "5000")),
+                   policy=env.get("FIREBREAK_POLICY", str(DEFAULT_POLICY)),
+                   ledger=env.get("FIREBREAK_LEDGER", ""),
+                   etcd=tuple(x for x in env.get("FIREBREAK_ETCD", "").split(",") if x))
 
 
 class RacingConnection(psycopg.AsyncConnection):
@@ -234,14 +255,14 @@ class Store:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, "
-                "window_end, claimed_amount, description, contact, language, site) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "window_end, claimed_amount, description, contact, language, site, plan_price, evidence) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (idempotency_key) DO NOTHING "
                 "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
                 "claimed_amount, status, site, created_at",
                 (new_receipt(), key, report.reporter_kind, report.service, report.window_start,
                  report.window_end, report.claimed_amount, report.description, report.contact,
-                 report.language, self.settings.site))
+                 report.language, self.settings.site, report.plan_price, list(report.evidence)))
             row = await cur.fetchone()
             replayed = row is None
             if replayed:
@@ -259,6 +280,16 @@ class Store:
         return row, replayed, conn.info_firebreak
 
     async def get(self, report_id: int) -> dict | None:
+        return await self.read_one(
+            "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, "
+            "status, site, created_at FROM reports WHERE id = %s", (report_id,))
+
+    async def lookup(self, receipt: str, contact: str) -> dict | None:
+        return await self.read_one(
+            "SELECT receipt, status, amount, goodwill, created_at FROM reports WHERE receipt = %s AND contact = %s",
+            (receipt, contact))
+
+    async def read_one(self, query: str, params: tuple) -> dict | None:
         # The site's own server first (any role), then any server that answers, then the primary
         # (a replica may not have replayed a report written a moment ago).
         for pool in (self.local, self.anywhere, self.primary):
@@ -267,7 +298,7 @@ class Store:
             except (psycopg.Error, PoolTimeout, OSError):
                 continue
             try:
-                row = await _bounded(conn, self._select(conn, report_id), self.settings.read_deadline)
+                row = await _bounded(conn, self._select(conn, query, params), self.settings.read_deadline)
                 if row is not None:
                     return row
             except (psycopg.Error, OutcomeUnknown):
@@ -277,10 +308,9 @@ class Store:
         return None
 
     @staticmethod
-    async def _select(conn: Any, report_id: int) -> dict | None:
+    async def _select(conn: Any, query: str, params: tuple) -> dict | None:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, "
-                          "status, site, created_at FROM reports WHERE id = %s", (report_id,))
+        await cur.execute(query, params)
         row = await cur.fetchone()
         await conn.rollback()
         return row
@@ -324,6 +354,31 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Firebreak claims", version="1", lifespan=lifespan,
                   description="Damage reports after a site outage: intake, status, review.")
     app.state.store = store
+    if not settings.session_secret:
+        # Sessions and forms then work only at this one app: fine for a test, wrong for sites.
+        log.warning("FIREBREAK_SESSION_SECRET is not set; using a random one for this process only")
+        settings.session_secret = secrets.token_urlsafe(32)
+    portal_buckets = Buckets(rate=settings.portal_rate / 60.0, burst=max(1.0, settings.portal_rate / 2))
+    api_buckets = Buckets(rate=settings.api_rate, burst=max(1.0, settings.api_rate))
+    login_buckets = Buckets(rate=10 / 60.0, burst=10)
+
+    def source_of(request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return client_source(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+
+    @app.middleware("http")
+    async def _limits(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
+        if request.method == "POST":
+            path = request.url.path
+            buckets = api_buckets if path.startswith("/api/") else portal_buckets if path in ("/report", "/status") \
+                else None
+            if buckets is not None and not buckets.allow(source_of(request), time.monotonic()):
+                return JSONResponse({"error": "too many requests from this address; wait and retry"},
+                                    status_code=429, headers={"Retry-After": "60"})
+        return await call_next(request)
 
     @app.middleware("http")
     async def _count(request: Request, call_next):
@@ -333,6 +388,7 @@ def create_app(settings: Settings) -> FastAPI:
         path = getattr(route, "path", "other")
         metrics.requests.labels(settings.site, path, str(response.status_code)).inc()
         metrics.latency.labels(settings.site, path).observe(time.monotonic() - t0)
+        response.headers["X-Firebreak-Site"] = settings.site  # which site's app answered, behind any door
         return response
 
     @app.get("/metrics", include_in_schema=False)
@@ -401,4 +457,29 @@ def create_app(settings: Settings) -> FastAPI:
         ok = await store.can_write()
         return JSONResponse({"ready": ok, "site": settings.site}, status_code=200 if ok else 503)
 
+    @app.post("/api/reports/status", response_model=StatusOut, responses={404: {"description": "no such report"}})
+    async def report_status(query: StatusQuery) -> JSONResponse:
+        """A report's status, by its receipt number and the contact given with it."""
+        row = await store.lookup(query.receipt.upper(), query.contact)
+        if row is None:
+            return JSONResponse({"error": "no report with this receipt number and contact"}, status_code=404)
+        return JSONResponse(StatusOut(**row).model_dump(mode="json"))
+
+    from starlette.middleware.sessions import SessionMiddleware
+
+    from firebreak.claims.portal import register_portal
+    from firebreak.claims.review import register_review
+    from firebreak.claims.sources import OutageSource, PolicySource
+
+    register_portal(app, store, settings)
+    register_review(app, store, settings, PolicySource(settings.policy), OutageSource(settings), login_buckets,
+                    source_of)
+    app.add_middleware(SessionMiddleware, secret_key=settings.session_secret, session_cookie="firebreak_review",
+                       max_age=8 * 3600, same_site="strict", https_only=False)
     return app
+
+
+class StatusQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    receipt: str = Field(min_length=4, max_length=20)
+    contact: str = Field(min_length=3, max_length=200)

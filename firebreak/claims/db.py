@@ -25,6 +25,42 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     CREATE INDEX reports_contact ON reports (contact, service);
     """),
+    (2, """
+    -- What the portal collects beyond the API's first version, what verification found, and
+    -- what a reviewer decided. Verification results are stored so the queue does not recompute.
+    ALTER TABLE reports
+        ADD COLUMN plan_price bigint NOT NULL DEFAULT 0 CHECK (plan_price >= 0),
+        ADD COLUMN evidence text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN verified_hours double precision,
+        ADD COLUMN rule text,
+        ADD COLUMN amount bigint,
+        ADD COLUMN goodwill text,
+        ADD COLUMN needs_review boolean,
+        ADD COLUMN flags text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN reasons text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN decided_by text,
+        ADD COLUMN decided_at timestamptz,
+        ADD COLUMN note text NOT NULL DEFAULT '';
+    CREATE INDEX reports_status ON reports (status, id);
+    CREATE INDEX reports_receipt_contact ON reports (receipt, contact);
+    CREATE TABLE reviewers (
+        name text PRIMARY KEY,
+        role text NOT NULL CHECK (role IN ('reviewer', 'approver', 'admin')),
+        password_hash text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE review_audit (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        who text NOT NULL,
+        action text NOT NULL,
+        report_ids bigint[] NOT NULL DEFAULT '{}',
+        detail jsonb NOT NULL DEFAULT '{}',
+        client text,
+        site text,
+        outcome text NOT NULL
+    );
+    """),
 ]
 LOCK_ID = 0x46_42_4D_49  # "FBMI": one migrator at a time, whoever runs it
 

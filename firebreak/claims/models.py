@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 REPORTER_KINDS = ("paid_user", "free_user", "taxi_driver", "channel_shop", "advertiser", "other_partner")
 ReporterKind = Literal["paid_user", "free_user", "taxi_driver", "channel_shop", "advertiser", "other_partner"]
 
 MAX_AMOUNT = 10_000_000_000  # won; anything above is a typo, not a claim
+Evidence = Literal["receipt", "screenshot", "sales_record"]
+PHONE_RE = re.compile(r"^\+?[0-9][0-9 -]{7,18}[0-9]$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ReportIn(BaseModel):
@@ -22,8 +26,17 @@ class ReportIn(BaseModel):
     window_end: datetime = Field(description="when it ended")
     claimed_amount: int = Field(ge=0, le=MAX_AMOUNT, description="claimed loss in won")
     description: str = Field(default="", max_length=4000)
-    contact: str = Field(min_length=3, max_length=200, description="phone number or e-mail")
+    contact: str = Field(min_length=3, max_length=200, description="mobile number or e-mail")
     language: Literal["ko", "en"] = "ko"
+    plan_price: int = Field(default=0, ge=0, le=10_000_000, description="the reporter's paid plan, in won")
+    evidence: list[Evidence] = Field(default_factory=list, max_length=3)
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, v: str) -> str:
+        if not (PHONE_RE.match(v) or EMAIL_RE.match(v)):
+            raise ValueError("give a mobile number (e.g. 010-1234-5678) or an e-mail address")
+        return v
 
     @model_validator(mode="after")
     def _window(self) -> "ReportIn":
@@ -44,4 +57,12 @@ class ReportOut(BaseModel):
     claimed_amount: int
     status: str
     site: str
+    created_at: datetime
+
+
+class StatusOut(BaseModel):
+    receipt: str
+    status: str
+    amount: int | None = None
+    goodwill: str | None = None
     created_at: datetime

@@ -62,3 +62,96 @@ def claims_price(
         err.print(f"wrote {output}")
 
 
+
+
+_dsn_opt = typer.Option(None, "--dsn", envvar="FIREBREAK_CLAIMS_DSN",
+                        help="The claims database (libpq URL). Default: the running lab's.")
+
+
+def _claims_dsn(dsn: Optional[str]) -> str:
+    if dsn:
+        return dsn
+    from firebreak.errors import LabError
+    from firebreak.lab.state import load, load_secrets
+
+    state = load()
+    if state is None:
+        raise LabError("no --dsn given and no lab running; pass --dsn postgresql://... or start `firebreak lab up`")
+    return state.layout.dsn("claims", load_secrets(state.home).app)
+
+
+def _connect_error(e: Exception) -> None:
+    from firebreak.errors import OpsError
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise OpsError(f"cannot reach the claims database: {first}; check --dsn and that PostgreSQL is up") from e
+
+
+user_app = typer.Typer(no_args_is_help=True, help="Reviewer accounts for the claims console (/review).")
+claims_app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def claims_user_add(
+    name: str = typer.Argument(..., help="Login name: lowercase letters, digits, '.', '_' or '-'."),
+    role: str = typer.Option(..., "--role", help="reviewer (triage), approver (also approves and exports) or admin."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+    dsn: Optional[str] = _dsn_opt,
+) -> None:
+    """Create a reviewer (or set an existing one's role and password). There is no default
+    password: it is asked for (twice) or read from standard input, and only its argon2 hash is stored."""
+    import sys
+
+    import psycopg
+
+    from firebreak.claims.reviewers import add_user, check_new_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        raise InputError(Problem("--password-stdin", "", "no terminal to ask for a password on; "
+                                                         "pipe it in with --password-stdin"))
+    problems = check_new_user(name, role, password)
+    if problems:
+        raise InputError([Problem("user", "", p) for p in problems])
+    target = _claims_dsn(dsn)
+    try:
+        new = add_user(target, name, role, password)
+    except psycopg.OperationalError as e:
+        _connect_error(e)
+    out.print(f"{'created' if new else 'updated'} {role} '{name}'; they sign in at <site>/review/login")
+
+
+@claims_app.command("export")
+def claims_export(
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV file to write (default: standard output)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy YAML, for its currency."),
+    dsn: Optional[str] = _dsn_opt,
+) -> None:
+    """Write the approved payouts as CSV for finance: receipt, reporter, amount, who approved it."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from firebreak.claims.app import DEFAULT_POLICY
+    from firebreak.claims.policy import load_policy
+    from firebreak.claims.review import APPROVED_SQL, export_csv
+
+    currency = load_policy(policy or DEFAULT_POLICY).currency
+    if output is not None and not output.parent.is_dir():
+        raise InputError(Problem("--output", "", f"directory {output.parent} does not exist; create it first"))
+    target = _claims_dsn(dsn)
+    try:
+        with psycopg.connect(target, connect_timeout=5) as conn:
+            rows = conn.cursor(row_factory=dict_row).execute(APPROVED_SQL).fetchall()
+            conn.execute("INSERT INTO review_audit (who, action, detail, outcome) VALUES ('cli', 'export', %s, 'ok')",
+                         (psycopg.types.json.Jsonb({"count": len(rows), "to": str(output or "stdout")}),))
+    except psycopg.OperationalError as e:
+        _connect_error(e)
+    text = export_csv(rows, currency)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {len(rows):,} approved payout(s), {sum(r['amount'] or 0 for r in rows):,} {currency}, "
+                  f"to {output}")

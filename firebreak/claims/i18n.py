@@ -1,0 +1,83 @@
+"""The portal's words, in Korean (the default) and English. One table, so a missing
+translation is a test failure, not a blank on someone's phone."""
+
+from __future__ import annotations
+
+LANGS = ("ko", "en")
+SERVICES = ("messenger", "taxi", "maps", "mail", "pay", "shopping", "other")
+EVIDENCE = ("receipt", "screenshot", "sales_record")
+
+T: dict[str, dict[str, str]] = {
+    "title": {"ko": "서비스 장애 피해 접수", "en": "Report damage from the service outage"},
+    "intro": {"ko": "장애로 입은 피해를 알려 주세요. 접수하면 접수 번호를 드립니다.",
+              "en": "Tell us what the outage cost you. You will get a receipt number."},
+    "other_lang": {"ko": "English", "en": "한국어"},
+    "reporter_kind": {"ko": "신고자 유형", "en": "You are a"},
+    "kind.paid_user": {"ko": "유료 이용자", "en": "Paid user"},
+    "kind.free_user": {"ko": "무료 이용자", "en": "Free user"},
+    "kind.taxi_driver": {"ko": "택시 기사", "en": "Taxi driver"},
+    "kind.channel_shop": {"ko": "채널 입점 사업자", "en": "Channel shop owner"},
+    "kind.advertiser": {"ko": "광고주", "en": "Advertiser"},
+    "kind.other_partner": {"ko": "기타 파트너", "en": "Other partner"},
+    "service": {"ko": "피해를 입은 서비스", "en": "Affected service"},
+    "svc.messenger": {"ko": "메신저", "en": "Messenger"},
+    "svc.taxi": {"ko": "택시", "en": "Taxi"},
+    "svc.maps": {"ko": "지도", "en": "Maps"},
+    "svc.mail": {"ko": "메일", "en": "Mail"},
+    "svc.pay": {"ko": "페이", "en": "Pay"},
+    "svc.shopping": {"ko": "쇼핑", "en": "Shopping"},
+    "svc.other": {"ko": "기타", "en": "Other"},
+    "window_start": {"ko": "피해 시작 (한국 시간)", "en": "Damage started (Korea time)"},
+    "window_end": {"ko": "피해 종료 (한국 시간)", "en": "Damage ended (Korea time)"},
+    "claimed_amount": {"ko": "피해 금액 (원)", "en": "Loss (won)"},
+    "plan_price": {"ko": "유료 요금제 금액 (원, 유료 이용자만)", "en": "Your paid plan's price (won, paid users only)"},
+    "evidence": {"ko": "첨부할 수 있는 증빙", "en": "Evidence you can provide"},
+    "ev.receipt": {"ko": "영수증", "en": "Receipt"},
+    "ev.screenshot": {"ko": "화면 캡처", "en": "Screenshot"},
+    "ev.sales_record": {"ko": "매출 기록", "en": "Sales record"},
+    "description": {"ko": "피해 내용", "en": "What happened"},
+    "contact": {"ko": "연락처 (휴대전화 또는 이메일)", "en": "Contact (mobile number or e-mail)"},
+    "submit": {"ko": "접수하기", "en": "Submit report"},
+    "required": {"ko": "필수 항목입니다.", "en": "This is required."},
+    "err.amount": {"ko": "0원 이상 100억 원 이하의 숫자를 입력해 주세요.",
+                   "en": "Enter a number from 0 to 10,000,000,000 won."},
+    "err.window": {"ko": "종료 시각은 시작 시각보다 뒤여야 합니다.", "en": "The end must be after the start."},
+    "err.contact": {"ko": "휴대전화 번호(예: 010-1234-5678) 또는 이메일을 입력해 주세요.",
+                    "en": "Enter a mobile number (e.g. 010-1234-5678) or an e-mail address."},
+    "err.form": {"ko": "입력 내용을 확인해 주세요.", "en": "Please check the highlighted fields."},
+    "err.expired": {"ko": "양식이 만료되었습니다. 다시 입력해 주세요.",
+                    "en": "This form has expired; please fill it in again."},
+    "err.busy": {"ko": "지금은 접수할 수 없습니다. 잠시 후 같은 양식으로 다시 시도해 주세요 (중복 접수되지 않습니다).",
+                 "en": "We could not store your report right now. Please submit the same form again in a "
+                       "moment (it will not be stored twice)."},
+    "err.rate": {"ko": "요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+                 "en": "Too many requests; please try again in a minute."},
+    "received": {"ko": "접수되었습니다", "en": "Your report is in"},
+    "receipt": {"ko": "접수 번호", "en": "Receipt number"},
+    "keep_receipt": {"ko": "접수 번호와 연락처로 처리 상태를 확인할 수 있습니다.",
+                     "en": "Use the receipt number and your contact to check its status."},
+    "status_title": {"ko": "처리 상태 확인", "en": "Check a report's status"},
+    "check": {"ko": "확인하기", "en": "Check"},
+    "not_found": {"ko": "해당 접수 번호와 연락처의 신고가 없습니다.",
+                  "en": "No report with this receipt number and contact."},
+    "status": {"ko": "상태", "en": "Status"},
+    "st.received": {"ko": "접수됨", "en": "Received"},
+    "st.verified": {"ko": "검토 대기", "en": "Waiting for review"},
+    "st.approved": {"ko": "보상 승인", "en": "Compensation approved"},
+    "st.rejected": {"ko": "보상 대상 아님", "en": "Not eligible"},
+    "st.escalated": {"ko": "개별 심사 중", "en": "Under individual review"},
+    "compensation": {"ko": "보상", "en": "Compensation"},
+    "new_report": {"ko": "새로 접수하기", "en": "Report another"},
+    "won": {"ko": "원", "en": "won"},
+}
+
+
+def t(key: str, lang: str) -> str:
+    return T[key][lang if lang in LANGS else "ko"]
+
+
+def pick_lang(query: str | None, cookie: str | None) -> str:
+    for v in (query, cookie):
+        if v in LANGS:
+            return v
+    return "ko"

@@ -1,0 +1,79 @@
+"""The public portal against the real app and a real PostgreSQL: the form in both languages,
+idempotent submission, server-side validation, the status page and the abuse limits."""
+
+import re
+
+import httpx
+import psycopg
+
+FORM = {"reporter_kind": "channel_shop", "service": "messenger", "window_start": "2022-10-15T15:30",
+        "window_end": "2022-10-15T22:00", "claimed_amount": "250,000", "contact": "010-2222-3333",
+        "description": "주문을 받지 못했습니다"}
+
+
+def form_key(html: str) -> str:
+    return re.search(r'name="form_key" value="([^"]+)"', html).group(1)
+
+
+def receipt_of(html: str) -> str:
+    return re.search(r'id="receipt">(FB-[A-Z0-9]+)<', html).group(1)
+
+
+def test_the_form_is_korean_by_default_and_english_on_request(claims_app):
+    ko = httpx.get(claims_app["url"] + "/")
+    assert ko.status_code == 200 and '<html lang="ko">' in ko.text and "피해 접수" in ko.text
+    en = httpx.get(claims_app["url"] + "/?lang=en")
+    assert '<html lang="en">' in en.text and "Report damage" in en.text
+    # every input has a label pointing at it
+    for field in ("reporter_kind", "service", "window_start", "window_end", "claimed_amount", "contact"):
+        assert f'<label for="{field}">' in en.text and f'id="{field}"' in en.text
+
+
+def test_a_submitted_form_gets_one_receipt_however_often_it_is_sent(claims_app):
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        key = form_key(c.get("/").text)
+        first = c.post("/report", data={**FORM, "form_key": key, "language": "ko"})
+        assert first.status_code == 201, first.text
+        again = c.post("/report", data={**FORM, "form_key": key, "language": "ko"})
+        assert receipt_of(again.text) == receipt_of(first.text)
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        n = conn.execute("SELECT count(*) FROM reports WHERE receipt = %s", (receipt_of(first.text),)).fetchone()[0]
+        stored = conn.execute("SELECT claimed_amount, window_start FROM reports WHERE receipt = %s",
+                              (receipt_of(first.text),)).fetchone()
+    assert n == 1
+    assert stored[0] == 250_000 and stored[1].utcoffset() is not None
+    assert stored[1].isoformat().startswith("2022-10-15T06:30")  # 15:30 Korea time is 06:30 UTC
+
+
+def test_bad_input_is_refused_field_by_field_in_the_persons_language(claims_app):
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        key = form_key(c.get("/?lang=en").text)
+        bad = {**FORM, "form_key": key, "language": "en", "contact": "call me", "claimed_amount": "lots",
+               "window_end": "2022-10-15T10:00"}
+        r = c.post("/report", data=bad)
+    assert r.status_code == 422
+    assert "Enter a mobile number" in r.text and "Enter a number from 0" in r.text
+    assert 'aria-invalid="true"' in r.text
+    assert 'value="call me"' in r.text  # what the person typed stays in the form
+
+
+def test_a_forged_or_expired_form_key_stores_nothing(claims_app):
+    r = httpx.post(claims_app["url"] + "/report", data={**FORM, "form_key": "forged", "language": "en"})
+    assert r.status_code == 400 and "expired" in r.text
+
+
+def test_the_status_page_needs_receipt_and_contact(claims_app):
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        receipt = receipt_of(c.post("/report", data={**FORM, "form_key": form_key(c.get("/").text)}).text)
+        ok = c.post("/status", data={"receipt": receipt, "contact": FORM["contact"], "language": "en"})
+        assert ok.status_code == 200 and "Received" in ok.text
+        wrong = c.post("/status", data={"receipt": receipt, "contact": "010-0000-0000", "language": "en"})
+        assert wrong.status_code == 404 and "No report" in wrong.text
+        api = c.post("/api/reports/status", json={"receipt": receipt.lower(), "contact": FORM["contact"]})
+        assert api.status_code == 200 and api.json()["status"] == "received"
+
+
+def test_oversized_bodies_are_refused(claims_app):
+    r = httpx.post(claims_app["url"] + "/api/reports", content=b"x" * 40_000,
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
