@@ -2,14 +2,25 @@
 
 Pricing: 1,000,000 reports priced against the outage ledger with the kakao-2022 policy
 (target: at most 5 s). Run: .venv/bin/python bench/claims.py --pricing
+
+Intake: reports submitted through the whole stack (every site's Caddy door, the app, a
+synchronous commit replicated to another site) by wrk with concurrent connections, beside the
+raw insert ceiling of the same table measured with pgbench on the same lab, alternating, in
+one run (targets: at least 1,000 reports/s and at least half of pgbench's rate).
+Run: .venv/bin/python bench/claims.py --intake   (starts a lab if none is up)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,15 +75,118 @@ def bench_pricing(n: int, repeat: int) -> None:
           f"review {s['needs_review']:,}; flags {s['flagged']}")
 
 
+PGBENCH_SQL = """INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, window_end,
+ claimed_amount, description, contact, site, evidence)
+VALUES ('PB-' || md5(random()::text), md5(random()::text || clock_timestamp()::text), 'channel_shop', 'messenger',
+ '2022-10-15T15:30:00+09:00', '2022-10-15T22:00:00+09:00', 250000, 'bench', '010-0000-0000', 'pgbench', '{receipt}');
+"""
+
+
+def stored(dsn: str) -> int:
+    import psycopg
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM reports").fetchone()[0]
+
+
+def run_pgbench(st: dict, secrets, seconds: int, clients: int) -> float:
+    from firebreak.lab import runtime
+    primary = st["sites"][st["primary"]]["postgres"]
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(PGBENCH_SQL)
+    env = dict(os.environ, PGPASSWORD=secrets.app)
+    r = subprocess.run([str(Path(runtime.pg_bin_dir()) / "pgbench"), "-n", "-f", f.name, "-c", str(clients), "-j", "2",
+                        "-T", str(seconds), "-h", primary["host"], "-p", str(primary["port"]), "-U", "claims",
+                        "claims"], capture_output=True, text=True, env=env, timeout=seconds + 60)
+    os.unlink(f.name)
+    m = re.search(r"tps = ([0-9.]+)", r.stdout)
+    if r.returncode != 0 or not m:
+        raise SystemExit(f"pgbench failed:\n{r.stdout}\n{r.stderr}")
+    return float(m.group(1))
+
+
+def run_stack(st: dict, seconds: int, connections: int, doors_used: int) -> dict:
+    doors = [s["door"] for s in st["sites"].values()][:doors_used]
+    lua = str(ROOT / "bench" / "intake.lua")
+    run_id = f"{time.time_ns():x}"
+    procs = [subprocess.Popen(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", lua, d,
+                               "--", f"{run_id}-{i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i, d in enumerate(doors)]
+    total = {"requests": 0, "errors_status": 0, "connect": 0, "read": 0, "write": 0, "timeout": 0, "p50_ms": [],
+             "p99_ms": []}
+    for p in procs:
+        text = p.communicate(timeout=seconds + 60)[0]
+        m = re.search(r"FIREBREAK (.*)", text)
+        if not m:
+            raise SystemExit(f"wrk failed:\n{text}")
+        fields = dict(kv.split("=") for kv in m.group(1).split())
+        for k in ("requests", "errors_status", "connect", "read", "write", "timeout"):
+            total[k] += int(fields[k])
+        total["p50_ms"].append(float(fields["p50_ms"]))
+        total["p99_ms"].append(float(fields["p99_ms"]))
+    total["acknowledged"] = total["requests"] - total["errors_status"]
+    total["rate"] = total["acknowledged"] / seconds
+    return total
+
+
+def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: int, out: Path, doors: int) -> None:
+    import shutil
+    from firebreak.lab import lab
+    from firebreak.lab.state import lab_home, load_secrets
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing; `make setup` installs it (as root), or apt-get install wrk")
+    try:
+        st = lab.status()
+    except Exception:  # noqa: BLE001 - no lab: start one
+        lab.up(agents=True, progress=lambda m: print("  lab:", m, flush=True))
+        st = lab.status()
+    secrets = load_secrets(lab_home())
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab {st['net']} mode, "
+          f"primary {st['primary']}, load through the doors of: {', '.join(list(st['sites'])[:doors])}")
+    pg_rates, stack_runs = [], []
+    for i in range(rounds):
+        rate = run_pgbench(st, secrets, seconds, pg_clients)
+        pg_rates.append(rate)
+        print(f"  round {i + 1}: pgbench raw insert ceiling {rate:,.0f}/s ({pg_clients} clients)", flush=True)
+        before = stored(st["postgres_dsn"])
+        run = run_stack(st, seconds, connections, doors)
+        run["stored"] = stored(st["postgres_dsn"]) - before
+        stack_runs.append(run)
+        print(f"  round {i + 1}: through doors+app+sync replication {run['rate']:,.0f} reports/s "
+              f"({run['acknowledged']:,} acknowledged, {run['stored']:,} stored, {run['errors_status']} non-2xx, "
+              f"p50 {max(run['p50_ms']):.0f} ms, p99 {max(run['p99_ms']):.0f} ms)", flush=True)
+    pg = statistics.median(pg_rates)
+    stack = statistics.median(r["rate"] for r in stack_runs)
+    lost = sum(max(0, r["acknowledged"] - r["stored"]) for r in stack_runs)
+    ok = stack >= 1000 and stack >= 0.5 * pg and lost == 0
+    print(f"intake: {stack:,.0f} reports/s through the stack vs pgbench ceiling {pg:,.0f}/s = {stack / pg:.0%} "
+          f"(median of {rounds}); acknowledged but not stored: {lost}  "
+          f"[{'PASS' if ok else 'FAIL'}: >= 1,000/s and >= 50% of pgbench, 0 lost]")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"claims-intake-{doors}door{'s' if doors > 1 else ''}.json").write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
+        "net": st["net"], "seconds": seconds, "doors": doors, "wrk_connections_per_door": connections, "pgbench_clients": pg_clients,
+        "pgbench": pg_rates, "stack": stack_runs, "median_pgbench": pg, "median_stack": stack, "lost": lost,
+    }, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pricing", action="store_true", help="only the pricing benchmark (no lab needed)")
+    ap.add_argument("--pricing", action="store_true", help="the pricing benchmark (no lab needed)")
+    ap.add_argument("--intake", action="store_true", help="intake through the lab vs pgbench")
     ap.add_argument("-n", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=16, help="wrk connections per door")
+    ap.add_argument("--pg-clients", type=int, default=48)
+    ap.add_argument("--doors", type=int, default=3, help="send load through this many sites' doors")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
     args = ap.parse_args()
-    bench_pricing(args.n, args.repeat)
-    if not args.pricing:
-        print("intake through the lab: not implemented yet (see the issue's note)")
+    if args.pricing or not args.intake:
+        bench_pricing(args.n, args.repeat)
+    if args.intake or not args.pricing:
+        bench_intake(args.rounds, args.seconds, args.connections, args.pg_clients, Path(args.out), args.doors)
 
 
 if __name__ == "__main__":

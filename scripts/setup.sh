@@ -40,12 +40,14 @@ if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 
 # System tools: the lab's network faults (nftables, iproute2), browser checks (chromium with a
-# Korean font). Missing ones only matter for the features that use them.
+# Korean font), the intake benchmark's load generator (wrk). Missing ones only matter for the
+# features that use them.
 SYSTEM_PKGS=()
 command -v nft >/dev/null 2>&1 || SYSTEM_PKGS+=(nftables)
 command -v ip >/dev/null 2>&1 || SYSTEM_PKGS+=(iproute2)
 command -v chromium >/dev/null 2>&1 || SYSTEM_PKGS+=(chromium)
 [ -d /usr/share/fonts/truetype/nanum ] || SYSTEM_PKGS+=(fonts-nanum)
+command -v wrk >/dev/null 2>&1 || SYSTEM_PKGS+=(wrk)
 if [ ${#SYSTEM_PKGS[@]} -gt 0 ]; then
     apt_install "${SYSTEM_PKGS[@]}" || echo "setup: continuing without ${SYSTEM_PKGS[*]}; features that need them will say so" >&2
 fi

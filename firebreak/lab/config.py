@@ -8,6 +8,7 @@ best Patroni can do here, not a strawman.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
                                   SiteLayout)
@@ -26,11 +27,12 @@ class Secrets:
     ops_token: str = ""          # the lab operator's token, '<name>.<secret>'; only its hash is in etcd
     patroni_api: str = ""
     app_admin: str = ""
+    session: str = ""            # signs reviewer sessions and portal forms, the same in every site
 
     def as_dict(self) -> dict:
         return dict(superuser=self.superuser, replication=self.replication, app=self.app,
                     cluster_token=self.cluster_token, ops_token=self.ops_token, patroni_api=self.patroni_api,
-                    app_admin=self.app_admin)
+                    app_admin=self.app_admin, session=self.session)
 
 
 def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> list[str]:
@@ -123,6 +125,11 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
     }
 
 
+# Reports about the October 2022 outage are verified against its reconstruction, besides what
+# the lab's own agents record.
+LEDGER_2022 = Path(__file__).resolve().parents[2] / "examples" / "ledger-2022.yaml"
+
+
 def _own_first(layout: LabLayout, site: SiteLayout) -> list[SiteLayout]:
     return [site] + [s for s in layout.sites if s is not site]
 
@@ -160,6 +167,11 @@ def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, 
         "FIREBREAK_LOCAL_DSN": layout.dsn("claims", secrets.app, read_write=False, sites=[site.name]),
         "FIREBREAK_ANY_DSN": layout.dsn("claims", secrets.app, read_write=False),
         "FIREBREAK_ADMIN_TOKEN": secrets.app_admin,
+        "FIREBREAK_SESSION_SECRET": secrets.session,
+        # Requests arrive through the doors, any site's: their X-Forwarded-For names the client.
+        "FIREBREAK_TRUSTED_PROXIES": ",".join(s.address for s in layout.sites) + ",127.0.0.1",
+        "FIREBREAK_ETCD": ",".join(s.url("etcd") for s in _own_first(layout, site)),
+        "FIREBREAK_LEDGER": str(LEDGER_2022),
     }
 
 

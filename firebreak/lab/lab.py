@@ -69,7 +69,7 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         shutil.rmtree(home / "sites")
     secrets = Secrets(superuser=pysecrets.token_urlsafe(18), replication=pysecrets.token_urlsafe(18),
                       app=pysecrets.token_urlsafe(18), cluster_token=lab_id, patroni_api=pysecrets.token_urlsafe(18),
-                      app_admin=pysecrets.token_urlsafe(24))
+                      app_admin=pysecrets.token_urlsafe(24), session=pysecrets.token_urlsafe(32))
     save_secrets(home, secrets)
     state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
                      user=user, agents=agents, sites={s: SiteState() for s in topo.sites}, python=python)

@@ -1,0 +1,97 @@
+"""Pure parts of the portal and console: abuse limits, the translation table, form parsing,
+roles, verification reasons and the agents' ledger entries."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from firebreak.claims.i18n import EVIDENCE, LANGS, SERVICES, T, pick_lang
+from firebreak.claims.ledger import Outage
+from firebreak.claims.limits import Buckets, client_source
+from firebreak.claims.models import REPORTER_KINDS
+from firebreak.claims.policy import load_policy
+from firebreak.claims.portal import KST, parse_local
+from firebreak.claims.reviewers import check_new_user, may, verify_password, hash_password
+from firebreak.claims.sources import outages_from_etcd
+from firebreak.claims.verify import assess
+from tests.conftest import ROOT
+
+KAKAO = load_policy(ROOT / "examples/kakao-2022-policy.yaml")
+OCT15 = datetime(2022, 10, 15, 15, 19, tzinfo=KST).timestamp()
+
+
+def test_buckets_allow_a_burst_then_the_rate():
+    b = Buckets(rate=1.0, burst=3)
+    assert [b.allow("a", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert b.allow("b", 0.0)            # another source has its own bucket
+    assert not b.allow("a", 0.5)        # half a token is not enough
+    assert b.allow("a", 1.6)            # one token back after a second
+    assert Buckets(rate=0, burst=0).allow("x", 0.0)  # rate 0: no limit
+
+
+def test_buckets_forget_idle_sources_instead_of_growing_forever():
+    b = Buckets(rate=1.0, burst=2, max_sources=10)
+    for i in range(10):
+        b.allow(f"s{i}", 0.0)
+    b.allow("new", 100.0)
+    assert len(b._state) == 1
+
+
+@pytest.mark.parametrize("peer,xff,expected", [
+    ("10.77.0.11", "203.0.113.9", "203.0.113.9"),              # through our door: the address the door saw
+    ("10.77.0.11", "1.2.3.4, 203.0.113.9", "203.0.113.9"),     # only the entry our door appended counts
+    ("198.51.100.7", "203.0.113.9", "198.51.100.7"),           # not our door: a forged header is ignored
+    ("10.77.0.11", "garbage", "10.77.0.11"),
+    (None, None, "unknown"),
+])
+def test_client_source_believes_only_our_doors(peer, xff, expected):
+    assert client_source(peer, xff, frozenset({"10.77.0.11"})) == expected
+
+
+def test_every_word_exists_in_every_language():
+    for key, words in T.items():
+        assert set(words) == set(LANGS) and all(words.values()), key
+    for kind in REPORTER_KINDS:
+        assert f"kind.{kind}" in T
+    assert all(f"svc.{s}" in T for s in SERVICES) and all(f"ev.{e}" in T for e in EVIDENCE)
+    assert pick_lang(None, None) == "ko" and pick_lang("en", "ko") == "en" and pick_lang("fr", "en") == "en"
+
+
+def test_form_times_are_korea_time():
+    dt = parse_local("2022-10-15T15:19")
+    assert dt.utcoffset().total_seconds() == 9 * 3600
+    assert dt.astimezone(timezone.utc).hour == 6
+    assert parse_local("not a time") == "not a time"  # left for the model to refuse with a field error
+
+
+def test_roles_are_ordered_and_passwords_are_argon2():
+    assert may("approver", "approve") and not may("reviewer", "approve") and may("admin", "export")
+    assert may("reviewer", "reject") and not may("approver", "users")
+    digest = hash_password("correct horse battery")
+    assert digest.startswith("$argon2") and verify_password(digest, "correct horse battery")
+    assert not verify_password(digest, "wrong") and not verify_password(None, "anything")
+    assert check_new_user("anna", "approver", "x" * 12) == []
+    assert len(check_new_user("Anna Smith", "root", "short")) == 3
+
+
+@pytest.mark.parametrize("kind,claimed,start_h,end_h,dup,expected_amount,expected_flags", [
+    ("channel_shop", 250_000, 0, 6, False, 30_000, ()),                       # tier 1
+    ("channel_shop", 450_000, 0, 6, False, 50_000, ()),                       # tier 2
+    ("channel_shop", 250_000, 0, 6, True, 30_000, ("duplicate",)),
+    ("channel_shop", 250_000, 400, 406, False, 0, ("outside-outage",)),       # weeks later: nothing verified
+    ("paid_user", 500_000, 0, 6, False, 1_000, ("over-value",)),              # plan 0: the minimum, far below
+])
+def test_assessment_of_a_report(kind, claimed, start_h, end_h, dup, expected_amount, expected_flags):
+    outages = [Outage("messenger", OCT15, OCT15 + 10 * 3600)]
+    a = assess(KAKAO, outages, reporter_kind=kind, service="messenger", start=OCT15 + start_h * 3600,
+               end=OCT15 + end_h * 3600, claimed_amount=claimed, duplicate=dup)
+    assert a.amount == expected_amount and a.flags == expected_flags
+    assert a.clean == (not expected_flags)
+    assert any("rule" in r for r in a.reasons)
+
+
+def test_agents_ledger_entries_are_outages_of_every_service():
+    got = outages_from_etcd([{"site": "pangyo", "start": 100.0, "end": 160.0},
+                             {"site": "ansan", "start": 200.0, "end": None},   # still open: until now
+                             {"site": "broken"}], now=300.0)
+    assert got == [Outage("*", 100.0, 160.0, "pangyo", "agent"), Outage("*", 200.0, 300.0, "ansan", "agent")]

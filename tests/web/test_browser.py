@@ -1,0 +1,117 @@
+"""The portal and the reviewer console in a real browser (Debian's chromium, driven by
+Playwright): a report in Korean on a phone-sized screen, one in English, a reviewer who signs
+in, approves, and downloads the payout CSV; and nothing for anyone who has not signed in.
+
+Set FIREBREAK_SCREENSHOTS=docs to refresh the screenshots in docs/."""
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.web.conftest import CHROMIUM_ARGS
+from tests.web.test_review import add_user
+
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
+                                reason="Debian's chromium is installed by `make setup`")
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def shot(page, name, tmp_path):
+    target = Path(os.environ.get("FIREBREAK_SCREENSHOTS") or tmp_path)
+    page.screenshot(path=str(target / name), full_page=True)
+
+
+def test_a_report_in_korean_on_a_phone(browser, claims_app, tmp_path):
+    page = browser.new_page(viewport=PHONE, locale="ko-KR")
+    page.goto(claims_app["url"] + "/")
+    assert page.locator("html").get_attribute("lang") == "ko"
+    page.get_by_label("신고자 유형").select_option("taxi_driver")
+    page.get_by_label("피해를 입은 서비스").select_option("taxi")
+    page.get_by_label("피해 시작 (한국 시간)").fill("2022-10-15T16:00")
+    page.get_by_label("피해 종료 (한국 시간)").fill("2022-10-15T22:00")
+    page.get_by_label("피해 금액 (원)").fill("280000")
+    contact = page.get_by_label("연락처 (휴대전화 또는 이메일)")
+    contact.fill("전화 주세요")
+    contact.blur()
+    # validation as you type, in Korean, before anything is sent
+    assert "휴대전화 번호" in page.locator("#contact-error").inner_text()
+    assert contact.get_attribute("aria-invalid") == "true"
+    contact.fill("010-5555-6666")
+    assert page.locator("#contact-error").inner_text() == ""
+    page.get_by_label("영수증").check()
+    page.get_by_label("피해 내용").fill("콜을 받지 못해 영업을 못 했습니다")
+    shot(page, "portal-ko.png", tmp_path)
+    page.get_by_role("button", name="접수하기").click()
+    page.wait_for_selector("#receipt")
+    assert "접수되었습니다" in page.content()
+    receipt = page.locator("#receipt").inner_text()
+    assert receipt.startswith("FB-")
+    # and the status page finds it with the contact given
+    page.get_by_role("link", name="처리 상태 확인").click()
+    page.get_by_label("접수 번호").fill(receipt)
+    page.get_by_label("연락처 (휴대전화 또는 이메일)").fill("010-5555-6666")
+    page.get_by_role("button", name="확인하기").click()
+    assert page.locator("#status").inner_text() == "접수됨"
+
+
+def test_a_report_in_english_using_only_the_keyboard(browser, claims_app, tmp_path):
+    page = browser.new_page(viewport=PHONE)
+    page.goto(claims_app["url"] + "/")
+    page.get_by_role("link", name="English").click()
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.get_by_label("You are a").select_option("channel_shop")
+    page.keyboard.press("Tab")
+    page.get_by_label("Affected service").select_option("messenger")
+    page.get_by_label("Damage started (Korea time)").fill("2022-10-15T15:30")
+    page.get_by_label("Damage ended (Korea time)").fill("2022-10-15T10:00")
+    page.keyboard.press("Tab")
+    assert "after the start" in page.locator("#window_end-error").inner_text()
+    page.get_by_label("Damage ended (Korea time)").fill("2022-10-15T23:30")
+    page.get_by_label("Loss (won)").fill("450,000")
+    page.get_by_label("Contact (mobile number or e-mail)").fill("shop-en@example.org")
+    shot(page, "portal-en.png", tmp_path)
+    page.get_by_label("Contact (mobile number or e-mail)").press("Enter")  # submit from the keyboard
+    page.wait_for_selector("#receipt")
+    assert "Your report is in" in page.content()
+
+
+def test_a_reviewer_signs_in_approves_and_exports_the_payout(browser, claims_app, tmp_path):
+    password = add_user(claims_app["dsn"], "browser-approver", "approver")
+    ctx = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    # not signed in: the console sends to the sign-in page, and a decision is refused
+    page.goto(claims_app["url"] + "/review")
+    assert page.url.endswith("/review/login")
+    refused = page.request.post(claims_app["url"] + "/review/bulk-approve", form={"kind": ""})
+    assert refused.status == 401
+    page.get_by_label("Name").fill("browser-approver")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/review")
+    page.get_by_role("link", name="clean", exact=False).first.click()
+    shot(page, "review-queue.png", tmp_path)
+    rows = page.locator("tbody tr a")
+    assert rows.count() >= 1
+    receipt = rows.first.inner_text()
+    rows.first.click()
+    page.get_by_label("Note").fill("checked against the ledger")
+    page.get_by_role("button", name="Approve").click()
+    assert "(approved)" in page.locator("h1").inner_text()
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="Export payouts (CSV)").click()
+    text = Path(dl.value.path()).read_text(encoding="utf-8")
+    paid = {r["receipt"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert receipt in paid and int(paid[receipt]["amount"]) > 0 and paid[receipt]["decided_by"] == "browser-approver"
+    ctx.close()
