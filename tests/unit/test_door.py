@@ -68,3 +68,12 @@ def test_keeper_pushes_changes_and_refreshes_a_restarted_door():
             assert await keeper.push(b, ["ansan"], now=2.0 + keeper.REFRESH + 0.1)  # refreshed
     asyncio.run(go())
     assert len(loads) == 3
+
+
+def test_the_shipped_agent_example_loads():
+    from firebreak.control.config import load_agent_config
+    from tests.conftest import ROOT
+
+    cfg = load_agent_config(ROOT / "deploy" / "agent.example.yml")
+    assert cfg.door is not None and cfg.door.admin.startswith("http://127.0.0.1")
+    assert cfg.sites["ansan"].door == "https://ansan.claims.example"
