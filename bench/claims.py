@@ -128,7 +128,7 @@ def run_stack(st: dict, seconds: int, connections: int, doors_used: int) -> dict
     return total
 
 
-def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: int, out: Path, doors: int) -> None:
+def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[int], out: Path, doors: int) -> None:
     import shutil
     from firebreak.lab import lab
     from firebreak.lab.state import lab_home, load_secrets
@@ -145,9 +145,14 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: int, o
           f"primary {st['primary']}, load through the doors of: {', '.join(list(st['sites'])[:doors])}")
     pg_rates, stack_runs = [], []
     for i in range(rounds):
-        rate = run_pgbench(st, secrets, seconds, pg_clients)
+        # The ceiling is pgbench's best: more clients mean bigger group commits, up to the
+        # server's connection limit.
+        tries = {c: run_pgbench(st, secrets, seconds, c) for c in pg_clients}
+        best = max(tries, key=tries.get)
+        rate = tries[best]
         pg_rates.append(rate)
-        print(f"  round {i + 1}: pgbench raw insert ceiling {rate:,.0f}/s ({pg_clients} clients)", flush=True)
+        print(f"  round {i + 1}: pgbench raw insert ceiling {rate:,.0f}/s (best of "
+              + ", ".join(f"{c} clients {r:,.0f}/s" for c, r in tries.items()) + ")", flush=True)
         before = stored(st["postgres_dsn"])
         run = run_stack(st, seconds, connections, doors)
         run["stored"] = stored(st["postgres_dsn"]) - before
@@ -178,8 +183,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=16, help="wrk connections per door")
-    ap.add_argument("--pg-clients", type=int, default=48)
+    ap.add_argument("--connections", type=int, default=64, help="wrk connections per door")
+    ap.add_argument("--pg-clients", type=lambda v: [int(x) for x in v.split(",")], default=[48, 96],
+                    help="pgbench client counts to try each round; the best is the ceiling")
     ap.add_argument("--doors", type=int, default=3, help="send load through this many sites' doors")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
     args = ap.parse_args()

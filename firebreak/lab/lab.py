@@ -171,7 +171,8 @@ def _argv(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets,
         return [runtime.venv_bin("firebreak", python), "agent", "--config", str(site.dir / "agent.yml")], env
     if component == "door":
         # Caddy keeps its state and autosaved config under XDG dirs: the site's own, not a home's.
-        env.update(XDG_DATA_HOME=str(site.dir / "door"), XDG_CONFIG_HOME=str(site.dir / "door"))
+        env.update(XDG_DATA_HOME=str(site.dir / "door"), XDG_CONFIG_HOME=str(site.dir / "door"),
+                   GOMAXPROCS="1", GOGC="400")
         return [runtime.venv_bin("caddy", python), "run", "--config", str(site.dir / "door.json")], env
     raise ValueError(component)
 
