@@ -54,11 +54,31 @@ def read_reports(path: Path) -> tuple[ReportTable, list[dict]]:
                 raise InputError(Problem(label, "line 1", f"missing columns: {', '.join(missing)}"))
             rows = list(reader)
             first_line = 2
+    return table_from_rows(rows, label, first_line), rows
+
+
+def read_database(dsn: str) -> tuple[ReportTable, list[dict]]:
+    """Every report in the claims database, as pricing's columns."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        rows = conn.cursor(row_factory=dict_row).execute(
+            "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, contact, "
+            "plan_price, array_to_string(evidence, ',') AS evidence FROM reports ORDER BY id").fetchall()
+    for r in rows:
+        r["window_start"], r["window_end"] = r["window_start"].isoformat(), r["window_end"].isoformat()
+    return table_from_rows(rows, "database", 1, where="report id", key="id"), rows
+
+
+def table_from_rows(rows: list[dict], label: str, first_line: int, where: str = "line",
+                    key: str | None = None) -> ReportTable:
     problems: list[Problem] = []
     kinds, services, starts, ends, claimed, contacts, plans, evidence = [], [], [], [], [], [], [], []
     service_names: dict[str, int] = {}
+    place = where
     for i, row in enumerate(rows):
-        where = f"line {i + first_line}"
+        where = f"{place} {row[key] if key else i + first_line}"
         try:
             kind = str(row["reporter_kind"])
             if kind not in REPORTER_KINDS:
@@ -87,8 +107,7 @@ def read_reports(path: Path) -> tuple[ReportTable, list[dict]]:
             break
     if problems:
         raise InputError(problems)
-    table = ReportTable(np.array(kinds, dtype=np.int64), np.array(services, dtype=np.int64), list(service_names),
+    return ReportTable(np.array(kinds, dtype=np.int64), np.array(services, dtype=np.int64), list(service_names),
                         np.array(starts), np.array(ends), np.array(claimed, dtype=np.int64),
                         np.array(contacts, dtype=np.int64), np.array(plans, dtype=np.int64),
                         np.array(evidence, dtype=np.int64), ["receipt"])
-    return table, rows

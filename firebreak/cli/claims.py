@@ -19,12 +19,16 @@ app.add_typer(claims_app, name="claims")
 
 @claims_app.command("price")
 def claims_price(
-    reports: Path = typer.Argument(..., help="Reports as CSV (with a header) or JSON lines."),
+    reports: Optional[Path] = typer.Argument(None, help="Reports as CSV (with a header) or JSON lines; "
+                                                         "omit with --db to price the claims database."),
     policy: Path = typer.Option(..., "--policy", help="Policy YAML, e.g. examples/kakao-2022-policy.yaml."),
     ledger: Optional[Path] = typer.Option(None, "--ledger", help="Outage ledger YAML/JSON: {outages: [...]}."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write one priced row per report (CSV)."),
+    db: bool = typer.Option(False, "--db", help="Price every report in the claims database (see --dsn)."),
+    dsn: Optional[str] = typer.Option(None, "--dsn", envvar="FIREBREAK_CLAIMS_DSN",
+                                      help="With --db: the database (libpq URL). Default: the running lab's."),
 ) -> None:
-    """Price reports in bulk and flag the ones a reviewer must look at."""
+    """Price reports in bulk (a file, or the database with --db) and flag the ones a reviewer must look at."""
     import csv as _csv
 
     from firebreak.claims.batch import FLAG_NAMES, price_batch
@@ -36,7 +40,18 @@ def claims_price(
     outages = load_ledger(ledger) if ledger else []
     if output is not None and not output.parent.is_dir():
         raise InputError(Problem("--output", "", f"directory {output.parent} does not exist; create it first"))
-    table, rows = read_reports(reports)
+    if (reports is None) == (not db):
+        raise InputError(Problem("REPORTS", "", "give a reports file, or --db to price the database (not both)"))
+    if db:
+        import psycopg
+
+        from firebreak.claims.io import read_database
+        try:
+            table, rows = read_database(_claims_dsn(dsn))
+        except psycopg.OperationalError as e:
+            _connect_error(e)
+    else:
+        table, rows = read_reports(reports)
     t0 = time.perf_counter()
     priced = price_batch(pol, table, outages)
     took = time.perf_counter() - t0

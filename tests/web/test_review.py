@@ -122,3 +122,20 @@ def test_user_add_refuses_weak_or_malformed_input(claims_app):
     assert r.returncode == 2
     assert "name 'Bad Name'" in r.stderr and "role 'boss'" in r.stderr and "at least 12" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_price_the_database_in_bulk(claims_app, tmp_path):
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        submit(c, contact="bulk@example.org")
+    out = tmp_path / "quotes.csv"
+    r = subprocess.run([FIREBREAK, "claims", "price", "--db", "--dsn", claims_app["dsn"], "--policy",
+                        "examples/kakao-2022-policy.yaml", "--ledger", "examples/ledger-2022.yaml", "-o", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        n = conn.execute("SELECT count(*) FROM reports").fetchone()[0]
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == n and any(row["amount"] == "30000" for row in rows)
+    both = subprocess.run([FIREBREAK, "claims", "price", "x.csv", "--db", "--policy", "examples/kakao-2022-policy.yaml"],
+                          capture_output=True, text=True, timeout=60)
+    assert both.returncode == 2 and "not both" in both.stderr
