@@ -99,7 +99,8 @@ def create_console(agent: Agent) -> FastAPI:
                       for s, v in st.verdicts.items()},
             "routing": ops.routing(list(cfg.sites), cfg.site, dead, drain,
                                    {s: e.door for s, e in cfg.sites.items()}),
-            "door": {"url": cfg.sites[cfg.site].door, "sends_to": agent.door.order if agent.door else None},
+            # The door's upstreams, best first; a dead one among them is skipped by its health checks.
+            "door": {"url": cfg.sites[cfg.site].door, "upstreams": agent.door.order if agent.door else None},
             "release": current.json() if current else None,
             "last_decision": st.last_decision, "failovers": st.failovers,
             "incidents": [asdict(i) for i in st.open_incidents.values()],

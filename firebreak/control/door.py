@@ -1,9 +1,10 @@
 """Each site's front door: a Caddy reverse proxy in front of the reference service.
 
 `door_config` is a pure function from the routing order to Caddy's JSON configuration; the agent
-pushes it to Caddy's admin API (loopback only) whenever the order changes. Caddy itself adds what
-a proxy is good at between two pushes: it skips an upstream that refuses connections or fails its
-health check, so a site's door stops sending to a dead app within a second even before agreement.
+pushes it to Caddy's admin API (loopback only) when the order changes, which is when operators
+drain or restore a site. Dead sites are Caddy's to skip: an upstream that refuses connections or
+fails its health check (every 0.5 s) gets no requests, so a door stops sending to a dead app
+within a second, without the reload that removing it would cost (see Agent.door_loop).
 """
 
 from __future__ import annotations

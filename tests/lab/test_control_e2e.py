@@ -68,9 +68,15 @@ def test_power_cut_fails_over_well_inside_patronis_ttl(running_lab):
     assert any(e["site"] == victim for e in ledger), ledger
     status = httpx.get(console + "/api/status", timeout=5).json()
     assert status["primary"] == sync and status["coordinator"] in survivors
-    for n in survivors:  # every surviving door has stopped sending to the dead site
-        door = httpx.get(after["sites"][n]["console"] + "/api/status", timeout=5).json()["door"]
-        assert door["sends_to"][0] == n and victim not in door["sends_to"], door
+    # A surviving site whose own app stops: its door sends to the other survivor, never to the dead site.
+    lonely, other = survivors
+    lab.stop_component(lonely, "app")
+    try:
+        served = [httpx.get(after["sites"][lonely]["door"] + "/healthz", timeout=5).headers.get("x-firebreak-site")
+                  for _ in range(20)]
+    finally:
+        lab.start_component(lonely, "app")
+    assert set(served) == {other}, served
 
     lab.power_on(victim)
     wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,

@@ -19,7 +19,7 @@ def config_for(site, dead=(), drained=()):
 
 @pytest.mark.parametrize("site,dead,drained,expected", [
     ("ansan", (), (), ["ansan", "pangyo", "siheung"]),          # own site first
-    ("ansan", ("pangyo",), (), ["ansan", "siheung"]),          # a dead site gets nothing
+    ("ansan", ("pangyo",), (), ["ansan", "siheung"]),          # a site the routing table calls dead gets nothing
     ("ansan", (), ("ansan",), ["pangyo", "siheung"]),          # an evacuated site sends its traffic away
     ("ansan", ("pangyo",), ("siheung",), ["ansan"]),
     ("ansan", ("pangyo", "siheung"), ("ansan",), ["ansan"]),   # nothing serving: still its own app, never empty
