@@ -5,6 +5,7 @@ as Bearer, or a login session with a CSRF token), and every attempt is audited i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -20,7 +21,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from firebreak.control import auth, ops
 from firebreak.control.agent import Agent
-from firebreak.control.etcd import EtcdError
+from firebreak.control.etcd import Etcd, EtcdError
 
 _env = Environment(loader=PackageLoader("firebreak.control", "templates"), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
@@ -50,18 +51,21 @@ def create_console(agent: Agent) -> FastAPI:
     app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), same_site="strict",
                        https_only=False, session_cookie=f"firebreak_{cfg.site}")
     http = httpx.AsyncClient(timeout=5)
+    # Operators' requests may wait out an etcd election (a second or two after the site holding
+    # etcd's leader is lost) instead of failing; the agent's own loops keep their fail-fast client.
+    etcd = Etcd(cfg.etcd, timeout=0.8, patience=2.0)
 
     async def audit(who: str, action: str, detail: dict, request: Request, outcome: str) -> None:
         entry = ops.audit_entry(who, action, detail, cfg.site, request.client.host if request.client else None, outcome)
         try:
-            await agent.etcd.put(f"{agent.key_audit}{entry['at']:.6f}-{cfg.site}", json.dumps(entry))
+            await etcd.put(f"{agent.key_audit}{entry['at']:.6f}-{cfg.site}", json.dumps(entry))
         except EtcdError:
             pass  # the action itself needs etcd too and will say so
 
     async def operator_of(request: Request, csrf: str | None = None) -> auth.Operator | None:
         header = request.headers.get("authorization", "")
         if header.startswith("Bearer "):
-            return await auth.authenticate(agent.etcd, cfg.prefix, header.removeprefix("Bearer ").strip())
+            return await auth.authenticate(etcd, cfg.prefix, header.removeprefix("Bearer ").strip())
         user = request.session.get("operator")
         if user and csrf is not None and secrets.compare_digest(csrf, request.session.get("csrf", "")):
             return auth.Operator(user["name"], user["role"])
@@ -79,6 +83,8 @@ def create_console(agent: Agent) -> FastAPI:
         return {kv.key.rsplit("/", 1)[1] for kv in await agent.etcd.get_prefix(f"{cfg.prefix}/drained/")}
 
     async def status_doc() -> dict:
+        # Status reads use the agent's fail-fast client: a console cut off from etcd says so at
+        # once, and a client that knows every console asks the next one.
         st = agent.state
         now = agent.clock()
         try:
@@ -109,21 +115,21 @@ def create_console(agent: Agent) -> FastAPI:
     async def perform(action: str, body: ActionIn, who: auth.Operator) -> dict:
         verdicts = agent.state.verdicts
         if action == "freeze":
-            await agent.etcd.put(agent.key_frozen, json.dumps({"by": who.name, "at": time.time()}))
+            await etcd.put(agent.key_frozen, json.dumps({"by": who.name, "at": time.time()}))
             return {"frozen": True}
         if action == "unfreeze":
-            await agent.etcd.delete(agent.key_frozen)
+            await etcd.delete(agent.key_frozen)
             return {"frozen": False}
         if action in ("evacuate", "restore"):
             if body.site not in cfg.sites:
                 raise Denied(422, f"site: unknown site {body.site!r}; sites are {', '.join(cfg.sites)}")
             if action == "restore":
-                await agent.etcd.delete(f"{cfg.prefix}/drained/{body.site}")
+                await etcd.delete(f"{cfg.prefix}/drained/{body.site}")
                 return {"restored": body.site}
             plan = ops.evacuation_plan(await agent.read_cluster(), body.site, cfg.site_of_member, verdicts)
             if not plan.ok:
                 raise Denied(409, plan.reason)
-            await agent.etcd.put(f"{cfg.prefix}/drained/{body.site}", json.dumps({"by": who.name, "at": time.time()}))
+            await etcd.put(f"{cfg.prefix}/drained/{body.site}", json.dumps({"by": who.name, "at": time.time()}))
             result: dict = {"drained": body.site, "plan": plan.reason}
             if plan.candidate:
                 cluster = await agent.read_cluster()
@@ -142,31 +148,33 @@ def create_console(agent: Agent) -> FastAPI:
         if action == "release":
             if not body.version:
                 raise Denied(422, "version: required")
-            await agent.etcd.put(f"{cfg.prefix}/releases/{body.version}", ops.release_record(body.version, body.notes))
+            await etcd.put(f"{cfg.prefix}/releases/{body.version}", ops.release_record(body.version, body.notes))
             return {"stored": body.version}
         if action == "deploy":
             if not body.version:
                 raise Denied(422, "version: required")
-            kv = await agent.etcd.get(f"{cfg.prefix}/releases/{body.version}")
+            kv = await etcd.get(f"{cfg.prefix}/releases/{body.version}")
             if kv is None:
                 raise Denied(404, f"version: no release {body.version!r} in the release store; add it first")
             release = kv.json()
             dead = {s for s, v in verdicts.items() if v.dead}
-            rolled = {}
-            for site, ep in cfg.sites.items():
+
+            async def roll(site: str, app_url: str) -> str:
                 if site in dead:
-                    rolled[site] = "skipped: site is dead"
-                    continue
+                    return "skipped: site is dead"
                 try:
-                    await ops.push_release(http, ep.app, cfg.app_admin_token, release)
-                    rolled[site] = "ok"
+                    await ops.push_release(http, app_url, cfg.app_admin_token, release)
+                    return "ok"
                 except (httpx.ConnectError, httpx.TimeoutException):
                     # Not answering is what a site that just died looks like before the
                     # verdict; it gets the release from the store when it comes back.
-                    rolled[site] = "skipped: unreachable"
+                    return "skipped: unreachable"
                 except httpx.HTTPError as e:
-                    rolled[site] = f"failed: {e!r}"
-            await agent.etcd.put(f"{cfg.prefix}/release/current", json.dumps({**release, "rolled": rolled,
+                    return f"failed: {e!r}"
+            # Every site at once: a silent site costs its timeout once, not once per site after it.
+            results = await asyncio.gather(*(roll(s, ep.app) for s, ep in cfg.sites.items()))
+            rolled = dict(zip(cfg.sites, results))
+            await etcd.put(f"{cfg.prefix}/release/current", json.dumps({**release, "rolled": rolled,
                                                                               "by": who.name, "at": time.time()}))
             if any(v.startswith("failed") for v in rolled.values()):
                 raise Denied(502, "deploy failed in " + ", ".join(s for s, v in rolled.items() if v.startswith("failed")))
@@ -215,11 +223,11 @@ def create_console(agent: Agent) -> FastAPI:
 
     @app.get("/api/ledger")
     async def ledger() -> list:
-        return [kv.json() for kv in await agent.etcd.get_prefix(agent.key_ledger)]
+        return [kv.json() for kv in await etcd.get_prefix(agent.key_ledger)]
 
     @app.get("/api/audit")
     async def audit_log(limit: int = 100) -> list:
-        return [kv.json() for kv in await agent.etcd.get_prefix(agent.key_audit)][-max(1, min(limit, 1000)):]
+        return [kv.json() for kv in await etcd.get_prefix(agent.key_audit)][-max(1, min(limit, 1000)):]
 
     @app.post("/api/actions/{action}")
     async def action_api(action: str, body: ActionIn, request: Request) -> JSONResponse:
@@ -245,7 +253,7 @@ def create_console(agent: Agent) -> FastAPI:
 
     @app.post("/login")
     async def login(request: Request, name: str = Form(...), token: str = Form(...)) -> RedirectResponse:
-        who = await auth.authenticate(agent.etcd, cfg.prefix, f"{name}.{token}" if "." not in token else token)
+        who = await auth.authenticate(etcd, cfg.prefix, f"{name}.{token}" if "." not in token else token)
         if who is None:
             await audit(name, "login", {}, request, "denied: bad name or token")
             request.session["flash"] = "login failed: unknown operator or wrong token"

@@ -4,8 +4,10 @@ timeouts, because an agent that hangs on a dead etcd member detects nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +45,14 @@ class EtcdError(Exception):
 
 
 class Etcd:
-    def __init__(self, endpoints: list[str], timeout: float = 0.6):
+    """etcd's JSON gateway. `patience`: how long to keep retrying every member before giving up.
+    The agent's loops want none (failing fast is how an isolated agent learns it must stand
+    down); an operator's action can wait out the second or two of a raft election that follows
+    the loss of the site holding etcd's leader."""
+
+    def __init__(self, endpoints: list[str], timeout: float = 0.6, patience: float = 0.0):
         self.endpoints = list(endpoints)
+        self.patience = patience
         self.client = httpx.AsyncClient(timeout=timeout)
 
     async def close(self) -> None:
@@ -52,17 +60,21 @@ class Etcd:
 
     async def _call(self, path: str, body: dict) -> dict:
         last: Exception | None = None
-        for ep in self.endpoints:
-            try:
-                r = await self.client.post(ep + path, json=body)
-                if r.status_code == 200:
-                    # No reordering: this site's member stays first, so a hiccup there does not
-                    # leave the agent talking to another site's member for good.
-                    return r.json()
-                last = EtcdError(f"{ep}{path}: HTTP {r.status_code} {r.text[:200]}")
-            except httpx.HTTPError as e:
-                last = e
-        raise EtcdError(f"no etcd member answered {path}: {last!r}")
+        deadline = time.monotonic() + self.patience
+        while True:
+            for ep in self.endpoints:
+                try:
+                    r = await self.client.post(ep + path, json=body)
+                    if r.status_code == 200:
+                        # No reordering: this site's member stays first, so a hiccup there does
+                        # not leave the agent talking to another site's member for good.
+                        return r.json()
+                    last = EtcdError(f"{ep}{path}: HTTP {r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as e:
+                    last = e
+            if time.monotonic() >= deadline:
+                raise EtcdError(f"no etcd member answered {path}: {last!r}")
+            await asyncio.sleep(0.1)
 
     @staticmethod
     def _kvs(resp: dict) -> list[KV]:

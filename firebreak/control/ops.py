@@ -91,7 +91,7 @@ async def patroni_switchover(http: httpx.AsyncClient, patroni_urls: list[str], a
 
 
 async def push_release(http: httpx.AsyncClient, app_url: str, admin_token: str, release: dict) -> None:
-    r = await http.post(app_url + "/admin/release", json=release, timeout=1.5,
+    r = await http.post(app_url + "/admin/release", json=release, timeout=1.0,
                         headers={"Authorization": f"Bearer {admin_token}"})
     r.raise_for_status()
 

@@ -27,7 +27,11 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
     brain = checks.split_brain(ops)
     reads = [o for o in ops if o.kind == "read" and not _in_any(o, windows.get(o.site, []))]
     read_failures = checks.read_failures(reads, sites)
-    ops_by_site = checks.ops_actions(o for o in ops if o.kind == "ops" and not _in_any(o, windows.get(o.site, [])))
+    judged_ops = [o for o in ops if o.kind == "ops" and not _in_any(o, windows.get(o.site, []))]
+    ops_by_site = checks.ops_actions(judged_ops)
+    ops_failed = [{"site": o.site, "action": o.key, "at_s": round(o.invoke - start, 3),
+                   "took_s": round(o.complete - o.invoke, 3),
+                   "status": o.status or "no answer"} for o in judged_ops if o.outcome != "ok"]
     per_fault = []
     for kind, site, since, healed in faults:
         rto = checks.write_rto(ops, since)
@@ -57,7 +61,9 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
     bad_ops = {s: d for s, d in ops_by_site.items() if d["ok"] < d["tried"]}
     if bad_ops:
         failures.append("ops actions failed from sites that were not under a fault: " +
-                        ", ".join(f"{s} {d['tried'] - d['ok']} of {d['tried']}" for s, d in bad_ops.items()))
+                        ", ".join(f"{s} {d['tried'] - d['ok']} of {d['tried']}" for s, d in bad_ops.items()) +
+                        " (" + "; ".join(f"{f['action']} at {f['site']} {f['at_s']:g} s: {f['status']} after "
+                                         f"{f['took_s']:g} s" for f in ops_failed[:3]) + ")")
     return {
         "verdict": "fail" if failures else "pass",
         "failures": failures,
@@ -76,6 +82,7 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
         "primaries": [e.__dict__ | {"first_ack_s": round(e.first_ack - start, 3), "last_ack_s": round(e.last_ack - start, 3)}
                       for e in checks.primary_epochs(ops)],
         "ops_actions": ops_by_site,
+        "ops_failed": ops_failed[:100],
         "faults": per_fault,
         "power_cut_mode": {s: m for s, m in silenced.items() if m},
         "duration_s": round(end - start, 3),
