@@ -36,7 +36,9 @@ def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, 
     site's own app: a door that answers 502 tells a client more than one that is gone."""
     upstreams = [s for s in order if s in apps] or [site]
     return {
-        "admin": {"listen": admin},
+        # Caddy checks the Host header of admin requests; a loopback address other than
+        # 127.0.0.1 (the lab's 127.0.N.1 sites) must be named to be allowed.
+        "admin": {"listen": admin, "origins": [admin]},
         "apps": {"http": {"servers": {"door": {
             "listen": [listen],
             "automatic_https": {"disable": True},
@@ -75,6 +77,7 @@ class DoorKeeper:
         self.pushed: str | None = None
         self.pushed_at = 0.0
         self.order: list[str] = []
+        self.last_error = ""
 
     async def push(self, config: dict, order: list[str], now: float) -> bool:
         body = json.dumps(config, sort_keys=True)
@@ -84,15 +87,20 @@ class DoorKeeper:
             r = await self.http.post(self.admin_url + "/load", content=body, timeout=2.0,
                                      headers={"Content-Type": "application/json"})
         except httpx.HTTPError as e:
-            log.warning("door not reachable at %s: %s", self.admin_url, e)
-            self.pushed = None
+            self._failed(f"door not reachable at {self.admin_url}: {e!r}")
             return False
         if r.status_code != 200:
-            log.error("door refused its configuration: HTTP %s %s", r.status_code, r.text[:300])
-            self.pushed = None
+            self._failed(f"door refused its configuration: HTTP {r.status_code} {r.text.strip()[:300]}")
             return False
+        self.last_error = ""
         if body != self.pushed:
             log.info("door now sends to: %s", ", ".join(order) or "this site's app only")
         self.pushed, self.pushed_at, self.order = body, now, list(order)
         return True
+
+    def _failed(self, message: str) -> None:
+        # Retried every probe interval: say it once, not five times a second.
+        if message != self.last_error:
+            log.error("%s (retrying)", message)
+        self.last_error, self.pushed = message, None
 

@@ -33,6 +33,7 @@ def test_door_config_is_what_caddy_needs():
     server = cfg["apps"]["http"]["servers"]["door"]
     assert server["listen"] == ["10.77.0.12:18000"]
     assert cfg["admin"]["listen"] == "127.0.0.1:18019"
+    assert cfg["admin"]["origins"] == ["127.0.0.1:18019"]  # Caddy refuses other Host headers
     handler = server["routes"][0]["handle"][0]
     assert handler["load_balancing"]["selection_policy"]["policy"] == "first"
     assert handler["health_checks"]["active"]["uri"] == "/healthz"
@@ -77,3 +78,21 @@ def test_the_shipped_agent_example_loads():
     cfg = load_agent_config(ROOT / "deploy" / "agent.example.yml")
     assert cfg.door is not None and cfg.door.admin.startswith("http://127.0.0.1")
     assert cfg.sites["ansan"].door == "https://ansan.claims.example"
+
+
+def test_keeper_retries_a_refusing_door_and_says_so_once(caplog):
+    answers = iter([403, 403, 403, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(next(answers), json={"error": "host not allowed"})
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            keeper = DoorKeeper("http://127.0.12.1:18019", http)
+            cfg = config_for("ansan")
+            results = [await keeper.push(cfg, ["ansan"], now=float(i)) for i in range(4)]
+            return results, keeper
+    with caplog.at_level("ERROR", logger="firebreak.door"):
+        results, keeper = asyncio.run(go())
+    assert results == [False, False, False, True] and keeper.order == ["ansan"]
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
