@@ -57,13 +57,11 @@ def _drill_fault(fault: str):
         latency_ms: int = typer.Option(0, "--latency-ms", min=0, help="degrade: not available (no netem here)."),
     ) -> None:
         from firebreak.drill.scenario import FaultStep, Scenario
-        from firebreak.lab import lab
 
         steps = [FaultStep(fault=fault, site=site, duration=duration, loss=loss, rate_kbit=rate_kbit,
                            latency_ms=latency_ms)]
         scenario = Scenario(name=f"{fault} {site}", clients=clients, rate=rate, baseline=baseline.value, steps=steps)
-        from firebreak.drill.scenario import check_sites
-        check_sites(scenario, list(lab.status()["sites"]), "command line")
+        _check_against_lab(scenario, "command line")
         _run_drill(scenario, report)
     command.__doc__ = {
         "power-cut": "Cut a site's power: its address goes silent and every process dies at once.",
@@ -83,11 +81,18 @@ def drill_run(file: Path = typer.Argument(..., help="Scenario YAML: name, client
               report: Path = typer.Option(Path("reports/latest"), "--report")) -> None:
     """Run a scripted sequence of faults (e.g. cut pangyo, wait, restore, cut ansan)."""
     from firebreak.drill.scenario import load_scenario
-    from firebreak.lab import lab
 
     scenario = load_scenario(file)  # bad files are refused before the lab is even asked
-    from firebreak.drill.scenario import check_sites
-    check_sites(scenario, list(lab.status()["sites"]), str(file))
+    _check_against_lab(scenario, str(file))
     _run_drill(scenario, report)
+
+
+def _check_against_lab(scenario, label: str) -> None:
+    from firebreak.drill.scenario import check_sites
+    from firebreak.lab import lab
+    from firebreak.lab.net import have_nft
+
+    st = lab.status()
+    check_sites(scenario, list(st["sites"]), label, net=st["net"], can_filter=have_nft())
 
 

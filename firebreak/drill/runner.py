@@ -117,7 +117,8 @@ def set_frozen(st: dict, frozen: bool, token: str) -> None:
 def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: None) -> dict:
     st = wait_healthy()
     sites = list(st["sites"])
-    check_sites(scenario, sites, scenario.name)
+    from firebreak.lab.net import have_nft
+    check_sites(scenario, sites, scenario.name, net=st["net"], can_filter=have_nft())
     token = load_secrets(lab_home()).ops_token
     agents = any(s.get("console") for s in st["sites"].values())
     if scenario.baseline == "patroni" and agents:

@@ -68,7 +68,10 @@ def load_scenario(path: Path | str, sites: list[str] | None = None) -> Scenario:
     return scenario
 
 
-def check_sites(scenario: Scenario, sites: list[str], label: str) -> None:
+def check_sites(scenario: Scenario, sites: list[str], label: str, net: str = "netns",
+                can_filter: bool = True) -> None:
+    """Check a scenario against the running lab before any step runs: site names, and faults
+    the lab's network mode can produce (`can_filter`: nftables is usable, i.e. root)."""
     problems = []
     known = list(sites) + ["primary"]
     for i, step in enumerate(scenario.steps):
@@ -85,6 +88,13 @@ def check_sites(scenario: Scenario, sites: list[str], label: str) -> None:
                                     "use loss and rate_kbit"))
         if isinstance(step, FaultStep) and step.fault != "degrade" and (step.loss or step.rate_kbit):
             problems.append(Problem(label, f"steps[{i}]", "loss and rate_kbit apply only to fault: degrade"))
+        if isinstance(step, FaultStep) and step.fault in ("isolate", "degrade") and net != "netns":
+            if not can_filter:
+                problems.append(Problem(label, f"steps[{i}].fault", f"{step.fault} needs root (nftables); as a "
+                                        "normal user the lab can cut power and stop components only"))
+            elif step.fault == "degrade" and step.rate_kbit:
+                problems.append(Problem(label, f"steps[{i}].rate_kbit", "a bandwidth limit needs the lab in "
+                                        "netns mode (on loopback it would slow every site at once)"))
     if problems:
         raise InputError(problems)
 

@@ -40,6 +40,7 @@ def test_isolation_drill_never_has_two_acknowledging_primaries(running_lab, tmp_
     assert len(doc["primaries"]) >= 2  # the old primary stopped, a new one took over
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="a degraded link needs nftables (root)")
 def test_a_scenario_file_runs_every_step(running_lab, tmp_path):
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: ops tools lost, then a degraded link\nclients: 4\nsteps:\n"

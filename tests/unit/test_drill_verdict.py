@@ -92,3 +92,19 @@ def test_an_ops_action_failing_from_a_surviving_site_fails():
     ops.append(Op("ops", "evacuate", 13.0, 13.1, "failed", "ansan"))
     r = run(ops, stored)
     assert r["verdict"] == "fail" and any("ops actions failed" in f for f in r["failures"])
+
+
+def test_scenarios_the_labs_network_cannot_produce_are_refused_before_any_step():
+    from firebreak.drill.scenario import FaultStep, Scenario, check_sites
+    from firebreak.errors import InputError
+
+    s = Scenario(name="x", steps=[FaultStep(fault="power-cut", site="pangyo"), FaultStep(fault="isolate", site="ansan"),
+                                  FaultStep(fault="degrade", site="ansan", loss=3, rate_kbit=500)])
+    sites = ["pangyo", "ansan", "siheung"]
+    check_sites(s, sites, "s.yaml", net="netns", can_filter=True)  # root, namespaces: all possible
+    with pytest.raises(InputError) as normal_user:
+        check_sites(s, sites, "s.yaml", net="loopback", can_filter=False)
+    assert [p.path for p in normal_user.value.problems] == ["steps[1].fault", "steps[2].fault"]
+    with pytest.raises(InputError) as root_loopback:
+        check_sites(s, sites, "s.yaml", net="loopback", can_filter=True)
+    assert [p.path for p in root_loopback.value.problems] == ["steps[2].rate_kbit"]
