@@ -36,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from firebreak.claims.limits import MAX_BODY, Buckets, client_source
+from firebreak.claims.limits import MAX_BODY, Buckets, scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
 
 # psycopg_pool retries a failing connection with exponential backoff (1, 2, 4, 8 s ...). After
@@ -427,8 +427,7 @@ def create_app(settings: Settings) -> FastAPI:
     login_buckets = Buckets(rate=10 / 60.0, burst=10)
 
     def source_of(request: Request) -> str:
-        peer = request.client.host if request.client else None
-        return client_source(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+        return scope_source(request.scope, settings.trusted_proxies)
 
     async def intake(body: bytes, idempotency_key: str | None) -> Response:
         """POST /api/reports, served by Edge before the framework's layers (and by the route)."""
@@ -581,10 +580,7 @@ class Edge:
             path = scope["path"]
             buckets = self.api if path.startswith("/api/") else self.portal if path in ("/report", "/status") else None
             if buckets is not None:
-                peer = scope["client"][0] if scope.get("client") else None
-                xff = headers.get(b"x-forwarded-for")
-                source = client_source(peer, xff.decode("latin-1") if xff else None, self.settings.trusted_proxies)
-                if not buckets.allow(source, time.monotonic()):
+                if not buckets.allow(scope_source(scope, self.settings.trusted_proxies), time.monotonic()):
                     return await self._refuse(send, 429, {"error": "too many requests from this address; "
                                                                    "wait and retry"}, [(b"retry-after", b"60")])
         t0 = time.monotonic()

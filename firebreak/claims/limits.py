@@ -52,3 +52,10 @@ def client_source(peer: str | None, forwarded_for: str | None, trusted: frozense
         except ValueError:
             return peer
     return peer
+
+
+def scope_source(scope: dict, trusted: frozenset[str]) -> str:
+    """client_source() for an ASGI request scope."""
+    peer = scope["client"][0] if scope.get("client") else None
+    xff = next((v for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
+    return client_source(peer, xff.decode("latin-1") if xff else None, trusted)

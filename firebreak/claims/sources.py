@@ -56,6 +56,7 @@ class OutageSource:
         self.endpoints = list(settings.etcd)
         self.prefix = settings.ledger_prefix
         self.cached: tuple[float, list[Outage], str] | None = None
+        self.etcd: Any = None  # one client for the app's life, made on first use
 
     async def __call__(self) -> tuple[list[Outage], str]:
         now = time.time()
@@ -71,15 +72,13 @@ class OutageSource:
                 notes.append(f"ledger file unreadable: {e}")
         if self.endpoints:
             from firebreak.control.etcd import Etcd, EtcdError
-            etcd = Etcd(self.endpoints, timeout=1.0)
+            self.etcd = self.etcd or Etcd(self.endpoints, timeout=1.0)
             try:
-                entries = [kv.json() for kv in await etcd.get_prefix(self.prefix)]
+                entries = [kv.json() for kv in await self.etcd.get_prefix(self.prefix)]
                 outages += outages_from_etcd(entries, now)
                 notes.append(f"{len(entries)} outage(s) recorded by the site agents")
             except (EtcdError, ValueError) as e:
                 notes.append(f"agents' ledger unavailable ({e}); verified against the file only")
-            finally:
-                await etcd.close()
         note = "Outage ledger: " + ("; ".join(notes) if notes else "none configured: every report is outside-outage")
         self.cached = (now, outages, note)
         return outages, note

@@ -58,13 +58,6 @@ def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, 
     }
 
 
-def upstream_sites(config: dict, apps: dict[str, str]) -> list[str]:
-    """The sites a door configuration sends to, in order (for status pages and tests)."""
-    by_dial = {dial_of(url): s for s, url in apps.items()}
-    handler = config["apps"]["http"]["servers"]["door"]["routes"][0]["handle"][0]
-    return [by_dial.get(u["dial"], u["dial"]) for u in handler["upstreams"]]
-
-
 class DoorKeeper:
     """Pushes a door configuration to Caddy when it changes, and again now and then, so a door
     that restarted (a site coming back) gets the current routing without waiting for a change."""

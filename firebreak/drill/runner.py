@@ -27,6 +27,7 @@ from firebreak.drill.verdict import judge
 from firebreak.drill.workload import History, Op, Reader, Router, Writer, seed_report
 from firebreak.errors import LabError
 from firebreak.lab import lab
+from firebreak.lab.net import have_nft
 from firebreak.lab.state import lab_home, load_secrets
 
 Progress = Callable[[str], None]
@@ -114,11 +115,14 @@ def set_frozen(st: dict, frozen: bool, token: str) -> None:
     raise LabError("no site console accepted the freeze; are the agents running (`firebreak lab status`)?")
 
 
-def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: None) -> dict:
+def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: None, label: str | None = None) -> dict:
+    """Run a scenario against the lab. `label` names it in errors (its file, say). A scenario the
+    lab cannot run (unknown site, a fault its network mode cannot produce) is refused at once,
+    before waiting for health or changing anything."""
+    first = lab.status()
+    check_sites(scenario, list(first["sites"]), label or scenario.name, net=first["net"], can_filter=have_nft())
     st = wait_healthy()
     sites = list(st["sites"])
-    from firebreak.lab.net import have_nft
-    check_sites(scenario, sites, scenario.name, net=st["net"], can_filter=have_nft())
     token = load_secrets(lab_home()).ops_token
     agents = any(s.get("console") for s in st["sites"].values())
     if scenario.baseline == "patroni" and agents:

@@ -5,11 +5,18 @@ import asyncio
 import httpx
 import pytest
 
-from firebreak.control.door import DoorKeeper, dial_of, door_config, upstream_sites
+from firebreak.control.door import DoorKeeper, dial_of, door_config
 from firebreak.control.ops import routing
 
 SITES = ["pangyo", "ansan", "siheung"]
 APPS = {"pangyo": "http://10.77.0.11:18080", "ansan": "http://10.77.0.12:18080", "siheung": "http://10.77.0.13:18080"}
+
+
+def upstream_sites(config: dict, apps: dict[str, str]) -> list[str]:
+    """The sites a door configuration sends to, in order."""
+    by_dial = {dial_of(url): s for s, url in apps.items()}
+    handler = config["apps"]["http"]["servers"]["door"]["routes"][0]["handle"][0]
+    return [by_dial.get(u["dial"], u["dial"]) for u in handler["upstreams"]]
 
 
 def config_for(site, dead=(), drained=()):
