@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
 import yaml
+import yaml_rs
 from pydantic import BaseModel, ValidationError
 
 from firebreak.errors import InputError, Problem
@@ -56,19 +57,63 @@ def read_text(path: Path, label: str | None = None) -> str:
         raise InputError(Problem(label, "", f"cannot read: {e.strerror}")) from None
 
 
-def parse_yaml(text: str, label: str) -> tuple[Any, dict[tuple, int]]:
-    """Parse YAML safely. Returns the data and a map from field path to 1-based line."""
-    loader = yaml.SafeLoader(text)
+def parse_yaml(text: str, label: str) -> tuple[Any, "Lines"]:
+    """Parse YAML safely. Returns the data and a map from field path to 1-based line.
+
+    The fast path is yaml-rs (a Rust parser, YAML 1.2 core schema: `yes` and `on` are text, not
+    true): a 10,000-service topology parses in well under a tenth of a second, where PyYAML's
+    loader plus a walk of every node for line numbers took ten. Line numbers are only needed
+    when something is wrong, so they are computed lazily, from PyYAML's composed nodes, the
+    first time anyone asks for one. Syntax errors and duplicate keys, which yaml-rs reports
+    without a usable position, are re-read by PyYAML for the line and column."""
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise InputError(Problem(label, "", "file is empty; expected a YAML mapping"))
-        lines: dict[tuple, int] = {}
-        problems: list[Problem] = []
-        _walk(node, (), lines, problems, label)
-        if problems:
-            raise InputError(problems)
-        data = loader.construct_document(node)
+        data = yaml_rs.loads(text, parse_datetime=True)
+    except yaml_rs.YAMLDecodeError as e:
+        _explain_yaml(text, label)  # raises with the line when PyYAML can place the problem
+        raise InputError(Problem(label, "", f"YAML error: {str(e).splitlines()[-1].strip()}")) from None
+    except (ValueError, OverflowError, RecursionError) as e:
+        raise InputError(Problem(label, "", f"YAML error: {e}")) from None
+    if data is None:
+        raise InputError(Problem(label, "", "file is empty; expected a YAML mapping"))
+    return data, Lines(text)
+
+
+class Lines:
+    """Field path -> 1-based line, computed on first use (see parse_yaml)."""
+
+    def __init__(self, text: str):
+        self._text = text
+        self._lines: dict[tuple, int] | None = None
+
+    def get(self, path: tuple, default: int | None = None) -> int | None:
+        if self._lines is None:
+            self._lines = _line_map(self._text)
+        return self._lines.get(path, default)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+def _line_map(text: str) -> dict[tuple, int]:
+    try:
+        node = _compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _walk(node, (), lines, [], "")
+    return lines
+
+
+def _explain_yaml(text: str, label: str) -> None:
+    """Raise InputError naming the line of a syntax error or a duplicate key, if PyYAML finds one."""
+    try:
+        node = _compose(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -76,9 +121,11 @@ def parse_yaml(text: str, label: str) -> tuple[Any, dict[tuple, int]]:
         raise InputError(Problem(label, "", f"{where}YAML syntax error: {what}", mark.line + 1 if mark else None)) from None
     except yaml.YAMLError as e:
         raise InputError(Problem(label, "", f"YAML error: {e}")) from None
-    finally:
-        loader.dispose()
-    return data, lines
+    if node is not None:
+        problems: list[Problem] = []
+        _walk(node, (), {}, problems, label)
+        if problems:
+            raise InputError(problems)
 
 
 def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[Problem], label: str) -> None:
@@ -86,7 +133,7 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
+            key = _key(key_node.value)
             line = key_node.start_mark.line + 1
             if key in seen:
                 problems.append(Problem(label, field_path(path + (key,)),
@@ -96,6 +143,13 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, path + (i,), lines, problems, label)
+
+
+def _key(value: Any) -> Any:
+    # A scalar key's text; yaml-rs gives integer-looking keys as ints, so paths match either way.
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
 
 
 _TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true/false",
@@ -179,7 +233,7 @@ def translate(err: dict, model: type[BaseModel]) -> str:
     return err["msg"]
 
 
-def validate(model: type[M], data: Any, label: str, lines: dict[tuple, int] | None = None) -> M:
+def validate(model: type[M], data: Any, label: str, lines: "Lines | dict[tuple, int] | None" = None) -> M:
     """Validate data against model, raising InputError with one Problem per pydantic error."""
     try:
         return model.model_validate(data)
@@ -192,7 +246,7 @@ def validate(model: type[M], data: Any, label: str, lines: dict[tuple, int] | No
         raise InputError(problems) from None
 
 
-def load_yaml_model(path: Path | str, model: type[M], label: str | None = None) -> tuple[M, dict[tuple, int]]:
+def load_yaml_model(path: Path | str, model: type[M], label: str | None = None) -> tuple[M, Lines]:
     """Read, parse and structurally validate a YAML file into model."""
     path = Path(path)
     label = label or str(path)

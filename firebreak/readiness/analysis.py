@@ -10,10 +10,9 @@ brings it up, which is exactly the deadlock the Pangyo fire exposed.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Mapping
 
 from firebreak.topology.model import Failover, Kind, Replication, Topology
 
@@ -27,20 +26,19 @@ FINDING_ORDER = ("data-loss", "quorum-lost", "unrecoverable", "down", "degraded"
 _SERVICE, _DATABASE, _QUORUM = 0, 1, 2
 
 
-class Finding(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a scenario does to one service (the lost sites are the scenario's). A slotted
+    dataclass, so the JSON writer (orjson) serialises it natively, fields in this order."""
+
     kind: str
     service: str
-    lost: tuple[str, ...]
     path: tuple[str, ...]  # the dependency chain that explains it, this service first
     reason: str
 
     @property
     def failing(self) -> bool:
         return self.kind in FAILING_KINDS
-
-    def as_dict(self) -> dict:
-        return {"kind": self.kind, "service": self.service, "lost": list(self.lost),
-                "path": list(self.path), "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +113,7 @@ class Plan:
         self.looped = frozenset(i for comp in self.components if len(comp) > 1 for i in comp)
         # services that may produce data-loss, unrecoverable or unmanageable findings
         self.watched = [i for i in range(len(svcs)) if self.tools[i] or self.primary_bit[i]]
+        self.dep_text: dict[int, str] = {}  # (cause * 3 + its state) -> "depends on X, which is down"
 
     def evaluate(self, lost_mask: int) -> tuple[list[int], list[int], list[tuple]]:
         """States, causes (index of the service that explains it, or -1) and reason codes."""
@@ -180,6 +179,7 @@ def analyse(topology: Topology, lost: Iterable[str], plan: Plan | None = None) -
     # Paths are built in evaluation order, so a cause's path already exists and each path is
     # one tuple concatenation; only members of recovery loops need the loop-aware walk.
     paths: list = [None] * len(names)
+    dep_text = plan.dep_text
     reasons: dict[str, str] = {}
     buckets: dict[str, list[Finding]] = {k: [] for k in FINDING_ORDER}
     for i in plan.order:
@@ -195,43 +195,46 @@ def analyse(topology: Topology, lost: Iterable[str], plan: Plan | None = None) -
             paths[i] = _walk(i, cause, names)
         w = why[i]
         name = names[i]
-        reasons[name] = reason = _reason_text(plan, i, w, cause, state, lost_set)
+        if w[0] == "dep":
+            # The most common reason by far; the same text recurs across scenarios, so build it once.
+            key = c * 3 + state[c]
+            reason = dep_text.get(key)
+            if reason is None:
+                reason = dep_text[key] = f"depends on {names[c]}, which is {STATE_NAMES[state[c]]}"
+        else:
+            reason = _reason_text(plan, i, w, cause, state, lost_set)
+        reasons[name] = reason
         kind = "degraded" if st == DEGRADED else "quorum-lost" if w[0] == "quorum" else "down"
-        buckets[kind].append(_tuple_new(Finding, (kind, name, lost, paths[i], reason)))
+        buckets[kind].append(Finding(kind, name, paths[i], reason))
 
     for i in plan.watched:
         name, st = names[i], state[i]
         if plan.primary_bit[i] & mask:
             if why[i] and why[i][0] == "no-instance":
-                buckets["data-loss"].append(_tuple_new(Finding, ("data-loss", name, lost, (name,),
-                                                     "every copy of the data was in the lost sites")))
+                buckets["data-loss"].append(Finding("data-loss", name, (name,),
+                                                     "every copy of the data was in the lost sites"))
             elif plan.is_async[i]:
-                buckets["data-loss"].append(_tuple_new(Finding, (
-                    "data-loss", name, lost, (name,),
+                buckets["data-loss"].append(Finding(
+                    "data-loss", name, (name,),
                     f"primary site {topology.services[name].primary} lost and replication "
-                    "is async: writes acknowledged but not yet copied are gone")))
+                    "is async: writes acknowledged but not yet copied are gone"))
         down_tools = [t for t in plan.tools[i] if state[t] == DOWN]
         if down_tools:
             tools = ", ".join(names[t] for t in down_tools)
             chain = (name,) + paths[down_tools[0]]
             if st == DOWN:
-                buckets["unrecoverable"].append(_tuple_new(Finding, (
-                    "unrecoverable", name, lost, chain,
-                    f"down, and the tools needed to recover it are down too: {tools}")))
+                buckets["unrecoverable"].append(Finding(
+                    "unrecoverable", name, chain,
+                    f"down, and the tools needed to recover it are down too: {tools}"))
             else:
-                buckets["unmanageable"].append(_tuple_new(Finding, (
-                    "unmanageable", name, lost, chain,
-                    f"still {STATE_NAMES[st]}, but nobody can operate it: {tools} down")))
+                buckets["unmanageable"].append(Finding(
+                    "unmanageable", name, chain,
+                    f"still {STATE_NAMES[st]}, but nobody can operate it: {tools} down"))
     findings: list[Finding] = []
     for k in FINDING_ORDER:
         findings += sorted(buckets[k], key=_by_service)
     return ScenarioResult(lost=lost, states=dict(zip(names, [STATE_NAMES[x] for x in state])),
                           reasons=reasons, findings=tuple(findings))
-
-
-# NamedTuple's generated __new__ is a Python-level call; building the tuple directly is several
-# times faster, which matters at hundreds of thousands of findings per run.
-_tuple_new = tuple.__new__
 
 
 def _by_service(f: Finding) -> str:
@@ -269,28 +272,31 @@ def _reason_text(plan: Plan, i: int, why: tuple, cause: list[int], state: list[i
 
 def analyse_all(topology: Topology, pairs: bool = False) -> Report:
     plan = Plan(topology)
-    # The analysis allocates hundreds of thousands of small tuples and no reference cycles;
-    # the cyclic garbage collector would rescan them over and over and double the run time.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        results = tuple(analyse(topology, lost, plan) for lost in scenarios(topology.sites, pairs))
-    finally:
-        if was_enabled:
-            gc.enable()
+    results = tuple(analyse(topology, lost, plan) for lost in scenarios(topology.sites, pairs))
     return Report(topology=topology.name, sites=topology.sites, services=tuple(plan.names),
                   scenarios=results, summary=summarise(results))
 
 
 def summarise(results: Iterable[ScenarioResult]) -> dict:
-    results = list(results)
-    by_kind: dict[str, int] = {k: 0 for k in FINDING_ORDER}
+    rows = []
     for r in results:
+        kinds: dict[str, int] = {}
         for f in r.findings:
-            by_kind[f.kind] += 1
-    failing = [list(r.lost) for r in results if r.failing]
+            kinds[f.kind] = kinds.get(f.kind, 0) + 1
+        rows.append((r.lost, r.failing, kinds))
+    return summary_of(rows)
+
+
+def summary_of(rows: Iterable[tuple[tuple[str, ...], bool, Mapping[str, int]]]) -> dict:
+    """The report's summary from each scenario's lost sites, failing flag and findings by kind."""
+    rows = list(rows)
+    by_kind: dict[str, int] = {k: 0 for k in FINDING_ORDER}
+    for _, _, kinds in rows:
+        for k, n in kinds.items():
+            by_kind[k] += n
+    failing = [list(lost) for lost, bad, _ in rows if bad]
     return {
-        "scenarios": len(results),
+        "scenarios": len(rows),
         "failing_scenarios": len(failing),
         "failing": failing,
         "findings": by_kind,

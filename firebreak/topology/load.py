@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from firebreak.errors import InputError, Problem
-from firebreak.inputs import field_path, load_yaml_model, suggest, validate
+from firebreak.inputs import Lines, field_path, load_yaml_model, suggest, validate
 from firebreak.topology.model import Failover, Kind, Replication, Service, Topology
 from firebreak.topology.schema import ServiceSpec, TopologySpec
 
@@ -30,7 +30,7 @@ def topology_from_dict(data: Any, label: str = "<topology>") -> Topology:
     return build_topology(validate(TopologySpec, data, label), label, {})
 
 
-def build_topology(spec: TopologySpec, label: str, lines: dict[tuple, int]) -> Topology:
+def build_topology(spec: TopologySpec, label: str, lines: "Lines | dict[tuple, int]") -> Topology:
     problems: list[Problem] = []
 
     def bad(path: tuple, reason: str) -> None:
