@@ -65,8 +65,10 @@ def _lab_story(console: Console, report_dir: Path) -> int:
     console.print(f"[bold {colour}]{report['verdict'].upper()}[/]: {report['acked_writes']} acknowledged writes, "
                   f"{report['acked_lost']} lost, {report['duplicates']} duplicated, split brain "
                   f"{'yes' if report['split_brain'] else 'no'}")
-    console.print(f"writes were unavailable for {report['write_rto_s']:.2f} s after the power cut "
-                  "(Patroni alone: about 22 s, see docs/BENCHMARKS.md); reads failed in surviving sites: "
-                  f"{sum(report['read_failures'].values())}")
+    rto = report["write_rto_s"]
+    unavailable = (f"writes were unavailable for {rto:.2f} s after the power cut" if rto is not None
+                   else "writes did NOT resume after the power cut (see the report and `firebreak lab status`)")
+    console.print(f"{unavailable} (Patroni alone: about 22 s, see docs/BENCHMARKS.md); reads failed in "
+                  f"surviving sites: {sum(report['read_failures'].values())}")
     console.print(f"report: {report_dir / 'report.html'}")
     return 0 if report["verdict"] == "pass" else 1

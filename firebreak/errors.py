@@ -20,7 +20,7 @@ class Problem:
 
 
 class FirebreakError(Exception):
-    """Base of every error Firebreak raises on purpose."""
+    """Base of every error Firebreak raises on purpose (every class below derives from it)."""
 
     exit_code = 1
 
@@ -45,3 +45,19 @@ class LabError(FirebreakError):
 
 class OpsError(FirebreakError):
     """An ops action was refused or failed; the message says why and what to do."""
+
+
+class EtcdError(FirebreakError):
+    """No etcd member answered, or etcd refused the request; the message names the call."""
+
+
+class Denied(FirebreakError):
+    """A console request was refused: `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class OutcomeUnknown(FirebreakError):
+    """The database may or may not have kept the write; the client must retry with its key."""

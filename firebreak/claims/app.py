@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from firebreak.claims.limits import MAX_BODY, Buckets, scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
+from firebreak.errors import OutcomeUnknown
 
 # psycopg_pool retries a failing connection with exponential backoff (1, 2, 4, 8 s ...). After
 # a 20 s failover that left the pool waiting 8-16 s more before it even tried the new primary
@@ -150,10 +151,6 @@ class RacingConnection(psycopg.AsyncConnection):
                                                                            for e in errors if str(e).strip())
                                            or "no server answered in time")
         return winner  # type: ignore[return-value]
-
-
-class OutcomeUnknown(Exception):
-    """The database may or may not have kept the write; the client must retry with its key."""
 
 
 def _discard_result(task: "asyncio.Future[Any]") -> None:

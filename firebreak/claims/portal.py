@@ -100,7 +100,7 @@ def register_portal(app: FastAPI, store: Any, settings: Any) -> None:
         except ValidationError as e:
             return form_page(request, lang, values=values, errors=form_errors(e, lang), key=key,
                              banner=t("err.form", lang), status=422)
-        from firebreak.claims.app import OutcomeUnknown
+        from firebreak.errors import OutcomeUnknown
         try:
             row, _, _ = await store.submit(report, idem)
         except OutcomeUnknown:

@@ -22,6 +22,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from firebreak.control import auth, ops
 from firebreak.control.agent import Agent
 from firebreak.control.etcd import Etcd, EtcdError
+from firebreak.errors import Denied
 
 _env = Environment(loader=PackageLoader("firebreak.control", "templates"), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
@@ -36,12 +37,6 @@ class ActionIn(BaseModel):
     to: str | None = Field(default=None, description="switchover: the site (or member) to move the primary to")
     version: str | None = Field(default=None, max_length=64, description="deploy / release: the version")
     notes: str = Field(default="", max_length=2000)
-
-
-class Denied(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def create_console(agent: Agent) -> FastAPI:

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from firebreak.errors import EtcdError
+
 
 def _b64(s: str | bytes) -> str:
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
@@ -38,10 +40,6 @@ class KV:
 
     def json(self) -> Any:
         return json.loads(self.value)
-
-
-class EtcdError(Exception):
-    pass
 
 
 class Etcd:

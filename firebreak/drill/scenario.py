@@ -12,9 +12,6 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import load_yaml_model, suggest
 
-FAULTS = ("power-cut", "isolate", "degrade", "ops-tools")
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -112,18 +111,3 @@ def terminate(pids: Iterable[int], timeout: float = 10.0, still: Callable[[], li
             return
         time.sleep(0.1)
     power_cut([p for p in (still() if still else pids) if start_time(p) is not None])
-
-
-def wait_port(host: str, port: int, timeout: float, netns: str | None = None,
-              check: Callable[[], bool] | None = None) -> bool:
-    """Wait until host:port accepts TCP connections (or check() fails: the process died)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check is not None and not check():
-            return False
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False

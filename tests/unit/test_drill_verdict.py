@@ -56,7 +56,9 @@ def test_a_lost_ack_fails():
 def test_a_duplicate_fails():
     ops, stored = healthy_history()
     stored["b3"] = 2
-    assert run(ops, stored)["duplicates"] == 1
+    r = run(ops, stored)
+    assert r["duplicates"] == 1 and r["verdict"] == "fail"
+    assert any("duplicate" in f for f in r["failures"])
 
 
 def test_two_overlapping_primaries_fail():
