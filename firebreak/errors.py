@@ -43,6 +43,14 @@ class LabError(FirebreakError):
     """The lab could not do what was asked; the message names the component and its log."""
 
 
+class DrillAborted(LabError):
+    """A drill stopped before its end (Ctrl-C, an error); the message says what was healed."""
+
+    def __init__(self, message: str, interrupted: bool = False):
+        super().__init__(message)
+        self.exit_code = 130 if interrupted else 1
+
+
 class OpsError(FirebreakError):
     """An ops action was refused or failed; the message says why and what to do."""
 

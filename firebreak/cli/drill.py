@@ -1,17 +1,20 @@
-"""`firebreak drill`: faults under load, judged from a recorded history."""
+"""`firebreak drill`: faults under load, judged from a recorded history against objectives."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from firebreak.cli.base import app, out, progress_printer
-
+from firebreak.cli.base import OutputFormat, app, err, out, progress_printer
 
 drill_app = typer.Typer(no_args_is_help=True, help="Faults under load on a running lab, judged from a recorded "
-                                                    "history. Exit 0 when the drill passes, 1 when it fails.")
+                                                    "history against objectives. Exit 0 when every objective is "
+                                                    "met, 1 when one is missed, 2 on bad input.")
 app.add_typer(drill_app, name="drill")
 
 
@@ -20,24 +23,67 @@ class Baseline(str, Enum):
     patroni = "patroni"
 
 
-def _run_drill(scenario, report: Path, label: str) -> None:
-    from firebreak.drill import runner
+# Options every drill command takes: where reports go, JUnit, output format, and objectives.
+REPORT = typer.Option(Path("reports"), "--report",
+                      help="Directory for reports: each drill gets a new timestamped directory in it, and "
+                           "`latest` points at the newest. Nothing is overwritten.")
+JUNIT = typer.Option(None, "--junit", help="Also write a JUnit XML report here (one test case per objective).")
+FORMAT = typer.Option(OutputFormat.text, "--format", help="text for people, json (the report) for programs.")
+MAX_RTO = typer.Option(None, "--max-write-unavailability", min=0.01, max=600,
+                       help="Objective, seconds until writes resume after a fault (default 3).")
+MAX_GAP = typer.Option(None, "--max-write-gap", min=0.01, max=600,
+                       help="Objective, longest stretch with no write acknowledged (default: the above + 0.5).")
+MAX_LOST = typer.Option(None, "--max-lost", min=0, help="Objective, acknowledged writes lost (default 0).")
+MAX_READS = typer.Option(None, "--max-read-failures", min=0,
+                         help="Objective, failed reads in sites not under a fault (default 0).")
+MAX_OPS = typer.Option(None, "--max-failed-ops", min=0,
+                       help="Objective, failed ops actions from sites not under a fault (default 0).")
 
-    with out.status(f"drill {scenario.name}…"):
-        r = runner.run(scenario, report, progress=progress_printer(), label=label)
-    _print_drill(r, report)
+
+def _objectives(base, rto, gap, lost, reads, ops_):
+    """The scenario's objectives with the flags that were given laid over them."""
+    given = {"max_write_unavailability_s": rto, "max_write_gap_s": gap, "max_acked_lost": lost,
+             "max_read_failures": reads, "max_failed_ops": ops_}
+    return base.model_copy(update={k: v for k, v in given.items() if v is not None})
+
+
+def _sigterm(_signum, _frame):
+    raise KeyboardInterrupt  # a drill stopped by a supervisor heals its faults like one stopped by Ctrl-C
+
+
+def _run_drill(scenario, root: Path, label: str, junit: Path | None, fmt: OutputFormat) -> None:
+    from firebreak.drill import runner
+    from firebreak.drill.report import junit_xml, new_report_dir
+    from firebreak.errors import InputError, Problem
+
+    if junit is not None and not junit.parent.is_dir():
+        raise InputError(Problem("--junit", "", f"directory {junit.parent} does not exist; create it first"))
+    report_dir = new_report_dir(root, scenario.name)
+    signal.signal(signal.SIGTERM, _sigterm)
+    show = progress_printer(err if fmt == OutputFormat.json else out)
+    with (err if fmt == OutputFormat.json else out).status(f"drill {scenario.name}…"):
+        r = runner.run(scenario, report_dir, progress=show, label=label)
+    if junit is not None:
+        junit.write_text(junit_xml(r), encoding="utf-8")
+    if fmt == OutputFormat.json:
+        sys.stdout.write((report_dir / "report.json").read_text())
+    else:
+        _print_drill(r, report_dir)
     raise typer.Exit(0 if r["verdict"] == "pass" else 1)
 
 
 def _print_drill(r: dict, report: Path) -> None:
     colour = "green" if r["verdict"] == "pass" else "red"
     out.print(f"\n[bold {colour}]{r['verdict'].upper()}[/]  {r['scenario']['name']}")
+    for o in r["objectives"]:
+        mark = "[green]✓[/]" if o["met"] else "[red]✗[/]"
+        out.print(f"  {mark} {o['reason']}")
+    objective_texts = {o["reason"] for o in r["objectives"]}
     for f in r["failures"]:
-        out.print(f"  [red]✗ {f}[/]")
-    rto = "never" if r["write_rto_s"] is None else f"{r['write_rto_s']:.2f} s"
+        if not any(f.startswith(t) for t in objective_texts):
+            out.print(f"  [red]✗ {f}[/]")
     out.print(f"  acknowledged writes {r['acked_writes']}, lost {r['acked_lost']}, duplicates {r['duplicates']}, "
               f"split brain {'yes' if r['split_brain'] else 'no'}")
-    out.print(f"  write unavailability {rto}, longest gap {r['max_write_gap_s']:.2f} s")
     out.print("  read failures " + ", ".join(f"{s} {n}" for s, n in r["read_failures"].items()))
     if r["ops_actions"]:
         out.print("  ops actions ok " + ", ".join(f"{s} {d['ok']}/{d['tried']}" for s, d in r["ops_actions"].items()))
@@ -51,17 +97,24 @@ def _drill_fault(fault: str):
         clients: int = typer.Option(8, "--clients", min=1, max=256),
         rate: float = typer.Option(0, "--rate", min=0, help="Writes per second per client (0: as fast as answered)."),
         baseline: Baseline = typer.Option(Baseline.firebreak, "--baseline", help="patroni: freeze the agents."),
-        report: Path = typer.Option(Path("reports/latest"), "--report", help="Directory for report.json and report.html."),
+        report: Path = REPORT,
+        junit: Optional[Path] = JUNIT,
+        fmt: OutputFormat = FORMAT,
         loss: int = typer.Option(0, "--loss", min=0, max=100, help="degrade: percent of packets dropped."),
         rate_kbit: int = typer.Option(0, "--rate-kbit", min=0, help="degrade: bandwidth limit."),
         latency_ms: int = typer.Option(0, "--latency-ms", min=0, help="degrade: not available (no netem here)."),
+        max_rto: Optional[float] = MAX_RTO, max_gap: Optional[float] = MAX_GAP, max_lost: Optional[int] = MAX_LOST,
+        max_reads: Optional[int] = MAX_READS, max_ops: Optional[int] = MAX_OPS,
     ) -> None:
+        from firebreak.drill.objectives import Objectives
         from firebreak.drill.scenario import FaultStep, Scenario
 
         steps = [FaultStep(fault=fault, site=site, duration=duration, loss=loss, rate_kbit=rate_kbit,
                            latency_ms=latency_ms)]
-        scenario = Scenario(name=f"{fault} {site}", clients=clients, rate=rate, baseline=baseline.value, steps=steps)
-        _run_drill(scenario, report, "command line")
+        objectives = _objectives(Objectives(), max_rto, max_gap, max_lost, max_reads, max_ops)
+        scenario = Scenario(name=f"{fault} {site}", clients=clients, rate=rate, baseline=baseline.value, steps=steps,
+                            objectives=objectives)
+        _run_drill(scenario, report, "command line", junit, fmt)
     command.__doc__ = {
         "power-cut": "Cut a site's power: its address goes silent and every process dies at once.",
         "isolate": "Cut a site off from the other sites; its processes keep running.",
@@ -76,12 +129,15 @@ for _fault in ("power-cut", "isolate", "degrade", "ops-tools"):
 
 
 @drill_app.command("run")
-def drill_run(file: Path = typer.Argument(..., help="Scenario YAML: name, clients, steps of fault/wait/heal."),
-              report: Path = typer.Option(Path("reports/latest"), "--report")) -> None:
+def drill_run(file: Path = typer.Argument(..., help="Scenario YAML: name, clients, objectives, steps of fault/wait/heal."),
+              report: Path = REPORT, junit: Optional[Path] = JUNIT, fmt: OutputFormat = FORMAT,
+              max_rto: Optional[float] = MAX_RTO, max_gap: Optional[float] = MAX_GAP,
+              max_lost: Optional[int] = MAX_LOST, max_reads: Optional[int] = MAX_READS,
+              max_ops: Optional[int] = MAX_OPS) -> None:
     """Run a scripted sequence of faults (e.g. cut pangyo, wait, restore, cut ansan)."""
     from firebreak.drill.scenario import load_scenario
 
     scenario = load_scenario(file)  # bad files are refused before the lab is even asked
-    _run_drill(scenario, report, str(file))
-
-
+    scenario = scenario.model_copy(update={"objectives": _objectives(scenario.objectives, max_rto, max_gap,
+                                                                     max_lost, max_reads, max_ops)})
+    _run_drill(scenario, report, str(file), junit, fmt)

@@ -25,7 +25,7 @@ from firebreak.drill import checks
 from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites
 from firebreak.drill.verdict import judge
 from firebreak.drill.workload import History, Op, Reader, Router, Writer, seed_report
-from firebreak.errors import LabError
+from firebreak.errors import DrillAborted, LabError
 from firebreak.lab import lab
 from firebreak.lab.net import have_nft
 from firebreak.lab.state import lab_home, load_secrets
@@ -148,46 +148,17 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     progress(f"workload: {scenario.clients} writers through {len(doors)} doors, readers in every site")
     time.sleep(2.0)
     try:
-        for step in scenario.steps:
-            if isinstance(step, WaitStep):
-                progress(f"wait {step.wait:g} s")
-                time.sleep(step.wait)
-            elif isinstance(step, HealStep):
-                targets = [f.site for f in faults if f.site == step.heal or step.heal == "all"]
-                for site in dict.fromkeys(targets):
-                    _heal(site, faults, events, progress)
-            else:
-                site = lab.status()["primary"] if step.site == "primary" else step.site
-                if site is None:
-                    raise LabError("no primary to cut: the lab has none right now")
-                _inject(step, site, faults, events, progress)
-                at = faults[-1].since
-                if step.duration:
-                    time.sleep(step.duration)
-                else:
-                    deadline = time.monotonic() + 60
-                    while checks.write_rto(history.ops, at) is None and time.monotonic() < deadline:
-                        time.sleep(0.1)
-                    time.sleep(2.0)
-                rto = checks.write_rto(history.ops, at)
-                faults[-1].rto = rto
-                progress(f"writes {'resumed %.2f s after the fault' % rto if rto is not None else 'did not resume'}")
-        for site in dict.fromkeys(f.site for f in faults if f.site not in {e.site for e in events if e.kind == "heal"
-                                                                            and e.at > f.since}):
-            _heal(site, faults, events, progress)
-        progress("waiting for every site to rejoin and writes to flow")
-        try:
-            wait_healthy(120)
-        except LabError as e:
-            progress(str(e))
-        # A drill ends once writes flow again after its last fault, so a slow recovery is
-        # measured rather than cut off (Patroni alone after an isolation: about half a minute).
-        if faults:
-            last = faults[-1].since
-            deadline = time.monotonic() + 90
-            while checks.write_rto(history.ops, last) is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-        time.sleep(1.0)
+        _run_steps(scenario, history, faults, events, progress)
+    except BaseException as e:
+        # Ctrl-C, a failed step, a bug: whatever stops the drill, the faults it injected are
+        # undone before it exits (Chaos Toolkit's rollbacks, AWS FIS's stop conditions).
+        stop.set()
+        healed, failed = _heal_leftovers(faults, events, progress)
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped by an error ({e})"
+        note = (f"healed {', '.join(healed)}" if healed else "no fault was left to heal")
+        if failed:
+            note += "; could not heal " + "; ".join(failed) + ": run `firebreak lab heal all`"
+        raise DrillAborted(f"drill {why}; {note}", interrupted=isinstance(e, KeyboardInterrupt)) from e
     finally:
         stop.set()
         for t in threads:
@@ -222,6 +193,67 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     from firebreak.drill.report import write_report
     write_report(report, ops, start, report_dir)
     return report
+
+
+def _run_steps(scenario: Scenario, history: History, faults: list[Active], events: list[Event],
+               progress: Progress) -> None:
+    """The scenario's steps, then healing whatever it left, then waiting for writes to flow."""
+    for step in scenario.steps:
+        if isinstance(step, WaitStep):
+            progress(f"wait {step.wait:g} s")
+            time.sleep(step.wait)
+        elif isinstance(step, HealStep):
+            targets = [f.site for f in faults if f.site == step.heal or step.heal == "all"]
+            for site in dict.fromkeys(targets):
+                _heal(site, faults, events, progress)
+        else:
+            site = lab.status()["primary"] if step.site == "primary" else step.site
+            if site is None:
+                raise LabError("no primary to cut: the lab has none right now")
+            _inject(step, site, faults, events, progress)
+            at = faults[-1].since
+            if step.duration:
+                time.sleep(step.duration)
+            else:
+                deadline = time.monotonic() + 60
+                while checks.write_rto(history.ops, at) is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                time.sleep(2.0)
+            rto = checks.write_rto(history.ops, at)
+            faults[-1].rto = rto
+            progress(f"writes {'resumed %.2f s after the fault' % rto if rto is not None else 'did not resume'}")
+    for site in _unhealed(faults, events):
+        _heal(site, faults, events, progress)
+    progress("waiting for every site to rejoin and writes to flow")
+    try:
+        wait_healthy(120)
+    except LabError as e:
+        progress(str(e))
+    # A drill ends once writes flow again after its last fault, so a slow recovery is
+    # measured rather than cut off (Patroni alone after an isolation: about half a minute).
+    if faults:
+        last = faults[-1].since
+        deadline = time.monotonic() + 90
+        while checks.write_rto(history.ops, last) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    time.sleep(1.0)
+
+
+def _unhealed(faults: list[Active], events: list[Event]) -> list[str]:
+    return list(dict.fromkeys(f.site for f in faults
+                              if not any(e.kind == "heal" and e.site == f.site and e.at > f.since for e in events)))
+
+
+def _heal_leftovers(faults: list[Active], events: list[Event], progress: Progress) -> tuple[list[str], list[str]]:
+    """Heal every site a fault is still on; one that cannot be healed does not stop the others."""
+    healed, failed = [], []
+    for site in _unhealed(faults, events):
+        try:
+            _heal(site, faults, events, progress)
+            healed.append(site)
+        except Exception as e:  # noqa: BLE001 - report it and go on to the next site
+            failed.append(f"{site} ({e})")
+    return healed, failed
 
 
 def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event], progress: Progress) -> None:

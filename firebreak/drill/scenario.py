@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from firebreak.drill.objectives import Objectives
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import load_yaml_model, suggest
 
@@ -55,6 +56,7 @@ class Scenario(_Strict):
     clients: int = Field(default=8, ge=1, le=256)
     rate: float = Field(default=0, ge=0, description="writes per second per client (0 = as fast as answered)")
     baseline: Literal["firebreak", "patroni"] = "firebreak"
+    objectives: Objectives = Field(default_factory=Objectives)
     steps: list[Step] = Field(min_length=1)
 
 
@@ -97,7 +99,8 @@ def check_sites(scenario: Scenario, sites: list[str], label: str, net: str = "ne
 
 
 def single(fault: str, site: str, duration: float, clients: int, rate: float, baseline: str,
-           loss: int = 0, rate_kbit: int = 0) -> Scenario:
+           loss: int = 0, rate_kbit: int = 0, objectives: Objectives | None = None) -> Scenario:
     """The scenario behind `firebreak drill FAULT --site SITE ...`."""
     return Scenario(name=f"{fault} {site}", clients=clients, rate=rate, baseline=baseline,
+                    objectives=objectives or Objectives(),
                     steps=[FaultStep(fault=fault, site=site, duration=duration, loss=loss, rate_kbit=rate_kbit)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from firebreak.drill import checks
+from firebreak.drill import checks, objectives
 from firebreak.drill.workload import Op
 
 # After a site comes back, its own door needs a moment; reads there are not judged meanwhile.
@@ -42,28 +42,27 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
             "ops_during_fault": checks.ops_actions(during),
             "start_wall": None, "end_wall": None,
         })
-    rtos = [f["write_rto_s"] for f in per_fault]
     failures = []
     if not checks.acked(ops):
         failures.append("no write was ever acknowledged")
-    if lost:
-        failures.append(f"{len(lost)} acknowledged writes lost")
     if dups:
         failures.append(f"{len(dups)} duplicate reports created by retries")
     if brain:
         failures.append("two primaries acknowledged writes in overlapping intervals")
-    if any(r is None for r in rtos):
-        failures.append("writes did not resume after a fault")
-    bad_reads = {s: n for s, n in read_failures.items() if n}
-    if bad_reads:
-        failures.append("reads failed in sites that were not under a fault: " +
-                        ", ".join(f"{s} {n}" for s, n in bad_reads.items()))
-    bad_ops = {s: d for s, d in ops_by_site.items() if d["ok"] < d["tried"]}
-    if bad_ops:
-        failures.append("ops actions failed from sites that were not under a fault: " +
-                        ", ".join(f"{s} {d['tried'] - d['ok']} of {d['tried']}" for s, d in bad_ops.items()) +
-                        " (" + "; ".join(f"{f['action']} at {f['site']} {f['at_s']:g} s: {f['status']} after "
-                                         f"{f['took_s']:g} s" for f in ops_failed[:3]) + ")")
+    max_gap = round(checks.max_write_gap(ops, start, end), 3)
+    outcomes = objectives.evaluate(scenario.objectives, {
+        "faults": per_fault, "max_write_gap_s": max_gap, "acked_lost": len(lost),
+        "read_failures": read_failures, "ops_actions": ops_by_site})
+    details = {
+        "read_failures": ", ".join(f"{s} {n}" for s, n in read_failures.items() if n),
+        "failed_ops": "; ".join(f"{f['action']} at {f['site']} {f['at_s']:g} s: {f['status']} after "
+                                f"{f['took_s']:g} s" for f in ops_failed[:3]),
+    }
+    for o in outcomes:
+        if not o.met:
+            detail = details.get(o.objective)
+            failures.append(o.reason + (f" ({detail})" if detail else ""))
+    rtos = [f["write_rto_s"] for f in per_fault]
     return {
         "verdict": "fail" if failures else "pass",
         "failures": failures,
@@ -74,7 +73,8 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
         "lost_keys": lost[:100],
         "duplicates": len(dups),
         "write_rto_s": max((r for r in rtos if r is not None), default=None),
-        "max_write_gap_s": round(checks.max_write_gap(ops, start, end), 3),
+        "max_write_gap_s": max_gap,
+        "objectives": [o.as_dict() for o in outcomes],
         "read_failures": read_failures,
         "reads": len([o for o in ops if o.kind == "read"]),
         "split_brain": bool(brain),

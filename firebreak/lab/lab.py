@@ -21,10 +21,11 @@ from firebreak.lab.config import (Secrets, agent_config, app_env, door_config_of
                                   superuser_dsn)
 from firebreak.lab.layout import PORTS, LabLayout, SiteLayout, make_layout
 from firebreak.lab.state import LabState, SiteState, clear, lab_home, load, load_secrets, save, save_secrets
+from firebreak.resources import example
 from firebreak.topology import load_topology
 
 Progress = Callable[[str], None]
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "examples" / "firebreak-lab.yaml"
+DEFAULT_TOPOLOGY = example("firebreak-lab.yaml")
 UP_TIMEOUT = 120.0
 
 
@@ -434,6 +435,28 @@ def heal(site_name: str, home: Path | None = None) -> dict:
     state.sites[site_name].degraded = ""
     save(state)
     return {"site": site_name, "healed": True}
+
+
+def recover(site_name: str, home: Path | None = None) -> list[str]:
+    """Undo whatever fault a site is left with (a drill that was killed, a `power off` forgotten):
+    power back on, links restored, dead components restarted, etcd first. Returns what it did."""
+    state = _require(home)
+    _site_of(state, site_name)  # a clear error for an unknown site
+    st = state.sites[site_name]
+    done: list[str] = []
+    if st.power == "off":
+        power_on(site_name, home)
+        return ["power on"]
+    if st.isolated or st.degraded:
+        heal(site_name, home)
+        done.append("links restored")
+    wanted = ("etcd", "patroni", "app", "door") + (("agent",) if state.agents else ())
+    for component in wanted:
+        state = _require(home)
+        if not any(p.component == component and procs.alive(p) for p in state.sites[site_name].procs):
+            start_component(site_name, component, home)
+            done.append(f"{component} restarted")
+    return done
 
 
 # ---------------------------------------------------------------------------------------------
