@@ -42,17 +42,20 @@ fi
 # System tools: the lab's network faults (nftables, iproute2), browser checks (chromium with a
 # Korean font), the intake benchmark's load generator (wrk). Missing ones only matter for the
 # features that use them.
+# Debian puts nft and ip in /usr/sbin, which is not on a normal user's PATH: look there too.
+have_tool() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 SYSTEM_PKGS=()
-command -v nft >/dev/null 2>&1 || SYSTEM_PKGS+=(nftables)
-command -v ip >/dev/null 2>&1 || SYSTEM_PKGS+=(iproute2)
-command -v chromium >/dev/null 2>&1 || SYSTEM_PKGS+=(chromium)
+have_tool nft || SYSTEM_PKGS+=(nftables)
+have_tool ip || SYSTEM_PKGS+=(iproute2)
+have_tool chromium || SYSTEM_PKGS+=(chromium)
 [ -d /usr/share/fonts/truetype/nanum ] || SYSTEM_PKGS+=(fonts-nanum)
-command -v wrk >/dev/null 2>&1 || SYSTEM_PKGS+=(wrk)
+have_tool wrk || SYSTEM_PKGS+=(wrk)
 if [ ${#SYSTEM_PKGS[@]} -gt 0 ]; then
     apt_install "${SYSTEM_PKGS[@]}" || echo "setup: continuing without ${SYSTEM_PKGS[*]}; features that need them will say so" >&2
 fi
 
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+LOCK=requirements/dev.lock
+want=$(cat pyproject.toml "$LOCK" | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
    && "$VENV/bin/python" -c 'import firebreak' 2>/dev/null; then
     exit 0
@@ -63,6 +66,9 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/nu
     "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e '.[dev]'
+# Exact versions with hashes (scripts/lock.sh makes the lock from pyproject.toml): a machine set
+# up next month gets what this one has. Then Firebreak itself, editable, without re-resolving.
+"$VENV/bin/python" -m pip install -q --require-hashes -r "$LOCK"
+"$VENV/bin/python" -m pip install -q --no-deps -e .
 echo "$want" > "$STAMP"
 echo "setup: .venv ready ($("$VENV/bin/python" --version)); CLI at $VENV/bin/firebreak"

@@ -22,4 +22,5 @@ def write(tmp_path):
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run([FIREBREAK, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+    return subprocess.run([FIREBREAK, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)

@@ -3,20 +3,48 @@
 from __future__ import annotations
 
 import time
+from enum import Enum
 
 import typer
 from rich.console import Console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make losing a whole site a non-event, provably.")
 out = Console()
 err = Console(stderr=True)
 
 
-def progress_printer():
-    """A progress callback that prints each step with the time since the command started."""
+class OutputFormat(str, Enum):
+    """The one output convention: every command that reports something takes --format text|json.
+    text is a table for people; json is stable, documented in docs/CLI.md, for programs."""
+
+    text = "text"
+    json = "json"
+
+
+def progress_printer(console: Console | None = None):
+    """A progress callback that prints each step with the time since the command started
+    (to stderr when stdout carries JSON)."""
     t0 = time.monotonic()
+    console = console or out
 
     def show(msg: str) -> None:
-        out.print(f"[dim]{time.monotonic() - t0:5.1f}s[/]  {msg}")
+        console.print(f"[dim]{time.monotonic() - t0:5.1f}s[/]  {msg}")
     return show
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before an action that moves primaries or traffic, as patronictl does. --yes skips the
+    question; without a terminal and without --yes the action is refused, never assumed."""
+    import sys
+
+    from firebreak.errors import InputError, Problem
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError(Problem("--yes", "", "this action moves primaries or traffic; there is no terminal "
+                                              "to confirm it on, so pass --yes"))
+    if not typer.confirm(question, default=False):
+        err.print("aborted: nothing was changed")
+        raise typer.Exit(1)

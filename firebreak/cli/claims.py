@@ -21,7 +21,8 @@ app.add_typer(claims_app, name="claims")
 def claims_price(
     reports: Optional[Path] = typer.Argument(None, help="Reports as CSV (with a header) or JSON lines; "
                                                          "omit with --db to price the claims database."),
-    policy: Path = typer.Option(..., "--policy", help="Policy YAML, e.g. examples/kakao-2022-policy.yaml."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy YAML (default: the Kakao 2022 scheme that "
+                                                                 "ships with Firebreak, kakao-2022-policy.yaml)."),
     ledger: Optional[Path] = typer.Option(None, "--ledger", help="Outage ledger YAML/JSON: {outages: [...]}."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write one priced row per report (CSV)."),
     db: bool = typer.Option(False, "--db", help="Price every report in the claims database (see --dsn)."),
@@ -36,6 +37,11 @@ def claims_price(
     from firebreak.claims.ledger import load_ledger
     from firebreak.claims.policy import load_policy
 
+    if policy is None:
+        from firebreak.resources import example
+
+        policy = example("kakao-2022-policy.yaml")
+        err.print(f"policy: {policy.name} (the one that ships with Firebreak; --policy FILE for your own)")
     pol = load_policy(policy)
     outages = load_ledger(ledger) if ledger else []
     if output is not None and not output.parent.is_dir():

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from firebreak.cli.base import app, out, progress_printer
+from firebreak.cli.base import OutputFormat, app, out, progress_printer
 
 
 lab_app = typer.Typer(no_args_is_help=True, help="Three real sites on one machine: etcd, PostgreSQL under "
@@ -62,12 +62,13 @@ def lab_down(purge: bool = typer.Option(False, "--purge", help="Also delete data
 
 
 @lab_app.command("status")
-def lab_status(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
+def lab_status(fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text for people, json for programs."),
+               as_json: bool = typer.Option(False, "--json", help="Same as --format json (kept: other tools use it).")) -> None:
     """Sites, components and the current primary."""
     from firebreak.lab import lab
 
     st = lab.status()
-    if as_json:
+    if as_json or fmt == OutputFormat.json:
         sys.stdout.write(json.dumps(st, indent=2) + "\n")
     else:
         _print_status(st)
@@ -125,3 +126,21 @@ def lab_logs(site: str = typer.Argument(...), component: Optional[str] = typer.A
         sys.stdout.write("\n".join(text) + "\n")
 
 
+
+
+@lab_app.command("heal")
+def lab_heal(target: str = typer.Argument("all", metavar="[SITE|all]", help="A site, or all (default)."),
+             fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text or json.")) -> None:
+    """Undo whatever fault is left: power back on, links restored, dead components restarted."""
+    from firebreak.lab import lab
+
+    sites = list(lab.status()["sites"]) if target == "all" else [target]
+    done = {}
+    for site in sites:
+        with out.status(f"healing {site}…"):
+            done[site] = lab.recover(site)
+    if fmt == OutputFormat.json:
+        sys.stdout.write(json.dumps({"healed": done}) + "\n")
+        return
+    for site, what in done.items():
+        out.print(f"{site}: " + (", ".join(what) if what else "nothing to heal"))

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from firebreak.cli.base import app, out
+from firebreak.cli.base import OutputFormat, app, confirm, out
 from firebreak.errors import FirebreakError, InputError, Problem
 
 
@@ -48,7 +48,8 @@ def _token(token: Optional[str]) -> str:
         raise InputError(Problem("--token", "", "no operator token: pass --token or set FIREBREAK_OPS_TOKEN"))
 
 
-def _ops(action: str, body: dict, console: Optional[str], site: Optional[str], token: Optional[str]) -> None:
+def _ops(action: str, body: dict, console: Optional[str], site: Optional[str], token: Optional[str],
+         fmt: OutputFormat = OutputFormat.text) -> None:
     import httpx
 
     errors = []
@@ -61,8 +62,12 @@ def _ops(action: str, body: dict, console: Optional[str], site: Optional[str], t
             continue  # another site's console will do: ops must work from any surviving site
         doc = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"error": r.text}
         if r.status_code == 200:
-            out.print(f"[green]{action}[/] via {name}: " + json.dumps({k: v for k, v in doc.items()
-                                                                      if k not in ("ok", "action")}))
+            result = {k: v for k, v in doc.items() if k not in ("ok", "action")}
+            if fmt == OutputFormat.json:
+                sys.stdout.write(json.dumps({"action": action, "via": name, "result": result}) + "\n")
+            else:
+                out.print(f"[green]{action}[/] via {name}: " +
+                          (", ".join(f"{k} {v}" for k, v in result.items()) or "done"))
             return
         if r.status_code in (401, 403, 404, 409, 422):
             raise FirebreakError(f"{action} refused by {name}: {doc.get('error')}")
@@ -73,69 +78,126 @@ def _ops(action: str, body: dict, console: Optional[str], site: Optional[str], t
 _console_opt = typer.Option(None, "--console", help="Console URL (default: the lab's consoles, any living one).")
 _site_opt = typer.Option(None, "--site", help="Use this lab site's console.")
 _token_opt = typer.Option(None, "--token", help="Operator token '<name>.<secret>'.")
+_format_opt = typer.Option(OutputFormat.text, "--format", help="text for people, json for programs.")
+_yes_opt = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
 
 
 @ops_app.command("status")
-def ops_status(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt) -> None:
-    """The control plane's view from one console: sites, primary, routing, incidents."""
+def ops_status(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt,
+               fmt: OutputFormat = _format_opt) -> None:
+    """The control plane's view from one console: sites, members, primary, routing, incidents."""
     import httpx
 
     for name, url in _consoles(console, site):
         try:
-            sys.stdout.write(json.dumps(httpx.get(url + "/api/status", timeout=5).json(), indent=2) + "\n")
-            return
-        except httpx.HTTPError:
+            doc = httpx.get(url + "/api/status", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
             continue
-    raise FirebreakError("no console answered")
+        if fmt == OutputFormat.json:
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            print_status(doc)
+        return
+    raise FirebreakError("no console answered; check `firebreak lab status` or pass --console URL")
+
+
+def status_rows(doc: dict) -> list[dict]:
+    """One row per site, like `patronictl list`: member, role, state, and the control plane's verdict."""
+    cluster = doc.get("cluster") or {}
+    members = cluster.get("members") or {}
+    leader, sync = cluster.get("leader"), set(cluster.get("sync_standbys") or [])
+    rows = []
+    sites = doc.get("sites") or {}
+    for site in sorted(set(sites) | {doc.get("site")} - {None}):
+        v = sites.get(site, {})
+        member = next((m for m in members if m == site or m.endswith("-" + site) or m.startswith(site)), None)
+        m = members.get(member, {}) if member else {}
+        role = "Leader" if member and member == leader else "Sync Standby" if member in sync else \
+            ("Replica" if member else "-")
+        verdict = "dead" if v.get("dead") else ("suspected" if v.get("votes") else "alive")
+        rows.append({"site": site, "member": member or "-", "role": role, "state": m.get("state") or "-",
+                     "verdict": verdict + (f" ({v['reason']})" if v.get("reason") and verdict != "alive" else ""),
+                     "drained": "yes" if v.get("drained") else "", "this": site == doc.get("site")})
+    return rows
+
+
+def print_status(doc: dict) -> None:
+    from rich.table import Table
+
+    flags = [f"coordinator {doc.get('coordinator') or 'none'}", "frozen" if doc.get("frozen") else "",
+             f"failovers {doc.get('failovers', 0)}"]
+    table = Table(title=f"Firebreak control plane, seen from {doc.get('site')} "
+                        f"(primary: {doc.get('primary') or 'none'}; {', '.join(f for f in flags if f)})")
+    for col in ("Site", "Member", "Role", "State", "Verdict", "Drained"):
+        table.add_column(col, no_wrap=True)
+    for r in status_rows(doc):
+        table.add_row(r["site"] + (" *" if r["this"] else ""), r["member"], r["role"], r["state"], r["verdict"],
+                      r["drained"])
+    out.print(table)
+    if (doc.get("cluster") or {}).get("error"):
+        out.print(f"[red]etcd: {doc['cluster']['error']}[/]")
+    for inc in doc.get("incidents") or []:
+        out.print(f"[red]incident[/]: {inc.get('site')} {inc.get('kind')} since {inc.get('start'):.0f} "
+                  f"{inc.get('failover') or ''}")
+    if doc.get("last_decision"):
+        out.print(f"[dim]last decision: {doc['last_decision']}[/]")
 
 
 @ops_app.command("freeze")
-def ops_freeze(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+def ops_freeze(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt, token: Optional[str] = _token_opt,
+               fmt: OutputFormat = _format_opt) -> None:
     """Stop automatic failover (Patroni's own timers still apply)."""
-    _ops("freeze", {}, console, site, token)
+    _ops("freeze", {}, console, site, token, fmt)
 
 
 @ops_app.command("unfreeze")
-def ops_unfreeze(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+def ops_unfreeze(console: Optional[str] = _console_opt, site: Optional[str] = _site_opt, token: Optional[str] = _token_opt,
+                 fmt: OutputFormat = _format_opt) -> None:
     """Resume automatic failover."""
-    _ops("unfreeze", {}, console, site, token)
+    _ops("unfreeze", {}, console, site, token, fmt)
 
 
 @ops_app.command("switchover")
 def ops_switchover(to: str = typer.Argument(..., help="Site to move the primary to."),
                    console: Optional[str] = _console_opt, site: Optional[str] = _site_opt,
-                   token: Optional[str] = _token_opt) -> None:
+                   token: Optional[str] = _token_opt, yes: bool = _yes_opt, fmt: OutputFormat = _format_opt) -> None:
     """Move the primary to another site, cleanly."""
-    _ops("switchover", {"to": to}, console, site, token)
+    confirm(f"Move the primary to {to}?", yes)
+    _ops("switchover", {"to": to}, console, site, token, fmt)
 
 
 @ops_app.command("evacuate")
 def ops_evacuate(target: str = typer.Argument(..., metavar="SITE"), console: Optional[str] = _console_opt,
-                 site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+                 site: Optional[str] = _site_opt, token: Optional[str] = _token_opt, yes: bool = _yes_opt,
+                 fmt: OutputFormat = _format_opt) -> None:
     """Drain a site's traffic and move the primary away from it."""
-    _ops("evacuate", {"site": target}, console, site, token)
+    confirm(f"Drain {target}'s traffic and move the primary away from it?", yes)
+    _ops("evacuate", {"site": target}, console, site, token, fmt)
 
 
 @ops_app.command("restore")
 def ops_restore(target: str = typer.Argument(..., metavar="SITE"), console: Optional[str] = _console_opt,
-                site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+                site: Optional[str] = _site_opt, token: Optional[str] = _token_opt,
+                fmt: OutputFormat = _format_opt) -> None:
     """Send traffic to an evacuated site again."""
-    _ops("restore", {"site": target}, console, site, token)
+    _ops("restore", {"site": target}, console, site, token, fmt)
 
 
 @ops_app.command("release")
 def ops_release(version: str = typer.Argument(...), notes: str = typer.Option("", "--notes"),
                 console: Optional[str] = _console_opt, site: Optional[str] = _site_opt,
-                token: Optional[str] = _token_opt) -> None:
+                token: Optional[str] = _token_opt, fmt: OutputFormat = _format_opt) -> None:
     """Put a release into the release store (replicated to every site)."""
-    _ops("release", {"version": version, "notes": notes}, console, site, token)
+    _ops("release", {"version": version, "notes": notes}, console, site, token, fmt)
 
 
 @ops_app.command("deploy")
 def ops_deploy(version: str = typer.Argument(...), console: Optional[str] = _console_opt,
-               site: Optional[str] = _site_opt, token: Optional[str] = _token_opt) -> None:
+               site: Optional[str] = _site_opt, token: Optional[str] = _token_opt, yes: bool = _yes_opt,
+               fmt: OutputFormat = _format_opt) -> None:
     """Roll a release of the reference service out to every living site."""
-    _ops("deploy", {"version": version}, console, site, token)
+    confirm(f"Roll release {version} out to every living site?", yes)
+    _ops("deploy", {"version": version}, console, site, token, fmt)
 
 
 @ops_app.command("user-add")
