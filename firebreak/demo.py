@@ -11,9 +11,10 @@ from rich.rule import Rule
 
 from firebreak.readiness import analyse_all
 from firebreak.readiness.render import print_text
+from firebreak.resources import EXAMPLES
 from firebreak.topology import load_topology
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
 
 
 def run_demo(console: Console, report_dir: Path = Path("reports/demo"), with_lab: bool = True) -> int:

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from firebreak.claims.limits import MAX_BODY, Buckets, scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
 from firebreak.errors import OutcomeUnknown
+from firebreak.resources import example
 
 # psycopg_pool retries a failing connection with exponential backoff (1, 2, 4, 8 s ...). After
 # a 20 s failover that left the pool waiting 8-16 s more before it even tried the new primary
@@ -54,7 +55,7 @@ RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: receipts a
 # transactions may be waiting for the synchronous standby at once.
 MAX_BATCH = 64
 WRITERS = 4
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "examples" / "kakao-2022-policy.yaml"
+DEFAULT_POLICY = example("kakao-2022-policy.yaml")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
                                   SiteLayout)
+from firebreak.resources import example
 
 PATRONI_TTL = 20
 PATRONI_LOOP_WAIT = 1
@@ -127,7 +128,7 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
 
 # Reports about the October 2022 outage are verified against its reconstruction, besides what
 # the lab's own agents record.
-LEDGER_2022 = Path(__file__).resolve().parents[2] / "examples" / "ledger-2022.yaml"
+LEDGER_2022 = example("ledger-2022.yaml")
 
 
 def _own_first(layout: LabLayout, site: SiteLayout) -> list[SiteLayout]:

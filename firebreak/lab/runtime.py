@@ -79,8 +79,13 @@ def runtime_python(user: tuple[int, int] | None, progress=lambda m: None) -> str
     progress(f"the lab's user cannot read {REPO}; installing a runtime copy into {target} (once)")
     shutil.rmtree(target, ignore_errors=True)
     base = os.path.realpath(sys.executable)
-    steps = [[base, "-m", "venv", str(target)],
-             [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(REPO)]]
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    lock = REPO / "requirements" / "lab.lock"
+    steps = [[base, "-m", "venv", str(target)]]
+    # The same pinned, hashed versions as the checkout's own venv; without a lock (an unusual
+    # source tree), whatever the `lab` extra resolves to.
+    steps += ([pip + ["--require-hashes", "-r", str(lock)], pip + ["--no-deps", str(REPO)]] if lock.exists()
+              else [pip + [f"{REPO}[lab]"]])
     for argv in steps:
         r = subprocess.run(argv, capture_output=True, text=True, cwd="/")
         if r.returncode != 0:
