@@ -9,6 +9,7 @@ where a near match exists.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
@@ -19,6 +20,20 @@ from pydantic import BaseModel, ValidationError
 from firebreak.errors import InputError, Problem
 
 M = TypeVar("M", bound=BaseModel)
+
+# Site and service names become directory names, network namespace names, etcd keys and cookie
+# names: one safe shape for all of them, checked before any becomes a path.
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+_NAME = re.compile(NAME_PATTERN)
+NAME_RULE = ("must be 1-31 characters: lowercase letters, digits and '-', starting with a letter "
+             "(names become file, network and key names)")
+
+
+def bad_name(name: object) -> str | None:
+    """Why `name` is not a valid site or service name, or None when it is."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        return f"{name!r} {NAME_RULE}"
+    return None
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:

@@ -36,10 +36,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from firebreak.claims.limits import MAX_BODY, Buckets, scope_source
+from firebreak.claims.limits import MAX_BODY, scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
+from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
 from firebreak.errors import OutcomeUnknown
 from firebreak.resources import example
+from firebreak.throttle import Buckets
 
 # psycopg_pool retries a failing connection with exponential backoff (1, 2, 4, 8 s ...). After
 # a 20 s failover that left the pool waiting 8-16 s more before it even tried the new primary
@@ -78,7 +80,7 @@ class Settings:
     policy: str = str(DEFAULT_POLICY)
     ledger: str = ""              # an outage ledger file, added to what the agents recorded in etcd
     etcd: tuple[str, ...] = ()
-    ledger_prefix: str = "/firebreak/ledger/"
+    ledger_prefix: str = DEFAULT_KEYS.ledger
 
     @classmethod
     def from_env(cls) -> "Settings":

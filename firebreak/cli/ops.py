@@ -208,6 +208,7 @@ def ops_user_add(name: str = typer.Argument(...), role: str = typer.Option("oper
     import asyncio
 
     from firebreak.control.auth import ROLES, add_operator, check_name
+    from firebreak.control.keys import Keys
     from firebreak.control.etcd import Etcd
 
     problem = check_name(name)
@@ -222,7 +223,7 @@ def ops_user_add(name: str = typer.Argument(...), role: str = typer.Option("oper
     async def go() -> str:
         client = Etcd(list(etcd), timeout=3)
         try:
-            return await add_operator(client, prefix, name, role)
+            return await add_operator(client, Keys(prefix), name, role)
         finally:
             await client.close()
     out.print(f"operator {name} ({role}) created. Token, shown only now:")

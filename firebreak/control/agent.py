@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from firebreak.control import detector, failover, ops
-from firebreak.control.door import DoorKeeper, dial_of, door_config
+from firebreak.control import detector, failover, maintenance, ops
+from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
 from firebreak.control.placement import coordination_move, etcd_leader_target
 from firebreak.control.config import AgentConfig
 from firebreak.control.etcd import Etcd, EtcdError
@@ -45,6 +45,7 @@ class AgentState:
     frozen: bool = False
     failovers: int = 0
     open_incidents: dict[str, Incident] = field(default_factory=dict)
+    etcd_health: dict = field(default_factory=dict)  # alarms, warnings, per-member sizes (maintenance_loop)
 
 
 class Agent:
@@ -59,11 +60,8 @@ class Agent:
         now = clock()
         for s in cfg.sites:
             self.state.last_ok[s] = now
-        self.key_views = f"{cfg.prefix}/views/"
-        self.key_coord = f"{cfg.prefix}/coordinator"
-        self.key_frozen = f"{cfg.prefix}/frozen"
-        self.key_ledger = f"{cfg.prefix}/ledger/"
-        self.key_audit = f"{cfg.prefix}/audit/"
+        self.keys = cfg.keys
+        self.pkeys = cfg.patroni_keys
         self.metrics = None
         self.door: DoorKeeper | None = None
         self._placed_at = 0.0
@@ -118,7 +116,7 @@ class Agent:
                 if not lease:
                     lease = await self.etcd.grant(self.cfg.detector.view_lease_ttl)
                 view = self.my_view()
-                await self.etcd.put(self.key_views + self.cfg.site, json.dumps(asdict(view)), lease=lease)
+                await self.etcd.put(self.keys.view(self.cfg.site), json.dumps(asdict(view)), lease=lease)
                 if self.clock() - last_keepalive > 1.0:
                     if await self.etcd.keepalive(lease) <= 0:
                         lease = 0
@@ -137,14 +135,14 @@ class Agent:
                 now = self.clock()
                 fresh_others = [o for o, v in views.items()
                                 if o != self.cfg.site and now - v.published <= self.cfg.detector.fresh]
-                holder = await self.etcd.get(self.key_coord)
+                holder = await self.etcd.get(self.keys.coordinator)
                 primary_site = self.cfg.site_of_member.get(cluster.leader) if cluster.leader else None
                 sync_sites = [self.cfg.site_of_member.get(n, n) for n in cluster.sync_standbys]
                 move = coordination_move(self.cfg.site, holder.value if holder else None,
                                          primary_site, fresh_others, sync_sites)
                 if move == "campaign":
                     lease = lease or await self.etcd.grant(self.cfg.detector.coordinator_lease_ttl)
-                    if await self.etcd.create(self.key_coord, self.cfg.site, lease=lease):
+                    if await self.etcd.create(self.keys.coordinator, self.cfg.site, lease=lease):
                         log.info("became coordinator")
                 elif move == "resign" and lease:
                     await self.etcd.revoke(lease)
@@ -152,7 +150,7 @@ class Agent:
                              "is better placed to act on the loss of this one")
                     lease = 0
                 if move in ("campaign", "resign"):
-                    holder = await self.etcd.get(self.key_coord)
+                    holder = await self.etcd.get(self.keys.coordinator)
                 self.state.coordinator = holder.value if holder else None
                 self.state.is_coordinator = bool(holder and lease and holder.lease == lease)
                 if self.state.is_coordinator and await self.etcd.keepalive(lease) <= 0:
@@ -170,7 +168,7 @@ class Agent:
 
     async def read_views(self) -> dict[str, detector.View]:
         views = {}
-        for kv in await self.etcd.get_prefix(self.key_views):
+        for kv in await self.etcd.get_prefix(self.keys.views):
             try:
                 d = kv.json()
                 views[d["observer"]] = detector.View(d["observer"], float(d["published"]), d["unreachable_for"])
@@ -180,10 +178,10 @@ class Agent:
         return views
 
     async def read_cluster(self) -> failover.ClusterState:
-        ns = self.cfg.patroni_namespace.rstrip("/")
-        kvs = {kv.key: kv for kv in await self.etcd.get_prefix(ns + "/")}
-        leader = kvs.get(ns + "/leader")
-        sync_raw = kvs.get(ns + "/sync")
+        pk = self.pkeys
+        kvs = {kv.key: kv for kv in await self.etcd.get_prefix(pk.root)}
+        leader = kvs.get(pk.leader)
+        sync_raw = kvs.get(pk.sync)
         sync_leader, standbys = None, ()
         if sync_raw is not None:
             try:
@@ -194,7 +192,7 @@ class Agent:
                 pass
         members = {}
         for key, kv in kvs.items():
-            if key.startswith(ns + "/members/"):
+            if key.startswith(pk.members):
                 name = key.rsplit("/", 1)[1]
                 try:
                     d = json.loads(kv.value)
@@ -214,7 +212,7 @@ class Agent:
         self.state.views, self.state.verdicts = views, verdicts
         if not self.state.is_coordinator:
             return
-        self.state.frozen = await self.etcd.get(self.key_frozen) is not None
+        self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
         await self.track_incidents(verdicts, now)
         decision = failover.decide(cluster, verdicts, self.cfg.site_of_member, frozen=self.state.frozen)
         if not decision.failover and not self.state.frozen and now - self._placed_at > 2.0:
@@ -227,30 +225,34 @@ class Agent:
             await self.execute(decision, cluster)
 
     async def execute(self, decision: failover.Decision, cluster: failover.ClusterState) -> None:
-        ns = self.cfg.patroni_namespace.rstrip("/")
+        pk = self.pkeys
         for action in decision.actions:
-            if isinstance(action, failover.FenceApi):
-                ok = await self.etcd.cas_put(f"{ns}/members/{action.member}", action.value, action.revision,
-                                             lease=action.lease)
-                log.info("pointed dead member %s's REST API at a refusing port: %s", action.member,
-                         "done" if ok else "it changed meanwhile, skipped")
-            elif isinstance(action, failover.DropMember):
-                ok = await self.etcd.cas_delete(f"{ns}/members/{action.member}", action.revision)
-                log.warning("dropped dead synchronous standby %s's member key: %s", action.member,
-                            "done" if ok else "it changed meanwhile, skipped")
-            elif isinstance(action, failover.DeleteLeader):
-                ok = await self.etcd.cas_delete(f"{ns}/leader", action.revision)
-                if ok:
-                    self.state.failovers += 1
-                    if self.metrics:
-                        self.metrics.failover()
-                    site = self.cfg.site_of_member.get(action.member, action.member)
-                    inc = self.state.open_incidents.get(site)
-                    if inc is not None:
-                        inc.failover = f"released leader key of {action.member} at {self.clock():.3f}"
-                        await self.save_incident(inc)
-                log.warning("released leader key of dead primary %s: %s", action.member,
-                            "done" if ok else "it changed meanwhile (Patroni acted first)")
+            match action:
+                case failover.FenceApi():
+                    ok = await self.etcd.cas_put(pk.member(action.member), action.value, action.revision,
+                                                 lease=action.lease)
+                    log.info("pointed dead member %s's REST API at a refusing port: %s", action.member,
+                             "done" if ok else "it changed meanwhile, skipped")
+                case failover.DropMember():
+                    ok = await self.etcd.cas_delete(pk.member(action.member), action.revision)
+                    log.warning("dropped dead synchronous standby %s's member key: %s", action.member,
+                                "done" if ok else "it changed meanwhile, skipped")
+                case failover.DeleteLeader():
+                    await self._release_leader(action)
+
+    async def _release_leader(self, action: failover.DeleteLeader) -> None:
+        ok = await self.etcd.cas_delete(self.pkeys.leader, action.revision)
+        if ok:
+            self.state.failovers += 1
+            if self.metrics:
+                self.metrics.failover()
+            site = self.cfg.site_of_member.get(action.member, action.member)
+            inc = self.state.open_incidents.get(site)
+            if inc is not None:
+                inc.failover = f"released leader key of {action.member} at {self.clock():.3f}"
+                await self.save_incident(inc)
+        log.warning("released leader key of dead primary %s: %s", action.member,
+                    "done" if ok else "it changed meanwhile (Patroni acted first)")
 
     async def place_etcd_leader(self, cluster: failover.ClusterState, verdicts: dict[str, detector.Verdict]) -> None:
         try:
@@ -288,7 +290,7 @@ class Agent:
 
     async def save_incident(self, inc: Incident) -> None:
         # The ledger lives in etcd: replicated to every site, it survives the loss of any one.
-        key = f"{self.key_ledger}{inc.start:.3f}-{inc.site}"
+        key = self.keys.ledger_entry(inc.start, inc.site)
         await self.etcd.put(key, json.dumps({**asdict(inc), "recorded_by": self.cfg.site, "source": "agent"}))
 
     async def release_loop(self) -> None:
@@ -301,7 +303,7 @@ class Agent:
             if not self.cfg.app_admin_token:
                 continue
             try:
-                current = await self.etcd.get(f"{self.cfg.prefix}/release/current")
+                current = await self.etcd.get(self.keys.release_current)
                 if current is None:
                     continue
                 release = current.json()
@@ -336,14 +338,96 @@ class Agent:
                 read_at = self.clock()
                 try:
                     drained = {kv.key.rsplit("/", 1)[1]
-                               for kv in await self.etcd.get_prefix(f"{self.cfg.prefix}/drained/")}
+                               for kv in await self.etcd.get_prefix(self.keys.drained)}
                 except EtcdError:
                     drained = None  # cut off: keep what the door has, it skips dead upstreams by itself
             if drained is not None:
                 order = ops.routing(list(self.cfg.sites), self.cfg.site, set(), drained)["for_this_site"]
-                await keeper.push(door_config(self.cfg.site, order, apps, door.listen, dial_of(door.admin)),
+                await keeper.push(door_config(self.cfg.site, order, apps, door.listen, admin_listen(door.admin)),
                                   order, self.clock())
             await asyncio.sleep(self.cfg.detector.probe_interval)
+
+    async def maintenance_loop(self, every: float = 10.0) -> None:
+        """Watch etcd's storage (alarms, database sizes) and, as coordinator, keep it bounded:
+        defragment one member at a time and prune what Firebreak keeps beyond its retention."""
+        last_defrag, last_prune = 0.0, 0.0
+        while True:
+            await asyncio.sleep(every)
+            try:
+                members = await self._storage()
+                _, listed = await self.etcd.leader_and_members()
+                names = {m["ID"]: m.get("name", m["ID"]) for m in listed}
+                alarms = [(names.get(mid, mid), kind) for mid, kind in await self.etcd.alarms()]
+            except EtcdError as e:
+                self.state.etcd_health = {"error": str(e)}
+                continue
+            health = maintenance.storage_health(members, alarms, self.cfg.etcd_quota_bytes)
+            self.state.etcd_health = {
+                "alarms": list(health.alarms), "warnings": list(health.warnings),
+                "quota_bytes": self.cfg.etcd_quota_bytes, "fullest": health.worst_fraction,
+                "members": {m.name: {"db_size": m.db_size, "db_size_in_use": m.db_size_in_use,
+                                     "revision": m.revision} for m in members}}
+            if self.metrics:
+                for m in members:
+                    self.metrics.etcd_db_bytes.labels(self.cfg.site, m.name, "total").set(m.db_size)
+                    self.metrics.etcd_db_bytes.labels(self.cfg.site, m.name, "in_use").set(m.db_size_in_use)
+                for kind in ("NOSPACE", "CORRUPT"):
+                    self.metrics.etcd_alarm.labels(self.cfg.site, kind).set(
+                        1 if any(k == kind for _, k in alarms) else 0)
+            for w in health.warnings:
+                log.warning("%s", w)
+            if not self.state.is_coordinator:
+                continue
+            now = self.clock()
+            suspects = {s for s, v in self.state.verdicts.items() if v.dead or v.votes}
+            target = maintenance.defrag_target(members, suspects, last_defrag, now)
+            if target is not None:
+                last_defrag = now
+                try:
+                    await self.etcd.defragment(self.cfg.sites[target].etcd)
+                    log.info("defragmented etcd member %s", target)
+                except EtcdError as e:
+                    log.warning("could not defragment etcd member %s: %s", target, e)
+            if now - last_prune >= 60.0:
+                last_prune = now
+                try:
+                    await self.prune()
+                except EtcdError as e:
+                    log.warning("pruning Firebreak's keys failed (will retry): %s", e)
+
+    async def _storage(self) -> list[maintenance.MemberStorage]:
+        """Each living site's etcd member, asked directly (sizes are per member)."""
+        dead = {s for s, v in self.state.verdicts.items() if v.dead}
+        sites = [s for s in self.cfg.sites if s not in dead]
+
+        async def one(site: str) -> maintenance.MemberStorage | None:
+            try:
+                st = await self.etcd.member_status(self.cfg.sites[site].etcd)
+            except EtcdError:
+                return None
+            return maintenance.MemberStorage(site, int(st.get("dbSize", 0)), int(st.get("dbSizeInUse", 0)),
+                                             int(st.get("header", {}).get("revision", 0)))
+        found = await asyncio.gather(*(one(s) for s in sites))
+        return [m for m in found if m is not None]
+
+    async def prune(self) -> None:
+        """Retention for what Firebreak keeps in etcd (keys.py lists each rule)."""
+        from firebreak.control import keys as k
+
+        audit = [kv.key for kv in await self.etcd.get_prefix(self.keys.audit, keys_only=True)]
+        cut = maintenance.prune_oldest(self.keys.audit, audit, k.AUDIT_KEEP, "audit log")
+        if cut is not None:
+            n = await self.etcd.delete_range(cut.start, cut.end)
+            log.info("pruned %d entries: %s", n, cut.why)
+        ledger = [kv.key for kv in await self.etcd.get_prefix(self.keys.ledger, keys_only=True)]
+        for key in maintenance.ledger_expired(ledger, self.keys.ledger, self.clock() - k.LEDGER_KEEP_DAYS * 86400):
+            await self.etcd.delete(key)
+        releases = await self.etcd.get_prefix(self.keys.releases, keys_only=True)
+        current = await self.etcd.get(self.keys.release_current)
+        current_version = current.json().get("version") if current else None
+        created = {kv.key[len(self.keys.releases):]: kv.create_revision for kv in releases}
+        for version in maintenance.releases_to_drop(created, k.RELEASES_KEEP, current_version):
+            await self.etcd.delete(self.keys.release(version))
 
     async def close(self) -> None:
         await self.etcd.close()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from firebreak.inputs import load_yaml_model
+from firebreak.control.keys import Keys, PatroniKeys
+from firebreak.inputs import bad_name, load_yaml_model
 
 
 class _Strict(BaseModel):
@@ -25,7 +26,8 @@ class SiteEndpoints(_Strict):
 
 class DoorSettings(_Strict):
     listen: str = Field(description="ADDR:PORT the door serves clients on")
-    admin: str = Field(description="URL of the door's (Caddy's) admin API; keep it on loopback")
+    admin: str = Field(description="the door's (Caddy's) admin API: unix//path/to/socket (only its user can "
+                                   "open it), or a loopback URL")
 
 
 class DetectorSettings(_Strict):
@@ -44,6 +46,7 @@ class AgentConfig(_Strict):
     etcd: list[str] = Field(min_length=1, description="etcd client URLs, this site's first")
     patroni_namespace: str = "/service/firebreak"
     prefix: str = "/firebreak"
+    etcd_quota_bytes: int = Field(default=2 * 2**30, gt=0, description="etcd's --quota-backend-bytes, for warnings")
     patroni_user: str = Field(default="", description="Patroni REST API user for switchovers")
     patroni_password: str = ""
     app_admin_token: str = Field(default="", description="lets the agent push releases to its site's app")
@@ -52,11 +55,22 @@ class AgentConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_site(self) -> "AgentConfig":
+        for name in [self.site, *self.sites]:
+            if bad_name(name):
+                raise ValueError(f"site name {bad_name(name)}")
         if self.site not in self.sites:
             raise ValueError(f"site '{self.site}' is not among sites ({', '.join(self.sites)})")
         if len(self.sites) < 3:
             raise ValueError("at least 3 sites are needed to tell a dead site from a cut link")
         return self
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.prefix)
+
+    @property
+    def patroni_keys(self) -> PatroniKeys:
+        return PatroniKeys(self.patroni_namespace)
 
     def member_of(self, site: str) -> str:
         return self.sites[site].member or site

@@ -1,46 +1,49 @@
 """The ops console and API served by every site's agent: the state of every site, the primary,
 routing, incidents, the outage ledger and the audit log, and the actions operators need,
 working from whichever sites survive. State changes need an authenticated operator (token
-as Bearer, or a login session with a CSRF token), and every attempt is audited in etcd."""
+as Bearer, or a login session with a CSRF token); every authenticated attempt is audited in etcd.
+
+The console shares its process and event loop with the failure detector, so nothing an anonymous
+client sends may cost that loop time or etcd space: token checks are fast keyed hashes (auth.py),
+failed attempts are rate-limited per source (429 with Retry-After) and counted, not stored, and
+every field and body is capped. The actions themselves live in actions.py, one function each."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 import secrets
 import time
 from dataclasses import asdict
 
 import httpx
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 from starlette.middleware.sessions import SessionMiddleware
 
 from firebreak.control import auth, ops
+from firebreak.control.actions import ACTIONS, ActionIn, Context
 from firebreak.control.agent import Agent
 from firebreak.control.etcd import Etcd, EtcdError
 from firebreak.errors import Denied
+from firebreak.throttle import Buckets
+
+log = logging.getLogger("firebreak.console")
+
+# Failed sign-ins and bad tokens per source: a burst of 10, then one every 6 s. An operator who
+# mistypes a token twice never notices; a flood gets 429s that cost nothing.
+FAILURES_PER_S, FAILURE_BURST = 1 / 6, 10
+AUDIT_PAGE = 100
 
 _env = Environment(loader=PackageLoader("firebreak.control", "templates"), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
 
-ACTIONS = {"freeze": "operator", "unfreeze": "operator", "switchover": "operator", "evacuate": "operator",
-           "restore": "operator", "deploy": "operator", "release": "operator"}
-
-
-class ActionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    site: str | None = Field(default=None, description="evacuate / restore: the site")
-    to: str | None = Field(default=None, description="switchover: the site (or member) to move the primary to")
-    version: str | None = Field(default=None, max_length=64, description="deploy / release: the version")
-    notes: str = Field(default="", max_length=2000)
-
-
 def create_console(agent: Agent) -> FastAPI:
     cfg = agent.cfg
+    keys = cfg.keys
     app = FastAPI(title=f"Firebreak ops console ({cfg.site})", version="1")
     # Sessions are per console: a restart only asks people to log in again.
     app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), same_site="strict",
@@ -50,24 +53,61 @@ def create_console(agent: Agent) -> FastAPI:
     # etcd's leader is lost) instead of failing; the agent's own loops keep their fail-fast client.
     etcd = Etcd(cfg.etcd, timeout=0.8, patience=2.0)
 
+    ctx = Context(agent, etcd, http)
+    failures = Buckets(rate=FAILURES_PER_S, burst=FAILURE_BURST, max_sources=10_000)
+    denied = {"count": 0, "logged_at": 0.0}
+
+    def source(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def throttled(request: Request) -> JSONResponse | None:
+        """429 for a source that has used up its failed attempts; nothing else is spent on it."""
+        src, now = source(request), time.monotonic()
+        wait = failures.retry_after(src, now)
+        if wait <= 0:
+            return None
+        note_denial(src, "throttled")
+        return JSONResponse({"ok": False, "error": f"too many failed attempts from {src}; retry in {wait:.0f} s"},
+                            status_code=429, headers={"Retry-After": str(max(1, round(wait)))})
+
+    def note_denial(src: str, why: str) -> None:
+        # Counted and logged (at most once a second), never written to etcd: anonymous traffic
+        # must not grow storage.
+        denied["count"] += 1
+        if agent.metrics is not None:
+            agent.metrics.denied(why)
+        now = time.monotonic()
+        if now - denied["logged_at"] >= 1.0:
+            denied["logged_at"] = now
+            log.warning("refused %s request from %s (%d refused so far)", why, src, denied["count"])
+
+    def failed_attempt(request: Request, why: str) -> None:
+        failures.allow(source(request), time.monotonic())
+        note_denial(source(request), why)
+
     async def audit(who: str, action: str, detail: dict, request: Request, outcome: str) -> None:
-        entry = ops.audit_entry(who, action, detail, cfg.site, request.client.host if request.client else None, outcome)
+        entry = ops.audit_entry(who, action, detail, cfg.site, source(request), outcome)
         try:
-            await etcd.put(f"{agent.key_audit}{entry['at']:.6f}-{cfg.site}", json.dumps(entry))
+            await etcd.put(keys.audit_entry(entry["at"], cfg.site), json.dumps(entry))
         except EtcdError:
             pass  # the action itself needs etcd too and will say so
 
     async def operator_of(request: Request, csrf: str | None = None) -> auth.Operator | None:
         header = request.headers.get("authorization", "")
         if header.startswith("Bearer "):
-            return await auth.authenticate(etcd, cfg.prefix, header.removeprefix("Bearer ").strip())
+            return await auth.authenticate(etcd, keys, header.removeprefix("Bearer ").strip()[:auth.MAX_TOKEN + 1])
         user = request.session.get("operator")
-        if user and csrf is not None and secrets.compare_digest(csrf, request.session.get("csrf", "")):
-            return auth.Operator(user["name"], user["role"])
-        if user and csrf is None and secrets.compare_digest(request.headers.get("x-csrf-token", ""),
-                                                            request.session.get("csrf", "") or "-"):
-            return auth.Operator(user["name"], user["role"])
-        return None
+        if not user:
+            return None
+        given = csrf if csrf is not None else request.headers.get("x-csrf-token", "")
+        if not secrets.compare_digest(given or "-", request.session.get("csrf", "") or "+"):
+            return None
+        # The role comes from etcd on every request, not from the cookie: a demoted or removed
+        # operator loses their powers at once.
+        kv = await etcd.get(keys.operator(user["name"]))
+        if kv is None:
+            return None
+        return auth.Operator(user["name"], kv.json().get("role", "viewer"))
 
     async def cluster_view() -> dict:
         c = await agent.read_cluster()
@@ -75,7 +115,7 @@ def create_console(agent: Agent) -> FastAPI:
                 "members": {n: {"role": m.role, "state": m.state} for n, m in c.members.items()}}
 
     async def drained() -> set[str]:
-        return {kv.key.rsplit("/", 1)[1] for kv in await agent.etcd.get_prefix(f"{cfg.prefix}/drained/")}
+        return {kv.key.rsplit("/", 1)[1] for kv in await agent.etcd.get_prefix(keys.drained)}
 
     async def status_doc() -> dict:
         # Status reads use the agent's fail-fast client: a console cut off from etcd says so at
@@ -85,8 +125,8 @@ def create_console(agent: Agent) -> FastAPI:
         try:
             cluster = await cluster_view()
             drain = await drained()
-            current = await agent.etcd.get(f"{cfg.prefix}/release/current")
-            frozen = await agent.etcd.get(agent.key_frozen) is not None
+            current = await agent.etcd.get(keys.release_current)
+            frozen = await agent.etcd.get(keys.frozen) is not None
         except EtcdError as e:
             cluster, drain, current, frozen = {"error": str(e)}, set(), None, st.frozen
         primary = cfg.site_of_member.get(cluster.get("leader")) if cluster.get("leader") else None
@@ -105,103 +145,35 @@ def create_console(agent: Agent) -> FastAPI:
             "release": current.json() if current else None,
             "last_decision": st.last_decision, "failovers": st.failovers,
             "incidents": [asdict(i) for i in st.open_incidents.values()],
+            # etcd's storage: alarms (NOSPACE, CORRUPT), sizes per member against the quota, and a
+            # warning a person can act on (also on the console page and in /metrics).
+            "etcd": st.etcd_health,
         }
 
-    async def perform(action: str, body: ActionIn, who: auth.Operator) -> dict:
-        verdicts = agent.state.verdicts
-        if action == "freeze":
-            await etcd.put(agent.key_frozen, json.dumps({"by": who.name, "at": time.time()}))
-            return {"frozen": True}
-        if action == "unfreeze":
-            await etcd.delete(agent.key_frozen)
-            return {"frozen": False}
-        if action in ("evacuate", "restore"):
-            if body.site not in cfg.sites:
-                raise Denied(422, f"site: unknown site {body.site!r}; sites are {', '.join(cfg.sites)}")
-            if action == "restore":
-                await etcd.delete(f"{cfg.prefix}/drained/{body.site}")
-                return {"restored": body.site}
-            plan = ops.evacuation_plan(await agent.read_cluster(), body.site, cfg.site_of_member, verdicts)
-            if not plan.ok:
-                raise Denied(409, plan.reason)
-            await etcd.put(f"{cfg.prefix}/drained/{body.site}", json.dumps({"by": who.name, "at": time.time()}))
-            result: dict = {"drained": body.site, "plan": plan.reason}
-            if plan.candidate:
-                cluster = await agent.read_cluster()
-                result["switchover"] = await ops.patroni_switchover(http, _patroni_urls(), _patroni_auth(),
-                                                                    cluster.leader, plan.candidate)
-            return result
-        if action == "switchover":
-            if not body.to:
-                raise Denied(422, "to: required (the site to move the primary to)")
-            cluster = await agent.read_cluster()
-            plan = ops.switchover_plan(cluster, body.to, cfg.site_of_member, verdicts)
-            if not plan.ok:
-                raise Denied(409, plan.reason)
-            return {"switchover": await ops.patroni_switchover(http, _patroni_urls(), _patroni_auth(),
-                                                               cluster.leader, plan.candidate)}
-        if action == "release":
-            if not body.version:
-                raise Denied(422, "version: required")
-            await etcd.put(f"{cfg.prefix}/releases/{body.version}", ops.release_record(body.version, body.notes))
-            return {"stored": body.version}
-        if action == "deploy":
-            if not body.version:
-                raise Denied(422, "version: required")
-            kv = await etcd.get(f"{cfg.prefix}/releases/{body.version}")
-            if kv is None:
-                raise Denied(404, f"version: no release {body.version!r} in the release store; add it first")
-            release = kv.json()
-            dead = {s for s, v in verdicts.items() if v.dead}
-
-            async def roll(site: str, app_url: str) -> str:
-                if site in dead:
-                    return "skipped: site is dead"
-                try:
-                    await ops.push_release(http, app_url, cfg.app_admin_token, release)
-                    return "ok"
-                except (httpx.ConnectError, httpx.TimeoutException):
-                    # Not answering is what a site that just died looks like before the
-                    # verdict; it gets the release from the store when it comes back.
-                    return "skipped: unreachable"
-                except httpx.HTTPError as e:
-                    return f"failed: {e!r}"
-            # Every site at once: a silent site costs its timeout once, not once per site after it.
-            results = await asyncio.gather(*(roll(s, ep.app) for s, ep in cfg.sites.items()))
-            rolled = dict(zip(cfg.sites, results))
-            await etcd.put(f"{cfg.prefix}/release/current", json.dumps({**release, "rolled": rolled,
-                                                                              "by": who.name, "at": time.time()}))
-            if any(v.startswith("failed") for v in rolled.values()):
-                raise Denied(502, "deploy failed in " + ", ".join(s for s, v in rolled.items() if v.startswith("failed")))
-            return {"deployed": body.version, "sites": rolled}
-        raise Denied(404, f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
-
-    def _patroni_urls() -> list[str]:
-        own = cfg.sites[cfg.site].patroni
-        dead = {s for s, v in agent.state.verdicts.items() if v.dead}
-        return [own] + [ep.patroni for s, ep in cfg.sites.items() if s != cfg.site and s not in dead]
-
-    def _patroni_auth() -> tuple[str, str] | None:
-        return (cfg.patroni_user, cfg.patroni_password) if cfg.patroni_user else None
-
     async def run_action(action: str, body: ActionIn, request: Request, csrf: str | None = None) -> JSONResponse:
-        who = None
+        if (limited := throttled(request)) is not None:
+            return limited
+        who = await operator_of(request, csrf)
+        if who is None:
+            failed_attempt(request, "unauthenticated")
+            return JSONResponse({"ok": False, "action": action,
+                                 "error": "an operator must log in, or send Authorization: Bearer <token>"},
+                                status_code=401)
+        detail = body.model_dump(exclude_none=True)
         try:
-            who = await operator_of(request, csrf)
-            if who is None:
-                raise Denied(401, "an operator must log in, or send Authorization: Bearer <token>")
-            if action in ACTIONS and not auth.allowed(who.role, ACTIONS[action]):
-                raise Denied(403, f"{who.name} is a {who.role}; {action} needs an {ACTIONS[action]}")
-            result = await perform(action, body, who)
-            await audit(who.name, action, body.model_dump(exclude_none=True), request, "ok")
+            if action not in ACTIONS:
+                raise Denied(404, f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+            perform, needed = ACTIONS[action]
+            if not auth.allowed(who.role, needed):
+                raise Denied(403, f"{who.name} is a {who.role}; {action} needs an {needed}")
+            result = await perform(ctx, body, who)
+            await audit(who.name, action, detail, request, "ok")
             return JSONResponse({"ok": True, "action": action, "site": cfg.site, **result})
         except Denied as e:
-            await audit(who.name if who else "anonymous", action, body.model_dump(exclude_none=True), request,
-                        f"denied: {e.message}")
+            await audit(who.name, action, detail, request, f"denied: {e.message}")
             return JSONResponse({"ok": False, "action": action, "error": e.message}, status_code=e.status)
         except (EtcdError, RuntimeError) as e:
-            await audit(who.name if who else "anonymous", action, body.model_dump(exclude_none=True), request,
-                        f"failed: {e}")
+            await audit(who.name, action, detail, request, f"failed: {e}")
             return JSONResponse({"ok": False, "action": action, "error": str(e)}, status_code=503)
 
     @app.get("/healthz")
@@ -217,12 +189,25 @@ def create_console(agent: Agent) -> FastAPI:
         return (await status_doc())["routing"]
 
     @app.get("/api/ledger")
-    async def ledger() -> list:
-        return [kv.json() for kv in await etcd.get_prefix(agent.key_ledger)]
+    async def ledger(limit: int = Query(AUDIT_PAGE, ge=1, le=1000), before: str | None = Query(None, max_length=80)) -> list:
+        """Newest first, a page at a time: `before` is the `key` of the last entry of the previous page."""
+        return await page_of(keys.ledger, limit, before)
 
     @app.get("/api/audit")
-    async def audit_log(limit: int = 100) -> list:
-        return [kv.json() for kv in await etcd.get_prefix(agent.key_audit)][-max(1, min(limit, 1000)):]
+    async def audit_log(limit: int = Query(AUDIT_PAGE, ge=1, le=1000), before: str | None = Query(None, max_length=80)) -> list:
+        """Newest first, a page at a time: `before` is the `key` of the last entry of the previous page."""
+        return await page_of(keys.audit, limit, before)
+
+    async def page_of(prefix: str, limit: int, before: str | None) -> list:
+        end = prefix + before if before else None
+        kvs = await etcd.get_prefix(prefix, limit=limit, descending=True, end=end)
+        out = []
+        for kv in kvs:
+            try:
+                out.append({**kv.json(), "key": kv.key[len(prefix):]})
+            except (ValueError, TypeError):
+                continue
+        return out
 
     @app.post("/api/actions/{action}")
     async def action_api(action: str, body: ActionIn, request: Request) -> JSONResponse:
@@ -234,27 +219,39 @@ def create_console(agent: Agent) -> FastAPI:
     async def page(request: Request) -> HTMLResponse:
         try:
             doc = await status_doc()
-            ledger_rows = [kv.json() for kv in await agent.etcd.get_prefix(agent.key_ledger)][-20:]
-            audit_rows = [kv.json() for kv in await agent.etcd.get_prefix(agent.key_audit)][-15:]
+            ledger_rows = list(reversed(await page_of(keys.ledger, 20, None)))
+            audit_rows = list(reversed(await page_of(keys.audit, 15, None)))
         except EtcdError as e:
             doc, ledger_rows, audit_rows = {"site": cfg.site, "error": str(e), "sites": {}, "routing": {}}, [], []
         user = request.session.get("operator")
         if user and "csrf" not in request.session:
             request.session["csrf"] = secrets.token_urlsafe(24)
+        if user:
+            # The role shown is etcd's, as for every action: a removed operator is signed out.
+            try:
+                kv = await etcd.get(keys.operator(user["name"]))
+            except EtcdError:
+                kv = None
+            user = {"name": user["name"], "role": kv.json().get("role", "viewer")} if kv else None
+            if user is None:
+                request.session.clear()
         flash = request.session.pop("flash", None)
         return HTMLResponse(_env.get_template("console.html").render(
             s=doc, user=user, csrf=request.session.get("csrf"), ledger=ledger_rows, audit=audit_rows,
             sites=list(cfg.sites), flash=flash, now=time.time()))
 
-    @app.post("/login")
-    async def login(request: Request, name: str = Form(...), token: str = Form(...)) -> RedirectResponse:
-        who = await auth.authenticate(etcd, cfg.prefix, f"{name}.{token}" if "." not in token else token)
+    @app.post("/login", response_model=None)
+    async def login(request: Request, name: str = Form(..., max_length=32),
+                    token: str = Form(..., max_length=auth.MAX_TOKEN)) -> RedirectResponse | JSONResponse:
+        if (limited := throttled(request)) is not None:
+            return limited
+        who = await auth.authenticate(etcd, keys, f"{name}.{token}" if "." not in token else token)
         if who is None:
-            await audit(name, "login", {}, request, "denied: bad name or token")
+            failed_attempt(request, "login")
             request.session["flash"] = "login failed: unknown operator or wrong token"
         else:
             request.session.clear()
-            request.session["operator"] = {"name": who.name, "role": who.role}
+            request.session["operator"] = {"name": who.name}
             request.session["csrf"] = secrets.token_urlsafe(24)
             await audit(who.name, "login", {}, request, "ok")
         return RedirectResponse("/", status_code=303)
@@ -266,9 +263,15 @@ def create_console(agent: Agent) -> FastAPI:
         return RedirectResponse("/", status_code=303)
 
     @app.post("/actions/{action}")
-    async def action_form(action: str, request: Request, csrf: str = Form(""), site: str = Form(""),
-                          to: str = Form(""), version: str = Form(""), notes: str = Form("")) -> RedirectResponse:
-        body = ActionIn(site=site or None, to=to or None, version=version or None, notes=notes)
+    async def action_form(action: str, request: Request, csrf: str = Form("", max_length=64),
+                          site: str = Form("", max_length=31), to: str = Form("", max_length=64),
+                          version: str = Form("", max_length=64), notes: str = Form("", max_length=2000)) -> RedirectResponse:
+        try:
+            body = ActionIn(site=site or None, to=to or None, version=version or None, notes=notes)
+        except ValidationError as e:
+            request.session["flash"] = f"{action} refused: " + "; ".join(
+                f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False))
+            return RedirectResponse("/", status_code=303)
         r = await run_action(action, body, request, csrf=csrf)
         doc = json.loads(r.body)
         request.session["flash"] = (f"{action}: done" if doc.get("ok") else f"{action} refused: {doc.get('error')}")

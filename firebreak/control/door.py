@@ -1,7 +1,7 @@
 """Each site's front door: a Caddy reverse proxy in front of the reference service.
 
 `door_config` is a pure function from the routing order to Caddy's JSON configuration; the agent
-pushes it to Caddy's admin API (loopback only) when the order changes, which is when operators
+pushes it to Caddy's admin API (a unix socket only its user can open) when the order changes, which is when operators
 drain or restore a site. Dead sites are Caddy's to skip: an upstream that refuses connections or
 fails its health check (every 0.5 s) gets no requests, so a door stops sending to a dead app
 within a second, without the reload that removing it would cost (see Agent.door_loop).
@@ -30,15 +30,29 @@ def dial_of(url: str) -> str:
     return f"{parts.hostname}:{parts.port}"
 
 
+def admin_listen(admin: str) -> str:
+    """Caddy's `admin.listen` for an admin address: a unix socket (`unix//path`, reachable only by
+    the user Caddy runs as: the socket is created mode 0200) or a loopback URL."""
+    return admin if admin.startswith("unix/") else dial_of(admin)
+
+
+def admin_client(admin: str, http: httpx.AsyncClient) -> tuple[httpx.AsyncClient, str]:
+    """A client and base URL for Caddy's admin API at `admin` (a unix socket or a URL)."""
+    if admin.startswith("unix/"):
+        path = admin.removeprefix("unix/")
+        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=path)), "http://localhost"
+    return http, admin.rstrip("/")
+
+
 def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, admin: str) -> dict:
     """Caddy's configuration for `site`'s door: `order` lists the sites whose apps get traffic,
     best first (this site's own first, if it is serving). An empty order still serves this
     site's own app: a door that answers 502 tells a client more than one that is gone."""
     upstreams = [s for s in order if s in apps] or [site]
     return {
-        # Caddy checks the Host header of admin requests; a loopback address other than
-        # 127.0.0.1 (the lab's 127.0.N.1 sites) must be named to be allowed.
-        "admin": {"listen": admin, "origins": [admin]},
+        # On a socket, the file's mode keeps other local users out. On TCP, Caddy checks the Host
+        # header of admin requests; a loopback address other than 127.0.0.1 must be named.
+        "admin": {"listen": admin} if admin.startswith("unix/") else {"listen": admin, "origins": [admin]},
         "apps": {"http": {"servers": {"door": {
             "listen": [listen],
             "automatic_https": {"disable": True},
@@ -64,9 +78,8 @@ class DoorKeeper:
 
     REFRESH = 10.0
 
-    def __init__(self, admin_url: str, http: httpx.AsyncClient):
-        self.admin_url = admin_url.rstrip("/")
-        self.http = http
+    def __init__(self, admin: str, http: httpx.AsyncClient):
+        self.http, self.admin_url = admin_client(admin, http)
         self.pushed: str | None = None
         self.pushed_at = 0.0
         self.order: list[str] = []

@@ -84,8 +84,46 @@ class Etcd:
         kvs = self._kvs(await self._call("/v3/kv/range", {"key": _b64(key)}))
         return kvs[0] if kvs else None
 
-    async def get_prefix(self, prefix: str) -> list[KV]:
-        return self._kvs(await self._call("/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}))
+    async def get_prefix(self, prefix: str, limit: int = 0, descending: bool = False, end: str | None = None,
+                         keys_only: bool = False) -> list[KV]:
+        """Keys under prefix in key order (newest first with descending, for time-named keys);
+        `end` stops before that key (a page cursor); `limit` 0 means all."""
+        body: dict = {"key": _b64(prefix), "range_end": _b64(end or prefix_end(prefix))}
+        if limit:
+            body["limit"] = str(limit)
+        if descending:
+            body.update(sort_order="DESCEND", sort_target="KEY")
+        if keys_only:
+            body["keys_only"] = True
+        return self._kvs(await self._call("/v3/kv/range", body))
+
+    async def delete_range(self, start: str, end: str) -> int:
+        resp = await self._call("/v3/kv/deleterange", {"key": _b64(start), "range_end": _b64(end)})
+        return int(resp.get("deleted", 0) or 0)
+
+    async def alarms(self) -> list[tuple[str, str]]:
+        """Active alarms as (member ID, alarm type): NOSPACE, CORRUPT."""
+        resp = await self._call("/v3/maintenance/alarm", {"action": "GET"})
+        return [(str(a.get("memberID", "")), str(a.get("alarm", ""))) for a in resp.get("alarms", []) or []]
+
+    async def member_status(self, endpoint: str) -> dict:
+        """One member's own status (dbSize, dbSizeInUse, header.revision), asked of that member."""
+        try:
+            r = await self.client.post(endpoint + "/v3/maintenance/status", json={})
+        except httpx.HTTPError as e:
+            raise EtcdError(f"{endpoint}: status: {e!r}") from e
+        if r.status_code != 200:
+            raise EtcdError(f"{endpoint}: status: HTTP {r.status_code}")
+        return r.json()
+
+    async def defragment(self, endpoint: str, timeout: float = 30.0) -> None:
+        """Defragment one member (it stops answering while it runs: one member at a time)."""
+        try:
+            r = await self.client.post(endpoint + "/v3/maintenance/defragment", json={}, timeout=timeout)
+        except httpx.HTTPError as e:
+            raise EtcdError(f"{endpoint}: defragment: {e!r}") from e
+        if r.status_code != 200:
+            raise EtcdError(f"{endpoint}: defragment: HTTP {r.status_code} {r.text[:200]}")
 
     async def put(self, key: str, value: str, lease: int = 0) -> int:
         body: dict = {"key": _b64(key), "value": _b64(value)}

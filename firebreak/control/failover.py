@@ -62,9 +62,13 @@ class DropMember:
     revision: int
 
 
+# What the decision may ask the agent to do: a closed set, matched exhaustively by the agent.
+Action = FenceApi | DeleteLeader | DropMember
+
+
 @dataclass(frozen=True)
 class Decision:
-    actions: tuple
+    actions: tuple[Action, ...]
     reason: str
     failover: bool = False    # the primary's site is dead and we act
     refused: bool = False     # it is dead but acting is unsafe
@@ -102,7 +106,7 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     if not candidates:
         return Decision((), f"primary's site {leader_site} is dead, but no synchronous standby can take over: "
                             + "; ".join(why_not), refused=True)
-    actions: list = []
+    actions: list[Action] = []
     dead_member = cluster.members.get(leader)
     if dead_member is not None and dead_member.api_url != UNREACHABLE_API:
         actions.append(FenceApi(leader, dead_member.revision, dead_member.lease,

@@ -18,6 +18,16 @@ class AgentMetrics:
         self.coordinator = Gauge("firebreak_is_coordinator", "1 when this agent coordinates", ["site"],
                                  registry=self.registry)
 
+        self._denied = Counter("firebreak_console_denied_total", "Console requests refused before any work "
+                               "(unauthenticated, bad login, throttled)", ["site", "why"], registry=self.registry)
+        self.etcd_db_bytes = Gauge("firebreak_etcd_db_bytes", "etcd database file size per member",
+                                   ["site", "member", "kind"], registry=self.registry)
+        self.etcd_alarm = Gauge("firebreak_etcd_alarm", "1 while etcd raises this alarm", ["site", "alarm"],
+                                registry=self.registry)
+
+    def denied(self, why: str) -> None:
+        self._denied.labels(self.site, why).inc()
+
     def probe(self, target: str, component: str, ok: bool) -> None:
         self._probes.labels(self.site, target, component, "ok" if ok else "failed").inc()
 

@@ -21,6 +21,7 @@ import psycopg
 
 from firebreak import __version__
 from firebreak.control.etcd import Etcd, EtcdError
+from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
 from firebreak.drill import checks
 from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites
 from firebreak.drill.verdict import judge
@@ -303,7 +304,7 @@ def _record_ledger(st: dict, report: dict) -> None:
             for f in report["faults"]:
                 entry = {"site": f["site"], "start": f["start_wall"], "end": f["end_wall"], "kind": f["fault"],
                          "source": "drill", "scenario": report["scenario"]["name"], "verdict": report["verdict"]}
-                await etcd.put(f"/firebreak/ledger/drill-{f['start_wall']:.3f}-{f['site']}", json.dumps(entry))
+                await etcd.put(DEFAULT_KEYS.ledger_entry(f["start_wall"], f["site"], drill=True), json.dumps(entry))
         finally:
             await etcd.close()
     try:

@@ -36,6 +36,10 @@ class Secrets:
                     app_admin=self.app_admin, session=self.session)
 
 
+ETCD_COMPACTION = "5m"
+ETCD_QUOTA = 2 * 2**30
+
+
 def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> list[str]:
     cluster = ",".join(f"{s.name}=http://{s.address}:{PORTS['etcd_peer']}" for s in layout.sites)
     return [
@@ -47,6 +51,11 @@ def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> l
         "--initial-cluster-token", f"firebreak-{token}",
         # A 100 ms heartbeat and 1 s election timeout suit links of a few ms between sites.
         "--heartbeat-interval", "100", "--election-timeout", "1000",
+        # Bounded for months: history older than 5 minutes is compacted away (an idle lab writes
+        # about 14 revisions a second), and the quota is explicit; the agents warn at half of it
+        # and defragment one member at a time (control/maintenance.py).
+        "--auto-compaction-mode", "periodic", "--auto-compaction-retention", ETCD_COMPACTION,
+        "--quota-backend-bytes", str(ETCD_QUOTA),
         "--log-level", "warn", "--logger", "zap",
     ]
 
@@ -141,6 +150,7 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
         "listen": f"{site.address}:{PORTS['console']}",
         "etcd": [s.url("etcd") for s in _own_first(layout, site)],
         "patroni_namespace": f"/service/{SCOPE}",
+        "etcd_quota_bytes": ETCD_QUOTA,
         "patroni_user": "firebreak",
         "patroni_password": secrets.patroni_api,
         "app_admin_token": secrets.app_admin,
@@ -153,11 +163,11 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
 def door_config_of(layout: LabLayout, site: SiteLayout) -> dict:
     """The door's configuration at start: every site, its own first. With agents the agent
     replaces it from the routing table; without (Patroni alone), Caddy's health checks steer."""
-    from firebreak.control.door import dial_of, door_config
+    from firebreak.control.door import admin_listen, door_config
 
     return door_config(site.name, [s.name for s in _own_first(layout, site)],
                        {s.name: s.url("app") for s in layout.sites},
-                       f"{site.address}:{PORTS['door']}", dial_of(site.door_admin))
+                       f"{site.address}:{PORTS['door']}", admin_listen(site.door_admin))
 
 
 def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, str]:

@@ -20,7 +20,8 @@ from firebreak.lab import net, procs, runtime
 from firebreak.lab.config import (Secrets, agent_config, app_env, door_config_of, etcd_argv, patroni_config,
                                   superuser_dsn)
 from firebreak.lab.layout import PORTS, LabLayout, SiteLayout, make_layout
-from firebreak.lab.state import LabState, SiteState, clear, lab_home, load, load_secrets, save, save_secrets
+from firebreak.lab.state import (LabState, SiteState, clear, lab_home, load, load_secrets, save, save_secrets,
+                                 write_private)
 from firebreak.resources import example
 from firebreak.topology import load_topology
 
@@ -131,12 +132,13 @@ def _create_operator(layout: LabLayout, secrets: Secrets) -> Secrets:
     from dataclasses import replace
 
     from firebreak.control.auth import add_operator
+    from firebreak.control.keys import Keys
     from firebreak.control.etcd import Etcd
 
     async def go() -> str:
         etcd = Etcd(layout.etcd_endpoints, timeout=3)
         try:
-            return await add_operator(etcd, "/firebreak", "lab", "admin")
+            return await add_operator(etcd, Keys(), "lab", "admin")
         finally:
             await etcd.close()
     secrets = replace(secrets, ops_token=asyncio.run(go()))
@@ -149,9 +151,9 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
         for sub in ("log/postgres", "run", "etcd"):
             (site.dir / sub).mkdir(parents=True, exist_ok=True)
         cfg = site.dir / "patroni.yml"
-        cfg.write_text(yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir(python)), sort_keys=False))
-        os.chmod(cfg, 0o600)
-        (site.dir / "agent.yml").write_text(yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
+        write_private(cfg, yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir(python)),
+                                          sort_keys=False))
+        write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
         (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site), indent=2))
         os.chmod(site.dir / "run", 0o700)
         os.chmod(site.dir / "etcd", 0o700)
@@ -179,6 +181,9 @@ def _argv(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets,
 
 
 def _start(state: LabState, layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets) -> None:
+    if component == "door" and site.door_admin.startswith("unix/"):
+        # A power cut leaves the admin socket behind; Caddy would refuse to listen on it.
+        Path(site.door_admin.removeprefix("unix/")).unlink(missing_ok=True)
     argv, env = _argv(layout, site, component, secrets, state.python)
     proc = procs.spawn(argv, site=site.name, component=component, lab_id=state.lab_id, log=site.log(component),
                        env=env, cwd=site.dir, netns=site.netns, user=state.user)

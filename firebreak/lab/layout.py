@@ -10,7 +10,7 @@ from urllib.parse import quote
 # One address per site, same ports everywhere: a site is a network place, as in real life.
 # Ports are off the well-known ones so a system PostgreSQL or etcd on this host never collides.
 PORTS = {"etcd": 12379, "etcd_peer": 12380, "patroni": 18008, "postgres": 15432, "app": 18080,
-         "console": 18090, "door": 18000, "door_admin": 18019}
+         "console": 18090, "door": 18000}
 LOOPBACK_NET = "127.0.{n}.1"       # site i -> 127.0.(11+i).1
 NETNS_NET = "10.77.0.{n}"          # site i -> 10.77.0.(11+i); the bridge is 10.77.0.1
 NETNS_BRIDGE = "fb-br0"
@@ -34,10 +34,9 @@ class SiteLayout:
 
     @property
     def door_admin(self) -> str:
-        # Caddy's admin API has no authentication: it stays on a loopback only this site's
-        # processes share (the namespace's own), or on the site's loopback address.
-        host = "127.0.0.1" if self.netns else self.address
-        return f"http://{host}:{PORTS['door_admin']}"
+        # Caddy's admin API has no authentication: it listens on a unix socket that Caddy
+        # creates mode 0200, so only the lab's user (Caddy and the agent) can open it.
+        return f"unix/{self.dir / 'run' / 'door-admin.sock'}"
 
     @property
     def pg_port(self) -> int:

@@ -89,11 +89,17 @@ def clear(home: Path) -> None:
     (home / STATE_FILE).unlink(missing_ok=True)
 
 
-def save_secrets(home: Path, secrets: Secrets) -> None:
-    path = home / SECRETS_FILE
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds a secret: mode 0600 from its first byte (never readable by others
+    even for a moment), and 0600 again if it already existed with a looser mode."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(secrets.as_dict(), fh)
+        fh.write(text)
+
+
+def save_secrets(home: Path, secrets: Secrets) -> None:
+    write_private(home / SECRETS_FILE, json.dumps(secrets.as_dict()))
 
 
 def load_secrets(home: Path) -> Secrets:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from firebreak.errors import InputError, Problem
-from firebreak.inputs import Lines, field_path, load_yaml_model, suggest, validate
+from firebreak.inputs import Lines, bad_name, field_path, load_yaml_model, suggest, validate
 from firebreak.topology.model import Failover, Kind, Replication, Service, Topology
 from firebreak.topology.schema import ServiceSpec, TopologySpec
 
@@ -40,6 +40,8 @@ def build_topology(spec: TopologySpec, label: str, lines: "Lines | dict[tuple, i
     for i, site in enumerate(spec.sites):
         if not site.strip():
             bad(("sites", i), "site name must not be empty")
+        elif bad_name(site):
+            bad(("sites", i), f"site name {bad_name(site)}")
         elif site in sites:
             bad(("sites", i), f"site '{site}' is listed twice")
         else:
@@ -48,6 +50,8 @@ def build_topology(spec: TopologySpec, label: str, lines: "Lines | dict[tuple, i
 
     for name, svc in spec.services.items():
         at = ("services", name)
+        if bad_name(name):
+            bad(at, f"service name {bad_name(name)}")
         for site, count in svc.replicas.items():
             if site not in sites:
                 bad(at + ("replicas", site), f"unknown site '{site}'{suggest(site, sites)}")

@@ -7,7 +7,8 @@ import pytest
 
 from firebreak.claims.i18n import EVIDENCE, LANGS, SERVICES, T, pick_lang
 from firebreak.claims.ledger import Outage
-from firebreak.claims.limits import Buckets, client_source
+from firebreak.claims.limits import client_source
+from firebreak.throttle import Buckets
 from firebreak.claims.models import REPORTER_KINDS
 from firebreak.claims.policy import load_policy
 from firebreak.claims.portal import KST, parse_local

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from firebreak.control.door import DoorKeeper, dial_of, door_config
+from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
 from firebreak.control.ops import routing
 
 SITES = ["pangyo", "ansan", "siheung"]
@@ -103,3 +103,30 @@ def test_keeper_retries_a_refusing_door_and_says_so_once(caplog):
         results, keeper = asyncio.run(go())
     assert results == [False, False, False, True] and keeper.order == ["ansan"]
     assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+
+
+def test_the_admin_api_on_a_unix_socket_has_no_tcp_listener_and_no_origins():
+    cfg = door_config("ansan", ["ansan"], {"ansan": "http://10.77.0.12:18080"}, "10.77.0.12:18000",
+                      admin_listen("unix//var/lib/firebreak/ansan/run/door-admin.sock"))
+    assert cfg["admin"] == {"listen": "unix//var/lib/firebreak/ansan/run/door-admin.sock"}
+    tcp = door_config("ansan", ["ansan"], {"ansan": "http://10.77.0.12:18080"}, "10.77.0.12:18000",
+                      admin_listen("http://127.0.0.1:2019"))
+    assert tcp["admin"] == {"listen": "127.0.0.1:2019", "origins": ["127.0.0.1:2019"]}
+
+
+def test_the_keeper_talks_to_a_socket_admin_through_a_unix_transport():
+    keeper = DoorKeeper("unix//tmp/nowhere/door-admin.sock", httpx.AsyncClient())
+    assert keeper.admin_url == "http://localhost" and keeper.http is not None
+
+
+def test_secret_files_are_private_from_their_first_byte(tmp_path):
+    import os
+    import stat
+
+    from firebreak.lab.state import write_private
+
+    path = tmp_path / "agent.yml"
+    path.write_text("old")
+    os.chmod(path, 0o644)
+    write_private(path, "patroni_password: s3cret\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and "s3cret" in path.read_text()

@@ -1,10 +1,12 @@
 """Ops plans (switchover, evacuation, routing) and operator tokens."""
 
 import asyncio
+import json
 
 import pytest
 
 from firebreak.control import auth
+from firebreak.control.keys import Keys
 from firebreak.control.ops import evacuation_plan, routing, switchover_plan
 from tests.unit.test_failover_decision import SITE_OF, cluster, member, verdict
 
@@ -59,15 +61,34 @@ class FakeEtcd:
         return KV(key, self.kv[key], 1, 1, 0) if key in self.kv else None
 
 
+def test_tokens_are_checked_by_a_keyed_hash_not_argon2():
+    token, stored = auth.new_token("kim")
+    assert stored.startswith("hmac-sha256$") and token.split(".", 1)[1] not in stored
+    assert auth.verify_fast(stored, token) is True
+    assert auth.verify_fast(stored, token[:-1] + "A") is False
+    assert auth.verify_fast("$argon2id$v=19$m=65536,t=3,p=4$abc$def", token) is None  # legacy: a thread's job
+
+
+def test_legacy_argon2_hashes_still_verify_off_the_loop():
+    from argon2 import PasswordHasher
+
+    etcd, keys = FakeEtcd(), Keys("/fb")
+    etcd.kv["/fb/operators/old"] = json.dumps({"hash": PasswordHasher().hash("s3cret"), "role": "admin"})
+    assert asyncio.run(auth.authenticate(etcd, keys, "old.s3cret")) == auth.Operator("old", "admin")
+    assert asyncio.run(auth.authenticate(etcd, keys, "old.wrong")) is None
+
+
 def test_operator_tokens_are_hashed_and_verified():
     etcd = FakeEtcd()
-    token = asyncio.run(auth.add_operator(etcd, "/fb", "kim", "operator"))
+    keys = Keys("/fb")
+    token = asyncio.run(auth.add_operator(etcd, keys, "kim", "operator"))
     stored = etcd.kv["/fb/operators/kim"]
-    assert token.split(".", 1)[1] not in stored and "$argon2" in stored
-    who = asyncio.run(auth.authenticate(etcd, "/fb", token))
+    assert token.split(".", 1)[1] not in stored and '"hmac-sha256$' in stored
+    who = asyncio.run(auth.authenticate(etcd, keys, token))
     assert who == auth.Operator("kim", "operator")
-    assert asyncio.run(auth.authenticate(etcd, "/fb", token + "x")) is None
-    assert asyncio.run(auth.authenticate(etcd, "/fb", "lee." + token.split(".", 1)[1])) is None
-    assert asyncio.run(auth.authenticate(etcd, "/fb", "garbage")) is None
+    assert asyncio.run(auth.authenticate(etcd, keys, token + "x")) is None
+    assert asyncio.run(auth.authenticate(etcd, keys, "lee." + token.split(".", 1)[1])) is None
+    assert asyncio.run(auth.authenticate(etcd, keys, "garbage")) is None
+    assert asyncio.run(auth.authenticate(etcd, keys, token + "x" * 200)) is None  # over the cap: not even looked up
     assert auth.allowed("admin", "operator") and not auth.allowed("viewer", "operator")
     assert auth.check_name("Kim!") is not None and auth.check_name("kim") is None

@@ -179,3 +179,16 @@ def test_find_cycle(graph, has_cycle):
     if cycle:
         assert cycle[0] == cycle[-1]
         assert all(b in graph[a] for a, b in zip(cycle, cycle[1:]))
+
+
+@pytest.mark.parametrize("site,service", [("Pangyo", "login"), ("pangyo", "../etc"), ("pan gyo", "login"),
+                                          ("pangyo", "x" * 40), ("pangyo", "Login_DB")])
+def test_names_that_would_become_unsafe_paths_are_refused(tmp_path, site, service):
+    from firebreak.errors import InputError
+    from firebreak.topology import topology_from_dict
+
+    data = {"name": "t", "sites": [site, "ansan", "siheung"],
+            "services": {service: {"replicas": {"ansan": 1}}}}
+    with pytest.raises(InputError) as e:
+        topology_from_dict(data, "t.yaml")
+    assert any("must be 1-31 characters: lowercase letters, digits and '-'" in p.reason for p in e.value.problems)

@@ -1,0 +1,163 @@
+"""The operators' actions, one function each, behind every site's console and `firebreak ops`.
+
+Each takes the console's context, the validated request body and the authenticated operator, and
+returns what it did, or raises Denied with the HTTP status and a reason a person can act on.
+Deciding whether an action is safe is ops.switchover_plan / ops.evacuation_plan (pure); these
+functions are the I/O around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from firebreak.control import ops
+from firebreak.control.agent import Agent
+from firebreak.control.auth import Operator
+from firebreak.control.etcd import Etcd
+from firebreak.errors import Denied
+from firebreak.inputs import NAME_PATTERN as NAME
+
+
+class ActionIn(BaseModel):
+    """Every field is capped: a request body cannot grow anything."""
+
+    model_config = ConfigDict(extra="forbid")
+    site: str | None = Field(default=None, max_length=31, pattern=NAME, description="evacuate / restore: the site")
+    to: str | None = Field(default=None, max_length=64, pattern=r"^[a-z][a-z0-9_.-]{0,63}$",
+                           description="switchover: the site (or member) to move the primary to")
+    version: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
+                                description="deploy / release: the version")
+    notes: str = Field(default="", max_length=2000)
+
+
+@dataclass
+class Context:
+    agent: Agent
+    etcd: Etcd            # the console's patient client: waits out an etcd election
+    http: httpx.AsyncClient
+
+    @property
+    def cfg(self):
+        return self.agent.cfg
+
+    @property
+    def keys(self):
+        return self.agent.cfg.keys
+
+    def dead_sites(self) -> set[str]:
+        return {s for s, v in self.agent.state.verdicts.items() if v.dead}
+
+    def patroni_urls(self) -> list[str]:
+        cfg = self.cfg
+        return [cfg.sites[cfg.site].patroni] + [ep.patroni for s, ep in cfg.sites.items()
+                                                if s != cfg.site and s not in self.dead_sites()]
+
+    def patroni_auth(self) -> tuple[str, str] | None:
+        return (self.cfg.patroni_user, self.cfg.patroni_password) if self.cfg.patroni_user else None
+
+
+def _stamp(who: Operator) -> str:
+    return json.dumps({"by": who.name, "at": time.time()})
+
+
+def _known_site(ctx: Context, site: str | None) -> str:
+    if site not in ctx.cfg.sites:
+        raise Denied(422, f"site: unknown site {site!r}; sites are {', '.join(ctx.cfg.sites)}")
+    return site
+
+
+async def freeze(ctx: Context, body: ActionIn, who: Operator) -> dict:
+    await ctx.etcd.put(ctx.keys.frozen, _stamp(who))
+    return {"frozen": True}
+
+
+async def unfreeze(ctx: Context, body: ActionIn, who: Operator) -> dict:
+    await ctx.etcd.delete(ctx.keys.frozen)
+    return {"frozen": False}
+
+
+async def restore(ctx: Context, body: ActionIn, who: Operator) -> dict:
+    site = _known_site(ctx, body.site)
+    await ctx.etcd.delete(ctx.keys.drained_site(site))
+    return {"restored": site}
+
+
+async def evacuate(ctx: Context, body: ActionIn, who: Operator) -> dict:
+    site = _known_site(ctx, body.site)
+    plan = ops.evacuation_plan(await ctx.agent.read_cluster(), site, ctx.cfg.site_of_member,
+                               ctx.agent.state.verdicts)
+    if not plan.ok:
+        raise Denied(409, plan.reason)
+    await ctx.etcd.put(ctx.keys.drained_site(site), _stamp(who))
+    result: dict = {"drained": site, "plan": plan.reason}
+    if plan.candidate:
+        cluster = await ctx.agent.read_cluster()
+        result["switchover"] = await ops.patroni_switchover(ctx.http, ctx.patroni_urls(), ctx.patroni_auth(),
+                                                            cluster.leader, plan.candidate)
+    return result
+
+
+async def switchover(ctx: Context, body: ActionIn, who: Operator) -> dict:
+    if not body.to:
+        raise Denied(422, "to: required (the site to move the primary to)")
+    cluster = await ctx.agent.read_cluster()
+    plan = ops.switchover_plan(cluster, body.to, ctx.cfg.site_of_member, ctx.agent.state.verdicts)
+    if not plan.ok:
+        raise Denied(409, plan.reason)
+    return {"switchover": await ops.patroni_switchover(ctx.http, ctx.patroni_urls(), ctx.patroni_auth(),
+                                                       cluster.leader, plan.candidate)}
+
+
+async def release(ctx: Context, body: ActionIn, who: Operator) -> dict:
+    if not body.version:
+        raise Denied(422, "version: required")
+    await ctx.etcd.put(ctx.keys.release(body.version), ops.release_record(body.version, body.notes))
+    return {"stored": body.version}
+
+
+async def deploy(ctx: Context, body: ActionIn, who: Operator) -> dict:
+    if not body.version:
+        raise Denied(422, "version: required")
+    kv = await ctx.etcd.get(ctx.keys.release(body.version))
+    if kv is None:
+        raise Denied(404, f"version: no release {body.version!r} in the release store; add it first")
+    record = kv.json()
+    dead = ctx.dead_sites()
+
+    async def roll(site: str, app_url: str) -> str:
+        if site in dead:
+            return "skipped: site is dead"
+        try:
+            await ops.push_release(ctx.http, app_url, ctx.cfg.app_admin_token, record)
+            return "ok"
+        except (httpx.ConnectError, httpx.TimeoutException):
+            # Not answering is what a site that just died looks like before the verdict; it
+            # gets the release from the store when it comes back.
+            return "skipped: unreachable"
+        except httpx.HTTPError as e:
+            return f"failed: {e!r}"
+    # Every site at once: a silent site costs its timeout once, not once per site after it.
+    results = await asyncio.gather(*(roll(s, ep.app) for s, ep in ctx.cfg.sites.items()))
+    rolled = dict(zip(ctx.cfg.sites, results))
+    await ctx.etcd.put(ctx.keys.release_current, json.dumps({**record, "rolled": rolled, "by": who.name,
+                                                             "at": time.time()}))
+    if any(v.startswith("failed") for v in rolled.values()):
+        raise Denied(502, "deploy failed in " + ", ".join(s for s, v in rolled.items() if v.startswith("failed")))
+    return {"deployed": body.version, "sites": rolled}
+
+
+Action = Callable[[Context, ActionIn, Operator], Awaitable[dict]]
+
+# Each action and the role it needs.
+ACTIONS: dict[str, tuple[Action, str]] = {
+    "freeze": (freeze, "operator"), "unfreeze": (unfreeze, "operator"), "switchover": (switchover, "operator"),
+    "evacuate": (evacuate, "operator"), "restore": (restore, "operator"), "deploy": (deploy, "operator"),
+    "release": (release, "operator"),
+}

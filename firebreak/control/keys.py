@@ -1,0 +1,120 @@
+"""Every etcd key Firebreak reads or writes, declared once (as Patroni's DCS layer declares its own).
+
+Two layouts: Firebreak's own, under a prefix (default `/firebreak`), and the few Patroni keys the
+failover reads and rewrites, under a Patroni namespace (`/service/<scope>`). The ledger is a
+contract between the agents (site outages), the drill runner (drill outages) and the claims
+service (which reads it to verify reports): all three build its keys here.
+
+| key | written by | lifetime |
+|---|---|---|
+| `views/<site>` | that site's agent, 5 times a second | lease: gone when the agent is |
+| `coordinator` | the coordinator | lease |
+| `frozen` | operators (freeze / unfreeze) | until unfrozen |
+| `drained/<site>` | operators (evacuate / restore) | until restored |
+| `operators/<name>` | `firebreak ops user-add` | until removed |
+| `audit/<time>-<site>` | consoles, for authenticated requests only | newest AUDIT_KEEP kept |
+| `ledger/<start>-<site>`, `ledger/drill-<start>-<site>` | agents, drills | LEDGER_KEEP_DAYS |
+| `releases/<version>`, `release/current` | operators (release / deploy) | newest RELEASES_KEEP kept |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Retention: everything Firebreak keeps in etcd is bounded (etcd is a small, replicated store,
+# and its quota is a hard stop: at NOSPACE it refuses every write, Patroni's included).
+AUDIT_KEEP = 5_000
+RELEASES_KEEP = 50
+LEDGER_KEEP_DAYS = 400  # claims are filed for months after an outage; a year and a bit covers them
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "/firebreak"
+
+    def _k(self, *parts: str) -> str:
+        return "/".join((self.prefix.rstrip("/"),) + parts)
+
+    @property
+    def views(self) -> str:
+        return self._k("views", "")
+
+    def view(self, site: str) -> str:
+        return self._k("views", site)
+
+    @property
+    def coordinator(self) -> str:
+        return self._k("coordinator")
+
+    @property
+    def frozen(self) -> str:
+        return self._k("frozen")
+
+    @property
+    def drained(self) -> str:
+        return self._k("drained", "")
+
+    def drained_site(self, site: str) -> str:
+        return self._k("drained", site)
+
+    @property
+    def operators(self) -> str:
+        return self._k("operators", "")
+
+    def operator(self, name: str) -> str:
+        return self._k("operators", name)
+
+    @property
+    def audit(self) -> str:
+        return self._k("audit", "")
+
+    def audit_entry(self, at: float, site: str) -> str:
+        return self._k("audit", f"{at:.6f}-{site}")
+
+    @property
+    def ledger(self) -> str:
+        return self._k("ledger", "")
+
+    def ledger_entry(self, start: float, site: str, drill: bool = False) -> str:
+        return self._k("ledger", f"{'drill-' if drill else ''}{start:.3f}-{site}")
+
+    @property
+    def releases(self) -> str:
+        return self._k("releases", "")
+
+    def release(self, version: str) -> str:
+        return self._k("releases", version)
+
+    @property
+    def release_current(self) -> str:
+        return self._k("release", "current")
+
+
+@dataclass(frozen=True)
+class PatroniKeys:
+    """The Patroni keys the agent reads and rewrites (checked against the installed Patroni's
+    own names by tests/unit/test_pinned_internals.py)."""
+
+    namespace: str = "/service/firebreak"
+
+    @property
+    def root(self) -> str:
+        return self.namespace.rstrip("/") + "/"
+
+    @property
+    def leader(self) -> str:
+        return self.root + "leader"
+
+    @property
+    def sync(self) -> str:
+        return self.root + "sync"
+
+    @property
+    def members(self) -> str:
+        return self.root + "members/"
+
+    def member(self, name: str) -> str:
+        return self.members + name
+
+
+DEFAULT = Keys()
