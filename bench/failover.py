@@ -7,7 +7,12 @@ it), read failures and acknowledged writes lost, then powers the site back on an
 to rejoin. "Patroni alone" rounds freeze the agents' automation, so both modes run on the same
 lab, the same machine, minutes apart.
 
-Run: .venv/bin/python bench/failover.py --rounds 20
+With `--modes firebreak,firebreak+flood` the rounds alternate between a quiet console and one
+flooded: 16 concurrent anonymous requests (wrong logins and wrong Bearer tokens) at each
+surviving site's console, from two seconds before the cut until writes resume, as in the run
+that once got a healthy site voted dead. The failover must not notice.
+
+Run: .venv/bin/python bench/failover.py --rounds 20 [--modes firebreak,patroni]
 """
 
 from __future__ import annotations
@@ -60,7 +65,38 @@ def etcd_leader_site(st: dict) -> str | None:
     return asyncio.run(ask())
 
 
+class Flood(threading.Thread):
+    """Anonymous concurrent bad logins and bad Bearer requests at consoles, until stopped."""
+
+    def __init__(self, consoles: list[str], per_console: int = 16):
+        super().__init__(daemon=True)
+        self.consoles, self.per_console = consoles, per_console
+        self.stop_event = threading.Event()
+        self.answers: dict = {}
+
+    def run(self) -> None:
+        import httpx
+
+        async def worker(url: str, i: int) -> None:
+            async with httpx.AsyncClient(timeout=10) as client:
+                while not self.stop_event.is_set():
+                    try:
+                        if i % 2:
+                            r = await client.post(url + "/login", data={"name": "admin", "token": f"guess{i}"})
+                        else:
+                            r = await client.post(url + "/api/actions/freeze", json={},
+                                                  headers={"Authorization": f"Bearer admin.guess{i}"})
+                        self.answers[r.status_code] = self.answers.get(r.status_code, 0) + 1
+                    except httpx.HTTPError as e:
+                        self.answers[type(e).__name__] = self.answers.get(type(e).__name__, 0) + 1
+
+        async def main() -> None:
+            await asyncio.gather(*(worker(u, i) for u in self.consoles for i in range(self.per_console)))
+        asyncio.run(main())
+
+
 def one_round(mode: str, clients: int, token: str) -> dict:
+    mode, _, extra = mode.partition("+")
     st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
     if mode == "firebreak":
         # The steady state of a deployment with agents: etcd's leader is not in the primary's site.
@@ -79,6 +115,9 @@ def one_round(mode: str, clients: int, token: str) -> dict:
     if router is not None:
         threads.append(router)
     threads += [Reader(n, doors[n], report_id, history, stop) for n in survivors]
+    flood = Flood([st["sites"][n]["console"] for n in survivors]) if extra == "flood" else None
+    if flood is not None:
+        threads.append(flood)
     for t in threads:
         t.start()
     time.sleep(2.0)
@@ -90,6 +129,8 @@ def one_round(mode: str, clients: int, token: str) -> dict:
         time.sleep(1.0)
     finally:
         stop.set()
+        if flood is not None:
+            flood.stop_event.set()
         for t in threads:
             t.join(timeout=10)
     ops = list(history.ops)
@@ -99,7 +140,8 @@ def one_round(mode: str, clients: int, token: str) -> dict:
             "SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL"))
     lost = checks.lost_writes(ops, set(stored))
     result = {
-        "mode": mode, "victim": victim, "rto_s": round(rto, 3),
+        "mode": mode + (f"+{extra}" if extra else ""), "victim": victim,
+        "flood_answers": {str(k): v for k, v in flood.answers.items()} if flood is not None else None, "rto_s": round(rto, 3),
         "max_write_gap_s": round(checks.max_write_gap(ops, cut - 1.0, max(o.complete for o in ops)), 3),
         "acked": len(checks.acked(ops)), "lost": len(lost), "duplicates": len(checks.duplicates(stored)),
         "read_failures": checks.read_failures(ops, survivors),
@@ -125,7 +167,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
     ap.add_argument("--keep-lab", action="store_true", help="use a running lab and leave it up")
+    ap.add_argument("--modes", default="firebreak,patroni",
+                    help="two modes interleaved: firebreak, patroni, firebreak+flood")
     args = ap.parse_args()
+    modes = args.modes.split(",")
     if not args.keep_lab:
         lab.down()
         lab.up(agents=True, progress=lambda m: print("  lab:", m, flush=True))
@@ -133,7 +178,7 @@ def main() -> None:
     results = []
     try:
         for i in range(args.rounds):
-            for mode in (("firebreak", "patroni") if i % 2 == 0 else ("patroni", "firebreak")):
+            for mode in (modes if i % 2 == 0 else list(reversed(modes))):
                 r = one_round(mode, args.clients, token)
                 results.append(r)
                 print(f"round {i + 1:>2} {mode:<9} cut {r['victim']:<8} write RTO {r['rto_s']:6.2f} s  "
@@ -142,7 +187,7 @@ def main() -> None:
     finally:
         if not args.keep_lab:
             lab.down()
-    by_mode = {m: [r for r in results if r["mode"] == m] for m in ("firebreak", "patroni")}
+    by_mode = {m: [r for r in results if r["mode"] == m] for m in modes}
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"node": platform.node(), "cpus": __import__("os").cpu_count(), "python": platform.python_version()},
@@ -155,13 +200,14 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "failover.json").write_text(json.dumps(report, indent=2))
-    (out / "failover.svg").write_text(distribution_svg(
-        {"Patroni alone": [r["rto_s"] for r in by_mode["patroni"]],
-         "Firebreak": [r["rto_s"] for r in by_mode["firebreak"]]},
+    name = "failover" if modes == ["firebreak", "patroni"] else "failover-" + "-".join(m.replace("+", "-") for m in modes)
+    labels = {"patroni": "Patroni alone", "firebreak": "Firebreak", "firebreak+flood": "Firebreak, consoles flooded"}
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{name}.svg").write_text(distribution_svg(
+        {labels.get(m, m): [r["rto_s"] for r in by_mode[m]] for m in reversed(modes)},
         f"Write unavailability after a power cut of the primary's site ({args.rounds} cuts each)"))
     print(json.dumps(report["summary"], indent=2))
-    print(f"wrote {out / 'failover.json'} and {out / 'failover.svg'}")
+    print(f"wrote {out / name}.json and {out / name}.svg")
 
 
 if __name__ == "__main__":

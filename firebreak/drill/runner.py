@@ -22,7 +22,7 @@ import psycopg
 from firebreak import __version__
 from firebreak.control.etcd import Etcd, EtcdError
 from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
-from firebreak.drill import checks
+from firebreak.drill import checks, consistency
 from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites
 from firebreak.drill.verdict import judge
 from firebreak.drill.workload import History, Op, Reader, Router, Writer, seed_report
@@ -171,6 +171,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
                 pass
     end = time.monotonic()
     final = lab.status()
+    progress("checking that the replicas agree (etcd hashes, PostgreSQL timelines)")
+    disagreements = check_consistency(final)
     with psycopg.connect(final["postgres_dsn"]) as conn:
         stored = checks.stored_counts(r[0] for r in conn.execute(
             "SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL"))
@@ -178,7 +180,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     report = judge(
         scenario=scenario, ops=ops, stored=stored, sites=sites, start=start, end=end,
         faults=[(f.fault, f.site, f.since, _healed_at(f, events, end)) for f in faults],
-        silenced={f.site: f.silenced for f in faults if f.silenced},
+        silenced={f.site: f.silenced for f in faults if f.silenced}, disagreements=disagreements,
     )
     report.update({
         "started": start_wall, "net": final["net"], "agents": agents,
@@ -255,6 +257,71 @@ def _heal_leftovers(faults: list[Active], events: list[Event], progress: Progres
         except Exception as e:  # noqa: BLE001 - report it and go on to the next site
             failed.append(f"{site} ({e})")
     return healed, failed
+
+
+def check_consistency(st: dict, attempts: int = 10) -> list[str]:
+    """After the heal: etcd members' hashes at a common revision, PostgreSQL members' timelines.
+    Members still catching up get a few seconds; what still differs then is a finding."""
+    async def revision_now() -> int:
+        etcd = Etcd(st["etcd_endpoints"], timeout=3)
+        try:
+            revisions = [int((await etcd.member_status(s["etcd"])).get("header", {}).get("revision", 0))
+                         for s in st["sites"].values()]
+            return min(revisions)
+        finally:
+            await etcd.close()
+
+    def etcd_round() -> list[str] | None:
+        try:
+            revision = asyncio.run(revision_now())
+            hashes = etcd_hashes({n: s["etcd"] for n, s in st["sites"].items()}, revision)
+        except (EtcdError, LabError) as e:
+            return [f"etcd could not be checked for consistency: {e}"]
+        if not consistency.comparable(hashes):
+            return None  # a compaction is being applied; ask again
+        return consistency.etcd_problems(hashes, revision)
+
+    problems: list[str] = []
+    for _ in range(attempts):
+        etcd_problems = etcd_round()
+        try:
+            members = httpx.get(_any_patroni(st) + "/cluster", timeout=3).json().get("members", [])
+            pg_problems = consistency.postgres_problems(members)
+        except (httpx.HTTPError, ValueError, LabError) as e:
+            pg_problems = [f"PostgreSQL could not be checked for consistency: {e}"]
+        problems = (etcd_problems or []) + pg_problems
+        if etcd_problems is not None and not problems:
+            return []
+        time.sleep(1.0)
+    return problems
+
+
+def etcd_hashes(endpoints: dict[str, str], revision: int) -> dict[str, tuple[int, int]]:
+    """member -> (hash of its key-value store at revision, its compaction revision), from
+    `etcdctl endpoint hashkv` (etcd's JSON gateway does not offer HashKV)."""
+    import subprocess
+
+    from firebreak.lab.runtime import etcd_binary
+
+    argv = [etcd_binary(name="etcdctl"), "endpoint", "hashkv", "--endpoints", ",".join(endpoints.values()),
+            f"--rev={revision}", "-w", "json", "--command-timeout=5s"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
+    if r.returncode != 0:
+        raise LabError(f"etcdctl endpoint hashkv: {(r.stderr or r.stdout).strip()[:300]}")
+    by_url = {url: name for name, url in endpoints.items()}
+    out = {}
+    for row in json.loads(r.stdout):
+        h = row.get("HashKV") or row.get("hash_kv") or {}
+        out[by_url.get(row.get("Endpoint"), row.get("Endpoint"))] = (int(h.get("hash", 0)),
+                                                                    int(h.get("compact_revision", 0)))
+    return out
+
+
+def _any_patroni(st: dict) -> str:
+    for s in st["sites"].values():
+        if s["state"] == "up":
+            return s["patroni"]
+    raise LabError("no site is up to ask Patroni")
 
 
 def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event], progress: Progress) -> None:

@@ -17,7 +17,8 @@ def _in_any(op: Op, windows: Iterable[tuple[float, float]]) -> bool:
 
 
 def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str], start: float, end: float,
-          faults: list[tuple[str, str, float, float]], silenced: Mapping[str, str | None]) -> dict:
+          faults: list[tuple[str, str, float, float]], silenced: Mapping[str, str | None],
+          disagreements: list[str] | None = None) -> dict:
     """faults: (kind, site, since, healed_at), times on the same monotonic clock as ops."""
     windows: dict[str, list[tuple[float, float]]] = {s: [] for s in sites}
     for kind, site, since, healed in faults:
@@ -49,6 +50,7 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
         failures.append(f"{len(dups)} duplicate reports created by retries")
     if brain:
         failures.append("two primaries acknowledged writes in overlapping intervals")
+    failures += [f"replicas disagree after the heal: {d}" for d in disagreements or []]
     max_gap = round(checks.max_write_gap(ops, start, end), 3)
     outcomes = objectives.evaluate(scenario.objectives, {
         "faults": per_fault, "max_write_gap_s": max_gap, "acked_lost": len(lost),
@@ -75,6 +77,7 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
         "write_rto_s": max((r for r in rtos if r is not None), default=None),
         "max_write_gap_s": max_gap,
         "objectives": [o.as_dict() for o in outcomes],
+        "consistency": {"checked": disagreements is not None, "problems": list(disagreements or [])},
         "read_failures": read_failures,
         "reads": len([o for o in ops if o.kind == "read"]),
         "split_brain": bool(brain),

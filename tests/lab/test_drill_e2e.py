@@ -35,6 +35,7 @@ def test_power_cut_drill_passes_with_fast_failover(running_lab, tmp_path):
     assert all(n == 0 for n in doc["read_failures"].values())
     assert doc["ops_actions"] and all(d["ok"] == d["tried"] > 0 for d in doc["ops_actions"].values())
     assert doc["power_cut_mode"]  # says whether the dead site was silent or refused connections
+    assert doc["consistency"] == {"checked": True, "problems": []}  # etcd hashes, PostgreSQL timelines agree
     html = (tmp_path / "latest" / "report.html").read_text()
     assert "<svg" in html and "PASS" in html and "<script src" not in html
     assert {o["objective"] for o in doc["objectives"] if o["met"]} == {

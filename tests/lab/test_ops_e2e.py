@@ -131,4 +131,6 @@ def test_an_operator_signs_in_and_freezes_from_the_console_in_a_real_browser(run
         browser.close()
     audit = httpx.get(console + "/api/audit", timeout=3).json()
     assert any(a["action"] == "freeze" and a["who"] == name and a["outcome"] == "ok" for a in audit)
-    assert any(a["action"] == "freeze" and a["outcome"].startswith("denied") for a in audit)
+    # the forged post had no operator behind it: counted in /metrics, never stored in etcd
+    assert not any(a["action"] == "freeze" and a["who"] == "anonymous" for a in audit)
+    assert 'why="unauthenticated"' in httpx.get(console + "/metrics", timeout=3).text

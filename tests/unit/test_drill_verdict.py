@@ -155,3 +155,13 @@ def test_bad_objectives_are_refused_with_the_field(tmp_path, text, field, reason
     with pytest.raises(InputError) as e:
         load_scenario(f)
     assert any(p.path == field and p.reason.startswith(reason) for p in e.value.problems), e.value.problems
+
+
+def test_replicas_that_disagree_after_the_heal_fail_the_drill():
+    ops, stored = healthy_history()
+    r = judge(scenario=SCEN, ops=ops, stored=stored, sites=SITES, start=0.0, end=32.0, faults=FAULT, silenced={},
+              disagreements=["PostgreSQL member b is on timeline 2, the primary on 3"])
+    assert r["verdict"] == "fail" and r["consistency"] == {
+        "checked": True, "problems": ["PostgreSQL member b is on timeline 2, the primary on 3"]}
+    assert "replicas disagree after the heal: PostgreSQL member b is on timeline 2, the primary on 3" in r["failures"]
+    assert run(ops, stored)["consistency"]["checked"] is False

@@ -1,0 +1,294 @@
+"""Soak: the lab under a steady workload for a long time, every resource that could grow without
+bound sampled, each one's growth fitted and projected to 90 days; a power cut of the primary's
+site at the start and at the end, to show the failover does not slow down with age.
+
+Sampled every --interval seconds:
+- etcd, per member: database size on disk and in use, and the revision;
+- resident memory and open file descriptors of every lab process (agent, app, Patroni, door, etcd,
+  PostgreSQL and its children);
+- the lab's log files; the bytes Firebreak keeps in etcd (audit log, ledger, release store).
+
+Each resource's growth is the least-squares slope over the second half of the soak (the first
+half is warm-up: caches filling, the first compactions), projected 90 days ahead from the last
+sample, against its limit: etcd's backend quota for the database and for Firebreak's keys, the
+machine's memory for resident memory, each process's open-file limit, the free disk for logs.
+Bar: nothing projected past 10% of its limit; the failover at the end as fast as at the start.
+
+Run: .venv/bin/python bench/soak.py --minutes 30   (writes docs/bench/soak.json and soak.svg)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from firebreak.control.etcd import Etcd, EtcdError  # noqa: E402
+from firebreak.control.keys import DEFAULT as KEYS  # noqa: E402
+from firebreak.drill import runner  # noqa: E402
+from firebreak.drill.scenario import FaultStep, Scenario  # noqa: E402
+from firebreak.drill.workload import History, Reader, Writer, seed_report  # noqa: E402
+from firebreak.lab import lab  # noqa: E402
+from firebreak.lab.config import ETCD_QUOTA  # noqa: E402
+from firebreak.lab.state import lab_home, load_secrets  # noqa: E402
+
+DAYS = 90
+
+
+def lab_processes(st: dict) -> dict[str, psutil.Process]:
+    """name -> process, for every process the lab started and their children (PostgreSQL's)."""
+    out = {}
+    for site, s in st["sites"].items():
+        for component, p in s["processes"].items():
+            try:
+                proc = psutil.Process(p["pid"])
+            except psutil.Error:
+                continue
+            out[f"{site}/{component}"] = proc
+            if component == "patroni":
+                for child in proc.children(recursive=True):
+                    try:
+                        if child.name().startswith("postgres") and child.ppid() == proc.pid:
+                            out[f"{site}/postgres"] = child  # the postmaster; its backends come and go
+                    except psutil.Error:
+                        continue
+    return out
+
+
+async def etcd_sample(st: dict) -> dict:
+    etcd = Etcd(st["etcd_endpoints"], timeout=2)
+    try:
+        members = {}
+        for site, s in st["sites"].items():
+            try:
+                m = await etcd.member_status(s["etcd"])
+                members[site] = {"db": int(m.get("dbSize", 0)), "db_in_use": int(m.get("dbSizeInUse", 0)),
+                                 "revision": int(m.get("header", {}).get("revision", 0))}
+            except EtcdError:
+                continue
+        kept = {}
+        for name, prefix in (("audit", KEYS.audit), ("ledger", KEYS.ledger), ("releases", KEYS.releases)):
+            kvs = await etcd.get_prefix(prefix)
+            kept[name] = sum(len(kv.key) + len(kv.value) for kv in kvs)
+        return {"members": members, "kept": kept}
+    finally:
+        await etcd.close()
+
+
+def sample(st: dict, procs: dict[str, psutil.Process], home: Path) -> dict:
+    out: dict = {"t": time.time(), "rss": {}, "fds": {}, "fd_limits": {}}
+    for name, p in procs.items():
+        try:
+            with p.oneshot():
+                out["rss"][name] = p.memory_info().rss
+                out["fds"][name] = p.num_fds()
+            out["fd_limits"][name] = p.rlimit(psutil.RLIMIT_NOFILE)[0]
+        except psutil.Error:
+            continue
+    out["logs"] = sum(f.stat().st_size for f in home.rglob("*.log") if f.is_file())
+    out.update(asyncio.run(etcd_sample(st)))
+    return out
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in points) / den
+
+
+def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], float, str]]:
+    """resource -> (points (t, value), limit, unit)."""
+    t0 = samples[0]["t"]
+    mem = psutil.virtual_memory().total
+    disk = shutil.disk_usage(lab_home()).free
+    out: dict = {}
+
+    def add(name: str, value_of, limit: float, unit: str) -> None:
+        pts = [(s["t"] - t0, v) for s in samples if (v := value_of(s)) is not None]
+        if pts:
+            out[name] = (pts, limit, unit)
+    for site in samples[0]["members"]:
+        add(f"etcd {site} db on disk", lambda s, x=site: s["members"].get(x, {}).get("db"), ETCD_QUOTA, "B")
+        add(f"etcd {site} db in use", lambda s, x=site: s["members"].get(x, {}).get("db_in_use"), ETCD_QUOTA, "B")
+    for kept in ("audit", "ledger", "releases"):
+        add(f"etcd keys: {kept}", lambda s, k=kept: s["kept"].get(k), ETCD_QUOTA, "B")
+    for name in samples[0]["rss"]:
+        add(f"{name} memory", lambda s, x=name: s["rss"].get(x), mem, "B")
+        add(f"{name} open files", lambda s, x=name: s["fds"].get(x), samples[0]["fd_limits"].get(name, 1024), "")
+    add("lab logs", lambda s: s["logs"], disk, "B")
+    return out
+
+
+def project(samples: list[dict]) -> list[dict]:
+    rows = []
+    horizon = DAYS * 86400
+    for name, (pts, limit, unit) in series(samples).items():
+        half = [p for p in pts if p[0] >= pts[-1][0] / 2]
+        rate = max(0.0, slope(half))
+        last = pts[-1][1]
+        at_90 = last + rate * (horizon - pts[-1][0])
+        rows.append({"resource": name, "first": pts[0][1], "last": last, "per_hour": rate * 3600,
+                     "at_90_days": at_90, "limit": limit, "unit": unit,
+                     "share_of_limit": at_90 / limit if limit else 0.0,
+                     "verdict": "pass" if at_90 <= 0.1 * limit else "FAIL"})
+    return sorted(rows, key=lambda r: -r["share_of_limit"])
+
+
+def failover(label: str) -> dict:
+    sc = Scenario(name=f"soak: power cut of the primary's site ({label})", clients=4,
+                  steps=[FaultStep(fault="power-cut", site="primary")])
+    rep = runner.run(sc, ROOT / "reports" / "soak" / label, progress=lambda m: print(f"    {m}", flush=True))
+    return {"write_rto_s": rep["write_rto_s"], "max_write_gap_s": rep["max_write_gap_s"],
+            "acked": rep["acked_writes"], "lost": rep["acked_lost"], "verdict": rep["verdict"]}
+
+
+class Operator(threading.Thread):
+    """An operator at work: status, ledger and audit reads, and a release + deploy every 10 s."""
+
+    def __init__(self, consoles: dict[str, str], token: str, stop: threading.Event):
+        super().__init__(daemon=True)
+        self.consoles, self.token, self.stop = consoles, token, stop
+
+    def run(self) -> None:
+        n = 0
+        with httpx.Client(timeout=5, headers={"Authorization": f"Bearer {self.token}"}) as c:
+            while not self.stop.is_set():
+                n += 1
+                for site, url in self.consoles.items():
+                    try:
+                        c.get(url + "/api/status")
+                        c.get(url + "/api/audit?limit=20")
+                        if n % 10 == 0:
+                            c.post(url + "/api/actions/release", json={"version": f"soak-{site}-{n}"})
+                            c.post(url + "/api/actions/deploy", json={"version": f"soak-{site}-{n}"})
+                    except httpx.HTTPError:
+                        pass
+                self.stop.wait(1.0)
+
+
+def plot(samples: list[dict], path: Path) -> None:
+    """The samples as small multiples: etcd sizes, memory, open files, over time (SVG)."""
+    t0 = samples[0]["t"]
+    panels = [
+        ("etcd database per member (MiB)", {f"{m} on disk": [(s["t"] - t0, s["members"].get(m, {}).get("db", 0) / 2**20)
+                                                              for s in samples] for m in samples[0]["members"]}),
+        ("resident memory per process (MiB)", {n: [(s["t"] - t0, s["rss"].get(n, 0) / 2**20) for s in samples]
+                                               for n in samples[0]["rss"]}),
+        ("open files per process", {n: [(s["t"] - t0, s["fds"].get(n, 0)) for s in samples] for n in samples[0]["fds"]}),
+    ]
+    w, h, pad = 900, 220, 40
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h * len(panels)}" '
+             'font-family="sans-serif" font-size="11">']
+    colours = ["#1b7f3b", "#b00020", "#1f5fbf", "#c77c00", "#6a3d9a", "#555", "#0a8f8f", "#9e2a7e"]
+    for k, (title, lines) in enumerate(panels):
+        y0 = k * h
+        xmax = max((p[0] for pts in lines.values() for p in pts), default=1) or 1
+        ymax = max((p[1] for pts in lines.values() for p in pts), default=1) or 1
+        parts.append(f'<text x="{pad}" y="{y0 + 16}" font-weight="bold">{title} (max {ymax:.0f})</text>')
+        parts.append(f'<rect x="{pad}" y="{y0 + 24}" width="{w - 2 * pad}" height="{h - 60}" fill="none" stroke="#ccc"/>')
+        for i, (name, pts) in enumerate(lines.items()):
+            coords = " ".join(f"{pad + (x / xmax) * (w - 2 * pad):.1f},{y0 + 24 + (h - 60) * (1 - y / ymax):.1f}"
+                              for x, y in pts)
+            parts.append(f'<polyline fill="none" stroke="{colours[i % len(colours)]}" stroke-width="1.2" '
+                         f'points="{coords}"><title>{name}</title></polyline>')
+        parts.append(f'<text x="{pad}" y="{y0 + h - 20}">0</text><text x="{w - pad - 60}" y="{y0 + h - 20}">'
+                     f'{xmax / 60:.0f} min</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+def human(v: float, unit: str) -> str:
+    if unit == "B":
+        return f"{v / 2**20:,.1f} MiB"
+    return f"{v:,.0f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--interval", type=float, default=20)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=10, help="writes per second per client")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
+    args = ap.parse_args()
+    lab.down()
+    lab.up(progress=lambda m: print("  lab:", m, flush=True))
+    try:
+        print("failover at the start:", flush=True)
+        start_fo = failover("start")
+        print("  ", start_fo, flush=True)
+        st = runner.wait_healthy(180)
+        home = lab_home()
+        token = load_secrets(home).ops_token
+        doors = {n: s["door"] for n, s in st["sites"].items()}
+        consoles = {n: s["console"] for n, s in st["sites"].items()}
+        stop, history = threading.Event(), History()
+        report_id = seed_report(next(iter(doors.values())))
+        threads: list[threading.Thread] = [Writer(doors, history, stop, seed=i, rate=args.rate)
+                                           for i in range(args.clients)]
+        threads += [Reader(n, doors[n], report_id, history, stop) for n in doors]
+        threads.append(Operator(consoles, token, stop))
+        for t in threads:
+            t.start()
+        procs = lab_processes(st)
+        samples = []
+        end = time.monotonic() + args.minutes * 60
+        print(f"soak: {args.minutes:g} min, {args.clients} writers at {args.rate:g}/s, readers, an operator; "
+              f"sampling {len(procs)} processes every {args.interval:g} s", flush=True)
+        try:
+            while time.monotonic() < end:
+                samples.append(sample(st, procs, home))
+                s = samples[-1]
+                print(f"  {len(samples):>4}  etcd db " + ", ".join(f"{m} {v['db'] / 2**20:.1f}/{v['db_in_use'] / 2**20:.1f} MiB"
+                                                                 for m, v in s["members"].items()) +
+                      f"  rss {sum(s['rss'].values()) / 2**20:.0f} MiB  fds {sum(s['fds'].values())}", flush=True)
+                time.sleep(args.interval)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=10)
+        acked = sum(1 for o in history.ops if o.kind == "write" and o.outcome == "ok")
+        print("failover at the end:", flush=True)
+        end_fo = failover("end")
+        print("  ", end_fo, flush=True)
+    finally:
+        lab.down()
+    rows = project(samples)
+    result = {
+        "command": f"bench/soak.py --minutes {args.minutes:g}", "date": datetime.now(timezone.utc).isoformat(),
+        "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "minutes": args.minutes,
+        "writes_acked_during_soak": acked, "failover_start": start_fo, "failover_end": end_fo,
+        "rows": rows, "samples": samples,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(json.dumps(result, indent=1))
+    plot(samples, args.out / "soak.svg")
+    print(f"\n{'resource':<34} {'first':>12} {'last':>12} {'per hour':>12} {'in 90 days':>12} {'limit':>12}  share")
+    for r in rows:
+        print(f"{r['resource']:<34} {human(r['first'], r['unit']):>12} {human(r['last'], r['unit']):>12} "
+              f"{human(r['per_hour'], r['unit']):>12} {human(r['at_90_days'], r['unit']):>12} "
+              f"{human(r['limit'], r['unit']):>12}  {r['share_of_limit']:6.1%} {r['verdict']}")
+    print(f"failover: start {start_fo['write_rto_s']} s, end {end_fo['write_rto_s']} s "
+          f"(lost {start_fo['lost']} + {end_fo['lost']})")
+
+
+if __name__ == "__main__":
+    main()
