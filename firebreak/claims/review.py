@@ -65,14 +65,28 @@ async def verify_pending(conn: Any, policy: Policy, outages: list[Outage]) -> in
     return len(updates)
 
 
+# A cell a spreadsheet would read as a formula (OWASP's list): `=HYPERLINK(...)` in a contact
+# field, or a real phone number `+82 ...`, which Excel turns into a formula or a number.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """Text that starts like a formula gets a leading apostrophe, which spreadsheets show as text
+    and do not evaluate; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def export_csv(rows: list[dict], currency: str) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(EXPORT_COLUMNS)
     for r in rows:
-        w.writerow([r["receipt"], r["reporter_kind"], r["service"], r["contact"], r["amount"] or 0, currency,
-                    r["goodwill"] or "", r["rule"] or "", r["decided_by"],
-                    r["decided_at"].isoformat() if r["decided_at"] else ""])
+        w.writerow([spreadsheet_safe(v) for v in (
+            r["receipt"], r["reporter_kind"], r["service"], r["contact"], r["amount"] or 0, currency,
+            r["goodwill"] or "", r["rule"] or "", r["decided_by"],
+            r["decided_at"].isoformat() if r["decided_at"] else "")])
     return buf.getvalue()
 
 

