@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from firebreak.cli.base import app, err, out
+from firebreak.cli.base import OutputFormat, app, err, out
 from firebreak.errors import InputError, Problem
 
 
@@ -28,6 +28,7 @@ def claims_price(
     db: bool = typer.Option(False, "--db", help="Price every report in the claims database (see --dsn)."),
     dsn: Optional[str] = typer.Option(None, "--dsn", envvar="FIREBREAK_CLAIMS_DSN",
                                       help="With --db: the database (libpq URL). Default: the running lab's."),
+    fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text for people, json for programs."),
 ) -> None:
     """Price reports in bulk (a file, or the database with --db) and flag the ones a reviewer must look at."""
     import csv as _csv
@@ -62,14 +63,14 @@ def claims_price(
     priced = price_batch(pol, table, outages)
     took = time.perf_counter() - t0
     summary = priced.summary(pol)
-    if not outages:
-        out.print("[yellow]no --ledger: every report is flagged outside-outage and priced on 0 verified hours[/]")
-    out.print(f"priced {summary['reports']:,} reports with policy {pol.name} in {took:.2f} s")
-    out.print(f"  payout {summary['total_payout']:,} {pol.currency} to {summary['paid']:,} reports, goodwill to "
-              f"{summary['goodwill']:,}, {summary['needs_review']:,} need review")
-    out.print("  flags: " + ", ".join(f"{k} {v:,}" for k, v in summary["flagged"].items()))
-    out.print("  by rule: " + ", ".join(f"{k} {v:,}" for k, v in summary["by_rule"].items()) +
-              (f", no rule {summary['no_rule']:,}" if summary["no_rule"] else ""))
+    if fmt == OutputFormat.json:
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps({"policy": pol.name, "currency": pol.currency, "seconds": round(took, 3),
+                                     "ledger_outages": len(outages), **summary}, default=int) + "\n")
+    else:
+        _print_price_summary(pol, summary, took, outages)
     if output is not None:
         with output.open("w", newline="", encoding="utf-8") as fh:
             w = _csv.writer(fh)
@@ -176,3 +177,14 @@ def claims_export(
         output.write_text(text, encoding="utf-8")
         err.print(f"wrote {len(rows):,} approved payout(s), {sum(r['amount'] or 0 for r in rows):,} {currency}, "
                   f"to {output}")
+
+
+def _print_price_summary(pol, summary: dict, took: float, outages: list) -> None:
+    if not outages:
+        out.print("[yellow]no --ledger: every report is flagged outside-outage and priced on 0 verified hours[/]")
+    out.print(f"priced {summary['reports']:,} reports with policy {pol.name} in {took:.2f} s")
+    out.print(f"  payout {summary['total_payout']:,} {pol.currency} to {summary['paid']:,} reports, goodwill to "
+              f"{summary['goodwill']:,}, {summary['needs_review']:,} need review")
+    out.print("  flags: " + ", ".join(f"{k} {v:,}" for k, v in summary["flagged"].items()))
+    out.print("  by rule: " + ", ".join(f"{k} {v:,}" for k, v in summary["by_rule"].items()) +
+              (f", no rule {summary['no_rule']:,}" if summary["no_rule"] else ""))

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from firebreak.cli.base import OutputFormat, app, out, progress_printer
+from firebreak.cli.base import OutputFormat, app, err, out, progress_printer
 
 
 lab_app = typer.Typer(no_args_is_help=True, help="Three real sites on one machine: etcd, PostgreSQL under "
@@ -35,17 +35,22 @@ def lab_up(
     topology: Optional[Path] = typer.Option(None, "--topology", help="Topology file (default examples/firebreak-lab.yaml)."),
     net: NetMode = typer.Option(NetMode.auto, "--net", help="netns (default as root) or loopback addresses."),
     no_agents: bool = typer.Option(False, "--no-agents", help="Patroni alone: no Firebreak site agents."),
+    fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text, or json: the status once up."),
 ) -> None:
     """Start the lab: one etcd member, one PostgreSQL under Patroni and one app per site."""
     from firebreak.lab import lab
 
     t0 = time.monotonic()
     try:
-        with out.status("starting the lab…"):
-            lab.up(topology, net.value, agents=not no_agents, progress=progress_printer())
+        console = err if fmt == OutputFormat.json else out  # stdout carries only the JSON
+        with console.status("starting the lab…"):
+            lab.up(topology, net.value, agents=not no_agents, progress=progress_printer(console))
     except lab.AlreadyUp as e:
         out.print(str(e))
         raise typer.Exit(0)
+    if fmt == OutputFormat.json:
+        sys.stdout.write(json.dumps({"seconds": round(time.monotonic() - t0, 1), **lab.status()}, indent=2) + "\n")
+        return
     out.print(f"[bold green]lab up[/] in {time.monotonic() - t0:.1f} s")
     _print_status(lab.status())
 

@@ -46,3 +46,16 @@ def test_bad_policy_and_ledger_exit_2(tmp_path):
     (tmp_path / "l.yaml").write_text("outages:\n  - {service: m, start: 10, end: 5}\n")
     r = run_cli("claims", "price", REPORTS, "--policy", POLICY, "--ledger", "l.yaml", cwd=tmp_path)
     assert r.returncode == 2 and "l.yaml: outages[0]: end must be after start" in r.stderr
+
+
+def test_price_summary_as_json_with_the_packaged_policy():
+    import json
+
+    from tests.conftest import ROOT, run_cli
+
+    r = run_cli("claims", "price", str(ROOT / "examples/reports-sample.csv"), "--ledger",
+                str(ROOT / "examples/ledger-2022.yaml"), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["policy"] == "kakao-2022" and doc["reports"] == 7 and doc["total_payout"] > 0
+    assert "ships with Firebreak" in r.stderr  # the note is on stderr; stdout is only JSON
