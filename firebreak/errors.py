@@ -67,5 +67,9 @@ class Denied(FirebreakError):
         self.status, self.message = status, message
 
 
+class AnswerUnknown(FirebreakError):
+    """No database server answered a read: whether the thing exists is unknown (503, not 404)."""
+
+
 class OutcomeUnknown(FirebreakError):
     """The database may or may not have kept the write; the client must retry with its key."""

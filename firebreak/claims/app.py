@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from firebreak.claims.limits import MAX_BODY, scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
 from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
-from firebreak.errors import OutcomeUnknown
+from firebreak.errors import AnswerUnknown, OutcomeUnknown
 from firebreak.resources import example
 from firebreak.throttle import Buckets
 
@@ -354,8 +354,12 @@ class Store:
             (receipt, contact))
 
     async def read_one(self, query: str, params: tuple) -> dict | None:
+        """The row, or None when a server answered that there is none. When no server answered,
+        nobody knows, and saying "no such report" would make a person file it again: raises
+        AnswerUnknown (503)."""
         # The site's own server first (any role), then any server that answers, then the primary
         # (a replica may not have replayed a report written a moment ago).
+        answered = False
         for pool in (self.local, self.anywhere, self.primary):
             try:
                 conn = await pool.getconn(timeout=0.3)
@@ -363,12 +367,18 @@ class Store:
                 continue
             try:
                 row = await _bounded(conn, self._select(conn, query, params), self.settings.read_deadline)
+                answered = True
                 if row is not None:
                     return row
+            except psycopg.DataError:
+                answered = True  # the server answered: no row can match what was asked (a NUL, say)
+                continue
             except (psycopg.Error, OutcomeUnknown):
                 continue
             finally:
                 await pool.putconn(conn)
+        if not answered:
+            raise AnswerUnknown("no database server answered")
         return None
 
     @staticmethod
@@ -493,7 +503,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def submit(request: Request) -> Response:
         return await intake(await request.body(), request.headers.get("idempotency-key"))
 
-    @app.get("/api/reports/{report_id}", response_model=ReportOut)
+    @app.exception_handler(AnswerUnknown)
+    async def _unknown(request: Request, exc: AnswerUnknown) -> JSONResponse:
+        return JSONResponse({"error": "temporarily unavailable: the answer is not known right now; "
+                                      "try again in a minute (nothing you sent was lost)"},
+                            status_code=503, headers={"Retry-After": "5"})
+
+    @app.get("/api/reports/{report_id}", response_model=ReportOut,
+             responses={503: {"description": "no database server answered: unknown, try again"}})
     async def get_report(report_id: int) -> JSONResponse:
         row = await store.get(report_id)
         if row is None:
@@ -530,7 +547,9 @@ def create_app(settings: Settings) -> FastAPI:
         ok = await store.can_write()
         return JSONResponse({"ready": ok, "site": settings.site}, status_code=200 if ok else 503)
 
-    @app.post("/api/reports/status", response_model=StatusOut, responses={404: {"description": "no such report"}})
+    @app.post("/api/reports/status", response_model=StatusOut,
+              responses={404: {"description": "no such report"},
+                         503: {"description": "no database server answered: unknown, try again"}})
     async def report_status(query: StatusQuery) -> JSONResponse:
         """A report's status, by its receipt number and the contact given with it."""
         row = await store.lookup(query.receipt.upper(), query.contact)

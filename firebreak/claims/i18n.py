@@ -60,6 +60,9 @@ T: dict[str, dict[str, str]] = {
     "check": {"ko": "확인하기", "en": "Check"},
     "not_found": {"ko": "해당 접수 번호와 연락처의 신고가 없습니다.",
                   "en": "No report with this receipt number and contact."},
+    "unknown": {"ko": "지금은 확인할 수 없습니다. 신고가 없다는 뜻이 아니니 다시 접수하지 마시고 잠시 후 다시 확인해 주세요.",
+                "en": "We cannot check right now. This does not mean your report is missing: please do not file "
+                      "it again, and check back in a few minutes."},
     "status": {"ko": "상태", "en": "Status"},
     "st.received": {"ko": "접수됨", "en": "Received"},
     "st.verified": {"ko": "검토 대기", "en": "Waiting for review"},

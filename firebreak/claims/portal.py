@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from firebreak.claims.i18n import EVIDENCE, LANGS, SERVICES, T, pick_lang, t
 from firebreak.claims.models import REPORTER_KINDS, ReportIn
+from firebreak.errors import AnswerUnknown
 
 KST = timezone(timedelta(hours=9))  # Korea has no daylight saving time
 FORM_MAX_AGE = 24 * 3600
@@ -120,7 +121,12 @@ def register_portal(app: FastAPI, store: Any, settings: Any) -> None:
         lang = form.get("language") if form.get("language") in LANGS else "ko"
         receipt = str(form.get("receipt", "")).strip().upper()[:20]
         contact = str(form.get("contact", "")).strip()[:200]
-        found = await store.lookup(receipt, contact) if receipt and contact else None
+        try:
+            found = await store.lookup(receipt, contact) if receipt and contact else None
+        except AnswerUnknown:
+            # Unknown is not "no such report": told that, a person files the report again.
+            return page(request, "report_status.html", lang, 503, values={"receipt": receipt, "contact": contact},
+                        found=None, looked=False, unknown=True)
         return page(request, "report_status.html", lang, 200 if found else 404,
                     values={"receipt": receipt, "contact": contact}, found=found, looked=True)
 

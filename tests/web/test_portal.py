@@ -77,3 +77,38 @@ def test_oversized_bodies_are_refused(claims_app):
     r = httpx.post(claims_app["url"] + "/api/reports", content=b"x" * 40_000,
                    headers={"Content-Type": "application/json"})
     assert r.status_code == 413
+
+
+def test_an_unknown_answer_is_503_not_no_such_report(claims_db, tmp_path):
+    """With no database server answering, a lookup is unknown: 503 in ko and en, never the 404
+    that tells a person their report does not exist (they would file it again)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.web.conftest import free_port, wait_http
+
+    dead = f"postgresql://claims:x@127.0.0.1:{free_port()}/claims"  # nothing listens there
+    port = free_port()
+    env = dict(os.environ, FIREBREAK_SITE_NAME="pangyo", FIREBREAK_DSN=dead, FIREBREAK_LOCAL_DSN=dead,
+               FIREBREAK_ANY_DSN=dead, FIREBREAK_SESSION_SECRET="s" * 40)
+    with open(tmp_path / "app.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "firebreak.claims.serve", "--bind", f"127.0.0.1:{port}"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/healthz", proc)
+        r = httpx.get(url + "/api/reports/1", timeout=10)
+        assert r.status_code == 503 and "temporarily unavailable" in r.json()["error"]
+        assert r.headers["retry-after"]
+        r = httpx.post(url + "/api/reports/status", json={"receipt": "FB-ABC", "contact": "010-1234-5678"},
+                       timeout=10)
+        assert r.status_code == 503
+        for lang, text in (("ko", "다시 접수하지 마시고"), ("en", "please do not file it again")):
+            r = httpx.post(url + "/status", data={"receipt": "FB-ABC", "contact": "010-1234-5678", "language": lang},
+                           timeout=10)
+            assert r.status_code == 503 and text in r.text
+            assert "No report with this receipt" not in r.text and "해당 접수 번호와 연락처의 신고가 없습니다" not in r.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
