@@ -59,13 +59,13 @@ def lab_processes(st: dict) -> dict[str, psutil.Process]:
             except psutil.Error:
                 continue
             out[f"{site}/{component}"] = proc
-            if component == "patroni":
-                for child in proc.children(recursive=True):
-                    try:
-                        if child.name().startswith("postgres") and child.ppid() == proc.pid:
-                            out[f"{site}/postgres"] = child  # the postmaster; its backends come and go
-                    except psutil.Error:
-                        continue
+    for site in st["sites"]:
+        # PostgreSQL's postmaster (its backends come and go) is Patroni's to start: find it by its pid file.
+        pidfile = lab_home() / "sites" / site / "pgdata" / "postmaster.pid"
+        try:
+            out[f"{site}/postgres"] = psutil.Process(int(pidfile.read_text().split()[0]))
+        except (OSError, ValueError, IndexError, psutil.Error):
+            continue
     return out
 
 
@@ -80,11 +80,12 @@ async def etcd_sample(st: dict) -> dict:
                                  "revision": int(m.get("header", {}).get("revision", 0))}
             except EtcdError:
                 continue
-        kept = {}
+        kept, counts = {}, {}
         for name, prefix in (("audit", KEYS.audit), ("ledger", KEYS.ledger), ("releases", KEYS.releases)):
             kvs = await etcd.get_prefix(prefix)
             kept[name] = sum(len(kv.key) + len(kv.value) for kv in kvs)
-        return {"members": members, "kept": kept}
+            counts[name] = len(kvs)
+        return {"members": members, "kept": kept, "counts": counts}
     finally:
         await etcd.close()
 
@@ -137,14 +138,39 @@ def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], fl
     return out
 
 
+def robust_slope(points: list[tuple[float, float]]) -> float:
+    """Theil-Sen: the median of the slopes between pairs of samples. Integer counts that move by
+    one now and then (open files) give a least-squares slope that projects thousands in 90 days;
+    the median of pairwise slopes is 0 for them, and still the true rate for a steady climb."""
+    slopes = sorted((y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(points)
+                    for x2, y2 in points[i + 1:] if x2 > x1)
+    return slopes[len(slopes) // 2] if slopes else 0.0
+
+
+def retention_cap(name: str, samples: list[dict]) -> float | None:
+    """What a retention rule bounds a resource to: the audit log keeps AUDIT_KEEP entries, the
+    release store RELEASES_KEEP releases; at their measured average size."""
+    from firebreak.control.keys import AUDIT_KEEP, RELEASES_KEEP
+
+    counts = samples[-1].get("counts", {})
+    kind = {"etcd keys: audit": ("audit", AUDIT_KEEP), "etcd keys: releases": ("releases", RELEASES_KEEP)}.get(name)
+    if kind is None or not counts.get(kind[0]):
+        return None
+    per_entry = samples[-1]["kept"][kind[0]] / counts[kind[0]]
+    return per_entry * kind[1]
+
+
 def project(samples: list[dict]) -> list[dict]:
     rows = []
     horizon = DAYS * 86400
     for name, (pts, limit, unit) in series(samples).items():
         half = [p for p in pts if p[0] >= pts[-1][0] / 2]
-        rate = max(0.0, slope(half))
+        rate = max(0.0, robust_slope(half))
         last = pts[-1][1]
         at_90 = last + rate * (horizon - pts[-1][0])
+        cap = retention_cap(name, samples)
+        if cap is not None:
+            at_90 = min(at_90, max(cap, last))
         rows.append({"resource": name, "first": pts[0][1], "last": last, "per_hour": rate * 3600,
                      "at_90_days": at_90, "limit": limit, "unit": unit,
                      "share_of_limit": at_90 / limit if limit else 0.0,
@@ -161,7 +187,9 @@ def failover(label: str) -> dict:
 
 
 class Operator(threading.Thread):
-    """An operator at work: status, ledger and audit reads, and a release + deploy every 10 s."""
+    """An operator at work: status and audit reads every second, and a release + deploy every
+    five minutes (far more often than a real estate deploys; enough to exercise the release store
+    and the audit log without projecting a deploy every ten seconds for 90 days)."""
 
     def __init__(self, consoles: dict[str, str], token: str, stop: threading.Event):
         super().__init__(daemon=True)
@@ -176,7 +204,7 @@ class Operator(threading.Thread):
                     try:
                         c.get(url + "/api/status")
                         c.get(url + "/api/audit?limit=20")
-                        if n % 10 == 0:
+                        if n % 300 == 0:
                             c.post(url + "/api/actions/release", json={"version": f"soak-{site}-{n}"})
                             c.post(url + "/api/actions/deploy", json={"version": f"soak-{site}-{n}"})
                     except httpx.HTTPError:
