@@ -230,12 +230,21 @@ def plot(samples: list[dict], path: Path) -> None:
         y0 = k * h
         xmax = max((p[0] for pts in lines.values() for p in pts), default=1) or 1
         ymax = max((p[1] for pts in lines.values() for p in pts), default=1) or 1
+        # One colour per component (every site's etcd alike, and so on), named in a legend.
+        groups = list(dict.fromkeys(n.split("/")[-1].split(" ")[0] for n in lines))
+        colour_of = {g: colours[i % len(colours)] for i, g in enumerate(groups)}
         parts.append(f'<text x="{pad}" y="{y0 + 16}" font-weight="bold">{title} (max {ymax:.0f})</text>')
+        x_legend = pad + 360
+        for g in groups:
+            parts.append(f'<rect x="{x_legend}" y="{y0 + 7}" width="10" height="10" fill="{colour_of[g]}"/>'
+                         f'<text x="{x_legend + 14}" y="{y0 + 16}">{g}</text>')
+            x_legend += 20 + 7 * len(g)
         parts.append(f'<rect x="{pad}" y="{y0 + 24}" width="{w - 2 * pad}" height="{h - 60}" fill="none" stroke="#ccc"/>')
-        for i, (name, pts) in enumerate(lines.items()):
+        for name, pts in lines.items():
             coords = " ".join(f"{pad + (x / xmax) * (w - 2 * pad):.1f},{y0 + 24 + (h - 60) * (1 - y / ymax):.1f}"
                               for x, y in pts)
-            parts.append(f'<polyline fill="none" stroke="{colours[i % len(colours)]}" stroke-width="1.2" '
+            group = name.split("/")[-1].split(" ")[0]
+            parts.append(f'<polyline fill="none" stroke="{colour_of[group]}" stroke-width="1.2" '
                          f'points="{coords}"><title>{name}</title></polyline>')
         parts.append(f'<text x="{pad}" y="{y0 + h - 20}">0</text><text x="{w - pad - 60}" y="{y0 + h - 20}">'
                      f'{xmax / 60:.0f} min</text>')
