@@ -37,7 +37,7 @@ from firebreak.control.etcd import Etcd, EtcdError  # noqa: E402
 from firebreak.drill import checks  # noqa: E402
 from firebreak.drill.runner import set_frozen  # noqa: E402
 from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
-from firebreak.drill.workload import History, Reader, Router, Writer, seed_report  # noqa: E402
+from firebreak.drill.workload import ConsoleFlood, History, Reader, Router, Writer, seed_report  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 from firebreak.lab.state import lab_home, load_secrets  # noqa: E402
 
@@ -65,36 +65,6 @@ def etcd_leader_site(st: dict) -> str | None:
     return asyncio.run(ask())
 
 
-class Flood(threading.Thread):
-    """Anonymous concurrent bad logins and bad Bearer requests at consoles, until stopped."""
-
-    def __init__(self, consoles: list[str], per_console: int = 16):
-        super().__init__(daemon=True)
-        self.consoles, self.per_console = consoles, per_console
-        self.stop_event = threading.Event()
-        self.answers: dict = {}
-
-    def run(self) -> None:
-        import httpx
-
-        async def worker(url: str, i: int) -> None:
-            async with httpx.AsyncClient(timeout=10) as client:
-                while not self.stop_event.is_set():
-                    try:
-                        if i % 2:
-                            r = await client.post(url + "/login", data={"name": "admin", "token": f"guess{i}"})
-                        else:
-                            r = await client.post(url + "/api/actions/freeze", json={},
-                                                  headers={"Authorization": f"Bearer admin.guess{i}"})
-                        self.answers[r.status_code] = self.answers.get(r.status_code, 0) + 1
-                    except httpx.HTTPError as e:
-                        self.answers[type(e).__name__] = self.answers.get(type(e).__name__, 0) + 1
-
-        async def main() -> None:
-            await asyncio.gather(*(worker(u, i) for u in self.consoles for i in range(self.per_console)))
-        asyncio.run(main())
-
-
 def one_round(mode: str, clients: int, token: str) -> dict:
     mode, _, extra = mode.partition("+")
     st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
@@ -115,7 +85,7 @@ def one_round(mode: str, clients: int, token: str) -> dict:
     if router is not None:
         threads.append(router)
     threads += [Reader(n, doors[n], report_id, history, stop) for n in survivors]
-    flood = Flood([st["sites"][n]["console"] for n in survivors]) if extra == "flood" else None
+    flood = ConsoleFlood([st["sites"][n]["console"] for n in survivors]) if extra == "flood" else None
     if flood is not None:
         threads.append(flood)
     for t in threads:

@@ -138,3 +138,37 @@ def seed_report(door: str) -> int:
     r = httpx.post(door + "/api/reports", json=REPORT, headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=10)
     r.raise_for_status()
     return int(r.json()["id"])
+
+
+class ConsoleFlood(threading.Thread):
+    """Hostile traffic for drills and benchmarks: anonymous concurrent requests at ops consoles,
+    half wrong sign-ins, half wrong Bearer tokens, until stopped. `answers` counts status codes
+    (and client errors by name)."""
+
+    def __init__(self, consoles: list[str], per_console: int = 16):
+        super().__init__(daemon=True)
+        self.consoles, self.per_console = list(consoles), per_console
+        self.stop_event = threading.Event()
+        self.answers: dict = {}
+
+    def run(self) -> None:
+        import asyncio
+
+        async def worker(url: str, i: int) -> None:
+            async with httpx.AsyncClient(timeout=15) as client:
+                while not self.stop_event.is_set():
+                    try:
+                        if i % 2:
+                            r = await client.post(url + "/login", data={"name": "admin", "token": f"guess{i}"})
+                        else:
+                            r = await client.post(url + "/api/actions/freeze", json={"site": "x" * 30},
+                                                  headers={"Authorization": f"Bearer admin.guess{i}"})
+                        key: object = r.status_code
+                    except httpx.HTTPError as e:
+                        key = type(e).__name__
+                    self.answers[key] = self.answers.get(key, 0) + 1
+
+        async def main() -> None:
+            await asyncio.gather(*(worker(u, i) for u in self.consoles for i in range(self.per_console)))
+        asyncio.run(main())
+

@@ -52,6 +52,13 @@ class ScenarioResult:
     def failing(self) -> bool:
         return any(f.failing for f in self.findings)
 
+    def kinds(self) -> dict[str, int]:
+        """How many findings of each kind."""
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.kind] = out.get(f.kind, 0) + 1
+        return out
+
     def count(self, state: str) -> int:
         return sum(1 for s in self.states.values() if s == state)
 
@@ -278,13 +285,7 @@ def analyse_all(topology: Topology, pairs: bool = False) -> Report:
 
 
 def summarise(results: Iterable[ScenarioResult]) -> dict:
-    rows = []
-    for r in results:
-        kinds: dict[str, int] = {}
-        for f in r.findings:
-            kinds[f.kind] = kinds.get(f.kind, 0) + 1
-        rows.append((r.lost, r.failing, kinds))
-    return summary_of(rows)
+    return summary_of((r.lost, r.failing, r.kinds()) for r in results)
 
 
 def summary_of(rows: Iterable[tuple[tuple[str, ...], bool, Mapping[str, int]]]) -> dict:

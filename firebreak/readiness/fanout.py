@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections import Counter
-
 import orjson
 
 from firebreak.readiness.analysis import Plan, analyse, scenarios, summary_of
+from firebreak.readiness.render import scenario_doc
 from firebreak.topology.model import Topology
 
 # Below this many service-scenarios, one process is faster than forking.
@@ -28,8 +27,7 @@ _shared: tuple[Plan, list[tuple[str, ...]]] | None = None  # set before forking;
 
 def _scenario_json(plan: Plan, lost: tuple[str, ...]) -> tuple[bytes, tuple[str, ...], bool, dict[str, int]]:
     r = analyse(plan.topology, lost, plan)
-    doc = {"lost": r.lost, "failing": r.failing, "services": r.states, "findings": r.findings}
-    return orjson.dumps(doc), r.lost, r.failing, dict(Counter(f.kind for f in r.findings))
+    return orjson.dumps(scenario_doc(r)), r.lost, r.failing, r.kinds()
 
 
 def _work(share: tuple[int, int]) -> list[tuple[int, tuple]]:

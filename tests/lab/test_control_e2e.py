@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from firebreak.drill import checks
-from firebreak.drill.workload import History, Reader, Writer, seed_report
+from firebreak.drill.workload import ConsoleFlood, History, Reader, Writer, seed_report
 from firebreak.lab import lab
 from tests.lab.conftest import wait_for
 
@@ -106,32 +106,6 @@ def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(runni
              f"{victim} to rejoin as a replica after the heal")
 
 
-def flood(url: str, seconds: float, workers: int, stop_at: list) -> dict:
-    """Anonymous concurrent bad logins and bad Bearer requests against one console."""
-    import asyncio
-
-    counts: dict = {}
-
-    async def worker(i: int) -> None:
-        async with httpx.AsyncClient(timeout=15) as client:
-            while time.monotonic() < stop_at[0]:
-                try:
-                    if i % 2:
-                        r = await client.post(url + "/login", data={"name": "admin", "token": f"guess{i}"})
-                    else:
-                        r = await client.post(url + "/api/actions/freeze", json={"site": "x" * 30},
-                                              headers={"Authorization": f"Bearer admin.guess{i}"})
-                    counts[r.status_code] = counts.get(r.status_code, 0) + 1
-                except httpx.HTTPError as e:
-                    counts[type(e).__name__] = counts.get(type(e).__name__, 0) + 1
-
-    async def main() -> None:
-        stop_at[0] = time.monotonic() + seconds
-        await asyncio.gather(*(worker(i) for i in range(workers)))
-    asyncio.run(main())
-    return counts
-
-
 def test_a_console_flood_stalls_no_detector_and_keeps_the_coordinator(running_lab):
     """A minute of concurrent anonymous bad logins and bad Bearer requests at the coordinator's
     console: no site may be voted dead, the coordinator keeps its lease, nothing is stored."""
@@ -141,12 +115,11 @@ def test_a_console_flood_stalls_no_detector_and_keeps_the_coordinator(running_la
     coordinator = first["coordinator"]
     assert coordinator in consoles
     audit_before = len(httpx.get(consoles[coordinator] + "/api/audit?limit=1000", timeout=5).json())
-    stop_at = [time.monotonic() + 60]
-    result: dict = {}
-    flooder = threading.Thread(target=lambda: result.update(flood(consoles[coordinator], 60, 32, stop_at)))
+    flooder = ConsoleFlood([consoles[coordinator]], per_console=32)
     flooder.start()
+    until = time.monotonic() + 60
     samples, problems = 0, []
-    while flooder.is_alive():
+    while time.monotonic() < until:
         for site, url in consoles.items():
             try:
                 doc = httpx.get(url + "/api/status", timeout=5).json()
@@ -160,7 +133,9 @@ def test_a_console_flood_stalls_no_detector_and_keeps_the_coordinator(running_la
             if doc["coordinator"] != coordinator:
                 problems.append(f"{site} saw coordinator {doc['coordinator']} instead of {coordinator}")
         time.sleep(0.5)
+    flooder.stop_event.set()
     flooder.join()
+    result = flooder.answers
     assert samples > 100 and not problems, problems[:10]
     sent = sum(n for k, n in result.items() if isinstance(k, int))
     assert sent > 100 and set(k for k in result if isinstance(k, int)) <= {303, 401, 422, 429}, result

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -93,24 +94,31 @@ def claims_db(pg):
     return dsn
 
 
-@pytest.fixture(scope="session")
-def claims_app(claims_db, tmp_path_factory):
-    """The real app, served by uvicorn in its own process; yields its base URL and DSN."""
+@contextmanager
+def serve_app(dsn: str, logdir: Path, **env_extra: str):
+    """The claims app on a free port in its own process, over `dsn`; yields (url, process)."""
     port = free_port()
-    logdir = tmp_path_factory.mktemp("app")
-    env = dict(os.environ, FIREBREAK_SITE_NAME="pangyo", FIREBREAK_DSN=claims_db, FIREBREAK_LOCAL_DSN=claims_db,
-               FIREBREAK_ANY_DSN=claims_db, FIREBREAK_SESSION_SECRET=secrets.token_urlsafe(32),
-               FIREBREAK_LEDGER=str(ROOT / "examples" / "ledger-2022.yaml"), FIREBREAK_PORTAL_RATE="600")
+    env = dict(os.environ, FIREBREAK_SITE_NAME="pangyo", FIREBREAK_DSN=dsn, FIREBREAK_LOCAL_DSN=dsn,
+               FIREBREAK_ANY_DSN=dsn, FIREBREAK_SESSION_SECRET=secrets.token_urlsafe(32), **env_extra)
     with open(logdir / "app.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "firebreak.claims.serve", "--bind", f"127.0.0.1:{port}"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/healthz", proc)
-        yield {"url": url, "dsn": claims_db, "log": logdir / "app.log"}
+        yield url, proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def claims_app(claims_db, tmp_path_factory):
+    """The real app, served by uvicorn in its own process; yields its base URL and DSN."""
+    logdir = tmp_path_factory.mktemp("app")
+    with serve_app(claims_db, logdir, FIREBREAK_LEDGER=str(ROOT / "examples" / "ledger-2022.yaml"),
+                   FIREBREAK_PORTAL_RATE="600") as (url, _):
+        yield {"url": url, "dsn": claims_db, "log": logdir / "app.log"}

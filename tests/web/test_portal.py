@@ -82,22 +82,10 @@ def test_oversized_bodies_are_refused(claims_app):
 def test_an_unknown_answer_is_503_not_no_such_report(claims_db, tmp_path):
     """With no database server answering, a lookup is unknown: 503 in ko and en, never the 404
     that tells a person their report does not exist (they would file it again)."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.web.conftest import free_port, wait_http
+    from tests.web.conftest import free_port, serve_app
 
     dead = f"postgresql://claims:x@127.0.0.1:{free_port()}/claims"  # nothing listens there
-    port = free_port()
-    env = dict(os.environ, FIREBREAK_SITE_NAME="pangyo", FIREBREAK_DSN=dead, FIREBREAK_LOCAL_DSN=dead,
-               FIREBREAK_ANY_DSN=dead, FIREBREAK_SESSION_SECRET="s" * 40)
-    with open(tmp_path / "app.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "firebreak.claims.serve", "--bind", f"127.0.0.1:{port}"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/healthz", proc)
+    with serve_app(dead, tmp_path) as (url, _):
         r = httpx.get(url + "/api/reports/1", timeout=10)
         assert r.status_code == 503 and "temporarily unavailable" in r.json()["error"]
         assert r.headers["retry-after"]
@@ -109,6 +97,3 @@ def test_an_unknown_answer_is_503_not_no_such_report(claims_db, tmp_path):
                            timeout=10)
             assert r.status_code == 503 and text in r.text
             assert "No report with this receipt" not in r.text and "해당 접수 번호와 연락처의 신고가 없습니다" not in r.text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
