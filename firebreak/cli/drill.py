@@ -85,6 +85,10 @@ def _print_drill(r: dict, report: Path) -> None:
     out.print(f"  acknowledged writes {r['acked_writes']}, lost {r['acked_lost']}, duplicates {r['duplicates']}, "
               f"split brain {'yes' if r['split_brain'] else 'no'}")
     out.print("  read failures " + ", ".join(f"{s} {n}" for s, n in r["read_failures"].items()))
+    if oc := r.get("ordinary_client"):
+        waits = ", ".join("never resumed" if u is None else f"{u:.2f} s" for u in oc["write_unavailability_s"])
+        out.print(f"  ordinary client through {oc['door']}'s database door: writes unavailable {waits or '—'}, "
+                  f"acknowledged {oc['acked_writes']}, lost {oc['acked_lost']}")
     if r["ops_actions"]:
         out.print("  ops actions ok " + ", ".join(f"{s} {d['ok']}/{d['tried']}" for s, d in r["ops_actions"].items()))
     out.print(f"  report: {report / 'report.html'}")

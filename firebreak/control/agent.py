@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from firebreak.control import detector, failover, maintenance, ops
+from firebreak.control import dbdoor, detector, failover, maintenance, ops
 from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
 from firebreak.control.placement import coordination_move, etcd_leader_target
 from firebreak.control.config import AgentConfig
@@ -46,6 +46,7 @@ class AgentState:
     failovers: int = 0
     open_incidents: dict[str, Incident] = field(default_factory=dict)
     etcd_health: dict = field(default_factory=dict)  # alarms, warnings, per-member sizes (maintenance_loop)
+    cluster: failover.ClusterState | None = None       # Patroni's cluster as last read from etcd
 
 
 class Agent:
@@ -64,6 +65,8 @@ class Agent:
         self.pkeys = cfg.patroni_keys
         self.metrics = None
         self.door: DoorKeeper | None = None
+        self.db_door: dbdoor.DbDoorKeeper | None = None
+        self._db_door_wake = asyncio.Event()
         self._placed_at = 0.0
 
     # -- probing -----------------------------------------------------------------------------
@@ -131,6 +134,7 @@ class Agent:
         while True:
             try:
                 cluster = await self.read_cluster()
+                self.state.cluster = cluster
                 views = await self.read_views()
                 now = self.clock()
                 fresh_others = [o for o, v in views.items()
@@ -210,6 +214,7 @@ class Agent:
         cfg = detector.DetectorConfig(window=self.cfg.detector.window, fresh=self.cfg.detector.fresh)
         verdicts = detector.verdicts(self.cfg.sites, views, now, cfg)
         self.state.views, self.state.verdicts = views, verdicts
+        self._db_door_wake.set()  # a new cluster state and verdicts: the database door follows now
         if not self.state.is_coordinator:
             return
         self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
@@ -346,6 +351,35 @@ class Agent:
                 await keeper.push(door_config(self.cfg.site, order, apps, door.listen, admin_listen(door.admin)),
                                   order, self.clock())
             await asyncio.sleep(self.cfg.detector.probe_interval)
+
+    def db_door_routes(self) -> dbdoor.Routes | None:
+        cluster = self.state.cluster
+        if cluster is None:
+            return None
+        view = self.my_view()
+        unreachable = {s for s, gap in view.unreachable_for.items() if gap > 0}
+        dead = {s for s, v in self.state.verdicts.items() if v.dead}
+        return dbdoor.routes(cluster, self.cfg.site_of_member, dead, unreachable,
+                             sites_seen=len(self.cfg.sites) - len(unreachable), sites_total=len(self.cfg.sites))
+
+    async def db_door_loop(self) -> None:
+        """Keep this site's database door on the current primary and living standbys: at once
+        when the cluster or a verdict changes, and every probe interval from this agent's own
+        reachability (a site it cannot reach gets no clients, and their sessions are shut)."""
+        dd = self.cfg.db_door
+        if dd is None:
+            return
+        keeper = dbdoor.DbDoorKeeper(dd.socket_path, [self.cfg.member_of(s) for s in self.cfg.sites])
+        self.db_door = keeper
+        while True:
+            try:
+                await asyncio.wait_for(self._db_door_wake.wait(), self.cfg.detector.probe_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._db_door_wake.clear()
+            new = self.db_door_routes()
+            if new is not None:
+                await keeper.apply(new, self.clock())
 
     async def maintenance_loop(self, every: float = 10.0) -> None:
         """Watch etcd's storage (alarms, database sizes) and, as coordinator, keep it bounded:

@@ -30,6 +30,20 @@ class DoorSettings(_Strict):
                                    "open it), or a loopback URL")
 
 
+class DbDoorSettings(_Strict):
+    admin: str = Field(description="the database door's (HAProxy's) runtime API: unix//path/to/socket, "
+                                   "its `stats socket ... level admin`, which only the agent's user can open")
+    host: str = Field(description="the address clients reach the door on")
+    port: int = Field(gt=0, lt=65536, description="read-write port: the current primary")
+    read_only_port: int | None = Field(default=None, gt=0, lt=65536, description="living standbys")
+
+    @property
+    def socket_path(self) -> str:
+        if not self.admin.startswith("unix/"):
+            raise ValueError("db_door.admin must be a unix socket, unix//path")
+        return self.admin.removeprefix("unix/")
+
+
 class DetectorSettings(_Strict):
     probe_interval: float = Field(0.2, gt=0, le=5)
     probe_timeout: float = Field(0.3, gt=0, le=5)
@@ -52,6 +66,7 @@ class AgentConfig(_Strict):
     app_admin_token: str = Field(default="", description="lets the agent push releases to its site's app")
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     door: DoorSettings | None = Field(default=None, description="this site's front door, configured by the agent")
+    db_door: DbDoorSettings | None = Field(default=None, description="this site's database door, steered by the agent")
 
     @model_validator(mode="after")
     def _known_site(self) -> "AgentConfig":
@@ -60,6 +75,9 @@ class AgentConfig(_Strict):
                 raise ValueError(f"site name {bad_name(name)}")
         if self.site not in self.sites:
             raise ValueError(f"site '{self.site}' is not among sites ({', '.join(self.sites)})")
+        if self.db_door is not None and not self.db_door.admin.startswith("unix/"):
+            raise ValueError("db_door.admin must be a unix socket (unix//path): HAProxy's runtime API has "
+                             "no authentication of its own")
         if len(self.sites) < 3:
             raise ValueError("at least 3 sites are needed to tell a dead site from a cut link")
         return self

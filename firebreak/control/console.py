@@ -142,6 +142,8 @@ def create_console(agent: Agent) -> FastAPI:
                                    {s: e.door for s, e in cfg.sites.items()}),
             # The door's upstreams, best first; a dead one among them is skipped by its health checks.
             "door": {"url": cfg.sites[cfg.site].door, "upstreams": agent.door.order if agent.door else None},
+            # The database door: where it sends writes and reads now, as last applied.
+            "db_door": _db_door_status(agent),
             "release": current.json() if current else None,
             "last_decision": st.last_decision, "failovers": st.failovers,
             "incidents": [asdict(i) for i in st.open_incidents.values()],
@@ -291,3 +293,14 @@ def create_console(agent: Agent) -> FastAPI:
         return JSONResponse({"error": f"etcd unavailable from {cfg.site}: {exc}"}, status_code=503)
 
     return app
+
+
+def _db_door_status(agent) -> dict | None:
+    dd, keeper = agent.cfg.db_door, agent.db_door
+    if dd is None:
+        return None
+    applied = keeper.applied if keeper else None
+    return {"host": dd.host, "port": dd.port, "read_only_port": dd.read_only_port,
+            "writes_to": applied.rw if applied else None, "reads_from": list(applied.ro) if applied else [],
+            "why": applied.why if applied else "not steered yet",
+            "error": (keeper.last_error or None) if keeper else None}

