@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from firebreak.drill import checks
-from firebreak.drill.workload import ConsoleFlood, History, Reader, Writer, seed_report
+from firebreak.drill.workload import (ORDINARY_TABLE, ConsoleFlood, History, OrdinaryWriter, Reader, Writer,
+                                     prepare_ordinary_table, seed_report)
 from firebreak.lab import lab
 from tests.lab.conftest import wait_for
 
@@ -22,10 +23,15 @@ def healthy():
     return st if st["healthy"] else None
 
 
-def run_load(st, fault, survivors, settle=1.0, timeout=60):
+def run_load(st, fault, survivors, settle=1.0, timeout=60, db_doors=()):
+    """Writers and readers through the front doors, and an ordinary database client (libpq
+    defaults, reconnect on error) through each site's database door in `db_doors`."""
     doors = {n: s["door"] for n, s in st["sites"].items()}
     history, stop = History(), threading.Event()
     threads = [Writer(doors, history, stop, seed=i) for i in range(6)]
+    if db_doors:
+        prepare_ordinary_table(st["postgres_dsn"])
+    threads += [OrdinaryWriter(n, st["db_door_dsns"][n], history, stop) for n in db_doors]
     report_id = seed_report(doors[survivors[0]])
     threads += [Reader(n, doors[n], report_id, history, stop) for n in survivors]
     for t in threads:
@@ -35,6 +41,9 @@ def run_load(st, fault, survivors, settle=1.0, timeout=60):
     at = time.monotonic()
     try:
         wait_for(lambda: checks.write_rto(history.ops, at) is not None, timeout, "writes to resume")
+        if set(db_doors) & set(survivors):
+            wait_for(lambda: checks.write_rto(history.ops, at, "sql") is not None, timeout,
+                     "the ordinary client's writes through a surviving database door to resume")
         time.sleep(settle)
     finally:
         stop.set()
@@ -48,18 +57,31 @@ def stored_keys(dsn):
         return {r[0] for r in conn.execute("SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL")}
 
 
+def stored_ordinary(dsn):
+    with psycopg.connect(dsn) as conn:
+        return {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+
+
 def test_power_cut_fails_over_well_inside_patronis_ttl(running_lab):
     st = wait_for(healthy, 60, "a healthy lab")
     victim = st["primary"]
     sync = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "sync_standby")
     survivors = [n for n in st["sites"] if n != victim]
-    ops, at, _ = run_load(st, lambda: lab.power_off(victim), survivors)
+    other = next(n for n in survivors if n != sync)
+    ops, at, _ = run_load(st, lambda: lab.power_off(victim), survivors, db_doors=[other])
 
     rto = checks.write_rto(ops, at)
     assert rto < 10.0, f"writes resumed only {rto:.1f} s after the cut; Patroni's TTL is 20 s"
     after = lab.status()
     assert after["primary"] == sync, "the synchronous standby must be the one promoted"
     assert checks.lost_writes(ops, stored_keys(after["postgres_dsn"])) == []
+    # The ordinary client through a surviving site's database door was not left on the silent
+    # socket (libpq defaults would wait minutes): the door shut its session and it wrote again.
+    sql_rto = checks.write_rto(ops, at, "sql")
+    assert sql_rto is not None and sql_rto < 10.0, sql_rto
+    assert checks.lost_writes(ops, stored_ordinary(after["postgres_dsn"]), "sql") == []
+    new_server = after["sites"][sync]["address"]
+    assert {o.primary for o in checks.acked(ops, "sql") if o.invoke > at} == {new_server}
     assert checks.split_brain(ops) == []
     assert checks.read_failures(ops, survivors) == {s: 0 for s in survivors}
 
@@ -90,9 +112,17 @@ def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(runni
     victim = st["primary"]
     victim_server = f"{st['sites'][victim]['address']}:{st['sites'][victim]['postgres']['port']}"
     survivors = [n for n in st["sites"] if n != victim]
-    # Clients can still reach the isolated site's door: the harshest case.
-    ops, at, _ = run_load(st, lambda: lab.isolate(victim), survivors, settle=8.0)
+    # Clients can still reach the isolated site's door: the harshest case. An ordinary database
+    # client in the isolated site must get an error there, not hang; one in a survivor writes again.
+    ops, at, _ = run_load(st, lambda: lab.isolate(victim), survivors, settle=8.0, db_doors=[victim, survivors[0]])
     try:
+        stranded = [o for o in ops if o.kind == "sql" and o.site == victim and o.complete > at]
+        assert any(o.outcome != "ok" for o in stranded), "the isolated site's database door left its client hanging"
+        late_sql = [o for o in checks.acked(ops, "sql") if o.primary == st["sites"][victim]["address"]
+                    and o.complete > at + 0.5]
+        assert late_sql == [], f"the isolated primary acknowledged {len(late_sql)} writes through a database door"
+        assert checks.write_rto(ops, at, "sql") is not None
+        assert checks.lost_writes(ops, stored_ordinary(lab.status()["postgres_dsn"]), "sql") == []
         new = wait_for(lambda: (lambda s: s["primary"] if s["primary"] in survivors else None)(lab.status()),
                        60, "a new primary among the connected sites")
         assert new in survivors
@@ -106,14 +136,65 @@ def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(runni
              f"{victim} to rejoin as a replica after the heal")
 
 
+def ordinary_write(dsn: str) -> str:
+    """One write as an ordinary client makes it; the address of the server that took it."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        return conn.execute(f"INSERT INTO {ORDINARY_TABLE} (key) VALUES (gen_random_uuid()::text) "
+                            "RETURNING host(inet_server_addr())").fetchone()[0]
+
+
+def test_a_database_door_keeps_its_routes_without_its_agent_and_is_steered_again_when_it_returns(running_lab):
+    st = wait_for(healthy, 90, "a healthy lab")
+    primary_addr = st["sites"][st["primary"]]["address"]
+    site = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "replica")
+    dsn = st["db_door_dsns"][site]
+    prepare_ordinary_table(st["postgres_dsn"])
+    assert ordinary_write(dsn) == primary_addr
+    lab.stop_component(site, "agent")
+    try:
+        assert ordinary_write(dsn) == primary_addr  # last routes kept
+        # A door restarted while its agent is away: HAProxy's own checks (Patroni's REST API) steer it.
+        lab.stop_component(site, "dbdoor")
+        lab.start_component(site, "dbdoor")
+        assert wait_for(lambda: _try_write(dsn), 30, "the restarted door to reach the primary") == primary_addr
+    finally:
+        lab.start_component(site, "agent")
+    console = st["sites"][site]["console"]
+    door = wait_for(lambda: (lambda d: d if d and d["writes_to"] == st["primary"] else None)(
+        httpx.get(console + "/api/status", timeout=5).json()["db_door"]), 30, "the agent to steer its door again")
+    assert door["error"] is None and door["port"] == st["sites"][site]["db_door"]["port"]
+    assert ordinary_write(dsn) == primary_addr
+    wait_for(lambda: settled_coordinator({n: s["console"] for n, s in st["sites"].items()}), 30,
+             "the coordinator to settle after the agent's return")
+
+
+def settled_coordinator(consoles: dict[str, str]) -> str | None:
+    """The coordinator, once every console names the same one and it holds the lease itself
+    (an agent restarted a moment ago may still be taking over)."""
+    try:
+        docs = {n: httpx.get(u + "/api/status", timeout=5).json() for n, u in consoles.items()}
+    except httpx.HTTPError:
+        return None
+    named = {d["coordinator"] for d in docs.values()}
+    if len(named) != 1 or None in named:
+        return None
+    holder = named.pop()
+    return holder if docs.get(holder, {}).get("is_coordinator") else None
+
+
+def _try_write(dsn: str) -> str | None:
+    try:
+        return ordinary_write(dsn)
+    except psycopg.Error:
+        return None
+
+
 def test_a_console_flood_stalls_no_detector_and_keeps_the_coordinator(running_lab):
     """A minute of concurrent anonymous bad logins and bad Bearer requests at the coordinator's
     console: no site may be voted dead, the coordinator keeps its lease, nothing is stored."""
     st = wait_for(healthy, 120, "a healthy lab")
     consoles = {n: s["console"] for n, s in st["sites"].items()}
-    first = httpx.get(next(iter(consoles.values())) + "/api/status", timeout=5).json()
-    coordinator = first["coordinator"]
-    assert coordinator in consoles
+    coordinator = wait_for(lambda: settled_coordinator(consoles), 30, "every console to agree on a coordinator")
     audit_before = len(httpx.get(consoles[coordinator] + "/api/audit?limit=1000", timeout=5).json())
     flooder = ConsoleFlood([consoles[coordinator]], per_console=32)
     flooder.start()
