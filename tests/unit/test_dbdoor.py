@@ -156,3 +156,14 @@ def test_keeper_says_when_the_door_is_not_there(tmp_path):
     keeper = DbDoorKeeper(str(tmp_path / "missing.sock"), SITES)
     assert not asyncio.run(keeper.apply(Routes("ansan", ()), now=1.0))
     assert "not reachable" in keeper.last_error
+
+
+def test_the_shipped_example_is_what_the_function_writes():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "haproxy-db-door.example.cfg"
+    assert example.read_text() == haproxy_config(
+        name="pangyo's database door (deploy/haproxy-db-door.example.cfg)", bind_host="10.1.0.31", rw_port=5432,
+        ro_port=5433, admin_socket="/run/haproxy/db-door.sock",
+        servers={"pg-pangyo": ("10.1.0.11", 5432, 8008), "pg-ansan": ("10.2.0.11", 5432, 8008),
+                 "pg-siheung": ("10.3.0.11", 5432, 8008)})
