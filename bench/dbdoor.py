@@ -108,6 +108,20 @@ def parse(path: Path) -> list[tuple[float, str, str, str]]:
     return out
 
 
+def measure(lines: list[tuple[float, str, str, str]], cut: float, old_addr: str, first_new: float | None) -> dict:
+    """One client's round: writes are available again at the first acknowledgement by a server
+    other than the old primary (the old primary may still acknowledge for the few milliseconds
+    the cut itself takes; those writes were made before it died)."""
+    resumed = [t for t, what, _, srv in lines if what == "ok" and t > cut and srv != old_addr]
+    return {
+        "unavailable_s": round(min(resumed) - cut, 3) if resumed else None,  # None: still not writing at the cap
+        "acked": [key for _, what, key, _ in lines if what == "ok"],
+        "errors": sum(1 for _, what, _, _ in lines if what == "err"),
+        "old_primary_acks_after_promotion": sum(1 for t, what, _, srv in lines if what == "ok" and srv == old_addr
+                                                and first_new is not None and t >= first_new),
+    }
+
+
 def one_round(i: int, recipe_port: int, cap: float, workdir: Path) -> dict:
     st = wait_for(healthy, 120, "a healthy lab")
     victim = st["primary"]
@@ -123,8 +137,10 @@ def one_round(i: int, recipe_port: int, cap: float, workdir: Path) -> dict:
         cut = time.time()
         lab.power_off(victim)
 
+        old = st["sites"][victim]["address"]
+
         def resumed(kind: str) -> bool:
-            return any(t > cut and what == "ok" for t, what, _, _ in parse(logs[kind]))
+            return any(t > cut and what == "ok" and srv != old for t, what, _, srv in parse(logs[kind]))
         deadline = time.time() + cap
         while time.time() < deadline and not all(resumed(k) for k in KINDS):
             time.sleep(0.2)
@@ -139,14 +155,7 @@ def one_round(i: int, recipe_port: int, cap: float, workdir: Path) -> dict:
     first_new = min((t for ls in lines.values() for t, what, _, srv in ls if what == "ok" and t > cut and srv != old_addr),
                     default=None)
     for k, ls in lines.items():
-        after = [t for t, what, _, _ in ls if what == "ok" and t > cut]
-        result["kinds"][k] = {
-            "unavailable_s": round(min(after) - cut, 3) if after else None,  # None: still not writing at the cap
-            "acked": [key for _, what, key, _ in ls if what == "ok"],
-            "errors": sum(1 for _, what, _, _ in ls if what == "err"),
-            "old_primary_acks_after_promotion": sum(1 for t, what, _, srv in ls if what == "ok" and srv == old_addr
-                                                    and first_new is not None and t >= first_new),
-        }
+        result["kinds"][k] = measure(ls, cut, old_addr, first_new)
     lab.power_on(victim)
     wait_for(healthy, 150, f"{victim} to rejoin and every standby to stream")
     return result
