@@ -97,3 +97,79 @@ def test_an_unknown_answer_is_503_not_no_such_report(claims_db, tmp_path):
                            timeout=10)
             assert r.status_code == 503 and text in r.text
             assert "No report with this receipt" not in r.text and "해당 접수 번호와 연락처의 신고가 없습니다" not in r.text
+
+
+REPORT = {"reporter_kind": "paid_user", "service": "messenger", "window_start": "2022-10-15T15:19:00+09:00",
+          "window_end": "2022-10-16T01:00:00+09:00", "claimed_amount": 5000, "contact": "key@example.org",
+          "description": "idempotency"}
+
+
+def test_an_idempotency_key_is_bound_to_its_report(claims_app):
+    import json
+    import uuid
+
+    key = uuid.uuid4().hex
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        first = c.post("/api/reports", json=REPORT, headers={"Idempotency-Key": key})
+        assert first.status_code == 201, first.text
+        # the same report, spelled differently (key order, spacing): the same request, replayed
+        same = c.post("/api/reports", content=json.dumps(dict(reversed(list(REPORT.items()))), indent=2),
+                      headers={"Idempotency-Key": key, "Content-Type": "application/json"})
+        assert same.status_code == 201 and same.headers.get("idempotent-replay") == "true"
+        assert same.json()["id"] == first.json()["id"]
+        # another report under that key (a partner's predictable key, taken first): refused, naming the key
+        other = c.post("/api/reports", json={**REPORT, "claimed_amount": 999_999}, headers={"Idempotency-Key": key})
+    assert other.status_code == 422, other.text
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key" and "nothing was stored" in other.text
+    assert first.json()["receipt"] not in other.text
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        rows = conn.execute("SELECT claimed_amount FROM reports WHERE idempotency_key = %s", (key,)).fetchall()
+    assert rows == [(5000,)]
+
+
+def test_a_form_sent_again_with_other_details_stores_nothing_and_offers_a_fresh_form(claims_app):
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        key = form_key(c.get("/?lang=en").text)
+        first = c.post("/report", data={**FORM, "form_key": key, "language": "en"})
+        assert first.status_code == 201
+        edited = c.post("/report", data={**FORM, "claimed_amount": "900,000", "form_key": key, "language": "en"})
+    assert edited.status_code == 422
+    assert "already submitted with different details" in edited.text
+    assert form_key(edited.text) != key and 'value="900,000"' in edited.text
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        assert conn.execute("SELECT count(*) FROM reports WHERE claimed_amount = 900000").fetchone()[0] == 0
+
+
+def test_without_a_primary_the_write_queue_stays_bounded(claims_db, tmp_path):
+    """A database that accepts connections and never answers (a primary that lost power behind
+    a live switch): reports beyond the queue's bound are refused at once with Retry-After."""
+    import socket
+    import threading
+
+    from tests.web.conftest import serve_app
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(512)  # the kernel completes handshakes; nobody ever reads or answers
+    port = silent.getsockname()[1]
+    dead = f"postgresql://claims:x@127.0.0.1:{port}/claims?connect_timeout=10"
+    try:
+        with serve_app(claims_db, tmp_path, FIREBREAK_DSN=dead, FIREBREAK_WRITE_QUEUE="2",
+                       FIREBREAK_WRITE_DEADLINE="5") as (url, _):
+            answers: list[httpx.Response] = []
+
+            def send(i: int) -> None:
+                r = httpx.post(url + "/api/reports", json=REPORT, headers={"Idempotency-Key": f"q{i}-{port}"},
+                               timeout=30)
+                answers.append(r)
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(30)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        silent.close()
+    refused = [r for r in answers if r.status_code == 503 and "too many reports waiting" in r.text]
+    assert len(answers) == 30 and refused, [r.status_code for r in answers]
+    assert all(r.headers.get("retry-after") for r in refused)
+    assert not [r for r in answers if r.status_code == 201]
