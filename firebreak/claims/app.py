@@ -549,8 +549,17 @@ def create_app(settings: Settings) -> FastAPI:
                             status_code=503, headers={"Retry-After": "5"})
 
     @app.get("/api/reports/{report_id}", response_model=ReportOut,
-             responses={503: {"description": "no database server answered: unknown, try again"}})
-    async def get_report(report_id: int) -> JSONResponse:
+             responses={401: {"description": "the service's admin token is required"},
+                        503: {"description": "no database server answered: unknown, try again"}})
+    async def get_report(report_id: int, authorization: str | None = Header(default=None)) -> JSONResponse:
+        """A report by its number: for the service's own tools (drills, operators), never the
+        public. Numbers are sequential and the answer holds the receipt, which with a contact
+        opens the report's status: a reporter uses POST /api/reports/status instead."""
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        if not settings.admin_token or not secrets.compare_digest(token, settings.admin_token):
+            return JSONResponse({"error": "reading a report by its number needs the service's admin token; "
+                                          "a reporter looks a report up by receipt and contact "
+                                          "(POST /api/reports/status)"}, status_code=401)
         row = await store.get(report_id)
         if row is None:
             return JSONResponse({"error": f"no report {report_id}"}, status_code=404)
@@ -636,7 +645,10 @@ class Edge:
             return await self._refuse(send, 413, {"error": f"request body over {MAX_BODY} bytes"})
         if scope["method"] == "POST":
             path = scope["path"]
-            buckets = self.api if path.startswith("/api/") else self.portal if path in ("/report", "/status") else None
+            # A status lookup is a guess at a receipt and a contact: limited like the portal's form
+            # (per person), not like partners' intake systems.
+            buckets = (self.portal if path in ("/report", "/status", "/api/reports/status")
+                       else self.api if path.startswith("/api/") else None)
             if buckets is not None:
                 if not buckets.allow(scope_source(scope, self.settings.trusted_proxies), time.monotonic()):
                     return await self._refuse(send, 429, {"error": "too many requests from this address; "

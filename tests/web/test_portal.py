@@ -85,8 +85,8 @@ def test_an_unknown_answer_is_503_not_no_such_report(claims_db, tmp_path):
     from tests.web.conftest import free_port, serve_app
 
     dead = f"postgresql://claims:x@127.0.0.1:{free_port()}/claims"  # nothing listens there
-    with serve_app(dead, tmp_path) as (url, _):
-        r = httpx.get(url + "/api/reports/1", timeout=10)
+    with serve_app(dead, tmp_path, FIREBREAK_ADMIN_TOKEN="t0ken") as (url, _):
+        r = httpx.get(url + "/api/reports/1", timeout=10, headers={"Authorization": "Bearer t0ken"})
         assert r.status_code == 503 and "temporarily unavailable" in r.json()["error"]
         assert r.headers["retry-after"]
         r = httpx.post(url + "/api/reports/status", json={"receipt": "FB-ABC", "contact": "010-1234-5678"},
@@ -173,3 +173,25 @@ def test_without_a_primary_the_write_queue_stays_bounded(claims_db, tmp_path):
     assert len(answers) == 30 and refused, [r.status_code for r in answers]
     assert all(r.headers.get("retry-after") for r in refused)
     assert not [r for r in answers if r.status_code == 201]
+
+
+def test_report_numbers_answer_nobody_and_status_lookups_are_throttled_like_the_form(claims_db, tmp_path):
+    """Report ids are sequential: the public cannot read a report (and its receipt) by number,
+    and guessing receipts is limited per source as the form is (429 with Retry-After)."""
+    from tests.web.conftest import serve_app
+
+    with serve_app(claims_db, tmp_path, FIREBREAK_PORTAL_RATE="5", FIREBREAK_ADMIN_TOKEN="t0ken") as (url, _):
+        made = httpx.post(url + "/api/reports", json={**REPORT, "contact": "enum@example.org"})
+        assert made.status_code == 201
+        rid, receipt = made.json()["id"], made.json()["receipt"]
+        anonymous = httpx.get(f"{url}/api/reports/{rid}")
+        assert anonymous.status_code == 401 and receipt not in anonymous.text
+        assert "POST /api/reports/status" in anonymous.json()["error"]
+        staff = httpx.get(f"{url}/api/reports/{rid}", headers={"Authorization": "Bearer t0ken"})
+        assert staff.status_code == 200 and staff.json()["receipt"] == receipt
+        found = httpx.post(url + "/api/reports/status", json={"receipt": receipt, "contact": "enum@example.org"})
+        assert found.status_code == 200
+        guesses = [httpx.post(url + "/api/reports/status", json={"receipt": f"FB-GUESS{i}", "contact": "x@y.z"})
+                   for i in range(10)]
+    limited = [g for g in guesses if g.status_code == 429]
+    assert limited and all(g.headers.get("retry-after") for g in limited)
