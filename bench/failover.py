@@ -33,7 +33,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firebreak.control.etcd import Etcd, EtcdError  # noqa: E402
+from firebreak.control.etcd import EtcdError  # noqa: E402
 from firebreak.drill import checks  # noqa: E402
 from firebreak.drill.runner import set_frozen  # noqa: E402
 from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
@@ -54,7 +54,7 @@ def wait_for(pred, timeout, what):
 
 def etcd_leader_site(st: dict) -> str | None:
     async def ask() -> str | None:
-        etcd = Etcd(st["etcd_endpoints"], timeout=1)
+        etcd = lab.etcd_client(timeout=1)
         try:
             leader, members = await etcd.leader_and_members()
             return next((m["name"] for m in members if m["ID"] == leader), None)
@@ -84,7 +84,8 @@ def one_round(mode: str, clients: int, token: str) -> dict:
     threads = [Writer(doors, history, stop, seed=i, router=router) for i in range(clients)]
     if router is not None:
         threads.append(router)
-    threads += [Reader(n, doors[n], report_id, history, stop) for n in survivors]
+    admin = load_secrets(lab_home()).app_admin
+    threads += [Reader(n, doors[n], report_id, history, stop, token=admin) for n in survivors]
     flood = ConsoleFlood([st["sites"][n]["console"] for n in survivors]) if extra == "flood" else None
     if flood is not None:
         threads.append(flood)

@@ -37,7 +37,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firebreak.control.etcd import Etcd, EtcdError  # noqa: E402
+from firebreak.control.etcd import EtcdError  # noqa: E402
 from firebreak.control.keys import DEFAULT as KEYS  # noqa: E402
 from firebreak.drill import runner  # noqa: E402
 from firebreak.drill.scenario import FaultStep, Scenario  # noqa: E402
@@ -70,7 +70,7 @@ def lab_processes(st: dict) -> dict[str, psutil.Process]:
 
 
 async def etcd_sample(st: dict) -> dict:
-    etcd = Etcd(st["etcd_endpoints"], timeout=2)
+    etcd = lab.etcd_client(timeout=2)
     try:
         members = {}
         for site, s in st["sites"].items():
@@ -281,7 +281,7 @@ def main() -> None:
         report_id = seed_report(next(iter(doors.values())))
         threads: list[threading.Thread] = [Writer(doors, history, stop, seed=i, rate=args.rate)
                                            for i in range(args.clients)]
-        threads += [Reader(n, doors[n], report_id, history, stop) for n in doors]
+        threads += [Reader(n, doors[n], report_id, history, stop, token=load_secrets(home).app_admin) for n in doors]
         threads.append(Operator(consoles, token, stop))
         for t in threads:
             t.start()

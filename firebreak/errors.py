@@ -71,5 +71,13 @@ class AnswerUnknown(FirebreakError):
     """No database server answered a read: whether the thing exists is unknown (503, not 404)."""
 
 
+class KeyReused(FirebreakError):
+    """An idempotency key came back with a different request: refused, nothing stored."""
+
+
+class Overloaded(FirebreakError):
+    """The write queue is full: refused at once (503) rather than queued without bound."""
+
+
 class OutcomeUnknown(FirebreakError):
     """The database may or may not have kept the write; the client must retry with its key."""

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from firebreak.claims.limits import MAX_BODY, scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
 from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
-from firebreak.errors import AnswerUnknown, OutcomeUnknown
+from firebreak.errors import AnswerUnknown, KeyReused, OutcomeUnknown, Overloaded
 from firebreak.resources import example
 from firebreak.throttle import Buckets
 
@@ -72,6 +72,10 @@ class Settings:
     admin_token: str = ""
     write_deadline: float = 1.5
     read_deadline: float = 0.5
+    # Reports waiting for their group commit. Without a primary the queue drains at nothing while
+    # intake keeps arriving: past this many, a write is refused at once (503, Retry-After) instead
+    # of waiting out its deadline in an ever longer line.
+    write_queue: int = 2_048
     # Shared by every site's app, so a reviewer's session and a half-filled form work at any door.
     session_secret: str = ""
     trusted_proxies: frozenset[str] = frozenset()  # our doors: their X-Forwarded-For is believed
@@ -80,6 +84,7 @@ class Settings:
     policy: str = str(DEFAULT_POLICY)
     ledger: str = ""              # an outage ledger file, added to what the agents recorded in etcd
     etcd: tuple[str, ...] = ()
+    etcd_access: str = ""         # a locked etcd: the claims role's access file (it may read the ledger)
     ledger_prefix: str = DEFAULT_KEYS.ledger
 
     @classmethod
@@ -91,13 +96,22 @@ class Settings:
                    pool_size=int(env.get("FIREBREAK_POOL_SIZE", "16")),
                    admin_token=env.get("FIREBREAK_ADMIN_TOKEN", ""),
                    write_deadline=float(env.get("FIREBREAK_WRITE_DEADLINE", "1.5")),
+                   write_queue=int(env.get("FIREBREAK_WRITE_QUEUE", "2048")),
                    session_secret=env.get("FIREBREAK_SESSION_SECRET", ""),
                    trusted_proxies=frozenset(x for x in env.get("FIREBREAK_TRUSTED_PROXIES", "").split(",") if x),
                    portal_rate=float(env.get("FIREBREAK_PORTAL_RATE", "20")),
                    api_rate=float(env.get("FIREBREAK_API_RATE", "5000")),
                    policy=env.get("FIREBREAK_POLICY", str(DEFAULT_POLICY)),
                    ledger=env.get("FIREBREAK_LEDGER", ""),
-                   etcd=tuple(x for x in env.get("FIREBREAK_ETCD", "").split(",") if x))
+                   etcd=tuple(x for x in env.get("FIREBREAK_ETCD", "").split(",") if x),
+                   etcd_access=env.get("FIREBREAK_ETCD_ACCESS", ""))
+
+
+def request_digest(report: ReportIn) -> str:
+    """What an idempotency key is bound to: the validated report, canonically serialised, so a
+    retry that differs only in JSON spacing or key order is still the same request."""
+    import hashlib
+    return hashlib.sha256(report.model_dump_json().encode()).hexdigest()
 
 
 class RacingConnection(psycopg.AsyncConnection):
@@ -196,7 +210,7 @@ class Store:
                                             connection_class=RacingConnection, name="anywhere",
                                             kwargs={"application_name": f"claims-{settings.site}-ro"})
         self._ready_at = 0.0
-        self._queue: asyncio.Queue = asyncio.Queue()
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=settings.write_queue)
         # Bumped whenever a write goes unanswered: every pooled connection made before then may
         # lead to the same dead server, so it is hung up on instead of used.
         self.generation = 0
@@ -241,8 +255,14 @@ class Store:
         one transaction with one synchronous commit (group commit): each still gets its 201 only
         after the standby confirmed that commit, and all of them share its outcome."""
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._queue.put((report, key, fut))
-        return await fut
+        try:
+            self._queue.put_nowait((report, key, fut))
+        except asyncio.QueueFull:
+            raise Overloaded(f"{self._queue.maxsize} reports are already waiting for the database") from None
+        row, replayed, who = await fut
+        if row is None:
+            raise KeyReused("this Idempotency-Key was first used with a different report")
+        return row, replayed, who
 
     async def _writer(self) -> None:
         while True:
@@ -289,21 +309,22 @@ class Store:
         conn.sync_cancelled.clear()
         site = self.settings.site
         params: list[Any] = []
+        digests = [request_digest(report) for report, _ in items]
         for i, (report, key) in enumerate(items):
             params += [i, new_receipt(), key, report.reporter_kind, report.service, report.window_start,
                        report.window_end, report.claimed_amount, report.description, report.contact,
-                       report.language, site, report.plan_price, list(report.evidence)]
+                       report.language, site, report.plan_price, list(report.evidence), digests[i]]
         values = ", ".join(["(%s::int, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::bigint, %s, %s, %s, %s, "
-                            "%s::bigint, %s::text[])"] * len(items))
+                            "%s::bigint, %s::text[], %s)"] * len(items))
         results: list[tuple[dict, bool, dict] | None] = [None] * len(items)
         async with conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, window_end, "
-                "claimed_amount, description, contact, language, site, plan_price, evidence) "
-                f"SELECT receipt, key, kind, service, ws, we, amount, descr, contact, lang, site, plan, ev "
+                "claimed_amount, description, contact, language, site, plan_price, evidence, request_digest) "
+                f"SELECT receipt, key, kind, service, ws, we, amount, descr, contact, lang, site, plan, ev, digest "
                 f"FROM (VALUES {values}) AS v(n, receipt, key, kind, service, ws, we, amount, descr, contact, lang, "
-                "site, plan, ev) ORDER BY n "
+                "site, plan, ev, digest) ORDER BY n "
                 "ON CONFLICT (idempotency_key) DO NOTHING "
                 "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
                 "claimed_amount, status, site, created_at, idempotency_key", params)
@@ -331,14 +352,19 @@ class Store:
                 keys = list({items[i][1] for i in replays})
                 await cur.execute(
                     "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, status, "
-                    "site, created_at, idempotency_key, txid_current() AS _xid "
+                    "site, created_at, idempotency_key, request_digest, txid_current() AS _xid "
                     "FROM reports WHERE idempotency_key = ANY(%s)", (keys,))
                 found = {}
                 for row in await cur.fetchall():
                     row.pop("_xid", None)
                     found[row.pop("idempotency_key")] = row
                 for i in replays:
-                    results[i] = (found[items[i][1]], True, conn.info_firebreak)
+                    row = dict(found[items[i][1]])
+                    stored = row.pop("request_digest")
+                    # A replay answers with the first report only if it is the same report (rows
+                    # stored before digests were kept have none, and are taken at their word).
+                    same = stored is None or stored == digests[i]
+                    results[i] = (row if same else None, True, conn.info_firebreak)
         if conn.sync_cancelled:
             raise OutcomeUnknown("commit not confirmed by the synchronous standby")
         return results  # type: ignore[return-value]
@@ -450,6 +476,19 @@ def create_app(settings: Settings) -> FastAPI:
             return invalid(e)
         try:
             row, replayed, who = await store.submit(report, idempotency_key)
+        except KeyReused as e:
+            # 422, as the IETF's Idempotency-Key draft asks for a key reused with another payload:
+            # the request is well-formed, but cannot be processed under that key.
+            metrics.writes.labels(settings.site, "key_reused").inc()
+            return JSONResponse({"error": "invalid report", "errors": [
+                {"field": "Idempotency-Key", "reason": f"{e}; nothing was stored. Send a new key for a new report, "
+                                                       "or the same report to get its receipt again"}]},
+                                status_code=422)
+        except Overloaded as e:
+            metrics.writes.labels(settings.site, "refused").inc()
+            return JSONResponse({"error": f"too many reports waiting for the database ({e}); nothing was stored",
+                                 "retry": "send the same request again in a few seconds with the same Idempotency-Key"},
+                                status_code=503, headers={"Retry-After": "5"})
         except OutcomeUnknown as e:
             metrics.writes.labels(settings.site, "unknown").inc()
             log.warning("write outcome unknown: %s", e)
@@ -510,8 +549,17 @@ def create_app(settings: Settings) -> FastAPI:
                             status_code=503, headers={"Retry-After": "5"})
 
     @app.get("/api/reports/{report_id}", response_model=ReportOut,
-             responses={503: {"description": "no database server answered: unknown, try again"}})
-    async def get_report(report_id: int) -> JSONResponse:
+             responses={401: {"description": "the service's admin token is required"},
+                        503: {"description": "no database server answered: unknown, try again"}})
+    async def get_report(report_id: int, authorization: str | None = Header(default=None)) -> JSONResponse:
+        """A report by its number: for the service's own tools (drills, operators), never the
+        public. Numbers are sequential and the answer holds the receipt, which with a contact
+        opens the report's status: a reporter uses POST /api/reports/status instead."""
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        if not settings.admin_token or not secrets.compare_digest(token, settings.admin_token):
+            return JSONResponse({"error": "reading a report by its number needs the service's admin token; "
+                                          "a reporter looks a report up by receipt and contact "
+                                          "(POST /api/reports/status)"}, status_code=401)
         row = await store.get(report_id)
         if row is None:
             return JSONResponse({"error": f"no report {report_id}"}, status_code=404)
@@ -597,7 +645,10 @@ class Edge:
             return await self._refuse(send, 413, {"error": f"request body over {MAX_BODY} bytes"})
         if scope["method"] == "POST":
             path = scope["path"]
-            buckets = self.api if path.startswith("/api/") else self.portal if path in ("/report", "/status") else None
+            # A status lookup is a guess at a receipt and a contact: limited like the portal's form
+            # (per person), not like partners' intake systems.
+            buckets = (self.portal if path in ("/report", "/status", "/api/reports/status")
+                       else self.api if path.startswith("/api/") else None)
             if buckets is not None:
                 if not buckets.allow(scope_source(scope, self.settings.trusted_proxies), time.monotonic()):
                     return await self._refuse(send, 429, {"error": "too many requests from this address; "

@@ -61,6 +61,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         outcome text NOT NULL
     );
     """),
+    (3, """
+    -- An idempotency key is bound to the request it first came with: a digest of the validated
+    -- report. The same key with another report is refused, never answered with the first one.
+    ALTER TABLE reports ADD COLUMN request_digest text;
+    """),
 ]
 LOCK_ID = 0x46_42_4D_49  # "FBMI": one migrator at a time, whoever runs it
 

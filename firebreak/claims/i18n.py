@@ -47,6 +47,10 @@ T: dict[str, dict[str, str]] = {
     "err.form": {"ko": "입력 내용을 확인해 주세요.", "en": "Please check the highlighted fields."},
     "err.expired": {"ko": "양식이 만료되었습니다. 다시 입력해 주세요.",
                     "en": "This form has expired; please fill it in again."},
+    "err.reused": {"ko": "이 양식은 이미 다른 내용으로 접수되었습니다. 이번 내용은 저장되지 않았습니다. 별도의 신고라면 "
+                          "아래 새 양식으로 다시 제출해 주세요.",
+                   "en": "This form was already submitted with different details; nothing was stored this time. "
+                         "If this is a separate report, submit it again with the form below."},
     "err.busy": {"ko": "지금은 접수할 수 없습니다. 잠시 후 같은 양식으로 다시 시도해 주세요 (중복 접수되지 않습니다).",
                  "en": "We could not store your report right now. Please submit the same form again in a "
                        "moment (it will not be stored twice)."},

@@ -101,10 +101,14 @@ def register_portal(app: FastAPI, store: Any, settings: Any) -> None:
         except ValidationError as e:
             return form_page(request, lang, values=values, errors=form_errors(e, lang), key=key,
                              banner=t("err.form", lang), status=422)
-        from firebreak.errors import OutcomeUnknown
+        from firebreak.errors import KeyReused, OutcomeUnknown, Overloaded
         try:
             row, _, _ = await store.submit(report, idem)
-        except OutcomeUnknown:
+        except KeyReused:
+            # This form was already sent with other details: nothing stored now; a fresh form
+            # (a new key) with what the person typed, to send as a report of its own if they mean it.
+            return form_page(request, lang, values=values, banner=t("err.reused", lang), status=422)
+        except (OutcomeUnknown, Overloaded):
             # Same form, same key: submitting again cannot create a second report.
             return form_page(request, lang, values=values, key=key, banner=t("err.busy", lang), status=503)
         return page(request, "report_receipt.html", lang, 201, receipt=row["receipt"], contact=report.contact)

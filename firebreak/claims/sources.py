@@ -54,6 +54,7 @@ class OutageSource:
     def __init__(self, settings: Any):
         self.file = settings.ledger
         self.endpoints = list(settings.etcd)
+        self.access_file = settings.etcd_access
         self.prefix = settings.ledger_prefix
         self.cached: tuple[float, list[Outage], str] | None = None
         self.etcd: Any = None  # one client for the app's life, made on first use
@@ -71,9 +72,11 @@ class OutageSource:
             except FirebreakError as e:
                 notes.append(f"ledger file unreadable: {e}")
         if self.endpoints:
-            from firebreak.control.etcd import Etcd, EtcdError
-            self.etcd = self.etcd or Etcd(self.endpoints, timeout=1.0)
+            from firebreak.control.etcd import OPEN, Etcd, EtcdAccess, EtcdError
             try:
+                if self.etcd is None:
+                    access = EtcdAccess.from_file(self.access_file) if self.access_file else OPEN
+                    self.etcd = Etcd(self.endpoints, timeout=1.0, access=access)
                 entries = [kv.json() for kv in await self.etcd.get_prefix(self.prefix)]
                 outages += outages_from_etcd(entries, now)
                 notes.append(f"{len(entries)} outage(s) recorded by the site agents")

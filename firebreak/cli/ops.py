@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -203,13 +204,16 @@ def ops_deploy(version: str = typer.Argument(...), console: Optional[str] = _con
 @ops_app.command("user-add")
 def ops_user_add(name: str = typer.Argument(...), role: str = typer.Option("operator", "--role"),
                  etcd: list[str] = typer.Option(None, "--etcd", help="etcd client URL(s); default: the lab's."),
+                 etcd_access: Optional[Path] = typer.Option(
+                     None, "--etcd-access", help="a locked etcd: an access file (JSON: ca, cert, key, user, "
+                                                 "password_file); default: the lab's ops role"),
                  prefix: str = typer.Option("/firebreak", "--prefix")) -> None:
     """Create an operator and print its token once (only an argon2 hash is stored)."""
     import asyncio
 
     from firebreak.control.auth import ROLES, add_operator, check_name
     from firebreak.control.keys import Keys
-    from firebreak.control.etcd import Etcd
+    from firebreak.control.etcd import OPEN, Etcd, EtcdAccess
 
     problem = check_name(name)
     if problem:
@@ -218,10 +222,13 @@ def ops_user_add(name: str = typer.Argument(...), role: str = typer.Option("oper
         raise InputError(Problem("--role", "", f"must be one of {', '.join(ROLES)}"))
     if not etcd:
         from firebreak.lab import lab
-        etcd = lab.status()["etcd_endpoints"]
+        st = lab.status()
+        etcd = st["etcd_endpoints"]
+        etcd_access = etcd_access or Path(st["etcd_access"]["roles"]["ops"]["access_file"])
+    access = EtcdAccess.from_file(etcd_access) if etcd_access else OPEN
 
     async def go() -> str:
-        client = Etcd(list(etcd), timeout=3)
+        client = Etcd(list(etcd), timeout=3, access=access)
         try:
             return await add_operator(client, Keys(prefix), name, role)
         finally:

@@ -54,7 +54,10 @@ class Agent:
         self.cfg = cfg
         self.clock = clock
         self.state = AgentState()
-        self.etcd = Etcd(cfg.etcd, timeout=0.5)
+        self.etcd = Etcd(cfg.etcd, timeout=0.5, access=cfg.access())
+        # etcd lets only its root defragment or move raft leadership: a separate identity, used
+        # for nothing else, and only when the operator gave one.
+        self.etcd_admin = Etcd(cfg.etcd, timeout=0.5, access=cfg.access(admin=True)) if cfg.etcd_admin_access else None
         self.http = httpx.AsyncClient(timeout=cfg.detector.probe_timeout)
         self.others = [s for s in cfg.sites if s != cfg.site]
         self._targets = {(s, c): _host_port(getattr(cfg.sites[s], c)) for s in self.others for c in PROBED}
@@ -260,6 +263,8 @@ class Agent:
                     "done" if ok else "it changed meanwhile (Patroni acted first)")
 
     async def place_etcd_leader(self, cluster: failover.ClusterState, verdicts: dict[str, detector.Verdict]) -> None:
+        if self.etcd_admin is None and self.cfg.etcd_access:
+            return  # a locked etcd and no admin identity: leadership stays where raft puts it
         try:
             leader_id, members = await self.etcd.leader_and_members()
         except EtcdError:
@@ -276,7 +281,7 @@ class Agent:
         if target_member is None:
             return
         try:
-            await self.etcd.move_leader(by_id[leader_id], target_member["ID"])
+            await (self.etcd_admin or self.etcd).move_leader(by_id[leader_id], target_member["ID"])
             log.info("moved etcd leadership from %s to %s, away from the primary's site", leader_site, target)
         except EtcdError as e:
             log.warning("could not move etcd leadership to %s: %s", target, e)
@@ -415,10 +420,11 @@ class Agent:
             now = self.clock()
             suspects = {s for s, v in self.state.verdicts.items() if v.dead or v.votes}
             target = maintenance.defrag_target(members, suspects, last_defrag, now)
-            if target is not None:
+            admin = self.etcd_admin or (None if self.cfg.etcd_access else self.etcd)
+            if target is not None and admin is not None:
                 last_defrag = now
                 try:
-                    await self.etcd.defragment(self.cfg.sites[target].etcd)
+                    await admin.defragment(self.cfg.sites[target].etcd)
                     log.info("defragmented etcd member %s", target)
                 except EtcdError as e:
                     log.warning("could not defragment etcd member %s: %s", target, e)
@@ -465,6 +471,8 @@ class Agent:
 
     async def close(self) -> None:
         await self.etcd.close()
+        if self.etcd_admin is not None:
+            await self.etcd_admin.close()
         await self.http.aclose()
 
 

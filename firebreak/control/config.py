@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from firebreak.control.etcd import OPEN, EtcdAccess
 from firebreak.control.keys import Keys, PatroniKeys
 from firebreak.inputs import bad_name, load_yaml_model
 
@@ -60,6 +61,10 @@ class AgentConfig(_Strict):
     etcd: list[str] = Field(min_length=1, description="etcd client URLs, this site's first")
     patroni_namespace: str = "/service/firebreak"
     prefix: str = "/firebreak"
+    etcd_access: str | None = Field(default=None, description="a locked etcd: this agent's access file (JSON: ca, "
+                                    "cert, key, user, password_file); none for an open etcd")
+    etcd_admin_access: str | None = Field(default=None, description="etcd's root, for defragmenting and placing "
+                                          "the raft leader only; without it the agents do neither")
     etcd_quota_bytes: int = Field(default=2 * 2**30, gt=0, description="etcd's --quota-backend-bytes, for warnings")
     patroni_user: str = Field(default="", description="Patroni REST API user for switchovers")
     patroni_password: str = ""
@@ -89,6 +94,10 @@ class AgentConfig(_Strict):
     @property
     def patroni_keys(self) -> PatroniKeys:
         return PatroniKeys(self.patroni_namespace)
+
+    def access(self, admin: bool = False) -> EtcdAccess:
+        path = self.etcd_admin_access if admin else self.etcd_access
+        return EtcdAccess.from_file(path) if path else OPEN
 
     def member_of(self, site: str) -> str:
         return self.sites[site].member or site

@@ -51,7 +51,7 @@ def create_console(agent: Agent) -> FastAPI:
     http = httpx.AsyncClient(timeout=5)
     # Operators' requests may wait out an etcd election (a second or two after the site holding
     # etcd's leader is lost) instead of failing; the agent's own loops keep their fail-fast client.
-    etcd = Etcd(cfg.etcd, timeout=0.8, patience=2.0)
+    etcd = Etcd(cfg.etcd, timeout=0.8, patience=2.0, access=cfg.access())
 
     ctx = Context(agent, etcd, http)
     failures = Buckets(rate=FAILURES_PER_S, burst=FAILURE_BURST, max_sources=10_000)

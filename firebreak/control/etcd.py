@@ -1,14 +1,20 @@
 """A small async client for etcd's v3 JSON gateway: just what the agent needs (get, put with a
 lease, compare-and-swap transactions, leases), with fail-over between endpoints and short
-timeouts, because an agent that hangs on a dead etcd member detects nothing."""
+timeouts, because an agent that hangs on a dead etcd member detects nothing.
+
+Against a locked etcd (TLS, client certificates, authentication) it verifies the members against
+the CA, presents its client certificate, and logs in as its etcd user, again whenever a member
+says its token is not valid (a member that restarted forgets the tokens it knew)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,19 +48,84 @@ class KV:
         return json.loads(self.value)
 
 
+@dataclass(frozen=True)
+class EtcdAccess:
+    """How to reach a locked etcd: the CA its members' certificates are signed by, this client's
+    certificate and key, and the etcd user and password it logs in as. All empty: an open etcd."""
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    user: str = ""
+    password: str = ""
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "EtcdAccess":
+        """A role's access file (the lab writes one per role): JSON with ca, cert, key, user and
+        password_file, paths relative to the file."""
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+            base = p.parent
+            pw = (base / d["password_file"]).read_text().strip() if d.get("password_file") else ""
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise EtcdError(f"{p}: cannot read etcd access ({e}); it should be JSON with ca, cert, key, user "
+                            "and password_file, readable by this user") from e
+        return cls(*(str(base / d[k]) if d.get(k) else "" for k in ("ca", "cert", "key")), d.get("user", ""), pw)
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.ca:
+            return True
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if self.cert:
+            ctx.load_cert_chain(self.cert, self.key or None)
+        return ctx
+
+
+OPEN = EtcdAccess()
+# etcd's answers that mean "log in (again)": no token, or one this member does not know.
+_AUTH_ERRORS = ("invalid auth token", "user name is empty", "auth token is not provided")
+
+
 class Etcd:
     """etcd's JSON gateway. `patience`: how long to keep retrying every member before giving up.
     The agent's loops want none (failing fast is how an isolated agent learns it must stand
     down); an operator's action can wait out the second or two of a raft election that follows
     the loss of the site holding etcd's leader."""
 
-    def __init__(self, endpoints: list[str], timeout: float = 0.6, patience: float = 0.0):
+    def __init__(self, endpoints: list[str], timeout: float = 0.6, patience: float = 0.0, access: EtcdAccess = OPEN):
         self.endpoints = list(endpoints)
         self.patience = patience
-        self.client = httpx.AsyncClient(timeout=timeout)
+        self.access = access
+        self.client = httpx.AsyncClient(timeout=timeout, verify=access.ssl_context())
+        self._token = ""
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def _post(self, url: str, body: dict, timeout: float | None = None) -> httpx.Response:
+        """One request to one member, logged in if this client has a user (and again once if the
+        member does not know its token)."""
+        kw: dict = {"json": body}
+        if timeout is not None:
+            kw["timeout"] = timeout
+        for attempt in (1, 2):
+            if self.access.user and not self._token:
+                await self._login(url.split("/v3/", 1)[0])
+            headers = {"Authorization": self._token} if self._token else None
+            r = await self.client.post(url, headers=headers, **kw)
+            if r.status_code != 200 and self.access.user and any(e in r.text for e in _AUTH_ERRORS) and attempt == 1:
+                self._token = ""
+                continue
+            return r
+        return r
+
+    async def _login(self, endpoint: str) -> None:
+        r = await self.client.post(endpoint + "/v3/auth/authenticate",
+                                   json={"name": self.access.user, "password": self.access.password})
+        if r.status_code != 200:
+            raise EtcdError(f"{endpoint}: etcd refused user '{self.access.user}': {r.text[:200]}; check its "
+                            "password file and that the user exists (`etcdctl user list`)")
+        self._token = r.json().get("token", "")
 
     async def _call(self, path: str, body: dict) -> dict:
         last: Exception | None = None
@@ -62,14 +133,19 @@ class Etcd:
         while True:
             for ep in self.endpoints:
                 try:
-                    r = await self.client.post(ep + path, json=body)
-                    if r.status_code == 200:
-                        # No reordering: this site's member stays first, so a hiccup there does
-                        # not leave the agent talking to another site's member for good.
-                        return r.json()
-                    last = EtcdError(f"{ep}{path}: HTTP {r.status_code} {r.text[:200]}")
-                except httpx.HTTPError as e:
+                    r = await self._post(ep + path, body)
+                except (httpx.HTTPError, EtcdError) as e:  # EtcdError: the member refused our login
                     last = e
+                    continue
+                if r.status_code == 200:
+                    # No reordering: this site's member stays first, so a hiccup there does
+                    # not leave the agent talking to another site's member for good.
+                    return r.json()
+                if "permission denied" in r.text:
+                    # Not a member's hiccup: every member would say the same.
+                    raise EtcdError(f"etcd denied {path} to user '{self.access.user or 'anonymous'}': "
+                                    "this role may not do that")
+                last = EtcdError(f"{ep}{path}: HTTP {r.status_code} {r.text[:200]}")
             if time.monotonic() >= deadline:
                 raise EtcdError(f"no etcd member answered {path}: {last!r}")
             await asyncio.sleep(0.1)
@@ -109,8 +185,8 @@ class Etcd:
     async def member_status(self, endpoint: str) -> dict:
         """One member's own status (dbSize, dbSizeInUse, header.revision), asked of that member."""
         try:
-            r = await self.client.post(endpoint + "/v3/maintenance/status", json={})
-        except httpx.HTTPError as e:
+            r = await self._post(endpoint + "/v3/maintenance/status", {})
+        except (httpx.HTTPError, EtcdError) as e:
             raise EtcdError(f"{endpoint}: status: {e!r}") from e
         if r.status_code != 200:
             raise EtcdError(f"{endpoint}: status: HTTP {r.status_code}")
@@ -119,8 +195,8 @@ class Etcd:
     async def defragment(self, endpoint: str, timeout: float = 30.0) -> None:
         """Defragment one member (it stops answering while it runs: one member at a time)."""
         try:
-            r = await self.client.post(endpoint + "/v3/maintenance/defragment", json={}, timeout=timeout)
-        except httpx.HTTPError as e:
+            r = await self._post(endpoint + "/v3/maintenance/defragment", {}, timeout=timeout)
+        except (httpx.HTTPError, EtcdError) as e:
             raise EtcdError(f"{endpoint}: defragment: {e!r}") from e
         if r.status_code != 200:
             raise EtcdError(f"{endpoint}: defragment: HTTP {r.status_code} {r.text[:200]}")
@@ -173,9 +249,8 @@ class Etcd:
         if not urls:
             raise EtcdError("leader has no client URL")
         try:
-            r = await self.client.post(urls[0] + "/v3/maintenance/transfer-leadership",
-                                       json={"targetID": target_id}, timeout=3.0)
-        except httpx.HTTPError as e:
+            r = await self._post(urls[0] + "/v3/maintenance/transfer-leadership", {"targetID": target_id}, timeout=3.0)
+        except (httpx.HTTPError, EtcdError) as e:
             raise EtcdError(f"transfer-leadership: {e!r}") from e
         if r.status_code != 200:
             raise EtcdError(f"transfer-leadership: HTTP {r.status_code} {r.text[:200]}")
@@ -190,3 +265,24 @@ class Etcd:
 
     async def revoke(self, lease: int) -> None:
         await self._call("/v3/lease/revoke", {"ID": str(lease)})
+
+    # -- authentication management (lab set-up, `firebreak ops`): etcd's own users and roles --
+
+    async def user_add(self, name: str, password: str) -> None:
+        await self._call("/v3/auth/user/add", {"name": name, "password": password})
+
+    async def role_add(self, role: str) -> None:
+        await self._call("/v3/auth/role/add", {"name": role})
+
+    async def role_grant(self, role: str, key: str, *, prefix: bool, perm: str) -> None:
+        """perm: READ, WRITE or READWRITE, on one key or (prefix) every key under it."""
+        grant = {"permType": perm, "key": _b64(key)}
+        if prefix:
+            grant["range_end"] = _b64(prefix_end(key))
+        await self._call("/v3/auth/role/grant", {"name": role, "perm": grant})
+
+    async def user_grant_role(self, user: str, role: str) -> None:
+        await self._call("/v3/auth/user/grant", {"user": user, "role": role})
+
+    async def auth_enable(self) -> None:
+        await self._call("/v3/auth/enable", {})

@@ -118,3 +118,29 @@ class PatroniKeys:
 
 
 DEFAULT = Keys()
+
+
+@dataclass(frozen=True)
+class Grant:
+    key: str
+    prefix: bool   # every key under `key`, or that key alone
+    perm: str      # READ | WRITE | READWRITE (etcd's names)
+
+
+def role_grants(keys: Keys = DEFAULT, patroni: PatroniKeys = PatroniKeys()) -> dict[str, tuple[Grant, ...]]:
+    """The etcd roles of a locked estate, each with the narrowest permissions that work. etcd's
+    maintenance calls (defragment, move-leader, hash) need its root role whatever the grants:
+    the agents use a separate admin identity for those, and only when given one."""
+    own = keys._k("")
+    return {
+        # Patroni: its own namespace, nothing else.
+        "patroni": (Grant(patroni.root, True, "READWRITE"),),
+        # The agents: Firebreak's keys, Patroni's read, and exactly what the failover rewrites
+        # (the dead leader's key, the dead members' keys).
+        "agent": (Grant(own, True, "READWRITE"), Grant(patroni.root, True, "READ"),
+                  Grant(patroni.leader, False, "READWRITE"), Grant(patroni.members, True, "READWRITE")),
+        # The claims service reads the outage ledger to verify reports.
+        "claims": (Grant(keys.ledger, True, "READ"),),
+        # `firebreak ops user-add`: the operator records.
+        "ops": (Grant(keys.operators, True, "READWRITE"),),
+    }

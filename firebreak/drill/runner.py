@@ -20,7 +20,7 @@ import httpx
 import psycopg
 
 from firebreak import __version__
-from firebreak.control.etcd import Etcd, EtcdError
+from firebreak.control.etcd import EtcdError
 from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
 from firebreak.drill import checks, consistency
 from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites
@@ -138,7 +138,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
                                        for i in range(scenario.clients)]
     if router is not None:
         threads.append(router)
-    threads += [Reader(n, doors[n], report_id, history, stop) for n in sites]
+    admin = load_secrets(lab_home()).app_admin
+    threads += [Reader(n, doors[n], report_id, history, stop, token=admin) for n in sites]
     if consoles:
         threads.append(Operator(consoles, token, history, stop))
     ordinary_door = ordinary_door_site(scenario, st)
@@ -283,7 +284,7 @@ def check_consistency(st: dict, attempts: int = 10) -> list[str]:
     """After the heal: etcd members' hashes at a common revision, PostgreSQL members' timelines.
     Members still catching up get a few seconds; what still differs then is a finding."""
     async def revision_now() -> int:
-        etcd = Etcd(st["etcd_endpoints"], timeout=3)
+        etcd = lab.etcd_client(timeout=3)
         try:
             revisions = [int((await etcd.member_status(s["etcd"])).get("header", {}).get("revision", 0))
                          for s in st["sites"].values()]
@@ -323,8 +324,9 @@ def etcd_hashes(endpoints: dict[str, str], revision: int) -> dict[str, tuple[int
 
     from firebreak.lab.runtime import etcd_binary
 
+    # HashKV is one of etcd's maintenance calls: root only.
     argv = [etcd_binary(name="etcdctl"), "endpoint", "hashkv", "--endpoints", ",".join(endpoints.values()),
-            f"--rev={revision}", "-w", "json", "--command-timeout=5s"]
+            f"--rev={revision}", "-w", "json", "--command-timeout=5s", *lab.etcdctl_flags()]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
     if r.returncode != 0:
         raise LabError(f"etcdctl endpoint hashkv: {(r.stderr or r.stdout).strip()[:300]}")
@@ -386,7 +388,7 @@ def _record_ledger(st: dict, report: dict) -> None:
     """Each drill's outages go into the outage ledger (etcd, replicated to every site), tagged as a drill."""
 
     async def put_all() -> None:
-        etcd = Etcd(st["etcd_endpoints"], timeout=2)
+        etcd = lab.etcd_client(timeout=2)
         try:
             for f in report["faults"]:
                 entry = {"site": f["site"], "start": f["start_wall"], "end": f["end_wall"], "kind": f["fault"],

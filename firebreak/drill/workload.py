@@ -160,13 +160,15 @@ class Reader(threading.Thread):
     """Reads a known report from one site's door, a few times a second."""
 
     def __init__(self, site: str, door: str, report_id: int, history: History, stop: threading.Event,
-                 interval: float = 0.1):
+                 interval: float = 0.1, token: str = ""):
         super().__init__(daemon=True)
         self.site, self.door, self.report_id = site, door, report_id
+        # Reading by number is for the service's own tools: the app's admin token.
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.history, self.stop_event, self.interval = history, stop, interval
 
     def run(self) -> None:
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, headers=self.headers) as client:
             while not self.stop_event.is_set():
                 t0 = time.monotonic()
                 try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from firebreak.control.etcd import EtcdAccess
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
                                   SiteLayout)
 from firebreak.resources import example
@@ -42,12 +43,12 @@ ETCD_SNAPSHOT_COUNT = 10_000
 
 
 def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> list[str]:
-    cluster = ",".join(f"{s.name}=http://{s.address}:{PORTS['etcd_peer']}" for s in layout.sites)
+    cluster = ",".join(f"{s.name}={s.url('etcd_peer')}" for s in layout.sites)
     return [
         binary, "--name", site.name, "--data-dir", str(site.dir / "etcd"),
         "--listen-client-urls", site.url("etcd"), "--advertise-client-urls", site.url("etcd"),
-        "--listen-peer-urls", f"http://{site.address}:{PORTS['etcd_peer']}",
-        "--initial-advertise-peer-urls", f"http://{site.address}:{PORTS['etcd_peer']}",
+        "--listen-peer-urls", site.url("etcd_peer"),
+        "--initial-advertise-peer-urls", site.url("etcd_peer"),
         "--initial-cluster", cluster, "--initial-cluster-state", "new",
         "--initial-cluster-token", f"firebreak-{token}",
         # A 100 ms heartbeat and 1 s election timeout suit links of a few ms between sites.
@@ -62,7 +63,16 @@ def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> l
         # some 40 MiB an hour until then, as the first soak measured). 10,000, etcd 3.6's default.
         "--snapshot-count", str(ETCD_SNAPSHOT_COUNT),
         "--log-level", "warn", "--logger", "zap",
+        # TLS on client and peer links, client certificates required (lab/access.py).
+        *etcd_tls_argv(layout, site),
     ]
+
+
+def etcd_tls_argv(layout: LabLayout, site: SiteLayout) -> list[str]:
+    cert, key = (str(p) for p in site.etcd_member_cert)
+    ca = str(layout.ca_file)
+    return ["--cert-file", cert, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", ca,
+            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth", "--peer-trusted-ca-file", ca]
 
 
 def client_networks(layout: LabLayout) -> list[str]:
@@ -72,7 +82,8 @@ def client_networks(layout: LabLayout) -> list[str]:
     return ["127.0.0.0/8"]
 
 
-def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_dir: str) -> dict:
+def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_dir: str,
+                   etcd_access: EtcdAccess) -> dict:
     nets = client_networks(layout)
     hba = ["local all all trust"]  # the socket directory is private to the lab's user
     for net in nets:
@@ -90,7 +101,10 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
         # hiccup (a raft election stalls every member for a second) and then stays there, so a
         # standby ends up talking to the etcd of a site that may be the next to die, and loses
         # retry_timeout/3 when it does. A site's Patroni lives and dies with its site's etcd.
-        "etcd3": {"hosts": [f"{site.address}:{PORTS['etcd']}"], "protocol": "http", "use_proxies": True},
+        "etcd3": {"hosts": [f"{site.address}:{PORTS['etcd']}"], "protocol": "https", "use_proxies": True,
+                  # Patroni's own etcd user: its namespace and nothing else (control/keys.py role_grants).
+                  "cacert": etcd_access.ca, "cert": etcd_access.cert, "key": etcd_access.key,
+                  "username": etcd_access.user, "password": etcd_access.password},
         "bootstrap": {
             "dcs": {
                 "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
@@ -156,6 +170,10 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
         "etcd": [s.url("etcd") for s in _own_first(layout, site)],
         "patroni_namespace": f"/service/{SCOPE}",
         "etcd_quota_bytes": ETCD_QUOTA,
+        # The agents' etcd user, and etcd's root for the two maintenance calls that need it
+        # (defragment, move-leader); lab/access.py writes both.
+        "etcd_access": str(layout.access_file("agent")),
+        "etcd_admin_access": str(layout.access_file("root")),
         "patroni_user": "firebreak",
         "patroni_password": secrets.patroni_api,
         "app_admin_token": secrets.app_admin,
@@ -200,6 +218,7 @@ def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, 
         # Requests arrive through the doors, any site's: their X-Forwarded-For names the client.
         "FIREBREAK_TRUSTED_PROXIES": ",".join(s.address for s in layout.sites) + ",127.0.0.1",
         "FIREBREAK_ETCD": ",".join(s.url("etcd") for s in _own_first(layout, site)),
+        "FIREBREAK_ETCD_ACCESS": str(layout.access_file("claims")),
         "FIREBREAK_LEDGER": str(LEDGER_2022),
         # Every client of the lab comes from the host, one source address: a person's limit
         # (20 a minute) would throttle the lab's own tests and drills.

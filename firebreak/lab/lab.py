@@ -3,6 +3,7 @@ them back, and take everything down again, leaving nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets as pysecrets
@@ -16,7 +17,7 @@ import yaml
 
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.inputs import suggest
-from firebreak.lab import net, procs, runtime
+from firebreak.lab import access, net, procs, runtime
 from firebreak.lab.config import (Secrets, agent_config, app_env, db_door_config_of, door_config_of, etcd_argv,
                                   patroni_config, superuser_dsn)
 from firebreak.lab.layout import PORTS, LabLayout, SiteLayout, make_layout
@@ -77,14 +78,17 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
                      user=user, agents=agents, sites={s: SiteState() for s in topo.sites}, python=python)
     save(state)
     try:
+        access.prepare(layout)
         _prepare_dirs(layout, secrets, user, python)
         progress(f"network: {mode}" + (" (one namespace per site)" if mode == "netns" else " (127.0.N.1 per site)"))
         net.setup(layout)
         for site in layout.sites:
             _start(state, layout, site, "etcd", secrets)
         for site in layout.sites:
-            _wait_component(state, layout, site, "etcd", lambda s=site: _http_ok(s.url("etcd") + "/health"))
+            _wait_component(state, layout, site, "etcd", lambda s=site: _etcd_ok(layout, s))
         progress(f"etcd: {len(layout.sites)} members, quorum formed")
+        asyncio.run(access.lock(layout))
+        progress(f"etcd: locked (TLS, client certificates, one user per role: {', '.join(access.ROLES)})")
         secrets = _create_operator(layout, secrets)
         # The topology's primary site bootstraps the cluster, so the lab starts where the model
         # says it does; the others clone from it.
@@ -134,7 +138,6 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
 def _create_operator(layout: LabLayout, secrets: Secrets) -> Secrets:
     """The lab's operator, 'lab', with a fresh token: its argon2 hash goes to etcd, the token
     only to the lab's private secrets file. No default password anywhere."""
-    import asyncio
     from dataclasses import replace
 
     from firebreak.control.auth import add_operator
@@ -142,7 +145,7 @@ def _create_operator(layout: LabLayout, secrets: Secrets) -> Secrets:
     from firebreak.control.etcd import Etcd
 
     async def go() -> str:
-        etcd = Etcd(layout.etcd_endpoints, timeout=3)
+        etcd = Etcd(layout.etcd_endpoints, timeout=3, access=access.load(layout, "ops"))
         try:
             return await add_operator(etcd, Keys(), "lab", "admin")
         finally:
@@ -157,14 +160,17 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
         for sub in ("log/postgres", "run", "etcd"):
             (site.dir / sub).mkdir(parents=True, exist_ok=True)
         cfg = site.dir / "patroni.yml"
-        write_private(cfg, yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir(python)),
-                                          sort_keys=False))
+        write_private(cfg, yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir(python),
+                                                         access.load(layout, "patroni")), sort_keys=False))
         write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
         (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site), indent=2))
         (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site))
         os.chmod(site.dir / "run", 0o700)
         os.chmod(site.dir / "etcd", 0o700)
         runtime.chown_tree(site.dir, user)
+    # Every role's credentials belong to the lab's user, which runs etcd, Patroni, agents and apps.
+    runtime.chown_tree(layout.home / "access", user)
+    runtime.chown_tree(layout.home / "pki", user)
 
 
 def _argv(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets, python: str) -> tuple[list[str], dict]:
@@ -276,6 +282,26 @@ def _tcp_ok(host: str, port: int, timeout: float = 1.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def _etcd_ok(layout: LabLayout, site: SiteLayout, timeout: float = 1.0) -> bool:
+    """A member answers its health check (over TLS, with a client certificate: etcd asks for one)."""
+    a = access.load(layout, access.ROOT)
+    try:
+        with httpx.Client(verify=a.ssl_context(), timeout=timeout) as c:
+            return c.get(site.url("etcd") + "/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def etcd_client(role: str = access.ROOT, home: Path | None = None, **kw):
+    """An etcd client for the running lab, acting as `role` (drills, benchmarks, `firebreak ops`)."""
+    return access.client(_require(home).layout, role, **kw)
+
+
+def etcdctl_flags(role: str = access.ROOT, home: Path | None = None) -> list[str]:
+    """etcdctl's TLS and user flags for the running lab's etcd, acting as `role`."""
+    return access.etcdctl_flags(_require(home).layout, role)
 
 
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -398,7 +424,7 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     # etcd first, and healthy, before Patroni: Patroni talks to the first etcd member that
     # answers and stays with it, and it must be this site's own, not one in a site that may die next.
     _start(state, layout, site, "etcd", secrets)
-    _wait_component(state, layout, site, "etcd", lambda: _http_ok(site.url("etcd") + "/health"))
+    _wait_component(state, layout, site, "etcd", lambda: _etcd_ok(layout, site))
     for component in ("patroni", "dbdoor", "app", "door") + (("agent",) if state.agents else ()):
         _start(state, layout, site, component, secrets)
     if wait:
@@ -537,6 +563,8 @@ def status(home: Path | None = None) -> dict:
         "sites": sites,
         "postgres_dsn": layout.dsn("claims", secrets.app),
         "etcd_endpoints": layout.etcd_endpoints,
+        # The locked etcd: its CA and each role's client certificate, key, user and password file.
+        "etcd_access": access.status_doc(layout),
         "app_urls": [s.url("app") for s in layout.sites],
         "door_urls": [s.url("door") for s in layout.sites],
         "db_door_dsns": {s.name: layout.door_dsn(s.name, "claims", secrets.app) for s in layout.sites},

@@ -30,7 +30,10 @@ class SiteLayout:
     netns: str | None  # the site's network namespace, or None in loopback mode
 
     def url(self, component: str) -> str:
-        return f"http://{self.address}:{PORTS[component]}"
+        # etcd is locked (TLS, client certificates, users: lab/access.py); the rest is plain HTTP
+        # on the lab's own network.
+        scheme = "https" if component in ("etcd", "etcd_peer") else "http"
+        return f"{scheme}://{self.address}:{PORTS[component]}"
 
     @property
     def door_admin(self) -> str:
@@ -61,6 +64,12 @@ class SiteLayout:
     def log(self, component: str) -> Path:
         return self.dir / "log" / f"{component}.log"
 
+    @property
+    def etcd_member_cert(self) -> tuple[Path, Path]:
+        """This site's etcd member's server-and-peer certificate and key (lab/access.py)."""
+        d = self.dir / "etcd-tls"
+        return d / "member.pem", d / "member-key.pem"
+
 
 @dataclass(frozen=True)
 class LabLayout:
@@ -82,6 +91,18 @@ class LabLayout:
     @property
     def etcd_endpoints(self) -> list[str]:
         return [s.url("etcd") for s in self.sites]
+
+    @property
+    def ca_file(self) -> Path:
+        """The lab's CA certificate (its key is never written)."""
+        return self.home / "pki" / "ca.pem"
+
+    def access_dir(self, role: str) -> Path:
+        """An etcd role's client certificate, key, password and access file (lab/access.py)."""
+        return self.home / "access" / role
+
+    def access_file(self, role: str) -> Path:
+        return self.access_dir(role) / "access.json"
 
     def dsn(self, user: str, password: str, *, read_write: bool = True, sites: list[str] | None = None,
             dbname: str = DATABASE, connect_timeout: int = 2) -> str:

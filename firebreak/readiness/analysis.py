@@ -21,7 +21,7 @@ STATE_NAMES = ("up", "degraded", "down")
 
 # Findings whose presence makes `check` fail (exit 1).
 FAILING_KINDS = frozenset({"down", "unrecoverable", "quorum-lost", "data-loss"})
-FINDING_ORDER = ("data-loss", "quorum-lost", "unrecoverable", "down", "degraded", "unmanageable")
+FINDING_ORDER = ("data-loss", "quorum-lost", "unrecoverable", "down", "degraded", "unmanageable", "stranded")
 
 _SERVICE, _DATABASE, _QUORUM = 0, 1, 2
 
@@ -115,6 +115,13 @@ class Plan:
                      for i, v in enumerate(svcs)]
         self.primary_bit = [self.site_bit.get(v.primary, 0) if v.kind == Kind.DATABASE else 0 for v in svcs]
         self.is_async = [v.kind == Kind.DATABASE and v.replication == Replication.ASYNC for v in svcs]
+        # A database that fails over by itself but whose clients dial its hosts directly: after
+        # its primary's site is lost, clients blocked on the dead primary wait for TCP.
+        self.strands = [v.kind == Kind.DATABASE and v.failover == Failover.AUTO and not v.doors for v in svcs]
+        self.dependents: list[list[int]] = [[] for _ in svcs]
+        for i, v in enumerate(svcs):
+            for d in self.deps[i]:
+                self.dependents[d].append(i)
         self.components = _components(len(svcs), [self.deps[i] + self.gate[i] for i in range(len(svcs))])
         self.order = [i for comp in self.components for i in comp]
         self.looped = frozenset(i for comp in self.components if len(comp) > 1 for i in comp)
@@ -225,6 +232,15 @@ def analyse(topology: Topology, lost: Iterable[str], plan: Plan | None = None) -
                     "data-loss", name, (name,),
                     f"primary site {topology.services[name].primary} lost and replication "
                     "is async: writes acknowledged but not yet copied are gone"))
+            if plan.strands[i] and st != DOWN:
+                primary = topology.services[name].primary
+                for d in plan.dependents[i]:
+                    if state[d] != DOWN:
+                        buckets["stranded"].append(Finding(
+                            "stranded", names[d], (names[d], name),
+                            f"{name} fails over, but {names[d]} reaches its hosts directly: clients blocked on "
+                            f"the primary lost in {primary} wait for TCP to give up (minutes with libpq's "
+                            f"defaults); put a database door in each site (doors: true on {name})"))
         down_tools = [t for t in plan.tools[i] if state[t] == DOWN]
         if down_tools:
             tools = ", ".join(names[t] for t in down_tools)

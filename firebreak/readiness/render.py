@@ -14,7 +14,7 @@ from firebreak.readiness.analysis import FAILING_KINDS, Report, ScenarioResult
 
 STATE_STYLE = {"up": "green", "degraded": "yellow", "down": "bold red"}
 KIND_STYLE = {"data-loss": "bold red", "quorum-lost": "bold red", "unrecoverable": "bold red",
-              "down": "red", "degraded": "yellow", "unmanageable": "magenta"}
+              "down": "red", "degraded": "yellow", "unmanageable": "magenta", "stranded": "magenta"}
 
 
 def label(result: ScenarioResult) -> str:

@@ -13,7 +13,7 @@ from firebreak.inputs import Lines, bad_name, field_path, load_yaml_model, sugge
 from firebreak.topology.model import Failover, Kind, Replication, Service, Topology
 from firebreak.topology.schema import ServiceSpec, TopologySpec
 
-_DATABASE_ONLY = ("primary", "replication", "failover")
+_DATABASE_ONLY = ("primary", "replication", "failover", "doors")
 
 
 def load_topology(path: Path | str, label: str | None = None) -> Topology:
@@ -108,6 +108,7 @@ def _service(name: str, svc: ServiceSpec) -> Service:
         primary=svc.primary,
         replication=Replication(svc.replication or "async"),
         failover=Failover(svc.failover or "manual"),
+        doors=bool(svc.doors),
         description=svc.description,
     )
 

@@ -38,6 +38,7 @@ class Service:
     primary: str | None = None
     replication: Replication = Replication.ASYNC
     failover: Failover = Failover.MANUAL
+    doors: bool = False  # clients reach it through database doors, not straight to its hosts
     description: str = ""
 
     @property

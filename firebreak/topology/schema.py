@@ -25,6 +25,9 @@ class ServiceSpec(_Strict):
     primary: str | None = None
     replication: Literal["sync", "async"] | None = None
     failover: Literal["auto", "manual"] | None = None
+    # database only: its clients reach it through a database door in each site, which closes
+    # their sessions on a dead primary and sends them to the new one (Firebreak's db_door)
+    doors: bool | None = None
     description: str = ""
 
 

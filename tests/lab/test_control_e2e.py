@@ -13,6 +13,7 @@ from firebreak.drill import checks
 from firebreak.drill.workload import (ORDINARY_TABLE, ConsoleFlood, History, OrdinaryWriter, Reader, Writer,
                                      prepare_ordinary_table, seed_report)
 from firebreak.lab import lab
+from firebreak.lab.state import lab_home, load_secrets
 from tests.lab.conftest import wait_for
 
 pytestmark = pytest.mark.lab
@@ -33,7 +34,8 @@ def run_load(st, fault, survivors, settle=1.0, timeout=60, db_doors=()):
         prepare_ordinary_table(st["postgres_dsn"])
     threads += [OrdinaryWriter(n, st["db_door_dsns"][n], history, stop) for n in db_doors]
     report_id = seed_report(doors[survivors[0]])
-    threads += [Reader(n, doors[n], report_id, history, stop) for n in survivors]
+    admin = load_secrets(lab_home()).app_admin
+    threads += [Reader(n, doors[n], report_id, history, stop, token=admin) for n in survivors]
     for t in threads:
         t.start()
     time.sleep(1.5)

@@ -134,3 +134,68 @@ def test_an_operator_signs_in_and_freezes_from_the_console_in_a_real_browser(run
     # the forged post had no operator behind it: counted in /metrics, never stored in etcd
     assert not any(a["action"] == "freeze" and a["who"] == "anonymous" for a in audit)
     assert 'why="unauthenticated"' in httpx.get(console + "/metrics", timeout=3).text
+
+
+def test_etcd_is_locked_each_role_has_only_its_keys_and_etcdctl_follows_lab_status(running_lab):
+    """TLS with the lab's CA and a client certificate, then an etcd user per role: an anonymous
+    client is refused, and a role's credentials reach only its own keys."""
+    import asyncio
+    import os
+    import subprocess
+
+    from firebreak.control.etcd import Etcd, EtcdAccess, EtcdError
+    from firebreak.lab.runtime import etcd_binary
+
+    st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
+    locked = st["etcd_access"]
+    endpoint = st["etcd_endpoints"][0]
+    roles = {r: EtcdAccess.from_file(d["access_file"]) for r, d in locked["roles"].items()}
+
+    # No client certificate: refused at the TLS handshake, before any request.
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(endpoint + "/v3/kv/range", json={"key": "Lw=="}, verify=roles["root"].ca, timeout=5)
+    # A certificate but no user: etcd names no one, and answers nothing.
+    no_user = EtcdAccess(roles["root"].ca, roles["root"].cert, roles["root"].key)
+    r = httpx.post(endpoint + "/v3/kv/range", json={"key": "Lw=="}, verify=no_user.ssl_context(), timeout=5)
+    assert r.status_code != 200 and "user name is empty" in r.text
+
+    async def attempt(role: str, key: str, write: bool) -> str:
+        etcd = Etcd(st["etcd_endpoints"], timeout=3, access=roles[role])
+        try:
+            if write:
+                await etcd.put(key, "x")
+            else:
+                await etcd.get_prefix(key, keys_only=True)
+            return "allowed"
+        except EtcdError as e:
+            return "denied" if "denied" in str(e) else f"error: {e}"
+        finally:
+            await etcd.close()
+
+    cases = [  # role, key, write, expected
+        ("claims", "/firebreak/ledger/", False, "allowed"),
+        ("claims", "/firebreak/operators/", False, "denied"),          # no reading operators' hashes
+        ("claims", "/firebreak/ledger/forged", True, "denied"),        # nor forging an outage
+        ("patroni", "/firebreak/operators/evil", True, "denied"),
+        ("patroni", "/service/firebreak/", False, "allowed"),
+        ("agent", "/service/firebreak/config", True, "denied"),        # Patroni's settings are not the agents'
+        ("agent", "/service/firebreak/", False, "allowed"),
+        ("ops", "/service/firebreak/leader", True, "denied"),
+    ]
+    got = [(role, key, write, asyncio.run(attempt(role, key, write))) for role, key, write, _ in cases]
+    assert got == cases
+
+    # etcdctl, pointed at what `lab status --json` lists, as root; and without a user, refused.
+    root = locked["roles"]["root"]
+    base = [etcd_binary(name="etcdctl"), "--endpoints", ",".join(st["etcd_endpoints"]), "--cacert", locked["ca"],
+            "--cert", root["cert"], "--key", root["key"], "--command-timeout=5s"]
+    password = open(root["password_file"]).read().strip()
+    ok = subprocess.run(base + ["--user", f"root:{password}", "get", "/firebreak/views/", "--prefix", "--keys-only"],
+                        capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and "/firebreak/views/" in ok.stdout, ok.stderr
+    anonymous = subprocess.run(base + ["get", "/firebreak/", "--prefix"], capture_output=True, text=True, timeout=30)
+    assert anonymous.returncode != 0 and "permission denied" in anonymous.stderr
+    # Every key and password is its owner's alone.
+    for d in locked["roles"].values():
+        for secret in (d["key"], d["password_file"]):
+            assert os.stat(secret).st_mode & 0o777 == 0o600, secret

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from firebreak.control.etcd import EtcdAccess
+
 from firebreak.errors import LabError
 from firebreak.lab import net, procs
 from firebreak.lab.config import PATRONI_LOOP_WAIT, PATRONI_RETRY_TIMEOUT, PATRONI_TTL, Secrets, etcd_argv, patroni_config
@@ -39,12 +41,16 @@ def test_dsn_names_every_site_and_asks_for_the_primary():
 
 def test_patroni_config_is_synchronous_with_the_fastest_timers_patroni_allows():
     layout = make_layout(Path("/x"), "netns", SITES, "abcd1234")
-    cfg = patroni_config(layout, layout.site("ansan"), SECRETS, "/bin")
+    cfg = patroni_config(layout, layout.site("ansan"), SECRETS, "/bin",
+                         EtcdAccess("/x/pki/ca.pem", "/x/c.pem", "/x/k.pem", "patroni", "pw"))
     dcs = cfg["bootstrap"]["dcs"]
     assert dcs["synchronous_mode"] is True and dcs["ttl"] == PATRONI_TTL == 20
     assert PATRONI_LOOP_WAIT + 2 * PATRONI_RETRY_TIMEOUT <= PATRONI_TTL  # Patroni's own rule
     assert cfg["name"] == "ansan" and cfg["restapi"]["listen"].startswith("10.77.0.12:")
     assert cfg["etcd3"]["hosts"] == ["10.77.0.12:12379"]  # its own site's member only
+    # a locked etcd: TLS with its CA, its client certificate, its own etcd user
+    assert cfg["etcd3"]["protocol"] == "https" and cfg["etcd3"]["cacert"] == "/x/pki/ca.pem"
+    assert (cfg["etcd3"]["username"], cfg["etcd3"]["cert"]) == ("patroni", "/x/c.pem")
     pg = cfg["postgresql"]
     assert pg["parameters"]["unix_socket_directories"].endswith("sites/ansan/run")
     # no password-less network access: only the private socket directory is trusted
@@ -55,7 +61,11 @@ def test_etcd_members_form_one_cluster():
     layout = make_layout(Path("/x"), "loopback", SITES, "abcd1234")
     argv = etcd_argv("etcd", layout, layout.site("pangyo"), "tok")
     cluster = argv[argv.index("--initial-cluster") + 1]
-    assert cluster.count("=http://") == 3 and "pangyo=http://127.0.11.1:12380" in cluster
+    assert cluster.count("=https://") == 3 and "pangyo=https://127.0.11.1:12380" in cluster
+    # TLS on client and peer links, and a client certificate required from every client and peer
+    assert argv[argv.index("--listen-client-urls") + 1] == "https://127.0.11.1:12379"
+    assert "--client-cert-auth" in argv and "--peer-client-cert-auth" in argv
+    assert argv[argv.index("--trusted-ca-file") + 1] == "/x/pki/ca.pem"
 
 
 def test_netns_needs_root():

@@ -99,7 +99,8 @@ def serve_app(dsn: str, logdir: Path, **env_extra: str):
     """The claims app on a free port in its own process, over `dsn`; yields (url, process)."""
     port = free_port()
     env = dict(os.environ, FIREBREAK_SITE_NAME="pangyo", FIREBREAK_DSN=dsn, FIREBREAK_LOCAL_DSN=dsn,
-               FIREBREAK_ANY_DSN=dsn, FIREBREAK_SESSION_SECRET=secrets.token_urlsafe(32), **env_extra)
+               FIREBREAK_ANY_DSN=dsn, FIREBREAK_SESSION_SECRET=secrets.token_urlsafe(32))
+    env.update(env_extra)  # a test may override any of the above (a dead primary, say)
     with open(logdir / "app.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "firebreak.claims.serve", "--bind", f"127.0.0.1:{port}"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -85,8 +85,8 @@ def test_an_unknown_answer_is_503_not_no_such_report(claims_db, tmp_path):
     from tests.web.conftest import free_port, serve_app
 
     dead = f"postgresql://claims:x@127.0.0.1:{free_port()}/claims"  # nothing listens there
-    with serve_app(dead, tmp_path) as (url, _):
-        r = httpx.get(url + "/api/reports/1", timeout=10)
+    with serve_app(dead, tmp_path, FIREBREAK_ADMIN_TOKEN="t0ken") as (url, _):
+        r = httpx.get(url + "/api/reports/1", timeout=10, headers={"Authorization": "Bearer t0ken"})
         assert r.status_code == 503 and "temporarily unavailable" in r.json()["error"]
         assert r.headers["retry-after"]
         r = httpx.post(url + "/api/reports/status", json={"receipt": "FB-ABC", "contact": "010-1234-5678"},
@@ -97,3 +97,101 @@ def test_an_unknown_answer_is_503_not_no_such_report(claims_db, tmp_path):
                            timeout=10)
             assert r.status_code == 503 and text in r.text
             assert "No report with this receipt" not in r.text and "해당 접수 번호와 연락처의 신고가 없습니다" not in r.text
+
+
+REPORT = {"reporter_kind": "paid_user", "service": "messenger", "window_start": "2022-10-15T15:19:00+09:00",
+          "window_end": "2022-10-16T01:00:00+09:00", "claimed_amount": 5000, "contact": "key@example.org",
+          "description": "idempotency"}
+
+
+def test_an_idempotency_key_is_bound_to_its_report(claims_app):
+    import json
+    import uuid
+
+    key = uuid.uuid4().hex
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        first = c.post("/api/reports", json=REPORT, headers={"Idempotency-Key": key})
+        assert first.status_code == 201, first.text
+        # the same report, spelled differently (key order, spacing): the same request, replayed
+        same = c.post("/api/reports", content=json.dumps(dict(reversed(list(REPORT.items()))), indent=2),
+                      headers={"Idempotency-Key": key, "Content-Type": "application/json"})
+        assert same.status_code == 201 and same.headers.get("idempotent-replay") == "true"
+        assert same.json()["id"] == first.json()["id"]
+        # another report under that key (a partner's predictable key, taken first): refused, naming the key
+        other = c.post("/api/reports", json={**REPORT, "claimed_amount": 999_999}, headers={"Idempotency-Key": key})
+    assert other.status_code == 422, other.text
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key" and "nothing was stored" in other.text
+    assert first.json()["receipt"] not in other.text
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        rows = conn.execute("SELECT claimed_amount FROM reports WHERE idempotency_key = %s", (key,)).fetchall()
+    assert rows == [(5000,)]
+
+
+def test_a_form_sent_again_with_other_details_stores_nothing_and_offers_a_fresh_form(claims_app):
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        key = form_key(c.get("/?lang=en").text)
+        first = c.post("/report", data={**FORM, "form_key": key, "language": "en"})
+        assert first.status_code == 201
+        edited = c.post("/report", data={**FORM, "claimed_amount": "900,000", "form_key": key, "language": "en"})
+    assert edited.status_code == 422
+    assert "already submitted with different details" in edited.text
+    assert form_key(edited.text) != key and 'value="900,000"' in edited.text
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        assert conn.execute("SELECT count(*) FROM reports WHERE claimed_amount = 900000").fetchone()[0] == 0
+
+
+def test_without_a_primary_the_write_queue_stays_bounded(claims_db, tmp_path):
+    """A database that accepts connections and never answers (a primary that lost power behind
+    a live switch): reports beyond the queue's bound are refused at once with Retry-After."""
+    import socket
+    import threading
+
+    from tests.web.conftest import serve_app
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(512)  # the kernel completes handshakes; nobody ever reads or answers
+    port = silent.getsockname()[1]
+    dead = f"postgresql://claims:x@127.0.0.1:{port}/claims?connect_timeout=10"
+    try:
+        with serve_app(claims_db, tmp_path, FIREBREAK_DSN=dead, FIREBREAK_WRITE_QUEUE="2",
+                       FIREBREAK_WRITE_DEADLINE="5") as (url, _):
+            answers: list[httpx.Response] = []
+
+            def send(i: int) -> None:
+                r = httpx.post(url + "/api/reports", json=REPORT, headers={"Idempotency-Key": f"q{i}-{port}"},
+                               timeout=30)
+                answers.append(r)
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(30)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        silent.close()
+    refused = [r for r in answers if r.status_code == 503 and "too many reports waiting" in r.text]
+    assert len(answers) == 30 and refused, [r.status_code for r in answers]
+    assert all(r.headers.get("retry-after") for r in refused)
+    assert not [r for r in answers if r.status_code == 201]
+
+
+def test_report_numbers_answer_nobody_and_status_lookups_are_throttled_like_the_form(claims_db, tmp_path):
+    """Report ids are sequential: the public cannot read a report (and its receipt) by number,
+    and guessing receipts is limited per source as the form is (429 with Retry-After)."""
+    from tests.web.conftest import serve_app
+
+    with serve_app(claims_db, tmp_path, FIREBREAK_PORTAL_RATE="5", FIREBREAK_ADMIN_TOKEN="t0ken") as (url, _):
+        made = httpx.post(url + "/api/reports", json={**REPORT, "contact": "enum@example.org"})
+        assert made.status_code == 201
+        rid, receipt = made.json()["id"], made.json()["receipt"]
+        anonymous = httpx.get(f"{url}/api/reports/{rid}")
+        assert anonymous.status_code == 401 and receipt not in anonymous.text
+        assert "POST /api/reports/status" in anonymous.json()["error"]
+        staff = httpx.get(f"{url}/api/reports/{rid}", headers={"Authorization": "Bearer t0ken"})
+        assert staff.status_code == 200 and staff.json()["receipt"] == receipt
+        found = httpx.post(url + "/api/reports/status", json={"receipt": receipt, "contact": "enum@example.org"})
+        assert found.status_code == 200
+        guesses = [httpx.post(url + "/api/reports/status", json={"receipt": f"FB-GUESS{i}", "contact": "x@y.z"})
+                   for i in range(10)]
+    limited = [g for g in guesses if g.status_code == 429]
+    assert limited and all(g.headers.get("retry-after") for g in limited)
