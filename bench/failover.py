@@ -18,7 +18,6 @@ Run: .venv/bin/python bench/failover.py --rounds 20 [--modes firebreak,patroni]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import platform
 import statistics
@@ -33,7 +32,6 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firebreak.control.etcd import EtcdError  # noqa: E402
 from firebreak.drill import checks  # noqa: E402
 from firebreak.drill.runner import set_frozen  # noqa: E402
 from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
@@ -52,25 +50,12 @@ def wait_for(pred, timeout, what):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def etcd_leader_site(st: dict) -> str | None:
-    async def ask() -> str | None:
-        etcd = lab.etcd_client(timeout=1)
-        try:
-            leader, members = await etcd.leader_and_members()
-            return next((m["name"] for m in members if m["ID"] == leader), None)
-        except EtcdError:
-            return None
-        finally:
-            await etcd.close()
-    return asyncio.run(ask())
-
-
 def one_round(mode: str, clients: int, token: str) -> dict:
     mode, _, extra = mode.partition("+")
     st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
     if mode == "firebreak":
         # The steady state of a deployment with agents: etcd's leader is not in the primary's site.
-        st = wait_for(lambda: (lambda s: s if s["healthy"] and etcd_leader_site(s) != s["primary"] else None)(
+        st = wait_for(lambda: (lambda s: s if s["healthy"] and lab.etcd_leader_site() != s["primary"] else None)(
             lab.status()), 30, "agents to settle etcd leadership")
     set_frozen(st, mode == "patroni", token)
     victim = st["primary"]
@@ -92,7 +77,7 @@ def one_round(mode: str, clients: int, token: str) -> dict:
     for t in threads:
         t.start()
     time.sleep(2.0)
-    leader_at_cut = etcd_leader_site(st)
+    leader_at_cut = lab.etcd_leader_site()
     lab.power_off(victim)
     cut = time.monotonic()
     try:

@@ -122,6 +122,8 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
             for site in layout.sites:
                 _wait_component(state, layout, site, "agent", lambda s=site: _http_ok(s.url("console") + "/healthz"))
             progress("site agents: running in every site")
+            if settled(home):
+                progress("site agents: etcd's leader placed outside the primary's site")
         state.phase = "up"
         save(state)
         return state
@@ -297,6 +299,36 @@ def _etcd_ok(layout: LabLayout, site: SiteLayout, timeout: float = 1.0) -> bool:
 def etcd_client(role: str = access.ROOT, home: Path | None = None, **kw):
     """An etcd client for the running lab, acting as `role` (drills, benchmarks, `firebreak ops`)."""
     return access.client(_require(home).layout, role, **kw)
+
+
+def etcd_leader_site(home: Path | None = None) -> str | None:
+    """The site whose etcd member leads raft now (None when no member answers)."""
+    from firebreak.control.etcd import EtcdError
+
+    async def ask() -> str | None:
+        etcd = etcd_client(home=home, timeout=1)
+        try:
+            leader, members = await etcd.leader_and_members()
+            return next((m["name"] for m in members if m["ID"] == leader), None)
+        except EtcdError:
+            return None
+        finally:
+            await etcd.close()
+    return asyncio.run(ask())
+
+
+def settled(home: Path | None = None, timeout: float = 20.0) -> bool:
+    """With agents: wait until they have moved etcd's raft leadership out of the primary's site,
+    the steady state they keep (losing the site of both the primary and etcd's leader costs an
+    etcd election, about a second, before anyone can act). False if it did not happen in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        primary = next((m["name"] for m in cluster_members(_require(home).layout) if m.get("role") == "leader"), None)
+        leader = etcd_leader_site(home)
+        if primary is not None and leader is not None and leader != primary:
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def etcdctl_flags(role: str = access.ROOT, home: Path | None = None) -> list[str]:
