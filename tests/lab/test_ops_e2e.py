@@ -26,6 +26,20 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_l
     wait_for(lambda: all(httpx.get(st["sites"][n]["console"] + "/api/status", timeout=3).json()["sites"][down]["dead"]
                          for n in survivors), 30, f"the survivors to agree {down} is dead")
 
+    # an ordinary database client writes through a surviving site's database door all along:
+    # each switchover moves it to the new primary, and no write lands anywhere else
+    import threading
+
+    import psycopg
+
+    from firebreak.drill import checks
+    from firebreak.drill.workload import ORDINARY_TABLE, History, OrdinaryWriter, prepare_ordinary_table
+    prepare_ordinary_table(st["postgres_dsn"])
+    history, stop = History(), threading.Event()
+    writer = OrdinaryWriter(survivors[0], st["db_door_dsns"][survivors[0]], history, stop)
+    writer.start()
+    switchovers = 0
+
     # unauthenticated and wrong-token requests change nothing, and are counted, not stored
     c0 = st["sites"][survivors[0]]["console"]
     assert act(c0, None, "freeze").status_code == 401
@@ -51,7 +65,19 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_l
                  f"{target} to be the synchronous standby again after the last switchover")
         r = act(console, token, "switchover", to=target)
         assert r.status_code == 200, r.text
+        switchovers += 1
         wait_for(lambda: lab.status()["primary"] == target, 60, f"the primary to move to {target}")
+        wait_for(lambda: any(o.primary == st["sites"][target]["address"] for o in checks.acked(history.ops, "sql")),
+                 30, f"the ordinary client to write through the door to {target}")
+    stop.set()
+    writer.join(timeout=10)
+    acked = checks.acked(history.ops, "sql")
+    with psycopg.connect(lab.status()["postgres_dsn"]) as conn:
+        stored = {row[0] for row in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+    assert acked and checks.lost_writes(history.ops, stored, "sql") == []
+    servers = [o.primary for o in sorted(acked, key=lambda o: o.complete)]
+    moves = sum(a != b for a, b in zip(servers, servers[1:]))
+    assert moves == switchovers, f"writes went back and forth between primaries: {moves} moves, {switchovers} switchovers"
 
     audit = httpx.get(c0 + "/api/audit?limit=1000", timeout=5).json()
     assert not any(a["who"] == "anonymous" for a in audit)  # anonymous traffic grows nothing in etcd
@@ -141,6 +167,7 @@ def test_etcd_is_locked_each_role_has_only_its_keys_and_etcdctl_follows_lab_stat
     client is refused, and a role's credentials reach only its own keys."""
     import asyncio
     import os
+    import ssl
     import subprocess
 
     from firebreak.control.etcd import Etcd, EtcdAccess, EtcdError
@@ -153,7 +180,8 @@ def test_etcd_is_locked_each_role_has_only_its_keys_and_etcdctl_follows_lab_stat
 
     # No client certificate: refused at the TLS handshake, before any request.
     with pytest.raises(httpx.HTTPError):
-        httpx.post(endpoint + "/v3/kv/range", json={"key": "Lw=="}, verify=roles["root"].ca, timeout=5)
+        httpx.post(endpoint + "/v3/kv/range", json={"key": "Lw=="}, timeout=5,
+                   verify=ssl.create_default_context(cafile=roles["root"].ca))
     # A certificate but no user: etcd names no one, and answers nothing.
     no_user = EtcdAccess(roles["root"].ca, roles["root"].cert, roles["root"].key)
     r = httpx.post(endpoint + "/v3/kv/range", json={"key": "Lw=="}, verify=no_user.ssl_context(), timeout=5)
