@@ -76,6 +76,7 @@ class Settings:
     # intake keeps arriving: past this many, a write is refused at once (503, Retry-After) instead
     # of waiting out its deadline in an ever longer line.
     write_queue: int = 2_048
+    anonymous_audit_every: float = 60.0  # seconds between rows summarising anonymous refusals
     # Shared by every site's app, so a reviewer's session and a half-filled form work at any door.
     session_secret: str = ""
     trusted_proxies: frozenset[str] = frozenset()  # our doors: their X-Forwarded-For is believed
@@ -97,6 +98,7 @@ class Settings:
                    admin_token=env.get("FIREBREAK_ADMIN_TOKEN", ""),
                    write_deadline=float(env.get("FIREBREAK_WRITE_DEADLINE", "1.5")),
                    write_queue=int(env.get("FIREBREAK_WRITE_QUEUE", "2048")),
+                   anonymous_audit_every=float(env.get("FIREBREAK_ANONYMOUS_AUDIT_EVERY", "60")),
                    session_secret=env.get("FIREBREAK_SESSION_SECRET", ""),
                    trusted_proxies=frozenset(x for x in env.get("FIREBREAK_TRUSTED_PROXIES", "").split(",") if x),
                    portal_rate=float(env.get("FIREBREAK_PORTAL_RATE", "20")),
@@ -448,12 +450,16 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await store.open()
+        tasks = [asyncio.create_task(job()) for job in app.state.background]
         yield
+        for t in tasks:
+            t.cancel()
         await store.close()
 
     app = FastAPI(title="Firebreak claims", version="1", lifespan=lifespan,
                   description="Damage reports after a site outage: intake, status, review.")
     app.state.store = store
+    app.state.background = []  # coroutines run for the app's life (the review's verifier)
     if not settings.session_secret:
         # Sessions and forms then work only at this one app: fine for a test, wrong for sites.
         log.warning("FIREBREAK_SESSION_SECRET is not set; using a random one for this process only")
@@ -465,6 +471,9 @@ def create_app(settings: Settings) -> FastAPI:
     def source_of(request: Request) -> str:
         return scope_source(request.scope, settings.trusted_proxies)
 
+    from firebreak.claims.sources import PolicySource
+    policy_source = PolicySource(settings.policy)
+
     async def intake(body: bytes, idempotency_key: str | None) -> Response:
         """POST /api/reports, served by Edge before the framework's layers (and by the route)."""
         if idempotency_key is not None and len(idempotency_key) > 200:
@@ -474,6 +483,11 @@ def create_app(settings: Settings) -> FastAPI:
             report = ReportIn.model_validate_json(body)
         except ValidationError as e:
             return invalid(e)
+        services = policy_source().services
+        if report.service not in services:
+            return JSONResponse({"error": "invalid report", "errors": [
+                {"field": "service", "reason": f"not a service this compensation scheme covers; one of "
+                                               f"{', '.join(services)}"}]}, status_code=422)
         try:
             row, replayed, who = await store.submit(report, idempotency_key)
         except KeyReused as e:
@@ -524,6 +538,8 @@ def create_app(settings: Settings) -> FastAPI:
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(model.pop("$defs", {}))
             schemas["ReportIn"] = model
+            # which services a report may name: the policy's, as intake enforces (at start-up)
+            model["properties"]["service"]["enum"] = list(policy_source().services)
             app.openapi_schema = doc
         return app.openapi_schema
 
@@ -537,8 +553,16 @@ def create_app(settings: Settings) -> FastAPI:
                   "schema": {"$ref": "#/components/schemas/ReportIn"}}}},
                   "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                   "schema": {"type": "string", "maxLength": 200}}]},
-              responses={422: {"description": "invalid report: every field that is wrong, and why"},
-                         503: {"description": "outcome unknown: send the same request again with the same key"}})
+              responses={
+                  201: {"description": "stored (or, with the same key and report, stored before)",
+                        # OpenAPI links: what a client (and schemathesis' stateful mode) does next
+                        # with the answer: look the report up by receipt and contact.
+                        "links": {"LookUpStatus": {
+                            "operationId": "report_status_api_reports_status_post",
+                            "requestBody": {"receipt": "$response.body#/receipt",
+                                            "contact": "$request.body#/contact"}}}},
+                  422: {"description": "invalid report: every field that is wrong, and why"},
+                  503: {"description": "outcome unknown: send the same request again with the same key"}})
     async def submit(request: Request) -> Response:
         return await intake(await request.body(), request.headers.get("idempotency-key"))
 
@@ -609,10 +633,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     from firebreak.claims.portal import register_portal
     from firebreak.claims.review import register_review
-    from firebreak.claims.sources import OutageSource, PolicySource
+    from firebreak.claims.sources import OutageSource
 
-    register_portal(app, store, settings)
-    register_review(app, store, settings, PolicySource(settings.policy), OutageSource(settings), login_buckets,
+    register_portal(app, store, settings, policy_source)
+    register_review(app, store, settings, policy_source, OutageSource(settings), login_buckets,
                     source_of)
     app.add_middleware(SessionMiddleware, secret_key=settings.session_secret, session_cookie="firebreak_review",
                        max_age=8 * 3600, same_site="strict", https_only=False)
@@ -678,11 +702,32 @@ class Edge:
                 response = await handler(b"".join(chunks), key.decode("latin-1") if key is not None else None)
                 await response(scope, receive, send_with_site)
             else:
-                await self.app(scope, receive, send_with_site)
+                await self.app(scope, *self._capped(receive, send_with_site))
         finally:
             path = scope["path"] if handler is not None else getattr(scope.get("route"), "path", "other")
             self.metrics.requests.labels(self.settings.site, path, str(status[0])).inc()
             self.metrics.latency.labels(self.settings.site, path).observe(time.monotonic() - t0)
+
+    def _capped(self, receive: Any, send: Any) -> tuple[Any, Any]:
+        """receive and send for every other route: a body sent without a length (chunked), or
+        longer than it said, is cut at MAX_BODY with a 413, and the app, told the client left,
+        sends nothing after it."""
+        got, refused = [0], [False]
+
+        async def capped_receive() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                got[0] += len(message.get("body", b""))
+                if got[0] > MAX_BODY and not refused[0]:
+                    refused[0] = True
+                    await self._refuse(send, 413, {"error": f"request body over {MAX_BODY} bytes"})
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if not refused[0]:
+                await send(message)
+        return capped_receive, guarded_send
 
     async def _refuse(self, send: Any, code: int, body: dict, extra: list | None = None) -> None:
         data = json.dumps(body).encode()

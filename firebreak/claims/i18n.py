@@ -47,6 +47,7 @@ T: dict[str, dict[str, str]] = {
     "err.form": {"ko": "입력 내용을 확인해 주세요.", "en": "Please check the highlighted fields."},
     "err.expired": {"ko": "양식이 만료되었습니다. 다시 입력해 주세요.",
                     "en": "This form has expired; please fill it in again."},
+    "err.service": {"ko": "목록에서 서비스를 선택해 주세요.", "en": "Choose a service from the list."},
     "err.reused": {"ko": "이 양식은 이미 다른 내용으로 접수되었습니다. 이번 내용은 저장되지 않았습니다. 별도의 신고라면 "
                           "아래 새 양식으로 다시 제출해 주세요.",
                    "en": "This form was already submitted with different details; nothing was stored this time. "

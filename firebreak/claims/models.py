@@ -26,10 +26,21 @@ class ReportIn(BaseModel):
     window_end: datetime = Field(description="when it ended")
     claimed_amount: int = Field(ge=0, le=MAX_AMOUNT, description="claimed loss in won")
     description: str = Field(default="", max_length=4000)
-    contact: str = Field(min_length=3, max_length=200, description="mobile number or e-mail")
+    # The schema states the rule _contact enforces (with its own message), so clients and fuzzers know it.
+    contact: str = Field(min_length=3, max_length=200, description="mobile number or e-mail",
+                         json_schema_extra={"pattern": f"(?:{PHONE_RE.pattern})|(?:{EMAIL_RE.pattern})"})
     language: Literal["ko", "en"] = "ko"
     plan_price: int = Field(default=0, ge=0, le=10_000_000, description="the reporter's paid plan, in won")
     evidence: list[Evidence] = Field(default_factory=list, max_length=3)
+
+    @field_validator("service", "description", "contact")
+    @classmethod
+    def _no_nul(cls, v: str) -> str:
+        # PostgreSQL text cannot hold NUL: refuse it here, as bad input, rather than let the
+        # database's refusal look like an unknown outcome (503) to the client.
+        if "\x00" in v:
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return v
 
     @field_validator("contact")
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from firebreak.claims.i18n import SERVICES
 from firebreak.claims.models import REPORTER_KINDS
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import load_yaml_model, suggest
@@ -72,6 +73,9 @@ class Rule(_Strict):
 class Policy(_Strict):
     name: str = Field(min_length=1)
     currency: str = "KRW"
+    # The services a report may name: intake refuses any other (and so no free text reaches the
+    # payout export through this field).
+    services: list[str] = Field(default_factory=lambda: list(SERVICES), min_length=1)
     description: str = ""
     flag_over_ratio: float = Field(default=3.0, gt=1, description="flag claims above this multiple of the value")
     rules: list[Rule] = Field(min_length=1)
@@ -87,6 +91,11 @@ def load_policy(path: Path | str) -> Policy:
                 problems.append(Problem(str(path), f"rules[{i}].reporter_kinds[{j}]",
                                         f"unknown reporter kind '{kind}'{suggest(kind, REPORTER_KINDS)}; "
                                         f"kinds are {', '.join(REPORTER_KINDS)} or '*'"))
+        for j, svc in enumerate(rule.services):
+            if svc != "*" and svc not in policy.services:
+                problems.append(Problem(str(path), f"rules[{i}].services[{j}]",
+                                        f"service '{svc}' is not in the policy's services "
+                                        f"({', '.join(policy.services)}){suggest(svc, policy.services)}"))
         if rule.id in seen:
             problems.append(Problem(str(path), f"rules[{i}].id", f"rule id '{rule.id}' is used twice"))
         seen.add(rule.id)

@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import ValidationError
 
-from firebreak.claims.i18n import EVIDENCE, LANGS, SERVICES, T, pick_lang, t
+from firebreak.claims.i18n import EVIDENCE, LANGS, T, pick_lang, t
 from firebreak.claims.models import REPORTER_KINDS, ReportIn
 from firebreak.errors import AnswerUnknown
 
@@ -59,7 +59,7 @@ def form_errors(exc: ValidationError, lang: str) -> dict[str, str]:
     return errors
 
 
-def register_portal(app: FastAPI, store: Any, settings: Any) -> None:
+def register_portal(app: FastAPI, store: Any, settings: Any, policy_source: Any) -> None:
     signer = URLSafeTimedSerializer(settings.session_secret, salt="firebreak-report-form")
 
     def page(request: Request, name: str, lang: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -71,7 +71,7 @@ def register_portal(app: FastAPI, store: Any, settings: Any) -> None:
 
     def form_page(request: Request, lang: str, *, values: dict | None = None, errors: dict | None = None,
                   key: str | None = None, banner: str | None = None, status: int = 200) -> HTMLResponse:
-        return page(request, "report_form.html", lang, status, kinds=REPORTER_KINDS, services=SERVICES,
+        return page(request, "report_form.html", lang, status, kinds=REPORTER_KINDS, services=policy_source().services,
                     evidence=EVIDENCE, values=values or {}, errors=errors or {}, banner=banner,
                     form_key=key or signer.dumps(uuid.uuid4().hex))
 
@@ -100,6 +100,9 @@ def register_portal(app: FastAPI, store: Any, settings: Any) -> None:
             report = ReportIn(**data)
         except ValidationError as e:
             return form_page(request, lang, values=values, errors=form_errors(e, lang), key=key,
+                             banner=t("err.form", lang), status=422)
+        if report.service not in policy_source().services:
+            return form_page(request, lang, values=values, errors={"service": t("err.service", lang)}, key=key,
                              banner=t("err.form", lang), status=422)
         from firebreak.errors import KeyReused, OutcomeUnknown, Overloaded
         try:

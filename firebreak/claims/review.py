@@ -7,6 +7,8 @@ token bound to the session, and leaves a row in review_audit, refusals included.
 
 from __future__ import annotations
 
+import asyncio
+
 import csv
 import io
 import json
@@ -25,7 +27,7 @@ from psycopg.types.json import Jsonb
 from firebreak.claims.ledger import Outage
 from firebreak.claims.models import REPORTER_KINDS
 from firebreak.claims.policy import Policy
-from firebreak.claims.reviewers import NEEDS, Reviewer, may, verify_password
+from firebreak.claims.reviewers import NEEDS, Reviewer, may, verify_password_async
 from firebreak.claims.verify import FLAGS, assess
 
 log = logging.getLogger("firebreak.review")
@@ -94,17 +96,82 @@ APPROVED_SQL = ("SELECT receipt, reporter_kind, service, contact, amount, goodwi
                 "FROM reports WHERE status = 'approved' ORDER BY decided_at, id")
 
 
+class AnonymousTally:
+    """Anonymous refusals, counted per action and source: the first is summarised at once, then
+    at most one summary a minute, whatever the rate."""
+
+    MAX_SOURCES = 1_000  # a count, not a list: distinct sources beyond this are not told apart
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.counts: dict[str, int] = {}
+        self.sources: set[str] = set()
+        self.since: float | None = None
+        self.flushed = float("-inf")
+
+    def note(self, action: str, source: str, now: float) -> dict | None:
+        if self.since is None:
+            self.since = now
+        self.counts[action] = self.counts.get(action, 0) + 1
+        if len(self.sources) < self.MAX_SOURCES:
+            self.sources.add(source)
+        if now - self.flushed < self.every:
+            return None
+        summary = {"count": sum(self.counts.values()), "actions": dict(sorted(self.counts.items())),
+                   "sources": len(self.sources), "seconds": round(now - self.since, 1)}
+        self.counts, self.sources, self.since, self.flushed = {}, set(), None, now
+        return summary
+
+
+VERIFY_EVERY = 2.0  # seconds between passes of the verifier over newly received reports
+
+
 def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any, outage_source: Any,
                     limiter: Any, source_of: Any) -> None:
 
-    def who(request: Request) -> Reviewer | None:
+    async def who(request: Request) -> Reviewer | None:
+        """The signed-in reviewer with the role the database gives them now: a reviewer removed or
+        demoted since signing in is removed or demoted on their next request, not 8 hours later."""
         u = request.session.get("reviewer")
-        return Reviewer(u["name"], u["role"]) if u else None
+        if not u:
+            return None
+        row = await store.read_one("SELECT name, role FROM reviewers WHERE name = %s", (u["name"],))
+        if row is None:
+            request.session.clear()
+            return None
+        return Reviewer(row["name"], row["role"])
 
     def csrf_token(request: Request) -> str:
         if "csrf" not in request.session:
             request.session["csrf"] = secrets.token_urlsafe(24)
         return request.session["csrf"]
+
+    anonymous = AnonymousTally(settings.anonymous_audit_every)
+
+    async def verifier() -> None:
+        """Prices and flags new reports in the background: opening the queue (a GET) writes nothing.
+        Every site's app runs one; SKIP LOCKED keeps them off each other's rows."""
+        while True:
+            n = 0
+            try:
+                policy = policy_source()
+                outages, _ = await outage_source()
+                async with store.primary.connection(timeout=5) as conn:
+                    n = await verify_pending(conn, policy, outages)
+            except Exception as e:  # noqa: BLE001 - no primary now, say: try again next pass
+                log.warning("verifying new reports failed (will retry): %s", e)
+            await asyncio.sleep(0.05 if n >= VERIFY_BATCH else VERIFY_EVERY)
+
+    app.state.background.append(verifier)
+
+    async def refuse_anonymous(request: Request, action: str) -> None:
+        """Anonymous refusals are counted and written as one row a minute, not one synchronous
+        row per request: a flood must not grow the database or hold intake's connections."""
+        summary = anonymous.note(action, source_of(request), time.monotonic())
+        if summary is not None:
+            log.warning("refused %d anonymous review requests in the last minute: %s", summary["count"],
+                        summary["actions"])
+            await audit(request, "anonymous", "refused", "denied: not signed in", **summary)
 
     async def audit(request: Request, actor: str, action: str, outcome: str, ids: list[int] | None = None,
                     **detail: Any) -> None:
@@ -119,10 +186,10 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
 
     async def guard(request: Request, action: str, form: Any) -> Reviewer | Response:
         """The signed-in reviewer allowed to do `action`, or the refusal to send."""
-        r = who(request)
+        r = await who(request)
         sent = str(form.get("csrf", "")) if form is not None else request.headers.get("x-csrf-token", "")
         if r is None:
-            await audit(request, "anonymous", action, "denied: not signed in")
+            await refuse_anonymous(request, action)
             return JSONResponse({"error": "sign in at /review/login first"}, status_code=401)
         if not secrets.compare_digest(sent, request.session.get("csrf", "") or "-"):
             await audit(request, r.name, action, "denied: bad or missing CSRF token")
@@ -134,8 +201,8 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
                                 status_code=403)
         return r
 
-    def page(request: Request, name: str, code: int = 200, **ctx: Any) -> HTMLResponse:
-        return templates.TemplateResponse(request, name, {"me": who(request), "csrf": csrf_token(request),
+    def page(request: Request, name: str, code: int = 200, me: Reviewer | None = None, **ctx: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, {"me": me, "csrf": csrf_token(request),
                                                           "site": settings.site, **ctx}, status_code=code)
 
     @app.get("/review/login", response_class=HTMLResponse, include_in_schema=False)
@@ -149,16 +216,17 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
         if not secrets.compare_digest(str(form.get("csrf", "")), request.session.get("csrf", "") or "-"):
             return page(request, "review_login.html", 403, error="The sign-in form expired; please try again.")
         if not limiter.allow("login:" + source_of(request), time.monotonic()):
-            await audit(request, name or "anonymous", "login", "denied: too many attempts")
+            await refuse_anonymous(request, "login (throttled)")
             return page(request, "review_login.html", 429, error="Too many attempts; wait a minute.")
         async with store.primary.connection(timeout=5) as conn:
             row = await (await conn.execute("SELECT role, password_hash FROM reviewers WHERE name = %s",
                                             (name,))).fetchone()
-        if not verify_password(row[1] if row else None, password):
-            await audit(request, name or "anonymous", "login", "denied: wrong name or password")
+        if not await verify_password_async(row[1] if row else None, password):
+            await refuse_anonymous(request, "login (wrong name or password)")
             return page(request, "review_login.html", 401, error="Wrong name or password.")
         request.session.clear()  # a new session on sign-in: no fixation
-        request.session.update(reviewer={"name": name, "role": row[0]}, csrf=secrets.token_urlsafe(24))
+        # Only the name: the role is read from the database on every request (who()).
+        request.session.update(reviewer={"name": name}, csrf=secrets.token_urlsafe(24))
         await audit(request, name, "login", "ok")
         return RedirectResponse("/review", status_code=303)
 
@@ -173,7 +241,7 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
 
     @app.get("/review", response_class=HTMLResponse, include_in_schema=False)
     async def queue(request: Request, queue: str = "all", kind: str = "", status: str = "verified") -> Response:
-        me = who(request)
+        me = await who(request)
         if me is None:
             return RedirectResponse("/review/login", status_code=303)
         queue = queue if queue in QUEUES else "all"
@@ -182,7 +250,6 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
         policy = policy_source()
         outages, ledger_note = await outage_source()
         async with store.primary.connection(timeout=10) as conn:
-            verified_now = await verify_pending(conn, policy, outages)
             cur = conn.cursor(row_factory=dict_row)
             where = f"status = %(status)s AND (%(kind)s = '' OR reporter_kind = %(kind)s)"
             await cur.execute(f"SELECT id, receipt, reporter_kind, service, claimed_amount, amount, goodwill, rule, "
@@ -192,13 +259,16 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
             counts_sql = ", ".join(f"count(*) FILTER (WHERE {cond}) AS \"{q}\"" for q, cond in QUEUE_SQL.items())
             await cur.execute(f"SELECT {counts_sql} FROM reports WHERE {where}", {"status": status, "kind": kind})
             counts = await cur.fetchone()
-        return page(request, "review_queue.html", rows=rows, counts=counts, queue=queue, kind=kind, status=status,
-                    queues=QUEUES, kinds=REPORTER_KINDS, verified_now=verified_now, ledger_note=ledger_note,
+            await cur.execute("SELECT count(*) AS n FROM reports WHERE status = 'received'")
+            waiting = (await cur.fetchone())["n"]
+        return page(request, "review_queue.html", me=me, rows=rows, counts=counts, queue=queue, kind=kind,
+                    status=status, queues=QUEUES, kinds=REPORTER_KINDS, waiting=waiting, ledger_note=ledger_note,
                     policy=policy, can_approve=may(me.role, "approve"))
 
     @app.get("/review/reports/{report_id}", response_class=HTMLResponse, include_in_schema=False)
     async def report(request: Request, report_id: int) -> Response:
-        if who(request) is None:
+        me = await who(request)
+        if me is None:
             return RedirectResponse("/review/login", status_code=303)
         async with store.primary.connection(timeout=5) as conn:
             cur = conn.cursor(row_factory=dict_row)
@@ -208,8 +278,8 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
                               "ORDER BY id DESC LIMIT 50", (report_id,))
             history = await cur.fetchall()
         if row is None:
-            return page(request, "review_report.html", 404, row=None, history=[], policy=policy_source())
-        return page(request, "review_report.html", row=row, history=history, policy=policy_source())
+            return page(request, "review_report.html", 404, me=me, row=None, history=[], policy=policy_source())
+        return page(request, "review_report.html", me=me, row=row, history=history, policy=policy_source())
 
     @app.post("/review/reports/{report_id}/decide", include_in_schema=False)
     async def decide(request: Request, report_id: int) -> Response:
@@ -264,9 +334,12 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
     @app.get("/review/export.csv", include_in_schema=False)
     async def export(request: Request) -> Response:
         # A GET that changes nothing but hands out contacts and money: approvers only, audited.
-        r = who(request)
+        r = await who(request)
+        if r is None:
+            await refuse_anonymous(request, "export")
+        elif not may(r.role, "export"):
+            await audit(request, r.name, "export", "denied")
         if r is None or not may(r.role, "export"):
-            await audit(request, r.name if r else "anonymous", "export", "denied")
             return JSONResponse({"error": "exporting payouts needs a signed-in approver"},
                                 status_code=401 if r is None else 403)
         async with store.primary.connection(timeout=10) as conn:
@@ -279,11 +352,12 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
 
     @app.get("/review/audit", include_in_schema=False)
     async def audit_log(request: Request) -> Response:
-        if who(request) is None:
+        me = await who(request)
+        if me is None:
             return RedirectResponse("/review/login", status_code=303)
         async with store.primary.connection(timeout=5) as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute("SELECT at, who, action, report_ids, detail, client, site, outcome FROM review_audit "
                               "ORDER BY id DESC LIMIT 200")
             rows = await cur.fetchall()
-        return page(request, "review_audit.html", rows=rows, dumps=json.dumps)
+        return page(request, "review_audit.html", me=me, rows=rows, dumps=json.dumps)

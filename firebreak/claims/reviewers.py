@@ -54,6 +54,21 @@ def verify_password(digest: str | None, password: str) -> bool:
         return False
 
 
+# argon2 costs 0.3 to 0.8 s of a core here: never on the event loop that serves intake, and at
+# most two at once, so a flood of sign-in attempts queues behind them instead of taking every core.
+_VERIFY_SLOTS = 2
+_slots: "asyncio.Semaphore | None" = None
+
+
+async def verify_password_async(digest: str | None, password: str) -> bool:
+    import asyncio
+    global _slots
+    if _slots is None:
+        _slots = asyncio.Semaphore(_VERIFY_SLOTS)
+    async with _slots:
+        return await asyncio.to_thread(verify_password, digest, password)
+
+
 def add_user(dsn: str, name: str, role: str, password: str) -> bool:
     """Create or update a reviewer; returns True when the user is new."""
     with psycopg.connect(dsn) as conn:

@@ -120,3 +120,15 @@ def test_contact_keys_are_64_bit_and_normalised():
     keys = {contact_key(f"user{i}@example.com") for i in range(200_000)}
     assert len(keys) == 200_000  # no false pair in 200k (a 32-bit CRC expects about 5 here)
     assert all(-(2**63) <= k < 2**63 for k in list(keys)[:100])
+
+
+def test_anonymous_refusals_are_summarised_at_most_once_a_period():
+    from firebreak.claims.review import AnonymousTally
+
+    t = AnonymousTally(every=60)
+    first = t.note("login", "10.0.0.1", now=0.0)
+    assert first == {"count": 1, "actions": {"login": 1}, "sources": 1, "seconds": 0.0}
+    assert all(t.note("bulk-approve", f"10.0.0.{i % 7}", now=1.0 + i) is None for i in range(50))
+    later = t.note("export", "10.0.0.9", now=61.0)
+    assert later == {"count": 51, "actions": {"bulk-approve": 50, "export": 1}, "sources": 8, "seconds": 60.0}
+    assert t.note("export", "x", now=62.0) is None  # a new period starts

@@ -72,6 +72,9 @@ BAD = [
      "p.yaml: rules[0].flat: must be 0 or more, got -5"),
     ("duplicate id", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: 1}\n  - {id: a, reporter_kinds: ['*'], flat: 1}\n",
      "p.yaml: rules[1].id: rule id 'a' is used twice"),
+    ("rule for a service the policy does not cover",
+     "name: p\nservices: [messenger, taxi]\nrules:\n  - {id: a, reporter_kinds: ['*'], services: [taxii], flat: 1}\n",
+     "p.yaml: rules[0].services[0]: service 'taxii' is not in the policy's services (messenger, taxi) (did you mean 'taxi'?)"),
     ("unknown field", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flatt: 1}\n",
      "p.yaml: rules[0].flatt: unknown field (did you mean 'flat'?)"),
 ]

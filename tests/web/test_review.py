@@ -36,6 +36,17 @@ def sign_in(base, name, password):
     return c, re.search(r'name="csrf" value="([^"]+)"', c.get("/review").text).group(1)
 
 
+def wait_verified(dsn, timeout=15.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn) as conn:
+            if conn.execute("SELECT count(*) FROM reports WHERE status = 'received'").fetchone()[0] == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError("new reports were not verified in the background")
+
+
 def report_id(dsn, receipt):
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT id FROM reports WHERE receipt = %s", (receipt,)).fetchone()[0]
@@ -50,23 +61,50 @@ def test_nothing_changes_without_a_signed_in_reviewer(claims_app):
         assert c.post("/review/bulk-approve", data={}).status_code == 401
         assert c.get("/review/export.csv").status_code == 401
     with psycopg.connect(claims_app["dsn"]) as conn:
-        status = conn.execute("SELECT status FROM reports WHERE id = %s", (rid,)).fetchone()[0]
-        denied = conn.execute("SELECT count(*) FROM review_audit WHERE who = 'anonymous' AND outcome LIKE 'denied%%'"
-                              ).fetchone()[0]
-    assert status == "received" and denied >= 3
+        decided = conn.execute("SELECT status, decided_by FROM reports WHERE id = %s", (rid,)).fetchone()
+    assert decided[0] in ("received", "verified") and decided[1] is None  # verified in the background, not decided
 
 
-def test_wrong_password_is_refused_and_audited(claims_app):
-    add_user(claims_app["dsn"], "mallory-target", "approver")
-    c = httpx.Client(base_url=claims_app["url"])
-    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/review/login").text).group(1)
-    r = c.post("/review/login", data={"name": "mallory-target", "password": "not-the-password", "csrf": csrf})
-    assert r.status_code == 401 and "Wrong name or password" in r.text
-    with psycopg.connect(claims_app["dsn"]) as conn:
-        assert conn.execute("SELECT count(*) FROM review_audit WHERE who = 'mallory-target' AND action = 'login' "
-                            "AND outcome LIKE 'denied%%'").fetchone()[0] == 1
-        stored = conn.execute("SELECT password_hash FROM reviewers WHERE name = 'mallory-target'").fetchone()[0]
+def test_anonymous_refusals_are_summarised_not_written_one_row_each(claims_db, tmp_path):
+    """A wrong password and a flood of anonymous review requests: refused, and written as one
+    summary row per period (here one second), not one synchronous row per request."""
+    import time
+
+    from tests.web.conftest import serve_app
+
+    add_user(claims_db, "mallory-target", "approver")
+    with serve_app(claims_db, tmp_path, FIREBREAK_ANONYMOUS_AUDIT_EVERY="1") as (url, _):
+        with psycopg.connect(claims_db) as conn:
+            before = conn.execute("SELECT coalesce(max(id), 0) FROM review_audit").fetchone()[0]
+        c = httpx.Client(base_url=url)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/review/login").text).group(1)
+        r = c.post("/review/login", data={"name": "mallory-target", "password": "not-the-password", "csrf": csrf})
+        assert r.status_code == 401 and "Wrong name or password" in r.text
+        flood = [c.post("/review/bulk-approve", data={}).status_code for _ in range(40)]
+        assert set(flood) == {401}
+        time.sleep(1.2)
+        assert c.get("/review/export.csv").status_code == 401  # the next refusal writes the summary
+        with psycopg.connect(claims_db) as conn:
+            rows = conn.execute("SELECT who, action, detail FROM review_audit WHERE id > %s ORDER BY id",
+                                (before,)).fetchall()
+            stored = conn.execute("SELECT password_hash FROM reviewers WHERE name = 'mallory-target'").fetchone()[0]
+    assert [(w, a) for w, a, _ in rows] == [("anonymous", "refused")] * 2, rows
+    first, second = rows[0][2], rows[1][2]
+    assert first["actions"] == {"login (wrong name or password)": 1}
+    assert second["count"] == 41 and second["actions"] == {"bulk-approve": 40, "export": 1}
     assert stored.startswith("$argon2")
+
+
+def test_a_reviewer_removed_or_demoted_loses_it_on_the_next_request(claims_app):
+    password = add_user(claims_app["dsn"], "demoted-dana", "approver")
+    c, csrf = sign_in(claims_app["url"], "demoted-dana", password)
+    assert c.get("/review/export.csv").status_code == 200
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        conn.execute("UPDATE reviewers SET role = 'reviewer' WHERE name = 'demoted-dana'")
+    assert c.get("/review/export.csv").status_code == 403  # the cookie said approver; the database does not
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        conn.execute("DELETE FROM reviewers WHERE name = 'demoted-dana'")
+    assert c.get("/review", follow_redirects=False).status_code == 303  # signed out
 
 
 def test_roles_csrf_decisions_and_the_payout_export(claims_app, tmp_path):
@@ -76,6 +114,7 @@ def test_roles_csrf_decisions_and_the_payout_export(claims_app, tmp_path):
         outside = submit(c, contact="shop-outside@example.org", window_start="2022-11-01T10:00",
                          window_end="2022-11-01T12:00")                           # no outage then
         big = submit(c, contact="shop-big@example.org", claimed_amount="900000")  # individual review
+    wait_verified(dsn)  # the apps verify new reports in the background, every few seconds
     triager, tri_csrf = sign_in(base, "rita", add_user(dsn, "rita", "reviewer"))
     queue = triager.get("/review?queue=outside-outage").text
     assert outside in queue and clean not in queue
