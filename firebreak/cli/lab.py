@@ -96,8 +96,10 @@ def _print_status(st: dict) -> None:
                       f":{s['app'].rsplit(':', 1)[1]}",
                       f":{s['console'].rsplit(':', 1)[1]}" if s.get("console") else "—")
     out.print(table)
-    out.print("[dim]etcd :12379, Patroni :18008, PostgreSQL :15432 on each site's address; "
-              "clients use the doors (Caddy); `firebreak lab status --json` has every URL and the DSN[/]")
+    out.print("[dim]etcd :12379 (TLS, a user per role), Patroni :18008, PostgreSQL :15432 on each site's address; "
+              "web clients use the doors (Caddy :18000), database clients the database doors "
+              "(HAProxy :15433 read-write, :15434 read-only); `firebreak lab status --json` has every URL, "
+              "the DSNs and where etcd's credentials are[/]")
 
 
 @lab_app.command("power")
