@@ -251,7 +251,7 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
         outages, ledger_note = await outage_source()
         async with store.primary.connection(timeout=10) as conn:
             cur = conn.cursor(row_factory=dict_row)
-            where = f"status = %(status)s AND (%(kind)s = '' OR reporter_kind = %(kind)s)"
+            where = "status = %(status)s AND (%(kind)s = '' OR reporter_kind = %(kind)s)"
             await cur.execute(f"SELECT id, receipt, reporter_kind, service, claimed_amount, amount, goodwill, rule, "
                               f"flags, needs_review, verified_hours, created_at FROM reports WHERE {where} AND "
                               f"{QUEUE_SQL[queue]} ORDER BY id LIMIT 200", {"status": status, "kind": kind})

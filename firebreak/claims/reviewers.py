@@ -4,6 +4,7 @@ there is no default account and no default password: an admin creates every user
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 
@@ -57,11 +58,10 @@ def verify_password(digest: str | None, password: str) -> bool:
 # argon2 costs 0.3 to 0.8 s of a core here: never on the event loop that serves intake, and at
 # most two at once, so a flood of sign-in attempts queues behind them instead of taking every core.
 _VERIFY_SLOTS = 2
-_slots: "asyncio.Semaphore | None" = None
+_slots: asyncio.Semaphore | None = None
 
 
 async def verify_password_async(digest: str | None, password: str) -> bool:
-    import asyncio
     global _slots
     if _slots is None:
         _slots = asyncio.Semaphore(_VERIFY_SLOTS)

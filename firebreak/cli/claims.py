@@ -155,7 +155,7 @@ def claims_export(
     import psycopg
     from psycopg.rows import dict_row
 
-    from firebreak.claims.app import DEFAULT_POLICY
+    from firebreak.claims.settings import DEFAULT_POLICY
     from firebreak.claims.policy import load_policy
     from firebreak.claims.review import APPROVED_SQL, export_csv
 

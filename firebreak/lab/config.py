@@ -8,7 +8,6 @@ best Patroni can do here, not a strawman.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from firebreak.control.etcd import EtcdAccess
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,

@@ -24,12 +24,27 @@ def test_patroni_sync_key_format_is_what_the_agent_parses():
     assert doc["sync_standby"].split(",") == ["pg-ansan", "pg-siheung"]
 
 
-def test_psycopg_pool_backoff_knobs_still_exist():
-    # claims/app.py shortens psycopg_pool's reconnect backoff; a rename would silently undo that.
+def test_the_claims_pools_retry_steadily_and_psycopg_pool_is_left_alone():
+    """claims/connection.py subclasses psycopg_pool's pool to retry every 0.25 s instead of
+    backing off to 8 s and more; a rename in psycopg_pool would silently undo that. And nothing
+    patches psycopg_pool for the rest of the process, even once the app is imported."""
+    import inspect
+
+    from psycopg_pool import AsyncConnectionPool
     from psycopg_pool.base import AttemptWithBackoff
 
-    assert isinstance(AttemptWithBackoff.INITIAL_DELAY, float)
-    assert isinstance(AttemptWithBackoff.DELAY_BACKOFF, float)
+    import firebreak.claims.app  # noqa: F401 - importing the app must patch nothing
+    from firebreak.claims.connection import SteadyAttempt, SteadyPool
+
+    assert (AttemptWithBackoff.INITIAL_DELAY, AttemptWithBackoff.DELAY_BACKOFF) == (1.0, 2.0)  # untouched
+    assert list(inspect.signature(AsyncConnectionPool._add_connection).parameters) == ["self", "attempt", "growing"]
+    a = SteadyAttempt(timeout=10)
+    delays = []
+    for now in range(4):
+        a.update_delay(float(now))
+        delays.append(a.delay)
+    assert all(0.2 <= d <= 0.3 for d in delays), delays  # steady, with psycopg_pool's 10% jitter
+    assert issubclass(SteadyPool, AsyncConnectionPool)
 
 
 @pytest.mark.parametrize("module,major", [("patroni", 4), ("psycopg_pool", 3)])

@@ -1,0 +1,282 @@
+"""The store of damage reports: group commit to whichever server is primary, written to survive a site loss.
+
+Writes go to whichever server is primary, found by libpq through the multi-host DSN. A 201 is
+sent only after PostgreSQL confirmed a synchronous commit, so an acknowledged report exists on
+two sites. Two PostgreSQL behaviours are handled on purpose:
+
+* a commit whose wait for the synchronous standby is cancelled returns *success* with a
+  WARNING although the row may exist on one node only; that is reported as 503 (outcome
+  unknown), never as 201;
+* a retried request whose first attempt committed locally but was never replicated would find
+  its row on that primary; confirming it is itself a write transaction, whose commit waits for
+  the standby, so a replay is never confirmed before the original is on two sites.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
+
+from firebreak.claims.connection import RacingConnection, SteadyPool, _bounded
+from firebreak.claims.models import ReportIn
+from firebreak.claims.settings import Settings
+from firebreak.errors import AnswerUnknown, KeyReused, OutcomeUnknown, Overloaded
+
+SYNC_CANCEL_MARKERS = ("canceling wait for synchronous replication",
+                       "might not have been replicated to the standby")
+RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: receipts are read aloud on phones
+# Group commit: up to MAX_BATCH reports that arrived together share one transaction; WRITERS
+# transactions may be waiting for the synchronous standby at once.
+MAX_BATCH = 64
+WRITERS = 4
+
+
+def request_digest(report: ReportIn) -> str:
+    """What an idempotency key is bound to: the validated report, canonically serialised, so a
+    retry that differs only in JSON spacing or key order is still the same request."""
+    return hashlib.sha256(report.model_dump_json().encode()).hexdigest()
+
+
+def new_receipt() -> str:
+    return "FB-" + "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10))
+
+
+class Store:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.primary = SteadyPool(settings.dsn, min_size=2, max_size=settings.pool_size, open=False,
+                                           connection_class=RacingConnection,
+                                           timeout=5, configure=self._configure_primary, name="primary",
+                                           kwargs={"application_name": f"claims-{settings.site}"})
+        self.local = SteadyPool(settings.local_dsn, min_size=1, max_size=4, open=False, timeout=1,
+                                         name="local", kwargs={"application_name": f"claims-{settings.site}-ro"})
+        # Any server that answers, primary or not: reads keep working while the site's own
+        # server restarts and while the primary moves.
+        self.anywhere = SteadyPool(settings.any_dsn, min_size=0, max_size=4, open=False, timeout=2,
+                                            connection_class=RacingConnection, name="anywhere",
+                                            kwargs={"application_name": f"claims-{settings.site}-ro"})
+        self._ready_at = 0.0
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=settings.write_queue)
+        # Bumped whenever a write goes unanswered: every pooled connection made before then may
+        # lead to the same dead server, so it is hung up on instead of used.
+        self.generation = 0
+        self._ready = False
+
+    async def _configure_primary(self, conn: psycopg.AsyncConnection) -> None:
+        # Which server acknowledged a write, for drills that look for two primaries at once:
+        # address, and the timeline of the WAL being written (it changes at each promotion).
+        await conn.set_autocommit(True)
+        cur = await conn.execute(
+            "SELECT host(inet_server_addr()) || ':' || inet_server_port(), "
+            "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), "
+            "(SELECT system_identifier FROM pg_control_system())::text")
+        server, timeline, sysid = await cur.fetchone()
+        conn.info_firebreak = {"server": server, "timeline": int(timeline, 16), "system_id": sysid}
+        conn.generation = self.generation
+        await conn.set_autocommit(False)
+        conn.sync_cancelled = []
+        conn.add_notice_handler(lambda diag, c=conn: self._notice(c, diag))
+
+    @staticmethod
+    def _notice(conn: Any, diag: Any) -> None:
+        text = (diag.message_primary or "") + " " + (diag.message_detail or "")
+        if any(m in text for m in SYNC_CANCEL_MARKERS):
+            conn.sync_cancelled.append(text)
+
+    async def open(self) -> None:
+        for pool in (self.primary, self.local, self.anywhere):
+            await pool.open(wait=False)
+        self._writers = [asyncio.create_task(self._writer()) for _ in range(WRITERS)]
+
+    async def close(self) -> None:
+        for task in getattr(self, "_writers", []):
+            task.cancel()
+        for pool in (self.primary, self.local, self.anywhere):
+            await pool.close()
+
+    async def submit(self, report: ReportIn, key: str | None) -> tuple[dict, bool, dict]:
+        """Store a report; returns (row, replayed, identity of the primary that acknowledged it).
+
+        Reports that arrive while earlier ones wait for their commit are written together, in
+        one transaction with one synchronous commit (group commit): each still gets its 201 only
+        after the standby confirmed that commit, and all of them share its outcome."""
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((report, key, fut))
+        except asyncio.QueueFull:
+            raise Overloaded(f"{self._queue.maxsize} reports are already waiting for the database") from None
+        row, replayed, who = await fut
+        if row is None:
+            raise KeyReused("this Idempotency-Key was first used with a different report")
+        return row, replayed, who
+
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._write(batch)
+            except Exception as e:  # noqa: BLE001 - every waiter must hear the outcome
+                err = e if isinstance(e, OutcomeUnknown) else OutcomeUnknown(str(e) or type(e).__name__)
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (_, _, fut), result in zip(batch, results):
+                if not fut.done():
+                    fut.set_result(result)
+
+    async def _write(self, batch: list) -> list[tuple[dict, bool, dict]]:
+        try:
+            conn = await self._fresh_primary()
+            try:
+                return await _bounded(conn, self._insert(conn, [(r, k) for r, k, _ in batch]),
+                                      self.settings.write_deadline)
+            except OutcomeUnknown:
+                self.generation += 1
+                raise
+            finally:
+                await self.primary.putconn(conn)
+        except (psycopg.Error, PoolTimeout) as e:
+            if isinstance(e, psycopg.OperationalError):
+                self.generation += 1
+            raise OutcomeUnknown(str(e).strip().splitlines()[0] if str(e).strip() else "connection lost") from e
+
+    async def _fresh_primary(self) -> Any:
+        while True:
+            conn = await self.primary.getconn()
+            if conn.generation >= self.generation:
+                return conn
+            conn.pgconn.finish()  # returned closed, so the pool drops it without any I/O
+            await self.primary.putconn(conn)
+
+    async def _insert(self, conn: Any, items: list[tuple[ReportIn, str | None]]) -> list[tuple[dict, bool, dict]]:
+        conn.sync_cancelled.clear()
+        site = self.settings.site
+        params: list[Any] = []
+        digests = [request_digest(report) for report, _ in items]
+        for i, (report, key) in enumerate(items):
+            params += [i, new_receipt(), key, report.reporter_kind, report.service, report.window_start,
+                       report.window_end, report.claimed_amount, report.description, report.contact,
+                       report.language, site, report.plan_price, list(report.evidence), digests[i]]
+        values = ", ".join(["(%s::int, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::bigint, %s, %s, %s, %s, "
+                            "%s::bigint, %s::text[], %s)"] * len(items))
+        results: list[tuple[dict, bool, dict] | None] = [None] * len(items)
+        async with conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, window_end, "
+                "claimed_amount, description, contact, language, site, plan_price, evidence, request_digest) "
+                f"SELECT receipt, key, kind, service, ws, we, amount, descr, contact, lang, site, plan, ev, digest "
+                f"FROM (VALUES {values}) AS v(n, receipt, key, kind, service, ws, we, amount, descr, contact, lang, "
+                "site, plan, ev, digest) ORDER BY n "
+                "ON CONFLICT (idempotency_key) DO NOTHING "
+                "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
+                "claimed_amount, status, site, created_at, idempotency_key", params)
+            inserted = {}
+            fresh = []
+            for row in await cur.fetchall():
+                k = row.pop("idempotency_key")
+                if k is None:
+                    fresh.append(row)
+                else:
+                    inserted[k] = row
+            fresh_iter = iter(fresh)
+            replays = []
+            for i, (report, key) in enumerate(items):
+                if key is None:
+                    results[i] = (next(fresh_iter), False, conn.info_firebreak)
+                elif key in inserted:
+                    results[i] = (inserted.pop(key), False, conn.info_firebreak)
+                else:
+                    replays.append(i)
+            if replays:
+                # txid_current() gives this transaction an ID, so its COMMIT writes a record and
+                # waits for the synchronous standby: a replay is confirmed only once the original
+                # row, which precedes it in the WAL, is on two sites.
+                keys = list({items[i][1] for i in replays})
+                await cur.execute(
+                    "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, status, "
+                    "site, created_at, idempotency_key, request_digest, txid_current() AS _xid "
+                    "FROM reports WHERE idempotency_key = ANY(%s)", (keys,))
+                found = {}
+                for row in await cur.fetchall():
+                    row.pop("_xid", None)
+                    found[row.pop("idempotency_key")] = row
+                for i in replays:
+                    row = dict(found[items[i][1]])
+                    stored = row.pop("request_digest")
+                    # A replay answers with the first report only if it is the same report (rows
+                    # stored before digests were kept have none, and are taken at their word).
+                    same = stored is None or stored == digests[i]
+                    results[i] = (row if same else None, True, conn.info_firebreak)
+        if conn.sync_cancelled:
+            raise OutcomeUnknown("commit not confirmed by the synchronous standby")
+        return results  # type: ignore[return-value]
+
+    async def get(self, report_id: int) -> dict | None:
+        return await self.read_one(
+            "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, "
+            "status, site, created_at FROM reports WHERE id = %s", (report_id,))
+
+    async def lookup(self, receipt: str, contact: str) -> dict | None:
+        return await self.read_one(
+            "SELECT receipt, status, amount, goodwill, created_at FROM reports WHERE receipt = %s AND contact = %s",
+            (receipt, contact))
+
+    async def read_one(self, query: str, params: tuple) -> dict | None:
+        """The row, or None when a server answered that there is none. When no server answered,
+        nobody knows, and saying "no such report" would make a person file it again: raises
+        AnswerUnknown (503)."""
+        # The site's own server first (any role), then any server that answers, then the primary
+        # (a replica may not have replayed a report written a moment ago).
+        answered = False
+        for pool in (self.local, self.anywhere, self.primary):
+            try:
+                conn = await pool.getconn(timeout=0.3)
+            except (psycopg.Error, PoolTimeout, OSError):
+                continue
+            try:
+                row = await _bounded(conn, self._select(conn, query, params), self.settings.read_deadline)
+                answered = True
+                if row is not None:
+                    return row
+            except psycopg.DataError:
+                answered = True  # the server answered: no row can match what was asked (a NUL, say)
+                continue
+            except (psycopg.Error, OutcomeUnknown):
+                continue
+            finally:
+                await pool.putconn(conn)
+        if not answered:
+            raise AnswerUnknown("no database server answered")
+        return None
+
+    @staticmethod
+    async def _select(conn: Any, query: str, params: tuple) -> dict | None:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(query, params)
+        row = await cur.fetchone()
+        await conn.rollback()
+        return row
+
+    async def can_write(self) -> bool:
+        now = time.monotonic()
+        if now - self._ready_at < 0.5:
+            return self._ready
+        try:
+            async with self.primary.connection(timeout=2) as conn:
+                cur = await conn.execute("SELECT NOT pg_is_in_recovery()")
+                self._ready = bool((await cur.fetchone())[0])
+        except Exception:  # noqa: BLE001 - any failure means "cannot write now"
+            self._ready = False
+        self._ready_at = now
+        return self._ready
