@@ -146,3 +146,19 @@ def test_a_home_the_lab_user_cannot_reach_moves_under_var_lib():
     finally:
         shutil.rmtree(real, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _site(state="up", role="replica", pg="streaming"):
+    return {"state": state, "postgres": {"role": role, "state": pg}}
+
+
+@pytest.mark.parametrize("sites,expected", [
+    ({"a": _site(role="primary", pg="running"), "b": _site(role="sync_standby"), "c": _site()}, True),
+    ({"a": _site(role="primary", pg="running"), "b": _site(role="sync_standby"), "c": _site(pg="starting")}, False),
+    ({"a": _site(role="primary", pg="running"), "b": _site(), "c": _site()}, False),              # none synchronous
+    ({"a": _site(role="down", pg=None), "b": _site(role="sync_standby"), "c": _site()}, False),   # no primary
+    ({"a": _site(role="primary", pg="running"), "b": _site(role="sync_standby"), "c": _site(state="off")}, False),
+])
+def test_healthy_is_a_pure_test_of_the_observed_sites(sites, expected):
+    from firebreak.lab.status import healthy
+    assert healthy(sites) is expected

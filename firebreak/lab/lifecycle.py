@@ -1,0 +1,238 @@
+"""Bringing the lab up from a topology and taking it down, leaving nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets as pysecrets
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import yaml
+
+from firebreak.errors import LabError
+from firebreak.lab import access, net, procs, runtime
+from firebreak.lab.components import etcd_ok, http_ok, proc_of, start, stop_everything, tail, tcp_ok, wait_component
+from firebreak.lab.config import Secrets, agent_config, db_door_config_of, door_config_of, patroni_config, superuser_dsn
+from firebreak.lab.layout import PORTS, LabLayout, SiteLayout, make_layout
+from firebreak.lab.state import LabState, SiteState, clear, lab_home, load, save, save_secrets, write_private
+from firebreak.lab.status import cluster_members, settled
+from firebreak.resources import example
+from firebreak.topology import load_topology
+
+Progress = Callable[[str], None]
+DEFAULT_TOPOLOGY = example("firebreak-lab.yaml")
+UP_TIMEOUT = 120.0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class AlreadyUp(LabError):
+    exit_code = 0
+
+
+def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True,
+       progress: Progress = _quiet, home: Path | None = None) -> LabState:
+    home = home or lab_home()
+    existing = load(home)
+    if existing is not None:
+        if any(procs.alive(p) for s in existing.sites.values() for p in s.procs) or existing.phase == "up":
+            raise AlreadyUp(f"the lab is already up ({len(existing.sites)} sites, {existing.net} mode, "
+                            f"home {home}); nothing changed. `firebreak lab down` first to start afresh")
+        stop_everything(existing, progress)  # leftovers of a crashed run
+
+    topo_path = topology or DEFAULT_TOPOLOGY
+    topo = load_topology(topo_path, str(topology) if topology else "examples/firebreak-lab.yaml")
+    if len(topo.sites) < 3:
+        raise LabError(f"{topo_path}: the lab needs at least 3 sites for etcd and Patroni to survive the loss "
+                       f"of one; it has {len(topo.sites)}")
+    mode = net.resolve_mode(net_mode)
+    lab_id = pysecrets.token_hex(4)
+    user = runtime.lab_user()
+    python = runtime.runtime_python(user, progress)
+    home = runtime.reachable_home(home, user)
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o711)  # the lab's user must traverse it; nobody may list it
+    layout = make_layout(home, mode, list(topo.sites), lab_id)
+
+    # A fresh lab every time: data from an earlier run (kept by `down` for inspection) goes.
+    if (home / "sites").exists():
+        shutil.rmtree(home / "sites")
+    secrets = Secrets(superuser=pysecrets.token_urlsafe(18), replication=pysecrets.token_urlsafe(18),
+                      app=pysecrets.token_urlsafe(18), cluster_token=lab_id, patroni_api=pysecrets.token_urlsafe(18),
+                      app_admin=pysecrets.token_urlsafe(24), session=pysecrets.token_urlsafe(32))
+    save_secrets(home, secrets)
+    state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
+                     user=user, agents=agents, sites={s: SiteState() for s in topo.sites}, python=python)
+    save(state)
+    try:
+        access.prepare(layout)
+        _prepare_dirs(layout, secrets, user, python)
+        progress(f"network: {mode}" + (" (one namespace per site)" if mode == "netns" else " (127.0.N.1 per site)"))
+        net.setup(layout)
+        for site in layout.sites:
+            start(state, layout, site, "etcd", secrets)
+        for site in layout.sites:
+            wait_component(state, layout, site, "etcd", lambda s=site: etcd_ok(layout, s))
+        progress(f"etcd: {len(layout.sites)} members, quorum formed")
+        asyncio.run(access.lock(layout))
+        progress(f"etcd: locked (TLS, client certificates, one user per role: {', '.join(access.ROLES)})")
+        secrets = _create_operator(layout, secrets)
+        # The topology's primary site bootstraps the cluster, so the lab starts where the model
+        # says it does; the others clone from it.
+        first = layout.site(_primary_site(topo))
+        start(state, layout, first, "patroni", secrets)
+        _wait_leader(state, layout, first)
+        for site in layout.sites:
+            if site is not first:
+                start(state, layout, site, "patroni", secrets)
+        _wait_cluster(state, layout, progress)
+        _migrate_claims(layout, secrets)
+        progress("postgres: schema migrated")
+        for site in layout.sites:
+            start(state, layout, site, "dbdoor", secrets)
+        for site in layout.sites:
+            wait_component(state, layout, site, "dbdoor", lambda s=site: tcp_ok(s.address, PORTS["db_door"]))
+        progress(f"database doors (HAProxy): read-write on port {PORTS['db_door']}, read-only on "
+                 f"{PORTS['db_door_ro']} in every site")
+        for site in layout.sites:
+            start(state, layout, site, "app", secrets)
+        for site in layout.sites:
+            wait_component(state, layout, site, "app", lambda s=site: http_ok(s.url("app") + "/readyz"))
+        progress("reference service: ready in every site")
+        for site in layout.sites:
+            start(state, layout, site, "door", secrets)
+        for site in layout.sites:
+            wait_component(state, layout, site, "door", lambda s=site: http_ok(s.url("door") + "/healthz"))
+        progress(f"front doors (Caddy): serving on port {PORTS['door']} in every site")
+        if agents:
+            for site in layout.sites:
+                start(state, layout, site, "agent", secrets)
+            for site in layout.sites:
+                wait_component(state, layout, site, "agent", lambda s=site: http_ok(s.url("console") + "/healthz"))
+            progress("site agents: running in every site")
+            if settled(home):
+                progress("site agents: etcd's leader placed outside the primary's site")
+        state.phase = "up"
+        save(state)
+        return state
+    except BaseException as e:
+        progress("start failed; stopping everything this run started")
+        stop_everything(state, _quiet)
+        if isinstance(e, LabError):
+            raise
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise LabError(f"lab up failed: {e}") from e
+
+
+def _create_operator(layout: LabLayout, secrets: Secrets) -> Secrets:
+    """The lab's operator, 'lab', with a fresh token: its argon2 hash goes to etcd, the token
+    only to the lab's private secrets file. No default password anywhere."""
+    from dataclasses import replace
+
+    from firebreak.control.auth import add_operator
+    from firebreak.control.etcd import Etcd
+    from firebreak.control.keys import Keys
+
+    async def go() -> str:
+        etcd = Etcd(layout.etcd_endpoints, timeout=3, access=access.load(layout, "ops"))
+        try:
+            return await add_operator(etcd, Keys(), "lab", "admin")
+        finally:
+            await etcd.close()
+    secrets = replace(secrets, ops_token=asyncio.run(go()))
+    save_secrets(layout.home, secrets)
+    return secrets
+
+
+def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | None, python: str) -> None:
+    for site in layout.sites:
+        for sub in ("log/postgres", "run", "etcd"):
+            (site.dir / sub).mkdir(parents=True, exist_ok=True)
+        cfg = site.dir / "patroni.yml"
+        write_private(cfg, yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir(python),
+                                                         access.load(layout, "patroni")), sort_keys=False))
+        write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
+        (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site), indent=2))
+        (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site))
+        os.chmod(site.dir / "run", 0o700)
+        os.chmod(site.dir / "etcd", 0o700)
+        runtime.chown_tree(site.dir, user)
+    # Every role's credentials belong to the lab's user, which runs etcd, Patroni, agents and apps.
+    runtime.chown_tree(layout.home / "access", user)
+    runtime.chown_tree(layout.home / "pki", user)
+
+
+def _primary_site(topo) -> str:
+    from firebreak.topology import Kind
+    for svc in topo.services.values():
+        if svc.kind == Kind.DATABASE and svc.primary:
+            return svc.primary
+    return topo.sites[0]
+
+
+def _wait_leader(state: LabState, layout: LabLayout, site: SiteLayout) -> None:
+    def leads() -> bool:
+        try:
+            return httpx.get(site.url("patroni") + "/primary", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_component(state, layout, site, "patroni", leads, timeout=40.0)
+
+
+def _wait_cluster(state: LabState, layout: LabLayout, progress: Progress, timeout: float = 60.0) -> None:
+    """Wait for a leader, every member streaming, and a synchronous standby."""
+    deadline = time.monotonic() + timeout
+    announced_leader = False
+    while time.monotonic() < deadline:
+        for site in layout.sites:
+            p = proc_of(state, site.name, "patroni")
+            if p is not None and not procs.alive(p):
+                raise LabError(f"patroni in {site.name} exited during start; see its log: {site.log('patroni')}"
+                               f"\n{tail(site.log('patroni'), 8)}")
+        members = cluster_members(layout)
+        leader = [m for m in members if m.get("role") == "leader" and m.get("state") == "running"]
+        if leader and not announced_leader:
+            progress(f"postgres: {leader[0]['name']} is primary (initdb done)")
+            announced_leader = True
+        streaming = [m for m in members if m.get("role") in ("replica", "sync_standby")
+                     and m.get("state") == "streaming"]
+        sync = [m for m in members if m.get("role") == "sync_standby"]
+        if leader and len(streaming) == len(layout.sites) - 1 and sync:
+            progress(f"postgres: {len(streaming)} standbys streaming, {sync[0]['name']} synchronous")
+            return
+        time.sleep(0.3)
+    raise LabError("PostgreSQL under Patroni did not form a cluster with a synchronous standby within "
+                   f"{timeout:.0f} s; see the logs: " + ", ".join(str(s.log('patroni')) for s in layout.sites))
+
+
+def _migrate_claims(layout: LabLayout, secrets: Secrets) -> None:
+    """The reference service's database, role and schema."""
+    from firebreak.claims.db import ensure_database, migrate
+
+    ensure_database(superuser_dsn(layout, secrets), secrets.app)
+    migrate(layout.dsn("claims", secrets.app))
+
+
+def down(purge: bool = False, progress: Progress = _quiet, home: Path | None = None) -> bool:
+    """Stop everything the lab started; returns False when there was no lab."""
+    home = home or lab_home()
+    state = load(home)
+    if state is None:
+        if purge and home.exists():
+            shutil.rmtree(home)
+        return False
+    state.phase = "stopping"
+    save(state)
+    stop_everything(state, progress)
+    clear(home)
+    if purge:
+        shutil.rmtree(home, ignore_errors=True)
+    return True
