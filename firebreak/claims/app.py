@@ -224,7 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
     register_review(app, store, settings, policy_source, OutageSource(settings), login_buckets,
                     source_of)
     app.add_middleware(SessionMiddleware, secret_key=settings.session_secret, session_cookie="firebreak_review",
-                       max_age=8 * 3600, same_site="strict", https_only=False)
+                       max_age=8 * 3600, same_site="strict", https_only=settings.secure_cookies)
     return app
 
 

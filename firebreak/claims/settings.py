@@ -28,6 +28,7 @@ class Settings:
     # of waiting out its deadline in an ever longer line.
     write_queue: int = 2_048
     anonymous_audit_every: float = 60.0  # seconds between rows summarising anonymous refusals
+    secure_cookies: bool = False  # behind HTTPS doors: reviewers' session cookie is Secure
     # Shared by every site's app, so a reviewer's session and a half-filled form work at any door.
     session_secret: str = ""
     trusted_proxies: frozenset[str] = frozenset()  # our doors: their X-Forwarded-For is believed
@@ -50,6 +51,7 @@ class Settings:
                    write_deadline=float(env.get("FIREBREAK_WRITE_DEADLINE", "1.5")),
                    write_queue=int(env.get("FIREBREAK_WRITE_QUEUE", "2048")),
                    anonymous_audit_every=float(env.get("FIREBREAK_ANONYMOUS_AUDIT_EVERY", "60")),
+                   secure_cookies=env.get("FIREBREAK_SECURE_COOKIES", "") in ("1", "true", "yes"),
                    session_secret=env.get("FIREBREAK_SESSION_SECRET", ""),
                    trusted_proxies=frozenset(x for x in env.get("FIREBREAK_TRUSTED_PROXIES", "").split(",") if x),
                    portal_rate=float(env.get("FIREBREAK_PORTAL_RATE", "20")),

@@ -353,8 +353,8 @@ class Agent:
                     drained = None  # cut off: keep what the door has, it skips dead upstreams by itself
             if drained is not None:
                 order = ops.routing(list(self.cfg.sites), self.cfg.site, set(), drained)["for_this_site"]
-                await keeper.push(door_config(self.cfg.site, order, apps, door.listen, admin_listen(door.admin)),
-                                  order, self.clock())
+                await keeper.push(door_config(self.cfg.site, order, apps, door.listen, admin_listen(door.admin),
+                                              door.tls), order, self.clock())
             await asyncio.sleep(self.cfg.detector.probe_interval)
 
     def db_door_routes(self) -> dbdoor.Routes | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from firebreak.control.door import DoorTLS
 from firebreak.control.etcd import OPEN, EtcdAccess
 from firebreak.control.keys import Keys, PatroniKeys
 from firebreak.inputs import bad_name, load_yaml_model
@@ -29,6 +30,20 @@ class DoorSettings(_Strict):
     listen: str = Field(description="ADDR:PORT the door serves clients on")
     admin: str = Field(description="the door's (Caddy's) admin API: unix//path/to/socket (only its user can "
                                    "open it), or a loopback URL")
+    tls_listen: str | None = Field(default=None, description="ADDR:PORT the door serves HTTPS on")
+    tls_cert: str | None = Field(default=None, description="the door's certificate (PEM), for tls_listen")
+    tls_key: str | None = Field(default=None, description="its key (PEM, mode 0600)")
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> "DoorSettings":
+        given = [self.tls_listen, self.tls_cert, self.tls_key]
+        if any(given) and not all(given):
+            raise ValueError("door: tls_listen, tls_cert and tls_key go together")
+        return self
+
+    @property
+    def tls(self) -> DoorTLS | None:
+        return DoorTLS(self.tls_listen, self.tls_cert, self.tls_key) if self.tls_listen else None
 
 
 class DbDoorSettings(_Strict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,32 +45,52 @@ def admin_client(admin: str, http: httpx.AsyncClient) -> tuple[httpx.AsyncClient
     return http, admin.rstrip("/")
 
 
-def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, admin: str) -> dict:
+@dataclass(frozen=True)
+class DoorTLS:
+    """The door's HTTPS listener and its certificate (the lab's CA issues one per door)."""
+    listen: str
+    cert: str
+    key: str
+
+
+def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, admin: str,
+                tls: DoorTLS | None = None) -> dict:
     """Caddy's configuration for `site`'s door: `order` lists the sites whose apps get traffic,
     best first (this site's own first, if it is serving). An empty order still serves this
-    site's own app: a door that answers 502 tells a client more than one that is gone."""
+    site's own app: a door that answers 502 tells a client more than one that is gone. With
+    `tls`, the same routes are also served over HTTPS (where reviewers' Secure cookies work);
+    Caddy tells the app with X-Forwarded-Proto."""
     upstreams = [s for s in order if s in apps] or [site]
-    return {
+    servers = {"door": {"listen": [listen], "automatic_https": {"disable": True},
+                        "routes": _routes(site, upstreams, apps)}}
+    config: dict = {
         # On a socket, the file's mode keeps other local users out. On TCP, Caddy checks the Host
         # header of admin requests; a loopback address other than 127.0.0.1 must be named.
         "admin": {"listen": admin} if admin.startswith("unix/") else {"listen": admin, "origins": [admin]},
-        "apps": {"http": {"servers": {"door": {
-            "listen": [listen],
-            "automatic_https": {"disable": True},
-            "routes": [{"handle": [{
-                "handler": "reverse_proxy",
-                "upstreams": [{"dial": dial_of(apps[s])} for s in upstreams],
-                "load_balancing": {"selection_policy": {"policy": "first"},
-                                   "try_duration": TRY_DURATION, "try_interval": "100ms"},
-                "health_checks": {
-                    "active": {"uri": "/healthz", "interval": "500ms", "timeout": "400ms"},
-                    "passive": {"fail_duration": "3s", "max_fails": 1},
-                },
-                "transport": {"protocol": "http", "dial_timeout": "500ms"},
-                "headers": {"response": {"set": {"X-Firebreak-Door": [site]}}},
-            }]}],
-        }}}},
+        "apps": {"http": {"servers": servers}},
     }
+    if tls is not None:
+        servers["door_tls"] = {"listen": [tls.listen], "automatic_https": {"disable": True},
+                               "tls_connection_policies": [{"certificate_selection": {"any_tag": ["door"]}}],
+                               "routes": _routes(site, upstreams, apps)}
+        config["apps"]["tls"] = {"certificates": {"load_files": [
+            {"certificate": tls.cert, "key": tls.key, "tags": ["door"]}]}}
+    return config
+
+
+def _routes(site: str, upstreams: list[str], apps: dict[str, str]) -> list[dict]:
+    return [{"handle": [{
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": dial_of(apps[s])} for s in upstreams],
+        "load_balancing": {"selection_policy": {"policy": "first"}, "try_duration": TRY_DURATION,
+                           "try_interval": "100ms"},
+        "health_checks": {
+            "active": {"uri": "/healthz", "interval": "500ms", "timeout": "400ms"},
+            "passive": {"fail_duration": "3s", "max_fails": 1},
+        },
+        "transport": {"protocol": "http", "dial_timeout": "500ms"},
+        "headers": {"response": {"set": {"X-Firebreak-Door": [site]}}},
+    }]}]
 
 
 class DoorKeeper:

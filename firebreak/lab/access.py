@@ -6,6 +6,7 @@ On disk, under the lab's home:
 
     pki/ca.pem                                   the lab's CA certificate (its key is never written)
     sites/<site>/etcd-tls/member{,-key}.pem      each member's server-and-peer certificate
+    sites/<site>/door-tls/door{,-key}.pem        each front door's HTTPS certificate
     access/<role>/client{,-key}.pem, password    each role's client certificate, key and password
     access/<role>/access.json                    where those are, for EtcdAccess.from_file
 
@@ -42,6 +43,11 @@ def prepare(layout: LabLayout) -> None:
         cert.parent.mkdir(parents=True, exist_ok=True)
         # Peers dial each other with the same certificate: server and client use.
         pki.write(pki.issue(ca, site.name, ips=[site.address, "127.0.0.1"], server=True), cert, key)
+        # The same CA signs each site's front door, which serves HTTPS beside HTTP (reviewers'
+        # session cookies are Secure): one CA for a client to trust in the whole lab.
+        cert, key = site.door_cert
+        cert.parent.mkdir(parents=True, exist_ok=True)
+        pki.write(pki.issue(ca, f"door.{site.name}", ips=[site.address], server=True, client=False), cert, key)
     for role in ROLES:
         d = layout.access_dir(role)
         d.mkdir(parents=True, exist_ok=True)

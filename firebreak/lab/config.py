@@ -178,7 +178,9 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
         "app_admin_token": secrets.app_admin,
         "sites": {s.name: {"etcd": s.url("etcd"), "patroni": s.url("patroni"), "app": s.url("app"),
                            "agent": s.url("console"), "door": s.url("door")} for s in layout.sites},
-        "door": {"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin},
+        "door": {"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin,
+                 "tls_listen": f"{site.address}:{PORTS['door_tls']}", "tls_cert": str(site.door_cert[0]),
+                 "tls_key": str(site.door_cert[1])},
         "db_door": {"admin": site.db_door_admin, "host": site.address, "port": PORTS["db_door"],
                     "read_only_port": PORTS["db_door_ro"]},
     }
@@ -198,11 +200,12 @@ def db_door_config_of(layout: LabLayout, site: SiteLayout) -> str:
 def door_config_of(layout: LabLayout, site: SiteLayout) -> dict:
     """The door's configuration at start: every site, its own first. With agents the agent
     replaces it from the routing table; without (Patroni alone), Caddy's health checks steer."""
-    from firebreak.control.door import admin_listen, door_config
+    from firebreak.control.door import DoorTLS, admin_listen, door_config
 
     return door_config(site.name, [s.name for s in _own_first(layout, site)],
                        {s.name: s.url("app") for s in layout.sites},
-                       f"{site.address}:{PORTS['door']}", admin_listen(site.door_admin))
+                       f"{site.address}:{PORTS['door']}", admin_listen(site.door_admin),
+                       DoorTLS(f"{site.address}:{PORTS['door_tls']}", *(str(p) for p in site.door_cert)))
 
 
 def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, str]:
@@ -222,6 +225,8 @@ def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, 
         # Every client of the lab comes from the host, one source address: a person's limit
         # (20 a minute) would throttle the lab's own tests and drills.
         "FIREBREAK_PORTAL_RATE": "600",
+        # Reviewers sign in through a door's HTTPS listener: their session cookie is Secure.
+        "FIREBREAK_SECURE_COOKIES": "1",
     }
 
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 # One address per site, same ports everywhere: a site is a network place, as in real life.
 # Ports are off the well-known ones so a system PostgreSQL or etcd on this host never collides.
 PORTS = {"etcd": 12379, "etcd_peer": 12380, "patroni": 18008, "postgres": 15432, "app": 18080,
-         "console": 18090, "door": 18000, "db_door": 15433, "db_door_ro": 15434}
+         "console": 18090, "door": 18000, "door_tls": 18443, "db_door": 15433, "db_door_ro": 15434}
 LOOPBACK_NET = "127.0.{n}.1"       # site i -> 127.0.(11+i).1
 NETNS_NET = "10.77.0.{n}"          # site i -> 10.77.0.(11+i); the bridge is 10.77.0.1
 NETNS_BRIDGE = "fb-br0"
@@ -32,7 +32,7 @@ class SiteLayout:
     def url(self, component: str) -> str:
         # etcd is locked (TLS, client certificates, users: lab/access.py); the rest is plain HTTP
         # on the lab's own network.
-        scheme = "https" if component in ("etcd", "etcd_peer") else "http"
+        scheme = "https" if component in ("etcd", "etcd_peer", "door_tls") else "http"
         return f"{scheme}://{self.address}:{PORTS[component]}"
 
     @property
@@ -63,6 +63,12 @@ class SiteLayout:
 
     def log(self, component: str) -> Path:
         return self.dir / "log" / f"{component}.log"
+
+    @property
+    def door_cert(self) -> tuple[Path, Path]:
+        """The front door's HTTPS certificate and key, from the lab's CA (lab/access.py)."""
+        d = self.dir / "door-tls"
+        return d / "door.pem", d / "door-key.pem"
 
     @property
     def etcd_member_cert(self) -> tuple[Path, Path]:

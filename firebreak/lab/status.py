@@ -109,6 +109,7 @@ def status(home: Path | None = None) -> dict:
                          "lag": (m or {}).get("lag") if site.name not in off else None},
             "app": site.url("app"),
             "door": site.url("door"),
+            "door_https": site.url("door_tls"),  # the same door over TLS (the lab's CA): for reviewers
             # The database door: clients need only this host and port (and a reconnect loop).
             "db_door": {"host": site.address, "port": PORTS["db_door"], "read_only_port": PORTS["db_door_ro"]},
             "console": site.url("console") if state.agents else None,

@@ -5,6 +5,7 @@ import csv
 import io
 import re
 import secrets
+import ssl
 import subprocess
 import threading
 
@@ -84,13 +85,19 @@ def test_portal_reports_survive_a_power_cut_mid_request_and_review_goes_on(runni
     r = subprocess.run([FIREBREAK, "claims", "user", "add", "lab-approver", "--role", "approver",
                         "--password-stdin"], input=password + "\n", capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    with httpx.Client(base_url=doors[0], timeout=10) as c:
+    # Reviewers use a door's HTTPS listener (the lab's CA): their session cookie is Secure.
+    https_door = st["sites"][survivors[0]]["door_https"]
+    ca = ssl.create_default_context(cafile=st["etcd_access"]["ca"])
+    with httpx.Client(base_url=https_door, timeout=10, verify=ca) as c:
         csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/review/login").text).group(1)
-        assert c.post("/review/login", data={"name": "lab-approver", "password": password,
-                                             "csrf": csrf}).status_code in (200, 303)
-        queue = c.get("/review?queue=clean").text
+        signed_in = c.post("/review/login", data={"name": "lab-approver", "password": password, "csrf": csrf})
+        assert signed_in.status_code in (200, 303)
+        cookie = signed_in.headers.get("set-cookie", "")
+        assert "firebreak_review=" in cookie and "secure" in cookie.lower() and "samesite=strict" in cookie.lower()
+        # new reports are verified in the background, every few seconds
+        queue = wait_for(lambda: (lambda t: t if receipts[0] in t else None)(c.get("/review?queue=clean").text),
+                         30, "the reports to be verified")
         csrf = re.search(r'name="csrf" value="([^"]+)"', queue).group(1)
-        assert receipts[0] in queue
         assert c.post("/review/bulk-approve", data={"csrf": csrf, "kind": "channel_shop"}).status_code in (200, 303)
         paid = {row["receipt"]: row for row in csv.DictReader(io.StringIO(c.get("/review/export.csv").text))}
     assert set(receipts.values()) <= set(paid) and all(paid[r]["amount"] == "30000" for r in receipts.values())

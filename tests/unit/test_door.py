@@ -130,3 +130,30 @@ def test_secret_files_are_private_from_their_first_byte(tmp_path):
     os.chmod(path, 0o644)
     write_private(path, "patroni_password: s3cret\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and "s3cret" in path.read_text()
+
+
+def test_a_door_with_tls_serves_the_same_routes_over_https_with_its_certificate(tmp_path):
+    import json
+    import subprocess
+
+    from firebreak.control.door import DoorTLS
+    from firebreak.lab import pki
+    from firebreak.lab.runtime import venv_bin
+
+    issued = pki.issue(pki.make_ca("lab CA"), "door.ansan", ips=["127.0.0.1"], server=True, client=False)
+    pki.write(issued, tmp_path / "door.pem", tmp_path / "door-key.pem")
+    tls = DoorTLS("127.0.0.1:18443", str(tmp_path / "door.pem"), str(tmp_path / "door-key.pem"))
+    order = routing(SITES, "ansan", set(), set())["for_this_site"]
+    cfg = door_config("ansan", order, APPS, "127.0.0.1:18000", "127.0.0.1:18019", tls)
+    servers = cfg["apps"]["http"]["servers"]
+    assert servers["door_tls"]["listen"] == ["127.0.0.1:18443"]
+    assert servers["door_tls"]["routes"] == servers["door"]["routes"]
+    assert cfg["apps"]["tls"]["certificates"]["load_files"][0]["certificate"] == tls.cert
+    assert "door_tls" not in door_config("ansan", order, APPS, "127.0.0.1:18000", "127.0.0.1:18019")["apps"]["http"]["servers"]
+    # and Caddy itself accepts it
+    (tmp_path / "door.json").write_text(json.dumps(cfg))
+    r = subprocess.run([venv_bin("caddy"), "validate", "--config", str(tmp_path / "door.json")],
+                       capture_output=True, text=True, timeout=60, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
+                                                                        "XDG_DATA_HOME": str(tmp_path),
+                                                                        "XDG_CONFIG_HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-600:]
