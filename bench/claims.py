@@ -104,13 +104,19 @@ def run_pgbench(st: dict, secrets, seconds: int, clients: int) -> float:
     return float(m.group(1))
 
 
-def run_stack(st: dict, seconds: int, connections: int, doors_used: int) -> dict:
+def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: int = 0) -> dict:
+    """Intake through the doors; with `flood`, that many more connections per door send
+    anonymous status guesses and review actions at the same time (bench/flood.lua)."""
     doors = [s["door"] for s in st["sites"].values()][:doors_used]
     lua = str(ROOT / "bench" / "intake.lua")
     run_id = f"{time.time_ns():x}"
     procs = [subprocess.Popen(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", lua, d,
                                "--", f"{run_id}-{i}"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i, d in enumerate(doors)]
+    flooders = [subprocess.Popen(["wrk", "-t1", f"-c{flood}", f"-d{seconds}s", "--timeout", "5s", "-s",
+                                  str(ROOT / "bench" / "flood.lua"), d],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for d in doors] if flood else []
     total = {"requests": 0, "errors_status": 0, "connect": 0, "read": 0, "write": 0, "timeout": 0, "p50_ms": [],
              "p99_ms": []}
     for p in procs:
@@ -125,10 +131,16 @@ def run_stack(st: dict, seconds: int, connections: int, doors_used: int) -> dict
         total["p99_ms"].append(float(fields["p99_ms"]))
     total["acknowledged"] = total["requests"] - total["errors_status"]
     total["rate"] = total["acknowledged"] / seconds
+    total["flood_requests"] = 0
+    for p in flooders:
+        m = re.search(r"FLOOD requests=(\d+)", p.communicate(timeout=seconds + 60)[0])
+        total["flood_requests"] += int(m.group(1)) if m else 0
+    total["flood_rate"] = total["flood_requests"] / seconds
     return total
 
 
-def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[int], out: Path, doors: int) -> None:
+def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[int], out: Path, doors: int,
+                 flood: int = 0) -> None:
     import shutil
     from firebreak.lab import lab
     from firebreak.lab.state import lab_home, load_secrets
@@ -153,24 +165,33 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
         pg_rates.append(rate)
         print(f"  round {i + 1}: pgbench raw insert ceiling {rate:,.0f}/s (best of "
               + ", ".join(f"{c} clients {r:,.0f}/s" for c, r in tries.items()) + ")", flush=True)
-        before = stored(st["postgres_dsn"])
-        run = run_stack(st, seconds, connections, doors)
-        run["stored"] = stored(st["postgres_dsn"]) - before
-        stack_runs.append(run)
-        print(f"  round {i + 1}: through doors+app+sync replication {run['rate']:,.0f} reports/s "
-              f"({run['acknowledged']:,} acknowledged, {run['stored']:,} stored, {run['errors_status']} non-2xx, "
-              f"p50 {max(run['p50_ms']):.0f} ms, p99 {max(run['p99_ms']):.0f} ms)", flush=True)
+        for flooded in ((False, True) if flood else (False,)):
+            before = stored(st["postgres_dsn"])
+            run = run_stack(st, seconds, connections, doors, flood if flooded else 0)
+            run["stored"] = stored(st["postgres_dsn"]) - before
+            run["flooded"] = flooded
+            stack_runs.append(run)
+            print(f"  round {i + 1}: through doors+app+sync replication{' while flooded' if flooded else ''} "
+                  f"{run['rate']:,.0f} reports/s ({run['acknowledged']:,} acknowledged, {run['stored']:,} stored, "
+                  f"{run['errors_status']} non-2xx, p50 {max(run['p50_ms']):.0f} ms, p99 {max(run['p99_ms']):.0f} ms"
+                  + (f"; flood {run['flood_rate']:,.0f} anonymous requests/s" if flooded else "") + ")", flush=True)
     pg = statistics.median(pg_rates)
-    stack = statistics.median(r["rate"] for r in stack_runs)
+    stack = statistics.median(r["rate"] for r in stack_runs if not r["flooded"])
+    if flood:
+        flooded = statistics.median(r["rate"] for r in stack_runs if r["flooded"])
+        print(f"flooded: {flooded:,.0f} reports/s = {flooded / pg:.0%} of pgbench (quiet {stack / pg:.0%})  "
+              f"[{'PASS' if flooded >= 0.5 * pg else 'FAIL'}: >= 50% of pgbench]")
     lost = sum(max(0, r["acknowledged"] - r["stored"]) for r in stack_runs)
     ok = stack >= 1000 and stack >= 0.5 * pg and lost == 0
     print(f"intake: {stack:,.0f} reports/s through the stack vs pgbench ceiling {pg:,.0f}/s = {stack / pg:.0%} "
           f"(median of {rounds}); acknowledged but not stored: {lost}  "
           f"[{'PASS' if ok else 'FAIL'}: >= 1,000/s and >= 50% of pgbench, 0 lost]")
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"claims-intake-{doors}door{'s' if doors > 1 else ''}.json").write_text(json.dumps({
+    name = f"claims-intake-{doors}door{'s' if doors > 1 else ''}" + ("-flood" if flood else "")
+    (out / f"{name}.json").write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "net": st["net"], "seconds": seconds, "doors": doors, "wrk_connections_per_door": connections, "pgbench_clients": pg_clients,
+        "flood_connections_per_door": flood,
         "pgbench": pg_rates, "stack": stack_runs, "median_pgbench": pg, "median_stack": stack, "lost": lost,
     }, indent=2))
 
@@ -187,12 +208,15 @@ def main() -> None:
     ap.add_argument("--pg-clients", type=lambda v: [int(x) for x in v.split(",")], default=[48, 96],
                     help="pgbench client counts to try each round; the best is the ceiling")
     ap.add_argument("--doors", type=int, default=3, help="send load through this many sites' doors")
+    ap.add_argument("--flood", type=int, default=0, help="also run each round flooded: this many connections per "
+                                                          "door of anonymous status guesses and review actions")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
     args = ap.parse_args()
     if args.pricing or not args.intake:
         bench_pricing(args.n, args.repeat)
     if args.intake or not args.pricing:
-        bench_intake(args.rounds, args.seconds, args.connections, args.pg_clients, Path(args.out), args.doors)
+        bench_intake(args.rounds, args.seconds, args.connections, args.pg_clients, Path(args.out), args.doors,
+                     args.flood)
 
 
 if __name__ == "__main__":
