@@ -172,6 +172,9 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
             note += "; could not heal " + "; ".join(failed) + ": run `firebreak lab heal all`"
         raise DrillAborted(f"drill {why}; {note}", interrupted=isinstance(e, KeyboardInterrupt)) from e
     finally:
+        # The history ends when the clients are told to stop, not when the last of them has
+        # finished a request in flight: waiting for them is no gap in the writes.
+        end = time.monotonic()
         stop.set()
         for t in threads:
             t.join(timeout=10)
@@ -180,7 +183,6 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
                 set_frozen(lab.status(), False, token)
             except LabError:
                 pass
-    end = time.monotonic()
     final = lab.status()
     progress("checking that the replicas agree (etcd hashes, PostgreSQL timelines)")
     disagreements = check_consistency(final)
