@@ -30,7 +30,7 @@ def power_off(site_name: str, home: Path | None = None) -> dict:
         return {"site": site_name, "changed": False, "silenced": state.sites[site_name].silenced}
     t0 = time.time()
     how = net.silence(state.layout, site)
-    killed = procs.power_cut(site_pids(state, site_name))
+    killed = procs.power_cut(site_pids(state, site_name), rescan=lambda: procs.marked(state.lab_id, site_name))
     st = state.sites[site_name]
     st.power, st.silenced, st.procs = "off", how, []
     save(state)
@@ -44,6 +44,11 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
         return {"site": site_name, "changed": False}
     secrets = load_secrets(state.home)
     layout = state.layout
+    # A site without power runs nothing: anything of it still alive (it cannot be, after
+    # power_off; this is the belt to its braces) would hold ports and shared memory.
+    leftovers = procs.marked(state.lab_id, site_name)
+    if leftovers:
+        procs.power_cut(leftovers, rescan=lambda: procs.marked(state.lab_id, site_name))
     net.restore(layout, site)
     state.sites[site_name].power = "up"
     state.sites[site_name].silenced = "none"

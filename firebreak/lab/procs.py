@@ -84,16 +84,35 @@ def marked(lab_id: str, site: str | None = None) -> list[int]:
     return out
 
 
-def power_cut(pids: Iterable[int]) -> int:
-    """Kill at once: freeze every process first so none of them sends another byte, then kill."""
-    pids = list(pids)
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-    return len(pids)
+def power_cut(pids: Iterable[int], rescan: Callable[[], list[int]] | None = None) -> int:
+    """Kill at once: freeze every process first so none of them sends another byte, then kill.
+
+    With `rescan` (the site's marked processes, found again), processes forked while the first
+    ones were being frozen are frozen too, until no new one appears: a PostgreSQL backend forked
+    at that moment would otherwise outlive its postmaster, keep its shared memory attached and
+    stop the site's PostgreSQL from ever starting again ("pre-existing shared memory block is
+    still in use"), which a drill found after 29 power cuts."""
+    found = list(dict.fromkeys(pids))
+    frozen: set[int] = set()
+    for _ in range(50):
+        new = [p for p in found if p not in frozen]
+        if not new:
+            break
+        _signal(new, signal.SIGSTOP)
+        frozen.update(new)
+        if rescan is None:
+            break
+        found = list(dict.fromkeys([*found, *rescan()]))
+    _signal(list(frozen), signal.SIGKILL)
+    return len(frozen)
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def terminate(pids: Iterable[int], timeout: float = 10.0, still: Callable[[], list[int]] | None = None) -> None:

@@ -162,3 +162,42 @@ def _site(state="up", role="replica", pg="streaming"):
 def test_healthy_is_a_pure_test_of_the_observed_sites(sites, expected):
     from firebreak.lab.status import healthy
     assert healthy(sites) is expected
+
+
+def test_a_power_cut_also_kills_what_was_forked_while_it_froze_the_others(tmp_path):
+    """A parent that forks a child as the cut begins: the child, unknown to the first list,
+    must be found by the rescan and die too (a PostgreSQL backend that outlived its postmaster
+    once kept a site's PostgreSQL from starting again)."""
+    import signal as sig
+
+    script = tmp_path / "forker.py"
+    script.write_text("import os, time\n"
+                      "signal_file = os.environ['FORKED']\n"
+                      "pid = os.fork()\n"
+                      "if pid == 0:\n"
+                      "    open(signal_file, 'w').write(str(os.getpid()))\n"
+                      "    time.sleep(60)\n"
+                      "    os._exit(0)\n"
+                      "time.sleep(60)\n")
+    forked = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "FORKED": str(forked)},
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not forked.exists() or not forked.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(forked.read_text())
+        killed = procs.power_cut([parent.pid], rescan=lambda: [child])  # the rescan finds the child
+        assert killed == 2
+        parent.wait(5)
+        deadline = time.monotonic() + 5
+        while procs.start_time(child) is not None:
+            assert time.monotonic() < deadline, "the forked child survived the power cut"
+            time.sleep(0.05)
+    finally:
+        for pid in (parent.pid,):
+            try:
+                os.kill(pid, sig.SIGKILL)
+            except ProcessLookupError:
+                pass
