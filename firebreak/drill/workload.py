@@ -181,10 +181,22 @@ class Reader(threading.Thread):
                 time.sleep(self.interval)
 
 
-def seed_report(door: str) -> int:
-    r = httpx.post(door + "/api/reports", json=REPORT, headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=10)
-    r.raise_for_status()
-    return int(r.json()["id"])
+def seed_report(door: str, patience: float = 20.0) -> int:
+    """One report for the readers to read. Retried with the same key while the answer is unknown
+    (503) or the door does not answer: a lab just healed may still be reconnecting its pools."""
+    key = uuid.uuid4().hex
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            r = httpx.post(door + "/api/reports", json=REPORT, headers={"Idempotency-Key": key}, timeout=10)
+            if r.status_code < 500:
+                r.raise_for_status()
+                return int(r.json()["id"])
+        except httpx.TransportError:
+            pass
+        if time.monotonic() >= deadline:
+            raise httpx.HTTPError(f"could not store the drill's seed report through {door} within {patience:g} s")
+        time.sleep(0.5)
 
 
 class ConsoleFlood(threading.Thread):
