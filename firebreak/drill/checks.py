@@ -28,10 +28,26 @@ def duplicates(stored_key_counts: Mapping[str, int]) -> list[str]:
     return sorted(k for k, n in stored_key_counts.items() if n > 1)
 
 
+STALL = 0.25   # a pause between acknowledgements longer than this is a stall, not the clients' pace
+SETTLE = 1.0   # ... when it begins this soon after the fault
+
+
 def write_rto(ops: Iterable[Op], fault_at: float, kind: str = "write") -> float | None:
-    """Seconds from the fault to the first acknowledgement of a write sent after it."""
+    """Seconds from the fault until writes flow again: the first acknowledgement of a write sent
+    after it or, when writes stall in the first second after the fault, the end of that stall.
+    A write acknowledged in the instant before a fault took hold (an isolation's rules landing, a
+    synchronous standby not yet missed) is not writes flowing: losing the synchronous standby's
+    site stalls every commit after it, and counting only the first write sent after the fault
+    once reported that 3 s stall as 0.01 s."""
+    done = sorted(o.complete for o in acked(ops, kind))
     after = [o.complete for o in acked(ops, kind) if o.invoke >= fault_at]
-    return min(after) - fault_at if after else None
+    if not after:
+        return None
+    rto = min(after) - fault_at
+    for a, b in zip(done, done[1:]):
+        if fault_at <= a <= fault_at + SETTLE and b - a > STALL:
+            rto = max(rto, b - fault_at)
+    return rto
 
 
 def max_write_gap(ops: Iterable[Op], start: float, end: float, kind: str = "write") -> float:

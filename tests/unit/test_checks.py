@@ -1,5 +1,7 @@
 """History checkers, each fed hand-made histories that must fail as well as ones that pass."""
 
+import pytest
+
 from firebreak.drill import checks
 from firebreak.drill.workload import Op
 
@@ -60,3 +62,22 @@ def test_ops_actions_per_site():
     ops = [Op("ops", "freeze", 0, 1, "ok", "ansan"), Op("ops", "evacuate", 0, 1, "failed", "ansan"),
            Op("ops", "freeze", 0, 1, "ok", "siheung")]
     assert checks.ops_actions(ops) == {"ansan": {"tried": 2, "ok": 1}, "siheung": {"tried": 1, "ok": 1}}
+
+
+@pytest.mark.parametrize("acks,expected", [
+    # the primary's site cut: nothing acknowledged from the fault until the new primary at +1.5 s
+    ([(9.0, 9.9), (9.5, 9.95), (10.1, 11.5), (10.2, 11.52)], 1.5),
+    # the synchronous standby's site isolated: one write makes it in the instant before the rules
+    # land, then every commit waits 3 s: unavailable for 3 s, not 0.01 s
+    ([(9.0, 9.9), (10.005, 10.01), (10.02, 13.0), (10.03, 13.01)], 3.0),
+    # an asynchronous replica's site lost: writes never pause
+    ([(9.0 + i * 0.05, 9.02 + i * 0.05) for i in range(80)], 0.02),
+    # a pause that starts well after the fault (the site's return) is not the fault's
+    ([(9.0, 9.9), (10.0, 10.05), (10.05, 10.1), (10.1, 10.15), (10.15, 10.2), (10.2, 10.25), (10.25, 10.3),
+      (10.3, 10.35), (10.35, 10.4), (10.4, 10.45), (10.45, 10.5), (10.5, 10.55), (10.55, 10.6), (10.6, 10.65),
+      (10.65, 10.7), (10.7, 10.75), (10.75, 10.8), (10.8, 10.85), (10.85, 10.9), (10.9, 10.95), (10.95, 11.0),
+      (11.0, 11.05), (11.05, 11.1), (11.1, 15.0)], 0.05),
+])
+def test_write_unavailability_ends_when_writes_flow_again(acks, expected):
+    ops = [w(f"k{i}", inv, done) for i, (inv, done) in enumerate(acks)]
+    assert abs(checks.write_rto(ops, 10.0) - expected) < 1e-6
