@@ -69,6 +69,7 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
                       app_admin=pysecrets.token_urlsafe(24), session=pysecrets.token_urlsafe(32))
     save_secrets(home, secrets)
     state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
+                     cluster=_database_of(topo),
                      user=user, agents=agents, sites={s: SiteState() for s in topo.sites}, python=python)
     save(state)
     try:
@@ -168,6 +169,12 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
     # Every role's credentials belong to the lab's user, which runs etcd, Patroni, agents and apps.
     runtime.chown_tree(layout.home / "access", user)
     runtime.chown_tree(layout.home / "pki", user)
+
+
+def _database_of(topo) -> str:
+    """The topology's name for the one database the lab runs (its first)."""
+    from firebreak.topology import Kind
+    return next((n for n, svc in topo.services.items() if svc.kind == Kind.DATABASE), "claims-db")
 
 
 def _primary_site(topo) -> str:

@@ -45,6 +45,7 @@ class LabState:
     sites: dict[str, SiteState] = field(default_factory=dict)
     phase: str = "starting"   # starting | up | stopping
     python: str = sys.executable  # the interpreter the site processes run with
+    cluster: str = "claims-db"    # the topology's name for the lab's Patroni cluster
 
     @property
     def layout(self) -> LabLayout:
@@ -54,7 +55,7 @@ class LabState:
         return {
             "lab_id": self.lab_id, "net": self.net, "topology": self.topology, "sites_order": self.site_names,
             "home": str(self.home), "user": list(self.user) if self.user else None, "agents": self.agents,
-            "phase": self.phase, "python": self.python,
+            "phase": self.phase, "python": self.python, "cluster": self.cluster,
             "sites": {n: {"power": s.power, "silenced": s.silenced, "isolated": s.isolated, "degraded": s.degraded,
                           "procs": [p.as_dict() for p in s.procs]}
                       for n, s in self.sites.items()},
@@ -65,6 +66,7 @@ class LabState:
         return cls(lab_id=d["lab_id"], net=d["net"], topology=d["topology"], site_names=d["sites_order"],
                    home=Path(d["home"]), user=tuple(d["user"]) if d.get("user") else None,
                    agents=d.get("agents", True), phase=d.get("phase", "up"), python=d.get("python", sys.executable),
+                   cluster=d.get("cluster", "claims-db"),
                    sites={n: SiteState(power=s["power"], silenced=s.get("silenced", "none"),
                                        isolated=s.get("isolated", ""), degraded=s.get("degraded", ""),
                                        procs=[Proc(**p) for p in s["procs"]]) for n, s in d["sites"].items()})

@@ -85,6 +85,23 @@ def healthy(sites: dict[str, dict]) -> bool:
             and all(s["postgres"]["state"] == "streaming" for s in sites.values() if s["postgres"]["role"] != "primary"))
 
 
+REFERENCE_SERVICE = "claims-app"  # the reference service every site runs behind its door
+
+
+def clusters_doc(name: str, sites: dict[str, dict], dsn: str) -> dict:
+    """`clusters` of lab status: each Patroni cluster's primary, synchronous standby and members'
+    roles by site, and its multi-host DSN. Pure: the `sites` part of status()."""
+    roles = {n: s["postgres"]["role"] for n, s in sites.items()}
+    return {name: {"primary": next((n for n, r in roles.items() if r == "primary"), None),
+                   "sync_standby": next((n for n, r in roles.items() if r == "sync_standby"), None),
+                   "members": roles, "dsn": dsn}}
+
+
+def services_doc(sites: dict[str, dict]) -> dict:
+    """`services` of lab status: each service, the sites that run it, its URL through each site's door."""
+    return {REFERENCE_SERVICE: {"sites": list(sites), "urls": {n: s["door"] for n, s in sites.items()}}}
+
+
 def status(home: Path | None = None) -> dict:
     state = require(home)
     layout = state.layout
@@ -125,8 +142,10 @@ def status(home: Path | None = None) -> dict:
         "home": str(state.home),
         "topology": state.topology,
         "primary": primary,
-        "healthy": healthy(sites),
+        "healthy": healthy(sites),  # every cluster (the lab runs one)
         "sites": sites,
+        "clusters": clusters_doc(state.cluster, sites, layout.dsn("claims", secrets.app)),
+        "services": services_doc(sites),
         "postgres_dsn": layout.dsn("claims", secrets.app),
         "etcd_endpoints": layout.etcd_endpoints,
         # The locked etcd: its CA and each role's client certificate, key, user and password file.

@@ -61,6 +61,10 @@ def test_power_cut_of_the_primary_site_with_patroni_alone(lab_up):
     assert roles(st)["pangyo"] == "primary"
     sync = [n for n, r in roles(st).items() if r == "sync_standby"]
     assert len(sync) == 1
+    # the estate's contract keys: the lab's one cluster, by the topology's name, and its service
+    assert st["clusters"] == {"claims-db": {"primary": "pangyo", "sync_standby": sync[0], "members": roles(st),
+                                            "dsn": st["postgres_dsn"]}}
+    assert st["services"]["claims-app"]["urls"] == {n: s["door"] for n, s in st["sites"].items()}
 
     writer = Writer(st["postgres_dsn"])
     writer.start()

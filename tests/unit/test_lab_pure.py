@@ -201,3 +201,16 @@ def test_a_power_cut_also_kills_what_was_forked_while_it_froze_the_others(tmp_pa
                 os.kill(pid, sig.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_lab_status_names_its_clusters_and_services():
+    from firebreak.lab.status import clusters_doc, services_doc
+
+    sites = {"a": {**_site(role="primary", pg="running"), "door": "http://a:1"},
+             "b": {**_site(role="sync_standby"), "door": "http://b:1"},
+             "c": {**_site(role="down", pg=None), "door": "http://c:1"}}
+    assert clusters_doc("claims-db", sites, "postgresql://x") == {"claims-db": {
+        "primary": "a", "sync_standby": "b", "members": {"a": "primary", "b": "sync_standby", "c": "down"},
+        "dsn": "postgresql://x"}}
+    assert services_doc(sites) == {"claims-app": {"sites": ["a", "b", "c"],
+                                                  "urls": {"a": "http://a:1", "b": "http://b:1", "c": "http://c:1"}}}
