@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from firebreak.control.dbdoor import PATRONI_RECIPE, haproxy_config  # noqa: E402
 from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
+from firebreak.drill.runner import wait_healthy  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 from firebreak.lab.layout import PORTS  # noqa: E402
 from firebreak.lab.runtime import haproxy_binary  # noqa: E402
@@ -55,21 +56,6 @@ from firebreak.lab.state import lab_home, load_secrets  # noqa: E402
 
 KINDS = {"door": "Firebreak database door", "multihost": "multi-host DSN", "haproxy": "HAProxy, Patroni recipe"}
 CLIENT = ROOT / "bench" / "ordinary_client.py"
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.3)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def healthy():
-    st = lab.status()
-    return st if st["healthy"] else None
 
 
 def free_port() -> int:
@@ -123,7 +109,7 @@ def measure(lines: list[tuple[float, str, str, str]], cut: float, old_addr: str,
 
 
 def one_round(i: int, recipe_port: int, cap: float, workdir: Path) -> dict:
-    st = wait_for(healthy, 120, "a healthy lab")
+    st = wait_healthy(120)
     victim = st["primary"]
     sync = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "sync_standby")
     third = next(n for n in st["sites"] if n not in (victim, sync))
@@ -157,13 +143,13 @@ def one_round(i: int, recipe_port: int, cap: float, workdir: Path) -> dict:
     for k, ls in lines.items():
         result["kinds"][k] = measure(ls, cut, old_addr, first_new)
     lab.power_on(victim)
-    wait_for(healthy, 150, f"{victim} to rejoin and every standby to stream")
+    wait_healthy(150)
     return result
 
 
 def pgbench_round(recipe_port: int, cap: float, workdir: Path) -> dict:
     """pgbench through a surviving door and on the multi-host DSN, during one cut."""
-    st = wait_for(healthy, 120, "a healthy lab")
+    st = wait_healthy(120)
     victim = st["primary"]
     door_site = next(n for n in st["sites"] if n != victim)
     targets = dsns(st, recipe_port, door_site)
@@ -217,7 +203,7 @@ def pgbench_round(recipe_port: int, cap: float, workdir: Path) -> dict:
                       "capped_at_s": cap},
     }
     lab.power_on(victim)
-    wait_for(healthy, 150, f"{victim} to rejoin")
+    wait_healthy(150)
     return result
 
 
@@ -240,7 +226,7 @@ def main() -> None:
     if not args.keep_lab:
         lab.down()
         lab.up(agents=True, progress=lambda m: print("  lab:", m, flush=True))
-    st = wait_for(healthy, 120, "a healthy lab")
+    st = wait_healthy(120)
     if st["net"] != "netns":
         print("note: loopback mode: a cut site refuses connections instead of going silent; run as root for "
               "a real (silent) power cut", flush=True)

@@ -213,7 +213,7 @@ def ops_user_add(name: str = typer.Argument(...), role: str = typer.Option("oper
 
     from firebreak.control.auth import ROLES, add_operator, check_name
     from firebreak.control.keys import Keys
-    from firebreak.control.etcd import OPEN, Etcd, EtcdAccess
+    from firebreak.control.etcd import OPEN, Etcd, EtcdAccess, EtcdError
 
     problem = check_name(name)
     if problem:
@@ -225,7 +225,10 @@ def ops_user_add(name: str = typer.Argument(...), role: str = typer.Option("oper
         st = lab.status()
         etcd = st["etcd_endpoints"]
         etcd_access = etcd_access or Path(st["etcd_access"]["roles"]["ops"]["access_file"])
-    access = EtcdAccess.from_file(etcd_access) if etcd_access else OPEN
+    try:
+        access = EtcdAccess.from_file(etcd_access) if etcd_access else OPEN
+    except EtcdError as e:  # a file the person named: bad input, not an etcd outage
+        raise InputError(Problem("--etcd-access", "", str(e))) from None
 
     async def go() -> str:
         client = Etcd(list(etcd), timeout=3, access=access)

@@ -108,16 +108,17 @@ class Etcd:
         kw: dict = {"json": body}
         if timeout is not None:
             kw["timeout"] = timeout
-        for attempt in (1, 2):
-            if self.access.user and not self._token:
-                await self._login(url.split("/v3/", 1)[0])
-            headers = {"Authorization": self._token} if self._token else None
-            r = await self.client.post(url, headers=headers, **kw)
-            if r.status_code != 200 and self.access.user and any(e in r.text for e in _AUTH_ERRORS) and attempt == 1:
-                self._token = ""
-                continue
-            return r
+        r = await self._send(url, kw)
+        if r.status_code != 200 and self.access.user and any(e in r.text for e in _AUTH_ERRORS):
+            self._token = ""  # this member does not know the token (it restarted): log in again, once
+            r = await self._send(url, kw)
         return r
+
+    async def _send(self, url: str, kw: dict) -> httpx.Response:
+        if self.access.user and not self._token:
+            await self._login(url.split("/v3/", 1)[0])
+        headers = {"Authorization": self._token} if self._token else None
+        return await self.client.post(url, headers=headers, **kw)
 
     async def _login(self, endpoint: str) -> None:
         r = await self.client.post(endpoint + "/v3/auth/authenticate",
