@@ -160,11 +160,13 @@ def ops_unfreeze(console: Optional[str] = _console_opt, site: Optional[str] = _s
 
 @ops_app.command("switchover")
 def ops_switchover(to: str = typer.Argument(..., help="Site to move the primary to."),
+                   cluster: Optional[str] = typer.Option(None, "--cluster", help="The database cluster (its Patroni "
+                                                         "scope, the topology's database name); the first if omitted."),
                    console: Optional[str] = _console_opt, site: Optional[str] = _site_opt,
                    token: Optional[str] = _token_opt, yes: bool = _yes_opt, fmt: OutputFormat = _format_opt) -> None:
-    """Move the primary to another site, cleanly."""
-    confirm(f"Move the primary to {to}?", yes)
-    _ops("switchover", {"to": to}, console, site, token, fmt)
+    """Move a cluster's primary to another site, cleanly."""
+    confirm(f"Move {cluster + chr(39) + 's' if cluster else 'the'} primary to {to}?", yes)
+    _ops("switchover", {"to": to, **({"cluster": cluster} if cluster else {})}, console, site, token, fmt)
 
 
 @ops_app.command("evacuate")

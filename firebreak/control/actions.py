@@ -32,6 +32,8 @@ class ActionIn(BaseModel):
     site: str | None = Field(default=None, max_length=31, pattern=NAME, description="evacuate / restore: the site")
     to: str | None = Field(default=None, max_length=64, pattern=r"^[a-z][a-z0-9_.-]{0,63}$",
                            description="switchover: the site (or member) to move the primary to")
+    cluster: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                description="switchover: the cluster (Patroni scope); the first if omitted")
     version: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
                                 description="deploy / release: the version")
     notes: str = Field(default="", max_length=2000)
@@ -54,10 +56,19 @@ class Context:
     def dead_sites(self) -> set[str]:
         return {s for s, v in self.agent.state.verdicts.items() if v.dead}
 
-    def patroni_urls(self) -> list[str]:
-        cfg = self.cfg
+    def patroni_urls(self, cluster=None, scope: str | None = None) -> list[str]:
+        """Patroni REST APIs to ask, this site's first, dead sites left out: a cluster's members'
+        own addresses (every cluster has its own ports), or the configured ones."""
+        cfg, dead = self.cfg, self.dead_sites()
+        if cluster is not None and cluster.members:
+            site_of = self.agent.site_of(scope or cfg.default_scope)
+            urls = [(site_of.get(n) != cfg.site, m.api_url.removesuffix("/patroni")) for n, m in cluster.members.items()
+                    if m.api_url and site_of.get(n) not in dead]
+            found = [u for _, u in sorted(urls)]
+            if found:
+                return found
         return [cfg.sites[cfg.site].patroni] + [ep.patroni for s, ep in cfg.sites.items()
-                                                if s != cfg.site and s not in self.dead_sites()]
+                                                if s != cfg.site and s not in dead]
 
     def patroni_auth(self) -> tuple[str, str] | None:
         return (self.cfg.patroni_user, self.cfg.patroni_password) if self.cfg.patroni_user else None
@@ -90,29 +101,50 @@ async def restore(ctx: Context, body: ActionIn, who: Operator) -> dict:
 
 
 async def evacuate(ctx: Context, body: ActionIn, who: Operator) -> dict:
+    """Drain a site and move every primary it holds (all clusters) elsewhere, in parallel."""
     site = _known_site(ctx, body.site)
-    plan = ops.evacuation_plan(await ctx.agent.read_cluster(), site, ctx.cfg.site_of_member,
-                               ctx.agent.state.verdicts)
-    if not plan.ok:
-        raise Denied(409, plan.reason)
+    found = await ctx.agent.read_clusters()
+    plans = {scope: ops.evacuation_plan(c, site, ctx.agent.site_of(scope), ctx.agent.state.verdicts)
+             for scope, c in found.items()}
+    refused = [f"{scope}: {p.reason}" for scope, p in plans.items() if not p.ok]
+    if refused:
+        raise Denied(409, "; ".join(refused))
     await ctx.etcd.put(ctx.keys.drained_site(site), _stamp(who))
-    result: dict = {"drained": site, "plan": plan.reason}
-    if plan.candidate:
-        cluster = await ctx.agent.read_cluster()
-        result["switchover"] = await ops.patroni_switchover(ctx.http, ctx.patroni_urls(), ctx.patroni_auth(),
-                                                            cluster.leader, plan.candidate)
+    single = len(found) == 1
+    result: dict = {"drained": site, "plan": "; ".join((f"{sc}: " if not single else "") + p.reason
+                                                       for sc, p in plans.items())}
+    moving = [(scope, p) for scope, p in plans.items() if p.candidate]
+
+    async def move(scope: str, candidate: str) -> str:
+        c = await ctx.agent.read_cluster(scope)
+        return await ops.patroni_switchover(ctx.http, ctx.patroni_urls(c, scope), ctx.patroni_auth(), c.leader,
+                                            candidate)
+    if single:
+        if moving:
+            result["switchover"] = await move(*[(sc, p.candidate) for sc, p in moving][0])
+        return result
+    # Every cluster at once; one that refuses does not stop the others, and the answer says which moved.
+    done = await asyncio.gather(*(move(scope, p.candidate) for scope, p in moving), return_exceptions=True)
+    result["switchovers"] = {scope: (f"failed: {r}" if isinstance(r, BaseException) else r)
+                             for (scope, _), r in zip(moving, done)}
+    failed = [scope for (scope, _), r in zip(moving, done) if isinstance(r, BaseException)]
+    if failed:
+        raise Denied(409, f"{site} drained, but the primary of {', '.join(failed)} did not move: "
+                          + "; ".join(f"{k}: {v}" for k, v in result["switchovers"].items()))
     return result
 
 
 async def switchover(ctx: Context, body: ActionIn, who: Operator) -> dict:
     if not body.to:
         raise Denied(422, "to: required (the site to move the primary to)")
-    cluster = await ctx.agent.read_cluster()
-    plan = ops.switchover_plan(cluster, body.to, ctx.cfg.site_of_member, ctx.agent.state.verdicts)
+    cluster = await ctx.agent.read_cluster(body.cluster)
+    scope = body.cluster or cluster.name or ctx.cfg.default_scope
+    plan = ops.switchover_plan(cluster, body.to, ctx.agent.site_of(scope), ctx.agent.state.verdicts)
     if not plan.ok:
-        raise Denied(409, plan.reason)
-    return {"switchover": await ops.patroni_switchover(ctx.http, ctx.patroni_urls(), ctx.patroni_auth(),
-                                                       cluster.leader, plan.candidate)}
+        raise Denied(409, (f"{scope}: " if body.cluster else "") + plan.reason)
+    return {"switchover": await ops.patroni_switchover(ctx.http, ctx.patroni_urls(cluster, scope),
+                                                       ctx.patroni_auth(), cluster.leader, plan.candidate),
+            "cluster": scope}
 
 
 async def release(ctx: Context, body: ActionIn, who: Operator) -> dict:

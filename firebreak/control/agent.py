@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
+from firebreak.control import clusters as clusters_mod
 from firebreak.control import dbdoor, detector, failover, maintenance, ops
 from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
 from firebreak.control.placement import coordination_move, etcd_leader_target
 from firebreak.control.config import AgentConfig
 from firebreak.control.etcd import Etcd, EtcdError
+from firebreak.control.keys import PatroniKeys
 
 log = logging.getLogger("firebreak.agent")
 
@@ -42,11 +44,14 @@ class AgentState:
     coordinator: str | None = None
     is_coordinator: bool = False
     last_decision: str = ""
+    decisions: dict[str, str] = field(default_factory=dict)  # cluster -> its last decision's reason
     frozen: bool = False
     failovers: int = 0
     open_incidents: dict[str, Incident] = field(default_factory=dict)
     etcd_health: dict = field(default_factory=dict)  # alarms, warnings, per-member sizes (maintenance_loop)
-    cluster: failover.ClusterState | None = None       # Patroni's cluster as last read from etcd
+    cluster: failover.ClusterState | None = None       # the first (or only) Patroni cluster, as last read
+    clusters: dict[str, failover.ClusterState] = field(default_factory=dict)  # every cluster, by scope
+    instances: dict[str, dict[str, bool]] = field(default_factory=dict)  # service -> site -> answers (instances_loop)
 
 
 class Agent:
@@ -71,6 +76,11 @@ class Agent:
         self.db_door: dbdoor.DbDoorKeeper | None = None
         self._db_door_wake = asyncio.Event()
         self._placed_at = 0.0
+        # Every cluster's keys and its members' sites, learnt as clusters are found (clusters.py).
+        self._pkeys: dict[str, PatroniKeys] = {cfg.default_scope: cfg.patroni_keys}
+        self._placements: dict[str, dict[str, str]] = {}
+        self._site_hosts = clusters_mod.unique_hosts(
+            {s: [ep.etcd, ep.patroni, ep.app, ep.agent] for s, ep in cfg.sites.items()})
 
     # -- probing -----------------------------------------------------------------------------
 
@@ -136,17 +146,17 @@ class Agent:
         lease = 0
         while True:
             try:
-                cluster = await self.read_cluster()
-                self.state.cluster = cluster
+                found = await self.read_clusters()
+                self.state.clusters = found
+                self.state.cluster = self._main(found)
                 views = await self.read_views()
                 now = self.clock()
                 fresh_others = [o for o, v in views.items()
                                 if o != self.cfg.site and now - v.published <= self.cfg.detector.fresh]
                 holder = await self.etcd.get(self.keys.coordinator)
-                primary_site = self.cfg.site_of_member.get(cluster.leader) if cluster.leader else None
-                sync_sites = [self.cfg.site_of_member.get(n, n) for n in cluster.sync_standbys]
+                primary_sites, sync_sites = self.placement_of(found)
                 move = coordination_move(self.cfg.site, holder.value if holder else None,
-                                         primary_site, fresh_others, sync_sites)
+                                         primary_sites, fresh_others, sync_sites)
                 if move == "campaign":
                     lease = lease or await self.etcd.grant(self.cfg.detector.coordinator_lease_ttl)
                     if await self.etcd.create(self.keys.coordinator, self.cfg.site, lease=lease):
@@ -162,7 +172,7 @@ class Agent:
                 self.state.is_coordinator = bool(holder and lease and holder.lease == lease)
                 if self.state.is_coordinator and await self.etcd.keepalive(lease) <= 0:
                     lease, self.state.is_coordinator = 0, False
-                await self.observe_and_act(views, cluster)
+                await self.observe_and_act(views, found)
             except EtcdError as e:
                 # Cut off from etcd's quorum: we may not be coordinator any more, so we act on nothing.
                 if self.state.is_coordinator:
@@ -184,35 +194,52 @@ class Agent:
         views[self.cfg.site] = self.my_view()  # our own, fresher than what we published
         return views
 
-    async def read_cluster(self) -> failover.ClusterState:
-        pk = self.pkeys
-        kvs = {kv.key: kv for kv in await self.etcd.get_prefix(pk.root)}
-        leader = kvs.get(pk.leader)
-        sync_raw = kvs.get(pk.sync)
-        sync_leader, standbys = None, ()
-        if sync_raw is not None:
-            try:
-                d = json.loads(sync_raw.value)
-                sync_leader = d.get("leader")
-                standbys = tuple(x for x in (d.get("sync_standby") or "").split(",") if x)
-            except ValueError:
-                pass
-        members = {}
-        for key, kv in kvs.items():
-            if key.startswith(pk.members):
-                name = key.rsplit("/", 1)[1]
-                try:
-                    d = json.loads(kv.value)
-                except ValueError:
-                    d = {}
-                members[name] = failover.Member(name=name, role=d.get("role", ""), state=d.get("state", ""),
-                                                api_url=d.get("api_url", ""), revision=kv.mod_revision,
-                                                lease=kv.lease, raw=kv.value)
-        return failover.ClusterState(leader=leader.value if leader else None,
-                                     leader_revision=leader.mod_revision if leader else 0,
-                                     sync_leader=sync_leader, sync_standbys=standbys, members=members)
+    async def read_clusters(self) -> dict[str, failover.ClusterState]:
+        """Every cluster this agent protects, by scope: one range read per namespace."""
+        if not self.cfg.patroni_namespaces:
+            pk = self.pkeys
+            kvs = {kv.key: kv for kv in await self.etcd.get_prefix(pk.root)}
+            found = {self.cfg.default_scope: (pk, clusters_mod.cluster_state(kvs, pk, self.cfg.default_scope))}
+        else:
+            found = {}
+            for ns in self.cfg.patroni_namespaces:
+                kvs = {kv.key: kv for kv in await self.etcd.get_prefix(ns.rstrip("/") + "/")}
+                found.update(clusters_mod.clusters_under(kvs, ns))
+        for scope, (pk, c) in found.items():
+            self._pkeys[scope] = pk
+            self._placements[scope] = clusters_mod.place_members(c, self.cfg.site_of_member, self._site_hosts,
+                                                                 self._placements.get(scope))
+        return {scope: c for scope, (_, c) in found.items()}
 
-    async def observe_and_act(self, views: dict[str, detector.View], cluster: failover.ClusterState) -> None:
+    async def read_cluster(self, scope: str | None = None) -> failover.ClusterState:
+        """One cluster: `scope`, or the first (the only one, for a single-cluster agent)."""
+        found = await self.read_clusters()
+        if scope is None:
+            return self._main(found)
+        if scope not in found:
+            from firebreak.errors import Denied
+            raise Denied(404, f"cluster: no Patroni cluster {scope!r}; clusters are {', '.join(found) or 'none'}")
+        return found[scope]
+
+    def _main(self, found: dict[str, failover.ClusterState]) -> failover.ClusterState:
+        return found.get(self.cfg.default_scope) or next(iter(found.values()), None) or failover.ClusterState(
+            None, 0, None, (), {}, self.cfg.default_scope)
+
+    def site_of(self, scope: str) -> dict[str, str]:
+        """member -> site for a cluster."""
+        return self._placements.get(scope) or self.cfg.site_of_member
+
+    def placement_of(self, found: dict[str, failover.ClusterState]) -> tuple[list[str], list[str]]:
+        """The sites of every cluster's primary and synchronous standbys (one entry per cluster)."""
+        primaries = [self.site_of(sc).get(c.leader, c.leader) for sc, c in found.items() if c.leader]
+        syncs = [self.site_of(sc).get(n, n) for sc, c in found.items() for n in c.sync_standbys]
+        return primaries, syncs
+
+    async def observe_and_act(self, views: dict[str, detector.View],
+                              found: dict[str, failover.ClusterState]) -> None:
+        """One verdict for the sites, one decision per cluster: every cluster whose primary's
+        site is dead fails over at once, in parallel, and a cluster whose failover is refused
+        delays none of the others."""
         now = self.clock()
         cfg = detector.DetectorConfig(window=self.cfg.detector.window, fresh=self.cfg.detector.fresh)
         verdicts = detector.verdicts(self.cfg.sites, views, now, cfg)
@@ -222,18 +249,24 @@ class Agent:
             return
         self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
         await self.track_incidents(verdicts, now)
-        decision = failover.decide(cluster, verdicts, self.cfg.site_of_member, frozen=self.state.frozen)
-        if not decision.failover and not self.state.frozen and now - self._placed_at > 2.0:
+        decisions = {scope: failover.decide(c, verdicts, self.site_of(scope), frozen=self.state.frozen)
+                     for scope, c in found.items()}
+        if not any(d.failover for d in decisions.values()) and not self.state.frozen and now - self._placed_at > 2.0:
             self._placed_at = now
-            await self.place_etcd_leader(cluster, verdicts)
-        if decision.reason != self.state.last_decision:
-            log.info("decision: %s", decision.reason)
-            self.state.last_decision = decision.reason
-        if decision.failover:
-            await self.execute(decision, cluster)
+            await self.place_etcd_leader(found, verdicts)
+        for scope, d in decisions.items():
+            if d.reason != self.state.decisions.get(scope):
+                log.info("decision for %s: %s", scope, d.reason)
+                self.state.decisions[scope] = d.reason
+        self.state.last_decision = "; ".join(
+            (f"{scope}: " if len(decisions) > 1 else "") + d.reason for scope, d in decisions.items())
+        acting = [(scope, d) for scope, d in decisions.items() if d.failover]
+        if acting:
+            await asyncio.gather(*(self.execute(d, found[scope], scope) for scope, d in acting))
 
-    async def execute(self, decision: failover.Decision, cluster: failover.ClusterState) -> None:
-        pk = self.pkeys
+    async def execute(self, decision: failover.Decision, cluster: failover.ClusterState,
+                      scope: str | None = None) -> None:
+        pk = self._pkeys.get(scope or self.cfg.default_scope, self.pkeys)
         for action in decision.actions:
             match action:
                 case failover.FenceApi():
@@ -246,23 +279,25 @@ class Agent:
                     log.warning("dropped dead synchronous standby %s's member key: %s", action.member,
                                 "done" if ok else "it changed meanwhile, skipped")
                 case failover.DeleteLeader():
-                    await self._release_leader(action)
+                    await self._release_leader(action, pk, scope or self.cfg.default_scope)
 
-    async def _release_leader(self, action: failover.DeleteLeader) -> None:
-        ok = await self.etcd.cas_delete(self.pkeys.leader, action.revision)
+    async def _release_leader(self, action: failover.DeleteLeader, pk: PatroniKeys, scope: str) -> None:
+        ok = await self.etcd.cas_delete(pk.leader, action.revision)
         if ok:
             self.state.failovers += 1
             if self.metrics:
                 self.metrics.failover()
-            site = self.cfg.site_of_member.get(action.member, action.member)
+            site = self.site_of(scope).get(action.member, action.member)
             inc = self.state.open_incidents.get(site)
             if inc is not None:
-                inc.failover = f"released leader key of {action.member} at {self.clock():.3f}"
+                done = f"released leader key of {scope}/{action.member} at {self.clock():.3f}"
+                inc.failover = "; ".join(x for x in (inc.failover, done) if x)
                 await self.save_incident(inc)
-        log.warning("released leader key of dead primary %s: %s", action.member,
+        log.warning("released leader key of %s's dead primary %s: %s", scope, action.member,
                     "done" if ok else "it changed meanwhile (Patroni acted first)")
 
-    async def place_etcd_leader(self, cluster: failover.ClusterState, verdicts: dict[str, detector.Verdict]) -> None:
+    async def place_etcd_leader(self, found: dict[str, failover.ClusterState],
+                                verdicts: dict[str, detector.Verdict]) -> None:
         if self.etcd_admin is None and self.cfg.etcd_access:
             return  # a locked etcd and no admin identity: leadership stays where raft puts it
         try:
@@ -271,10 +306,9 @@ class Agent:
             return
         by_id = {m["ID"]: m for m in members}
         leader_site = by_id.get(leader_id, {}).get("name")
-        primary_site = self.cfg.site_of_member.get(cluster.leader) if cluster.leader else None
-        sync_sites = [self.cfg.site_of_member.get(n, n) for n in cluster.sync_standbys]
+        primary_sites, sync_sites = self.placement_of(found)
         alive = [s for s, v in verdicts.items() if not v.dead and not v.votes]
-        target = etcd_leader_target(leader_site, primary_site, sync_sites, alive)
+        target = etcd_leader_target(leader_site, primary_sites, sync_sites, alive)
         if target is None:
             return
         target_member = next((m for m in members if m.get("name") == target), None)
@@ -340,7 +374,9 @@ class Agent:
             return
         keeper = DoorKeeper(door.admin, self.http)
         self.door = keeper
-        apps = {s: e.app for s, e in self.cfg.sites.items()}
+        # An estate's door serves its services; the reference app only where there are no services.
+        services = {n: dict(svc.sites) for n, svc in self.cfg.services.items()} or None
+        apps = {} if services else {s: e.app for s, e in self.cfg.sites.items()}
         drained: set[str] | None = None
         read_at = 0.0
         while True:
@@ -354,27 +390,27 @@ class Agent:
             if drained is not None:
                 order = ops.routing(list(self.cfg.sites), self.cfg.site, set(), drained)["for_this_site"]
                 await keeper.push(door_config(self.cfg.site, order, apps, door.listen, admin_listen(door.admin),
-                                              door.tls), order, self.clock())
+                                              door.tls, services), order, self.clock())
             await asyncio.sleep(self.cfg.detector.probe_interval)
 
-    def db_door_routes(self) -> dbdoor.Routes | None:
-        cluster = self.state.cluster
-        if cluster is None:
-            return None
+    def db_door_routes(self) -> dict[str, dbdoor.Routes]:
+        """scope -> where this site's database door sends that cluster's clients."""
         view = self.my_view()
         unreachable = {s for s, gap in view.unreachable_for.items() if gap > 0}
         dead = {s for s, v in self.state.verdicts.items() if v.dead}
-        return dbdoor.routes(cluster, self.cfg.site_of_member, dead, unreachable,
-                             sites_seen=len(self.cfg.sites) - len(unreachable), sites_total=len(self.cfg.sites))
+        return {scope: dbdoor.routes(c, self.site_of(scope), dead, unreachable,
+                                     sites_seen=len(self.cfg.sites) - len(unreachable), sites_total=len(self.cfg.sites))
+                for scope, c in self.state.clusters.items()}
 
     async def db_door_loop(self) -> None:
-        """Keep this site's database door on the current primary and living standbys: at once
-        when the cluster or a verdict changes, and every probe interval from this agent's own
-        reachability (a site it cannot reach gets no clients, and their sessions are shut)."""
+        """Keep this site's database door on each cluster's current primary and living standbys:
+        at once when a cluster or a verdict changes, and every probe interval from this agent's
+        own reachability (a site it cannot reach gets no clients, and their sessions are shut)."""
         dd = self.cfg.db_door
         if dd is None:
             return
-        keeper = dbdoor.DbDoorKeeper(dd.socket_path, [self.cfg.member_of(s) for s in self.cfg.sites])
+        ports = dd.ports(self.cfg.default_scope)
+        keeper = dbdoor.DbDoorKeeper(dd.socket_path, [self.cfg.member_of(s) for s in self.cfg.sites], list(ports))
         self.db_door = keeper
         while True:
             try:
@@ -382,9 +418,64 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
             self._db_door_wake.clear()
-            new = self.db_door_routes()
-            if new is not None:
+            new = {scope: r for scope, r in self.db_door_routes().items() if scope in ports}
+            if new:
                 await keeper.apply(new, self.clock())
+
+    async def instances_loop(self, every: float = 1.0) -> None:
+        """Which of the estate's service instances answer a TCP connect, every second: what
+        `check --live` reads as the running estate (not on the detector's path)."""
+        if not self.cfg.services:
+            return
+        targets = {(name, site): _host_port(url) for name, svc in self.cfg.services.items()
+                   for site, url in svc.sites.items()}
+
+        async def one(host: str, port: int) -> bool:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+            except (OSError, asyncio.TimeoutError):
+                return False
+            writer.close()
+            return True
+        while True:
+            results = await asyncio.gather(*(one(*hp) for hp in targets.values()))
+            found: dict[str, dict[str, bool]] = {}
+            for (name, site), ok in zip(targets, results):
+                found.setdefault(name, {})[site] = ok
+            self.state.instances = found
+            await asyncio.sleep(every)
+
+    def estate(self) -> dict:
+        """The running estate as this agent sees it now: which site runs which etcd member,
+        cluster members, service instances and agents. `check --live` analyses it."""
+        dead = {s for s, v in self.state.verdicts.items() if v.dead}
+
+        def up(site: str, component: str) -> bool:
+            if site in dead:
+                return False
+            return True if site == self.cfg.site else bool(self.state.components.get(site, {}).get(component))
+        dd = self.cfg.db_door
+        doors = set(dd.ports(self.cfg.default_scope)) if dd else set()
+        clusters = {}
+        for scope, c in self.state.clusters.items():
+            site_of = self.site_of(scope)
+            clusters[scope] = {
+                "primary_site": site_of.get(c.leader) if c.leader else None,
+                "synchronous": bool(c.sync_standbys) or c.sync_leader is not None,
+                "doors": scope in doors,
+                "members": {n: {"site": site_of.get(n), "role": m.role, "state": m.state}
+                            for n, m in c.members.items()},
+            }
+        return {
+            "site": self.cfg.site, "sites": list(self.cfg.sites), "frozen": self.state.frozen,
+            "etcd": {s: up(s, "etcd") for s in self.cfg.sites},
+            "agents": {s: up(s, "agent") for s in self.cfg.sites},
+            "clusters": clusters,
+            "services": {name: {"instances": {s: (self.state.instances.get(name, {}).get(s, False) and s not in dead)
+                                              for s in svc.sites},
+                                "databases": list(svc.databases), "calls": list(svc.calls)}
+                         for name, svc in self.cfg.services.items()},
+        }
 
     async def maintenance_loop(self, every: float = 10.0) -> None:
         """Watch etcd's storage (alarms, database sizes) and, as coordinator, keep it bounded:

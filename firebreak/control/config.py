@@ -46,18 +46,37 @@ class DoorSettings(_Strict):
         return DoorTLS(self.tls_listen, self.tls_cert, self.tls_key) if self.tls_listen else None
 
 
+class DoorPorts(_Strict):
+    port: int = Field(gt=0, lt=65536, description="read-write port: the cluster's current primary")
+    read_only_port: int | None = Field(default=None, gt=0, lt=65536, description="its living standbys")
+
+
 class DbDoorSettings(_Strict):
     admin: str = Field(description="the database door's (HAProxy's) runtime API: unix//path/to/socket, "
                                    "its `stats socket ... level admin`, which only the agent's user can open")
     host: str = Field(description="the address clients reach the door on")
     port: int = Field(gt=0, lt=65536, description="read-write port: the current primary")
     read_only_port: int | None = Field(default=None, gt=0, lt=65536, description="living standbys")
+    clusters: dict[str, DoorPorts] = Field(default_factory=dict, description="with many clusters: each "
+                                           "cluster's (scope's) ports on this door; port and read_only_port are "
+                                           "then the first cluster's")
+
+    def ports(self, default_scope: str) -> dict[str, DoorPorts]:
+        """scope -> its ports on this door."""
+        return dict(self.clusters) or {default_scope: DoorPorts(port=self.port, read_only_port=self.read_only_port)}
 
     @property
     def socket_path(self) -> str:
         if not self.admin.startswith("unix/"):
             raise ValueError("db_door.admin must be a unix socket, unix//path")
         return self.admin.removeprefix("unix/")
+
+
+class ServiceSettings(_Strict):
+    """A service of the estate, as the agents know it: where its instances run, what it needs."""
+    sites: dict[str, str] = Field(description="site -> URL of the service's instance there")
+    databases: list[str] = Field(default_factory=list, description="the clusters (scopes) it writes to")
+    calls: list[str] = Field(default_factory=list, description="the services it calls")
 
 
 class DetectorSettings(_Strict):
@@ -74,7 +93,12 @@ class AgentConfig(_Strict):
     listen: str = Field(description="ADDR:PORT for the console and API")
     sites: dict[str, SiteEndpoints]
     etcd: list[str] = Field(min_length=1, description="etcd client URLs, this site's first")
-    patroni_namespace: str = "/service/firebreak"
+    patroni_namespace: str = Field(default="/service/firebreak", description="one cluster: its path "
+                                   "(Patroni's namespace and scope)")
+    patroni_namespaces: list[str] = Field(default_factory=list, description="many clusters: Patroni namespaces "
+                                          "(such as /service/) under which every cluster found is protected")
+    members: dict[str, str] = Field(default_factory=dict, description="Patroni member name -> site, for members "
+                                    "not named after their site whose addresses do not say it either")
     prefix: str = "/firebreak"
     etcd_access: str | None = Field(default=None, description="a locked etcd: this agent's access file (JSON: ca, "
                                     "cert, key, user, password_file); none for an open etcd")
@@ -87,6 +111,8 @@ class AgentConfig(_Strict):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     door: DoorSettings | None = Field(default=None, description="this site's front door, configured by the agent")
     db_door: DbDoorSettings | None = Field(default=None, description="this site's database door, steered by the agent")
+    services: dict[str, ServiceSettings] = Field(default_factory=dict, description="the estate's services: the "
+                                                 "front door serves each at /s/<name>/; the console lists them")
 
     @model_validator(mode="after")
     def _known_site(self) -> "AgentConfig":
@@ -98,6 +124,15 @@ class AgentConfig(_Strict):
         if self.db_door is not None and not self.db_door.admin.startswith("unix/"):
             raise ValueError("db_door.admin must be a unix socket (unix//path): HAProxy's runtime API has "
                              "no authentication of its own")
+        for member, site in self.members.items():
+            if site not in self.sites:
+                raise ValueError(f"members.{member}: unknown site '{site}'")
+        for name, svc in self.services.items():
+            if bad_name(name):
+                raise ValueError(f"services.{name}: service name {bad_name(name)}")
+            for site in svc.sites:
+                if site not in self.sites:
+                    raise ValueError(f"services.{name}.sites: unknown site '{site}'")
         if len(self.sites) < 3:
             raise ValueError("at least 3 sites are needed to tell a dead site from a cut link")
         return self
@@ -110,6 +145,10 @@ class AgentConfig(_Strict):
     def patroni_keys(self) -> PatroniKeys:
         return PatroniKeys(self.patroni_namespace)
 
+    @property
+    def default_scope(self) -> str:
+        return self.patroni_namespace.rstrip("/").rsplit("/", 1)[-1]
+
     def access(self, admin: bool = False) -> EtcdAccess:
         path = self.etcd_admin_access if admin else self.etcd_access
         return EtcdAccess.from_file(path) if path else OPEN
@@ -119,7 +158,7 @@ class AgentConfig(_Strict):
 
     @property
     def site_of_member(self) -> dict[str, str]:
-        return {self.member_of(s): s for s in self.sites}
+        return {**{self.member_of(s): s for s in self.sites}, **self.members}
 
 
 def load_agent_config(path: Path | str) -> AgentConfig:

@@ -109,10 +109,16 @@ def create_console(agent: Agent) -> FastAPI:
             return None
         return auth.Operator(user["name"], kv.json().get("role", "viewer"))
 
-    async def cluster_view() -> dict:
-        c = await agent.read_cluster()
-        return {"leader": c.leader, "sync_standbys": list(c.sync_standbys),
-                "members": {n: {"role": m.role, "state": m.state} for n, m in c.members.items()}}
+    def one_cluster(scope: str, c) -> dict:
+        site_of = agent.site_of(scope)
+        return {"leader": c.leader, "primary_site": site_of.get(c.leader) if c.leader else None,
+                "sync_standbys": list(c.sync_standbys),
+                "members": {n: {"role": m.role, "state": m.state, "site": site_of.get(n)}
+                            for n, m in c.members.items()},
+                "decision": agent.state.decisions.get(scope, "")}
+
+    async def clusters_view() -> dict:
+        return {scope: one_cluster(scope, c) for scope, c in (await agent.read_clusters()).items()}
 
     async def drained() -> set[str]:
         return {kv.key.rsplit("/", 1)[1] for kv in await agent.etcd.get_prefix(keys.drained)}
@@ -123,17 +129,21 @@ def create_console(agent: Agent) -> FastAPI:
         st = agent.state
         now = agent.clock()
         try:
-            cluster = await cluster_view()
+            every = await clusters_view()
+            cluster = every.get(cfg.default_scope) or next(iter(every.values()), {"leader": None})
             drain = await drained()
             current = await agent.etcd.get(keys.release_current)
             frozen = await agent.etcd.get(keys.frozen) is not None
         except EtcdError as e:
             cluster, drain, current, frozen = {"error": str(e)}, set(), None, st.frozen
-        primary = cfg.site_of_member.get(cluster.get("leader")) if cluster.get("leader") else None
+            every = {}
+        primary = cluster.get("primary_site")
         dead = {s for s, v in st.verdicts.items() if v.dead}
         return {
             "site": cfg.site, "coordinator": st.coordinator, "is_coordinator": st.is_coordinator,
             "frozen": frozen, "primary": primary, "cluster": cluster,
+            # Every cluster this agent protects, and what each site holds of them.
+            "clusters": every, "site_roles": _site_roles(every),
             "sites": {s: {"dead": v.dead, "reason": v.reason, "votes": list(v.votes), "drained": s in drain,
                           "components": st.components.get(s, {}),
                           "unreachable_for": round(max(0.0, now - st.last_ok.get(s, now)), 3)}
@@ -185,6 +195,11 @@ def create_console(agent: Agent) -> FastAPI:
     @app.get("/api/status")
     async def status() -> dict:
         return await status_doc()
+
+    @app.get("/api/estate")
+    async def estate() -> dict:
+        """The running estate as this site's agent sees it now (read by `firebreak check --live`)."""
+        return agent.estate()
 
     @app.get("/api/routing")
     async def routing_api() -> dict:
@@ -295,12 +310,30 @@ def create_console(agent: Agent) -> FastAPI:
     return app
 
 
+def _site_roles(every: dict) -> dict:
+    """site -> {cluster: role of its member}: what each building holds."""
+    out: dict[str, dict[str, str]] = {}
+    for scope, c in every.items():
+        for name, m in (c.get("members") or {}).items():
+            if m.get("site"):
+                out.setdefault(m["site"], {})[scope] = m.get("role", "")
+    return out
+
+
 def _db_door_status(agent) -> dict | None:
     dd, keeper = agent.cfg.db_door, agent.db_door
     if dd is None:
         return None
     applied = keeper.applied if keeper else None
-    return {"host": dd.host, "port": dd.port, "read_only_port": dd.read_only_port,
-            "writes_to": applied.rw if applied else None, "reads_from": list(applied.ro) if applied else [],
-            "why": applied.why if applied else "not steered yet",
+    ports = dd.ports(agent.cfg.default_scope)
+    per = applied if isinstance(applied, dict) else {agent.cfg.default_scope: applied} if applied else {}
+
+    def one(scope: str) -> dict:
+        r = per.get(scope)
+        return {"port": ports[scope].port, "read_only_port": ports[scope].read_only_port,
+                "writes_to": r.rw if r else None, "reads_from": list(r.ro) if r else [],
+                "why": r.why if r else "not steered yet"}
+    first = one(next(iter(ports)))
+    # The first cluster's routes at the top (a door of one cluster), every cluster's under clusters.
+    return {"host": dd.host, **first, "clusters": {scope: one(scope) for scope in ports},
             "error": (keeper.last_error or None) if keeper else None}

@@ -31,7 +31,12 @@ from firebreak.control.failover import ClusterState
 
 log = logging.getLogger("firebreak.dbdoor")
 
-RW, RO = "pg_rw", "pg_ro"
+RW, RO = "pg_rw", "pg_ro"   # the backends of a door that serves one cluster
+
+
+def backends(scope: str | None) -> tuple[str, str]:
+    """HAProxy's read-write and read-only backend names for a cluster's frontends on a door."""
+    return (RW, RO) if not scope else (f"rw_{scope}", f"ro_{scope}")
 STANDBY_ROLES = ("replica", "sync_standby", "standby_leader")
 LIVE_STATES = ("running", "streaming")
 
@@ -64,13 +69,14 @@ def routes(cluster: ClusterState, site_of: Mapping[str, str], dead: set[str], un
     return Routes(rw, standbys or ((rw,) if rw else ()), why)
 
 
-def commands(servers: list[str], new: Routes) -> list[str]:
+def commands(servers: list[str], new: Routes, scope: str | None = None) -> list[str]:
     """HAProxy runtime API commands that put the door in `new` whatever state it is in (just
     restarted with its health checks on, or steered before): idempotent, so the same list serves
     a change and a refresh. Per backend, routes are opened first, then the others closed and their
     sessions shut, so a client that reconnects lands on the new route, never on the old one."""
-    out = [f"disable health {b}/{s}" for b in (RW, RO) for s in servers]
-    for backend, want in ((RW, {new.rw} - {None}), (RO, set(new.ro))):
+    rw, ro = backends(scope)
+    out = [f"disable health {b}/{s}" for b in (rw, ro) for s in servers]
+    for backend, want in ((rw, {new.rw} - {None}), (ro, set(new.ro))):
         out += [f"set server {backend}/{s} state ready" for s in servers if s in want]
         for s in servers:
             if s not in want:
@@ -90,11 +96,25 @@ class Recipe:
 PATRONI_RECIPE = Recipe(inter_ms=3000, fall=3, rise=2)  # the values in Patroni's HAProxy example
 
 
-def haproxy_config(*, name: str, bind_host: str, rw_port: int, ro_port: int | None,
-                   servers: Mapping[str, tuple[str, int, int]], admin_socket: str | None,
-                   recipe: Recipe = Recipe()) -> str:
-    """HAProxy's configuration: `servers` maps a member name to (host, postgres port, Patroni REST
-    port). Without `admin_socket` nothing can steer it: health checks alone (the Patroni recipe)."""
+@dataclass(frozen=True)
+class ClusterDoor:
+    """One cluster's frontends on a door: `servers` maps a member name to (host, postgres port,
+    Patroni REST port). `scope` None is a door of one cluster (backends pg_rw, pg_ro)."""
+    scope: str | None
+    rw_port: int
+    ro_port: int | None
+    servers: Mapping[str, tuple[str, int, int]]
+
+
+def haproxy_config(*, name: str, bind_host: str, admin_socket: str | None, recipe: Recipe = Recipe(),
+                   rw_port: int | None = None, ro_port: int | None = None,
+                   servers: Mapping[str, tuple[str, int, int]] | None = None,
+                   clusters: list[ClusterDoor] | None = None) -> str:
+    """HAProxy's configuration: one cluster (rw_port, ro_port, servers) or several (`clusters`).
+    Without `admin_socket` nothing can steer it: health checks alone (the Patroni recipe)."""
+    if clusters is None:
+        assert rw_port is not None and servers is not None
+        clusters = [ClusterDoor(None, rw_port, ro_port, servers)]
     lines = [
         f"# {name}: written by Firebreak; the agent steers it through the runtime API",
         "global",
@@ -117,19 +137,21 @@ def haproxy_config(*, name: str, bind_host: str, rw_port: int, ro_port: int | No
     ]
     check = (f"check port {{api}} inter {recipe.inter_ms} fall {recipe.fall} rise {recipe.rise} "
              "on-marked-down shutdown-sessions")
-    for backend, port, probe in ((RW, rw_port, "/primary"), (RO, ro_port, "/replica")):
-        if port is None:
-            continue
-        lines += [
-            f"listen {backend}",
-            f"    bind {bind_host}:{port}",
-            "    option httpchk",
-            f"    http-check send meth OPTIONS uri {probe}",
-            "    http-check expect status 200",
-            "    balance " + ("first" if backend == RW else "leastconn"),
-        ]
-        for member, (host, pg_port, api_port) in servers.items():
-            lines.append(f"    server {member} {host}:{pg_port} " + check.format(api=api_port))
+    for c in clusters:
+        rw, ro = backends(c.scope)
+        for backend, port, probe in ((rw, c.rw_port, "/primary"), (ro, c.ro_port, "/replica")):
+            if port is None:
+                continue
+            lines += [
+                f"listen {backend}",
+                f"    bind {bind_host}:{port}",
+                "    option httpchk",
+                f"    http-check send meth OPTIONS uri {probe}",
+                "    http-check expect status 200",
+                "    balance " + ("first" if backend == rw else "leastconn"),
+            ]
+            for member, (host, pg_port, api_port) in c.servers.items():
+                lines.append(f"    server {member} {host}:{pg_port} " + check.format(api=api_port))
     return "\n".join(lines) + "\n"
 
 
@@ -140,17 +162,31 @@ class DbDoorKeeper:
 
     REFRESH = 5.0
 
-    def __init__(self, socket_path: str, servers: list[str]):
+    def __init__(self, socket_path: str, servers: list[str], scopes: list[str] | None = None):
         self.socket_path = socket_path
         self.servers = servers
-        self.applied: Routes | None = None
+        # One cluster keeps the plain backend names (pg_rw, pg_ro); several are named per scope.
+        self.scopes = scopes or []
+        self.applied: dict[str, Routes] | Routes | None = None
         self.applied_at = 0.0
         self.last_error = ""
 
-    async def apply(self, new: Routes, now: float) -> bool:
-        if self.applied == new and now - self.applied_at < self.REFRESH:
+    def _scope(self, scope: str) -> str | None:
+        return scope if len(self.scopes) > 1 else None
+
+    async def apply(self, new: "Routes | dict[str, Routes]", now: float) -> bool:
+        """Put the door in `new`: one cluster's routes, or scope -> routes for several."""
+        due = now - self.applied_at >= self.REFRESH
+        if self.applied == new and not due:
             return False
-        cmds = commands(self.servers, new)
+        if isinstance(new, Routes):
+            cmds = commands(self.servers, new)
+        else:
+            # Only the clusters whose routes changed, unless the refresh is due; writes first.
+            before = self.applied if isinstance(self.applied, dict) and not due else {}
+            changed = sorted((scope for scope, r in new.items() if before.get(scope) != r),
+                             key=lambda sc: before.get(sc) is not None and before[sc].rw == new[sc].rw)
+            cmds = [c for scope in changed for c in commands(self.servers, new[scope], self._scope(scope))]
         try:
             answers = [await self.send(c) for c in cmds]
         except OSError as e:
@@ -161,8 +197,11 @@ class DbDoorKeeper:
             self._failed("database door refused: " + "; ".join(bad[:3]))
             return False
         if new != self.applied:
-            log.info("database door: writes to %s, reads from %s (%s)", new.rw or "nobody",
-                     ", ".join(new.ro) or "nobody", new.why)
+            for scope, r in (new.items() if isinstance(new, dict) else [("", new)]):
+                old = self.applied.get(scope) if isinstance(self.applied, dict) else self.applied
+                if r != old:
+                    log.info("database door%s: writes to %s, reads from %s (%s)", f" ({scope})" if scope else "",
+                             r.rw or "nobody", ", ".join(r.ro) or "nobody", r.why)
         self.applied, self.applied_at, self.last_error = new, now, ""
         return True
 

@@ -54,15 +54,23 @@ class DoorTLS:
 
 
 def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, admin: str,
-                tls: DoorTLS | None = None) -> dict:
+                tls: DoorTLS | None = None, services: dict[str, dict[str, str]] | None = None) -> dict:
     """Caddy's configuration for `site`'s door: `order` lists the sites whose apps get traffic,
     best first (this site's own first, if it is serving). An empty order still serves this
     site's own app: a door that answers 502 tells a client more than one that is gone. With
     `tls`, the same routes are also served over HTTPS (where reviewers' Secure cookies work);
-    Caddy tells the app with X-Forwarded-Proto."""
-    upstreams = [s for s in order if s in apps] or [site]
-    servers = {"door": {"listen": [listen], "automatic_https": {"disable": True},
-                        "routes": _routes(site, upstreams, apps)}}
+    Caddy tells the app with X-Forwarded-Proto.
+
+    `services` (an estate: service -> {site: URL of its instance there}) are served under
+    /s/<service>/, each to its instances in the undrained sites, this site's own first; a door
+    without `apps` answers /healthz itself."""
+    routes = _service_routes(site, order, services or {})
+    if apps:
+        routes += _routes(site, [s for s in order if s in apps] or [site], apps)
+    else:
+        routes.append({"match": [{"path": ["/healthz"]}],
+                       "handle": [{"handler": "static_response", "status_code": 200, "body": "door ok"}]})
+    servers = {"door": {"listen": [listen], "automatic_https": {"disable": True}, "routes": routes}}
     config: dict = {
         # On a socket, the file's mode keeps other local users out. On TCP, Caddy checks the Host
         # header of admin requests; a loopback address other than 127.0.0.1 must be named.
@@ -72,10 +80,20 @@ def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, 
     if tls is not None:
         servers["door_tls"] = {"listen": [tls.listen], "automatic_https": {"disable": True},
                                "tls_connection_policies": [{"certificate_selection": {"any_tag": ["door"]}}],
-                               "routes": _routes(site, upstreams, apps)}
+                               "routes": routes}
         config["apps"]["tls"] = {"certificates": {"load_files": [
             {"certificate": tls.cert, "key": tls.key, "tags": ["door"]}]}}
     return config
+
+
+def _service_routes(site: str, order: list[str], services: dict[str, dict[str, str]]) -> list[dict]:
+    out = []
+    for name, instances in services.items():
+        best = [s for s in order if s in instances] or ([site] if site in instances else sorted(instances))
+        out.append({"match": [{"path": [f"/s/{name}/*"]}], "terminal": True,
+                    "handle": [{"handler": "rewrite", "strip_path_prefix": f"/s/{name}"},
+                               *_routes(site, best, instances)[0]["handle"]]})
+    return out
 
 
 def _routes(site: str, upstreams: list[str], apps: dict[str, str]) -> list[dict]:

@@ -39,6 +39,7 @@ class ClusterState:
     sync_leader: str | None       # /sync: the leader it was written for
     sync_standbys: tuple[str, ...]
     members: Mapping[str, Member]
+    name: str = ""                # the cluster's scope (one agent protects many clusters)
 
 
 @dataclass(frozen=True)

@@ -127,18 +127,24 @@ class Grant:
     perm: str      # READ | WRITE | READWRITE (etcd's names)
 
 
-def role_grants(keys: Keys = DEFAULT, patroni: PatroniKeys = PatroniKeys()) -> dict[str, tuple[Grant, ...]]:
+def role_grants(keys: Keys = DEFAULT, patroni: "PatroniKeys | tuple[PatroniKeys, ...]" = PatroniKeys(),
+                namespaces: tuple[str, ...] = ()) -> dict[str, tuple[Grant, ...]]:
     """The etcd roles of a locked estate, each with the narrowest permissions that work. etcd's
     maintenance calls (defragment, move-leader, hash) need its root role whatever the grants:
-    the agents use a separate admin identity for those, and only when given one."""
+    the agents use a separate admin identity for those, and only when given one. `patroni` is
+    every protected cluster; `namespaces` are those the agents discover clusters under (a range
+    read of a whole namespace needs read access to all of it)."""
     own = keys._k("")
+    clusters = (patroni,) if isinstance(patroni, PatroniKeys) else tuple(patroni)
+    reads = tuple(Grant(ns.rstrip("/") + "/", True, "READ") for ns in namespaces) or \
+        tuple(Grant(c.root, True, "READ") for c in clusters)
     return {
-        # Patroni: its own namespace, nothing else.
-        "patroni": (Grant(patroni.root, True, "READWRITE"),),
+        # Patroni: its own clusters' namespaces, nothing else.
+        "patroni": tuple(Grant(c.root, True, "READWRITE") for c in clusters),
         # The agents: Firebreak's keys, Patroni's read, and exactly what the failover rewrites
-        # (the dead leader's key, the dead members' keys).
-        "agent": (Grant(own, True, "READWRITE"), Grant(patroni.root, True, "READ"),
-                  Grant(patroni.leader, False, "READWRITE"), Grant(patroni.members, True, "READWRITE")),
+        # (each cluster's dead leader's key, its dead members' keys).
+        "agent": (Grant(own, True, "READWRITE"),) + reads + tuple(
+            g for c in clusters for g in (Grant(c.leader, False, "READWRITE"), Grant(c.members, True, "READWRITE"))),
         # The claims service reads the outage ledger to verify reports.
         "claims": (Grant(keys.ledger, True, "READ"),),
         # `firebreak ops user-add`: the operator records.

@@ -11,8 +11,22 @@ from __future__ import annotations
 from typing import Iterable
 
 
-def coordination_move(me: str, holder: str | None, primary_site: str | None, alive_others: Iterable[str],
-                      sync_sites: Iterable[str] = ()) -> str:
+def _ranker(primary_sites: Iterable[str | None] | str | None, sync_sites: Iterable[str]):
+    """A site's rank: how many primaries it holds, then how many synchronous standbys (lower is
+    better placed). One entry per cluster, so with many clusters the site holding most primaries
+    ranks worst; with one cluster it is primary > standby > neither."""
+    if primary_sites is None or isinstance(primary_sites, str):
+        primary_sites = [primary_sites] if primary_sites else []
+    primaries = [p for p in primary_sites if p]
+    sync = list(sync_sites)
+
+    def rank(site: str) -> tuple[int, int]:
+        return primaries.count(site), sync.count(site)
+    return rank, bool(primaries)
+
+
+def coordination_move(me: str, holder: str | None, primary_site: Iterable[str | None] | str | None,
+                      alive_others: Iterable[str], sync_sites: Iterable[str] = ()) -> str:
     """campaign | resign | stay, for the agent in site `me`.
 
     The coordinator belongs in a site whose loss needs no urgent action: not the primary's
@@ -21,11 +35,7 @@ def coordination_move(me: str, holder: str | None, primary_site: str | None, ali
     the one agent entitled to act, and the action would wait for its lease to expire. A site
     campaigns only when no living site is better placed, and resigns when one is.
     """
-    sync = set(sync_sites)
-
-    def rank(site: str) -> int:
-        return 2 if site == primary_site else 1 if site in sync else 0
-
+    rank, _ = _ranker(primary_site, sync_sites)
     better_alive = any(rank(o) < rank(me) for o in alive_others if o != me)
     if holder is None:
         return "stay" if better_alive else "campaign"
@@ -34,20 +44,16 @@ def coordination_move(me: str, holder: str | None, primary_site: str | None, ali
     return "stay"
 
 
-def etcd_leader_target(leader_site: str | None, primary_site: str | None, sync_sites: Iterable[str],
-                       alive_sites: Iterable[str]) -> str | None:
+def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | None] | str | None,
+                       sync_sites: Iterable[str], alive_sites: Iterable[str]) -> str | None:
     """The site etcd's leadership should move to, or None to leave it where it is.
 
     Same ranking as the coordinator's: a site holding neither the primary nor a synchronous
     standby is best, a standby's site next, the primary's site last. Move only to a living site
     that ranks strictly better, so leadership never ping-pongs between equals.
     """
-    if leader_site is None or primary_site is None:
+    rank, any_primary = _ranker(primary_site, sync_sites)
+    if leader_site is None or not any_primary:
         return None
-    sync = set(sync_sites)
-
-    def rank(site: str) -> int:
-        return 2 if site == primary_site else 1 if site in sync else 0
-
     better = sorted((rank(s), s) for s in alive_sites if rank(s) < rank(leader_site))
     return better[0][1] if better else None

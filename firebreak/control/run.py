@@ -29,7 +29,8 @@ async def serve(config_path: str) -> None:
     logging.getLogger("firebreak.agent").info("agent starting; peers: %s", ", ".join(agent.others))
     try:
         await asyncio.gather(agent.probe_loop(), agent.publish_loop(), agent.coordinator_loop(), agent.release_loop(),
-                             agent.door_loop(), agent.db_door_loop(), agent.maintenance_loop(), server.serve())
+                             agent.door_loop(), agent.db_door_loop(), agent.maintenance_loop(), agent.instances_loop(),
+                             server.serve())
     finally:
         await agent.close()
 

@@ -58,8 +58,9 @@ def prepare(layout: LabLayout) -> None:
             "user": role, "password_file": "password"}, indent=2))
 
 
-async def lock(layout: LabLayout) -> None:
-    """Create the roles and users and turn authentication on (etcd is up, still open)."""
+async def lock(layout: LabLayout, scopes: list[str] | None = None, discover: bool = False) -> None:
+    """Create the roles and users and turn authentication on (etcd is up, still open). `scopes`:
+    the Patroni clusters; with `discover`, the agents read all of /service/ to find them."""
     root = load(layout, ROOT)
     # Before authentication is on, the root user cannot log in yet: talk TLS without a user.
     etcd = Etcd(layout.etcd_endpoints, timeout=5, patience=5,
@@ -67,7 +68,8 @@ async def lock(layout: LabLayout) -> None:
     try:
         await etcd.user_add(ROOT, root.password)
         await etcd.user_grant_role(ROOT, "root")
-        for role, grants in role_grants(Keys(), PatroniKeys(f"/service/{SCOPE}")).items():
+        clusters = tuple(PatroniKeys(f"/service/{scope}") for scope in (scopes or [SCOPE]))
+        for role, grants in role_grants(Keys(), clusters, ("/service/",) if discover else ()).items():
             await etcd.role_add(role)
             for g in grants:
                 await etcd.role_grant(role, g.key, prefix=g.prefix, perm=g.perm)

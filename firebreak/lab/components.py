@@ -26,6 +26,16 @@ def argv_of(layout: LabLayout, site: SiteLayout, component: str, secrets: Secret
         return etcd_argv(runtime.etcd_binary(python), layout, site, secrets.cluster_token), env
     if component == "patroni":
         return [runtime.venv_bin("patroni", python), str(site.dir / "patroni.yml")], env
+    kind, _, name = component.partition("@")
+    if kind == "patroni":  # one cluster of an estate lab (lab/plan.py)
+        return [runtime.venv_bin("patroni", python), str(site.dir / "db" / name / "patroni.yml")], env
+    if kind == "svc":      # a reference estate service (firebreak/estate/service.py)
+        from firebreak.lab.config import service_env
+        from firebreak.lab.state import load
+        plan = load(layout.home).plan
+        env.update(service_env(layout, site, secrets, plan, name))
+        return [python, "-m", "firebreak.estate.service", "--bind",
+                f"{site.address}:{plan.service(name).port}"], env
     if component == "app":
         env.update(app_env(layout, site, secrets))
         return [python, "-m", "firebreak.claims.serve", "--bind", f"{site.address}:{PORTS['app']}"], env
@@ -74,6 +84,25 @@ def wait_component(state: LabState, layout: LabLayout, site: SiteLayout, compone
                    f"see its log: {site.log(component)}\n{tail(site.log(component), 8)}")
 
 
+def ready_probe(layout: LabLayout, site: SiteLayout, component: str, plan=None) -> Callable[[], bool] | None:
+    """What says a started component is ready (None: nothing to wait for)."""
+    kind, _, name = component.partition("@")
+    if component == "etcd":
+        return lambda: etcd_ok(layout, site)
+    if component == "app":
+        return lambda: http_ok(site.url("app") + "/healthz")
+    if component == "door":
+        return lambda: http_ok(site.url("door") + "/healthz")
+    if component == "agent":
+        return lambda: http_ok(site.url("console") + "/healthz")
+    if component == "dbdoor":
+        return lambda: tcp_ok(site.address, PORTS["db_door"])
+    if kind == "svc" and plan is not None:
+        url = plan.service(name).url(site)
+        return lambda: http_ok(url + "/healthz")
+    return None
+
+
 def tcp_ok(host: str, port: int, timeout: float = 1.0) -> bool:
     import socket
     try:
@@ -118,8 +147,10 @@ def stop_everything(state: LabState, progress: Progress) -> None:
     # Apps first (no new writes), then Patroni (it stops its PostgreSQL cleanly), then etcd.
     # etcd gets little time: on SIGTERM a leader tries to hand leadership to peers that are
     # already gone and waits seconds for them; its log is fsynced, a kill loses nothing.
-    for component, grace in (("door", 3.0), ("dbdoor", 3.0), ("app", 5.0), ("agent", 5.0), ("patroni", 15.0), ("etcd", 1.0)):
-        pids = [p.pid for s in state.sites.values() for p in s.procs if p.component == component and procs.alive(p)]
+    for component, grace in (("door", 3.0), ("dbdoor", 3.0), ("app", 5.0), ("svc", 5.0), ("agent", 5.0),
+                             ("patroni", 15.0), ("etcd", 1.0)):
+        pids = [p.pid for s in state.sites.values() for p in s.procs
+                if p.component.partition("@")[0] == component and procs.alive(p)]
         if pids:
             procs.terminate(pids, timeout=grace)
     leftovers = procs.marked(state.lab_id)

@@ -7,12 +7,17 @@ best Patroni can do here, not a strawman.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from firebreak.control.etcd import EtcdAccess
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
                                   SiteLayout)
 from firebreak.resources import example
+
+if TYPE_CHECKING:
+    from firebreak.lab.plan import ClusterPlan, LabPlan
 
 PATRONI_TTL = 20
 PATRONI_LOOP_WAIT = 1
@@ -82,18 +87,23 @@ def client_networks(layout: LabLayout) -> list[str]:
 
 
 def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_dir: str,
-                   etcd_access: EtcdAccess) -> dict:
+                   etcd_access: EtcdAccess, cluster: "ClusterPlan | None" = None) -> dict:
+    """One site's member of a cluster (the default lab's one cluster when `cluster` is None)."""
+    from firebreak.lab.plan import default_cluster
+    cluster = cluster or default_cluster(layout.names)
+    here = cluster.dir(site)
+    api = f"{site.address}:{cluster.port('patroni')}"
+    pg = f"{site.address}:{cluster.port('postgres')}"
     nets = client_networks(layout)
     hba = ["local all all trust"]  # the socket directory is private to the lab's user
     for net in nets:
         hba += [f"host replication replicator {net} scram-sha-256", f"host all all {net} scram-sha-256"]
     return {
-        "scope": SCOPE,
+        "scope": cluster.scope,
         "namespace": "/service/",
         "name": site.name,
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
-        "restapi": {"listen": f"{site.address}:{PORTS['patroni']}",
-                    "connect_address": f"{site.address}:{PORTS['patroni']}",
+        "restapi": {"listen": api, "connect_address": api,
                     # reads stay open (health checks); anything that changes state needs this
                     "authentication": {"username": "firebreak", "password": secrets.patroni_api}},
         # Only this site's etcd member. Given a list, Patroni moves to the next member on any
@@ -109,7 +119,7 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
                 "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
                 "maximum_lag_on_failover": 1048576,
                 # An acknowledged commit is on two sites: the primary and its synchronous standby.
-                "synchronous_mode": True,
+                "synchronous_mode": cluster.sync,
                 "synchronous_node_count": 1,
                 "postgresql": {
                     "use_pg_rewind": True,
@@ -129,11 +139,11 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
             "pg_hba": hba,
         },
         "postgresql": {
-            "listen": f"{site.address}:{site.pg_port}",
-            "connect_address": f"{site.address}:{site.pg_port}",
-            "data_dir": str(site.data_dir),
+            "listen": pg,
+            "connect_address": pg,
+            "data_dir": str(here / "pgdata"),
             "bin_dir": bin_dir,
-            "pgpass": str(site.dir / "pgpass"),
+            "pgpass": str(here / "pgpass"),
             "use_unix_socket": True,
             "authentication": {
                 "superuser": {"username": "postgres", "password": secrets.superuser},
@@ -142,10 +152,11 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
             "parameters": {
                 "unix_socket_directories": str(site.socket_dir),
                 "logging_collector": "on",
-                "log_directory": str(site.dir / "log" / "postgres"),
+                "log_directory": str(site.dir / "log" / ("postgres" if cluster.legacy else f"postgres-{cluster.name}")),
                 "log_filename": "postgresql.log",
                 "log_min_messages": "warning",
-                "shared_buffers": "128MB",
+                # Many clusters share a site's host in an estate lab: 32 MB each is plenty for its load.
+                "shared_buffers": "128MB" if cluster.legacy else "32MB",
             },
             "pg_hba": hba,
         },
@@ -162,12 +173,14 @@ def _own_first(layout: LabLayout, site: SiteLayout) -> list[SiteLayout]:
     return [site] + [s for s in layout.sites if s is not site]
 
 
-def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
-    return {
+def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "LabPlan | None" = None) -> dict:
+    estate = plan is not None and plan.estate
+    first = plan.clusters[0] if plan is not None else None
+    cfg = {
         "site": site.name,
         "listen": f"{site.address}:{PORTS['console']}",
         "etcd": [s.url("etcd") for s in _own_first(layout, site)],
-        "patroni_namespace": f"/service/{SCOPE}",
+        "patroni_namespace": f"/service/{first.scope if first else SCOPE}",
         "etcd_quota_bytes": ETCD_QUOTA,
         # The agents' etcd user, and etcd's root for the two maintenance calls that need it
         # (defragment, move-leader); lab/access.py writes both.
@@ -175,37 +188,79 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict:
         "etcd_admin_access": str(layout.access_file("root")),
         "patroni_user": "firebreak",
         "patroni_password": secrets.patroni_api,
-        "app_admin_token": secrets.app_admin,
-        "sites": {s.name: {"etcd": s.url("etcd"), "patroni": s.url("patroni"), "app": s.url("app"),
-                           "agent": s.url("console"), "door": s.url("door")} for s in layout.sites},
+        # An estate lab runs no claims app: nothing to push releases to.
+        "app_admin_token": "" if estate else secrets.app_admin,
+        # Probed for liveness: in an estate lab the site's front door stands for its services.
+        "sites": {s.name: {"etcd": s.url("etcd"), "patroni": (first.patroni_url(s) if first else s.url("patroni")),
+                           "app": s.url("door" if estate else "app"), "agent": s.url("console"),
+                           "door": s.url("door")} for s in layout.sites},
         "door": {"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin,
                  "tls_listen": f"{site.address}:{PORTS['door_tls']}", "tls_cert": str(site.door_cert[0]),
                  "tls_key": str(site.door_cert[1])},
         "db_door": {"admin": site.db_door_admin, "host": site.address, "port": PORTS["db_door"],
                     "read_only_port": PORTS["db_door_ro"]},
     }
+    if estate:
+        # Every cluster under Patroni's namespace is protected, found as it appears.
+        cfg["patroni_namespaces"] = ["/service/"]
+        cfg["db_door"]["clusters"] = {c.scope: {"port": c.port("db_door"), "read_only_port": c.port("db_door_ro")}
+                                      for c in plan.clusters}
+        cfg["services"] = {svc.name: {"sites": {s: svc.url(layout.site(s)) for s in svc.sites},
+                                      "databases": list(svc.databases), "calls": list(svc.services)}
+                           for svc in plan.services}
+    return cfg
 
 
-def db_door_config_of(layout: LabLayout, site: SiteLayout) -> str:
-    """HAProxy's configuration for the site's database door: every member of the cluster. Its
+def db_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" = None) -> str:
+    """HAProxy's configuration for the site's database door: every member of every cluster. Its
     health checks (Patroni's REST API) steer it until the agent takes over, and when the lab
-    runs without agents (Patroni alone), they are all there is."""
-    from firebreak.control.dbdoor import haproxy_config
+    runs without agents (Patroni alone), they are all there is. A cluster without a member in
+    some site still gets that site's server line: it never passes a check, and the agent's
+    commands name the same servers for every cluster."""
+    from firebreak.control.dbdoor import ClusterDoor, haproxy_config
+    from firebreak.lab.plan import default_cluster
 
-    return haproxy_config(name=f"database door of {site.name}", bind_host=site.address, rw_port=PORTS["db_door"],
-                          ro_port=PORTS["db_door_ro"], admin_socket=site.db_door_admin.removeprefix("unix/"),
-                          servers={s.name: (s.address, s.pg_port, PORTS["patroni"]) for s in layout.sites})
+    clusters = plan.clusters if plan is not None else (default_cluster(layout.names),)
+    doors = [ClusterDoor(None if len(clusters) == 1 else c.scope, c.port("db_door"), c.port("db_door_ro"),
+                         {s.name: (s.address, c.port("postgres"), c.port("patroni")) for s in layout.sites})
+             for c in clusters]
+    return haproxy_config(name=f"database door of {site.name}", bind_host=site.address,
+                          admin_socket=site.db_door_admin.removeprefix("unix/"), clusters=doors)
 
 
-def door_config_of(layout: LabLayout, site: SiteLayout) -> dict:
+def door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" = None) -> dict:
     """The door's configuration at start: every site, its own first. With agents the agent
     replaces it from the routing table; without (Patroni alone), Caddy's health checks steer."""
     from firebreak.control.door import DoorTLS, admin_listen, door_config
 
+    estate = plan is not None and plan.estate
+    services = {svc.name: {s: svc.url(layout.site(s)) for s in svc.sites} for svc in plan.services} if estate else None
     return door_config(site.name, [s.name for s in _own_first(layout, site)],
-                       {s.name: s.url("app") for s in layout.sites},
+                       {} if estate else {s.name: s.url("app") for s in layout.sites},
                        f"{site.address}:{PORTS['door']}", admin_listen(site.door_admin),
-                       DoorTLS(f"{site.address}:{PORTS['door_tls']}", *(str(p) for p in site.door_cert)))
+                       DoorTLS(f"{site.address}:{PORTS['door_tls']}", *(str(p) for p in site.door_cert)),
+                       services=services)
+
+
+def service_env(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "LabPlan", name: str) -> dict[str, str]:
+    """A reference estate service's settings: its databases through this site's database door (or
+    their hosts, for a database without doors), the services it calls through this site's door."""
+    svc = plan.service(name)
+    dbs = {}
+    for db in svc.databases:
+        c = plan.cluster(db)
+        dbs[db] = (layout.door_dsn(site.name, "estate", secrets.app, dbname=c.dbname, port=c.port("db_door"))
+                   if c.doors else cluster_dsn(layout, c, "estate", secrets.app))
+    calls = {dep: f"{site.url('door')}/s/{dep}/" for dep in svc.services}
+    return {"FIREBREAK_SERVICE": name, "FIREBREAK_SITE_NAME": site.name,
+            "FIREBREAK_SERVICE_DATABASES": json.dumps(dbs), "FIREBREAK_SERVICE_CALLS": json.dumps(calls)}
+
+
+def cluster_dsn(layout: LabLayout, cluster: "ClusterPlan", user: str, password: str, *, read_write: bool = True,
+                dbname: str | None = None) -> str:
+    """A cluster's multi-host libpq URL (its members' hosts and port)."""
+    return layout.dsn(user, password, read_write=read_write, sites=list(cluster.sites),
+                      dbname=dbname or cluster.dbname, port=cluster.port("postgres"))
 
 
 def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import suggest
 from firebreak.lab import net, procs
-from firebreak.lab.components import etcd_ok, http_ok, site_pids, start, tcp_ok, wait_component
-from firebreak.lab.layout import PORTS, SiteLayout
+from firebreak.lab.components import etcd_ok, ready_probe, site_pids, start, wait_component
+from firebreak.lab.layout import SiteLayout
 from firebreak.lab.state import LabState, load_secrets, save
 from firebreak.lab.status import require
 
@@ -57,12 +57,13 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     # answers and stays with it, and it must be this site's own, not one in a site that may die next.
     start(state, layout, site, "etcd", secrets)
     wait_component(state, layout, site, "etcd", lambda: etcd_ok(layout, site))
-    for component in ("patroni", "dbdoor", "app", "door") + (("agent",) if state.agents else ()):
+    plan = state.plan
+    for component in plan.components(site_name, state.agents)[1:]:
         start(state, layout, site, component, secrets)
     if wait:
-        wait_component(state, layout, site, "app", lambda: http_ok(site.url("app") + "/healthz"))
-        if state.agents:
-            wait_component(state, layout, site, "agent", lambda: http_ok(site.url("console") + "/healthz"))
+        for component in plan.components(site_name, state.agents):
+            if component == "app" or component == "agent" or component.startswith("svc@"):
+                wait_component(state, layout, site, component, ready_probe(layout, site, component, plan))
     save(state)
     return {"site": site_name, "changed": True}
 
@@ -103,12 +104,9 @@ def start_component(site_name: str, component: str, home: Path | None = None) ->
     if any(p.component == component and procs.alive(p) for p in state.sites[site_name].procs):
         return
     start(state, state.layout, site, component, load_secrets(state.home))
-    url = {"agent": site.url("console") + "/healthz", "app": site.url("app") + "/healthz",
-           "door": site.url("door") + "/healthz"}.get(component)
-    if url:
-        wait_component(state, state.layout, site, component, lambda: http_ok(url))
-    elif component == "dbdoor":
-        wait_component(state, state.layout, site, component, lambda: tcp_ok(site.address, PORTS["db_door"]))
+    ready = ready_probe(state.layout, site, component, state.plan)
+    if ready is not None and component != "etcd":
+        wait_component(state, state.layout, site, component, ready)
 
 
 def heal(site_name: str, home: Path | None = None) -> dict:
@@ -135,7 +133,7 @@ def recover(site_name: str, home: Path | None = None) -> list[str]:
     if st.isolated or st.degraded:
         heal(site_name, home)
         done.append("links restored")
-    wanted = ("etcd", "patroni", "dbdoor", "app", "door") + (("agent",) if state.agents else ())
+    wanted = state.plan.components(site_name, state.agents)
     for component in wanted:
         state = require(home)
         if not any(p.component == component and procs.alive(p) for p in state.sites[site_name].procs):

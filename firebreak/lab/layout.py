@@ -111,10 +111,10 @@ class LabLayout:
         return self.access_dir(role) / "access.json"
 
     def dsn(self, user: str, password: str, *, read_write: bool = True, sites: list[str] | None = None,
-            dbname: str = DATABASE, connect_timeout: int = 2) -> str:
+            dbname: str = DATABASE, connect_timeout: int = 2, port: int | None = None) -> str:
         """A libpq multi-host URL; with read_write, libpq finds the current primary itself."""
         chosen = [s for s in self.sites if sites is None or s.name in sites]
-        hosts = ",".join(f"{s.address}:{s.pg_port}" for s in chosen)
+        hosts = ",".join(f"{s.address}:{port or s.pg_port}" for s in chosen)
         params = {
             "connect_timeout": str(connect_timeout),
             # A peer that lost power answers nothing; without these a client waits for TCP to
@@ -129,11 +129,12 @@ class LabLayout:
 
 
     def door_dsn(self, site: str, user: str, password: str, *, read_only: bool = False,
-                 dbname: str = DATABASE) -> str:
+                 dbname: str = DATABASE, port: int | None = None) -> str:
         """A plain DSN through `site`'s database door: one host, one port, libpq's defaults. The
-        door, not the client, knows where the primary is and shuts sessions a fault strands."""
+        door, not the client, knows where the primary is and shuts sessions a fault strands.
+        `port`: a cluster's own port on the door (an estate lab has one pair per cluster)."""
         s = self.site(site)
-        port = PORTS["db_door_ro" if read_only else "db_door"]
+        port = port or PORTS["db_door_ro" if read_only else "db_door"]
         return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{s.address}:{port}/{dbname}"
 
 

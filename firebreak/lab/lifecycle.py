@@ -16,10 +16,14 @@ import yaml
 
 from firebreak.errors import LabError
 from firebreak.lab import access, net, procs, runtime
-from firebreak.lab.components import etcd_ok, http_ok, proc_of, start, stop_everything, tail, tcp_ok, wait_component
-from firebreak.lab.config import Secrets, agent_config, db_door_config_of, door_config_of, patroni_config, superuser_dsn
-from firebreak.lab.layout import PORTS, LabLayout, SiteLayout, make_layout
-from firebreak.lab.state import LabState, SiteState, clear, lab_home, load, save, save_secrets, write_private
+from firebreak.lab.components import (etcd_ok, http_ok, proc_of, ready_probe, start, stop_everything, tail, tcp_ok,
+                                      wait_component)
+from firebreak.lab.config import (Secrets, agent_config, cluster_dsn, db_door_config_of, door_config_of,
+                                  patroni_config, superuser_dsn)
+from firebreak.lab.layout import PORTS, LabLayout, make_layout
+from firebreak.lab.plan import PORT_STRIDE, ClusterPlan, LabPlan, default_plan, plan_lab
+from firebreak.lab.state import (TOPOLOGY_FILE, LabState, SiteState, clear, lab_home, load, save, save_secrets,
+                                 write_private)
 from firebreak.lab.status import cluster_members, settled
 from firebreak.resources import example
 from firebreak.topology import load_topology
@@ -40,18 +44,22 @@ class AlreadyUp(LabError):
 def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True,
        progress: Progress = _quiet, home: Path | None = None) -> LabState:
     home = home or lab_home()
+    topo_path = topology or DEFAULT_TOPOLOGY
+    topo = load_topology(topo_path, str(topology) if topology else "examples/firebreak-lab.yaml")
+    if len(topo.sites) < 3:
+        raise LabError(f"{topo_path}: the lab needs at least 3 sites for etcd and Patroni to survive the loss "
+                       f"of one; it has {len(topo.sites)}")
+    # With a topology, the lab is that estate; what it cannot build is refused here, before
+    # anything starts or is even looked at (InputError, exit 2, every field named). Without, it
+    # is today's lab.
+    plan = plan_lab(topo) if topology is not None else default_plan(topo)
+
     existing = load(home)
     if existing is not None:
         if any(procs.alive(p) for s in existing.sites.values() for p in s.procs) or existing.phase == "up":
             raise AlreadyUp(f"the lab is already up ({len(existing.sites)} sites, {existing.net} mode, "
                             f"home {home}); nothing changed. `firebreak lab down` first to start afresh")
         stop_everything(existing, progress)  # leftovers of a crashed run
-
-    topo_path = topology or DEFAULT_TOPOLOGY
-    topo = load_topology(topo_path, str(topology) if topology else "examples/firebreak-lab.yaml")
-    if len(topo.sites) < 3:
-        raise LabError(f"{topo_path}: the lab needs at least 3 sites for etcd and Patroni to survive the loss "
-                       f"of one; it has {len(topo.sites)}")
     mode = net.resolve_mode(net_mode)
     lab_id = pysecrets.token_hex(4)
     user = runtime.lab_user()
@@ -69,12 +77,14 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
                       app_admin=pysecrets.token_urlsafe(24), session=pysecrets.token_urlsafe(32))
     save_secrets(home, secrets)
     state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
-                     cluster=_database_of(topo),
+                     cluster=plan.clusters[0].name, estate=plan.estate,
                      user=user, agents=agents, sites={s: SiteState() for s in topo.sites}, python=python)
+    if plan.estate:
+        (home / TOPOLOGY_FILE).write_text(Path(topo_path).read_text())
     save(state)
     try:
         access.prepare(layout)
-        _prepare_dirs(layout, secrets, user, python)
+        _prepare_dirs(layout, secrets, user, python, plan)
         progress(f"network: {mode}" + (" (one namespace per site)" if mode == "netns" else " (127.0.N.1 per site)"))
         net.setup(layout)
         for site in layout.sites:
@@ -82,31 +92,18 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         for site in layout.sites:
             wait_component(state, layout, site, "etcd", lambda s=site: etcd_ok(layout, s))
         progress(f"etcd: {len(layout.sites)} members, quorum formed")
-        asyncio.run(access.lock(layout))
+        asyncio.run(access.lock(layout, [c.scope for c in plan.clusters], discover=plan.estate))
         progress(f"etcd: locked (TLS, client certificates, one user per role: {', '.join(access.ROLES)})")
         secrets = _create_operator(layout, secrets)
-        # The topology's primary site bootstraps the cluster, so the lab starts where the model
-        # says it does; the others clone from it.
-        first = layout.site(_primary_site(topo))
-        start(state, layout, first, "patroni", secrets)
-        _wait_leader(state, layout, first)
-        for site in layout.sites:
-            if site is not first:
-                start(state, layout, site, "patroni", secrets)
-        _wait_cluster(state, layout, progress)
-        _migrate_claims(layout, secrets)
-        progress("postgres: schema migrated")
+        _start_clusters(state, layout, plan, secrets, progress)
         for site in layout.sites:
             start(state, layout, site, "dbdoor", secrets)
         for site in layout.sites:
             wait_component(state, layout, site, "dbdoor", lambda s=site: tcp_ok(s.address, PORTS["db_door"]))
         progress(f"database doors (HAProxy): read-write on port {PORTS['db_door']}, read-only on "
-                 f"{PORTS['db_door_ro']} in every site")
-        for site in layout.sites:
-            start(state, layout, site, "app", secrets)
-        for site in layout.sites:
-            wait_component(state, layout, site, "app", lambda s=site: http_ok(s.url("app") + "/readyz"))
-        progress("reference service: ready in every site")
+                 f"{PORTS['db_door_ro']} in every site"
+                 + (f", and the same pair {PORT_STRIDE} ports up for each further cluster" if len(plan.clusters) > 1 else ""))
+        _start_services(state, layout, plan, secrets, progress)
         for site in layout.sites:
             start(state, layout, site, "door", secrets)
         for site in layout.sites:
@@ -153,16 +150,23 @@ def _create_operator(layout: LabLayout, secrets: Secrets) -> Secrets:
     return secrets
 
 
-def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | None, python: str) -> None:
+def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | None, python: str,
+                  plan: LabPlan) -> None:
     for site in layout.sites:
         for sub in ("log/postgres", "run", "etcd"):
             (site.dir / sub).mkdir(parents=True, exist_ok=True)
-        cfg = site.dir / "patroni.yml"
-        write_private(cfg, yaml.safe_dump(patroni_config(layout, site, secrets, runtime.pg_bin_dir(python),
-                                                         access.load(layout, "patroni")), sort_keys=False))
-        write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets), sort_keys=False))
-        (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site), indent=2))
-        (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site))
+        for cluster in plan.clusters:
+            if site.name not in cluster.sites:
+                continue
+            cluster.dir(site).mkdir(parents=True, exist_ok=True)
+            write_private(cluster.dir(site) / "patroni.yml", yaml.safe_dump(
+                patroni_config(layout, site, secrets, runtime.pg_bin_dir(python), access.load(layout, "patroni"),
+                               cluster), sort_keys=False))
+        estate = plan if plan.estate else None
+        write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets, plan),
+                                                             sort_keys=False))
+        (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site, estate), indent=2))
+        (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site, plan))
         os.chmod(site.dir / "run", 0o700)
         os.chmod(site.dir / "etcd", 0o700)
         runtime.chown_tree(site.dir, user)
@@ -171,53 +175,89 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
     runtime.chown_tree(layout.home / "pki", user)
 
 
-def _database_of(topo) -> str:
-    """The topology's name for the one database the lab runs (its first)."""
-    from firebreak.topology import Kind
-    return next((n for n, svc in topo.services.items() if svc.kind == Kind.DATABASE), "claims-db")
+def _start_clusters(state: LabState, layout: LabLayout, plan: LabPlan, secrets: Secrets,
+                    progress: Progress) -> None:
+    """Every cluster at once: each bootstraps in its topology's primary site, the other members
+    clone from it once it leads; then each gets its database and schema."""
+    for cluster in plan.clusters:
+        start(state, layout, layout.site(cluster.primary), cluster.component, secrets)
+    for cluster in plan.clusters:
+        _wait_leader(state, layout, cluster)
+        for name in cluster.sites[1:]:
+            start(state, layout, layout.site(name), cluster.component, secrets)
+    for cluster in plan.clusters:
+        _wait_cluster(state, layout, cluster, progress)
+    if plan.estate:
+        for cluster in plan.clusters:
+            _migrate_estate(layout, cluster, secrets)
+        progress(f"postgres: {len(plan.clusters)} clusters ({', '.join(c.name for c in plan.clusters)}), "
+                 "each with its database")
+    else:
+        _migrate_claims(layout, secrets)
+        progress("postgres: schema migrated")
 
 
-def _primary_site(topo) -> str:
-    from firebreak.topology import Kind
-    for svc in topo.services.values():
-        if svc.kind == Kind.DATABASE and svc.primary:
-            return svc.primary
-    return topo.sites[0]
+def _start_services(state: LabState, layout: LabLayout, plan: LabPlan, secrets: Secrets,
+                    progress: Progress) -> None:
+    if not plan.estate:
+        for site in layout.sites:
+            start(state, layout, site, "app", secrets)
+        for site in layout.sites:
+            wait_component(state, layout, site, "app", lambda s=site: http_ok(s.url("app") + "/healthz"))
+        progress("reference service: ready in every site")
+        return
+    for svc in plan.services:
+        for name in svc.sites:
+            start(state, layout, layout.site(name), svc.component, secrets)
+    for svc in plan.services:
+        for name in svc.sites:
+            site = layout.site(name)
+            wait_component(state, layout, site, svc.component, ready_probe(layout, site, svc.component, plan))
+    progress(f"services: {', '.join(s.name for s in plan.services)} (the reference estate service), "
+             "each at /s/<name>/ on every site's door")
 
 
-def _wait_leader(state: LabState, layout: LabLayout, site: SiteLayout) -> None:
+def _wait_leader(state: LabState, layout: LabLayout, cluster: ClusterPlan) -> None:
+    site = layout.site(cluster.primary)
+    url = cluster.patroni_url(site) + "/primary"
+
     def leads() -> bool:
         try:
-            return httpx.get(site.url("patroni") + "/primary", timeout=1.0).status_code == 200
+            return httpx.get(url, timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
-    wait_component(state, layout, site, "patroni", leads, timeout=40.0)
+    wait_component(state, layout, site, cluster.component, leads, timeout=60.0)
 
 
-def _wait_cluster(state: LabState, layout: LabLayout, progress: Progress, timeout: float = 60.0) -> None:
-    """Wait for a leader, every member streaming, and a synchronous standby."""
+def _wait_cluster(state: LabState, layout: LabLayout, cluster: ClusterPlan, progress: Progress,
+                  timeout: float = 90.0) -> None:
+    """Wait for a leader, every member streaming, and (synchronous clusters) a synchronous standby."""
     deadline = time.monotonic() + timeout
     announced_leader = False
+    label = "" if cluster.legacy else f"{cluster.name}: "
     while time.monotonic() < deadline:
-        for site in layout.sites:
-            p = proc_of(state, site.name, "patroni")
+        for name in cluster.sites:
+            p = proc_of(state, name, cluster.component)
+            site = layout.site(name)
             if p is not None and not procs.alive(p):
-                raise LabError(f"patroni in {site.name} exited during start; see its log: {site.log('patroni')}"
-                               f"\n{tail(site.log('patroni'), 8)}")
-        members = cluster_members(layout)
+                raise LabError(f"{cluster.component} in {name} exited during start; see its log: "
+                               f"{site.log(cluster.component)}\n{tail(site.log(cluster.component), 8)}")
+        members = cluster_members(layout, cluster=cluster)
         leader = [m for m in members if m.get("role") == "leader" and m.get("state") == "running"]
         if leader and not announced_leader:
-            progress(f"postgres: {leader[0]['name']} is primary (initdb done)")
+            progress(f"postgres: {label}{leader[0]['name']} is primary (initdb done)")
             announced_leader = True
         streaming = [m for m in members if m.get("role") in ("replica", "sync_standby")
                      and m.get("state") == "streaming"]
         sync = [m for m in members if m.get("role") == "sync_standby"]
-        if leader and len(streaming) == len(layout.sites) - 1 and sync:
-            progress(f"postgres: {len(streaming)} standbys streaming, {sync[0]['name']} synchronous")
+        if leader and len(streaming) == len(cluster.sites) - 1 and (sync or not cluster.sync):
+            progress(f"postgres: {label}{len(streaming)} standbys streaming"
+                     + (f", {sync[0]['name']} synchronous" if sync else ""))
             return
         time.sleep(0.3)
-    raise LabError("PostgreSQL under Patroni did not form a cluster with a synchronous standby within "
-                   f"{timeout:.0f} s; see the logs: " + ", ".join(str(s.log('patroni')) for s in layout.sites))
+    raise LabError(f"PostgreSQL under Patroni ({cluster.name}) did not form a cluster with a synchronous standby "
+                   f"within {timeout:.0f} s; see the logs: "
+                   + ", ".join(str(layout.site(n).log(cluster.component)) for n in cluster.sites))
 
 
 def _migrate_claims(layout: LabLayout, secrets: Secrets) -> None:
@@ -226,6 +266,19 @@ def _migrate_claims(layout: LabLayout, secrets: Secrets) -> None:
 
     ensure_database(superuser_dsn(layout, secrets), secrets.app)
     migrate(layout.dsn("claims", secrets.app))
+
+
+def _migrate_estate(layout: LabLayout, cluster: ClusterPlan, secrets: Secrets) -> None:
+    """An estate cluster's database, its services' role and their one table."""
+    import psycopg
+
+    from firebreak.claims.db import ensure_database
+    from firebreak.estate.service import SCHEMA
+
+    ensure_database(cluster_dsn(layout, cluster, "postgres", secrets.superuser, dbname="postgres"), secrets.app,
+                    dbname=cluster.dbname, owner="estate")
+    with psycopg.connect(cluster_dsn(layout, cluster, "estate", secrets.app), autocommit=True) as conn:
+        conn.execute(SCHEMA)
 
 
 def down(purge: bool = False, progress: Progress = _quiet, home: Path | None = None) -> bool:

@@ -14,6 +14,7 @@ from firebreak.lab.layout import LabLayout, make_layout
 from firebreak.lab.procs import Proc
 
 STATE_FILE = "state.json"
+TOPOLOGY_FILE = "topology.yaml"
 SECRETS_FILE = "secrets.json"
 
 
@@ -46,6 +47,30 @@ class LabState:
     phase: str = "starting"   # starting | up | stopping
     python: str = sys.executable  # the interpreter the site processes run with
     cluster: str = "claims-db"    # the topology's name for the lab's Patroni cluster
+    estate: bool = False          # built from a topology (`lab up --topology`): its copy is home/topology.yaml
+
+    @property
+    def plan(self):
+        """What the lab runs (lab/plan.py): from the topology copied at `lab up`, or today's lab."""
+        from firebreak.lab.plan import default_plan, plan_lab
+        from firebreak.topology import load_topology
+
+        cached = getattr(self, "_plan", None)
+        if cached is None:
+            if self.estate:
+                cached = plan_lab(load_topology(self.home / TOPOLOGY_FILE, self.topology))
+            else:
+                from firebreak.resources import example
+                try:
+                    topo = load_topology(self.topology)
+                except Exception:
+                    topo = load_topology(example("firebreak-lab.yaml"))
+                cached = default_plan(topo)
+                if cached.clusters[0].name != self.cluster:
+                    from dataclasses import replace
+                    cached = replace(cached, clusters=(replace(cached.clusters[0], name=self.cluster),))
+            object.__setattr__(self, "_plan", cached)
+        return cached
 
     @property
     def layout(self) -> LabLayout:
@@ -55,7 +80,7 @@ class LabState:
         return {
             "lab_id": self.lab_id, "net": self.net, "topology": self.topology, "sites_order": self.site_names,
             "home": str(self.home), "user": list(self.user) if self.user else None, "agents": self.agents,
-            "phase": self.phase, "python": self.python, "cluster": self.cluster,
+            "phase": self.phase, "python": self.python, "cluster": self.cluster, "estate": self.estate,
             "sites": {n: {"power": s.power, "silenced": s.silenced, "isolated": s.isolated, "degraded": s.degraded,
                           "procs": [p.as_dict() for p in s.procs]}
                       for n, s in self.sites.items()},
@@ -66,7 +91,7 @@ class LabState:
         return cls(lab_id=d["lab_id"], net=d["net"], topology=d["topology"], site_names=d["sites_order"],
                    home=Path(d["home"]), user=tuple(d["user"]) if d.get("user") else None,
                    agents=d.get("agents", True), phase=d.get("phase", "up"), python=d.get("python", sys.executable),
-                   cluster=d.get("cluster", "claims-db"),
+                   cluster=d.get("cluster", "claims-db"), estate=d.get("estate", False),
                    sites={n: SiteState(power=s["power"], silenced=s.get("silenced", "none"),
                                        isolated=s.get("isolated", ""), degraded=s.get("degraded", ""),
                                        procs=[Proc(**p) for p in s["procs"]]) for n, s in d["sites"].items()})

@@ -13,7 +13,7 @@ from firebreak.errors import InputError, LabError, Problem
 from firebreak.inputs import suggest
 from firebreak.lab import access, procs
 from firebreak.lab.layout import PORTS, LabLayout
-from firebreak.lab.state import LabState, lab_home, load, load_secrets
+from firebreak.lab.state import TOPOLOGY_FILE, LabState, lab_home, load, load_secrets
 
 
 def require(home: Path | None) -> LabState:
@@ -23,13 +23,17 @@ def require(home: Path | None) -> LabState:
     return state
 
 
-def cluster_members(layout: LabLayout, skip: set[str] | None = None) -> list[dict]:
-    """Patroni's view of the cluster, asked of the first site that answers."""
+def cluster_members(layout: LabLayout, skip: set[str] | None = None, cluster=None) -> list[dict]:
+    """Patroni's view of a cluster (the default lab's one when `cluster` is None), asked of the
+    first of its members that answers."""
     for site in layout.sites:
         if skip and site.name in skip:
             continue
+        if cluster is not None and site.name not in cluster.sites:
+            continue
+        url = cluster.patroni_url(site) if cluster is not None else site.url("patroni")
         try:
-            r = httpx.get(site.url("patroni") + "/cluster", timeout=1.0)
+            r = httpx.get(url + "/cluster", timeout=1.0)
             if r.status_code == 200:
                 return r.json().get("members", [])
         except (httpx.HTTPError, ValueError):
@@ -62,11 +66,18 @@ def settled(home: Path | None = None, timeout: float = 20.0) -> bool:
     """With agents: wait until they have moved etcd's raft leadership out of the primary's site,
     the steady state they keep (losing the site of both the primary and etcd's leader costs an
     etcd election, about a second, before anyone can act). False if it did not happen in time."""
+    from firebreak.control.placement import etcd_leader_target
+
+    state = require(home)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        primary = next((m["name"] for m in cluster_members(require(home).layout) if m.get("role") == "leader"), None)
+        primaries, syncs = [], []
+        for c in state.plan.clusters:
+            members = cluster_members(state.layout, cluster=c)
+            primaries += [m["name"] for m in members if m.get("role") == "leader"]
+            syncs += [m["name"] for m in members if m.get("role") == "sync_standby"]
         leader = etcd_leader_site(home)
-        if primary is not None and leader is not None and leader != primary:
+        if primaries and leader is not None and etcd_leader_target(leader, primaries, syncs, state.site_names) is None:
             return True
         time.sleep(0.3)
     return False
@@ -77,43 +88,71 @@ def etcdctl_flags(role: str = access.ROOT, home: Path | None = None) -> list[str
     return access.etcdctl_flags(require(home).layout, role)
 
 
-def healthy(sites: dict[str, dict]) -> bool:
-    """Every site up, a primary, every other member streaming, one of them synchronous. Pure: the
-    `sites` part of status()."""
-    roles = [s["postgres"]["role"] for s in sites.values()]
-    return ("primary" in roles and "sync_standby" in roles and all(s["state"] == "up" for s in sites.values())
-            and all(s["postgres"]["state"] == "streaming" for s in sites.values() if s["postgres"]["role"] != "primary"))
+def healthy(sites: dict[str, dict], clusters: dict[str, dict] | None = None,
+            sync: dict[str, bool] | None = None) -> bool:
+    """Every site up and every cluster healthy (healthy_clusters); without `clusters`, the one
+    cluster whose members are the sites' `postgres`. Pure: parts of status()."""
+    if clusters is None:
+        roles = {n: s["postgres"]["role"] for n, s in sites.items()}
+        clusters = {"": {"primary": next((n for n, r in roles.items() if r == "primary"), None),
+                         "sync_standby": next((n for n, r in roles.items() if r == "sync_standby"), None),
+                         "members": roles, "states": {n: s["postgres"]["state"] for n, s in sites.items()}}}
+    return all(s["state"] == "up" for s in sites.values()) and healthy_clusters(clusters, sync or {})
 
 
 REFERENCE_SERVICE = "claims-app"  # the reference service every site runs behind its door
 
 
 def clusters_doc(name: str, sites: dict[str, dict], dsn: str) -> dict:
-    """`clusters` of lab status: each Patroni cluster's primary, synchronous standby and members'
-    roles by site, and its multi-host DSN. Pure: the `sites` part of status()."""
+    """`clusters` of lab status for one cluster: its primary, synchronous standby and members'
+    roles by site, and its multi-host DSN. Pure: `sites` maps a site to its member's
+    {"role": ...} (the `postgres` part of status()'s sites)."""
     roles = {n: s["postgres"]["role"] for n, s in sites.items()}
     return {name: {"primary": next((n for n, r in roles.items() if r == "primary"), None),
                    "sync_standby": next((n for n, r in roles.items() if r == "sync_standby"), None),
                    "members": roles, "dsn": dsn}}
 
 
-def services_doc(sites: dict[str, dict]) -> dict:
+def member_role(m: dict | None, off: bool) -> str:
+    """A member as `lab status` names its role: primary, sync_standby, replica, or down."""
+    if m is None or off or m.get("state") not in ("running", "streaming"):
+        return "down"
+    return {"leader": "primary", "sync_standby": "sync_standby"}.get(m.get("role"), "replica")
+
+
+def services_doc(sites: dict[str, dict], plan=None) -> dict:
     """`services` of lab status: each service, the sites that run it, its URL through each site's door."""
-    return {REFERENCE_SERVICE: {"sites": list(sites), "urls": {n: s["door"] for n, s in sites.items()}}}
+    if plan is None or not plan.estate:
+        return {REFERENCE_SERVICE: {"sites": list(sites), "urls": {n: s["door"] for n, s in sites.items()}}}
+    return {svc.name: {"sites": list(svc.sites), "urls": {n: f"{s['door']}/s/{svc.name}/" for n, s in sites.items()}}
+            for svc in plan.services}
+
+
+def healthy_clusters(clusters: dict[str, dict], sync: dict[str, bool]) -> bool:
+    """Every cluster has a primary, every other member streaming, and a synchronous standby when
+    it is synchronous. Pure: `clusters` is status()'s, with `states` (member -> Patroni state)."""
+    for name, c in clusters.items():
+        roles = c["members"]
+        if c["primary"] is None or (sync.get(name, True) and c["sync_standby"] is None):
+            return False
+        if any(r == "down" or c["states"].get(m) != "streaming" for m, r in roles.items() if r != "primary"):
+            return False
+    return True
 
 
 def status(home: Path | None = None) -> dict:
     state = require(home)
     layout = state.layout
     secrets = load_secrets(state.home)
+    plan = state.plan
     off = {n for n, s in state.sites.items() if s.power == "off"}
-    members = {m["name"]: m for m in cluster_members(layout, skip=off)}
+    every = {c.name: {m["name"]: m for m in cluster_members(layout, skip=off, cluster=c)} for c in plan.clusters}
+    first = plan.clusters[0]
+    members = every[first.name]
     sites = {}
     for site in layout.sites:
         m = members.get(site.name)
-        role = "down"
-        if m is not None and site.name not in off and m.get("state") in ("running", "streaming"):
-            role = {"leader": "primary", "sync_standby": "sync_standby"}.get(m.get("role"), "replica")
+        role = member_role(m, site.name in off)
         st = state.sites[site.name]
         sites[site.name] = {
             "state": st.power,
@@ -121,7 +160,7 @@ def status(home: Path | None = None) -> dict:
             "netns": site.netns,
             "etcd": site.url("etcd"),
             "patroni": site.url("patroni"),
-            "postgres": {"host": site.address, "port": site.pg_port, "role": role,
+            "postgres": {"host": site.address, "port": first.port("postgres"), "role": role,
                          "state": (m or {}).get("state") if site.name not in off else None,
                          "lag": (m or {}).get("lag") if site.name not in off else None},
             "app": site.url("app"),
@@ -135,6 +174,17 @@ def status(home: Path | None = None) -> dict:
             "isolated": st.isolated or None,
         }
     primary = next((n for n, s in sites.items() if s["postgres"]["role"] == "primary"), None)
+    from firebreak.lab.config import cluster_dsn
+    clusters, states, door_dsns = {}, {}, {}
+    for c in plan.clusters:
+        roles = {n: {"postgres": {"role": member_role(every[c.name].get(n), n in off)}} for n in c.sites}
+        doc = clusters_doc(c.name, roles, cluster_dsn(layout, c, c.dbname, secrets.app) if c.legacy
+                           else cluster_dsn(layout, c, "estate", secrets.app))[c.name]
+        clusters[c.name] = doc
+        states[c.name] = {n: (every[c.name].get(n) or {}).get("state") for n in c.sites if n not in off}
+        # An ordinary client's DSN for this cluster through each site's database door.
+        door_dsns[c.name] = {s.name: layout.door_dsn(s.name, "claims" if c.legacy else "estate", secrets.app,
+                                                     dbname=c.dbname, port=c.port("db_door")) for s in layout.sites}
     return {
         "lab_id": state.lab_id,
         "net": state.net,
@@ -142,10 +192,11 @@ def status(home: Path | None = None) -> dict:
         "home": str(state.home),
         "topology": state.topology,
         "primary": primary,
-        "healthy": healthy(sites),  # every cluster (the lab runs one)
+        "healthy": healthy(sites, {n: {**c, "states": states[n]} for n, c in clusters.items()},
+                           {c.name: c.sync for c in plan.clusters}),  # every cluster
         "sites": sites,
-        "clusters": clusters_doc(state.cluster, sites, layout.dsn("claims", secrets.app)),
-        "services": services_doc(sites),
+        "clusters": clusters,
+        "services": services_doc(sites, plan),
         "postgres_dsn": layout.dsn("claims", secrets.app),
         "etcd_endpoints": layout.etcd_endpoints,
         # The locked etcd: its CA and each role's client certificate, key, user and password file.
@@ -153,6 +204,13 @@ def status(home: Path | None = None) -> dict:
         "app_urls": [s.url("app") for s in layout.sites],
         "door_urls": [s.url("door") for s in layout.sites],
         "db_door_dsns": {s.name: layout.door_dsn(s.name, "claims", secrets.app) for s in layout.sites},
+        # Every cluster's: {cluster: {site: DSN through that site's database door}}, and its
+        # members' Patroni REST APIs.
+        "cluster_door_dsns": door_dsns,
+        "cluster_patroni": {c.name: {n: c.patroni_url(layout.site(n)) for n in c.sites} for c in plan.clusters},
+        # Built from a topology (`lab up --topology`): drills judge check's predictions against it.
+        "estate": plan.estate,
+        "topology_file": str(state.home / TOPOLOGY_FILE) if plan.estate else state.topology,
     }
 
 

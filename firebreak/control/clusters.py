@@ -1,0 +1,118 @@
+"""The Patroni clusters the agents protect, read from etcd: pure functions of the keys.
+
+An agent is given Patroni namespaces (`/service/` by default in Patroni) and protects every
+cluster (scope) it finds under them, so a cluster added to the estate is protected without
+reconfiguring the agents. A single-cluster agent is given the cluster's own path instead.
+
+Each member is placed in a site by, in order: the agent configuration's member names, a member
+named after its site, or the host of the member's REST API or PostgreSQL address, when exactly
+one site's endpoints use that host. A placement is kept once learnt: the failover rewrites a dead
+primary's REST API address (failover.FenceApi), and its site must still be known after that.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from firebreak.control.failover import ClusterState, Member
+from firebreak.control.keys import PatroniKeys
+
+# Keys every Patroni cluster writes under its scope; a path with any of them is a cluster.
+_MARKERS = ("leader", "members", "config", "initialize", "sync", "status", "history", "failover")
+
+
+def scopes(keys: Iterable[str], namespace: str) -> list[str]:
+    """The cluster scopes under a Patroni namespace, in order of first appearance."""
+    root = namespace.rstrip("/") + "/"
+    found: dict[str, None] = {}
+    for key in keys:
+        if not key.startswith(root):
+            continue
+        parts = key[len(root):].split("/")
+        if len(parts) >= 2 and parts[0] and parts[1] in _MARKERS:
+            found.setdefault(parts[0], None)
+    return list(found)
+
+
+def cluster_state(kvs: Mapping[str, object], pk: PatroniKeys, name: str = "") -> ClusterState:
+    """One cluster from its keys (`kvs`: key -> etcd KV with value, mod_revision, lease)."""
+    leader = kvs.get(pk.leader)
+    sync_raw = kvs.get(pk.sync)
+    sync_leader, standbys = None, ()
+    if sync_raw is not None:
+        try:
+            d = json.loads(sync_raw.value)
+            sync_leader = d.get("leader")
+            standbys = tuple(x for x in (d.get("sync_standby") or "").split(",") if x)
+        except (ValueError, AttributeError):
+            pass
+    members = {}
+    for key, kv in kvs.items():
+        if key.startswith(pk.members):
+            member = key.rsplit("/", 1)[1]
+            try:
+                d = json.loads(kv.value)
+            except ValueError:
+                d = {}
+            if not isinstance(d, dict):
+                d = {}
+            members[member] = Member(name=member, role=d.get("role", ""), state=d.get("state", ""),
+                                     api_url=d.get("api_url", ""), revision=kv.mod_revision, lease=kv.lease,
+                                     raw=kv.value)
+    return ClusterState(leader=leader.value if leader else None, leader_revision=leader.mod_revision if leader else 0,
+                        sync_leader=sync_leader, sync_standbys=standbys, members=members, name=name)
+
+
+def clusters_under(kvs: Mapping[str, object], namespace: str) -> dict[str, tuple[PatroniKeys, ClusterState]]:
+    """Every cluster under a namespace: scope -> (its keys, its state)."""
+    out = {}
+    for scope in scopes(kvs, namespace):
+        pk = PatroniKeys(namespace.rstrip("/") + "/" + scope)
+        mine = {k: v for k, v in kvs.items() if k.startswith(pk.root)}
+        out[scope] = (pk, cluster_state(mine, pk, scope))
+    return out
+
+
+def host_of(url: str) -> str | None:
+    try:
+        return urlsplit(url if "//" in url else "//" + url).hostname
+    except ValueError:
+        return None
+
+
+def place_members(cluster: ClusterState, named: Mapping[str, str], site_hosts: Mapping[str, str],
+                  known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """member -> site for every member of `cluster` that can be placed. `named`: the
+    configuration's member -> site (a site's own name included); `site_hosts`: host -> site, for
+    hosts that belong to exactly one site; `known`: placements learnt earlier, kept."""
+    out = dict(known or {})
+    for name, m in cluster.members.items():
+        if name in out:
+            continue
+        if name in named:
+            out[name] = named[name]
+            continue
+        raw_conn = ""
+        try:
+            raw_conn = (json.loads(m.raw) or {}).get("conn_url", "")
+        except (ValueError, AttributeError):
+            pass
+        for url in (m.api_url, raw_conn):
+            site = site_hosts.get(host_of(url) or "")
+            if site is not None:
+                out[name] = site
+                break
+    return out
+
+
+def unique_hosts(endpoints: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """host -> site, from each site's endpoint URLs, for hosts that only one site uses."""
+    seen: dict[str, set[str]] = {}
+    for site, urls in endpoints.items():
+        for url in urls:
+            h = host_of(url)
+            if h:
+                seen.setdefault(h, set()).add(site)
+    return {h: next(iter(s)) for h, s in seen.items() if len(s) == 1}

@@ -1,0 +1,128 @@
+"""An estate lab from a topology (examples/estate.yaml: four Patroni clusters, five services):
+every cluster and service comes up where the topology says; a silent power cut of the site that
+holds two primaries fails both over at once, ordinary clients through a surviving door lose no
+acknowledged write, every service answers again; a switchover names its cluster."""
+
+import dataclasses
+import json
+import threading
+
+import httpx
+import psycopg
+import pytest
+
+from firebreak.drill import checks
+from firebreak.drill.workload import ORDINARY_TABLE, History, OrdinaryWriter, prepare_ordinary_table
+from firebreak.lab import lab
+from firebreak.resources import example
+from tests.conftest import run_cli
+from tests.lab.conftest import LAB_HOME, lab_cli, wait_for
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def estate():
+    import os
+    os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
+    lab_cli("down", "--purge", timeout=60)
+    r = lab_cli("up", "--topology", str(example("estate.yaml")), timeout=300)
+    assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
+    try:
+        yield
+    finally:
+        lab_cli("down", timeout=120)
+        os.environ.pop("FIREBREAK_HOME", None)
+
+
+def healthy():
+    st = lab.status()
+    return st if st["healthy"] else None
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_the_estate_runs_as_declared_and_survives_the_loss_of_its_busiest_site(estate):
+    st = wait_for(healthy, 90, "a healthy estate lab")
+    assert list(st["clusters"]) == ["users-db", "messaging-db", "payments-db", "claims-db"]
+    primaries = {name: c["primary"] for name, c in st["clusters"].items()}
+    assert primaries == {"users-db": "pangyo", "messaging-db": "pangyo", "payments-db": "ansan",
+                         "claims-db": "siheung"}
+    assert all(c["sync_standby"] and c["sync_standby"] != c["primary"] for c in st["clusters"].values())
+    assert st["services"]["notifications"]["sites"] == ["ansan", "siheung"]
+    for name, svc in st["services"].items():
+        for site, url in svc["urls"].items():
+            assert answers(url), f"{name} through {site}'s door"
+
+    # every console sees every cluster, and what each site holds of them
+    console = st["sites"]["siheung"]["console"]
+    view = httpx.get(console + "/api/status", timeout=3).json()
+    assert set(view["clusters"]) == set(primaries)
+    assert view["site_roles"]["pangyo"] == {"users-db": "primary", "messaging-db": "primary",
+                                            "payments-db": view["site_roles"]["pangyo"]["payments-db"],
+                                            "claims-db": view["site_roles"]["pangyo"]["claims-db"]}
+    assert set(view["db_door"]["clusters"]) == set(primaries)
+
+    # ordinary clients (libpq defaults) write to each of the busiest site's clusters through ansan's door
+    writers, histories, stop = {}, {}, threading.Event()
+    for name in ("users-db", "messaging-db", "payments-db"):
+        dsn = st["cluster_door_dsns"][name]["ansan"]
+        prepare_ordinary_table(dsn)
+        histories[name] = History()
+        writers[name] = OrdinaryWriter("ansan", dsn, histories[name], stop)
+        writers[name].start()
+    wait_for(lambda: all(checks.acked(h.ops, "sql") for h in histories.values()), 20, "first writes")
+
+    cut = lab.power_off("pangyo")
+    try:
+        for name in ("users-db", "messaging-db"):
+            wait_for(lambda n=name: lab.status()["clusters"][n]["primary"] not in (None, "pangyo"), 60,
+                     f"{name} to fail over")
+        for name, svc in st["services"].items():
+            for site in ("ansan", "siheung"):
+                wait_for(lambda u=svc["urls"][site]: answers(u), 30, f"{name} through {site}'s door after the cut")
+        marks = {n: len(checks.acked(h.ops, "sql")) for n, h in histories.items()}
+        wait_for(lambda: all(len(checks.acked(h.ops, "sql")) > marks[n] + 5 for n, h in histories.items()), 30,
+                 "every ordinary client writing again")
+    finally:
+        stop.set()
+        for w in writers.values():
+            w.join(10)
+    after = lab.status()
+    for name, h in histories.items():
+        with psycopg.connect(after["clusters"][name]["dsn"]) as conn:
+            stored = {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+        assert not checks.lost_writes(h.ops, stored, "sql"), f"acknowledged writes lost in {name}"
+        # no write acknowledged by the old primary after the new one took its first
+        assert not checks.split_brain([dataclasses.replace(op, kind="write") for op in h.ops]), name
+    assert cut["site"] == "pangyo"
+
+    lab.power_on("pangyo")
+    st = wait_for(healthy, 120, "the estate healthy again with pangyo back")
+    assert all(c["members"]["pangyo"] in ("replica", "sync_standby") for c in st["clusters"].values())
+
+
+def test_a_switchover_names_its_cluster_and_moves_only_that_one(estate):
+    st = wait_for(healthy, 120, "a healthy estate lab")
+    users = st["clusters"]["users-db"]
+    others = {n: c["primary"] for n, c in st["clusters"].items() if n != "users-db"}
+    res = run_cli("ops", "switchover", users["sync_standby"], "--cluster", "users-db", "--yes", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["result"]["cluster"] == "users-db"
+    st = wait_for(lambda: (lambda s: s if s["clusters"]["users-db"]["primary"] == users["sync_standby"] else None)(
+        lab.status()), 60, "users-db's primary to move")
+    assert {n: c["primary"] for n, c in st["clusters"].items() if n != "users-db"} == others
+    res = run_cli("ops", "switchover", "pangyo", "--cluster", "no-such-db", "--yes")
+    assert res.returncode != 0 and "no-such-db" in (res.stdout + res.stderr) and "Traceback" not in res.stderr
+
+
+def test_what_the_lab_cannot_build_is_refused_before_anything_starts(tmp_path):
+    bad = tmp_path / "manual.yaml"
+    bad.write_text(example("estate.yaml").read_text().replace("failover: auto", "failover: manual", 1))
+    r = lab_cli("up", "--topology", str(bad))
+    assert r.returncode == 2 and "services.users-db.failover" in r.stderr and "Traceback" not in r.stderr
