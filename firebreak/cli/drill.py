@@ -84,7 +84,16 @@ def _print_drill(r: dict, report: Path) -> None:
             out.print(f"  [red]✗ {f}[/]")
     out.print(f"  acknowledged writes {r['acked_writes']}, lost {r['acked_lost']}, duplicates {r['duplicates']}, "
               f"split brain {'yes' if r['split_brain'] else 'no'}")
-    out.print("  read failures " + ", ".join(f"{s} {n}" for s, n in r["read_failures"].items()))
+    if r["read_failures"]:
+        out.print("  read failures " + ", ".join(f"{s} {n}" for s, n in r["read_failures"].items()))
+    for name, c in (r.get("clusters") or {}).items():
+        u = c["write_unavailability_s"]
+        out.print(f"  cluster {name}: writes unavailable {'never resumed' if u is None else f'{u:.2f} s'}, "
+                  f"acknowledged {c['acked_writes']}, lost {c['acked_lost']}")
+    for name, s in (r.get("services") or {}).items():
+        mark = "[green]✓[/]" if s["as_predicted"] else "[yellow]≠[/]"
+        why = (r.get("service_details") or {}).get(name, {}).get("why", "")
+        out.print(f"  {mark} {name}: predicted {s['predicted']}, observed {s['observed']} [dim]({why})[/]")
     if oc := r.get("ordinary_client"):
         waits = ", ".join("never resumed" if u is None else f"{u:.2f} s" for u in oc["write_unavailability_s"])
         out.print(f"  ordinary client through {oc['door']}'s database door: writes unavailable {waits or '—'}, "
@@ -96,7 +105,8 @@ def _print_drill(r: dict, report: Path) -> None:
 
 def _drill_fault(fault: str):
     def command(
-        site: str = typer.Option(..., "--site", help="Site name, or 'primary' for the primary's site."),
+        site: str = typer.Option(..., "--site", help="Site name, or 'primary' for the primary's site "
+                                  "(on a lab built from a topology: the site holding the most primaries)."),
         duration: float = typer.Option(0, "--duration", min=0, max=600, help="Hold the fault this long (0: until writes resume)."),
         clients: int = typer.Option(8, "--clients", min=1, max=256),
         rate: float = typer.Option(0, "--rate", min=0, help="Writes per second per client (0: as fast as answered)."),

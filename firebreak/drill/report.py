@@ -29,7 +29,8 @@ def buckets(ops: list[Op], start: float, seconds: int) -> dict[str, list[tuple[i
     return {s: [tuple(x) for x in v] for s, v in sorted(out.items())}
 
 
-def write_report(report: dict, ops: list[Op], start: float, directory: Path) -> tuple[Path, Path]:
+def write_report(report: dict, ops: list[Op], start: float, directory: Path,
+                 title: str = "Writes per second by the site whose door answered") -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     seconds = max(1, math.ceil(report["duration_s"]))
     markers = []
@@ -38,8 +39,7 @@ def write_report(report: dict, ops: list[Op], start: float, directory: Path) -> 
         if f["write_rto_s"] is not None:
             markers.append((f["at_s"] + f["write_rto_s"], f"writes resume (+{f['write_rto_s']:.2f} s)", "#1b7f3b"))
         markers.append((f["healed_at_s"], f"heal {f['site']}", "#555"))
-    svg = timeline_svg(buckets(ops, start, seconds), markers, seconds,
-                       "Writes per second by the site whose door answered")
+    svg = timeline_svg(buckets(ops, start, seconds), markers, seconds, title)
     json_path, html_path = directory / "report.json", directory / "report.html"
     json_path.write_text(json.dumps(report, indent=2, default=str))
     html_path.write_text(_env.get_template("report.html").render(

@@ -122,6 +122,10 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     lab cannot run (unknown site, a fault its network mode cannot produce) is refused at once,
     before waiting for health or changing anything."""
     first = lab.status()
+    if first.get("estate"):
+        # A lab built from a topology: many clusters and services, judged against check's predictions.
+        from firebreak.drill import estate_run
+        return estate_run.run(scenario, report_dir, progress, label)
     check_sites(scenario, list(first["sites"]), label or scenario.name, net=first["net"], can_filter=have_nft())
     st = wait_healthy()
     if scenario.baseline == "firebreak" and any(s.get("console") for s in st["sites"].values()):
@@ -160,7 +164,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
              + (f", an ordinary database client through {ordinary_door}'s database door" if ordinary_door else ""))
     time.sleep(2.0)
     try:
-        _run_steps(scenario, history, faults, events, progress)
+        _run_steps(scenario, lambda at: checks.write_rto(history.ops, at), faults, events, progress,
+                   lambda: lab.status()["primary"])
     except BaseException as e:
         # Ctrl-C, a failed step, a bug: whatever stops the drill, the faults it injected are
         # undone before it exits (Chaos Toolkit's rollbacks, AWS FIS's stop conditions).
@@ -225,9 +230,11 @@ def ordinary_door_site(scenario: Scenario, st: dict) -> str | None:
     return spared[0] if spared else None
 
 
-def _run_steps(scenario: Scenario, history: History, faults: list[Active], events: list[Event],
-               progress: Progress) -> None:
-    """The scenario's steps, then healing whatever it left, then waiting for writes to flow."""
+def _run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], faults: list[Active],
+               events: list[Event], progress: Progress, primary: Callable[[], str | None]) -> None:
+    """The scenario's steps, then healing whatever it left, then waiting for writes to flow.
+    `rto_of(at)`: the write unavailability after a fault at `at`, None while writes have not
+    resumed; `primary()`: the site a step aimed at "primary" faults."""
     for step in scenario.steps:
         if isinstance(step, WaitStep):
             progress(f"wait {step.wait:g} s")
@@ -237,7 +244,7 @@ def _run_steps(scenario: Scenario, history: History, faults: list[Active], event
             for site in dict.fromkeys(targets):
                 _heal(site, faults, events, progress)
         else:
-            site = lab.status()["primary"] if step.site == "primary" else step.site
+            site = primary() if step.site == "primary" else step.site
             if site is None:
                 raise LabError("no primary to cut: the lab has none right now")
             _inject(step, site, faults, events, progress)
@@ -246,10 +253,10 @@ def _run_steps(scenario: Scenario, history: History, faults: list[Active], event
                 time.sleep(step.duration)
             else:
                 deadline = time.monotonic() + 60
-                while checks.write_rto(history.ops, at) is None and time.monotonic() < deadline:
+                while rto_of(at) is None and time.monotonic() < deadline:
                     time.sleep(0.1)
                 time.sleep(2.0)
-            rto = checks.write_rto(history.ops, at)
+            rto = rto_of(at)
             faults[-1].rto = rto
             progress(f"writes {'resumed %.2f s after the fault' % rto if rto is not None else 'did not resume'}")
     for site in _unhealed(faults, events):
@@ -264,7 +271,7 @@ def _run_steps(scenario: Scenario, history: History, faults: list[Active], event
     if faults:
         last = faults[-1].since
         deadline = time.monotonic() + 90
-        while checks.write_rto(history.ops, last) is None and time.monotonic() < deadline:
+        while rto_of(last) is None and time.monotonic() < deadline:
             time.sleep(0.2)
     time.sleep(1.0)
 
@@ -308,14 +315,22 @@ def check_consistency(st: dict, attempts: int = 10) -> list[str]:
             return None  # a compaction is being applied; ask again
         return consistency.etcd_problems(hashes, revision)
 
+    def pg_round() -> list[str]:
+        out = []
+        for name, apis in (st.get("cluster_patroni") or {"": {}}).items():
+            label = f"{name}: " if len(st.get("cluster_patroni") or {}) > 1 else ""
+            try:
+                url = next((u for n, u in apis.items() if st["sites"][n]["state"] == "up"), None) or _any_patroni(st)
+                members = httpx.get(url + "/cluster", timeout=3).json().get("members", [])
+                out += [label + p for p in consistency.postgres_problems(members)]
+            except (httpx.HTTPError, ValueError, LabError) as e:
+                out.append(f"{label}PostgreSQL could not be checked for consistency: {e}")
+        return out
+
     problems: list[str] = []
     for _ in range(attempts):
         etcd_problems = etcd_round()
-        try:
-            members = httpx.get(_any_patroni(st) + "/cluster", timeout=3).json().get("members", [])
-            pg_problems = consistency.postgres_problems(members)
-        except (httpx.HTTPError, ValueError, LabError) as e:
-            pg_problems = [f"PostgreSQL could not be checked for consistency: {e}"]
+        pg_problems = pg_round()
         problems = (etcd_problems or []) + pg_problems
         if etcd_problems is not None and not problems:
             return []
