@@ -1,0 +1,75 @@
+"""`check --live`: the running estate as a topology, and its drift from the declared one. Pure."""
+
+from __future__ import annotations
+
+import copy
+
+from firebreak.readiness import analyse_all
+from firebreak.readiness.live import drift, live_topology
+from firebreak.resources import example
+from firebreak.topology import Kind, load_topology
+
+SITES = ["pangyo", "ansan", "siheung"]
+DECLARED = load_topology(example("estate.yaml"))
+
+
+def running_as_declared() -> dict:
+    """What a console's /api/estate says of examples/estate.yaml running as declared."""
+    clusters = {}
+    for name, svc in DECLARED.services.items():
+        if svc.kind != Kind.DATABASE:
+            continue
+        members = {s: {"site": s, "role": "primary" if s == svc.primary else "replica",
+                       "state": "running" if s == svc.primary else "streaming"} for s in svc.sites()}
+        clusters[name] = {"primary_site": svc.primary, "synchronous": True, "doors": True, "members": members}
+    services = {name: {"instances": {s: True for s in svc.sites()},
+                       "databases": [d for d in svc.depends_on if DECLARED.services[d].kind == Kind.DATABASE],
+                       "calls": [d for d in svc.depends_on if DECLARED.services[d].kind == Kind.SERVICE]}
+                for name, svc in DECLARED.services.items() if svc.kind == Kind.SERVICE}
+    return {"site": "ansan", "sites": SITES, "frozen": False, "etcd": {s: True for s in SITES},
+            "agents": {s: True for s in SITES}, "clusters": clusters, "services": services}
+
+
+def test_an_estate_running_as_declared_has_no_drift_and_the_same_verdict():
+    live = live_topology(running_as_declared(), DECLARED)
+    assert drift(DECLARED, live) == []
+    assert analyse_all(live).failing == analyse_all(DECLARED).failing is False
+
+
+def test_a_replica_that_is_not_there_and_a_primary_elsewhere_are_drift():
+    doc = running_as_declared()
+    del doc["clusters"]["payments-db"]["members"]["siheung"]
+    doc["clusters"]["users-db"]["primary_site"] = "ansan"
+    doc["clusters"]["users-db"]["members"]["ansan"]["state"] = "running"
+    found = drift(DECLARED, live_topology(doc, DECLARED))
+    assert {"service": "payments-db", "field": "replicas.siheung", "declared": 1, "running": 0} in found
+    assert {"service": "users-db", "field": "primary", "declared": "pangyo", "running": "ansan"} in found
+    assert len(found) == 2
+
+
+def test_a_tool_in_one_site_only_is_drift_and_check_finds_what_it_costs():
+    doc = running_as_declared()
+    doc["agents"] = {"pangyo": True, "ansan": False, "siheung": False}
+    live = live_topology(doc, DECLARED)
+    fields = {(d["service"], d["field"]) for d in drift(DECLARED, live)}
+    assert {("site-agent", "replicas.ansan"), ("ops-console", "replicas.siheung")} <= fields
+    report = analyse_all(live)
+    loss_of_pangyo = next(s for s in report.scenarios if s.lost == ("pangyo",))
+    assert loss_of_pangyo.states["ops-console"] == "down"
+
+
+def test_a_service_running_nowhere_is_down_everywhere_and_an_undeclared_one_is_drift():
+    doc = running_as_declared()
+    doc["services"]["claims"]["instances"] = {s: False for s in SITES}
+    doc["services"]["search"] = {"instances": {"pangyo": True}, "databases": [], "calls": []}
+    live = live_topology(doc, DECLARED)
+    assert all(s.states["claims"] == "down" for s in analyse_all(live).scenarios)
+    found = drift(DECLARED, live)
+    assert {"service": "search", "field": "service", "declared": "not declared", "running": "running"} in found
+    assert sum(1 for d in found if d["service"] == "claims") == 3
+
+
+def test_without_a_declared_file_the_names_are_the_agents_own():
+    live = live_topology(copy.deepcopy(running_as_declared()))
+    assert {"etcd", "site-agent", "ops-console", "users-db", "login"} <= set(live.services)
+    assert live.services["site-agent"].needs == 2
