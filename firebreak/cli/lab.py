@@ -83,6 +83,9 @@ def _print_status(st: dict) -> None:
     from rich.table import Table
 
     health = "[green]healthy[/]" if st.get("healthy") else "[yellow]not healthy[/]"
+    if st.get("estate"):
+        _print_estate(st, health)
+        return
     table = Table(title=f"Firebreak lab ({st['net']} mode, primary: {st['primary'] or 'none'}, {health})")
     for col in ("site", "power", "address", "postgres", "door", "app", "console"):
         table.add_column(col, no_wrap=True)
@@ -100,6 +103,31 @@ def _print_status(st: dict) -> None:
               "web clients use the doors (Caddy :18000), database clients the database doors "
               "(HAProxy :15433 read-write, :15434 read-only); `firebreak lab status --json` has every URL, "
               "the DSNs and where etcd's credentials are[/]")
+
+
+def _print_estate(st: dict, health: str) -> None:
+    """A lab built from a topology: each cluster's member role in each site, and the services."""
+    from rich.table import Table
+
+    style = {"primary": "bold green", "sync_standby": "green", "replica": "cyan", "down": "red"}
+    table = Table(title=f"Firebreak lab: {len(st['clusters'])} clusters, {len(st['services'])} services "
+                        f"({st['net']} mode, {health})")
+    for col in ("site", "power", "address", *st["clusters"], "console"):
+        table.add_column(col, no_wrap=True)
+    for name, s in st["sites"].items():
+        power = "[green]up[/]" if s["state"] == "up" else f"[red]off[/] ({s['silenced']})"
+        if s.get("isolated"):
+            power += " [red]isolated[/]"
+        roles = []
+        for c in st["clusters"].values():
+            role = c["members"].get(name)
+            roles.append(f"[{style[role]}]{role}[/]" if role else "—")
+        table.add_row(name, power, s["address"], *roles, f":{s['console'].rsplit(':', 1)[1]}" if s.get("console") else "—")
+    out.print(table)
+    for name, svc in st["services"].items():
+        out.print(f"  {name}: runs in {', '.join(svc['sites'])}; through any door, e.g. {next(iter(svc['urls'].values()))}")
+    out.print("[dim]each cluster's database door pair is 100 ports above the previous one's (15433/15434 first); "
+              "`firebreak lab status --json` has every cluster's DSNs, door DSNs and Patroni APIs[/]")
 
 
 @lab_app.command("power")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 from firebreak.control import clusters as clusters_mod
-from firebreak.control import dbdoor, detector, failover, maintenance, ops
+from firebreak.control import dbdoor, detector, failover, maintenance, ops, outages
 from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
 from firebreak.control.placement import coordination_move, etcd_leader_target
 from firebreak.control.config import AgentConfig
@@ -52,6 +52,7 @@ class AgentState:
     cluster: failover.ClusterState | None = None       # the first (or only) Patroni cluster, as last read
     clusters: dict[str, failover.ClusterState] = field(default_factory=dict)  # every cluster, by scope
     instances: dict[str, dict[str, bool]] = field(default_factory=dict)  # service -> site -> answers (instances_loop)
+    outages: dict[str, outages.Open] = field(default_factory=dict)  # each service's open outage (coordinator)
 
 
 class Agent:
@@ -263,6 +264,34 @@ class Agent:
         acting = [(scope, d) for scope, d in decisions.items() if d.failover]
         if acting:
             await asyncio.gather(*(self.execute(d, found[scope], scope) for scope, d in acting))
+        if self.cfg.services:
+            await self.track_service_outages(found, decisions, verdicts, now)
+
+    async def track_service_outages(self, found: dict[str, failover.ClusterState],
+                                    decisions: dict[str, failover.Decision], verdicts: dict[str, detector.Verdict],
+                                    now: float) -> None:
+        """Each service's own outage into the ledger (control/outages.py), as coordinator."""
+        dead = {s for s, v in verdicts.items() if v.dead}
+        out = {scope: why for scope, c in found.items()
+               if (why := outages.cluster_out(c, dead, self.site_of(scope), decisions[scope].refused))}
+        # Instances not probed yet (the agent just started) are not taken for lost.
+        no_instance = {name: "no instance runs in a living site" for name, svc in self.cfg.services.items()
+                       if name in self.state.instances
+                       and not any(s not in dead and self.state.instances[name].get(s) for s in svc.sites)}
+        now_out = outages.causes(out, no_instance, {n: s.databases for n, s in self.cfg.services.items()},
+                                 {n: s.calls for n, s in self.cfg.services.items()})
+        # A cluster that lost its primary's (or standby's) site was out from the incident's start.
+        started = {}
+        for scope, c in found.items():
+            sites = {self.site_of(scope).get(n, n) for n in (c.leader, *c.sync_standbys) if n}
+            starts = [self.state.open_incidents[s].start for s in sites if s in self.state.open_incidents]
+            if starts:
+                started[scope] = min(starts)
+        self.state.outages, writes = outages.step(self.state.outages, now_out, now, started)
+        for w in writes:
+            await self.etcd.put(self.keys.ledger_service_entry(w.start, w.service), json.dumps(w.entry(self.cfg.site)))
+            log.info("ledger: %s %s (%s)", w.service, "out since %.3f" % w.start if w.end is None
+                     else "back after %.2f s" % (w.end - w.start), w.cause)
 
     async def execute(self, decision: failover.Decision, cluster: failover.ClusterState,
                       scope: str | None = None) -> None:
@@ -316,7 +345,7 @@ class Agent:
             return
         try:
             await (self.etcd_admin or self.etcd).move_leader(by_id[leader_id], target_member["ID"])
-            log.info("moved etcd leadership from %s to %s, away from the primary's site", leader_site, target)
+            log.info("moved etcd leadership from %s to %s, away from the primaries' sites", leader_site, target)
         except EtcdError as e:
             log.warning("could not move etcd leadership to %s: %s", target, e)
 
@@ -335,7 +364,12 @@ class Agent:
     async def save_incident(self, inc: Incident) -> None:
         # The ledger lives in etcd: replicated to every site, it survives the loss of any one.
         key = self.keys.ledger_entry(inc.start, inc.site)
-        await self.etcd.put(key, json.dumps({**asdict(inc), "recorded_by": self.cfg.site, "source": "agent"}))
+        entry = {**asdict(inc), "recorded_by": self.cfg.site, "source": "agent"}
+        if self.cfg.services:
+            # An estate records each service's own outage (track_service_outages): the site's loss is
+            # on record, but is not an outage of every service (compensation is per service).
+            entry["service"] = f"site {inc.site}"
+        await self.etcd.put(key, json.dumps(entry))
 
     async def release_loop(self) -> None:
         """Keep this site's app on the current release: a site that was dead during a deploy

@@ -13,7 +13,7 @@ service (which reads it to verify reports): all three build its keys here.
 | `drained/<site>` | operators (evacuate / restore) | until restored |
 | `operators/<name>` | `firebreak ops user-add` | until removed |
 | `audit/<time>-<site>` | consoles, for authenticated requests only | newest AUDIT_KEEP kept |
-| `ledger/<start>-<site>`, `ledger/drill-<start>-<site>` | agents, drills | LEDGER_KEEP_DAYS |
+| `ledger/<start>-<site>`, `ledger/<start>-svc-<service>`, `ledger/drill-<start>-<site>` | agents, drills | LEDGER_KEEP_DAYS |
 | `releases/<version>`, `release/current` | operators (release / deploy) | newest RELEASES_KEEP kept |
 """
 
@@ -77,6 +77,10 @@ class Keys:
 
     def ledger_entry(self, start: float, site: str, drill: bool = False) -> str:
         return self._k("ledger", f"{'drill-' if drill else ''}{start:.3f}-{site}")
+
+    def ledger_service_entry(self, start: float, service: str) -> str:
+        """One service's own outage (control/outages.py): compensation is per service."""
+        return self._k("ledger", f"{start:.3f}-svc-{service}")
 
     @property
     def releases(self) -> str:

@@ -223,10 +223,17 @@ def log_paths(site_name: str, component: str | None = None, home: Path | None = 
     names = state.site_names if state else sorted(p.name for p in (home / "sites").glob("*"))
     if site_name not in names:
         raise InputError(Problem("site", "", f"unknown site '{site_name}'{suggest(site_name, names)}"))
+    if component is not None and component.partition("@")[0] in ("patroni", "postgres", "svc") and "@" in component:
+        # an estate lab's per-cluster Patroni and PostgreSQL, and its services
+        kind, _, name = component.partition("@")
+        base = home / "sites" / site_name / "log"
+        p = base / f"postgres-{name}" / "postgresql.log" if kind == "postgres" else base / f"{component}.log"
+        return [p] if p.exists() else []
     if component is not None and component not in LOG_COMPONENTS:
         raise InputError(Problem("component", "", f"unknown component '{component}'"
                                                   f"{suggest(component, LOG_COMPONENTS)}; "
-                                                  f"choose one of {', '.join(LOG_COMPONENTS)}"))
+                                                  f"choose one of {', '.join(LOG_COMPONENTS)} (an estate lab: "
+                                                  "patroni@CLUSTER, postgres@CLUSTER, svc@SERVICE)"))
     base = home / "sites" / site_name / "log"
     wanted = [component] if component else list(LOG_COMPONENTS)
     out = []
@@ -234,4 +241,6 @@ def log_paths(site_name: str, component: str | None = None, home: Path | None = 
         p = base / "postgres" / "postgresql.log" if c == "postgres" else base / f"{c}.log"
         if p.exists():
             out.append(p)
+    if component is None:  # an estate lab's per-cluster and per-service logs too
+        out += sorted(p for p in base.glob("*@*.log"))
     return out

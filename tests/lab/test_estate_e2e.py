@@ -47,8 +47,16 @@ def answers(url: str) -> bool:
         return False
 
 
+def check_live(st: dict, *args: str):
+    return run_cli("check", "--live", st["sites"]["ansan"]["console"], "--against", str(example("estate.yaml")),
+                   "--format", "json", *args)
+
+
 def test_the_estate_runs_as_declared_and_survives_the_loss_of_its_busiest_site(estate):
     st = wait_for(healthy, 90, "a healthy estate lab")
+    # the running estate, read from a console, is what the file declares
+    r = wait_for(lambda: (lambda x: x if x.returncode == 0 else None)(check_live(st)), 20, "no drift")
+    assert json.loads(r.stdout)["drift"] == []
     assert list(st["clusters"]) == ["users-db", "messaging-db", "payments-db", "claims-db"]
     primaries = {name: c["primary"] for name, c in st["clusters"].items()}
     assert primaries == {"users-db": "pangyo", "messaging-db": "pangyo", "payments-db": "ansan",
@@ -86,6 +94,11 @@ def test_the_estate_runs_as_declared_and_survives_the_loss_of_its_busiest_site(e
         for name, svc in st["services"].items():
             for site in ("ansan", "siheung"):
                 wait_for(lambda u=svc["urls"][site]: answers(u), 30, f"{name} through {site}'s door after the cut")
+        # the running estate now differs from the file: the primaries moved, pangyo runs nothing
+        live = json.loads(check_live(st).stdout)
+        assert {"service": "users-db", "field": "primary", "declared": "pangyo",
+                "running": lab.status()["clusters"]["users-db"]["primary"]} in live["drift"]
+        assert any(d["service"] == "login" and d["field"] == "replicas.pangyo" for d in live["drift"])
         marks = {n: len(checks.acked(h.ops, "sql")) for n, h in histories.items()}
         wait_for(lambda: all(len(checks.acked(h.ops, "sql")) > marks[n] + 5 for n, h in histories.items()), 30,
                  "every ordinary client writing again")
@@ -105,6 +118,38 @@ def test_the_estate_runs_as_declared_and_survives_the_loss_of_its_busiest_site(e
     lab.power_on("pangyo")
     st = wait_for(healthy, 120, "the estate healthy again with pangyo back")
     assert all(c["members"]["pangyo"] in ("replica", "sync_standby") for c in st["clusters"].values())
+
+    # the ledger has each service's own outage, closed, a few seconds long, not the site's duration
+    import asyncio
+
+    async def ledger():
+        etcd = lab.etcd_client(timeout=3)
+        try:
+            return [kv.json() for kv in await etcd.get_prefix("/firebreak/ledger/")]
+        finally:
+            await etcd.close()
+    entries = wait_for(lambda: (lambda es: es if any(e.get("service") == "login" and e.get("end") for e in es)
+                                else None)(asyncio.run(ledger())), 20, "login's outage closed in the ledger")
+    by_service = {e["service"]: e for e in entries if e.get("kind") == "service-outage"}
+    assert {"users-db", "messaging-db", "login", "messaging", "payments", "notifications"} <= set(by_service)
+    assert "claims" not in by_service  # its cluster never lost its primary's site
+    assert 0 < by_service["login"]["end"] - by_service["login"]["start"] < 30
+    assert any(e.get("service") == "site pangyo" for e in entries)  # the site's loss, not every service's
+
+
+def test_a_drill_checks_checks_predictions_on_the_estate(estate):
+    wait_for(healthy, 120, "a healthy estate lab")
+    r = run_cli("drill", "power-cut", "--site", "primary", "--format", "json", "--report",
+                str(LAB_HOME.parent / "estate-reports"), timeout=300)
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    rep = json.loads(r.stdout)
+    assert set(rep["clusters"]) == {"users-db", "messaging-db", "payments-db", "claims-db"}
+    assert rep["acked_lost"] == sum(c["acked_lost"] for c in rep["clusters"].values()) == 0
+    assert all(c["acked_writes"] > 0 for c in rep["clusters"].values())
+    assert {"login", "messaging", "payments", "notifications", "claims"} <= set(rep["services"])
+    assert all(set(s) == {"predicted", "observed", "as_predicted"} for s in rep["services"].values())
+    assert rep["services"]["login"]["predicted"] == "up"
+    assert rep["faults"][0]["site"] in ("pangyo", "ansan", "siheung")
 
 
 def test_a_switchover_names_its_cluster_and_moves_only_that_one(estate):
