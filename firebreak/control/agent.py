@@ -307,8 +307,28 @@ class Agent:
                     ok = await self.etcd.cas_delete(pk.member(action.member), action.revision)
                     log.warning("dropped dead synchronous standby %s's member key: %s", action.member,
                                 "done" if ok else "it changed meanwhile, skipped")
+                    if ok:
+                        await self._wake_primary(cluster)
                 case failover.DeleteLeader():
                     await self._release_leader(action, pk, scope or self.cfg.default_scope)
+
+    async def _wake_primary(self, cluster: failover.ClusterState) -> None:
+        """Have the primary's Patroni run its loop now rather than at its next tick (up to
+        loop_wait later): it then picks a living synchronous standby at once, and commits waiting
+        for the dead one go through. Patroni wakes its loop on any PATCH /config it accepts; one
+        that sets ttl to its current value changes nothing."""
+        leader = cluster.members.get(cluster.leader or "")
+        if leader is None or not leader.api_url or cluster.ttl is None or not self.cfg.patroni_user:
+            return
+        url = leader.api_url.removesuffix("/patroni") + "/config"
+        try:
+            r = await self.http.patch(url, json={"ttl": cluster.ttl}, timeout=1.0,
+                                      auth=(self.cfg.patroni_user, self.cfg.patroni_password))
+            if r.status_code != 200:
+                log.info("could not wake %s's Patroni (HTTP %d); it acts at its next loop", cluster.leader,
+                         r.status_code)
+        except httpx.HTTPError as e:
+            log.info("could not wake %s's Patroni (%r); it acts at its next loop", cluster.leader, e)
 
     async def _release_leader(self, action: failover.DeleteLeader, pk: PatroniKeys, scope: str) -> None:
         ok = await self.etcd.cas_delete(pk.leader, action.revision)

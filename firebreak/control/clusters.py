@@ -61,8 +61,14 @@ def cluster_state(kvs: Mapping[str, object], pk: PatroniKeys, name: str = "") ->
             members[member] = Member(name=member, role=d.get("role", ""), state=d.get("state", ""),
                                      api_url=d.get("api_url", ""), revision=kv.mod_revision, lease=kv.lease,
                                      raw=kv.value)
+    ttl = None
+    if (config := kvs.get(pk.config)) is not None:
+        try:
+            ttl = int(json.loads(config.value).get("ttl"))
+        except (ValueError, TypeError, AttributeError):
+            ttl = None
     return ClusterState(leader=leader.value if leader else None, leader_revision=leader.mod_revision if leader else 0,
-                        sync_leader=sync_leader, sync_standbys=standbys, members=members, name=name)
+                        sync_leader=sync_leader, sync_standbys=standbys, members=members, name=name, ttl=ttl)
 
 
 def clusters_under(kvs: Mapping[str, object], namespace: str) -> dict[str, tuple[PatroniKeys, ClusterState]]:

@@ -40,6 +40,7 @@ class ClusterState:
     sync_standbys: tuple[str, ...]
     members: Mapping[str, Member]
     name: str = ""                # the cluster's scope (one agent protects many clusters)
+    ttl: int | None = None        # Patroni's dynamic configuration's ttl (its /config key), if read
 
 
 @dataclass(frozen=True)

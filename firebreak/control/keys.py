@@ -114,6 +114,10 @@ class PatroniKeys:
         return self.root + "sync"
 
     @property
+    def config(self) -> str:
+        return self.root + "config"
+
+    @property
     def members(self) -> str:
         return self.root + "members/"
 

@@ -104,7 +104,7 @@ def _kv(key, value, rev=1, lease=0):
 
 def _estate_kvs():
     kvs = dict([
-        _kv("/service/users/leader", "pangyo", 7), _kv("/service/users/config", {}),
+        _kv("/service/users/leader", "pangyo", 7), _kv("/service/users/config", {"ttl": 20, "loop_wait": 1}),
         _kv("/service/users/sync", {"leader": "pangyo", "sync_standby": "ansan"}),
         _kv("/service/users/members/pangyo", {"role": "primary", "state": "running",
                                              "api_url": "http://10.0.0.11:18008/patroni"}, 5, 42),
@@ -127,6 +127,7 @@ def test_every_cluster_under_a_namespace_is_found_and_read():
     assert (users.leader, users.leader_revision, users.sync_standbys, users.name) == ("pangyo", 7, ("ansan",), "users")
     assert users.members["pangyo"].lease == 42 and users.members["ansan"].state == "streaming"
     assert found["pay"][1].leader == "pay-2" and found["pay"][1].sync_standbys == ()
+    assert (users.ttl, found["pay"][1].ttl) == (20, None)  # read for waking the primary (agent._wake_primary)
 
 
 def test_members_are_placed_by_name_then_by_address_and_kept_once_fenced():

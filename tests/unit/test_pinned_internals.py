@@ -14,6 +14,23 @@ def test_patroni_keys_the_agent_rewrites():
     assert (AbstractDCS._LEADER, AbstractDCS._SYNC, AbstractDCS._MEMBERS) == ("leader", "sync", "members/")
 
 
+def test_patroni_wakes_its_loop_on_an_accepted_patch_of_its_config():
+    """After dropping a dead synchronous standby, the agent PATCHes the primary's /config with its
+    current ttl to have Patroni pick a living standby now, not at its next loop (agent.py
+    _wake_primary); the config key's name is what clusters.py reads the ttl from."""
+    import inspect
+
+    import patroni.api
+    from patroni.dcs import AbstractDCS
+
+    assert AbstractDCS._CONFIG == "config"
+    module = inspect.getsource(patroni.api)  # the handler is wrapped by an access check
+    start = module.index("def do_PATCH_config(")
+    source = module[start:module.index("\n    def ", start + 1)]
+    assert "patch_config(data, request)" in source and "ha.wakeup()" in source
+    assert source.index("ha.wakeup()") > source.index("if patch_config(data, request):")
+
+
 def test_patroni_sync_key_format_is_what_the_agent_parses():
     from patroni.dcs import AbstractDCS
 
