@@ -142,8 +142,9 @@ def create_console(agent: Agent) -> FastAPI:
         return {
             "site": cfg.site, "coordinator": st.coordinator, "is_coordinator": st.is_coordinator,
             "frozen": frozen, "primary": primary, "cluster": cluster,
-            # Every cluster this agent protects, and what each site holds of them.
+            # Every cluster this agent protects, what each site holds of them, and the services.
             "clusters": every, "site_roles": _site_roles(every),
+            "services": agent.estate()["services"] if cfg.services else {},
             "sites": {s: {"dead": v.dead, "reason": v.reason, "votes": list(v.votes), "drained": s in drain,
                           "components": st.components.get(s, {}),
                           "unreachable_for": round(max(0.0, now - st.last_ok.get(s, now)), 3)}
@@ -282,9 +283,11 @@ def create_console(agent: Agent) -> FastAPI:
     @app.post("/actions/{action}")
     async def action_form(action: str, request: Request, csrf: str = Form("", max_length=64),
                           site: str = Form("", max_length=31), to: str = Form("", max_length=64),
+                          cluster: str = Form("", max_length=64),
                           version: str = Form("", max_length=64), notes: str = Form("", max_length=2000)) -> RedirectResponse:
         try:
-            body = ActionIn(site=site or None, to=to or None, version=version or None, notes=notes)
+            body = ActionIn(site=site or None, to=to or None, cluster=cluster or None, version=version or None,
+                            notes=notes)
         except ValidationError as e:
             request.session["flash"] = f"{action} refused: " + "; ".join(
                 f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False))

@@ -75,6 +75,9 @@ def test_the_estate_runs_as_declared_and_survives_the_loss_of_its_busiest_site(e
                                             "payments-db": view["site_roles"]["pangyo"]["payments-db"],
                                             "claims-db": view["site_roles"]["pangyo"]["claims-db"]}
     assert set(view["db_door"]["clusters"]) == set(primaries)
+    page = httpx.get(console + "/", timeout=5).text
+    assert "PostgreSQL clusters, by site" in page and "Services, by site" in page
+    assert all(name in page for name in [*primaries, *st["services"]])
 
     # ordinary clients (libpq defaults) write to each of the busiest site's clusters through ansan's door
     writers, histories, stop = {}, {}, threading.Event()
