@@ -135,6 +135,13 @@ def print_status(doc: dict) -> None:
         table.add_row(r["site"] + (" *" if r["this"] else ""), r["member"], r["role"], r["state"], r["verdict"],
                       r["drained"])
     out.print(table)
+    clusters = doc.get("clusters") or {}
+    if len(clusters) > 1:
+        # An estate: one line per cluster, each site's role in it.
+        for name, c in clusters.items():
+            roles = ", ".join(f"{m.get('site') or n} {('primary' if n == c.get('leader') else 'sync standby' if n in (c.get('sync_standbys') or []) else m.get('role'))}"
+                              for n, m in (c.get("members") or {}).items())
+            out.print(f"  [bold]{name}[/]: {roles or 'no members'}")
     if (doc.get("cluster") or {}).get("error"):
         out.print(f"[red]etcd: {doc['cluster']['error']}[/]")
     for inc in doc.get("incidents") or []:
