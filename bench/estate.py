@@ -119,6 +119,7 @@ def main() -> None:
                 rep = runner.run(sc, out / "estate" / f"{rnd + 1:02d}-{mode}",
                                  progress=lambda m: print(f"    {m}", flush=True))
                 row = {"round": rnd + 1, "mode": mode, "site": rep["faults"][0]["site"], "verdict": rep["verdict"],
+                       "primaries_before": rep.get("primaries_before"),
                        "failures": rep["failures"], "clusters": rep["clusters"], "services": rep["services"],
                        "acked": rep["acked_writes"], "lost": rep["acked_lost"]}
                 rows.append(row)
@@ -136,7 +137,7 @@ def main() -> None:
     series = {f"{name} · {MODES[m]}": [r["clusters"][name]["write_unavailability_s"] or 60.0
                                       for r in rows if r["mode"] == m]
               for m in modes for name in rows[0]["clusters"]}
-    svg = distribution_svg(series, "Write unavailability per cluster, power cut of the site with two primaries")
+    svg = distribution_svg(series, "Write unavailability per cluster, power cut of the site holding the most primaries")
     (out / "estate.svg").write_text(svg)
     try:
         subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

@@ -176,6 +176,9 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
         disagreements=disagreements)
     report.update({
         "started": start_wall, "net": final["net"], "agents": agents,
+        # where each cluster's primary and synchronous standby were when the drill began
+        "primaries_before": {n: c["primary"] for n, c in st["clusters"].items()},
+        "sync_standbys_before": {n: c["sync_standby"] for n, c in st["clusters"].items()},
         "events": [{"t": round(e.at - start, 3), "wall": e.wall, "kind": e.kind, "site": e.site, "detail": e.detail}
                    for e in events],
         "versions": {"firebreak": __version__, "python": platform.python_version()},
