@@ -8,6 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from firebreak.lab.config import Secrets
 from firebreak.lab.layout import LabLayout, make_layout
@@ -48,33 +49,29 @@ class LabState:
     python: str = sys.executable  # the interpreter the site processes run with
     cluster: str = "claims-db"    # the topology's name for the lab's Patroni cluster
     estate: bool = False          # built from a topology (`lab up --topology`): its copy is home/topology.yaml
+    _plan: Any = field(default=None, repr=False, compare=False)
 
     @property
     def plan(self):
         """What the lab runs (lab/plan.py): from the topology copied at `lab up`, or today's lab."""
+        from dataclasses import replace
+
+        from firebreak.errors import InputError
         from firebreak.lab.plan import default_plan, plan_lab
+        from firebreak.resources import example
         from firebreak.topology import load_topology
 
-        cached = getattr(self, "_plan", None)
-        if cached is None:
+        if self._plan is None:
             if self.estate:
-                cached = plan_lab(load_topology(self.home / TOPOLOGY_FILE, self.topology))
+                self._plan = plan_lab(load_topology(self.home / TOPOLOGY_FILE, self.topology))
             else:
-                from firebreak.resources import example
                 try:
                     topo = load_topology(self.topology)
-                except Exception:
+                except (InputError, OSError):  # the file it started from moved: today's lab is one cluster
                     topo = load_topology(example("firebreak-lab.yaml"))
-                cached = default_plan(topo)
-                if cached.clusters[0].name != self.cluster:
-                    from dataclasses import replace
-                    cached = replace(cached, clusters=(replace(cached.clusters[0], name=self.cluster),))
-            object.__setattr__(self, "_plan", cached)
-        return cached
-
-    @property
-    def layout(self) -> LabLayout:
-        return make_layout(self.home, self.net, self.site_names, self.lab_id)
+                plan = default_plan(topo)
+                self._plan = replace(plan, clusters=(replace(plan.clusters[0], name=self.cluster),))
+        return self._plan
 
     def to_json(self) -> dict:
         return {
