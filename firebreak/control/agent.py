@@ -53,6 +53,7 @@ class AgentState:
     clusters: dict[str, failover.ClusterState] = field(default_factory=dict)  # every cluster, by scope
     instances: dict[str, dict[str, bool]] = field(default_factory=dict)  # service -> site -> answers (instances_loop)
     outages: dict[str, outages.Open] = field(default_factory=dict)  # each service's open outage (coordinator)
+    drained: frozenset[str] = frozenset()  # sites operators evacuated (door_loop reads them)
 
 
 class Agent:
@@ -439,6 +440,9 @@ class Agent:
                 try:
                     drained = {kv.key.rsplit("/", 1)[1]
                                for kv in await self.etcd.get_prefix(self.keys.drained)}
+                    if drained != self.state.drained:
+                        self.state.drained = frozenset(drained)
+                        self._db_door_wake.set()  # the database door's reads leave an evacuated site too
                 except EtcdError:
                     drained = None  # cut off: keep what the door has, it skips dead upstreams by itself
             if drained is not None:
@@ -453,7 +457,8 @@ class Agent:
         unreachable = {s for s, gap in view.unreachable_for.items() if gap > 0}
         dead = {s for s, v in self.state.verdicts.items() if v.dead}
         return {scope: dbdoor.routes(c, self.site_of(scope), dead, unreachable,
-                                     sites_seen=len(self.cfg.sites) - len(unreachable), sites_total=len(self.cfg.sites))
+                                     sites_seen=len(self.cfg.sites) - len(unreachable), sites_total=len(self.cfg.sites),
+                                     drained=self.state.drained)
                 for scope, c in self.state.clusters.items()}
 
     async def db_door_loop(self) -> None:

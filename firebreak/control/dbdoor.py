@@ -49,10 +49,11 @@ class Routes:
 
 
 def routes(cluster: ClusterState, site_of: Mapping[str, str], dead: set[str], unreachable: set[str],
-           sites_seen: int, sites_total: int) -> Routes:
+           sites_seen: int, sites_total: int, drained: frozenset[str] = frozenset()) -> Routes:
     """Where this site's door sends clients. `dead`: sites voted dead by a majority; `unreachable`:
     sites this agent's own probes cannot reach; `sites_seen`: how many sites (its own included)
-    this agent reaches."""
+    this agent reaches; `drained`: sites operators evacuated, whose standbys get no reads while
+    another living standby can take them (writes follow the primary wherever it is)."""
     def gone(member: str) -> bool:
         site = site_of.get(member, member)
         return site in dead or site in unreachable
@@ -66,7 +67,8 @@ def routes(cluster: ClusterState, site_of: Mapping[str, str], dead: set[str], un
     standbys = tuple(sorted(
         m.name for m in cluster.members.values()
         if m.name != leader and m.role in STANDBY_ROLES and m.state in LIVE_STATES and not gone(m.name)))
-    return Routes(rw, standbys or ((rw,) if rw else ()), why)
+    kept = tuple(m for m in standbys if site_of.get(m, m) not in drained) or standbys
+    return Routes(rw, kept or ((rw,) if rw else ()), why)
 
 
 def commands(servers: list[str], new: Routes, scope: str | None = None) -> list[str]:

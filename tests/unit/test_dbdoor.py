@@ -54,6 +54,16 @@ def test_routes(name, state, dead, unreachable, seen, rw, ro):
     assert r.why
 
 
+@pytest.mark.parametrize("drained,rw,ro", [
+    ({"siheung"}, "pangyo", ("ansan",)),               # reads leave the evacuated site
+    ({"ansan", "siheung"}, "pangyo", ("ansan", "siheung")),  # unless no other standby is left
+    ({"pangyo"}, "pangyo", ("ansan", "siheung")),      # writes follow the primary wherever it is
+])
+def test_an_evacuated_sites_standbys_get_no_reads(drained, rw, ro):
+    r = routes(cluster(), SITE_OF, set(), set(), sites_seen=3, sites_total=3, drained=frozenset(drained))
+    assert (r.rw, r.ro) == (rw, ro)
+
+
 def test_commands_close_every_other_server_and_shut_its_sessions_after_opening_the_route():
     cmds = commands(SITES, Routes("ansan", ("siheung",)))
     assert cmds[:6] == [f"disable health {b}/{s}" for b in (RW, RO) for s in SITES]
