@@ -45,14 +45,14 @@ QUEUE_SQL = {
 }
 
 
-async def verify_pending(conn: Any, policy: Policy, outages: list[Outage]) -> int:
-    """Price and flag reports nobody has verified yet; returns how many."""
+async def verify_pending(conn: Any, policy: Policy, outages: list[Outage], limit: int = 5000) -> int:
+    """Price and flag reports nobody has verified yet (at most `limit`); returns how many."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT r.id, r.reporter_kind, r.service, r.window_start, r.window_end, r.claimed_amount, r.plan_price, "
         "r.evidence, EXISTS (SELECT 1 FROM reports o WHERE o.contact = r.contact AND o.service = r.service "
         "AND o.window_start = r.window_start AND o.window_end = r.window_end AND o.id < r.id) AS duplicate "
-        "FROM reports r WHERE r.status = 'received' ORDER BY r.id LIMIT %s FOR UPDATE SKIP LOCKED", (VERIFY_BATCH,))
+        "FROM reports r WHERE r.status = 'received' ORDER BY r.id LIMIT %s FOR UPDATE SKIP LOCKED", (limit,))
     rows = await cur.fetchall()
     updates = []
     for r in rows:
@@ -124,6 +124,17 @@ class AnonymousTally:
 
 
 VERIFY_EVERY = 2.0  # seconds between passes of the verifier over newly received reports
+VERIFY_QUIET = 1.0  # intake idle this long: the verifier catches up at full speed
+VERIFY_BUSY_BATCH = 50
+
+
+def verify_batch(now: float, last_submit: float) -> int:
+    """How many reports the next pass verifies. While reports are arriving (a flood, after an
+    outage), verifying them competes with taking them: every verification is a second write of
+    the report (a synchronous commit) and Python work in the app that answers the intake. So it
+    takes a small share (VERIFY_BUSY_BATCH per pass, 25 a second per site) and catches up once
+    intake has been quiet for VERIFY_QUIET; a reviewer sees a report as received meanwhile."""
+    return VERIFY_BATCH if now - last_submit >= VERIFY_QUIET else VERIFY_BUSY_BATCH
 
 
 def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any, outage_source: Any,
@@ -152,12 +163,12 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
         """Prices and flags new reports in the background: opening the queue (a GET) writes nothing.
         Every site's app runs one; SKIP LOCKED keeps them off each other's rows."""
         while True:
-            n = 0
+            n, size = 0, verify_batch(time.monotonic(), store.last_submit)
             try:
                 policy = policy_source()
                 outages, _ = await outage_source()
                 async with store.primary.connection(timeout=5) as conn:
-                    n = await verify_pending(conn, policy, outages)
+                    n = await verify_pending(conn, policy, outages, size)
             except Exception as e:  # noqa: BLE001 - no primary now, say: try again next pass
                 log.warning("verifying new reports failed (will retry): %s", e)
             await asyncio.sleep(0.05 if n >= VERIFY_BATCH else VERIFY_EVERY)

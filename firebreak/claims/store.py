@@ -63,6 +63,7 @@ class Store:
                                             connection_class=RacingConnection, name="anywhere",
                                             kwargs={"application_name": f"claims-{settings.site}-ro"})
         self._ready_at = 0.0
+        self.last_submit = float("-inf")
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=settings.write_queue)
         # Bumped whenever a write goes unanswered: every pooled connection made before then may
         # lead to the same dead server, so it is hung up on instead of used.
@@ -108,6 +109,7 @@ class Store:
         one transaction with one synchronous commit (group commit): each still gets its 201 only
         after the standby confirmed that commit, and all of them share its outcome."""
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.last_submit = time.monotonic()  # the verifier yields to intake (review.verify_batch)
         try:
             self._queue.put_nowait((report, key, fut))
         except asyncio.QueueFull:

@@ -132,3 +132,10 @@ def test_anonymous_refusals_are_summarised_at_most_once_a_period():
     later = t.note("export", "10.0.0.9", now=61.0)
     assert later == {"count": 51, "actions": {"bulk-approve": 50, "export": 1}, "sources": 8, "seconds": 60.0}
     assert t.note("export", "x", now=62.0) is None  # a new period starts
+
+
+@pytest.mark.parametrize("idle_for,expected", [(0.0, 50), (0.5, 50), (1.0, 5000), (600.0, 5000), (float("inf"), 5000)])
+def test_the_verifier_takes_a_small_share_while_reports_arrive(idle_for, expected):
+    from firebreak.claims.review import VERIFY_BATCH, VERIFY_BUSY_BATCH, verify_batch
+    assert (VERIFY_BATCH, VERIFY_BUSY_BATCH) == (5000, 50)
+    assert verify_batch(1000.0, 1000.0 - idle_for) == expected
