@@ -101,3 +101,60 @@ def test_bad_output_changes_nothing(tmp_path):
     out = tmp_path / "report.json"
     r = run_cli("check", "topo.yaml", "--format", "json", "--output", str(out), cwd=tmp_path)
     assert r.returncode == 2 and not out.exists()
+
+
+# -- check --live ---------------------------------------------------------------------------------
+
+def _serve(doc: dict):
+    """A console's /api/estate, served from memory (the real one is exercised by tests/lab)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(doc).encode() if self.path == "/api/estate" else b"{}"
+            self.send_response(200 if self.path == "/api/estate" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_check_live_against_a_file_lists_drift_and_exits_1_only_when_there_is_some():
+    import copy
+
+    from firebreak.resources import example
+    from tests.unit.test_live_estate import running_as_declared
+
+    doc = running_as_declared()
+    server, url = _serve(doc)
+    try:
+        r = run_cli("check", "--live", url, "--against", str(example("estate.yaml")), "--format", "json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["drift"] == [] and json.loads(r.stdout)["summary"]["verdict"] == "pass"
+        moved = copy.deepcopy(doc)
+        moved["clusters"]["users-db"]["primary_site"] = "ansan"
+        moved["clusters"]["users-db"]["members"]["ansan"]["state"] = "running"
+        server.shutdown()
+        server, url = _serve(moved)
+        r = run_cli("check", "--live", url, "--against", str(example("estate.yaml")))
+        assert r.returncode == 1
+        assert "users-db: primary: declared pangyo, running ansan" in r.stdout
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["check", "--live", "http://127.0.0.1:1"], "--live: cannot reach the console"),
+    (["check"], "FILE: missing"),
+    (["check", "examples/estate.yaml", "--live", "http://127.0.0.1:1"], "not both"),
+    (["check", "--against", "examples/estate.yaml"], "--against: only with --live"),
+])
+def test_check_live_refuses_what_it_cannot_do_with_exit_2(args, words):
+    r = run_cli(*args, cwd=ROOT)
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
