@@ -67,7 +67,9 @@ class Agent:
         self.etcd_admin = Etcd(cfg.etcd, timeout=0.5, access=cfg.access(admin=True)) if cfg.etcd_admin_access else None
         self.http = httpx.AsyncClient(timeout=cfg.detector.probe_timeout)
         self.others = [s for s in cfg.sites if s != cfg.site]
-        self._targets = {(s, c): _host_port(getattr(cfg.sites[s], c)) for s in self.others for c in PROBED}
+        self._targets = {(s, c): _host_port(getattr(cfg.sites[s], c) if c != "etcd" else
+                                            cfg.sites[s].etcd_probe or cfg.sites[s].etcd)
+                         for s in self.others for c in PROBED}
         now = clock()
         for s in cfg.sites:
             self.state.last_ok[s] = now

@@ -23,6 +23,9 @@ class SiteEndpoints(_Strict):
     app: str
     agent: str
     member: str | None = None  # Patroni member name in this site (default: the site's name)
+    # What the detector dials to see that the site's etcd runs: etcd's plain --listen-metrics-urls
+    # listener. Without it, the client port: a TLS one logs every bare probe as a rejected handshake.
+    etcd_probe: str | None = None
     door: str | None = None    # the site's public front door, as clients know it
 
 

@@ -225,3 +225,16 @@ def test_a_console_flood_stalls_no_detector_and_keeps_the_coordinator(running_la
     assert result.get(429, 0) > 0  # the flood was throttled, not served
     audit_after = httpx.get(consoles[coordinator] + "/api/audit?limit=1000", timeout=5).json()
     assert len(audit_after) == audit_before and not any(a["who"] == "anonymous" for a in audit_after)
+
+
+def test_the_detectors_probes_leave_etcds_log_alone(running_lab):
+    """The agents probe each site's etcd on its plain health listener, five times a second from
+    every other site: on the TLS client port each bare connect was logged as a rejected handshake
+    (20 MiB of log an hour, found by the soak)."""
+    from firebreak.lab.state import lab_home
+    logs = list((lab_home() / "sites").glob("*/log/etcd.log"))
+    before = {p: p.stat().st_size for p in logs}
+    time.sleep(5)  # 50 probe rounds
+    grown = [p.read_bytes()[before[p]:] for p in logs]
+    assert len(logs) == 3
+    assert not any(b"rejected connection" in g for g in grown), [g[:300] for g in grown]
