@@ -73,6 +73,10 @@ class LabState:
                 self._plan = replace(plan, clusters=(replace(plan.clusters[0], name=self.cluster),))
         return self._plan
 
+    @property
+    def layout(self) -> LabLayout:
+        return make_layout(self.home, self.net, self.site_names, self.lab_id)
+
     def to_json(self) -> dict:
         return {
             "lab_id": self.lab_id, "net": self.net, "topology": self.topology, "sites_order": self.site_names,

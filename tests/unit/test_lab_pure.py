@@ -214,3 +214,16 @@ def test_lab_status_names_its_clusters_and_services():
         "dsn": "postgresql://x"}}
     assert services_doc(sites) == {"claims-app": {"sites": ["a", "b", "c"],
                                                   "urls": {"a": "http://a:1", "b": "http://b:1", "c": "http://c:1"}}}
+
+
+def test_a_lab_state_knows_its_layout_and_its_plan(tmp_path):
+    """Every lab command starts from the saved state: its layout and what it runs (a removed
+    property once broke `lab up` after the agents had started)."""
+    from firebreak.lab.state import LabState
+    from tests.conftest import ROOT
+    state = LabState("abcd", "netns", str(ROOT / "examples/firebreak-lab.yaml"), ["pangyo", "ansan", "siheung"],
+                     tmp_path)
+    assert state.layout.names == ["pangyo", "ansan", "siheung"] and state.layout.home == tmp_path
+    assert state.plan.clusters[0].name == "claims-db" and not state.plan.estate
+    again = LabState.from_json(state.to_json())
+    assert again.layout == state.layout and again.plan == state.plan
