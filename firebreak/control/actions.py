@@ -116,7 +116,7 @@ async def evacuate(ctx: Context, body: ActionIn, who: Operator) -> dict:
     moving = [(scope, p) for scope, p in plans.items() if p.candidate]
 
     async def move(scope: str, candidate: str) -> str:
-        c = await ctx.agent.read_cluster(scope)
+        c = found[scope]  # the state the plans were made from
         return await ops.patroni_switchover(ctx.http, ctx.patroni_urls(c, scope), ctx.patroni_auth(), c.leader,
                                             candidate)
     if single:

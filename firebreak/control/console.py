@@ -327,9 +327,8 @@ def _db_door_status(agent) -> dict | None:
     dd, keeper = agent.cfg.db_door, agent.db_door
     if dd is None:
         return None
-    applied = keeper.applied if keeper else None
     ports = dd.ports(agent.cfg.default_scope)
-    per = applied if isinstance(applied, dict) else {agent.cfg.default_scope: applied} if applied else {}
+    per = (keeper.applied if keeper else None) or {}
 
     def one(scope: str) -> dict:
         r = per.get(scope)

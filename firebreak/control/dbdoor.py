@@ -164,31 +164,25 @@ class DbDoorKeeper:
 
     REFRESH = 5.0
 
-    def __init__(self, socket_path: str, servers: list[str], scopes: list[str] | None = None):
+    def __init__(self, socket_path: str, servers: list[str]):
         self.socket_path = socket_path
         self.servers = servers
-        # One cluster keeps the plain backend names (pg_rw, pg_ro); several are named per scope.
-        self.scopes = scopes or []
-        self.applied: dict[str, Routes] | Routes | None = None
-        self.applied_at = 0.0
+        self.applied: dict[str, Routes] | None = None  # scope -> routes as last put in the door; None: unknown
+        self.refreshed_at = 0.0               # when every cluster's routes were last sent
         self.last_error = ""
 
-    def _scope(self, scope: str) -> str | None:
-        return scope if len(self.scopes) > 1 else None
-
-    async def apply(self, new: "Routes | dict[str, Routes]", now: float) -> bool:
-        """Put the door in `new`: one cluster's routes, or scope -> routes for several."""
-        due = now - self.applied_at >= self.REFRESH
-        if self.applied == new and not due:
+    async def apply(self, new: dict[str, Routes], now: float) -> bool:
+        """Put the door in `new` (scope -> routes): the clusters whose routes changed, writes
+        first, or all of them when the refresh is due. A door of one cluster keeps the plain
+        backend names (pg_rw, pg_ro); several are named per scope."""
+        due = now - self.refreshed_at >= self.REFRESH
+        before = {} if due or self.applied is None else self.applied
+        changed = sorted((scope for scope, r in new.items() if before.get(scope) != r),
+                         key=lambda sc: sc in before and before[sc].rw == new[sc].rw)
+        if not changed:
             return False
-        if isinstance(new, Routes):
-            cmds = commands(self.servers, new)
-        else:
-            # Only the clusters whose routes changed, unless the refresh is due; writes first.
-            before = self.applied if isinstance(self.applied, dict) and not due else {}
-            changed = sorted((scope for scope, r in new.items() if before.get(scope) != r),
-                             key=lambda sc: before.get(sc) is not None and before[sc].rw == new[sc].rw)
-            cmds = [c for scope in changed for c in commands(self.servers, new[scope], self._scope(scope))]
+        single = len(new) == 1
+        cmds = [c for scope in changed for c in commands(self.servers, new[scope], None if single else scope)]
         try:
             answers = [await self.send(c) for c in cmds]
         except OSError as e:
@@ -198,13 +192,14 @@ class DbDoorKeeper:
         if bad:
             self._failed("database door refused: " + "; ".join(bad[:3]))
             return False
-        if new != self.applied:
-            for scope, r in (new.items() if isinstance(new, dict) else [("", new)]):
-                old = self.applied.get(scope) if isinstance(self.applied, dict) else self.applied
-                if r != old:
-                    log.info("database door%s: writes to %s, reads from %s (%s)", f" ({scope})" if scope else "",
-                             r.rw or "nobody", ", ".join(r.ro) or "nobody", r.why)
-        self.applied, self.applied_at, self.last_error = new, now, ""
+        for scope in changed:
+            if new[scope] != (self.applied or {}).get(scope):
+                r = new[scope]
+                log.info("database door%s: writes to %s, reads from %s (%s)", "" if single else f" ({scope})",
+                         r.rw or "nobody", ", ".join(r.ro) or "nobody", r.why)
+        self.applied, self.last_error = dict(new), ""
+        if due:
+            self.refreshed_at = now
         return True
 
     async def send(self, command: str) -> str:
@@ -224,4 +219,4 @@ class DbDoorKeeper:
     def _failed(self, message: str) -> None:
         if message != self.last_error:
             log.error("%s (retrying)", message)
-        self.last_error, self.applied = message, None
+        self.last_error, self.applied, self.refreshed_at = message, None, 0.0

@@ -70,9 +70,9 @@ def observe(topology: Topology, probes: Mapping[str, list[Op]], window: tuple[fl
             if o.site in surviving or o.site == ANY_SITE:
                 by_site.setdefault(o.site, []).append(o)
         if not by_site:
-            out[name] = Observation("down" if not any(s in surviving for s in svc.sites()) else "up", None,
-                                    "not observed: no instance in a surviving site" if not any(
-                                        s in surviving for s in svc.sites()) else "not observed")
+            runs = any(s in surviving for s in svc.sites())
+            out[name] = (Observation("up", None, "not observed") if runs
+                         else Observation("down", None, "not observed: no instance in a surviving site"))
             continue
         gaps = {site: longest_unanswered(site_ops, since, until) for site, site_ops in by_site.items()}
         worst_site, worst = max(gaps.items(), key=lambda kv: kv[1])

@@ -21,11 +21,10 @@ import psycopg
 from firebreak import __version__
 from firebreak.drill import checks
 from firebreak.drill import estate as judge_estate
-from firebreak.drill.runner import (Active, Event, Progress, _heal_leftovers, _healed_at, _run_steps,
-                                    check_consistency, set_frozen, wait_healthy)
+from firebreak.drill.runner import (Active, Event, Progress, _healed_at, check_consistency, drive, set_frozen,
+                                    wait_healthy)
 from firebreak.drill.scenario import FaultStep, Scenario, check_sites
 from firebreak.drill.workload import ORDINARY_TABLE, History, Op, OrdinaryWriter, prepare_ordinary_table
-from firebreak.errors import DrillAborted
 from firebreak.lab import lab
 from firebreak.lab.net import have_nft
 from firebreak.lab.state import lab_home, load_secrets
@@ -138,26 +137,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     def rto_of(at: float) -> float | None:
         rtos = [checks.write_rto(h.ops, at, "sql") for h in histories.values()]
         return None if any(r is None for r in rtos) else max(rtos, default=0.0)
-    try:
-        _run_steps(scenario, rto_of, faults, events, progress, lambda: busiest_site(lab.status()))
-    except BaseException as e:
-        stop.set()
-        healed, failed = _heal_leftovers(faults, events, progress)
-        why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped by an error ({e})"
-        note = (f"healed {', '.join(healed)}" if healed else "no fault was left to heal")
-        if failed:
-            note += "; could not heal " + "; ".join(failed) + ": run `firebreak lab heal all`"
-        raise DrillAborted(f"drill {why}; {note}", interrupted=isinstance(e, KeyboardInterrupt)) from e
-    finally:
-        end = time.monotonic()
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
-        if scenario.baseline == "patroni" and agents:
-            try:
-                set_frozen(lab.status(), False, token)
-            except Exception:  # noqa: BLE001 - the report matters more; `ops unfreeze` is the way back
-                progress("could not unfreeze the agents: run `firebreak ops unfreeze`")
+    end = drive(scenario, threads, stop, rto_of, lambda: busiest_site(lab.status()), faults, events, progress,
+                unfreeze=token if scenario.baseline == "patroni" and agents else None)
     final = lab.status()
     progress("checking that the replicas agree (etcd hashes, every cluster's PostgreSQL timelines)")
     disagreements = check_consistency(final)

@@ -163,31 +163,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     progress(f"workload: {scenario.clients} writers through {len(doors)} doors, readers in every site"
              + (f", an ordinary database client through {ordinary_door}'s database door" if ordinary_door else ""))
     time.sleep(2.0)
-    try:
-        _run_steps(scenario, lambda at: checks.write_rto(history.ops, at), faults, events, progress,
-                   lambda: lab.status()["primary"])
-    except BaseException as e:
-        # Ctrl-C, a failed step, a bug: whatever stops the drill, the faults it injected are
-        # undone before it exits (Chaos Toolkit's rollbacks, AWS FIS's stop conditions).
-        stop.set()
-        healed, failed = _heal_leftovers(faults, events, progress)
-        why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped by an error ({e})"
-        note = (f"healed {', '.join(healed)}" if healed else "no fault was left to heal")
-        if failed:
-            note += "; could not heal " + "; ".join(failed) + ": run `firebreak lab heal all`"
-        raise DrillAborted(f"drill {why}; {note}", interrupted=isinstance(e, KeyboardInterrupt)) from e
-    finally:
-        # The history ends when the clients are told to stop, not when the last of them has
-        # finished a request in flight: waiting for them is no gap in the writes.
-        end = time.monotonic()
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
-        if scenario.baseline == "patroni" and agents:
-            try:
-                set_frozen(lab.status(), False, token)
-            except LabError:
-                pass
+    end = drive(scenario, threads, stop, lambda at: checks.write_rto(history.ops, at), lambda: lab.status()["primary"],
+                faults, events, progress, unfreeze=token if scenario.baseline == "patroni" and agents else None)
     final = lab.status()
     progress("checking that the replicas agree (etcd hashes, PostgreSQL timelines)")
     disagreements = check_consistency(final)
@@ -218,6 +195,39 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     from firebreak.drill.report import write_report
     write_report(report, ops, start, report_dir)
     return report
+
+
+def drive(scenario: Scenario, threads: list[threading.Thread], stop: threading.Event,
+          rto_of: Callable[[float], float | None], primary: Callable[[], str | None], faults: list[Active],
+          events: list[Event], progress: Progress, unfreeze: str | None = None) -> float:
+    """Run the scenario's steps while the (started) clients work, then stop them; returns when
+    the history ends. With `unfreeze` (an operator token), the agents frozen for a Patroni-alone
+    drill are unfrozen whatever happened."""
+    try:
+        _run_steps(scenario, rto_of, faults, events, progress, primary)
+    except BaseException as e:
+        # Ctrl-C, a failed step, a bug: whatever stops the drill, the faults it injected are
+        # undone before it exits (Chaos Toolkit's rollbacks, AWS FIS's stop conditions).
+        stop.set()
+        healed, failed = _heal_leftovers(faults, events, progress)
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped by an error ({e})"
+        note = (f"healed {', '.join(healed)}" if healed else "no fault was left to heal")
+        if failed:
+            note += "; could not heal " + "; ".join(failed) + ": run `firebreak lab heal all`"
+        raise DrillAborted(f"drill {why}; {note}", interrupted=isinstance(e, KeyboardInterrupt)) from e
+    finally:
+        # The history ends when the clients are told to stop, not when the last of them has
+        # finished a request in flight: waiting for them is no gap in the writes.
+        end = time.monotonic()
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        if unfreeze is not None:
+            try:
+                set_frozen(lab.status(), False, unfreeze)
+            except LabError:
+                progress("could not unfreeze the agents: run `firebreak ops unfreeze`")
+    return end
 
 
 def ordinary_door_site(scenario: Scenario, st: dict) -> str | None:

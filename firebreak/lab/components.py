@@ -19,7 +19,8 @@ from firebreak.lab.layout import PORTS, LabLayout, SiteLayout
 from firebreak.lab.state import LabState, save
 
 
-def argv_of(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets, python: str) -> tuple[list[str], dict]:
+def argv_of(layout: LabLayout, site: SiteLayout, component: str, secrets: Secrets, python: str,
+            plan=None) -> tuple[list[str], dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PATRONI_", "FIREBREAK_"))}
     env["HOME"] = str(site.dir)
     if component == "etcd":
@@ -31,8 +32,6 @@ def argv_of(layout: LabLayout, site: SiteLayout, component: str, secrets: Secret
         return [runtime.venv_bin("patroni", python), str(site.dir / "db" / name / "patroni.yml")], env
     if kind == "svc":      # a reference estate service (firebreak/estate/service.py)
         from firebreak.lab.config import service_env
-        from firebreak.lab.state import load
-        plan = load(layout.home).plan
         env.update(service_env(layout, site, secrets, plan, name))
         return [python, "-m", "firebreak.estate.service", "--bind",
                 f"{site.address}:{plan.service(name).port}"], env
@@ -57,7 +56,7 @@ def start(state: LabState, layout: LabLayout, site: SiteLayout, component: str, 
         Path(site.door_admin.removeprefix("unix/")).unlink(missing_ok=True)
     if component == "dbdoor":
         Path(site.db_door_admin.removeprefix("unix/")).unlink(missing_ok=True)
-    argv, env = argv_of(layout, site, component, secrets, state.python)
+    argv, env = argv_of(layout, site, component, secrets, state.python, state.plan)
     proc = procs.spawn(argv, site=site.name, component=component, lab_id=state.lab_id, log=site.log(component),
                        env=env, cwd=site.dir, netns=site.netns, user=state.user)
     state.sites[site.name].procs.append(proc)

@@ -254,8 +254,8 @@ def service_env(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "La
     dbs = {}
     for db in svc.databases:
         c = plan.cluster(db)
-        dbs[db] = (layout.door_dsn(site.name, "estate", secrets.app, dbname=c.dbname, port=c.port("db_door"))
-                   if c.doors else cluster_dsn(layout, c, "estate", secrets.app))
+        dbs[db] = (layout.door_dsn(site.name, c.app_user, secrets.app, dbname=c.dbname, port=c.port("db_door"))
+                   if c.doors else cluster_dsn(layout, c, c.app_user, secrets.app))
     calls = {dep: f"{site.url('door')}/s/{dep}/" for dep in svc.services}
     return {"FIREBREAK_SERVICE": name, "FIREBREAK_SITE_NAME": site.name,
             "FIREBREAK_SERVICE_DATABASES": json.dumps(dbs), "FIREBREAK_SERVICE_CALLS": json.dumps(calls)}

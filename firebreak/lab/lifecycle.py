@@ -162,10 +162,9 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
             write_private(cluster.dir(site) / "patroni.yml", yaml.safe_dump(
                 patroni_config(layout, site, secrets, runtime.pg_bin_dir(python), access.load(layout, "patroni"),
                                cluster), sort_keys=False))
-        estate = plan if plan.estate else None
         write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets, plan),
                                                              sort_keys=False))
-        (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site, estate), indent=2))
+        (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site, plan), indent=2))
         (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site, plan))
         os.chmod(site.dir / "run", 0o700)
         os.chmod(site.dir / "etcd", 0o700)
@@ -276,8 +275,8 @@ def _migrate_estate(layout: LabLayout, cluster: ClusterPlan, secrets: Secrets) -
     from firebreak.estate.service import SCHEMA
 
     ensure_database(cluster_dsn(layout, cluster, "postgres", secrets.superuser, dbname="postgres"), secrets.app,
-                    dbname=cluster.dbname, owner="estate")
-    with psycopg.connect(cluster_dsn(layout, cluster, "estate", secrets.app), autocommit=True) as conn:
+                    dbname=cluster.dbname, owner=cluster.app_user)
+    with psycopg.connect(cluster_dsn(layout, cluster, cluster.app_user, secrets.app), autocommit=True) as conn:
         conn.execute(SCHEMA)
 
 

@@ -52,6 +52,11 @@ class ClusterPlan:
     def dbname(self) -> str:
         return "claims" if self.legacy else "estate"
 
+    @property
+    def app_user(self) -> str:
+        """The role its services log in as (the default lab's claims app, or the estate's services)."""
+        return "claims" if self.legacy else "estate"
+
     def port(self, name: str) -> int:
         """postgres, patroni, db_door or db_door_ro: the default lab's port + index * PORT_STRIDE."""
         return PORTS[name] + self.index * PORT_STRIDE

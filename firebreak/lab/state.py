@@ -54,23 +54,16 @@ class LabState:
     @property
     def plan(self):
         """What the lab runs (lab/plan.py): from the topology copied at `lab up`, or today's lab."""
-        from dataclasses import replace
-
-        from firebreak.errors import InputError
-        from firebreak.lab.plan import default_plan, plan_lab
-        from firebreak.resources import example
+        from firebreak.lab.plan import LabPlan, default_cluster, plan_lab
         from firebreak.topology import load_topology
 
         if self._plan is None:
             if self.estate:
                 self._plan = plan_lab(load_topology(self.home / TOPOLOGY_FILE, self.topology))
-            else:
-                try:
-                    topo = load_topology(self.topology)
-                except (InputError, OSError):  # the file it started from moved: today's lab is one cluster
-                    topo = load_topology(example("firebreak-lab.yaml"))
-                plan = default_plan(topo)
-                self._plan = replace(plan, clusters=(replace(plan.clusters[0], name=self.cluster),))
+            else:  # today's lab: one cluster in every site, all the state says
+                self._plan = LabPlan(topology=self.topology, sites=tuple(self.site_names),
+                                     clusters=(default_cluster(self.site_names, name=self.cluster),), services=(),
+                                     quorum=None, tools=(), estate=False)
         return self._plan
 
     @property

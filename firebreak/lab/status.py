@@ -12,6 +12,7 @@ import httpx
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.inputs import suggest
 from firebreak.lab import access, procs
+from firebreak.lab.config import cluster_dsn
 from firebreak.lab.layout import PORTS, LabLayout
 from firebreak.lab.state import TOPOLOGY_FILE, LabState, lab_home, load, load_secrets
 
@@ -174,17 +175,15 @@ def status(home: Path | None = None) -> dict:
             "isolated": st.isolated or None,
         }
     primary = next((n for n, s in sites.items() if s["postgres"]["role"] == "primary"), None)
-    from firebreak.lab.config import cluster_dsn
     clusters, states, door_dsns = {}, {}, {}
     for c in plan.clusters:
         roles = {n: {"postgres": {"role": member_role(every[c.name].get(n), n in off)}} for n in c.sites}
-        doc = clusters_doc(c.name, roles, cluster_dsn(layout, c, c.dbname, secrets.app) if c.legacy
-                           else cluster_dsn(layout, c, "estate", secrets.app))[c.name]
+        doc = clusters_doc(c.name, roles, cluster_dsn(layout, c, c.app_user, secrets.app))[c.name]
         clusters[c.name] = doc
         states[c.name] = {n: (every[c.name].get(n) or {}).get("state") for n in c.sites if n not in off}
         # An ordinary client's DSN for this cluster through each site's database door.
-        door_dsns[c.name] = {s.name: layout.door_dsn(s.name, "claims" if c.legacy else "estate", secrets.app,
-                                                     dbname=c.dbname, port=c.port("db_door")) for s in layout.sites}
+        door_dsns[c.name] = {s.name: layout.door_dsn(s.name, c.app_user, secrets.app, dbname=c.dbname,
+                                                     port=c.port("db_door")) for s in layout.sites}
     return {
         "lab_id": state.lab_id,
         "net": state.net,

@@ -4,6 +4,7 @@ always takes it down again, whatever happened."""
 import json
 import os
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -57,15 +58,22 @@ def lab_up(request):
         lab_cli("down", timeout=120)
 
 
-@pytest.fixture(scope="module")
-def running_lab():
-    """A lab with agents for every test of one module; the tests leave it healthy for the next."""
+@contextmanager
+def module_lab(*up_args: str, timeout: float = 180):
+    """A fresh lab (`lab up` with up_args) for the tests of one module, always taken down after."""
     os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
     lab_cli("down", "--purge", timeout=60)
-    r = lab_cli("up")
+    r = lab_cli("up", *up_args, timeout=timeout)
     assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
     try:
         yield
     finally:
         lab_cli("down", timeout=120)
         os.environ.pop("FIREBREAK_HOME", None)
+
+
+@pytest.fixture(scope="module")
+def running_lab():
+    """A lab with agents for every test of one module; the tests leave it healthy for the next."""
+    with module_lab():
+        yield

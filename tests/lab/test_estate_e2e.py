@@ -16,23 +16,15 @@ from firebreak.drill.workload import ORDINARY_TABLE, History, OrdinaryWriter, pr
 from firebreak.lab import lab
 from firebreak.resources import example
 from tests.conftest import run_cli
-from tests.lab.conftest import LAB_HOME, lab_cli, wait_for
+from tests.lab.conftest import LAB_HOME, lab_cli, module_lab, wait_for
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
 def estate():
-    import os
-    os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
-    lab_cli("down", "--purge", timeout=60)
-    r = lab_cli("up", "--topology", str(example("estate.yaml")), timeout=300)
-    assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
-    try:
+    with module_lab("--topology", str(example("estate.yaml")), timeout=300):
         yield
-    finally:
-        lab_cli("down", timeout=120)
-        os.environ.pop("FIREBREAK_HOME", None)
 
 
 def healthy():

@@ -143,19 +143,19 @@ def test_haproxy_accepts_the_config_and_the_keeper_steers_it(tmp_path):
             assert time.monotonic() < deadline, "HAProxy did not open its runtime socket"
             time.sleep(0.05)
         keeper = DbDoorKeeper(sock, SITES)
-        assert asyncio.run(keeper.apply(Routes("ansan", ("siheung",)), now=100.0))
+        assert asyncio.run(keeper.apply({"firebreak": Routes("ansan", ("siheung",))}, now=100.0))
         assert keeper.last_error == ""
         states = _server_states(sock)
         # ready and unchecked: up (2) with admin state 0, though nothing listens on its port
         assert states[(RW, "ansan")] == (2, 0)
         assert states[(RW, "pangyo")][1] & 1 and states[(RW, "siheung")][1] & 1  # maintenance
         assert states[(RO, "siheung")] == (2, 0)
-        assert not asyncio.run(keeper.apply(Routes("ansan", ("siheung",)), now=101.0))  # nothing changed
-        assert asyncio.run(keeper.apply(Routes(None, ()), now=102.0))
+        assert not asyncio.run(keeper.apply({"firebreak": Routes("ansan", ("siheung",))}, now=101.0))  # nothing changed
+        assert asyncio.run(keeper.apply({"firebreak": Routes(None, ())}, now=102.0))
         assert all(admin & 1 for (b, _), (_, admin) in _server_states(sock).items())
         # a server the door does not know: refused, said, and retried next time
         bad = DbDoorKeeper(sock, ["nowhere"])
-        assert not asyncio.run(bad.apply(Routes("nowhere", ()), now=1.0))
+        assert not asyncio.run(bad.apply({"firebreak": Routes("nowhere", ())}, now=1.0))
         assert "No such server" in bad.last_error and bad.applied is None
     finally:
         proc.terminate()
@@ -164,7 +164,7 @@ def test_haproxy_accepts_the_config_and_the_keeper_steers_it(tmp_path):
 
 def test_keeper_says_when_the_door_is_not_there(tmp_path):
     keeper = DbDoorKeeper(str(tmp_path / "missing.sock"), SITES)
-    assert not asyncio.run(keeper.apply(Routes("ansan", ()), now=1.0))
+    assert not asyncio.run(keeper.apply({"firebreak": Routes("ansan", ())}, now=1.0))
     assert "not reachable" in keeper.last_error
 
 
