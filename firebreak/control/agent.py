@@ -19,6 +19,7 @@ from firebreak.control.placement import coordination_move, etcd_leader_target
 from firebreak.control.config import AgentConfig
 from firebreak.control.etcd import Etcd, EtcdError
 from firebreak.control.keys import PatroniKeys
+from firebreak.errors import Denied
 
 log = logging.getLogger("firebreak.agent")
 
@@ -49,7 +50,6 @@ class AgentState:
     failovers: int = 0
     open_incidents: dict[str, Incident] = field(default_factory=dict)
     etcd_health: dict = field(default_factory=dict)  # alarms, warnings, per-member sizes (maintenance_loop)
-    cluster: failover.ClusterState | None = None       # the first (or only) Patroni cluster, as last read
     clusters: dict[str, failover.ClusterState] = field(default_factory=dict)  # every cluster, by scope
     instances: dict[str, dict[str, bool]] = field(default_factory=dict)  # service -> site -> answers (instances_loop)
     outages: dict[str, outages.Open] = field(default_factory=dict)  # each service's open outage (coordinator)
@@ -83,6 +83,7 @@ class Agent:
         # Every cluster's keys and its members' sites, learnt as clusters are found (clusters.py).
         self._pkeys: dict[str, PatroniKeys] = {cfg.default_scope: cfg.patroni_keys}
         self._placements: dict[str, dict[str, str]] = {}
+        self._outages_adopted = False
         self._site_hosts = clusters_mod.unique_hosts(
             {s: [ep.etcd, ep.patroni, ep.app, ep.agent] for s, ep in cfg.sites.items()})
 
@@ -152,7 +153,6 @@ class Agent:
             try:
                 found = await self.read_clusters()
                 self.state.clusters = found
-                self.state.cluster = self._main(found)
                 views = await self.read_views()
                 now = self.clock()
                 fresh_others = [o for o, v in views.items()
@@ -221,7 +221,6 @@ class Agent:
         if scope is None:
             return self._main(found)
         if scope not in found:
-            from firebreak.errors import Denied
             raise Denied(404, f"cluster: no Patroni cluster {scope!r}; clusters are {', '.join(found) or 'none'}")
         return found[scope]
 
@@ -250,6 +249,7 @@ class Agent:
         self.state.views, self.state.verdicts = views, verdicts
         self._db_door_wake.set()  # a new cluster state and verdicts: the database door follows now
         if not self.state.is_coordinator:
+            self._outages_adopted = False  # the next coordinator carries open outages on from the ledger
             return
         self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
         await self.track_incidents(verdicts, now)
@@ -274,6 +274,9 @@ class Agent:
                                     decisions: dict[str, failover.Decision], verdicts: dict[str, detector.Verdict],
                                     now: float) -> None:
         """Each service's own outage into the ledger (control/outages.py), as coordinator."""
+        if not self._outages_adopted:
+            self.state.outages = outages.adopt(kv.value for kv in await self.etcd.get_prefix(self.keys.ledger))
+            self._outages_adopted = True
         dead = {s for s, v in verdicts.items() if v.dead}
         out = {scope: why for scope, c in found.items()
                if (why := outages.cluster_out(c, dead, self.site_of(scope), decisions[scope].refused))}
@@ -471,7 +474,7 @@ class Agent:
         if dd is None:
             return
         ports = dd.ports(self.cfg.default_scope)
-        keeper = dbdoor.DbDoorKeeper(dd.socket_path, [self.cfg.member_of(s) for s in self.cfg.sites], list(ports))
+        keeper = dbdoor.DbDoorKeeper(dd.socket_path, [self.cfg.member_of(s) for s in self.cfg.sites])
         self.db_door = keeper
         while True:
             try:

@@ -11,6 +11,7 @@ null: claims see it as still running) and again when it closes, under the same k
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
@@ -68,6 +69,27 @@ def causes(clusters_out: Mapping[str, str], no_instance: Mapping[str, str],
             if dep is not None:
                 out[name] = (f"{dep} is out: {out[dep][0]}", out[dep][1])
                 changed = True
+    return out
+
+
+def adopt(values: Iterable[str]) -> dict[str, Open]:
+    """The outages still open in the ledger (its entries' JSON, written by an earlier coordinator):
+    a new coordinator carries them on, so each one closes when its service is back, not never.
+    The newest per service."""
+    out: dict[str, Open] = {}
+    for raw in values:
+        try:
+            e = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(e, dict) or e.get("kind") != "service-outage" or e.get("end") is not None:
+            continue
+        try:
+            o = Open(str(e["service"]), float(e["start"]), str(e.get("cause", "")))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if o.service not in out or o.start > out[o.service].start:
+            out[o.service] = o
     return out
 
 

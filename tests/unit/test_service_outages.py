@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from firebreak.control import outages
 from firebreak.control.failover import ClusterState
 
@@ -62,3 +64,19 @@ def test_service_ledger_entries_are_kept_and_expire_like_the_others():
     assert key == "/firebreak/ledger/1000.500-svc-login"
     assert ledger_expired([key], k.ledger, cutoff=2000.0) == [key]
     assert ledger_expired([key], k.ledger, cutoff=500.0) == []
+
+
+def test_a_new_coordinator_carries_on_the_outages_still_open_in_the_ledger():
+    entries = [
+        {"service": "login", "start": 100.0, "end": None, "cause": "users-db is out", "kind": "service-outage"},
+        {"service": "login", "start": 50.0, "end": 60.0, "cause": "old", "kind": "service-outage"},   # closed
+        {"service": "claims", "start": 90.0, "end": None, "cause": "x", "kind": "service-outage"},
+        {"site": "pangyo", "start": 99.0, "end": None, "kind": "site-down"},                           # a site's
+        {"service": "broken", "start": "soon", "end": None, "kind": "service-outage"},                # unreadable
+    ]
+    open_ = outages.adopt([json.dumps(e) for e in entries] + ["not json", "[1]"])
+    assert open_ == {"login": outages.Open("login", 100.0, "users-db is out"),
+                     "claims": outages.Open("claims", 90.0, "x")}
+    # back now: closed under the earlier coordinator's start, not reopened from the new one's clock
+    _, writes = outages.step(open_, {}, now=103.0, started={})
+    assert {(w.service, w.start, w.end) for w in writes} == {("login", 100.0, 103.0), ("claims", 90.0, 103.0)}
