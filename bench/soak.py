@@ -8,9 +8,10 @@ Sampled every --interval seconds:
   PostgreSQL and its children);
 - the lab's log files; the bytes Firebreak keeps in etcd (audit log, ledger, release store).
 
-Each resource's growth is the least-squares slope over the second half of the soak (the first
-half is warm-up: caches filling, the first compactions), projected 90 days ahead from the last
-sample, against its limit: etcd's backend quota for the database and for Firebreak's keys, the
+Each resource's growth is the Theil-Sen slope over the second half of the soak (the first half is
+warm-up: caches filling, the first compactions), through every sample, or, for etcd's sizes and
+memory, which move in a saw-tooth, through the means of each --window; projected 90 days ahead
+from the last sample, against its limit: etcd's backend quota for the database and for Firebreak's keys, the
 machine's memory for resident memory, each process's open-file limit, the free disk for logs.
 Bar: nothing projected past 10% of its limit; the failover at the end as fast as at the start.
 
@@ -24,12 +25,14 @@ import asyncio
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -44,6 +47,7 @@ from firebreak.drill.scenario import FaultStep, Scenario  # noqa: E402
 from firebreak.drill.workload import History, Reader, Writer, seed_report  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 from firebreak.lab.config import ETCD_QUOTA  # noqa: E402
+from firebreak.lab.layout import PORTS  # noqa: E402
 from firebreak.lab.state import lab_home, load_secrets  # noqa: E402
 
 DAYS = 90
@@ -85,9 +89,29 @@ async def etcd_sample(st: dict) -> dict:
             kvs = await etcd.get_prefix(prefix)
             kept[name] = sum(len(kv.key) + len(kv.value) for kv in kvs)
             counts[name] = len(kvs)
-        return {"members": members, "kept": kept, "counts": counts}
+        return {"members": members, "kept": kept, "counts": counts, "etcd_metrics": await etcd_metrics(st)}
     finally:
         await etcd.close()
+
+
+# What each etcd member says of itself on its plain metrics port. RSS alone cannot tell a leak from
+# a Go heap that has not settled (Go keeps freed pages until its scavenger returns them); the
+# usual culprits of a slow etcd leak are goroutines, watchers and watch streams that are never closed.
+ETCD_METRICS = ("go_memstats_heap_inuse_bytes", "go_goroutines", "etcd_debugging_mvcc_watcher_total",
+                "etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_keys_total")
+
+
+async def etcd_metrics(st: dict) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient(timeout=2) as c:
+        for site, s in st["sites"].items():
+            try:
+                text = (await c.get(f"http://{urlsplit(s['etcd']).hostname}:{PORTS['etcd_health']}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            out[site] = {name: float(m.group(1)) for name in ETCD_METRICS
+                         if (m := re.search(rf"^{name} (\S+)$", text, re.M))}
+    return out
 
 
 def sample(st: dict, procs: dict[str, psutil.Process], home: Path) -> dict:
@@ -115,6 +139,9 @@ def slope(points: list[tuple[float, float]]) -> float:
     return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in points) / den
 
 
+SAWTOOTH: set[str] = set()  # filled by series(): etcd's sizes, compacted and snapshotted in cycles
+
+
 def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], float, str]]:
     """resource -> (points (t, value), limit, unit)."""
     t0 = samples[0]["t"]
@@ -129,6 +156,9 @@ def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], fl
     for site in samples[0]["members"]:
         add(f"etcd {site} db on disk", lambda s, x=site: s["members"].get(x, {}).get("db"), ETCD_QUOTA, "B")
         add(f"etcd {site} db in use", lambda s, x=site: s["members"].get(x, {}).get("db_in_use"), ETCD_QUOTA, "B")
+        SAWTOOTH.update({f"etcd {site} db in use", f"etcd {site} heap in use"})
+        add(f"etcd {site} heap in use", lambda s, x=site: s.get("etcd_metrics", {}).get(x, {}).get(
+            "go_memstats_heap_inuse_bytes"), mem, "B")
     for kept in ("audit", "ledger", "releases"):
         add(f"etcd keys: {kept}", lambda s, k=kept: s["kept"].get(k), ETCD_QUOTA, "B")
     for name in samples[0]["rss"]:
@@ -160,12 +190,27 @@ def retention_cap(name: str, samples: list[dict]) -> float | None:
     return per_entry * kind[1]
 
 
-def project(samples: list[dict]) -> list[dict]:
+def level_slope(points: list[tuple[float, float]], window: float) -> float:
+    """Theil-Sen through the mean of each `window` seconds. etcd's database in use and its memory
+    move in a saw-tooth (a compaction every 5 minutes, a raft snapshot every 10,000 entries): a
+    slow ramp and a sudden drop, whose pairwise slopes are mostly the ramp's, so a fit through
+    every sample reads growth into a flat saw-tooth; a mean over whole cycles does not, and a
+    steady climb has the same slope either way."""
+    sums: dict[int, list[float]] = {}
+    for t, v in points:
+        sums.setdefault(int(t // window), []).append(v)
+    means = [((k + 0.5) * window, sum(vs) / len(vs)) for k, vs in sorted(sums.items())
+             if len(vs) * 2 >= max(len(x) for x in sums.values())]  # a last, partial window would skew it
+    return robust_slope(means)
+
+
+def project(samples: list[dict], window: float = 600) -> list[dict]:
     rows = []
     horizon = DAYS * 86400
     for name, (pts, limit, unit) in series(samples).items():
         half = [p for p in pts if p[0] >= pts[-1][0] / 2]
-        rate = max(0.0, robust_slope(half))
+        fit = level_slope(half, window) if name in SAWTOOTH or "/etcd memory" in name else robust_slope(half)
+        rate = max(0.0, fit)
         last = pts[-1][1]
         at_90 = last + rate * (horizon - pts[-1][0])
         cap = retention_cap(name, samples)
@@ -264,6 +309,7 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=20)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--rate", type=float, default=10, help="writes per second per client")
+    ap.add_argument("--window", type=float, default=600, help="seconds per mean in the fit of saw-tooth series")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
     args = ap.parse_args()
     lab.down()
@@ -296,7 +342,9 @@ def main() -> None:
                 s = samples[-1]
                 print(f"  {len(samples):>4}  etcd db " + ", ".join(f"{m} {v['db'] / 2**20:.1f}/{v['db_in_use'] / 2**20:.1f} MiB"
                                                                  for m, v in s["members"].items()) +
-                      f"  rss {sum(s['rss'].values()) / 2**20:.0f} MiB  fds {sum(s['fds'].values())}", flush=True)
+                      "  etcd heap " + "/".join(f"{v.get('go_memstats_heap_inuse_bytes', 0) / 2**20:.0f}"
+                                             for v in s["etcd_metrics"].values()) +
+                      f" MiB  rss {sum(s['rss'].values()) / 2**20:.0f} MiB  fds {sum(s['fds'].values())}", flush=True)
                 time.sleep(args.interval)
         finally:
             stop.set()
@@ -308,9 +356,9 @@ def main() -> None:
         print("  ", end_fo, flush=True)
     finally:
         lab.down()
-    rows = project(samples)
+    rows = project(samples, args.window)
     result = {
-        "command": f"bench/soak.py --minutes {args.minutes:g}", "date": datetime.now(timezone.utc).isoformat(),
+        "command": f"bench/soak.py --minutes {args.minutes:g} --window {args.window:g}", "date": datetime.now(timezone.utc).isoformat(),
         "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "minutes": args.minutes,
         "writes_acked_during_soak": acked, "failover_start": start_fo, "failover_end": end_fo,
         "rows": rows, "samples": samples,
@@ -323,6 +371,10 @@ def main() -> None:
         print(f"{r['resource']:<34} {human(r['first'], r['unit']):>12} {human(r['last'], r['unit']):>12} "
               f"{human(r['per_hour'], r['unit']):>12} {human(r['at_90_days'], r['unit']):>12} "
               f"{human(r['limit'], r['unit']):>12}  {r['share_of_limit']:6.1%} {r['verdict']}")
+    for site in samples[0].get("etcd_metrics", {}):
+        first, last = samples[0]["etcd_metrics"][site], samples[-1]["etcd_metrics"].get(site, {})
+        print(f"etcd {site}: " + ", ".join(f"{k.removeprefix('etcd_debugging_mvcc_')} {first.get(k, 0):,.0f} -> "
+                                            f"{last.get(k, 0):,.0f}" for k in ETCD_METRICS))
     print(f"failover: start {start_fo['write_rto_s']} s, end {end_fo['write_rto_s']} s "
           f"(lost {start_fo['lost']} + {end_fo['lost']})")
 
