@@ -104,6 +104,31 @@ def run_pgbench(st: dict, secrets, seconds: int, clients: int) -> float:
     return float(m.group(1))
 
 
+def cpu_seconds(st: dict) -> dict[str, float]:
+    """CPU seconds used so far by each kind of lab process (every site's summed), PostgreSQL's
+    processes, this benchmark's finished load generators, and the whole machine."""
+    import resource
+
+    import psutil
+
+    out: dict[str, float] = {}
+    for s in st["sites"].values():
+        for component, p in s["processes"].items():
+            try:
+                t = psutil.Process(p["pid"]).cpu_times()
+            except psutil.Error:
+                continue
+            out[component] = out.get(component, 0.0) + t.user + t.system
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        if p.info["name"] == "postgres" and p.info["cpu_times"] is not None:
+            out["postgres"] = out.get("postgres", 0.0) + p.info["cpu_times"].user + p.info["cpu_times"].system
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["wrk"] = kids.ru_utime + kids.ru_stime
+    busy = psutil.cpu_times()
+    out["machine"] = sum(busy) - busy.idle - getattr(busy, "iowait", 0.0)
+    return out
+
+
 def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: int = 0) -> dict:
     """Intake through the doors; with `flood`, that many more connections per door send
     anonymous status guesses and review actions at the same time (bench/flood.lua)."""
@@ -117,6 +142,7 @@ def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: 
                                   str(ROOT / "bench" / "flood.lua"), d],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 for d in doors] if flood else []
+    cpu0 = cpu_seconds(st)
     total = {"requests": 0, "errors_status": 0, "connect": 0, "read": 0, "write": 0, "timeout": 0, "p50_ms": [],
              "p99_ms": []}
     for p in procs:
@@ -136,6 +162,9 @@ def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: 
         m = re.search(r"FLOOD requests=(\d+)", p.communicate(timeout=seconds + 60)[0])
         total["flood_requests"] += int(m.group(1)) if m else 0
     total["flood_rate"] = total["flood_requests"] / seconds
+    # Where the two cores went (cores used on average): which component the flood takes them from.
+    cpu1 = cpu_seconds(st)
+    total["cores"] = {k: round((cpu1[k] - cpu0.get(k, 0.0)) / seconds, 2) for k in cpu1}
     return total
 
 
@@ -175,6 +204,8 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
                   f"{run['rate']:,.0f} reports/s ({run['acknowledged']:,} acknowledged, {run['stored']:,} stored, "
                   f"{run['errors_status']} non-2xx, p50 {max(run['p50_ms']):.0f} ms, p99 {max(run['p99_ms']):.0f} ms"
                   + (f"; flood {run['flood_rate']:,.0f} anonymous requests/s" if flooded else "") + ")", flush=True)
+            print("    cores: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(run["cores"].items(), key=lambda kv: -kv[1])),
+                  flush=True)
     pg = statistics.median(pg_rates)
     stack = statistics.median(r["rate"] for r in stack_runs if not r["flooded"])
     if flood:

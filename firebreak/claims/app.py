@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from firebreak.claims.edge import AppMetrics, Edge
 from firebreak.claims.limits import scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
-from firebreak.claims.settings import DEFAULT_POLICY, Settings
+from firebreak.claims.settings import DEFAULT_POLICY, SESSION_COOKIE, Settings
 from firebreak.claims.store import Store
 from firebreak.errors import AnswerUnknown, KeyReused, OutcomeUnknown, Overloaded
 from firebreak.throttle import Buckets
@@ -103,8 +103,6 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(ReportOut.model_validate(row).model_dump_json(), status_code=201, headers=headers,
                         media_type="application/json")
 
-    app.add_middleware(Edge, settings=settings, metrics=metrics, api=api_buckets, portal=portal_buckets,
-                       fast={"/api/reports": intake})
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> PlainTextResponse:
@@ -221,10 +219,13 @@ def create_app(settings: Settings) -> FastAPI:
     from firebreak.claims.sources import OutageSource
 
     register_portal(app, store, settings, policy_source)
-    register_review(app, store, settings, policy_source, OutageSource(settings), login_buckets,
-                    source_of)
-    app.add_middleware(SessionMiddleware, secret_key=settings.session_secret, session_cookie="firebreak_review",
+    anonymous = register_review(app, store, settings, policy_source, OutageSource(settings), login_buckets,
+                                source_of)
+    app.add_middleware(SessionMiddleware, secret_key=settings.session_secret, session_cookie=SESSION_COOKIE,
                        max_age=8 * 3600, same_site="strict", https_only=settings.secure_cookies)
+    # Outermost (added last): intake and refusals are answered before sessions are even decoded.
+    app.add_middleware(Edge, settings=settings, metrics=metrics, api=api_buckets, portal=portal_buckets,
+                       fast={"/api/reports": intake}, anonymous=anonymous)
     return app
 
 

@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -138,7 +139,9 @@ def verify_batch(now: float, last_submit: float) -> int:
 
 
 def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any, outage_source: Any,
-                    limiter: Any, source_of: Any) -> None:
+                    limiter: Any, source_of: Any) -> Callable[[str, str], Awaitable[None]]:
+    """The reviewer console's routes on `app`; returns what counts an anonymous refusal
+    (action, source), for the edge that refuses some before they reach a route."""
 
     async def who(request: Request) -> Reviewer | None:
         """The signed-in reviewer with the role the database gives them now: a reviewer removed or
@@ -175,23 +178,29 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
 
     app.state.background.append(verifier)
 
-    async def refuse_anonymous(request: Request, action: str) -> None:
+    async def anonymous_refused(action: str, source: str) -> None:
         """Anonymous refusals are counted and written as one row a minute, not one synchronous
         row per request: a flood must not grow the database or hold intake's connections."""
-        summary = anonymous.note(action, source_of(request), time.monotonic())
+        summary = anonymous.note(action, source, time.monotonic())
         if summary is not None:
             log.warning("refused %d anonymous review requests in the last minute: %s", summary["count"],
                         summary["actions"])
-            await audit(request, "anonymous", "refused", "denied: not signed in", **summary)
+            await write_audit(source, "anonymous", "refused", "denied: not signed in", [], summary)
+
+    async def refuse_anonymous(request: Request, action: str) -> None:
+        await anonymous_refused(action, source_of(request))
 
     async def audit(request: Request, actor: str, action: str, outcome: str, ids: list[int] | None = None,
                     **detail: Any) -> None:
+        await write_audit(source_of(request), actor, action, outcome, ids or [], detail)
+
+    async def write_audit(client: str, actor: str, action: str, outcome: str, ids: list[int], detail: dict) -> None:
         try:
             async with store.primary.connection(timeout=5) as conn:
                 await conn.execute(
                     "INSERT INTO review_audit (who, action, report_ids, detail, client, site, outcome) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (actor, action, ids or [], Jsonb(detail), source_of(request), settings.site, outcome))
+                    (actor, action, ids, Jsonb(detail), client, settings.site, outcome))
         except Exception as e:  # noqa: BLE001 - the refusal stands even if its record fails
             log.error("could not write the review audit log: %s", e)
 
@@ -372,3 +381,5 @@ def register_review(app: FastAPI, store: Any, settings: Any, policy_source: Any,
                               "ORDER BY id DESC LIMIT 200")
             rows = await cur.fetchall()
         return page(request, "review_audit.html", me=me, rows=rows, dumps=json.dumps)
+
+    return anonymous_refused

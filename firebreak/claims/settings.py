@@ -11,6 +11,9 @@ from firebreak.resources import example
 DEFAULT_POLICY = example("kakao-2022-policy.yaml")
 
 
+SESSION_COOKIE = "firebreak_review"  # the reviewer console's session; the edge refuses actions without one
+
+
 @dataclass
 class Settings:
     site: str

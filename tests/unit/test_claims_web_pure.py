@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from firebreak.claims.edge import anonymous_review_action
 from firebreak.claims.i18n import EVIDENCE, LANGS, SERVICES, T, pick_lang
 from firebreak.claims.ledger import Outage
 from firebreak.claims.limits import client_source
@@ -139,3 +140,18 @@ def test_the_verifier_takes_a_small_share_while_reports_arrive(idle_for, expecte
     from firebreak.claims.review import VERIFY_BATCH, VERIFY_BUSY_BATCH, verify_batch
     assert (VERIFY_BATCH, VERIFY_BUSY_BATCH) == (5000, 50)
     assert verify_batch(1000.0, 1000.0 - idle_for) == expected
+
+
+@pytest.mark.parametrize("method, path, cookie, expected", [
+    ("POST", "/review/bulk-approve", None, "bulk-approve"),
+    ("POST", "/review/reports/42/decide", b"lang=ko", "decide"),
+    ("POST", "/review/bulk-approve", b"lang=ko; firebreak_review=abc", None),  # a session: the route decides
+    ("GET", "/review/bulk-approve", None, None),
+    ("POST", "/review/login", None, None),    # signing in needs no session
+    ("POST", "/review/logout", None, None),
+    ("POST", "/review/reports/x/decide", None, None),
+    ("POST", "/review/bulk-approve/extra", None, None),
+    ("POST", "/api/reports", None, None),
+])
+def test_the_edge_refuses_reviewer_actions_without_a_session(method, path, cookie, expected):
+    assert anonymous_review_action(method, path, cookie) == expected

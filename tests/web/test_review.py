@@ -81,7 +81,12 @@ def test_anonymous_refusals_are_summarised_not_written_one_row_each(claims_db, t
         r = c.post("/review/login", data={"name": "mallory-target", "password": "not-the-password", "csrf": csrf})
         assert r.status_code == 401 and "Wrong name or password" in r.text
         flood = [c.post("/review/bulk-approve", data={}).status_code for _ in range(40)]
+        # Without even a session cookie, the edge refuses them before any route: counted alike.
+        bare = httpx.Client(base_url=url)
+        flood += [bare.post("/review/bulk-approve", data={"kind": ""}).status_code for _ in range(10)]
+        flood += [bare.post("/review/reports/1/decide", data={"action": "approve"}).status_code for _ in range(5)]
         assert set(flood) == {401}
+        assert bare.post("/review/bulk-approve").json() == {"error": "sign in at /review/login first"}
         time.sleep(1.2)
         assert c.get("/review/export.csv").status_code == 401  # the next refusal writes the summary
         with psycopg.connect(claims_db) as conn:
@@ -91,7 +96,7 @@ def test_anonymous_refusals_are_summarised_not_written_one_row_each(claims_db, t
     assert [(w, a) for w, a, _ in rows] == [("anonymous", "refused")] * 2, rows
     first, second = rows[0][2], rows[1][2]
     assert first["actions"] == {"login (wrong name or password)": 1}
-    assert second["count"] == 41 and second["actions"] == {"bulk-approve": 40, "export": 1}
+    assert second["count"] == 57 and second["actions"] == {"bulk-approve": 51, "decide": 5, "export": 1}
     assert stored.startswith("$argon2")
 
 
