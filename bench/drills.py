@@ -2,7 +2,7 @@
 with Patroni alone (agents frozen), on one lab, in one run. Writes docs/bench/drills.json and
 prints a Markdown table for docs/BENCHMARKS.md.
 
-Run: .venv/bin/python bench/drills.py [--sites primary|all] [--faults power-cut,isolate,degrade,ops-tools]
+Run: .venv/bin/python bench/drills.py [--sites primary|sync-standby|all] [--faults power-cut,isolate,degrade,ops-tools]
 
 With `--repeat N --modes firebreak --name returns`, each fault on each site N times, Firebreak only,
 into docs/bench/returns.json, with a summary of what a site's return costs: per fault and site, the
@@ -27,7 +27,7 @@ from firebreak.lab import lab  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sites", default="primary", help="'primary', 'all', or a comma list")
+    ap.add_argument("--sites", default="primary", help="'primary', 'sync-standby', 'all', or a comma list")
     ap.add_argument("--faults", default="power-cut,isolate,degrade,ops-tools")
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))

@@ -105,8 +105,9 @@ def _print_drill(r: dict, report: Path) -> None:
 
 def _drill_fault(fault: str):
     def command(
-        site: str = typer.Option(..., "--site", help="Site name, or 'primary' for the primary's site "
-                                  "(on a lab built from a topology: the site holding the most primaries)."),
+        site: str = typer.Option(..., "--site", help="Site name, 'primary' for the primary's site (on a lab built from a "
+                                  "topology: the site holding the most primaries), or 'sync-standby' for the "
+                                  "synchronous standby's."),
         duration: float = typer.Option(0, "--duration", min=0, max=600, help="Hold the fault this long (0: until writes resume)."),
         clients: int = typer.Option(8, "--clients", min=1, max=256),
         rate: float = typer.Option(0, "--rate", min=0, help="Writes per second per client (0: as fast as answered)."),

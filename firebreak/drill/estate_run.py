@@ -91,7 +91,8 @@ def busiest_site(st: dict) -> str | None:
 
 def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: None, label: str | None = None) -> dict:
     first = lab.status()
-    check_sites(scenario, list(first["sites"]), label or scenario.name, net=first["net"], can_filter=have_nft())
+    check_sites(scenario, list(first["sites"]), label or scenario.name, net=first["net"], can_filter=have_nft(),
+                roles=("primary",))
     st = wait_healthy()
     topology = load_topology(st["topology_file"])
     sites = list(st["sites"])
@@ -137,7 +138,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     def rto_of(at: float) -> float | None:
         rtos = [checks.write_rto(h.ops, at, "sql") for h in histories.values()]
         return None if any(r is None for r in rtos) else max(rtos, default=0.0)
-    end = drive(scenario, threads, stop, rto_of, lambda: busiest_site(lab.status()), faults, events, progress,
+    end = drive(scenario, threads, stop, rto_of, lambda _: busiest_site(lab.status()), faults, events, progress,
                 unfreeze=token if scenario.baseline == "patroni" and agents else None)
     final = lab.status()
     progress("checking that the replicas agree (etcd hashes, every cluster's PostgreSQL timelines)")

@@ -23,7 +23,7 @@ from firebreak import __version__
 from firebreak.control.etcd import EtcdError
 from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
 from firebreak.drill import checks, consistency
-from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites
+from firebreak.drill.scenario import ROLE_TARGETS, FaultStep, HealStep, Scenario, WaitStep, check_sites, site_in_role
 from firebreak.drill.verdict import judge
 from firebreak.drill.workload import (ORDINARY_TABLE, History, Op, OrdinaryWriter, Reader, Router, Writer,
                                      prepare_ordinary_table, seed_report)
@@ -163,7 +163,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     progress(f"workload: {scenario.clients} writers through {len(doors)} doors, readers in every site"
              + (f", an ordinary database client through {ordinary_door}'s database door" if ordinary_door else ""))
     time.sleep(2.0)
-    end = drive(scenario, threads, stop, lambda at: checks.write_rto(history.ops, at), lambda: lab.status()["primary"],
+    end = drive(scenario, threads, stop, lambda at: checks.write_rto(history.ops, at),
+                lambda target: site_in_role(lab.status(), target),
                 faults, events, progress, unfreeze=token if scenario.baseline == "patroni" and agents else None)
     final = lab.status()
     progress("checking that the replicas agree (etcd hashes, PostgreSQL timelines)")
@@ -198,13 +199,13 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
 
 
 def drive(scenario: Scenario, threads: list[threading.Thread], stop: threading.Event,
-          rto_of: Callable[[float], float | None], primary: Callable[[], str | None], faults: list[Active],
+          rto_of: Callable[[float], float | None], resolve: Callable[[str], str | None], faults: list[Active],
           events: list[Event], progress: Progress, unfreeze: str | None = None) -> float:
     """Run the scenario's steps while the (started) clients work, then stop them; returns when
     the history ends. With `unfreeze` (an operator token), the agents frozen for a Patroni-alone
     drill are unfrozen whatever happened."""
     try:
-        _run_steps(scenario, rto_of, faults, events, progress, primary)
+        _run_steps(scenario, rto_of, faults, events, progress, resolve)
     except BaseException as e:
         # Ctrl-C, a failed step, a bug: whatever stops the drill, the faults it injected are
         # undone before it exits (Chaos Toolkit's rollbacks, AWS FIS's stop conditions).
@@ -233,7 +234,7 @@ def drive(scenario: Scenario, threads: list[threading.Thread], stop: threading.E
 def ordinary_door_site(scenario: Scenario, st: dict) -> str | None:
     """The database door the ordinary client uses: one in a site no step of the scenario faults
     (a client in a site that loses power is lost with it), the synchronous standby's if possible."""
-    targets = {st["primary"] if step.site == "primary" else step.site
+    targets = {site_in_role(st, step.site) if step.site in ROLE_TARGETS else step.site
                for step in scenario.steps if isinstance(step, FaultStep)}
     spared = [n for n in st["sites"] if n not in targets]
     spared.sort(key=lambda n: st["sites"][n]["postgres"]["role"] != "sync_standby")
@@ -241,10 +242,10 @@ def ordinary_door_site(scenario: Scenario, st: dict) -> str | None:
 
 
 def _run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], faults: list[Active],
-               events: list[Event], progress: Progress, primary: Callable[[], str | None]) -> None:
+               events: list[Event], progress: Progress, resolve: Callable[[str], str | None]) -> None:
     """The scenario's steps, then healing whatever it left, then waiting for writes to flow.
     `rto_of(at)`: the write unavailability after a fault at `at`, None while writes have not
-    resumed; `primary()`: the site a step aimed at "primary" faults."""
+    resumed; `resolve(role)`: the site a step aimed at a role ("primary", "sync-standby") faults."""
     for step in scenario.steps:
         if isinstance(step, WaitStep):
             progress(f"wait {step.wait:g} s")
@@ -254,9 +255,9 @@ def _run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], faul
             for site in dict.fromkeys(targets):
                 _heal(site, faults, events, progress)
         else:
-            site = primary() if step.site == "primary" else step.site
+            site = resolve(step.site) if step.site in ROLE_TARGETS else step.site
             if site is None:
-                raise LabError("no primary to cut: the lab has none right now")
+                raise LabError(f"no {step.site} to fault: the lab has none right now")
             _inject(step, site, faults, events, progress)
             at = faults[-1].since
             if step.duration:

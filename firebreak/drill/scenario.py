@@ -19,7 +19,8 @@ class _Strict(BaseModel):
 
 class FaultStep(_Strict):
     fault: Literal["power-cut", "isolate", "degrade", "ops-tools"]
-    site: str = Field(description="a site name, or 'primary' for the site that holds the primary when the step runs")
+    site: str = Field(description="a site name, or 'primary' / 'sync-standby' for the site whose "
+                      "PostgreSQL holds that role when the step runs")
     duration: float = Field(default=0, ge=0, le=600, description="seconds to hold the fault; 0 = until writes resume")
     loss: int = Field(default=0, ge=0, le=100, description="degrade: percent of packets dropped")
     rate_kbit: int = Field(default=0, ge=0, description="degrade: bandwidth limit, kbit/s (0 = none)")
@@ -60,6 +61,18 @@ class Scenario(_Strict):
     steps: list[Step] = Field(min_length=1)
 
 
+# A step may aim at a role instead of a site: the site whose PostgreSQL holds it when the step runs.
+ROLE_TARGETS = {"primary": "primary", "sync-standby": "sync_standby"}
+
+
+def site_in_role(st: dict, target: str) -> str | None:
+    """The site of the default lab (`lab status`) whose PostgreSQL is `target` now, or None."""
+    role = ROLE_TARGETS[target]
+    if role == "primary":
+        return st.get("primary")
+    return next((n for n, s in st["sites"].items() if s["postgres"]["role"] == role), None)
+
+
 def load_scenario(path: Path | str, sites: list[str] | None = None) -> Scenario:
     scenario, _ = load_yaml_model(path, Scenario)
     if sites is not None:
@@ -68,11 +81,12 @@ def load_scenario(path: Path | str, sites: list[str] | None = None) -> Scenario:
 
 
 def check_sites(scenario: Scenario, sites: list[str], label: str, net: str = "netns",
-                can_filter: bool = True) -> None:
-    """Check a scenario against the running lab before any step runs: site names, and faults
-    the lab's network mode can produce (`can_filter`: nftables is usable, i.e. root)."""
+                can_filter: bool = True, roles: tuple[str, ...] = tuple(ROLE_TARGETS)) -> None:
+    """Check a scenario against the running lab before any step runs: site names (or the `roles`
+    it can aim at), and faults the lab's network mode can produce (`can_filter`: nftables is
+    usable, i.e. root)."""
     problems = []
-    known = list(sites) + ["primary"]
+    known = list(sites) + list(roles)
     for i, step in enumerate(scenario.steps):
         name = getattr(step, "site", None) or getattr(step, "heal", None)
         field = "site" if isinstance(step, FaultStep) else "heal"
@@ -80,7 +94,7 @@ def check_sites(scenario: Scenario, sites: list[str], label: str, net: str = "ne
         if name is not None and name not in allowed:
             problems.append(Problem(label, f"steps[{i}].{field}",
                                     f"unknown site '{name}'{suggest(name, allowed)}; the lab's sites are "
-                                    f"{', '.join(sites)} (or 'primary')"))
+                                    f"{', '.join(sites)} (or {' or '.join(repr(r) for r in roles)})"))
         if isinstance(step, FaultStep) and step.latency_ms:
             problems.append(Problem(label, f"steps[{i}].latency_ms",
                                     "added latency needs the netem qdisc, which this kernel does not have; "

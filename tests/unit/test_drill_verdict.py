@@ -114,6 +114,27 @@ def test_scenarios_the_labs_network_cannot_produce_are_refused_before_any_step()
     assert [p.path for p in root_loopback.value.problems] == ["steps[2].rate_kbit"]
 
 
+def test_a_step_may_aim_at_a_role_the_site_holding_it_when_the_step_runs():
+    from firebreak.drill.runner import ordinary_door_site
+    from firebreak.drill.scenario import FaultStep, Scenario, check_sites, site_in_role
+    from firebreak.errors import InputError
+
+    st = {"primary": "ansan", "sites": {"pangyo": {"postgres": {"role": "replica"}},
+                                        "ansan": {"postgres": {"role": "primary"}},
+                                        "siheung": {"postgres": {"role": "sync_standby"}}}}
+    assert site_in_role(st, "primary") == "ansan" and site_in_role(st, "sync-standby") == "siheung"
+    no_sync = {"primary": "ansan", "sites": {n: {"postgres": {"role": "replica" if n != "ansan" else "primary"}}
+                                             for n in st["sites"]}}
+    assert site_in_role(no_sync, "sync-standby") is None
+    s = Scenario(name="x", steps=[FaultStep(fault="isolate", site="sync-standby")])
+    check_sites(s, list(st["sites"]), "s.yaml")
+    # The ordinary client's door: not in the faulted site; the synchronous standby's is taken now.
+    assert ordinary_door_site(s, st) == "pangyo"
+    with pytest.raises(InputError) as estate:  # a lab built from a topology aims at primaries only
+        check_sites(s, list(st["sites"]), "s.yaml", roles=("primary",))
+    assert "(or 'primary')" in estate.value.problems[0].reason
+
+
 def test_patroni_alone_misses_the_write_objectives_and_says_by_how_much():
     ops = [w(f"a{i}", i * 0.5, i * 0.5 + 0.05, primary="p1", tl=1) for i in range(20)]
     ops += [w(f"b{i}", 32.0 + i * 0.5, 32.05 + i * 0.5) for i in range(20)]     # 22 s later, as in BENCHMARKS
