@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--modes", default="firebreak,patroni")
     ap.add_argument("--name", default="drills", help="output file name (docs/bench/NAME.json)")
     args = ap.parse_args()
+    runner.heal_on_sigterm()  # a `kill` of the benchmark heals the fault it left, like Ctrl-C
     modes = args.modes.split(",")
     if not args.keep_lab:
         lab.down()

@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
     ap.add_argument("--keep-lab", action="store_true")
     args = ap.parse_args()
+    runner.heal_on_sigterm()  # a `kill` of the benchmark heals the fault it left, like Ctrl-C
     modes = args.modes.split(",")
     out = Path(args.out)
     if not args.keep_lab:

@@ -312,6 +312,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=600, help="seconds per mean in the fit of saw-tooth series")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
     args = ap.parse_args()
+    runner.heal_on_sigterm()  # a `kill` of the benchmark heals the fault it left, like Ctrl-C
     lab.down()
     lab.up(progress=lambda m: print("  lab:", m, flush=True))
     try:

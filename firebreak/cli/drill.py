@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -47,10 +46,6 @@ def _objectives(base, rto, gap, lost, reads, ops_):
     return base.model_copy(update={k: v for k, v in given.items() if v is not None})
 
 
-def _sigterm(_signum, _frame):
-    raise KeyboardInterrupt  # a drill stopped by a supervisor heals its faults like one stopped by Ctrl-C
-
-
 def _run_drill(scenario, root: Path, label: str, junit: Path | None, fmt: OutputFormat) -> None:
     from firebreak.drill import runner
     from firebreak.drill.report import junit_xml, new_report_dir
@@ -59,7 +54,7 @@ def _run_drill(scenario, root: Path, label: str, junit: Path | None, fmt: Output
     if junit is not None and not junit.parent.is_dir():
         raise InputError(Problem("--junit", "", f"directory {junit.parent} does not exist; create it first"))
     report_dir = new_report_dir(root, scenario.name)
-    signal.signal(signal.SIGTERM, _sigterm)
+    runner.heal_on_sigterm()
     show = progress_printer(err if fmt == OutputFormat.json else out)
     with (err if fmt == OutputFormat.json else out).status(f"drill {scenario.name}…"):
         r = runner.run(scenario, report_dir, progress=show, label=label)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -196,6 +197,15 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     from firebreak.drill.report import write_report
     write_report(report, ops, start, report_dir)
     return report
+
+
+def heal_on_sigterm() -> None:
+    """A drill stopped by a supervisor (`kill`, a CI timeout) heals its faults like one stopped by
+    Ctrl-C: SIGTERM becomes KeyboardInterrupt, which drive() answers by healing. For the main
+    thread of anything that runs drills: the CLI and every benchmark."""
+    def _raise(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _raise)
 
 
 def drive(scenario: Scenario, threads: list[threading.Thread], stop: threading.Event,

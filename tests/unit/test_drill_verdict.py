@@ -186,3 +186,20 @@ def test_replicas_that_disagree_after_the_heal_fail_the_drill():
         "checked": True, "problems": ["PostgreSQL member b is on timeline 2, the primary on 3"]}
     assert "replicas disagree after the heal: PostgreSQL member b is on timeline 2, the primary on 3" in r["failures"]
     assert run(ops, stored)["consistency"]["checked"] is False
+
+
+def test_a_terminated_drill_unwinds_like_ctrl_c_so_it_heals_its_faults():
+    import os
+    import signal
+    import time
+
+    from firebreak.drill.runner import heal_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        heal_on_sigterm()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # Python runs the handler before this line; a handler that does not raise fails here
+    finally:
+        signal.signal(signal.SIGTERM, before)
