@@ -45,6 +45,8 @@ def test_door_config_is_what_caddy_needs():
     assert handler["load_balancing"]["selection_policy"]["policy"] == "first"
     assert handler["health_checks"]["active"]["uri"] == "/healthz"
     assert handler["headers"]["response"]["set"]["X-Firebreak-Door"] == ["ansan"]
+    # More idle connections to the app than a door has requests in flight: none is reopened per request.
+    assert handler["transport"]["keep_alive"]["max_idle_conns_per_host"] >= 256
 
 
 def test_routing_lists_serving_doors_best_first():
