@@ -3,6 +3,7 @@ site's header; and the intake path answered right there."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -52,6 +53,7 @@ class Edge:
         self.app, self.settings, self.metrics, self.api, self.portal = app, settings, metrics, api, portal
         self.fast = fast or {}  # POST paths answered here, without routing, sessions or dependencies
         self.anonymous = anonymous  # counts a refused anonymous reviewer action (action, source)
+        self.held = 0  # refusals being slowed down now
         self.site_header = (b"x-firebreak-site", settings.site.encode())
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -65,6 +67,7 @@ class Edge:
                 action := anonymous_review_action(scope["method"], scope["path"], headers.get(b"cookie"))):
             await self.anonymous(action, scope_source(scope, self.settings.trusted_proxies))
             self.metrics.requests.labels(self.settings.site, "/review/*", "401").inc()
+            await self._slow_down()
             return await self._refuse(send, 401, {"error": "sign in at /review/login first"})
         if scope["method"] == "POST":
             path = scope["path"]
@@ -74,6 +77,7 @@ class Edge:
                        else self.api if path.startswith("/api/") else None)
             if buckets is not None:
                 if not buckets.allow(scope_source(scope, self.settings.trusted_proxies), time.monotonic()):
+                    await self._slow_down()
                     return await self._refuse(send, 429, {"error": "too many requests from this address; "
                                                                    "wait and retry"}, [(b"retry-after", b"60")])
         t0 = time.monotonic()
@@ -106,6 +110,21 @@ class Edge:
             path = scope["path"] if handler is not None else getattr(scope.get("route"), "path", "other")
             self.metrics.requests.labels(self.settings.site, path, str(status[0])).inc()
             self.metrics.latency.labels(self.settings.site, path).observe(time.monotonic() - t0)
+
+    async def _slow_down(self) -> None:
+        """Hold a refusal for `refusal_delay` before sending it. A flooding client that waits for
+        each answer before its next request (most tools, and a person pressing reload) then costs
+        one cheap refusal per connection per delay instead of as many as the door can carry, and
+        takes that much less CPU from the intake beside it; a held request is a sleeping
+        coroutine. Past `refusal_hold` held at once, refusals go out at once: holding is a
+        courtesy to the machine, never a way for a flood to pin its memory."""
+        if self.settings.refusal_delay <= 0 or self.held >= self.settings.refusal_hold:
+            return
+        self.held += 1
+        try:
+            await asyncio.sleep(self.settings.refusal_delay)
+        finally:
+            self.held -= 1
 
     def _capped(self, receive: Any, send: Any) -> tuple[Any, Any]:
         """receive and send for every other route: a body sent without a length (chunked), or

@@ -31,6 +31,10 @@ class Settings:
     # of waiting out its deadline in an ever longer line.
     write_queue: int = 2_048
     anonymous_audit_every: float = 60.0  # seconds between rows summarising anonymous refusals
+    # A refusal to a flooder (over its rate, or a reviewer action without a session) is answered
+    # after this long, up to refusal_hold requests held at once, then at once (see edge.Edge).
+    refusal_delay: float = 1.0
+    refusal_hold: int = 256
     secure_cookies: bool = False  # behind HTTPS doors: reviewers' session cookie is Secure
     # Shared by every site's app, so a reviewer's session and a half-filled form work at any door.
     session_secret: str = ""
@@ -54,6 +58,8 @@ class Settings:
                    write_deadline=float(env.get("FIREBREAK_WRITE_DEADLINE", "1.5")),
                    write_queue=int(env.get("FIREBREAK_WRITE_QUEUE", "2048")),
                    anonymous_audit_every=float(env.get("FIREBREAK_ANONYMOUS_AUDIT_EVERY", "60")),
+                   refusal_delay=float(env.get("FIREBREAK_REFUSAL_DELAY", "1")),
+                   refusal_hold=int(env.get("FIREBREAK_REFUSAL_HOLD", "256")),
                    secure_cookies=env.get("FIREBREAK_SECURE_COOKIES", "") in ("1", "true", "yes"),
                    session_secret=env.get("FIREBREAK_SESSION_SECRET", ""),
                    trusted_proxies=frozenset(x for x in env.get("FIREBREAK_TRUSTED_PROXIES", "").split(",") if x),

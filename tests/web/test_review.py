@@ -183,3 +183,29 @@ def test_price_the_database_in_bulk(claims_app, tmp_path):
     both = subprocess.run([FIREBREAK, "claims", "price", "x.csv", "--db", "--policy", "examples/kakao-2022-policy.yaml"],
                           capture_output=True, text=True, timeout=60)
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_refusals_to_a_flooder_are_slowed_down_but_never_pile_up(claims_db, tmp_path):
+    """An anonymous reviewer action is refused after the refusal delay, so a client that waits
+    for each answer floods at one request per delay; past the hold limit, refusals go out at
+    once (a flood cannot pin the app's memory with held requests)."""
+    import asyncio
+    import time
+
+    from tests.web.conftest import serve_app
+
+    with serve_app(claims_db, tmp_path, FIREBREAK_REFUSAL_DELAY="0.6", FIREBREAK_REFUSAL_HOLD="4") as (url, _):
+        async def flood(n: int) -> list[tuple[int, float]]:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+                async def one() -> tuple[int, float]:
+                    t0 = time.monotonic()
+                    r = await c.post("/review/bulk-approve", data={"kind": ""})
+                    return r.status_code, time.monotonic() - t0
+                return await asyncio.gather(*(one() for _ in range(n)))
+
+        alone = asyncio.run(flood(1))
+        many = asyncio.run(flood(12))
+    assert alone[0][0] == 401 and alone[0][1] >= 0.6
+    assert {code for code, _ in many} == {401}
+    held = [t for _, t in many if t >= 0.6]
+    assert len(held) == 4, sorted(t for _, t in many)  # the hold limit, and no more
