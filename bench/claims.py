@@ -8,6 +8,10 @@ synchronous commit replicated to another site) by wrk with concurrent connection
 raw insert ceiling of the same table measured with pgbench on the same lab, alternating, in
 one run (targets: at least 1,000 reports/s and at least half of pgbench's rate).
 Run: .venv/bin/python bench/claims.py --intake   (starts a lab if none is up)
+
+With --flood N, each round also runs the intake while N more connections per door send anonymous
+hostile requests (bench/flood.lua); every run records the cores each kind of process used, so a
+slowdown can be put down to the component that took the CPU.
 """
 
 from __future__ import annotations
@@ -218,7 +222,8 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
           f"(median of {rounds}); acknowledged but not stored: {lost}  "
           f"[{'PASS' if ok else 'FAIL'}: >= 1,000/s and >= 50% of pgbench, 0 lost]")
     out.mkdir(parents=True, exist_ok=True)
-    name = f"claims-intake-{doors}door{'s' if doors > 1 else ''}" + ("-flood" if flood else "")
+    name = f"claims-intake-{doors}door{'s' if doors > 1 else ''}" + (
+        ("-flood" if flood == 16 else f"-flood{flood}") if flood else "")
     (out / f"{name}.json").write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "net": st["net"], "seconds": seconds, "doors": doors, "wrk_connections_per_door": connections, "pgbench_clients": pg_clients,
