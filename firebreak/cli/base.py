@@ -48,3 +48,26 @@ def confirm(question: str, yes: bool) -> None:
     if not typer.confirm(question, default=False):
         err.print("aborted: nothing was changed")
         raise typer.Exit(1)
+
+
+def read_estate(url: str, option: str) -> dict:
+    """A console's view of the running estate (GET /api/estate); a clear error, naming `option`
+    (where the URL came from), when it cannot be had."""
+    import httpx
+
+    from firebreak.errors import InputError, Problem
+
+    try:
+        r = httpx.get(url.rstrip("/") + "/api/estate", timeout=5)
+    except httpx.HTTPError as e:
+        raise InputError(Problem(option, "", f"cannot reach the console at {url}: {e!r}; give any living "
+                                             "site's console URL (`firebreak lab status` lists the lab's)"))
+    if r.status_code != 200:
+        raise InputError(Problem(option, "", f"{url}/api/estate answered HTTP {r.status_code}; is it a "
+                                             "Firebreak console of this version?"))
+    try:
+        doc = r.json()
+        doc["sites"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(Problem(option, "", f"{url}/api/estate did not answer with an estate"))
+    return doc

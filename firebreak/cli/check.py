@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from firebreak.cli.base import app, err, out
+from firebreak.cli.base import app, err, out, read_estate
 from firebreak.errors import InputError, Problem
 
 
@@ -60,7 +60,7 @@ def check(
         from firebreak.readiness.live import drift as drift_of
         from firebreak.readiness.live import live_topology
         declared = load_topology(against) if against is not None else None
-        topology = live_topology(_read_live(live), declared, label=live)
+        topology = live_topology(read_estate(live, "--live"), declared, label=live)
         drift = drift_of(declared, topology) if declared is not None else None
     elif against is not None:
         raise InputError(Problem("--against", "", "only with --live CONSOLE_URL (compare a file with the running "
@@ -91,26 +91,6 @@ def check(
     if drift is not None:
         _print_drift(drift, against)
     raise typer.Exit(1 if report.failing or drifted else 0)
-
-
-def _read_live(url: str) -> dict:
-    """A console's view of the running estate (GET /api/estate); a clear error when unreachable."""
-    import httpx
-
-    try:
-        r = httpx.get(url.rstrip("/") + "/api/estate", timeout=5)
-    except httpx.HTTPError as e:
-        raise InputError(Problem("--live", "", f"cannot reach the console at {url}: {e!r}; give any living "
-                                               "site's console URL (`firebreak lab status` lists the lab's)"))
-    if r.status_code != 200:
-        raise InputError(Problem("--live", "", f"{url}/api/estate answered HTTP {r.status_code}; is it a "
-                                               "Firebreak console of this version?"))
-    try:
-        doc = r.json()
-        doc["sites"]
-    except (ValueError, KeyError, TypeError):
-        raise InputError(Problem("--live", "", f"{url}/api/estate did not answer with an estate"))
-    return doc
 
 
 def _print_drift(drift: list[dict], against: Path | None) -> None:

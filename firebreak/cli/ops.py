@@ -50,7 +50,7 @@ def _token(token: Optional[str]) -> str:
 
 
 def _ops(action: str, body: dict, console: Optional[str], site: Optional[str], token: Optional[str],
-         fmt: OutputFormat = OutputFormat.text) -> None:
+         fmt: OutputFormat = OutputFormat.text, quiet: bool = False) -> None:
     import httpx
 
     errors = []
@@ -64,6 +64,8 @@ def _ops(action: str, body: dict, console: Optional[str], site: Optional[str], t
         doc = r.json() if r.headers.get("content-type", "").startswith("application/json") else {"error": r.text}
         if r.status_code == 200:
             result = {k: v for k, v in doc.items() if k not in ("ok", "action")}
+            if quiet:
+                return
             if fmt == OutputFormat.json:
                 sys.stdout.write(json.dumps({"action": action, "via": name, "result": result}) + "\n")
             else:
@@ -174,6 +176,49 @@ def ops_switchover(to: str = typer.Argument(..., help="Site to move the primary 
     """Move a cluster's primary to another site, cleanly."""
     confirm(f"Move {cluster + chr(39) + 's' if cluster else 'the'} primary to {to}?", yes)
     _ops("switchover", {"to": to, **({"cluster": cluster} if cluster else {})}, console, site, token, fmt)
+
+
+@ops_app.command("rebalance")
+def ops_rebalance(against: Path = typer.Option(..., "--against", metavar="FILE",
+                                               help="The topology that says where each database's primary belongs."),
+                  dry_run: bool = typer.Option(False, "--dry-run", help="Show the switchovers; make none."),
+                  console: Optional[str] = _console_opt, site: Optional[str] = _site_opt,
+                  token: Optional[str] = _token_opt, yes: bool = _yes_opt, fmt: OutputFormat = _format_opt) -> None:
+    """Move primaries back where the topology puts them, after failovers left them elsewhere.
+
+    One switchover at a time, each a clean handover (no write lost), only for clusters whose
+    declared site runs a living member; the others are named with the reason."""
+    from firebreak.cli.base import read_estate
+    from firebreak.readiness.live import live_topology, rebalance_plan
+    from firebreak.topology import load_topology
+
+    declared = load_topology(against)
+    name, url = _consoles(console, site)[0]
+    plan = rebalance_plan(declared, live_topology(read_estate(url, "--console"), declared, label=url))
+    ready = [m for m in plan if m["ready"]]
+    if fmt == OutputFormat.text:
+        if not plan:
+            out.print(f"[green]Balanced:[/] every primary is where {against} puts it.")
+        for m in plan:
+            out.print(f"  {m['cluster']}: {m['from'] or 'no primary'} -> {m['to']}"
+                      + ("" if m["ready"] else f"  [yellow]not yet: {m['why']}[/]"))
+    moved, refused = [], []
+    if ready and not dry_run:
+        confirm(f"Switch over {len(ready)} cluster(s) to the sites {against} names?", yes)
+        for m in ready:
+            try:
+                _ops("switchover", {"to": m["to"], "cluster": m["cluster"]}, url, None, token, fmt,
+                     quiet=fmt == OutputFormat.json)
+                moved.append(m["cluster"])
+            except FirebreakError as e:  # one cluster refusing stops none of the others
+                refused.append({"cluster": m["cluster"], "error": str(e)})
+                if fmt == OutputFormat.text:
+                    out.print(f"  [red]{m['cluster']}: {e}[/]")
+    if fmt == OutputFormat.json:
+        sys.stdout.write(json.dumps({"action": "rebalance", "via": name, "plan": plan, "moved": moved,
+                                     "refused": refused, "dry_run": dry_run}) + "\n")
+    if refused:
+        raise typer.Exit(1)
 
 
 @ops_app.command("evacuate")

@@ -96,3 +96,25 @@ def drift(declared: Topology, live: Topology) -> list[dict]:
         if name not in declared.services:
             add(name, "service", "not declared", "running")
     return out
+
+
+def rebalance_plan(declared: Topology, live: Topology) -> list[dict]:
+    """The switchovers that put each database's primary back where the declared topology puts
+    it. Failovers leave primaries wherever they survived (after a few site losses one site can
+    hold them all, the October 2022 shape); a cluster moves back only when its declared site
+    runs a living member again. One entry per database whose primary is elsewhere:
+    {cluster, from, to, ready, why}; `ready` false says why it cannot move yet."""
+    out = []
+    for name, d in declared.services.items():
+        r = live.services.get(name)
+        if d.kind != Kind.DATABASE or d.primary is None or r is None or r.kind != Kind.DATABASE:
+            continue
+        if r.primary == d.primary:
+            continue
+        why = ""
+        if r.primary is None:
+            why = "it has no primary now: a failover is due, not a switchover"
+        elif r.replicas.get(d.primary, 0) == 0:
+            why = f"no member of it runs in {d.primary} yet"
+        out.append({"cluster": name, "from": r.primary, "to": d.primary, "ready": not why, "why": why})
+    return out

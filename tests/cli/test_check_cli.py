@@ -158,3 +158,66 @@ def test_check_live_against_a_file_lists_drift_and_exits_1_only_when_there_is_so
 def test_check_live_refuses_what_it_cannot_do_with_exit_2(args, words):
     r = run_cli(*args, cwd=ROOT)
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+
+
+# -- ops rebalance ---------------------------------------------------------------------------------
+
+def _console(doc: dict, posts: list):
+    """A console: /api/estate from memory; every action POST recorded and answered as done."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._send(200, doc) if self.path == "/api/estate" else self._send(404, {})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            posts.append((self.path, body, self.headers.get("Authorization")))
+            self._send(200, {"ok": True, "action": "switchover", **body})
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_rebalance_switches_over_each_cluster_away_from_its_declared_site_and_only_those():
+    from firebreak.resources import example
+    from tests.unit.test_live_estate import running_as_declared
+
+    doc = running_as_declared()
+    users = doc["clusters"]["users-db"]
+    users["members"]["pangyo"]["state"], users["members"]["ansan"]["state"] = "streaming", "running"
+    users["primary_site"] = "ansan"
+    posts: list = []
+    server, url = _console(doc, posts)
+    base = ["ops", "rebalance", "--against", str(example("estate.yaml")), "--console", url, "--token", "x.y"]
+    try:
+        r = run_cli(*base, "--dry-run", "--format", "json")
+        assert r.returncode == 0 and posts == [], r.stderr
+        assert [m["cluster"] for m in json.loads(r.stdout)["plan"]] == ["users-db"]
+        r = run_cli(*base)
+        assert r.returncode == 2 and "pass --yes" in r.stderr and posts == []
+        r = run_cli(*base, "--yes", "--format", "json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["moved"] == ["users-db"]
+        assert posts == [("/api/actions/switchover", {"to": "pangyo", "cluster": "users-db"}, "Bearer x.y")]
+    finally:
+        server.shutdown()
+
+
+def test_rebalance_refuses_a_bad_topology_with_exit_2(tmp_path):
+    bad = tmp_path / "t.yaml"
+    bad.write_text("sites: [a]\nservices: {x: {kind: nonsense}}\n")
+    r = run_cli("ops", "rebalance", "--against", str(bad), "--console", "http://127.0.0.1:1", "--token", "x.y")
+    assert r.returncode == 2 and str(bad) in r.stderr and "Traceback" not in r.stderr

@@ -1,7 +1,8 @@
 """An estate lab from a topology (examples/estate.yaml: four Patroni clusters, five services):
 every cluster and service comes up where the topology says; a silent power cut of the site that
 holds two primaries fails both over at once, ordinary clients through a surviving door lose no
-acknowledged write, every service answers again; a switchover names its cluster."""
+acknowledged write, every service answers again, and `ops rebalance` puts the primaries back where
+the topology says once the site returns; a switchover names its cluster."""
 
 import dataclasses
 import json
@@ -131,6 +132,18 @@ def test_the_estate_runs_as_declared_and_survives_the_loss_of_its_busiest_site(e
     assert ("claims" in by_service) == ("claims-db" in by_service)
     assert 0 < by_service["login"]["end"] - by_service["login"]["start"] < 30
     assert any(e.get("service") == "site pangyo" for e in entries)  # the site's loss, not every service's
+
+    # the primaries the cut moved go back where the topology puts them, one clean switchover each
+    moved = sorted(n for n, c in lab.status()["clusters"].items() if c["primary"] != {
+        "users-db": "pangyo", "messaging-db": "pangyo", "payments-db": "ansan", "claims-db": "siheung"}[n])
+    assert {"users-db", "messaging-db"} <= set(moved)
+    r = run_cli("ops", "rebalance", "--against", str(example("estate.yaml")), "--yes", "--format", "json",
+                timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(json.loads(r.stdout)["moved"]) == moved
+    r = wait_for(lambda: (lambda x: x if x.returncode == 0 else None)(check_live(lab.status())), 60,
+                 "no drift after rebalancing")
+    assert json.loads(r.stdout)["drift"] == []
 
 
 def test_a_drill_checks_checks_predictions_on_the_estate(estate):

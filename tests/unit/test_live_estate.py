@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from firebreak.readiness import analyse_all
-from firebreak.readiness.live import drift, live_topology
+from firebreak.readiness.live import drift, live_topology, rebalance_plan
 from firebreak.resources import example
 from firebreak.topology import Kind, load_topology
 
@@ -73,3 +73,24 @@ def test_without_a_declared_file_the_names_are_the_agents_own():
     live = live_topology(copy.deepcopy(running_as_declared()))
     assert {"etcd", "site-agent", "ops-console", "users-db", "login"} <= set(live.services)
     assert live.services["site-agent"].needs == 2
+
+
+def test_rebalancing_moves_back_each_primary_whose_declared_site_runs_a_member_again():
+    doc = running_as_declared()
+    assert rebalance_plan(DECLARED, live_topology(doc, DECLARED)) == []  # as declared: nothing to do
+
+    def move(cluster: str, to: str) -> None:
+        c = doc["clusters"][cluster]
+        c["members"][c["primary_site"]]["state"] = "streaming"
+        c["primary_site"] = to
+        c["members"][to]["state"] = "running"
+    move("users-db", "ansan")                  # pangyo is back: ready
+    move("messaging-db", "siheung")
+    doc["clusters"]["messaging-db"]["members"]["pangyo"]["state"] = "stopped"   # pangyo's member not yet
+    doc["clusters"]["payments-db"]["primary_site"] = None                        # no primary at all
+    plan = {m["cluster"]: m for m in rebalance_plan(DECLARED, live_topology(doc, DECLARED))}
+    users_home = DECLARED.services["users-db"].primary
+    assert plan["users-db"] == {"cluster": "users-db", "from": "ansan", "to": users_home, "ready": True, "why": ""}
+    assert not plan["messaging-db"]["ready"] and "no member of it runs in pangyo" in plan["messaging-db"]["why"]
+    assert not plan["payments-db"]["ready"] and "no primary" in plan["payments-db"]["why"]
+    assert "claims-db" not in plan
