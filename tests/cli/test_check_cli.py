@@ -105,18 +105,28 @@ def test_bad_output_changes_nothing(tmp_path):
 
 # -- check --live ---------------------------------------------------------------------------------
 
-def _serve(doc: dict):
-    """A console's /api/estate, served from memory (the real one is exercised by tests/lab)."""
+def _serve(doc: dict, posts: list | None = None):
+    """A console (the real one is exercised by tests/lab): /api/estate from memory; every action
+    POST recorded in `posts` and answered as done."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps(doc).encode() if self.path == "/api/estate" else b"{}"
-            self.send_response(200 if self.path == "/api/estate" else 404)
+        def _send(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._send(200, doc) if self.path == "/api/estate" else self._send(404, {})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            (posts if posts is not None else []).append((self.path, body, self.headers.get("Authorization")))
+            self._send(200, {"ok": True, "action": "switchover", **body})
 
         def log_message(self, *args):
             pass
@@ -162,35 +172,6 @@ def test_check_live_refuses_what_it_cannot_do_with_exit_2(args, words):
 
 # -- ops rebalance ---------------------------------------------------------------------------------
 
-def _console(doc: dict, posts: list):
-    """A console: /api/estate from memory; every action POST recorded and answered as done."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._send(200, doc) if self.path == "/api/estate" else self._send(404, {})
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            posts.append((self.path, body, self.headers.get("Authorization")))
-            self._send(200, {"ok": True, "action": "switchover", **body})
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 def test_rebalance_switches_over_each_cluster_away_from_its_declared_site_and_only_those():
     from firebreak.resources import example
     from tests.unit.test_live_estate import running_as_declared
@@ -200,7 +181,7 @@ def test_rebalance_switches_over_each_cluster_away_from_its_declared_site_and_on
     users["members"]["pangyo"]["state"], users["members"]["ansan"]["state"] = "streaming", "running"
     users["primary_site"] = "ansan"
     posts: list = []
-    server, url = _console(doc, posts)
+    server, url = _serve(doc, posts)
     base = ["ops", "rebalance", "--against", str(example("estate.yaml")), "--console", url, "--token", "x.y"]
     try:
         r = run_cli(*base, "--dry-run", "--format", "json")
