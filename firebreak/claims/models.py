@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -12,6 +12,11 @@ REPORTER_KINDS = ("paid_user", "free_user", "taxi_driver", "channel_shop", "adve
 ReporterKind = Literal["paid_user", "free_user", "taxi_driver", "channel_shop", "advertiser", "other_partner"]
 
 MAX_AMOUNT = 10_000_000_000  # won; anything above is a typo, not a claim
+# Damage windows: a year outside these is a typo; it is also the range in which converting any
+# time zone to UTC cannot leave what PostgreSQL and Python can hold (year 1 at +01:00 is year 0
+# in UTC: PostgreSQL refused it, and the refusal looked like an unknown outcome, 503).
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+FUTURE_SLACK = timedelta(days=1)  # a window may start "tomorrow" in a time zone ahead of ours
 Evidence = Literal["receipt", "screenshot", "sales_record"]
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 -]{7,18}[0-9]$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -47,6 +52,20 @@ class ReportIn(BaseModel):
     def _contact(cls, v: str) -> str:
         if not (PHONE_RE.match(v) or EMAIL_RE.match(v)):
             raise ValueError("give a mobile number (e.g. 010-1234-5678) or an e-mail address")
+        return v
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _plausible_time(cls, v: datetime) -> datetime:
+        if not FIRST_YEAR <= v.year <= LAST_YEAR:
+            raise ValueError(f"must be a time between {FIRST_YEAR} and {LAST_YEAR}")
+        return v
+
+    @field_validator("window_start")
+    @classmethod
+    def _not_in_the_future(cls, v: datetime) -> datetime:
+        if v.tzinfo is not None and v > datetime.now(timezone.utc) + FUTURE_SLACK:
+            raise ValueError("is in the future; report damage that has started")
         return v
 
     @model_validator(mode="after")

@@ -1,6 +1,7 @@
 """Pure parts of the portal and console: abuse limits, the translation table, form parsing,
 roles, verification reasons and the agents' ledger entries."""
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -155,3 +156,29 @@ def test_the_verifier_takes_a_small_share_while_reports_arrive(idle_for, expecte
 ])
 def test_the_edge_refuses_reviewer_actions_without_a_session(method, path, cookie, expected):
     assert anonymous_review_action(method, path, cookie) == expected
+
+
+GOOD_REPORT = {"reporter_kind": "free_user", "service": "messenger", "claimed_amount": 0, "contact": "010-1234-5678",
+               "window_start": "2022-10-15T15:30:00+09:00", "window_end": "2022-10-15T22:00:00+09:00"}
+
+
+@pytest.mark.parametrize("change, field, words", [
+    # year 1 at +01:00 is year 0 in UTC: PostgreSQL refused it, and that read as an unknown outcome (503)
+    ({"window_start": "0001-01-01T00:02:08+01:00"}, "window_start", "between 2000 and 2100"),
+    ({"window_end": "9999-12-31T23:00:00-05:00"}, "window_end", "between 2000 and 2100"),
+    ({"window_start": "2099-01-01T00:00:00+09:00", "window_end": "2099-01-02T00:00:00+09:00"}, "window_start",
+     "in the future"),
+    ({"window_start": "2022-10-15T15:30:00"}, "body", "need a time zone"),
+    ({"window_end": "2022-10-15T15:00:00+09:00"}, "body", "after window_start"),
+])
+def test_a_damage_window_is_refused_by_field_when_it_cannot_be_true(change, field, words):
+    from pydantic import ValidationError
+
+    from firebreak.claims.app import invalid
+    from firebreak.claims.models import ReportIn
+
+    ReportIn.model_validate(GOOD_REPORT)
+    with pytest.raises(ValidationError) as e:
+        ReportIn.model_validate({**GOOD_REPORT, **change})
+    errors = json.loads(invalid(e.value).body)["errors"]
+    assert any(x["field"] == field and words in x["reason"] for x in errors), errors
