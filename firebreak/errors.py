@@ -79,5 +79,10 @@ class Overloaded(FirebreakError):
     """The write queue is full: refused at once (503) rather than queued without bound."""
 
 
+class ReportRefused(FirebreakError):
+    """The database refused this report's values (a data or constraint error): rolled back,
+    nothing stored; sending it again will not help (422)."""
+
+
 class OutcomeUnknown(FirebreakError):
     """The database may or may not have kept the write; the client must retry with its key."""

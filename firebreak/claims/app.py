@@ -21,7 +21,7 @@ from firebreak.claims.limits import scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
 from firebreak.claims.settings import DEFAULT_POLICY, SESSION_COOKIE, Settings
 from firebreak.claims.store import Store
-from firebreak.errors import AnswerUnknown, KeyReused, OutcomeUnknown, Overloaded
+from firebreak.errors import AnswerUnknown, KeyReused, OutcomeUnknown, Overloaded, ReportRefused
 from firebreak.throttle import Buckets
 
 __all__ = ["DEFAULT_POLICY", "Settings", "create_app"]
@@ -82,6 +82,12 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"error": "invalid report", "errors": [
                 {"field": "Idempotency-Key", "reason": f"{e}; nothing was stored. Send a new key for a new report, "
                                                        "or the same report to get its receipt again"}]},
+                                status_code=422)
+        except ReportRefused as e:
+            metrics.writes.labels(settings.site, "invalid").inc()
+            return JSONResponse({"error": "invalid report", "errors": [
+                {"field": "body", "reason": f"the database refused its values ({e}); nothing was stored. "
+                                            "Correct the report and send it with a new Idempotency-Key"}]},
                                 status_code=422)
         except Overloaded as e:
             metrics.writes.labels(settings.site, "refused").inc()

@@ -104,13 +104,15 @@ def register_portal(app: FastAPI, store: Any, settings: Any, policy_source: Any)
         if report.service not in policy_source().services:
             return form_page(request, lang, values=values, errors={"service": t("err.service", lang)}, key=key,
                              banner=t("err.form", lang), status=422)
-        from firebreak.errors import KeyReused, OutcomeUnknown, Overloaded
+        from firebreak.errors import KeyReused, OutcomeUnknown, Overloaded, ReportRefused
         try:
             row, _, _ = await store.submit(report, idem)
         except KeyReused:
             # This form was already sent with other details: nothing stored now; a fresh form
             # (a new key) with what the person typed, to send as a report of its own if they mean it.
             return form_page(request, lang, values=values, banner=t("err.reused", lang), status=422)
+        except ReportRefused:
+            return form_page(request, lang, values=values, banner=t("err.form", lang), status=422)
         except (OutcomeUnknown, Overloaded):
             # Same form, same key: submitting again cannot create a second report.
             return form_page(request, lang, values=values, key=key, banner=t("err.busy", lang), status=503)

@@ -27,7 +27,7 @@ from psycopg_pool import PoolTimeout
 from firebreak.claims.connection import RacingConnection, SteadyPool, _bounded
 from firebreak.claims.models import ReportIn
 from firebreak.claims.settings import Settings
-from firebreak.errors import AnswerUnknown, KeyReused, OutcomeUnknown, Overloaded
+from firebreak.errors import AnswerUnknown, KeyReused, OutcomeUnknown, Overloaded, ReportRefused
 
 SYNC_CANCEL_MARKERS = ("canceling wait for synchronous replication",
                        "might not have been replicated to the standby")
@@ -133,7 +133,11 @@ class Store:
                         fut.set_exception(err)
                 continue
             for (_, _, fut), result in zip(batch, results):
-                if not fut.done():
+                if fut.done():
+                    continue
+                if isinstance(result, ReportRefused):
+                    fut.set_exception(result)
+                else:
                     fut.set_result(result)
 
     async def _write(self, batch: list) -> list[tuple[dict, bool, dict]]:
@@ -147,10 +151,27 @@ class Store:
                 raise
             finally:
                 await self.primary.putconn(conn)
+        except (psycopg.DataError, psycopg.IntegrityError) as e:
+            # The INSERT itself was refused, so its transaction rolled back: nothing of the batch
+            # is stored, and that is known. One report's values must not cost the others theirs
+            # (nor read to them as an unknown outcome): each is written again on its own.
+            if len(batch) == 1:
+                raise ReportRefused(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
+            return await self._write_each(batch)
         except (psycopg.Error, PoolTimeout) as e:
             if isinstance(e, psycopg.OperationalError):
                 self.generation += 1
             raise OutcomeUnknown(str(e).strip().splitlines()[0] if str(e).strip() else "connection lost") from e
+
+    async def _write_each(self, batch: list) -> list:
+        """The batch's reports one transaction each: a result, or the ReportRefused of its own."""
+        out: list = []
+        for item in batch:
+            try:
+                out += await self._write([item])
+            except ReportRefused as e:
+                out.append(e)
+        return out
 
     async def _fresh_primary(self) -> Any:
         while True:
