@@ -163,11 +163,9 @@ GOOD_REPORT = {"reporter_kind": "free_user", "service": "messenger", "claimed_am
 
 
 @pytest.mark.parametrize("change, field, words", [
-    # year 1 at +01:00 is year 0 in UTC: PostgreSQL refused it, and that read as an unknown outcome (503)
-    ({"window_start": "0001-01-01T00:02:08+01:00"}, "window_start", "between 2000 and 2100"),
-    ({"window_end": "9999-12-31T23:00:00-05:00"}, "window_end", "between 2000 and 2100"),
-    ({"window_start": "2099-01-01T00:00:00+09:00", "window_end": "2099-01-02T00:00:00+09:00"}, "window_start",
-     "in the future"),
+    # year 1 at +01:00 is year 0 in UTC: the stored row came back unreadable, heard as "outcome unknown" (503)
+    ({"window_start": "0001-01-01T00:02:08+01:00"}, "window_start", "out of range once converted to UTC"),
+    ({"window_end": "9999-12-31T23:00:00-05:00"}, "window_end", "out of range once converted to UTC"),
     ({"window_start": "2022-10-15T15:30:00"}, "body", "need a time zone"),
     ({"window_end": "2022-10-15T15:00:00+09:00"}, "body", "after window_start"),
 ])
