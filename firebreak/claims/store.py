@@ -15,6 +15,7 @@ two sites. Two PostgreSQL behaviours are handled on purpose:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 import time
@@ -46,6 +47,29 @@ def request_digest(report: ReportIn) -> str:
 
 def new_receipt() -> str:
     return "FB-" + "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10))
+
+
+INSERT_FIELDS = ("n", "receipt", "key", "kind", "service", "ws", "we", "amount", "descr", "contact", "lang", "site",
+                 "plan", "ev", "digest")
+INSERT_CASTS = {"n": "::int", "ws": "::timestamptz", "we": "::timestamptz", "amount": "::bigint", "plan": "::bigint",
+                "ev": "::text[]"}
+
+
+@functools.lru_cache(maxsize=MAX_BATCH)
+def insert_sql(rows: int) -> str:
+    """The group commit's INSERT for `rows` reports, in PostgreSQL's own $n placeholders, built
+    once per batch size. With psycopg's %s, a statement of more than 50 parameters (four reports)
+    is parsed again on every execution, a sixth of the app's CPU under intake."""
+    width = len(INSERT_FIELDS)
+    values = ", ".join("(" + ", ".join(f"${r * width + i + 1}{INSERT_CASTS.get(f, '')}"
+                                       for i, f in enumerate(INSERT_FIELDS)) + ")" for r in range(rows))
+    return ("INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, window_end, "
+            "claimed_amount, description, contact, language, site, plan_price, evidence, request_digest) "
+            "SELECT receipt, key, kind, service, ws, we, amount, descr, contact, lang, site, plan, ev, digest "
+            f"FROM (VALUES {values}) AS v({', '.join(INSERT_FIELDS)}) ORDER BY n "
+            "ON CONFLICT (idempotency_key) DO NOTHING "
+            "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
+            "claimed_amount, status, site, created_at, idempotency_key")
 
 
 class Store:
@@ -190,20 +214,10 @@ class Store:
             params += [i, new_receipt(), key, report.reporter_kind, report.service, report.window_start,
                        report.window_end, report.claimed_amount, report.description, report.contact,
                        report.language, site, report.plan_price, list(report.evidence), digests[i]]
-        values = ", ".join(["(%s::int, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::bigint, %s, %s, %s, %s, "
-                            "%s::bigint, %s::text[], %s)"] * len(items))
         results: list[tuple[dict, bool, dict] | None] = [None] * len(items)
         async with conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, window_end, "
-                "claimed_amount, description, contact, language, site, plan_price, evidence, request_digest) "
-                f"SELECT receipt, key, kind, service, ws, we, amount, descr, contact, lang, site, plan, ev, digest "
-                f"FROM (VALUES {values}) AS v(n, receipt, key, kind, service, ws, we, amount, descr, contact, lang, "
-                "site, plan, ev, digest) ORDER BY n "
-                "ON CONFLICT (idempotency_key) DO NOTHING "
-                "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
-                "claimed_amount, status, site, created_at, idempotency_key", params)
+            cur = psycopg.AsyncRawCursor(conn, row_factory=dict_row)
+            await cur.execute(insert_sql(len(items)), params)
             inserted = {}
             fresh = []
             for row in await cur.fetchall():
@@ -226,6 +240,7 @@ class Store:
                 # waits for the synchronous standby: a replay is confirmed only once the original
                 # row, which precedes it in the WAL, is on two sites.
                 keys = list({items[i][1] for i in replays})
+                cur = conn.cursor(row_factory=dict_row)
                 await cur.execute(
                     "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, status, "
                     "site, created_at, idempotency_key, request_digest, txid_current() AS _xid "
