@@ -62,33 +62,26 @@ def create_app(settings: Settings) -> FastAPI:
     async def intake(body: bytes, idempotency_key: str | None) -> Response:
         """POST /api/reports, served by Edge before the framework's layers (and by the route)."""
         if idempotency_key is not None and len(idempotency_key) > 200:
-            return JSONResponse({"error": "invalid report", "errors": [
-                {"field": "Idempotency-Key", "reason": "at most 200 characters"}]}, status_code=422)
+            return refused("Idempotency-Key", "at most 200 characters")
         try:
             report = ReportIn.model_validate_json(body)
         except ValidationError as e:
             return invalid(e)
         services = policy_source().services
         if report.service not in services:
-            return JSONResponse({"error": "invalid report", "errors": [
-                {"field": "service", "reason": f"not a service this compensation scheme covers; one of "
-                                               f"{', '.join(services)}"}]}, status_code=422)
+            return refused("service", f"not a service this compensation scheme covers; one of {', '.join(services)}")
         try:
             row, replayed, who = await store.submit(report, idempotency_key)
         except KeyReused as e:
             # 422, as the IETF's Idempotency-Key draft asks for a key reused with another payload:
             # the request is well-formed, but cannot be processed under that key.
             metrics.writes.labels(settings.site, "key_reused").inc()
-            return JSONResponse({"error": "invalid report", "errors": [
-                {"field": "Idempotency-Key", "reason": f"{e}; nothing was stored. Send a new key for a new report, "
-                                                       "or the same report to get its receipt again"}]},
-                                status_code=422)
+            return refused("Idempotency-Key", f"{e}; nothing was stored. Send a new key for a new report, "
+                                              "or the same report to get its receipt again")
         except ReportRefused as e:
             metrics.writes.labels(settings.site, "invalid").inc()
-            return JSONResponse({"error": "invalid report", "errors": [
-                {"field": "body", "reason": f"the database refused its values ({e}); nothing was stored. "
-                                            "Correct the report and send it with a new Idempotency-Key"}]},
-                                status_code=422)
+            return refused("body", f"the database refused its values ({e}); nothing was stored. "
+                                   "Correct the report and send it with a new Idempotency-Key")
         except Overloaded as e:
             metrics.writes.labels(settings.site, "refused").inc()
             return JSONResponse({"error": f"too many reports waiting for the database ({e}); nothing was stored",
@@ -108,7 +101,6 @@ def create_app(settings: Settings) -> FastAPI:
             headers["Idempotent-Replay"] = "true"
         return Response(ReportOut.model_validate(row).model_dump_json(), status_code=201, headers=headers,
                         media_type="application/json")
-
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> PlainTextResponse:
@@ -233,6 +225,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Edge, settings=settings, metrics=metrics, api=api_buckets, portal=portal_buckets,
                        fast={"/api/reports": intake}, anonymous=anonymous)
     return app
+
+
+def refused(field: str, reason: str) -> JSONResponse:
+    """422 for a report refused on one field, in the shape of validation errors."""
+    return JSONResponse({"error": "invalid report", "errors": [{"field": field, "reason": reason}]}, status_code=422)
 
 
 def invalid(exc: ValidationError | RequestValidationError) -> JSONResponse:
