@@ -1,4 +1,5 @@
-"""The claims service's ASGI edge: body-size and rate limits, request metrics, the answering
+"""The claims service's ASGI edge: body-size and rate limits, reviewer actions without a session
+refused before any route, refusals to flooders held a moment, request metrics, the answering
 site's header; and the intake path answered right there."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class AppMetrics:
 
 # Reviewer actions: a POST here without a session cookie cannot be anyone's, so the edge refuses
 # it (counted like the routes count theirs) before sessions, routing and form parsing, which cost
-# four times as much. A flood of them is the cheapest attack on the portal there is.
+# four times as much: a flood of them is the cheapest one there is to send.
 REVIEW_ACTION = re.compile(r"/review/(?:(bulk-approve)|reports/\d{1,18}/(decide))")
 _COOKIE = SESSION_COOKIE.encode() + b"="
 
