@@ -139,14 +139,20 @@ def slope(points: list[tuple[float, float]]) -> float:
     return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in points) / den
 
 
+def machine_limits() -> dict[str, int]:
+    """The machine's memory and the free disk where the lab keeps its files (or would)."""
+    home = lab_home()
+    where = next((p for p in (home, *home.parents) if p.exists()), Path("/"))
+    return {"memory": psutil.virtual_memory().total, "disk_free": shutil.disk_usage(where).free}
+
+
 SAWTOOTH: set[str] = set()  # filled by series(): etcd's sizes, compacted and snapshotted in cycles
 
 
 def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], float, str]]:
     """resource -> (points (t, value), limit, unit)."""
     t0 = samples[0]["t"]
-    mem = psutil.virtual_memory().total
-    disk = shutil.disk_usage(lab_home()).free
+    mem, disk = machine_limits().values()
     out: dict = {}
 
     def add(name: str, value_of, limit: float, unit: str) -> None:
@@ -263,6 +269,9 @@ def plot(samples: list[dict], path: Path) -> None:
     panels = [
         ("etcd database per member (MiB)", {f"{m} on disk": [(s["t"] - t0, s["members"].get(m, {}).get("db", 0) / 2**20)
                                                               for s in samples] for m in samples[0]["members"]}),
+        ("etcd Go heap in use per member (MiB)", {f"{m} etcd heap": [
+            (s["t"] - t0, s.get("etcd_metrics", {}).get(m, {}).get("go_memstats_heap_inuse_bytes", 0) / 2**20)
+            for s in samples] for m in samples[0].get("etcd_metrics", {})}),
         ("resident memory per process (MiB)", {n: [(s["t"] - t0, s["rss"].get(n, 0) / 2**20) for s in samples]
                                                for n in samples[0]["rss"]}),
         ("open files per process", {n: [(s["t"] - t0, s["fds"].get(n, 0)) for s in samples] for n in samples[0]["fds"]}),
@@ -311,7 +320,17 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10, help="writes per second per client")
     ap.add_argument("--window", type=float, default=600, help="seconds per mean in the fit of saw-tooth series")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
+    ap.add_argument("--analyse", type=Path, metavar="SOAK_JSON",
+                    help="no soak: fit, project and plot the samples of an earlier run again (its file is rewritten)")
     args = ap.parse_args()
+    if args.analyse:
+        result = json.loads(args.analyse.read_text())
+        result["rows"] = project(result["samples"], args.window)
+        result["analysis"] = f"bench/soak.py --analyse {args.analyse.name} --window {args.window:g}"
+        args.analyse.write_text(json.dumps(result, indent=1))
+        plot(result["samples"], args.analyse.with_suffix(".svg"))
+        report(result["rows"], result["samples"], result["failover_start"], result["failover_end"])
+        return
     runner.heal_on_sigterm()  # a `kill` of the benchmark heals the fault it left, like Ctrl-C
     lab.down()
     lab.up(progress=lambda m: print("  lab:", m, flush=True))
@@ -367,6 +386,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(result, indent=1))
     plot(samples, args.out / "soak.svg")
+    report(rows, samples, start_fo, end_fo)
+
+
+def report(rows: list[dict], samples: list[dict], start_fo: dict, end_fo: dict) -> None:
     print(f"\n{'resource':<34} {'first':>12} {'last':>12} {'per hour':>12} {'in 90 days':>12} {'limit':>12}  share")
     for r in rows:
         print(f"{r['resource']:<34} {human(r['first'], r['unit']):>12} {human(r['last'], r['unit']):>12} "
