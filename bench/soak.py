@@ -267,8 +267,9 @@ def plot(samples: list[dict], path: Path) -> None:
     """The samples as small multiples: etcd sizes, memory, open files, over time (SVG)."""
     t0 = samples[0]["t"]
     panels = [
-        ("etcd database per member (MiB)", {f"{m} on disk": [(s["t"] - t0, s["members"].get(m, {}).get("db", 0) / 2**20)
-                                                              for s in samples] for m in samples[0]["members"]}),
+        ("etcd database per member, on disk and in use (MiB)", {
+            f"{m} {label}": [(s["t"] - t0, s["members"].get(m, {}).get(key, 0) / 2**20) for s in samples]
+            for m in samples[0]["members"] for label, key in (("on disk", "db"), ("in use", "db_in_use"))}),
         ("etcd Go heap in use per member (MiB)", {f"{m} etcd heap": [
             (s["t"] - t0, s.get("etcd_metrics", {}).get(m, {}).get("go_memstats_heap_inuse_bytes", 0) / 2**20)
             for s in samples] for m in samples[0].get("etcd_metrics", {})}),
@@ -276,6 +277,7 @@ def plot(samples: list[dict], path: Path) -> None:
                                                for n in samples[0]["rss"]}),
         ("open files per process", {n: [(s["t"] - t0, s["fds"].get(n, 0)) for s in samples] for n in samples[0]["fds"]}),
     ]
+    panels = [p for p in panels if p[1]]  # a run from before a series was sampled
     w, h, pad = 900, 220, 40
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h * len(panels)}" '
              'font-family="sans-serif" font-size="11">']
@@ -288,7 +290,7 @@ def plot(samples: list[dict], path: Path) -> None:
         groups = list(dict.fromkeys(n.split("/")[-1].split(" ")[0] for n in lines))
         colour_of = {g: colours[i % len(colours)] for i, g in enumerate(groups)}
         parts.append(f'<text x="{pad}" y="{y0 + 16}" font-weight="bold">{title} (max {ymax:.0f})</text>')
-        x_legend = pad + 360
+        x_legend = pad + 440
         for g in groups:
             parts.append(f'<rect x="{x_legend}" y="{y0 + 7}" width="10" height="10" fill="{colour_of[g]}"/>'
                          f'<text x="{x_legend + 14}" y="{y0 + 16}">{g}</text>')
