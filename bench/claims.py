@@ -11,7 +11,8 @@ Run: .venv/bin/python bench/claims.py --intake   (starts a lab if none is up)
 
 With --flood N, each round also runs the intake while N more connections per door send anonymous
 hostile requests (bench/flood.lua); every run records the cores each kind of process used, so a
-slowdown can be put down to the component that took the CPU.
+slowdown can be put down to the component that took the CPU. Every timed run, pgbench's too,
+starts once the apps' background verifiers have caught up (no report waiting to be verified).
 """
 
 from __future__ import annotations
@@ -90,6 +91,21 @@ def stored(dsn: str) -> int:
     import psycopg
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT count(*) FROM reports").fetchone()[0]
+
+
+def settle(dsn: str, timeout: float = 300) -> float:
+    """Wait until the apps' background verifiers have verified every report (pgbench's rows and
+    the last run's), so each timed run starts from the same state; returns the seconds waited.
+    Without it, the run after a quiet second began with the verifiers catching up on tens of
+    thousands of reports, and pgbench ran beside them."""
+    import psycopg
+    t0 = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM reports WHERE status = 'received'").fetchone()[0]:
+            if time.monotonic() - t0 > timeout:
+                raise SystemExit(f"the verifiers did not catch up within {timeout:.0f} s")
+            time.sleep(0.5)
+    return time.monotonic() - t0
 
 
 def run_pgbench(st: dict, secrets, seconds: int, clients: int) -> float:
@@ -192,17 +208,22 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
     for i in range(rounds):
         # The ceiling is pgbench's best: more clients mean bigger group commits, up to the
         # server's connection limit.
-        tries = {c: run_pgbench(st, secrets, seconds, c) for c in pg_clients}
+        tries = {}
+        for c in pg_clients:
+            settle(st["postgres_dsn"])
+            tries[c] = run_pgbench(st, secrets, seconds, c)
         best = max(tries, key=tries.get)
         rate = tries[best]
         pg_rates.append(rate)
         print(f"  round {i + 1}: pgbench raw insert ceiling {rate:,.0f}/s (best of "
               + ", ".join(f"{c} clients {r:,.0f}/s" for c, r in tries.items()) + ")", flush=True)
         for flooded in ((False, True) if flood else (False,)):
+            waited = settle(st["postgres_dsn"])
             before = stored(st["postgres_dsn"])
             run = run_stack(st, seconds, connections, doors, flood if flooded else 0)
             run["stored"] = stored(st["postgres_dsn"]) - before
             run["flooded"] = flooded
+            run["settled_after_s"] = round(waited, 1)
             stack_runs.append(run)
             print(f"  round {i + 1}: through doors+app+sync replication{' while flooded' if flooded else ''} "
                   f"{run['rate']:,.0f} reports/s ({run['acknowledged']:,} acknowledged, {run['stored']:,} stored, "

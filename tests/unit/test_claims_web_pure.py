@@ -136,10 +136,10 @@ def test_anonymous_refusals_are_summarised_at_most_once_a_period():
     assert t.note("export", "x", now=62.0) is None  # a new period starts
 
 
-@pytest.mark.parametrize("idle_for,expected", [(0.0, 50), (0.5, 50), (1.0, 5000), (600.0, 5000), (float("inf"), 5000)])
+@pytest.mark.parametrize("idle_for,expected", [(0.0, 50), (0.5, 50), (1.0, 500), (600.0, 500), (float("inf"), 500)])
 def test_the_verifier_takes_a_small_share_while_reports_arrive(idle_for, expected):
     from firebreak.claims.review import VERIFY_BATCH, VERIFY_BUSY_BATCH, verify_batch
-    assert (VERIFY_BATCH, VERIFY_BUSY_BATCH) == (5000, 50)
+    assert (VERIFY_BATCH, VERIFY_BUSY_BATCH) == (500, 50)
     assert verify_batch(1000.0, 1000.0 - idle_for) == expected
 
 
