@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from firebreak.claims.edge import AppMetrics, Edge
-from firebreak.claims.limits import scope_source
+from firebreak.claims.limits import portal_buckets, scope_source
 from firebreak.claims.models import ReportIn, ReportOut, StatusOut
 from firebreak.claims.settings import DEFAULT_POLICY, SESSION_COOKIE, Settings
 from firebreak.claims.store import Store
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         # Sessions and forms then work only at this one app: fine for a test, wrong for sites.
         log.warning("FIREBREAK_SESSION_SECRET is not set; using a random one for this process only")
         settings.session_secret = secrets.token_urlsafe(32)
-    portal_buckets = Buckets(rate=settings.portal_rate / 60.0, burst=max(1.0, settings.portal_rate / 2))
+    portal = portal_buckets(settings.portal_rate)
     api_buckets = Buckets(rate=settings.api_rate, burst=max(1.0, settings.api_rate))
     login_buckets = Buckets(rate=10 / 60.0, burst=10)
 
@@ -222,7 +222,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SessionMiddleware, secret_key=settings.session_secret, session_cookie=SESSION_COOKIE,
                        max_age=8 * 3600, same_site="strict", https_only=settings.secure_cookies)
     # Outermost (added last): intake and refusals are answered before sessions are even decoded.
-    app.add_middleware(Edge, settings=settings, metrics=metrics, api=api_buckets, portal=portal_buckets,
+    app.add_middleware(Edge, settings=settings, metrics=metrics, api=api_buckets, portal=portal,
                        fast={"/api/reports": intake}, anonymous=anonymous)
     return app
 

@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
+from firebreak.throttle import Buckets
+
 
 MAX_BODY = 32 * 1024  # bytes: a report is a few hundred; a description at most 4,000 characters
+# A person sends a form and looks up a status a few times; a source may do that many at once
+# before its per-minute rate applies. Half a minute's allowance was the burst before: with the
+# lab's 600 a minute, 300 receipt guesses at once from any fresh source.
+PORTAL_BURST = 20
+
+
+def portal_buckets(per_minute: float) -> Buckets:
+    """Per-source limits of the portal's form and status lookups: `per_minute`, after a burst of
+    at most PORTAL_BURST."""
+    return Buckets(rate=per_minute / 60.0, burst=max(1.0, min(per_minute / 2, PORTAL_BURST)))
 
 
 def client_source(peer: str | None, forwarded_for: str | None, trusted: frozenset[str]) -> str:

@@ -274,10 +274,13 @@ class Store:
         """The row, or None when a server answered that there is none. When no server answered,
         nobody knows, and saying "no such report" would make a person file it again: raises
         AnswerUnknown (503)."""
-        # The site's own server first (any role), then any server that answers, then the primary
-        # (a replica may not have replayed a report written a moment ago).
+        # The site's own server first (any role); if it is not there, any server that answers;
+        # then, for a row not found, the primary (a replica may not have replayed a report written
+        # a moment ago). A miss costs two queries, not three: a receipt guess is the flood's query.
         answered = False
         for pool in (self.local, self.anywhere, self.primary):
+            if answered and pool is self.anywhere:
+                continue
             try:
                 conn = await pool.getconn(timeout=0.3)
             except (psycopg.Error, PoolTimeout, OSError):

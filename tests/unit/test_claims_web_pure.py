@@ -180,3 +180,13 @@ def test_a_damage_window_is_refused_by_field_when_it_cannot_be_true(change, fiel
         ReportIn.model_validate({**GOOD_REPORT, **change})
     errors = json.loads(invalid(e.value).body)["errors"]
     assert any(x["field"] == field and words in x["reason"] for x in errors), errors
+
+
+@pytest.mark.parametrize("per_minute, burst", [(20, 10), (600, 20), (1, 1)])
+def test_a_fresh_source_gets_a_small_burst_then_the_per_minute_rate(per_minute, burst):
+    from firebreak.claims.limits import portal_buckets
+
+    b = portal_buckets(per_minute)
+    allowed = sum(b.allow("10.0.0.1", 0.0) for _ in range(1000))
+    assert allowed == burst  # the lab's 600 a minute no longer means 300 receipt guesses at once
+    assert b.allow("10.0.0.1", 60.0 / per_minute)  # one more after a rate's worth of time
