@@ -187,7 +187,9 @@ def ops_rebalance(against: Path = typer.Option(..., "--against", metavar="FILE",
     """Move primaries back where the topology puts them, after failovers left them elsewhere.
 
     One switchover at a time, each a clean handover (no write lost), only for clusters whose
-    declared site runs a living member; the others are named with the reason."""
+    declared site runs a living member; the others are named with the reason. A member that came
+    back as an asynchronous replica is made a synchronous standby first (Patroni's
+    synchronous_node_count raised for the time of the move), so it holds every acknowledged write."""
     from firebreak.cli.base import read_estate
     from firebreak.readiness.live import live_topology, rebalance_plan
     from firebreak.topology import load_topology
@@ -207,8 +209,8 @@ def ops_rebalance(against: Path = typer.Option(..., "--against", metavar="FILE",
         confirm(f"Switch over {len(ready)} cluster(s) to the sites {against} names?", yes)
         for m in ready:
             try:
-                _ops("switchover", {"to": m["to"], "cluster": m["cluster"]}, url, None, token, fmt,
-                     quiet=fmt == OutputFormat.json)
+                _ops("switchover", {"to": m["to"], "cluster": m["cluster"], "make_sync": True}, url, None, token,
+                     fmt, quiet=fmt == OutputFormat.json)
                 moved.append(m["cluster"])
             except FirebreakError as e:  # one cluster refusing stops none of the others
                 refused.append({"cluster": m["cluster"], "error": str(e)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -24,6 +25,8 @@ from firebreak.control.etcd import Etcd
 from firebreak.errors import Denied
 from firebreak.inputs import NAME_PATTERN as NAME
 
+log = logging.getLogger("firebreak.actions")
+
 
 class ActionIn(BaseModel):
     """Every field is capped: a request body cannot grow anything."""
@@ -37,6 +40,8 @@ class ActionIn(BaseModel):
     version: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
                                 description="deploy / release: the version")
     notes: str = Field(default="", max_length=2000)
+    make_sync: bool = Field(default=False, description="switchover: if the target is a healthy asynchronous "
+                                                       "standby, have Patroni make it synchronous first")
 
 
 @dataclass
@@ -139,6 +144,36 @@ async def switchover(ctx: Context, body: ActionIn, who: Operator) -> dict:
         raise Denied(422, "to: required (the site to move the primary to)")
     cluster = await ctx.agent.read_cluster(body.cluster)
     scope = body.cluster or cluster.name or ctx.cfg.default_scope
+    site_of, verdicts = ctx.agent.site_of(scope), ctx.agent.state.verdicts
+    member = ops.sync_first(cluster, body.to, site_of, verdicts) if body.make_sync else None
+    if member is None:
+        return await _switch(ctx, cluster, scope, body)
+    # One more synchronous standby for the time of the move: commits then wait for the target
+    # too, so it holds every acknowledged write when it takes over. Put back whatever happens.
+    url, auth = ctx.patroni_urls(cluster, scope)[0], ctx.patroni_auth()
+    count = len(cluster.sync_standbys) + 1
+    try:
+        before = await ops.patroni_sync_count(ctx.http, url, auth, count)
+    except httpx.HTTPError as e:
+        raise Denied(409, f"{scope}: could not make {body.to} a synchronous standby: {e!r}")
+    try:
+        deadline = time.monotonic() + 30
+        while member not in cluster.sync_standbys:
+            if time.monotonic() > deadline:
+                raise Denied(409, f"{scope}: {body.to} did not become a synchronous standby within 30 s; "
+                                  "is it streaming and caught up?")
+            await asyncio.sleep(0.5)
+            cluster = await ctx.agent.read_cluster(scope)
+        return {**await _switch(ctx, cluster, scope, body), "made_synchronous": member}
+    finally:
+        try:
+            await ops.patroni_sync_count(ctx.http, url, auth, before)
+        except httpx.HTTPError as e:  # the move stands; the count needs a hand
+            log.error("%s: could not set synchronous_node_count back to %s: %r; set it with patronictl "
+                      "edit-config", scope, before, e)
+
+
+async def _switch(ctx: Context, cluster, scope: str, body: ActionIn) -> dict:
     plan = ops.switchover_plan(cluster, body.to, ctx.agent.site_of(scope), ctx.agent.state.verdicts)
     if not plan.ok:
         raise Denied(409, (f"{scope}: " if body.cluster else "") + plan.reason)

@@ -3,6 +3,7 @@ REST API and the site's app. Every action works from any surviving site's agent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -41,6 +42,19 @@ def switchover_plan(cluster: ClusterState, to: str, site_of: Mapping[str, str], 
                            f"({', '.join(cluster.sync_standbys)}), which has every acknowledged write; "
                            f"{to} is not it yet")
     return Plan(True, f"switch the primary from {cluster.leader} to {member}", member)
+
+
+def sync_first(cluster: ClusterState, to: str, site_of: Mapping[str, str], verdicts: Mapping[str, Verdict]) -> str | None:
+    """The member to make a synchronous standby before moving the primary to `to`, when that is
+    all that stands in the way (a healthy standby in synchronous mode that Patroni has not chosen
+    as its synchronous standby); None when the switchover is possible now or impossible anyway.
+    A site that comes back after a failover rejoins as an asynchronous replica, so moving a
+    primary back to it needs this first."""
+    if switchover_plan(cluster, to, site_of, verdicts).ok or not cluster.sync_standbys:
+        return None
+    member = {site: m for m, site in site_of.items()}.get(to, to)
+    widened = dataclasses.replace(cluster, sync_standbys=(*cluster.sync_standbys, member))
+    return member if switchover_plan(widened, to, site_of, verdicts).ok else None
 
 
 def evacuation_plan(cluster: ClusterState, site: str, site_of: Mapping[str, str],
@@ -88,6 +102,18 @@ async def patroni_switchover(http: httpx.AsyncClient, patroni_urls: list[str], a
             return r.text.strip()
         errors.append(f"{url}: HTTP {r.status_code} {r.text.strip()[:200]}")
     raise RuntimeError("no Patroni accepted the switchover: " + "; ".join(errors))
+
+
+async def patroni_sync_count(http: httpx.AsyncClient, url: str, auth: tuple[str, str] | None,
+                             count: int | None) -> int | None:
+    """Set Patroni's `synchronous_node_count` (None: back to its default) through one member's
+    REST API; returns the value it had."""
+    r = await http.get(url + "/config", auth=auth, timeout=5)
+    r.raise_for_status()
+    before = r.json().get("synchronous_node_count")
+    r = await http.patch(url + "/config", json={"synchronous_node_count": count}, auth=auth, timeout=5)
+    r.raise_for_status()
+    return before
 
 
 async def push_release(http: httpx.AsyncClient, app_url: str, admin_token: str, release: dict) -> None:

@@ -192,7 +192,8 @@ def test_rebalance_switches_over_each_cluster_away_from_its_declared_site_and_on
         r = run_cli(*base, "--yes", "--format", "json")
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["moved"] == ["users-db"]
-        assert posts == [("/api/actions/switchover", {"to": "pangyo", "cluster": "users-db"}, "Bearer x.y")]
+        assert posts == [("/api/actions/switchover", {"to": "pangyo", "cluster": "users-db", "make_sync": True},
+                          "Bearer x.y")]
     finally:
         server.shutdown()
 

@@ -7,7 +7,7 @@ import pytest
 
 from firebreak.control import auth
 from firebreak.control.keys import Keys
-from firebreak.control.ops import evacuation_plan, routing, switchover_plan
+from firebreak.control.ops import evacuation_plan, routing, switchover_plan, sync_first
 from tests.unit.test_failover_decision import SITE_OF, cluster, member, verdict
 
 
@@ -27,6 +27,23 @@ def test_switchover_refuses_a_dead_or_unhealthy_target():
     sick = cluster(members={"pangyo": member("pangyo"), "ansan": member("ansan", "starting"), "siheung": member("siheung")})
     assert "not a healthy standby" in switchover_plan(sick, "ansan", SITE_OF, verdict()).reason
     assert "no primary" in switchover_plan(cluster(leader=None), "ansan", SITE_OF, verdict()).reason
+
+
+@pytest.mark.parametrize("to, expected, why", [
+    ("siheung", "siheung", "a healthy asynchronous standby: made synchronous first, then it can take over"),
+    ("ansan", None, "already the synchronous standby: the switchover needs nothing first"),
+    ("pangyo", None, "already the primary"),
+    ("busan", None, "no member there"),
+])
+def test_a_switchover_to_an_asynchronous_standby_needs_it_made_synchronous_first(to, expected, why):
+    assert sync_first(cluster(), to, SITE_OF, verdict()) == expected, why
+
+
+def test_nothing_is_made_synchronous_for_a_dead_or_sick_target_or_without_synchronous_mode():
+    assert sync_first(cluster(), "siheung", SITE_OF, verdict(dead={"siheung"})) is None
+    sick = cluster(members={"pangyo": member("pangyo"), "ansan": member("ansan"), "siheung": member("siheung", "starting")})
+    assert sync_first(sick, "siheung", SITE_OF, verdict()) is None
+    assert sync_first(cluster(sync=()), "siheung", SITE_OF, verdict()) is None  # any standby will do already
 
 
 def test_evacuating_the_primary_site_moves_the_primary_to_the_sync_standby():
