@@ -146,7 +146,9 @@ def machine_limits() -> dict[str, int]:
     return {"memory": psutil.virtual_memory().total, "disk_free": shutil.disk_usage(where).free}
 
 
-SAWTOOTH: set[str] = set()  # filled by series(): etcd's sizes, compacted and snapshotted in cycles
+def sawtooth(name: str) -> bool:
+    """etcd's sizes, which move in cycles (compactions, raft snapshots): fitted through means."""
+    return name.endswith(("db in use", "heap in use", "/etcd memory"))
 
 
 def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], float, str]]:
@@ -162,7 +164,6 @@ def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], fl
     for site in samples[0]["members"]:
         add(f"etcd {site} db on disk", lambda s, x=site: s["members"].get(x, {}).get("db"), ETCD_QUOTA, "B")
         add(f"etcd {site} db in use", lambda s, x=site: s["members"].get(x, {}).get("db_in_use"), ETCD_QUOTA, "B")
-        SAWTOOTH.update({f"etcd {site} db in use", f"etcd {site} heap in use"})
         add(f"etcd {site} heap in use", lambda s, x=site: s.get("etcd_metrics", {}).get(x, {}).get(
             "go_memstats_heap_inuse_bytes"), mem, "B")
     for kept in ("audit", "ledger", "releases"):
@@ -215,7 +216,7 @@ def project(samples: list[dict], window: float = 600) -> list[dict]:
     horizon = DAYS * 86400
     for name, (pts, limit, unit) in series(samples).items():
         half = [p for p in pts if p[0] >= pts[-1][0] / 2]
-        fit = level_slope(half, window) if name in SAWTOOTH or "/etcd memory" in name else robust_slope(half)
+        fit = level_slope(half, window) if sawtooth(name) else robust_slope(half)
         rate = max(0.0, fit)
         last = pts[-1][1]
         at_90 = last + rate * (horizon - pts[-1][0])

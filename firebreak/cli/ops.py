@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from firebreak.cli.base import OutputFormat, app, confirm, out
+from firebreak.cli.base import OutputFormat, app, confirm, out, read_estate
 from firebreak.errors import FirebreakError, InputError, Problem
 
 
@@ -190,7 +190,6 @@ def ops_rebalance(against: Path = typer.Option(..., "--against", metavar="FILE",
     declared site runs a living member; the others are named with the reason. A member that came
     back as an asynchronous replica is made a synchronous standby first (Patroni's
     synchronous_node_count raised for the time of the move), so it holds every acknowledged write."""
-    from firebreak.cli.base import read_estate
     from firebreak.readiness.live import live_topology, rebalance_plan
     from firebreak.topology import load_topology
 
