@@ -19,7 +19,11 @@ from typing import Any
 
 import httpx
 
+from firebreak.control.keys import prefix_end
 from firebreak.errors import EtcdError
+
+
+TXN_OPS = 100
 
 
 def _b64(s: str | bytes) -> str:
@@ -28,12 +32,6 @@ def _b64(s: str | bytes) -> str:
 
 def _unb64(s: str) -> str:
     return base64.b64decode(s).decode()
-
-
-def prefix_end(prefix: str) -> str:
-    b = bytearray(prefix.encode())
-    b[-1] += 1
-    return bytes(b).decode()
 
 
 @dataclass(frozen=True)
@@ -162,10 +160,13 @@ class Etcd:
         return kvs[0] if kvs else None
 
     async def get_prefix(self, prefix: str, limit: int = 0, descending: bool = False, end: str | None = None,
-                         keys_only: bool = False) -> list[KV]:
+                         keys_only: bool = False, after: str | None = None) -> list[KV]:
         """Keys under prefix in key order (newest first with descending, for time-named keys);
-        `end` stops before that key (a page cursor); `limit` 0 means all."""
-        body: dict = {"key": _b64(prefix), "range_end": _b64(end or prefix_end(prefix))}
+        `end` stops before that key, `after` starts after it (page cursors); `limit` 0 means all.
+        etcd 3.5 reads every key of a descending range before it applies the limit: for long
+        ranges, name keys so that key order is the order pages are read in (keys.newest_first)."""
+        start = after + "\0" if after else prefix
+        body: dict = {"key": _b64(start), "range_end": _b64(end or prefix_end(prefix))}
         if limit:
             body["limit"] = str(limit)
         if descending:
@@ -208,6 +209,12 @@ class Etcd:
             body["lease"] = str(lease)
         resp = await self._call("/v3/kv/put", body)
         return int(resp.get("header", {}).get("revision", 0))
+
+    async def put_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Many puts, in transactions of at most TXN_OPS (etcd's --max-txn-ops is 128 by default)."""
+        for k in range(0, len(pairs), TXN_OPS):
+            await self.txn([], [{"request_put": {"key": _b64(key), "value": _b64(value)}}
+                                for key, value in pairs[k:k + TXN_OPS]])
 
     async def delete(self, key: str) -> None:
         await self._call("/v3/kv/deleterange", {"key": _b64(key)})

@@ -12,7 +12,7 @@ service (which reads it to verify reports): all three build its keys here.
 | `frozen` | operators (freeze / unfreeze) | until unfrozen |
 | `drained/<site>` | operators (evacuate / restore) | until restored |
 | `operators/<name>` | `firebreak ops user-add` | until removed |
-| `audit/<time>-<site>` | consoles, for authenticated requests only | newest AUDIT_KEEP kept |
+| `audit-log/<newest first>-<site>` | consoles, for authenticated requests only | newest AUDIT_KEEP kept |
 | `ledger/<start>-<site>`, `ledger/<start>-svc-<service>`, `ledger/drill-<start>-<site>` | agents, drills | LEDGER_KEEP_DAYS |
 | `releases/<version>`, `release/current` | operators (release / deploy) | newest RELEASES_KEEP kept |
 """
@@ -26,6 +26,25 @@ from dataclasses import dataclass
 AUDIT_KEEP = 5_000
 RELEASES_KEEP = 50
 LEDGER_KEEP_DAYS = 400  # claims are filed for months after an outage; a year and a bit covers them
+
+
+def prefix_end(prefix: str) -> str:
+    """The end of etcd's range of every key under prefix."""
+    b = bytearray(prefix.encode())
+    b[-1] += 1
+    return bytes(b).decode()
+
+
+def newest_first(at: float) -> str:
+    """A time as a name that sorts newest first (good until the year 2286). The audit log is read
+    a page of its newest entries at a time, and etcd 3.5 answers a descending range by reading
+    every key in it, then sorting and cutting: with the 5,000 entries retention keeps, a page of
+    20 took 10.5 ms instead of 2.5 ms for the same page in key order (one member, through its
+    gateway). In key order, a range with a limit reads just the page."""
+    return f"{NEWEST_FIRST_EPOCH - at:018.6f}"
+
+
+NEWEST_FIRST_EPOCH = 10**10
 
 
 @dataclass(frozen=True)
@@ -66,10 +85,10 @@ class Keys:
 
     @property
     def audit(self) -> str:
-        return self._k("audit", "")
+        return self._k("audit-log", "")
 
     def audit_entry(self, at: float, site: str) -> str:
-        return self._k("audit", f"{at:.6f}-{site}")
+        return self._k("audit-log", f"{newest_first(at)}-{site}")
 
     @property
     def ledger(self) -> str:

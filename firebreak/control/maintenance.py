@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from firebreak.control.keys import prefix_end
+
 # Warn when a member's database reaches this share of the backend quota.
 WARN_FRACTION = 0.5
 # Defragment a member when at least this much of its file is free pages, and at least MIN_FREE.
@@ -92,12 +94,12 @@ class Prune:
 
 
 def prune_oldest(prefix: str, keys: list[str], keep: int, what: str) -> Prune | None:
-    """Keys under prefix sort by time (audit/<time>-<site>): drop all but the newest `keep`."""
+    """Keys under prefix sort newest first (audit-log/<newest first>-<site>, keys.newest_first):
+    drop all but the first `keep`."""
     if len(keys) <= keep:
         return None
-    ordered = sorted(keys)
-    first_kept = ordered[len(ordered) - keep]
-    return Prune(prefix, first_kept, f"{what}: kept the newest {keep} of {len(keys)}")
+    first_dropped = sorted(keys)[keep]
+    return Prune(first_dropped, prefix_end(prefix), f"{what}: kept the newest {keep} of {len(keys)}")
 
 
 def ledger_expired(keys: Iterable[str], prefix: str, cutoff: float) -> list[str]:

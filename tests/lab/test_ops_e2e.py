@@ -81,6 +81,14 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_l
 
     audit = httpx.get(c0 + "/api/audit?limit=1000", timeout=5).json()
     assert not any(a["who"] == "anonymous" for a in audit)  # anonymous traffic grows nothing in etcd
+    assert [a["at"] for a in audit] == sorted((a["at"] for a in audit), reverse=True)  # newest first
+    paged, before = [], None  # pages of 3, each older than the last row of the page before it
+    for _ in range(3):
+        page = httpx.get(c0 + "/api/audit", params={"limit": 3, **({"before": before} if before else {})},
+                         timeout=5).json()
+        assert len(page) == 3
+        paged, before = paged + page, page[-1]["key"]
+    assert paged == audit[:9]
     metrics = httpx.get(c0 + "/metrics", timeout=5).text
     assert f'firebreak_console_denied_total{{site="{survivors[0]}",why="unauthenticated"}} 2.0' in metrics
     assert {a["site"] for a in audit if a["outcome"] == "ok"} >= set(survivors)

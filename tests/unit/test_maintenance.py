@@ -3,7 +3,7 @@
 import pytest
 
 from firebreak.control import maintenance as m
-from firebreak.control.keys import Keys
+from firebreak.control.keys import Keys, prefix_end
 
 MiB = 2**20
 QUOTA = 2048 * MiB
@@ -45,10 +45,23 @@ def test_defrag_target(members, suspects, last, now, expected):
 
 def test_audit_keeps_the_newest():
     keys = Keys()
-    names = [keys.audit_entry(1000.0 + i, "ansan") for i in range(10)]
+    names = [keys.audit_entry(1000.0 + i / 2, ("ansan", "pangyo")[i % 2]) for i in range(20)]
     cut = m.prune_oldest(keys.audit, names, 3, "audit log")
-    assert cut.start == keys.audit and cut.end == names[7]  # [prefix, 8th) deleted: the newest three stay
-    assert m.prune_oldest(keys.audit, names, 10, "audit log") is None
+    kept = [n for n in names if not cut.start <= n < cut.end]
+    assert sorted(kept) == sorted(names[-3:])     # the newest three stay, whatever the order they came in
+    assert cut.end == prefix_end(keys.audit)      # and everything older goes
+    assert m.prune_oldest(keys.audit, names, 20, "audit log") is None
+
+
+@pytest.mark.parametrize("earlier, later", [
+    (1_000.0, 1_000.000001), (999.999999, 1_000.0), (1_796_140_861.5, 1_796_140_862.0), (9.0, 10.0),
+    (0.0, 4_102_444_800.0),   # 1970 and 2100
+])
+def test_audit_keys_sort_newest_first(earlier, later):
+    """The audit log's pages are read in key order (etcd 3.5 sorts a descending range only after
+    reading all of it), so a later entry's key must sort before an earlier one's."""
+    keys = Keys()
+    assert keys.audit_entry(later, "siheung") < keys.audit_entry(earlier, "ansan")
 
 
 def test_ledger_expiry_reads_the_start_from_the_key():
