@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from firebreak.control.etcd import EtcdError  # noqa: E402
+from firebreak.control.keys import AUDIT_KEEP, RELEASES_KEEP  # noqa: E402
 from firebreak.control.keys import DEFAULT as KEYS  # noqa: E402
 from firebreak.drill import runner  # noqa: E402
 from firebreak.drill.scenario import FaultStep, Scenario  # noqa: E402
@@ -90,6 +91,31 @@ async def etcd_sample(st: dict) -> dict:
             kept[name] = sum(len(kv.key) + len(kv.value) for kv in kvs)
             counts[name] = len(kvs)
         return {"members": members, "kept": kept, "counts": counts, "etcd_metrics": await etcd_metrics(st)}
+    finally:
+        await etcd.close()
+
+
+async def seed_retained(sites: list[str]) -> dict[str, int]:
+    """Start from the steady state of months of uptime: the audit log and the release store filled
+    to their retention (keys.AUDIT_KEEP, keys.RELEASES_KEEP), as consoles and operators write them,
+    dated before the soak. Otherwise both grow through the whole soak (at the operator's pace the
+    audit log reaches its cap after two days), and every cost that scales with them, etcd's key
+    index and the reads of the newest audit page, is measured at a fraction of its steady value."""
+    etcd = lab.etcd_client(timeout=10)
+    now = time.time()
+    try:
+        puts = []
+        for i in range(AUDIT_KEEP):
+            at, site = now - 86400 - (AUDIT_KEEP - i) * 30.0, sites[i % len(sites)]
+            entry = {"at": at, "who": "soak-operator", "action": ("release", "deploy", "freeze")[i % 3],
+                     "detail": {"version": f"seed-{i}"}, "site": site, "client": "10.77.0.1", "outcome": "ok"}
+            puts.append((KEYS.audit_entry(at, site), json.dumps(entry)))
+        for i in range(RELEASES_KEEP):
+            version = f"seed-{i}"
+            puts.append((KEYS.release(version), json.dumps({"version": version, "notes": "seeded by the soak",
+                                                            "created": now - 86400 + i})))
+        await etcd.put_all(puts)
+        return {"audit": AUDIT_KEEP, "releases": RELEASES_KEEP}
     finally:
         await etcd.close()
 
@@ -187,8 +213,6 @@ def robust_slope(points: list[tuple[float, float]]) -> float:
 def retention_cap(name: str, samples: list[dict]) -> float | None:
     """What a retention rule bounds a resource to: the audit log keeps AUDIT_KEEP entries, the
     release store RELEASES_KEEP releases; at their measured average size."""
-    from firebreak.control.keys import AUDIT_KEEP, RELEASES_KEEP
-
     counts = samples[-1].get("counts", {})
     kind = {"etcd keys: audit": ("audit", AUDIT_KEEP), "etcd keys: releases": ("releases", RELEASES_KEEP)}.get(name)
     if kind is None or not counts.get(kind[0]):
@@ -346,6 +370,8 @@ def main() -> None:
         token = load_secrets(home).ops_token
         doors = {n: s["door"] for n, s in st["sites"].items()}
         consoles = {n: s["console"] for n, s in st["sites"].items()}
+        seeded = asyncio.run(seed_retained(list(st["sites"])))
+        print(f"  seeded the retained keys to their caps: {seeded}", flush=True)
         stop, history = threading.Event(), History()
         report_id = seed_report(next(iter(doors.values())))
         threads: list[threading.Thread] = [Writer(doors, history, stop, seed=i, rate=args.rate)
@@ -383,7 +409,7 @@ def main() -> None:
     result = {
         "command": f"bench/soak.py --minutes {args.minutes:g} --window {args.window:g}", "date": datetime.now(timezone.utc).isoformat(),
         "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "minutes": args.minutes,
-        "writes_acked_during_soak": acked, "failover_start": start_fo, "failover_end": end_fo,
+        "writes_acked_during_soak": acked, "seeded": seeded, "failover_start": start_fo, "failover_end": end_fo,
         "rows": rows, "samples": samples,
     }
     args.out.mkdir(parents=True, exist_ok=True)
