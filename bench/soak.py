@@ -3,10 +3,14 @@ bound sampled, each one's growth fitted and projected to 90 days; a power cut of
 site at the start and at the end, to show the failover does not slow down with age.
 
 Sampled every --interval seconds:
-- etcd, per member: database size on disk and in use, and the revision;
+- etcd, per member: database size on disk and in use, the revision, and from its metrics port its
+  Go heap (in use, and the goal set at each collection), goroutines, watchers and keys;
 - resident memory and open file descriptors of every lab process (agent, app, Patroni, door, etcd,
   PostgreSQL and its children);
 - the lab's log files; the bytes Firebreak keeps in etcd (audit log, ledger, release store).
+
+It starts from the steady state of months of uptime: the audit log and the release store are
+filled to their retention before the first sample (seed_retained).
 
 Each resource's growth is the Theil-Sen slope over the second half of the soak (the first half is
 warm-up: caches filling, the first compactions), through every sample, or, for etcd's sizes and
@@ -123,13 +127,17 @@ async def seed_retained(sites: list[str]) -> dict[str, int]:
 # What each etcd member says of itself on its plain metrics port. RSS alone cannot tell a leak from
 # a Go heap that has not settled (Go keeps freed pages until its scavenger returns them); the
 # usual culprits of a slow etcd leak are goroutines, watchers and watch streams that are never closed.
-ETCD_METRICS = ("go_memstats_heap_inuse_bytes", "go_goroutines", "etcd_debugging_mvcc_watcher_total",
+# The heap in use swings by half between collections (26 to 41 MiB on one member within ten minutes);
+# the goal Go sets at each collection, twice the heap found live (GOGC=100), moves only with it.
+ETCD_METRICS = ("go_memstats_heap_inuse_bytes", "go_memstats_next_gc_bytes", "go_goroutines", "etcd_debugging_mvcc_watcher_total",
                 "etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_keys_total")
 
 
 async def etcd_metrics(st: dict) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    async with httpx.AsyncClient(timeout=2) as c:
+    # Uncompressed: etcd gzips its metrics for clients that accept it, and the compressor it makes
+    # for each scrape showed up in its own heap profile.
+    async with httpx.AsyncClient(timeout=2, headers={"Accept-Encoding": "identity"}) as c:
         for site, s in st["sites"].items():
             try:
                 text = (await c.get(f"http://{urlsplit(s['etcd']).hostname}:{PORTS['etcd_health']}/metrics")).text
@@ -174,7 +182,7 @@ def machine_limits() -> dict[str, int]:
 
 def sawtooth(name: str) -> bool:
     """etcd's sizes, which move in cycles (compactions, raft snapshots): fitted through means."""
-    return name.endswith(("db in use", "heap in use", "/etcd memory"))
+    return name.endswith(("db in use", "heap in use", "heap goal", "/etcd memory"))
 
 
 def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], float, str]]:
@@ -192,6 +200,8 @@ def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], fl
         add(f"etcd {site} db in use", lambda s, x=site: s["members"].get(x, {}).get("db_in_use"), ETCD_QUOTA, "B")
         add(f"etcd {site} heap in use", lambda s, x=site: s.get("etcd_metrics", {}).get(x, {}).get(
             "go_memstats_heap_inuse_bytes"), mem, "B")
+        add(f"etcd {site} heap goal", lambda s, x=site: s.get("etcd_metrics", {}).get(x, {}).get(
+            "go_memstats_next_gc_bytes"), mem, "B")
     for kept in ("audit", "ledger", "releases"):
         add(f"etcd keys: {kept}", lambda s, k=kept: s["kept"].get(k), ETCD_QUOTA, "B")
     for name in samples[0]["rss"]:
