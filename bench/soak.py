@@ -51,7 +51,7 @@ from firebreak.drill import runner  # noqa: E402
 from firebreak.drill.scenario import FaultStep, Scenario  # noqa: E402
 from firebreak.drill.workload import History, Reader, Writer, seed_report  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
-from firebreak.lab.config import ETCD_QUOTA  # noqa: E402
+from firebreak.lab.config import ETCD_QUOTA, ETCD_SNAPSHOT_COUNT  # noqa: E402
 from firebreak.lab.layout import PORTS  # noqa: E402
 from firebreak.lab.state import lab_home, load_secrets  # noqa: E402
 
@@ -129,7 +129,8 @@ async def seed_retained(sites: list[str]) -> dict[str, int]:
 # usual culprits of a slow etcd leak are goroutines, watchers and watch streams that are never closed.
 # The heap in use swings by half between collections (26 to 41 MiB on one member within ten minutes);
 # the goal Go sets at each collection, twice the heap found live (GOGC=100), moves only with it.
-ETCD_METRICS = ("go_memstats_heap_inuse_bytes", "go_memstats_next_gc_bytes", "go_goroutines", "etcd_debugging_mvcc_watcher_total",
+ETCD_METRICS = ("go_memstats_heap_inuse_bytes", "go_memstats_next_gc_bytes", "etcd_server_proposals_applied_total",
+                "go_goroutines", "etcd_debugging_mvcc_watcher_total",
                 "etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_keys_total")
 
 
@@ -180,9 +181,35 @@ def machine_limits() -> dict[str, int]:
     return {"memory": psutil.virtual_memory().total, "disk_free": shutil.disk_usage(where).free}
 
 
-def sawtooth(name: str) -> bool:
-    """etcd's sizes, which move in cycles (compactions, raft snapshots): fitted through means."""
-    return name.endswith(("db in use", "heap in use", "heap goal", "/etcd memory"))
+def cycle(name: str, samples: list[dict], window: float) -> float | None:
+    """The seconds each mean of a saw-tooth series spans, or None for a series fitted through every
+    sample. A saw-tooth's mean over a whole number of its cycles is the same wherever the windows
+    start; over windows that cut cycles, each mean depends on where in a cycle it starts and ends,
+    and the drift of that phase reads as growth. The database in use moves with compaction, every
+    5 minutes (`window`, 600 s by default, two cycles). etcd's memory moves with the raft log it
+    keeps between snapshots, one every --snapshot-count entries: 10-minute means over its ~9-minute
+    cycle made the 80-minute run's flat heaps climb 2.5 MiB an hour on every member."""
+    if name.endswith("db in use"):
+        return window
+    if name.endswith(("heap in use", "heap goal", "/etcd memory")):
+        return snapshot_period(samples) or window
+    return None
+
+
+def snapshot_period(samples: list[dict]) -> float | None:
+    """Seconds between raft snapshots in this run: ETCD_SNAPSHOT_COUNT entries at the rate the
+    members applied them (etcd_server_proposals_applied_total, or the revision in runs that did not
+    sample it: it moves within 2% of the applied index)."""
+    def applied(s: dict) -> float | None:
+        for site, m in sorted(s.get("members", {}).items()):
+            v = s.get("etcd_metrics", {}).get(site, {}).get("etcd_server_proposals_applied_total", m.get("revision"))
+            if v:
+                return v
+        return None
+    pts = [(s["t"], v) for s in samples if (v := applied(s)) is not None]
+    if len(pts) < 2 or pts[-1][1] <= pts[0][1]:
+        return None
+    return ETCD_SNAPSHOT_COUNT / ((pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]))
 
 
 def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], float, str]]:
@@ -250,7 +277,8 @@ def project(samples: list[dict], window: float = 600) -> list[dict]:
     horizon = DAYS * 86400
     for name, (pts, limit, unit) in series(samples).items():
         half = [p for p in pts if p[0] >= pts[-1][0] / 2]
-        fit = level_slope(half, window) if sawtooth(name) else robust_slope(half)
+        span = cycle(name, samples, window)
+        fit = level_slope(half, span) if span else robust_slope(half)
         rate = max(0.0, fit)
         last = pts[-1][1]
         at_90 = last + rate * (horizon - pts[-1][0])
@@ -305,9 +333,12 @@ def plot(samples: list[dict], path: Path) -> None:
         ("etcd database per member, on disk and in use (MiB)", {
             f"{m} {label}": [(s["t"] - t0, s["members"].get(m, {}).get(key, 0) / 2**20) for s in samples]
             for m in samples[0]["members"] for label, key in (("on disk", "db"), ("in use", "db_in_use"))}),
-        ("etcd Go heap in use per member (MiB)", {f"{m} etcd heap": [
-            (s["t"] - t0, s.get("etcd_metrics", {}).get(m, {}).get("go_memstats_heap_inuse_bytes", 0) / 2**20)
-            for s in samples] for m in samples[0].get("etcd_metrics", {})}),
+        ("etcd Go heap per member, in use and the goal set at each collection (MiB)", {
+            f"{m} etcd {label}": [(s["t"] - t0, s.get("etcd_metrics", {}).get(m, {}).get(key, 0) / 2**20)
+                                  for s in samples]
+            for m in samples[0].get("etcd_metrics", {})
+            for label, key in (("heap in use", "go_memstats_heap_inuse_bytes"), ("heap goal", "go_memstats_next_gc_bytes"))
+            if key in samples[0]["etcd_metrics"][m]}),
         ("resident memory per process (MiB)", {n: [(s["t"] - t0, s["rss"].get(n, 0) / 2**20) for s in samples]
                                                for n in samples[0]["rss"]}),
         ("open files per process", {n: [(s["t"] - t0, s["fds"].get(n, 0)) for s in samples] for n in samples[0]["fds"]}),
