@@ -187,8 +187,9 @@ def cycle(name: str, samples: list[dict], window: float) -> float | None:
     start; over windows that cut cycles, each mean depends on where in a cycle it starts and ends,
     and the drift of that phase reads as growth. The database in use moves with compaction, every
     5 minutes (`window`, 600 s by default, two cycles). etcd's memory moves with the raft log it
-    keeps between snapshots, one every --snapshot-count entries: 10-minute means over its ~9-minute
-    cycle made the 80-minute run's flat heaps climb 2.5 MiB an hour on every member."""
+    keeps between snapshots, one every --snapshot-count entries (about 9 minutes in the soak): the
+    80-minute run's heaps grew 2.5-2.7 MiB an hour through 10-minute means, 1.0-2.2 through means
+    of its own 542-second cycle."""
     if name.endswith("db in use"):
         return window
     if name.endswith(("heap in use", "heap goal", "/etcd memory")):
