@@ -469,7 +469,7 @@ def report(rows: list[dict], samples: list[dict], start_fo: dict, end_fo: dict) 
     for site in samples[0].get("etcd_metrics", {}):
         first, last = samples[0]["etcd_metrics"][site], samples[-1]["etcd_metrics"].get(site, {})
         print(f"etcd {site}: " + ", ".join(f"{k.removeprefix('etcd_debugging_mvcc_')} {first.get(k, 0):,.0f} -> "
-                                            f"{last.get(k, 0):,.0f}" for k in ETCD_METRICS))
+                                            f"{last.get(k, 0):,.0f}" for k in ETCD_METRICS if k in first))
     print(f"failover: start {start_fo['write_rto_s']} s, end {end_fo['write_rto_s']} s "
           f"(lost {start_fo['lost']} + {end_fo['lost']})")
 
