@@ -334,7 +334,7 @@ def plot(samples: list[dict], path: Path) -> None:
         ("etcd database per member, on disk and in use (MiB)", {
             f"{m} {label}": [(s["t"] - t0, s["members"].get(m, {}).get(key, 0) / 2**20) for s in samples]
             for m in samples[0]["members"] for label, key in (("on disk", "db"), ("in use", "db_in_use"))}),
-        ("etcd Go heap per member, in use and the goal set at each collection (MiB)", {
+        ("etcd Go heap per member, in use and goal (MiB)", {
             f"{m} etcd {label}": [(s["t"] - t0, s.get("etcd_metrics", {}).get(m, {}).get(key, 0) / 2**20)
                                   for s in samples]
             for m in samples[0].get("etcd_metrics", {})
