@@ -44,6 +44,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from firebreak.control import ops  # noqa: E402
 from firebreak.control.etcd import EtcdError  # noqa: E402
 from firebreak.control.keys import AUDIT_KEEP, RELEASES_KEEP  # noqa: E402
 from firebreak.control.keys import DEFAULT as KEYS  # noqa: E402
@@ -111,13 +112,12 @@ async def seed_retained(sites: list[str]) -> dict[str, int]:
         puts = []
         for i in range(AUDIT_KEEP):
             at, site = now - 86400 - (AUDIT_KEEP - i) * 30.0, sites[i % len(sites)]
-            entry = {"at": at, "who": "soak-operator", "action": ("release", "deploy", "freeze")[i % 3],
-                     "detail": {"version": f"seed-{i}"}, "site": site, "client": "10.77.0.1", "outcome": "ok"}
-            puts.append((KEYS.audit_entry(at, site), json.dumps(entry)))
+            entry = ops.audit_entry("soak-operator", ("release", "deploy", "freeze")[i % 3],
+                                    {"version": f"seed-{i}"}, site, "10.77.0.1", "ok")
+            puts.append((KEYS.audit_entry(at, site), json.dumps({**entry, "at": at})))
         for i in range(RELEASES_KEEP):
-            version = f"seed-{i}"
-            puts.append((KEYS.release(version), json.dumps({"version": version, "notes": "seeded by the soak",
-                                                            "created": now - 86400 + i})))
+            record = json.loads(ops.release_record(f"seed-{i}", "seeded by the soak"))
+            puts.append((KEYS.release(f"seed-{i}"), json.dumps({**record, "created": now - 86400 + i})))
         await etcd.put_all(puts)
         return {"audit": AUDIT_KEEP, "releases": RELEASES_KEEP}
     finally:

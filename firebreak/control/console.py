@@ -214,12 +214,12 @@ def create_console(agent: Agent) -> FastAPI:
     @app.get("/api/audit")
     async def audit_log(limit: int = Query(AUDIT_PAGE, ge=1, le=1000), before: str | None = Query(None, max_length=80)) -> list:
         """Newest first, a page at a time: `before` is the `key` of the last entry of the previous page."""
-        return await page_of(keys.audit, limit, before, newest_first=True)
+        return await page_of(keys.audit, limit, before)
 
-    async def page_of(prefix: str, limit: int, before: str | None, newest_first: bool = False) -> list:
+    async def page_of(prefix: str, limit: int, before: str | None) -> list:
         """The newest `limit` entries older than the `before` entry. The audit log's keys sort newest
         first (keys.newest_first); the ledger's, short, sort by time and are read descending."""
-        if newest_first:
+        if prefix == keys.audit:
             kvs = await etcd.get_prefix(prefix, limit=limit, after=prefix + before if before else None)
         else:
             kvs = await etcd.get_prefix(prefix, limit=limit, descending=True, end=prefix + before if before else None)
@@ -242,7 +242,7 @@ def create_console(agent: Agent) -> FastAPI:
         try:
             doc = await status_doc()
             ledger_rows = list(reversed(await page_of(keys.ledger, 20, None)))
-            audit_rows = list(reversed(await page_of(keys.audit, 15, None, newest_first=True)))
+            audit_rows = list(reversed(await page_of(keys.audit, 15, None)))
         except EtcdError as e:
             doc, ledger_rows, audit_rows = {"site": cfg.site, "error": str(e), "sites": {}, "routing": {}}, [], []
         user = request.session.get("operator")
