@@ -64,12 +64,26 @@ def setup(layout: LabLayout) -> None:
         peer = f"fb-p{s.index}"
         _run("ip", "netns", "add", s.netns)
         _run("ip", "link", "set", "lo", "up", netns=s.netns)
+        migrate_requests(s.netns)
         _run("ip", "link", "add", host_link(s), "type", "veth", "peer", "name", peer)
         _run("ip", "link", "set", peer, "netns", s.netns)
         _run("ip", "addr", "add", f"{s.address}/{NETNS_PREFIX}", "dev", peer, netns=s.netns)
         _run("ip", "link", "set", peer, "up", netns=s.netns)
         _run("ip", "link", "set", host_link(s), "master", NETNS_BRIDGE)
         _run("ip", "link", "set", host_link(s), "up")
+
+
+# A door takes each new routing order by binding a new listener beside the old one (Caddy sets
+# SO_REUSEPORT) and closing the old: the connections the kernel had queued on the old one were
+# reset. 422 resets in 20 s of 4 clients connecting while a door reloaded 310 times, none with
+# this set (Linux 5.14 or later), which hands them to the new listener instead.
+TCP_MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+def migrate_requests(netns: str) -> bool:
+    """Turn on tcp_migrate_req in one of the lab's namespaces (never the host's). False where the
+    kernel has no such setting: its doors then reset a connection now and then at a reload."""
+    return _run("sh", "-c", f"echo 1 > {TCP_MIGRATE_REQ}", netns=netns, check=False).returncode == 0
 
 
 def teardown(layout: LabLayout) -> None:
