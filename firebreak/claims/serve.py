@@ -9,6 +9,7 @@ import sys
 import uvicorn
 
 from firebreak.claims.app import Settings, create_app
+from firebreak.fdlimit import raise_open_files_limit
 from firebreak.logs import JsonLines
 
 
@@ -24,6 +25,7 @@ def main() -> None:
     # The pool says so at every failed reconnection; during a failover that is noise, the
     # outcome of each write is what matters (and is logged by the app).
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    raise_open_files_limit()
     uvicorn.run(create_app(settings), host=host, port=int(port), log_level="warning", log_config=None,
                 access_log=False, timeout_keep_alive=30)
 

@@ -12,6 +12,7 @@ from firebreak.control.agent import Agent
 from firebreak.control.config import load_agent_config
 from firebreak.control.console import create_console
 from firebreak.control.metrics import AgentMetrics
+from firebreak.fdlimit import raise_open_files_limit
 from firebreak.logs import JsonLines
 
 
@@ -21,6 +22,7 @@ async def serve(config_path: str) -> None:
     handler.setFormatter(JsonLines(cfg.site))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    raise_open_files_limit()
     agent = Agent(cfg)
     agent.metrics = AgentMetrics(cfg.site)
     host, port = cfg.listen.rsplit(":", 1)

@@ -28,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from firebreak.fdlimit import raise_open_files_limit
+
 DEADLINE = 1.0   # a dependency slower than this is down for this request
 TABLE = "estate_writes"
 SCHEMA = (f"CREATE TABLE IF NOT EXISTS {TABLE} (service text NOT NULL, site text NOT NULL, n bigint NOT NULL, "
@@ -117,6 +119,7 @@ def main() -> None:
     parser.add_argument("--bind", required=True, help="ADDR:PORT")
     args = parser.parse_args()
     host, port = args.bind.rsplit(":", 1)
+    raise_open_files_limit()
     app = create_app(os.environ["FIREBREAK_SERVICE"], os.environ["FIREBREAK_SITE_NAME"],
                      json.loads(os.environ.get("FIREBREAK_SERVICE_DATABASES", "{}")),
                      json.loads(os.environ.get("FIREBREAK_SERVICE_CALLS", "{}")))
