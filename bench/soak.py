@@ -13,10 +13,12 @@ It starts from the steady state of months of uptime: the audit log and the relea
 filled to their retention before the first sample (seed_retained).
 
 Each resource's growth is the Theil-Sen slope over the second half of the soak (the first half is
-warm-up: caches filling, the first compactions), through every sample, or, for etcd's sizes and
-memory, which move in a saw-tooth, through the means of each --window; projected 90 days ahead
-from the last sample, against its limit: etcd's backend quota for the database and for Firebreak's keys, the
-machine's memory for resident memory, each process's open-file limit, the free disk for logs.
+warm-up: caches filling, the first compactions), through every sample, or through the mean of each
+cycle of a saw-tooth (etcd's database and memory), or through the floor of each window of what
+follows the load up and down (open files, a Go heap between collections): bench/growth.py says
+why each. Projected 90 days ahead from the last sample, against its limit: etcd's backend quota
+for the database and for Firebreak's keys, the machine's memory for resident memory, each
+process's own open-file limit, the free disk for logs.
 Bar: nothing projected past 10% of its limit; the failover at the end as fast as at the start.
 
 Run: .venv/bin/python bench/soak.py --minutes 30   (writes docs/bench/soak.json and soak.svg)
@@ -44,6 +46,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import growth  # noqa: E402
 from firebreak.control import ops  # noqa: E402
 from firebreak.control.etcd import EtcdError  # noqa: E402
 from firebreak.control.keys import AUDIT_KEEP, RELEASES_KEEP  # noqa: E402
@@ -149,29 +152,81 @@ async def etcd_metrics(st: dict) -> dict[str, dict[str, float]]:
     return out
 
 
+PORT_NAMES = {port: name for name, port in PORTS.items()}
+TCP_STATES = {"01": "", "0A": "listening", "08": " (close-wait: the peer hung up, the socket not closed)"}
+
+
+def descriptors(pid: int) -> dict[str, int]:
+    """What a process's open files are: TCP sockets by the lab port at either end (clients of its
+    own port, or connections to another component's), other sockets, pipes, event descriptors,
+    files. A count that wanders with the load (pooled connections, a door's idle connections)
+    and one that only climbs (a file, a pipe or a socket in close-wait never closed) look alike in
+    a total; here they do not. TCP tables are read from the process's own /proc entry, which is
+    its network namespace's."""
+    kinds: dict[str, int] = {}
+    sockets: set[str] = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed since the listing
+        if target.startswith("socket:["):
+            sockets.add(target[8:-1])
+            continue
+        kind = ("pipe" if target.startswith("pipe:") else target.partition("]")[0] + "]"
+                if target.startswith("anon_inode:") else "file")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    for proto in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{proto}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[9] not in sockets:
+                continue
+            sockets.discard(f[9])
+            local, remote = (int(a.rsplit(":", 1)[1], 16) for a in f[1:3])
+            state = TCP_STATES.get(f[3], f" (state {f[3]})")
+            if state == "listening":
+                role = "tcp listening"
+            elif local in PORT_NAMES:
+                role = f"tcp from clients of {PORT_NAMES[local]}{state}"
+            elif remote in PORT_NAMES:
+                role = f"tcp to {PORT_NAMES[remote]}{state}"
+            else:
+                role = f"tcp other{state}"
+            kinds[role] = kinds.get(role, 0) + 1
+    if sockets:
+        kinds["other sockets"] = len(sockets)
+    return kinds
+
+
+def open_files_limit(pid: int) -> int:
+    """The soft limit on a process's open files, from /proc (prlimit on another user's process
+    needs a capability the benchmark may not have: Go raises its own to the hard limit, Python
+    does not)."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft = line.split()[3]
+            return 2**31 if soft == "unlimited" else int(soft)
+    raise OSError(f"no open-files limit in /proc/{pid}/limits")
+
+
 def sample(st: dict, procs: dict[str, psutil.Process], home: Path) -> dict:
-    out: dict = {"t": time.time(), "rss": {}, "fds": {}, "fd_limits": {}}
+    out: dict = {"t": time.time(), "rss": {}, "fds": {}, "fd_limits": {}, "fd_kinds": {}}
     for name, p in procs.items():
         try:
             with p.oneshot():
                 out["rss"][name] = p.memory_info().rss
                 out["fds"][name] = p.num_fds()
-            out["fd_limits"][name] = p.rlimit(psutil.RLIMIT_NOFILE)[0]
-        except psutil.Error:
+            out["fd_kinds"][name] = descriptors(p.pid)
+            out["fd_limits"][name] = open_files_limit(p.pid)
+        except (psutil.Error, OSError):
             continue
     out["logs"] = sum(f.stat().st_size for f in home.rglob("*.log") if f.is_file())
     out.update(asyncio.run(etcd_sample(st)))
     return out
-
-
-def slope(points: list[tuple[float, float]]) -> float:
-    n = len(points)
-    if n < 2:
-        return 0.0
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    den = sum((x - mx) ** 2 for x, _ in points)
-    return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in points) / den
 
 
 def machine_limits() -> dict[str, int]:
@@ -181,20 +236,28 @@ def machine_limits() -> dict[str, int]:
     return {"memory": psutil.virtual_memory().total, "disk_free": shutil.disk_usage(where).free}
 
 
-def cycle(name: str, samples: list[dict], window: float) -> float | None:
-    """The seconds each mean of a saw-tooth series spans, or None for a series fitted through every
-    sample. A saw-tooth's mean over a whole number of its cycles is the same wherever the windows
-    start; over windows that cut cycles, each mean depends on where in a cycle it starts and ends,
-    and the drift of that phase reads as growth. The database in use moves with compaction, every
-    5 minutes (`window`, 600 s by default, two cycles). etcd's memory moves with the raft log it
-    keeps between snapshots, one every --snapshot-count entries (about 9 minutes in the soak): the
-    80-minute run's heaps grew 2.5-2.7 MiB an hour through 10-minute means, 1.0-2.2 through means
-    of its own 542-second cycle."""
+def fit_of(name: str, samples: list[dict], window: float) -> tuple[str, float | None]:
+    """How to fit a resource (bench/growth.py): through every sample, or through the mean or the
+    floor of each window, and the window's seconds. A saw-tooth's mean over a whole number of its
+    cycles is the same wherever the windows start; over windows that cut cycles, each mean depends
+    on where in a cycle it starts and ends, and the drift of that phase reads as growth. The
+    database in use moves with compaction, every 5 minutes (`window`, 600 s by default, two
+    cycles). etcd's memory moves with the raft log it keeps between snapshots, one every
+    --snapshot-count entries (about 9 minutes in the soak): the 80-minute run's heaps grew 2.5-2.7
+    MiB an hour through 10-minute means, 1.0-2.2 through means of its own 542-second cycle. Its
+    heap in use also holds the garbage of the last collection (26 to 41 MiB within ten minutes on
+    one member): its floor over a cycle is what was live. Open files follow the load's
+    concurrency (pooled connections, the doors' idle connections): a leaked one is never closed
+    and lifts the floor."""
     if name.endswith("db in use"):
-        return window
-    if name.endswith(("heap in use", "heap goal", "/etcd memory")):
-        return snapshot_period(samples) or window
-    return None
+        return "mean", window
+    if name.endswith(("heap goal", "/etcd memory")):
+        return "mean", snapshot_period(samples) or window
+    if name.endswith("heap in use"):
+        return "floor", snapshot_period(samples) or window
+    if name.endswith("open files"):
+        return "floor", window
+    return "every", None
 
 
 def snapshot_period(samples: list[dict]) -> float | None:
@@ -239,15 +302,6 @@ def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], fl
     return out
 
 
-def robust_slope(points: list[tuple[float, float]]) -> float:
-    """Theil-Sen: the median of the slopes between pairs of samples. Integer counts that move by
-    one now and then (open files) give a least-squares slope that projects thousands in 90 days;
-    the median of pairwise slopes is 0 for them, and still the true rate for a steady climb."""
-    slopes = sorted((y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(points)
-                    for x2, y2 in points[i + 1:] if x2 > x1)
-    return slopes[len(slopes) // 2] if slopes else 0.0
-
-
 def retention_cap(name: str, samples: list[dict]) -> float | None:
     """What a retention rule bounds a resource to: the audit log keeps AUDIT_KEEP entries, the
     release store RELEASES_KEEP releases; at their measured average size."""
@@ -259,37 +313,12 @@ def retention_cap(name: str, samples: list[dict]) -> float | None:
     return per_entry * kind[1]
 
 
-def level_slope(points: list[tuple[float, float]], window: float) -> float:
-    """Theil-Sen through the mean of each `window` seconds. etcd's database in use and its memory
-    move in a saw-tooth (a compaction every 5 minutes, a raft snapshot every 10,000 entries): a
-    slow ramp and a sudden drop, whose pairwise slopes are mostly the ramp's, so a fit through
-    every sample reads growth into a flat saw-tooth; a mean over whole cycles does not, and a
-    steady climb has the same slope either way."""
-    sums: dict[int, list[float]] = {}
-    for t, v in points:
-        sums.setdefault(int(t // window), []).append(v)
-    means = [((k + 0.5) * window, sum(vs) / len(vs)) for k, vs in sorted(sums.items())
-             if len(vs) * 2 >= max(len(x) for x in sums.values())]  # a last, partial window would skew it
-    return robust_slope(means)
-
-
 def project(samples: list[dict], window: float = 600) -> list[dict]:
     rows = []
-    horizon = DAYS * 86400
     for name, (pts, limit, unit) in series(samples).items():
-        half = [p for p in pts if p[0] >= pts[-1][0] / 2]
-        span = cycle(name, samples, window)
-        fit = level_slope(half, span) if span else robust_slope(half)
-        rate = max(0.0, fit)
-        last = pts[-1][1]
-        at_90 = last + rate * (horizon - pts[-1][0])
-        cap = retention_cap(name, samples)
-        if cap is not None:
-            at_90 = min(at_90, max(cap, last))
-        rows.append({"resource": name, "first": pts[0][1], "last": last, "per_hour": rate * 3600,
-                     "at_90_days": at_90, "limit": limit, "unit": unit,
-                     "share_of_limit": at_90 / limit if limit else 0.0,
-                     "verdict": "pass" if at_90 <= 0.1 * limit else "FAIL"})
+        fit, span = fit_of(name, samples, window)
+        rows.append({"resource": name, "unit": unit, **growth.project(
+            pts, limit, fit, span, DAYS * 86400, cap=retention_cap(name, samples))})
     return sorted(rows, key=lambda r: -r["share_of_limit"])
 
 
@@ -327,6 +356,20 @@ class Operator(threading.Thread):
                 self.stop.wait(1.0)
 
 
+DESCRIPTOR_GROUPS = ("clients", "outbound", "other")
+
+
+def descriptor_groups(kinds: dict[str, int]) -> dict[str, int]:
+    """descriptors() summed three ways: connections from the process's own clients, connections
+    it opened to other components, and everything else it holds (files, pipes, listeners, a
+    connection its peer closed and it did not)."""
+    out = dict.fromkeys(DESCRIPTOR_GROUPS, 0)
+    for kind, n in kinds.items():
+        out["clients" if kind.startswith("tcp from clients") else
+            "outbound" if kind.startswith("tcp to ") and "close-wait" not in kind else "other"] += n
+    return out
+
+
 def plot(samples: list[dict], path: Path) -> None:
     """The samples as small multiples: etcd sizes, memory, open files, over time (SVG)."""
     t0 = samples[0]["t"]
@@ -343,6 +386,10 @@ def plot(samples: list[dict], path: Path) -> None:
         ("resident memory per process (MiB)", {n: [(s["t"] - t0, s["rss"].get(n, 0) / 2**20) for s in samples]
                                                for n in samples[0]["rss"]}),
         ("open files per process", {n: [(s["t"] - t0, s["fds"].get(n, 0)) for s in samples] for n in samples[0]["fds"]}),
+        ("each app's open files, by kind", {
+            f"{n.split('/')[0]}/{group}": [(s["t"] - t0, descriptor_groups(s.get("fd_kinds", {}).get(n, {}))[group])
+                                            for s in samples]
+            for n in samples[0].get("fd_kinds", {}) if n.endswith("/app") for group in DESCRIPTOR_GROUPS}),
     ]
     panels = [p for p in panels if p[1]]  # a run from before a series was sampled
     w, h, pad = 900, 220, 40
@@ -398,7 +445,8 @@ def main() -> None:
         result["analysis"] = f"bench/soak.py --analyse {args.analyse.name} --window {args.window:g}"
         args.analyse.write_text(json.dumps(result, indent=1))
         plot(result["samples"], args.analyse.with_suffix(".svg"))
-        report(result["rows"], result["samples"], result["failover_start"], result["failover_end"])
+        report(result["rows"], result["samples"], result["failover_start"], result["failover_end"],
+               result.get("write_latency_s", []))
         return
     runner.heal_on_sigterm()  # a `kill` of the benchmark heals the fault it left, like Ctrl-C
     lab.down()
@@ -420,11 +468,12 @@ def main() -> None:
                                            for i in range(args.clients)]
         threads += [Reader(n, doors[n], report_id, history, stop, token=load_secrets(home).app_admin) for n in doors]
         threads.append(Operator(consoles, token, stop))
+        soak_start = time.monotonic()
         for t in threads:
             t.start()
         procs = lab_processes(st)
         samples = []
-        end = time.monotonic() + args.minutes * 60
+        end = soak_start + args.minutes * 60
         print(f"soak: {args.minutes:g} min, {args.clients} writers at {args.rate:g}/s, readers, an operator; "
               f"sampling {len(procs)} processes every {args.interval:g} s", flush=True)
         try:
@@ -442,6 +491,8 @@ def main() -> None:
             for t in threads:
                 t.join(timeout=10)
         acked = sum(1 for o in history.ops if o.kind == "write" and o.outcome == "ok")
+        latency = growth.quantiles_per_window([(o.invoke - soak_start, o.complete - o.invoke) for o in history.ops
+                                               if o.kind == "write" and o.outcome == "ok"], args.window)
         print("failover at the end:", flush=True)
         end_fo = failover("end")
         print("  ", end_fo, flush=True)
@@ -451,16 +502,23 @@ def main() -> None:
     result = {
         "command": f"bench/soak.py --minutes {args.minutes:g} --window {args.window:g}", "date": datetime.now(timezone.utc).isoformat(),
         "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "minutes": args.minutes,
-        "writes_acked_during_soak": acked, "seeded": seeded, "failover_start": start_fo, "failover_end": end_fo,
+        "writes_acked_during_soak": acked, "write_latency_s": latency, "seeded": seeded, "failover_start": start_fo, "failover_end": end_fo,
         "rows": rows, "samples": samples,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(result, indent=1))
     plot(samples, args.out / "soak.svg")
-    report(rows, samples, start_fo, end_fo)
+    report(rows, samples, start_fo, end_fo, latency)
 
 
-def report(rows: list[dict], samples: list[dict], start_fo: dict, end_fo: dict) -> None:
+def descriptor_changes(samples: list[dict]) -> dict[str, tuple[dict, dict]]:
+    """process -> (its descriptors by kind in the first sample, in the last), for the processes
+    whose composition changed: what moved when a total did."""
+    first, last = samples[0].get("fd_kinds", {}), samples[-1].get("fd_kinds", {})
+    return {n: (first[n], last[n]) for n in first if n in last and first[n] != last[n]}
+
+
+def report(rows: list[dict], samples: list[dict], start_fo: dict, end_fo: dict, latency: list[dict]) -> None:
     print(f"\n{'resource':<34} {'first':>12} {'last':>12} {'per hour':>12} {'in 90 days':>12} {'limit':>12}  share")
     for r in rows:
         print(f"{r['resource']:<34} {human(r['first'], r['unit']):>12} {human(r['last'], r['unit']):>12} "
@@ -470,6 +528,16 @@ def report(rows: list[dict], samples: list[dict], start_fo: dict, end_fo: dict) 
         first, last = samples[0]["etcd_metrics"][site], samples[-1]["etcd_metrics"].get(site, {})
         print(f"etcd {site}: " + ", ".join(f"{k.removeprefix('etcd_debugging_mvcc_')} {first.get(k, 0):,.0f} -> "
                                             f"{last.get(k, 0):,.0f}" for k in ETCD_METRICS if k in first))
+    growing = {r["resource"].removesuffix(" open files") for r in rows if r["resource"].endswith(" open files")
+               and r["per_hour"] > 0}
+    for name, (first, last) in descriptor_changes(samples).items():
+        if name not in growing:
+            continue
+        print(f"{name} open files: " + ", ".join(f"{k} {first.get(k, 0)} -> {last.get(k, 0)}"
+                                                  for k in sorted(set(first) | set(last))))
+    if latency:
+        print("write latency by window (ms, p50/p99): " + ", ".join(
+            f"{w['from_s'] / 60:.0f} min {w['p50'] * 1000:.0f}/{w['p99'] * 1000:.0f}" for w in latency))
     print(f"failover: start {start_fo['write_rto_s']} s, end {end_fo['write_rto_s']} s "
           f"(lost {start_fo['lost']} + {end_fo['lost']})")
 
