@@ -7,7 +7,8 @@ Sampled every --interval seconds:
   Go heap (in use, and the goal set at each collection), goroutines, watchers and keys;
 - resident memory and open file descriptors of every lab process (agent, app, Patroni, door, etcd,
   PostgreSQL and its children);
-- the lab's log files; the bytes Firebreak keeps in etcd (audit log, ledger, release store).
+- the lab's log files; the WAL each PostgreSQL member keeps; the bytes Firebreak keeps in etcd
+  (audit log, ledger, release store).
 
 It starts from the steady state of months of uptime: the audit log and the release store are
 filled to their retention before the first sample (seed_retained).
@@ -213,6 +214,16 @@ def open_files_limit(pid: int) -> int:
     raise OSError(f"no open-files limit in /proc/{pid}/limits")
 
 
+def wal_bytes(pg_wal: Path) -> int:
+    """The WAL a PostgreSQL member keeps. It grows without bound while a replication slot waits for
+    a member that is gone (a burned site's): Patroni 4 drops a departed member's slot after
+    member_slots_ttl (30 minutes), and wal_keep_size bounds the rest."""
+    try:
+        return sum(e.stat().st_size for e in os.scandir(pg_wal) if e.is_file())
+    except OSError:  # the member is down or its data directory is being rebuilt
+        return 0
+
+
 def sample(st: dict, procs: dict[str, psutil.Process], home: Path) -> dict:
     out: dict = {"t": time.time(), "rss": {}, "fds": {}, "fd_limits": {}, "fd_kinds": {}}
     for name, p in procs.items():
@@ -225,6 +236,7 @@ def sample(st: dict, procs: dict[str, psutil.Process], home: Path) -> dict:
         except (psutil.Error, OSError):
             continue
     out["logs"] = sum(f.stat().st_size for f in home.rglob("*.log") if f.is_file())
+    out["pg_wal"] = {site: wal_bytes(home / "sites" / site / "pgdata" / "pg_wal") for site in st["sites"]}
     out.update(asyncio.run(etcd_sample(st)))
     return out
 
@@ -249,7 +261,7 @@ def fit_of(name: str, samples: list[dict], window: float) -> tuple[str, float | 
     one member): its floor over a cycle is what was live. Open files follow the load's
     concurrency (pooled connections, the doors' idle connections): a leaked one is never closed
     and lifts the floor."""
-    if name.endswith("db in use"):
+    if name.endswith(("db in use", "WAL")):  # WAL: segments recycled at each checkpoint (5 minutes)
         return "mean", window
     if name.endswith(("heap goal", "/etcd memory")):
         return "mean", snapshot_period(samples) or window
@@ -298,6 +310,8 @@ def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], fl
     for name in samples[0]["rss"]:
         add(f"{name} memory", lambda s, x=name: s["rss"].get(x), mem, "B")
         add(f"{name} open files", lambda s, x=name: s["fds"].get(x), samples[0]["fd_limits"].get(name, 1024), "")
+    for site in samples[0].get("pg_wal", {}):
+        add(f"{site}/postgres WAL", lambda s, x=site: s.get("pg_wal", {}).get(x), disk, "B")
     add("lab logs", lambda s: s["logs"], disk, "B")
     return out
 
