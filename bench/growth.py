@@ -13,8 +13,7 @@ Three ways to fit, one per shape of series:
 - "floor": Theil-Sen through the least value of each window; for what a process holds for its
   clients (open files: pooled connections, a door's idle connections, which follow the load's
   concurrency up and down). A descriptor that leaks is never closed, so a leak lifts the floor;
-  the load lifts the peaks. The same holds for a Go heap in use: the least value in a window is
-  the heap just after a collection, what is live.
+  the load lifts the peaks.
 """
 
 from __future__ import annotations
