@@ -459,7 +459,7 @@ def main() -> None:
         result = json.loads(args.analyse.read_text())
         result["rows"] = project(result["samples"], args.window)
         result["analysis"] = f"bench/soak.py --analyse {args.analyse.name} --window {args.window:g}"
-        args.analyse.write_text(json.dumps(result, indent=1))
+        args.analyse.write_text(json.dumps(result, separators=(",", ":")))
         plot(result["samples"], args.analyse.with_suffix(".svg"))
         report(result["rows"], result["samples"], result["failover_start"], result["failover_end"],
                result.get("write_latency_s", []))
@@ -522,7 +522,7 @@ def main() -> None:
         "rows": rows, "samples": samples,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(result, indent=1))
+    (args.out / "soak.json").write_text(json.dumps(result, separators=(",", ":")))
     plot(samples, args.out / "soak.svg")
     report(rows, samples, start_fo, end_fo, latency)
 
