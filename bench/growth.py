@@ -33,12 +33,17 @@ def robust_slope(points: Points) -> float:
     return slopes[len(slopes) // 2] if slopes else 0.0
 
 
-def per_window(points: Points, window: float, stat: Callable[[list[float]], float]) -> Points:
-    """(middle of the window, stat of its values) for each `window` seconds from t = 0; a window
-    with under half the samples of the fullest (the last, partial one) would skew the fit."""
+def _by_window(points: Points, window: float) -> dict[int, list[float]]:
     groups: dict[int, list[float]] = {}
     for t, v in points:
         groups.setdefault(int(t // window), []).append(v)
+    return groups
+
+
+def per_window(points: Points, window: float, stat: Callable[[list[float]], float]) -> Points:
+    """(middle of the window, stat of its values) for each `window` seconds from t = 0; a window
+    with under half the samples of the fullest (the last, partial one) would skew the fit."""
+    groups = _by_window(points, window)
     fullest = max((len(vs) for vs in groups.values()), default=0)
     return [((k + 0.5) * window, stat(vs)) for k, vs in sorted(groups.items()) if len(vs) * 2 >= fullest]
 
@@ -76,9 +81,7 @@ def project(points: Points, limit: float, fit: str, window: float | None, horizo
 def quantiles_per_window(points: Points, window: float, qs: tuple[float, ...] = (0.5, 0.99)) -> list[dict]:
     """For each `window` seconds from t = 0: how many values, and their quantiles (nearest rank).
     A soak's write latency, window by window: a store that slows as it fills shows here first."""
-    groups: dict[int, list[float]] = {}
-    for t, v in points:
-        groups.setdefault(int(t // window), []).append(v)
+    groups = _by_window(points, window)
     out = []
     for k, vs in sorted(groups.items()):
         vs.sort()
