@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from firebreak.cli.base import OutputFormat, app, err, out, progress_printer
 
@@ -72,7 +73,9 @@ def _print_drill(r: dict, report: Path) -> None:
     out.print(f"\n[bold {colour}]{r['verdict'].upper()}[/]  {r['scenario']['name']}")
     for o in r["objectives"]:
         mark = "[green]✓[/]" if o["met"] else "[red]✗[/]"
-        out.print(f"  {mark} {o['reason']}")
+        # A missed objective's failure line also says which operations missed it, and when.
+        line = next((f for f in r["failures"] if not o["met"] and f.startswith(o["reason"])), o["reason"])
+        out.print(f"  {mark} {escape(line)}")
     objective_texts = {o["reason"] for o in r["objectives"]}
     for f in r["failures"]:
         if not any(f.startswith(t) for t in objective_texts):

@@ -4,7 +4,13 @@ timeouts, because an agent that hangs on a dead etcd member detects nothing.
 
 Against a locked etcd (TLS, client certificates, authentication) it verifies the members against
 the CA, presents its client certificate, and logs in as its etcd user, again whenever a member
-says its token is not valid (a member that restarted forgets the tokens it knew)."""
+says its token is not valid (it expired, or the member forgot it).
+
+A login is dear: etcd checks the password with bcrypt and commits the login through raft, 0.6 to
+3.6 s each on a busy member. A client that gave up on a login after its usual half second and
+started another with its next request kept etcd busy with logins nobody waited for: after a site
+came back, every site's agents could not reach etcd for 20 s. So one login at a time per client,
+given longer than a request, and none for a moment after one failed."""
 
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ from firebreak.errors import EtcdError
 
 
 TXN_OPS = 100
+LOGIN_TIMEOUT = 3.0   # seconds a login may take to be answered by a busy member (see above)
+LOGIN_BACKOFF = 1.0   # seconds without a new login at a member after one failed there
 
 
 def _b64(s: str | bytes) -> str:
@@ -96,35 +104,54 @@ class Etcd:
         self.access = access
         self.client = httpx.AsyncClient(timeout=timeout, verify=access.ssl_context())
         self._token = ""
+        self._login_lock = asyncio.Lock()
+        self._login_failed_at: dict[str, float] = {}  # endpoint -> when a login there last failed
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def _post(self, url: str, body: dict, timeout: float | None = None) -> httpx.Response:
         """One request to one member, logged in if this client has a user (and again once if the
-        member does not know its token)."""
+        member does not take the token)."""
         kw: dict = {"json": body}
         if timeout is not None:
             kw["timeout"] = timeout
-        r = await self._send(url, kw)
+        endpoint = url.split("/v3/", 1)[0]
+        if self.access.user and not self._token:
+            await self._login(endpoint, stale="")
+        token = self._token
+        r = await self._send(url, token, kw)
         if r.status_code != 200 and self.access.user and any(e in r.text for e in _AUTH_ERRORS):
-            self._token = ""  # this member does not know the token (it restarted): log in again, once
-            r = await self._send(url, kw)
+            await self._login(endpoint, stale=token)
+            r = await self._send(url, self._token, kw)
         return r
 
-    async def _send(self, url: str, kw: dict) -> httpx.Response:
-        if self.access.user and not self._token:
-            await self._login(url.split("/v3/", 1)[0])
-        headers = {"Authorization": self._token} if self._token else None
-        return await self.client.post(url, headers=headers, **kw)
+    async def _send(self, url: str, token: str, kw: dict) -> httpx.Response:
+        return await self.client.post(url, headers={"Authorization": token} if token else None, **kw)
 
-    async def _login(self, endpoint: str) -> None:
-        r = await self.client.post(endpoint + "/v3/auth/authenticate",
-                                   json={"name": self.access.user, "password": self.access.password})
-        if r.status_code != 200:
-            raise EtcdError(f"{endpoint}: etcd refused user '{self.access.user}': {r.text[:200]}; check its "
-                            "password file and that the user exists (`etcdctl user list`)")
-        self._token = r.json().get("token", "")
+    async def _login(self, endpoint: str, stale: str) -> None:
+        """Replace the token `stale` with a new one. Requests that find the same stale token
+        wait for the login already under way instead of starting their own."""
+        async with self._login_lock:
+            if self._token != stale:
+                return  # another request logged in while this one waited
+            failed_at = self._login_failed_at.get(endpoint)
+            if failed_at is not None and time.monotonic() - failed_at < LOGIN_BACKOFF:
+                raise EtcdError(f"{endpoint}: a login there failed less than {LOGIN_BACKOFF:g} s ago; "
+                                "trying the other members meanwhile")
+            # A dead member still fails at the usual connect timeout; a busy one gets time to answer.
+            timeout = httpx.Timeout(LOGIN_TIMEOUT, connect=self.client.timeout.connect)
+            try:
+                r = await self.client.post(endpoint + "/v3/auth/authenticate", timeout=timeout,
+                                           json={"name": self.access.user, "password": self.access.password})
+            except httpx.HTTPError:
+                self._login_failed_at[endpoint] = time.monotonic()
+                raise
+            if r.status_code != 200:
+                self._login_failed_at[endpoint] = time.monotonic()
+                raise EtcdError(f"{endpoint}: etcd refused user '{self.access.user}': {r.text[:200]}; check its "
+                                "password file and that the user exists (`etcdctl user list`)")
+            self._token = r.json().get("token", "")
 
     async def _call(self, path: str, body: dict) -> dict:
         last: Exception | None = None

@@ -36,6 +36,7 @@ def load(layout: LabLayout, role: str) -> EtcdAccess:
 def prepare(layout: LabLayout) -> None:
     """Make the CA, the members' certificates and every role's credentials (before etcd starts)."""
     ca = pki.make_ca(f"Firebreak lab {layout.lab_id} CA")
+    tokens = pki.token_keys()
     layout.ca_file.parent.mkdir(parents=True, exist_ok=True)
     layout.ca_file.write_bytes(ca.cert_pem)
     for site in layout.sites:
@@ -43,6 +44,7 @@ def prepare(layout: LabLayout) -> None:
         cert.parent.mkdir(parents=True, exist_ok=True)
         # Peers dial each other with the same certificate: server and client use.
         pki.write(pki.issue(ca, site.name, ips=[site.address, "127.0.0.1"], server=True), cert, key)
+        pki.write(tokens, *site.etcd_token_keys)
         # The same CA signs each site's front door, which serves HTTPS beside HTTP (reviewers'
         # session cookies are Secure): one CA for a client to trust in the whole lab.
         cert, key = site.door_cert

@@ -44,6 +44,9 @@ class Secrets:
 ETCD_COMPACTION = "5m"
 ETCD_QUOTA = 2 * 2**30
 ETCD_SNAPSHOT_COUNT = 10_000
+# How long an etcd auth token lives. Clients log in again when theirs expires: one login per
+# client every ten minutes.
+ETCD_TOKEN_TTL = "10m"
 
 
 def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> list[str]:
@@ -78,9 +81,15 @@ def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> l
 
 def etcd_tls_argv(layout: LabLayout, site: SiteLayout) -> list[str]:
     cert, key = (str(p) for p in site.etcd_member_cert)
+    public, private = (str(p) for p in site.etcd_token_keys)
     ca = str(layout.ca_file)
     return ["--cert-file", cert, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", ca,
-            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth", "--peer-trusted-ca-file", ca]
+            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth", "--peer-trusted-ca-file", ca,
+            # Signed tokens, not etcd's default "simple" ones: a simple token lives in the memory
+            # of the members, so one that restarts (a site's power coming back) refuses every
+            # token it was shown, and each agent and Patroni logs in again at once (a bcrypt check
+            # and a raft commit each). A signed token is good at every member, restarted or not.
+            "--auth-token", f"jwt,pub-key={public},priv-key={private},sign-method=ES256,ttl={ETCD_TOKEN_TTL}"]
 
 
 def client_networks(layout: LabLayout) -> list[str]:

@@ -76,6 +76,12 @@ class SiteLayout:
         d = self.dir / "etcd-tls"
         return d / "member.pem", d / "member-key.pem"
 
+    @property
+    def etcd_token_keys(self) -> tuple[Path, Path]:
+        """The public and private key this site's etcd member signs and checks auth tokens with."""
+        d = self.dir / "etcd-tls"
+        return d / "token.pem", d / "token-key.pem"
+
 
 @dataclass(frozen=True)
 class LabLayout:

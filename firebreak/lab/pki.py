@@ -76,6 +76,14 @@ def issue(ca: Issued, common_name: str, *, ips: list[str] = (), dns: list[str] =
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
 
+def token_keys() -> Issued:
+    """The key pair etcd signs its auth tokens with (`--auth-token jwt`): `cert_pem` holds the
+    public key. Every member gets the same pair, so a token from one is good at all of them."""
+    key = _key()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return Issued(public, _pem_key(key))
+
+
 def write(issued: Issued, cert_path: Path, key_path: Path) -> None:
     """Certificate world-readable is fine; the key is the secret: 0600 from the start."""
     from firebreak.lab.state import write_private

@@ -203,3 +203,16 @@ def test_a_terminated_drill_unwinds_like_ctrl_c_so_it_heals_its_faults():
             time.sleep(5)  # Python runs the handler before this line; a handler that does not raise fails here
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_the_printed_verdict_says_which_operations_missed_an_objective(capsys):
+    # What a person (or CI's log) sees: the missed objective with the operations that missed it.
+    from pathlib import Path
+
+    from firebreak.cli.drill import _print_drill
+    ops, stored = healthy_history()
+    ops.append(Op("ops", "release", 13.0, 16.0, "failed", "ansan"))
+    _print_drill(run(ops, stored), Path("/tmp/report"))
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "✗ failed ops actions from sites not under a fault: 1" in printed
+    assert "(release at ansan 13 s: no answer after 3 s)" in printed

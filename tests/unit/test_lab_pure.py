@@ -66,6 +66,10 @@ def test_etcd_members_form_one_cluster():
     assert argv[argv.index("--listen-client-urls") + 1] == "https://127.0.11.1:12379"
     assert "--client-cert-auth" in argv and "--peer-client-cert-auth" in argv
     assert argv[argv.index("--trusted-ca-file") + 1] == "/x/pki/ca.pem"
+    # signed auth tokens, good at every member even after one restarts (not in-memory simple ones)
+    token = argv[argv.index("--auth-token") + 1]
+    assert token.startswith("jwt,") and "sign-method=ES256" in token
+    assert "priv-key=/x/sites/pangyo/etcd-tls/token-key.pem" in token and "ttl=10m" in token
 
 
 def test_netns_needs_root():
