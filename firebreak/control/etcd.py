@@ -32,6 +32,9 @@ from firebreak.errors import EtcdError
 TXN_OPS = 100
 LOGIN_TIMEOUT = 3.0   # seconds a login may take to be answered by a busy member (see above)
 LOGIN_BACKOFF = 1.0   # seconds without a new login at a member after one failed there
+# A signed token is replaced this long before it expires, beside the requests that still use it,
+# so no request (a failover's, say) ever waits for a login because a token ran out.
+RENEW_BEFORE = 60.0
 
 
 def _b64(s: str | bytes) -> str:
@@ -88,6 +91,19 @@ class EtcdAccess:
 
 
 OPEN = EtcdAccess()
+
+
+def token_expiry(token: str) -> float | None:
+    """When a signed (JWT) token expires, in Unix time, from its own claims; None for a simple
+    token (`<random>.<index>`) or anything unreadable."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        return float(claims["exp"])
+    except (ValueError, KeyError, TypeError):
+        return None
 # etcd's answers that mean "log in (again)": no token, or one this member does not know.
 _AUTH_ERRORS = ("invalid auth token", "user name is empty", "auth token is not provided")
 
@@ -106,8 +122,11 @@ class Etcd:
         self._token = ""
         self._login_lock = asyncio.Lock()
         self._login_failed_at: dict[str, float] = {}  # endpoint -> when a login there last failed
+        self._renewal: asyncio.Task | None = None
 
     async def close(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
         await self.client.aclose()
 
     async def _post(self, url: str, body: dict, timeout: float | None = None) -> httpx.Response:
@@ -120,11 +139,26 @@ class Etcd:
         if self.access.user and not self._token:
             await self._login(endpoint, stale="")
         token = self._token
+        self._renew_if_expiring(endpoint, token)
         r = await self._send(url, token, kw)
         if r.status_code != 200 and self.access.user and any(e in r.text for e in _AUTH_ERRORS):
             await self._login(endpoint, stale=token)
             r = await self._send(url, self._token, kw)
         return r
+
+    def _renew_if_expiring(self, endpoint: str, token: str) -> None:
+        expires = token_expiry(token)
+        if expires is None or self._renewal is not None or time.time() < expires - RENEW_BEFORE:
+            return
+
+        async def renew() -> None:
+            try:
+                await self._login(endpoint, stale=token)
+            except (httpx.HTTPError, EtcdError):
+                pass  # the token is still good for a while; the next request tries again
+            finally:
+                self._renewal = None
+        self._renewal = asyncio.get_running_loop().create_task(renew())
 
     async def _send(self, url: str, token: str, kw: dict) -> httpx.Response:
         return await self.client.post(url, headers={"Authorization": token} if token else None, **kw)

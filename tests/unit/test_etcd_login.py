@@ -118,3 +118,44 @@ def test_token_keys_are_a_matching_pair_etcd_can_sign_es256_with():
     signature = private.sign(b"token", ec.ECDSA(hashes.SHA256()))
     public.verify(signature, b"token", ec.ECDSA(hashes.SHA256()))  # raises if they do not match
     assert json.dumps(keys.cert_pem.decode()).count("PUBLIC KEY") == 2
+
+
+def _jwt(exp: float) -> str:
+    import base64
+
+    def part(d: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'ES256'})}.{part({'exp': int(exp), 'username': 'agent', 'revision': 2})}.sig"
+
+
+def test_a_token_says_when_it_expires_if_it_is_signed():
+    assert etcd_mod.token_expiry(_jwt(1_900_000_000)) == 1_900_000_000
+    assert etcd_mod.token_expiry("mSUBjNoZCljVRfXh.6014") is None   # etcd's simple token
+    assert etcd_mod.token_expiry("a.b.c") is None
+
+
+def test_a_signed_token_is_replaced_before_it_expires_without_holding_up_requests():
+    import time
+    tokens = [_jwt(time.time() + 30), _jwt(time.time() + 600)]  # the first expires within a minute
+    logins, used = [], []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v3/auth/authenticate":
+            logins.append(1)
+            await asyncio.sleep(0.05)
+            return httpx.Response(200, json={"token": tokens[len(logins) - 1]})
+        used.append(request.headers["Authorization"])
+        return _range_ok()
+
+    async def go():
+        e = _client(handler, endpoints=(A,))
+        await e.get_prefix("/x/")          # logs in: a token good for 30 s more, so a renewal starts
+        await e.get_prefix("/x/")          # still answered with it while the renewal runs
+        while e._renewal is not None:
+            await asyncio.sleep(0.01)
+        await e.get_prefix("/x/")          # the new token
+        await e.get_prefix("/x/")          # good for ten minutes: no more logins
+        await e.close()
+    asyncio.run(go())
+    assert len(logins) == 2
+    assert used == [tokens[0], tokens[0], tokens[1], tokens[1]]
