@@ -10,7 +10,8 @@ A login is dear: etcd checks the password with bcrypt and commits the login thro
 3.6 s each on a busy member. A client that gave up on a login after its usual half second and
 started another with its next request kept etcd busy with logins nobody waited for: after a site
 came back, every site's agents could not reach etcd for 20 s. So one login at a time per client,
-given longer than a request, and none for a moment after one failed."""
+given longer than a request, and none for a moment after one failed; and a signed token is
+replaced a minute before it expires, so no request waits for a login because one ran out."""
 
 from __future__ import annotations
 
@@ -91,6 +92,8 @@ class EtcdAccess:
 
 
 OPEN = EtcdAccess()
+# etcd's answers that mean "log in (again)": no token, or one this member does not know.
+_AUTH_ERRORS = ("invalid auth token", "user name is empty", "auth token is not provided")
 
 
 def token_expiry(token: str) -> float | None:
@@ -104,8 +107,6 @@ def token_expiry(token: str) -> float | None:
         return float(claims["exp"])
     except (ValueError, KeyError, TypeError):
         return None
-# etcd's answers that mean "log in (again)": no token, or one this member does not know.
-_AUTH_ERRORS = ("invalid auth token", "user name is empty", "auth token is not provided")
 
 
 class Etcd:

@@ -44,8 +44,8 @@ class Secrets:
 ETCD_COMPACTION = "5m"
 ETCD_QUOTA = 2 * 2**30
 ETCD_SNAPSHOT_COUNT = 10_000
-# How long an etcd auth token lives. Clients log in again when theirs expires: one login per
-# client every ten minutes.
+# How long an etcd auth token lives: each client logs in again a minute before its token
+# expires (control/etcd.py), one login per client every nine minutes.
 ETCD_TOKEN_TTL = "10m"
 
 
