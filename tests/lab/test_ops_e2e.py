@@ -326,8 +326,10 @@ def test_an_etcd_token_stays_good_at_a_member_that_restarted(running_lab):
 
     assert lab.stop_component(site, "etcd") == 1
     lab.start_component(site, "etcd")
-    answer = wait_for(lambda: (lambda r: r if r.status_code == 200 or "auth" in r.text else None)(
-        _quietly(read_with, held)), 60, f"{site}'s etcd member to answer after its restart")
+    def answered() -> httpx.Response | None:
+        r = _quietly(read_with, held)  # None while the member is still starting
+        return r if r is not None and (r.status_code == 200 or "auth" in r.text) else None
+    answer = wait_for(answered, 60, f"{site}'s etcd member to answer after its restart")
     assert answer.status_code == 200, answer.text  # the token from before the restart, no new login
     wait_for(lambda: lab.status()["healthy"], 90, "the lab healthy again")
 
