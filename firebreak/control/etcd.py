@@ -121,6 +121,7 @@ class Etcd:
         self.access = access
         self.client = httpx.AsyncClient(timeout=timeout, verify=access.ssl_context())
         self._token = ""
+        self._token_expires: float | None = None  # read once from each new token, not per request
         self._login_lock = asyncio.Lock()
         self._login_failed_at: dict[str, float] = {}  # endpoint -> when a login there last failed
         self._renewal: asyncio.Task | None = None
@@ -140,16 +141,17 @@ class Etcd:
         if self.access.user and not self._token:
             await self._login(endpoint, stale="")
         token = self._token
-        self._renew_if_expiring(endpoint, token)
+        if self._token_expires is not None and time.time() >= self._token_expires - RENEW_BEFORE:
+            self._renew(endpoint, token)
         r = await self._send(url, token, kw)
         if r.status_code != 200 and self.access.user and any(e in r.text for e in _AUTH_ERRORS):
             await self._login(endpoint, stale=token)
             r = await self._send(url, self._token, kw)
         return r
 
-    def _renew_if_expiring(self, endpoint: str, token: str) -> None:
-        expires = token_expiry(token)
-        if expires is None or self._renewal is not None or time.time() < expires - RENEW_BEFORE:
+    def _renew(self, endpoint: str, token: str) -> None:
+        """Replace `token` beside the requests still using it (one renewal at a time)."""
+        if self._renewal is not None:
             return
 
         async def renew() -> None:
@@ -187,6 +189,7 @@ class Etcd:
                 raise EtcdError(f"{endpoint}: etcd refused user '{self.access.user}': {r.text[:200]}; check its "
                                 "password file and that the user exists (`etcdctl user list`)")
             self._token = r.json().get("token", "")
+            self._token_expires = token_expiry(self._token)
 
     async def _call(self, path: str, body: dict) -> dict:
         last: Exception | None = None
