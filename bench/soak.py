@@ -56,7 +56,7 @@ from firebreak.drill import runner  # noqa: E402
 from firebreak.drill.scenario import FaultStep, Scenario  # noqa: E402
 from firebreak.drill.workload import History, Reader, Writer, seed_report  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
-from firebreak.lab.config import ETCD_QUOTA, ETCD_SNAPSHOT_COUNT  # noqa: E402
+from firebreak.lab.config import ETCD_QUOTA, ETCD_SNAPSHOT_COUNT, PG_WAL_MB  # noqa: E402
 from firebreak.lab.layout import PORTS  # noqa: E402
 from firebreak.lab.state import lab_home, load_secrets  # noqa: E402
 
@@ -317,7 +317,11 @@ def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], fl
 
 def retention_cap(name: str, samples: list[dict]) -> float | None:
     """What a retention rule bounds a resource to: the audit log keeps AUDIT_KEEP entries, the
-    release store RELEASES_KEEP releases; at their measured average size."""
+    release store RELEASES_KEEP releases, at their measured average size; a member's pg_wal no
+    more than the WAL between checkpoints, what standbys may need and what slots may hold
+    (lab.config.PG_WAL_MB: their sum, above what PostgreSQL keeps at once)."""
+    if name.endswith("/postgres WAL"):
+        return sum(PG_WAL_MB.values()) * 2**20
     counts = samples[-1].get("counts", {})
     kind = {"etcd keys: audit": ("audit", AUDIT_KEEP), "etcd keys: releases": ("releases", RELEASES_KEEP)}.get(name)
     if kind is None or not counts.get(kind[0]):

@@ -41,6 +41,12 @@ class Secrets:
                     app_admin=self.app_admin, session=self.session)
 
 
+# pg_wal is bounded by three settings: the WAL between checkpoints (max_wal_size), what standbys may
+# still need (wal_keep_size), and what a replication slot may hold for a member that stopped reading
+# (max_slot_wal_keep_size). Without the last a slot holds WAL without bound until Patroni drops a
+# departed member's slot (member_slots_ttl, 30 minutes): a busy primary can fill its disk first.
+PG_WAL_MB = {"max_wal_size": 1024, "wal_keep_size": 256, "max_slot_wal_keep_size": 1024}
+
 ETCD_COMPACTION = "5m"
 ETCD_QUOTA = 2 * 2**30
 ETCD_SNAPSHOT_COUNT = 10_000
@@ -144,7 +150,7 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
                     "parameters": {
                         "wal_level": "replica", "hot_standby": "on", "max_wal_senders": 10,
                         "max_replication_slots": 10, "wal_log_hints": "on", "synchronous_commit": "on",
-                        "max_connections": 200, "wal_keep_size": "256MB",
+                        "max_connections": 200, **{k: f"{mb}MB" for k, mb in PG_WAL_MB.items()},
                     },
                 },
             },

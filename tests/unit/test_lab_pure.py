@@ -51,6 +51,9 @@ def test_patroni_config_is_synchronous_with_the_fastest_timers_patroni_allows():
     # a locked etcd: TLS with its CA, its client certificate, its own etcd user
     assert cfg["etcd3"]["protocol"] == "https" and cfg["etcd3"]["cacert"] == "/x/pki/ca.pem"
     assert (cfg["etcd3"]["username"], cfg["etcd3"]["cert"]) == ("patroni", "/x/c.pem")
+    # pg_wal has a bound: a slot for a member that stopped reading may not hold WAL without one
+    wal = dcs["postgresql"]["parameters"]
+    assert (wal["max_wal_size"], wal["wal_keep_size"], wal["max_slot_wal_keep_size"]) == ("1024MB", "256MB", "1024MB")
     pg = cfg["postgresql"]
     assert pg["parameters"]["unix_socket_directories"].endswith("sites/ansan/run")
     # no password-less network access: only the private socket directory is trusted
