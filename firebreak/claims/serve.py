@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import uvicorn
 
 from firebreak.claims.app import Settings, create_app
 from firebreak.fdlimit import raise_open_files_limit
-from firebreak.logs import JsonLines
+from firebreak import logs
 
 
 def main() -> None:
@@ -19,12 +18,9 @@ def main() -> None:
     args = ap.parse_args()
     host, port = args.bind.rsplit(":", 1)
     settings = Settings.from_env()
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonLines(settings.site))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     # The pool says so at every failed reconnection; during a failover that is noise, the
     # outcome of each write is what matters (and is logged by the app).
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    logs.to_stdout(settings.site, quieter={"psycopg.pool": logging.ERROR})
     raise_open_files_limit()
     uvicorn.run(create_app(settings), host=host, port=int(port), log_level="warning", log_config=None,
                 access_log=False, timeout_keep_alive=30)

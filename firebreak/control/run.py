@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 
 import uvicorn
 
@@ -13,15 +12,12 @@ from firebreak.control.config import load_agent_config
 from firebreak.control.console import create_console
 from firebreak.control.metrics import AgentMetrics
 from firebreak.fdlimit import raise_open_files_limit
-from firebreak.logs import JsonLines
+from firebreak import logs
 
 
 async def serve(config_path: str) -> None:
     cfg = load_agent_config(config_path)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonLines(cfg.site))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.to_stdout(cfg.site)
     raise_open_files_limit()
     agent = Agent(cfg)
     agent.metrics = AgentMetrics(cfg.site)
