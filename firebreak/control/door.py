@@ -81,6 +81,10 @@ def door_config(site: str, order: list[str], apps: dict[str, str], listen: str, 
         # header of admin requests; a loopback address other than 127.0.0.1 must be named.
         "admin": {"listen": admin} if admin.startswith("unix/") else {"listen": admin, "origins": [admin]},
         "apps": {"http": {"servers": servers}},
+        # Caddy logs every admin request at INFO, three lines for each push, one push every
+        # REFRESH seconds: most of a door's log, for a configuration that did not change. The
+        # agent logs each change of routing itself.
+        "logging": {"logs": {"default": {"exclude": ["admin.api"]}}},
     }
     if tls is not None:
         servers["door_tls"] = {"listen": [tls.listen], "automatic_https": {"disable": True},

@@ -116,6 +116,13 @@ def test_the_admin_api_on_a_unix_socket_has_no_tcp_listener_and_no_origins():
     assert tcp["admin"] == {"listen": "127.0.0.1:2019", "origins": ["127.0.0.1:2019"]}
 
 
+def test_a_doors_log_leaves_out_the_admin_requests_the_agent_repeats():
+    # the keeper pushes every REFRESH seconds; Caddy would log three lines for each
+    cfg = door_config("ansan", ["ansan"], {"ansan": "http://10.77.0.12:18080"}, "10.77.0.12:18000",
+                      admin_listen("unix//var/lib/firebreak/ansan/run/door-admin.sock"))
+    assert cfg["logging"] == {"logs": {"default": {"exclude": ["admin.api"]}}}
+
+
 def test_the_keeper_talks_to_a_socket_admin_through_a_unix_transport():
     keeper = DoorKeeper("unix//tmp/nowhere/door-admin.sock", httpx.AsyncClient())
     assert keeper.admin_url == "http://localhost" and keeper.http is not None
