@@ -7,9 +7,9 @@ import logging
 
 import uvicorn
 
+from firebreak import logs
 from firebreak.claims.app import Settings, create_app
 from firebreak.fdlimit import raise_open_files_limit
-from firebreak import logs
 
 
 def main() -> None:

@@ -7,12 +7,12 @@ import logging
 
 import uvicorn
 
+from firebreak import logs
 from firebreak.control.agent import Agent
 from firebreak.control.config import load_agent_config
 from firebreak.control.console import create_console
 from firebreak.control.metrics import AgentMetrics
 from firebreak.fdlimit import raise_open_files_limit
-from firebreak import logs
 
 
 async def serve(config_path: str) -> None:
