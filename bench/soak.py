@@ -18,8 +18,10 @@ Each resource's growth is the Theil-Sen slope over the second half of the soak (
 warm-up: caches filling, the first compactions), through every sample, or through the mean of each
 cycle of a saw-tooth (etcd's database and memory), or through the floor of each window of what
 follows the load up and down (open files): bench/growth.py says why each. Projected 90 days
-ahead from the last sample, against its limit: etcd's backend quota for the database and for Firebreak's keys, the machine's memory for resident memory, each
-process's own open-file limit, the free disk for logs.
+ahead from the last sample, against its limit: etcd's backend quota for the database and for
+Firebreak's keys, the machine's memory for resident memory, each process's own open-file limit,
+the free disk for logs and WAL; no further than a retention rule or a setting bounds it
+(retention_cap).
 Bar: nothing projected past 10% of its limit; the failovers at the end as fast as at the start.
 
 Run: .venv/bin/python bench/soak.py --minutes 30   (writes docs/bench/soak.json and soak.svg)
@@ -216,8 +218,9 @@ def open_files_limit(pid: int) -> int:
 
 def wal_bytes(pg_wal: Path) -> int:
     """The WAL a PostgreSQL member keeps. It grows without bound while a replication slot waits for
-    a member that is gone (a burned site's): Patroni 4 drops a departed member's slot after
-    member_slots_ttl (30 minutes), and wal_keep_size bounds the rest."""
+    a member that is gone (a burned site's) unless max_slot_wal_keep_size bounds it, as the lab's
+    does (lab.config.PG_WAL_MB); Patroni 4 drops a departed member's slot after member_slots_ttl
+    (30 minutes)."""
     try:
         return sum(e.stat().st_size for e in os.scandir(pg_wal) if e.is_file())
     except OSError:  # the member is down or its data directory is being rebuilt
