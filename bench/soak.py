@@ -17,11 +17,11 @@ filled to their retention before the first sample (seed_retained).
 Each resource's growth is the Theil-Sen slope over the second half of the soak (the first half is
 warm-up: caches filling, the first compactions), through every sample, or through the mean of each
 cycle of a saw-tooth (etcd's database and memory), or through the floor of each window of what
-follows the load up and down (open files): bench/growth.py says why each. Projected 90 days
-ahead from the last sample, against its limit: etcd's backend quota for the database and for
-Firebreak's keys, the machine's memory for resident memory, each process's own open-file limit,
-the free disk for logs and WAL; no further than a retention rule or a setting bounds it
-(retention_cap).
+follows the load up and down (open files, kind by kind): bench/growth.py says why each. Projected
+90 days ahead from the last sample, against its limit: etcd's backend quota for the database and
+for Firebreak's keys, the machine's memory for resident memory, each process's own open-file
+limit, the free disk for logs and WAL; no further than a retention rule or a setting bounds it
+(retention_cap, descriptor_caps).
 Bar: nothing projected past 10% of its limit; the failovers at the end as fast as at the start.
 
 Run: .venv/bin/python bench/soak.py --minutes 30   (writes docs/bench/soak.json and soak.svg)
@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import growth  # noqa: E402
+from firebreak.claims.settings import Settings  # noqa: E402
+from firebreak.claims.store import most_connections  # noqa: E402
 from firebreak.control import ops  # noqa: E402
 from firebreak.control.etcd import EtcdError  # noqa: E402
 from firebreak.control.keys import AUDIT_KEEP, RELEASES_KEEP  # noqa: E402
@@ -333,12 +335,37 @@ def retention_cap(name: str, samples: list[dict]) -> float | None:
     return per_entry * kind[1]
 
 
+def descriptor_parts(name: str, samples: list[dict]) -> dict[str, growth.Points]:
+    """A process's open files by kind (descriptors()), one series per kind, 0 where a sample of
+    the process had none of it; empty for runs from before the kinds were sampled."""
+    proc = name.removesuffix(" open files")
+    t0 = samples[0]["t"]
+    sampled = [s for s in samples if proc in s.get("fd_kinds", {})]
+    kinds = sorted({k for s in sampled for k in s["fd_kinds"][proc]})
+    return {k: [(s["t"] - t0, s["fd_kinds"][proc].get(k, 0)) for s in sampled] for k in kinds}
+
+
+def descriptor_caps(name: str, samples: list[dict]) -> dict[str, float]:
+    """The kinds of a process's open files that a setting bounds: the claims app's connections to
+    PostgreSQL, by its pools' sizes (claims.store.most_connections) with the lab's default pool
+    and a host per site. Nothing else is capped: the connections a process's clients hold
+    follow its clients, a door's idle connections are bounded only per upstream (512), and
+    a connection its peer hung up on (close-wait) is what a leak looks like."""
+    if name.endswith("/app open files"):
+        return {"tcp to postgres": most_connections(Settings.pool_size, len(samples[0]["members"]))}
+    return {}
+
+
 def project(samples: list[dict], window: float = 600) -> list[dict]:
     rows = []
     for name, (pts, limit, unit) in series(samples).items():
         fit, span = fit_of(name, samples, window)
-        rows.append({"resource": name, "unit": unit, **growth.project(
-            pts, limit, fit, span, DAYS * 86400, cap=retention_cap(name, samples))})
+        parts = descriptor_parts(name, samples) if name.endswith(" open files") else {}
+        if parts:
+            row = growth.project_parts(parts, limit, fit, span, DAYS * 86400, caps=descriptor_caps(name, samples))
+        else:
+            row = growth.project(pts, limit, fit, span, DAYS * 86400, cap=retention_cap(name, samples))
+        rows.append({"resource": name, "unit": unit, **row})
     return sorted(rows, key=lambda r: -r["share_of_limit"])
 
 
@@ -557,6 +584,11 @@ def report(rows: list[dict], samples: list[dict], start_fo: dict | list[dict], e
         first, last = samples[0]["etcd_metrics"][site], samples[-1]["etcd_metrics"].get(site, {})
         print(f"etcd {site}: " + ", ".join(f"{k.removeprefix('etcd_debugging_mvcc_')} {first.get(k, 0):,.0f} -> "
                                             f"{last.get(k, 0):,.0f}" for k in ETCD_METRICS if k in first))
+    for r in rows:
+        if r.get("growing_parts"):
+            print(f"{r['resource']}, growing kinds: " + ", ".join(
+                f"{k} {v:.1f} an hour" + (f" (stops at {r['capped_parts'][k]:g}, its setting)" if k in r["capped_parts"]
+                                           else "") for k, v in r["growing_parts"].items()))
     growing = {r["resource"].removesuffix(" open files") for r in rows if r["resource"].endswith(" open files")
                and r["per_hour"] > 0}
     for name, (first, last) in descriptor_changes(samples).items():

@@ -72,6 +72,18 @@ def insert_sql(rows: int) -> str:
             "claimed_amount, status, site, created_at, idempotency_key")
 
 
+# The reads' pools: the site's own server, and any server that answers.
+LOCAL_POOL_MAX = 4
+ANYWHERE_POOL_MAX = 4
+
+
+def most_connections(pool_size: int, hosts: int) -> int:
+    """The most connections to PostgreSQL one app holds open at once: each of its pools full, and
+    in the two that race (RacingConnection) a connection being made holds a socket per host until
+    the first qualifies and the others are closed. A soak reads more than that as a leak."""
+    return (pool_size + ANYWHERE_POOL_MAX) * hosts + LOCAL_POOL_MAX
+
+
 def _first_line(e: Exception, default: str) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else default
@@ -84,11 +96,11 @@ class Store:
                                            connection_class=RacingConnection,
                                            timeout=5, configure=self._configure_primary, name="primary",
                                            kwargs={"application_name": f"claims-{settings.site}"})
-        self.local = SteadyPool(settings.local_dsn, min_size=1, max_size=4, open=False, timeout=1,
+        self.local = SteadyPool(settings.local_dsn, min_size=1, max_size=LOCAL_POOL_MAX, open=False, timeout=1,
                                          name="local", kwargs={"application_name": f"claims-{settings.site}-ro"})
         # Any server that answers, primary or not: reads keep working while the site's own
         # server restarts and while the primary moves.
-        self.anywhere = SteadyPool(settings.any_dsn, min_size=0, max_size=4, open=False, timeout=2,
+        self.anywhere = SteadyPool(settings.any_dsn, min_size=0, max_size=ANYWHERE_POOL_MAX, open=False, timeout=2,
                                             connection_class=RacingConnection, name="anywhere",
                                             kwargs={"application_name": f"claims-{settings.site}-ro"})
         self._ready_at = 0.0

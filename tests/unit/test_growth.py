@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from bench.growth import growth, per_window, project, quantiles_per_window, robust_slope
+from bench.growth import growth, per_window, project, project_parts, quantiles_per_window, robust_slope
 
 HOUR = 3600.0
 
@@ -86,6 +86,39 @@ def test_project_fits_the_second_half_and_stops_at_a_retention_cap():
     assert project(climbing, limit=10_000, fit="every", window=None, horizon=90 * 86400)["verdict"] == "FAIL"
     capped = project(climbing, limit=1e9, fit="every", window=None, horizon=90 * 86400, cap=50_000)
     assert capped["at_90_days"] == 50_000 and capped["share_of_limit"] == pytest.approx(5e-5)
+
+
+def test_kinds_that_follow_the_load_in_turn_lift_the_totals_floor_but_no_kinds_own():
+    """Two pooled kinds, each 1 above its floor half of each ten minutes: low together for the
+    first 80 minutes, in turn after it. No descriptor leaks, but the total's floor rises from 12
+    to 13 when their phases part, and an hour's fit reads that as growth."""
+    def in_turn(base: int, second_half: bool):
+        return lambda t: base + (((t % 600) >= 300) == second_half if t >= 80 * 60 else (t % 600) < 300)
+    parts = {"tcp to postgres": every(2 * HOUR, in_turn(4, False)),
+             "tcp from clients of app": every(2 * HOUR, in_turn(8, True))}
+    total = [(t, sum(pts[i][1] for pts in parts.values())) for i, (t, _) in enumerate(parts["tcp to postgres"])]
+    assert growth([p for p in total if p[0] >= HOUR], "floor", 600) > 0
+    row = project_parts(parts, limit=20_000, fit="floor", window=600, horizon=90 * 86400)
+    assert row["per_hour"] == 0 and row["growing_parts"] == {}
+    assert row["at_90_days"] == row["last"] == total[-1][1] and row["verdict"] == "pass"
+
+
+def test_a_leak_of_one_kind_is_projected_whatever_the_others_do_and_a_pool_stops_at_its_size():
+    hours, horizon = 2 * HOUR, 90 * 86400
+    parts = {"tcp to postgres": every(hours, lambda t: 4 + int(t // 600)),   # a pool filling: one more each 10 min
+             "tcp from clients of app": every(hours, wandering(1, base=8, spread=6)),
+             "file": every(hours, lambda t: 4)}
+    capped = project_parts(parts, limit=20_000, fit="floor", window=600, horizon=horizon, caps={"tcp to postgres": 64})
+    assert capped["growing_parts"] == {"tcp to postgres": pytest.approx(6, abs=1)}
+    assert capped["capped_parts"] == {"tcp to postgres": 64}
+    assert capped["at_90_days"] <= 64 + 8 + 6 + 4 and capped["verdict"] == "pass"
+    assert capped["first"] == sum(pts[0][1] for pts in parts.values())
+    leaking = {**parts, "tcp from clients of app (close-wait)": every(hours, lambda t: int(t // 600))}
+    row = project_parts(leaking, limit=20_000, fit="floor", window=600, horizon=horizon, caps={"tcp to postgres": 64})
+    assert row["growing_parts"]["tcp from clients of app (close-wait)"] == pytest.approx(6, abs=1)
+    assert row["at_90_days"] > 12_000 and row["verdict"] == "FAIL"
+    uncapped = project_parts(parts, limit=20_000, fit="floor", window=600, horizon=horizon)
+    assert uncapped["capped_parts"] == {} and uncapped["verdict"] == "FAIL"
 
 
 def test_quantiles_per_window():
