@@ -84,10 +84,11 @@ def project_parts(parts: dict[str, Points], limit: float, fit: str, window: floa
     """project() for a total that is the sum of parts that move independently: a process's open
     files by kind (connections to PostgreSQL, from its clients, to etcd; files, pipes). Each part
     is fitted and projected on its own, a part that a setting bounds stops at its bound (`caps`),
-    and the total is their sum. A leak is of one kind and lifts that kind's floor. The floor of the total
-    is another thing: it needs every load-following part low at the same moment, so it moves with
-    how their ups and downs happen to line up; in run 8 an app's total floor per ten minutes went
-    27, 28, 29, 28, 28, 29 (1.5 an hour, 16% of its limit in 90 days) while no kind's floor rose."""
+    and the total is their sum. A leak is of one kind and lifts that kind's floor. The floor of
+    the total is another thing: it needs every load-following part low at the same moment, so it
+    moves with how their ups and downs happen to line up; in soak run 8 an app's total floor per
+    ten minutes went 27, 28, 29, 28, 28, 29 (1.5 an hour, 16% of its limit in 90 days) while no
+    kind's floor rose."""
     caps = caps or {}
     each = {kind: project(pts, limit, fit, window, horizon, cap=caps.get(kind)) for kind, pts in parts.items() if pts}
     at = sum(r["at_90_days"] for r in each.values())
