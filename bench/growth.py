@@ -63,11 +63,13 @@ def growth(points: Points, fit: str, window: float | None = None) -> float:
 
 
 def project(points: Points, limit: float, fit: str, window: float | None, horizon: float,
-            cap: float | None = None) -> dict:
+            cap: float | None = None, fitted: Points | None = None) -> dict:
     """Fit the second half of `points` (the first is warm-up: caches filling, the first
     compactions) and project from the last sample `horizon` seconds ahead, no further than
-    `cap` (what a retention rule bounds it to) if there is one."""
-    half = [p for p in points if p[0] >= points[-1][0] / 2]
+    `cap` (what a retention rule bounds it to) if there is one. `fitted`, if given, is the part
+    of the series that can grow with age, fitted in place of the whole: what remains when a part
+    that follows the load alone is taken out."""
+    half = [p for p in (fitted or points) if p[0] >= points[-1][0] / 2]
     rate = growth(half, fit, window)
     last = points[-1][1]
     at = last + rate * (horizon - points[-1][0])

@@ -47,7 +47,8 @@ class Secrets:
 # departed member's slot (member_slots_ttl, 30 minutes): a busy primary can fill its disk first.
 PG_WAL_MB = {"max_wal_size": 1024, "wal_keep_size": 256, "max_slot_wal_keep_size": 1024}
 
-ETCD_COMPACTION = "5m"
+ETCD_COMPACTION_S = 300
+ETCD_COMPACTION = f"{ETCD_COMPACTION_S // 60}m"
 ETCD_QUOTA = 2 * 2**30
 ETCD_SNAPSHOT_COUNT = 10_000
 # How long an etcd auth token lives: each client logs in again a minute before its token

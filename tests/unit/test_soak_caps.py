@@ -1,6 +1,9 @@
 """The soak stops a projection at what a retention rule or a setting bounds it to (bench/soak.py)."""
 
-from bench.soak import descriptor_caps, descriptor_parts, retention_cap
+import pytest
+
+from bench.growth import growth
+from bench.soak import bytes_per_revision, descriptor_caps, descriptor_parts, etcd_live, project, retention_cap
 from firebreak.claims.connection import RacingConnection
 from firebreak.claims.settings import Settings
 from firebreak.claims.store import Store, most_connections
@@ -41,3 +44,40 @@ def test_open_files_by_kind_count_a_kind_missing_from_a_sample_as_none():
     assert descriptor_parts("ansan/app open files", samples) == {
         "file": [(0.0, 4), (40.0, 4)], "tcp to etcd": [(0.0, 0), (40.0, 1)], "tcp to postgres": [(0.0, 5), (40.0, 0)]}
     assert descriptor_parts("ansan/door open files", samples) == {}
+
+
+def etcd_samples(live, rate, hours: float = 2.0, per_revision: float = 244.0, retention: float = 300.0):
+    """A member's samples every 20 s: `live(t)` bytes of live keys plus the revisions periodic
+    compaction keeps (it compacts every `retention` to the revision of a retention before), at
+    `rate(t)` revisions a second."""
+    out, rev, at = [], 0.0, {}
+    for i in range(int(hours * 3600 / 20)):
+        t = i * 20.0
+        at[t] = rev
+        compacted = at.get((t // retention - 1) * retention, 0.0)
+        out.append({"t": 1_000.0 + t, "members": {"ansan": {"db_in_use": live(t) + per_revision * (rev - compacted),
+                                                            "revision": int(rev)}},
+                    "kept": {}, "rss": {}, "fds": {}, "logs": 0})
+        rev += rate(t) * 20
+    return out
+
+
+def test_etcd_in_use_less_compactions_history_is_flat_through_a_dip_in_the_write_rate():
+    """Run 9's shape: 18.2 revisions a second, 17.1 for twenty minutes at the start of the second
+    hour, then 18.3. The database in use follows the rate; the live keys do not grow."""
+    def rate(t):
+        return 17.1 if 3600 <= t < 4800 else 18.2 if t < 3600 else 18.3
+    samples = etcd_samples(lambda t: 1.7 * 2**20, rate)
+    assert bytes_per_revision([(s["t"], s["members"]["ansan"]["db_in_use"], s["members"]["ansan"]["revision"])
+                               for s in samples], 300) == pytest.approx(244, rel=0.01)
+    whole = [(s["t"] - 1_000, s["members"]["ansan"]["db_in_use"]) for s in samples]
+    assert growth([p for p in whole if p[0] >= 3600], "mean", 600) * 3600 > 50_000  # the level's wander, read as growth
+    row = next(r for r in project(samples) if r["resource"] == "etcd ansan db in use")
+    assert row["per_hour"] < 5_000 and row["verdict"] == "pass" and row["fit"] == "mean less compaction's history"
+
+
+def test_etcd_live_keys_that_grow_are_still_projected():
+    samples = etcd_samples(lambda t: 1.7 * 2**20 + 100 * t, lambda t: 18.0)   # 360 kB an hour of new keys
+    row = next(r for r in project(samples) if r["resource"] == "etcd ansan db in use")
+    assert row["per_hour"] == pytest.approx(360_000, rel=0.05) and row["verdict"] == "FAIL"
+    assert etcd_live(samples[:3], "ansan", 600) is None    # no whole compaction cycle: no history to take out
