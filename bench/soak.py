@@ -17,8 +17,8 @@ filled to their retention before the first sample (seed_retained).
 Each resource's growth is the Theil-Sen slope over the second half of the soak (the first half is
 warm-up: caches filling, the first compactions), through every sample, or through the mean of each
 cycle of a saw-tooth (etcd's memory; its database in use less the revisions compaction keeps,
-etcd_live), or through the floor of each window of what
-follows the load up and down (open files, kind by kind): bench/growth.py says why each. Projected
+etcd_live), or through the floor of each window of what follows the load up and down (open
+files, kind by kind): bench/growth.py says why each. Projected
 90 days ahead from the last sample, against its limit: etcd's backend quota for the database and
 for Firebreak's keys, the machine's memory for resident memory, each process's own open-file
 limit, the free disk for logs and WAL; no further than a retention rule or a setting bounds it
