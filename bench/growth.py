@@ -19,9 +19,11 @@ Three ways to fit, one per shape of series:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 Points = list[tuple[float, float]]
+T = TypeVar("T", bound=tuple)
 FITS = ("every", "mean", "floor")
 
 
@@ -34,19 +36,25 @@ def robust_slope(points: Points) -> float:
     return slopes[len(slopes) // 2] if slopes else 0.0
 
 
-def _by_window(points: Points, window: float) -> dict[int, list[float]]:
-    groups: dict[int, list[float]] = {}
-    for t, v in points:
-        groups.setdefault(int(t // window), []).append(v)
-    return groups
+def _by_window(samples: Sequence[T], window: float) -> dict[int, list[T]]:
+    groups: dict[int, list[T]] = {}
+    for s in samples:  # each sample's time first
+        groups.setdefault(int(s[0] // window), []).append(s)
+    return dict(sorted(groups.items()))
+
+
+def whole_windows(samples: Sequence[T], window: float) -> dict[int, list[T]]:
+    """The samples (time first) of each `window` seconds from t = 0, by window number, leaving
+    out a window with under half the samples of the fullest (the last, partial one), which would
+    skew a fit."""
+    groups = _by_window(samples, window)
+    fullest = max((len(g) for g in groups.values()), default=0)
+    return {k: g for k, g in groups.items() if len(g) * 2 >= fullest}
 
 
 def per_window(points: Points, window: float, stat: Callable[[list[float]], float]) -> Points:
-    """(middle of the window, stat of its values) for each `window` seconds from t = 0; a window
-    with under half the samples of the fullest (the last, partial one) would skew the fit."""
-    groups = _by_window(points, window)
-    fullest = max((len(vs) for vs in groups.values()), default=0)
-    return [((k + 0.5) * window, stat(vs)) for k, vs in sorted(groups.items()) if len(vs) * 2 >= fullest]
+    """(middle of the window, stat of its values) for each whole `window` seconds from t = 0."""
+    return [((k + 0.5) * window, stat([v for _, v in g])) for k, g in whole_windows(points, window).items()]
 
 
 def growth(points: Points, fit: str, window: float | None = None) -> float:
@@ -106,10 +114,9 @@ def project_parts(parts: dict[str, Points], limit: float, fit: str, window: floa
 def quantiles_per_window(points: Points, window: float, qs: tuple[float, ...] = (0.5, 0.99)) -> list[dict]:
     """For each `window` seconds from t = 0: how many values, and their quantiles (nearest rank).
     A soak's write latency, window by window: a store that slows as it fills shows here first."""
-    groups = _by_window(points, window)
     out = []
-    for k, vs in sorted(groups.items()):
-        vs.sort()
+    for k, g in _by_window(points, window).items():
+        vs = sorted(v for _, v in g)
         out.append({"from_s": k * window, "n": len(vs),
                     **{f"p{round(q * 100)}": vs[min(len(vs) - 1, int(q * len(vs)))] for q in qs}})
     return out

@@ -368,14 +368,10 @@ def etcd_live(samples: list[dict], site: str, window: float, retention: float = 
     per_revision = bytes_per_revision(pts, retention)
     if not per_revision:
         return None
-    groups: dict[int, list[tuple[float, float, float]]] = {}
-    for p in pts:
-        groups.setdefault(int(p[0] // window), []).append(p)
-    fullest = max(len(g) for g in groups.values())
     out = []
-    for k, g in sorted(groups.items()):
-        if len(g) * 2 < fullest or g[-1][0] <= g[0][0]:
-            continue  # a partial window, as growth.per_window drops
+    for k, g in growth.whole_windows(pts, window).items():
+        if g[-1][0] <= g[0][0]:
+            continue  # one sample: no rate
         rate = (g[-1][2] - g[0][2]) / (g[-1][0] - g[0][0])
         out.append(((k + 0.5) * window, sum(p[1] for p in g) / len(g) - 1.5 * retention * rate * per_revision))
     return out
