@@ -250,6 +250,21 @@ def sample(st: dict, procs: dict[str, psutil.Process], home: Path) -> dict:
     return out
 
 
+def compact(samples: list[dict]) -> list[dict]:
+    """The samples as stored: each process's open-files limits only where they differ from the
+    last ones stored, since they rarely change and were an eighth of a two-hour run's 2 MB file
+    (series() reads the first sample's)."""
+    last = None
+    for s in samples:
+        if s.get("fd_limits") is None:
+            continue
+        if s["fd_limits"] == last:
+            del s["fd_limits"]
+        else:
+            last = s["fd_limits"]
+    return samples
+
+
 def machine_limits() -> dict[str, int]:
     """The machine's memory and the free disk where the lab keeps its files (or would)."""
     home = lab_home()
@@ -537,7 +552,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.analyse:
         result = json.loads(args.analyse.read_text())
-        result["rows"] = project(result["samples"], args.window)
+        result["rows"] = project(compact(result["samples"]), args.window)
         result["analysis"] = f"bench/soak.py --analyse {args.analyse.name} --window {args.window:g}"
         args.analyse.write_text(json.dumps(result, separators=(",", ":")))
         plot(result["samples"], args.analyse.with_suffix(".svg"))
@@ -599,7 +614,7 @@ def main() -> None:
         "command": f"bench/soak.py --minutes {args.minutes:g} --window {args.window:g}", "date": datetime.now(timezone.utc).isoformat(),
         "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "minutes": args.minutes,
         "writes_acked_during_soak": acked, "write_latency_s": latency, "seeded": seeded, "failover_start": start_fo, "failover_end": end_fo,
-        "rows": rows, "samples": samples,
+        "rows": rows, "samples": compact(samples),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(result, separators=(",", ":")))

@@ -3,7 +3,7 @@
 import pytest
 
 from bench.growth import growth
-from bench.soak import bytes_per_revision, descriptor_caps, descriptor_parts, etcd_live, project, retention_cap
+from bench.soak import bytes_per_revision, compact, descriptor_caps, descriptor_parts, etcd_live, project, retention_cap
 from firebreak.claims.connection import RacingConnection
 from firebreak.claims.settings import Settings
 from firebreak.claims.store import Store, most_connections
@@ -81,3 +81,13 @@ def test_etcd_live_keys_that_grow_are_still_projected():
     row = next(r for r in project(samples) if r["resource"] == "etcd ansan db in use")
     assert row["per_hour"] == pytest.approx(360_000, rel=0.05) and row["verdict"] == "FAIL"
     assert etcd_live(samples[:3], "ansan", 600) is None    # no whole compaction cycle: no history to take out
+
+
+def test_stored_samples_keep_open_files_limits_only_where_they_change():
+    samples = [{"t": 100.0 + 20 * i, "fds": {"ansan/app": 30 + i % 3}, "rss": {}, "members": {}, "kept": {}, "logs": 0,
+                "fd_limits": {"ansan/app": 20_000 if i < 5 else 4_096}} for i in range(8)]
+    before = project([dict(s) for s in samples])
+    stored = compact(samples)
+    assert [i for i, s in enumerate(stored) if "fd_limits" in s] == [0, 5]   # the first, and where the limit changed
+    assert stored[5]["fd_limits"] == {"ansan/app": 4_096}
+    assert project(stored) == before
