@@ -3,7 +3,7 @@
 import pytest
 
 from bench.growth import growth
-from bench.soak import bytes_per_revision, compact, descriptor_caps, descriptor_parts, etcd_live, project, retention_cap
+from bench.soak import bar, bytes_per_revision, compact, descriptor_caps, descriptor_parts, etcd_live, project, retention_cap
 from firebreak.claims.connection import RacingConnection
 from firebreak.claims.settings import Settings
 from firebreak.claims.store import Store, most_connections
@@ -91,3 +91,15 @@ def test_stored_samples_keep_open_files_limits_only_where_they_change():
     assert [i for i, s in enumerate(stored) if "fd_limits" in s] == [0, 5]   # the first, and where the limit changed
     assert stored[5]["fd_limits"] == {"ansan/app": 4_096}
     assert project(stored) == before
+
+
+def test_the_soak_bar_names_what_misses_it():
+    rows = [{"resource": "etcd ansan db in use", "share_of_limit": 0.05, "verdict": "pass"}]
+    start = [{"write_rto_s": r, "lost": 0} for r in (1.511, 1.674, 1.576)]
+    assert bar(rows, start, [{"write_rto_s": r, "lost": 0} for r in (1.60, 1.70, 1.65)]) == []
+    slow = [{"write_rto_s": r, "lost": 0} for r in (1.70, 1.75, 3.1)]          # median 1.75 > 1.1 x 1.576
+    assert bar(rows, start, slow) == ["failover at the end 1.750 s (median), over 1.1 x the start's 1.576 s"]
+    failing = [{**rows[0], "share_of_limit": 0.163, "verdict": "FAIL"}]
+    lossy = [{"write_rto_s": 1.5, "lost": 2}]
+    assert bar(failing, start, lossy) == ["etcd ansan db in use 16.3% of its limit in 90 days", "2 acknowledged writes lost"]
+    assert bar(rows, {"write_rto_s": 1.581, "lost": 0}, {"write_rto_s": 3.119, "lost": 0})   # run 6's one cut at each end
