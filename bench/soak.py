@@ -37,6 +37,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import sys
 import threading
 import time
@@ -639,11 +640,6 @@ def cuts(fo: dict | list[dict]) -> list[dict]:
     return fo if isinstance(fo, list) else [fo]
 
 
-def median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
-
-
 def bar(rows: list[dict], start_fo: dict | list[dict], end_fo: dict | list[dict]) -> list[str]:
     """What keeps the soak's bar from being met, empty if nothing: every resource within 10% of its
     limit in 90 days, no acknowledged write lost in any failover, and the end's failovers as fast
@@ -653,7 +649,8 @@ def bar(rows: list[dict], start_fo: dict | list[dict], end_fo: dict | list[dict]
     start, end = cuts(start_fo), cuts(end_fo)
     if lost := sum(f["lost"] for f in start + end):
         misses.append(f"{lost} acknowledged writes lost")
-    before, after = median([f["write_rto_s"] for f in start]), median([f["write_rto_s"] for f in end])
+    before = statistics.median(f["write_rto_s"] for f in start)
+    after = statistics.median(f["write_rto_s"] for f in end)
     if after > AS_FAST * before:
         misses.append(f"failover at the end {after:.3f} s (median), over {AS_FAST:g} x the start's {before:.3f} s")
     return misses
@@ -688,7 +685,7 @@ def report(rows: list[dict], samples: list[dict], start_fo: dict | list[dict], e
     for label, fo in (("start", cuts(start_fo)), ("end", cuts(end_fo))):
         rtos = sorted(f["write_rto_s"] for f in fo)
         print(f"failover at the {label}: " + ", ".join(f"{r} s" for r in rtos) +
-              f" (median {median(rtos):.3f} s; lost {sum(f['lost'] for f in fo)})")
+              f" (median {statistics.median(rtos):.3f} s; lost {sum(f['lost'] for f in fo)})")
     misses = bar(rows, start_fo, end_fo)
     print("soak bar: " + ("met" if not misses else "NOT met: " + "; ".join(misses)))
 

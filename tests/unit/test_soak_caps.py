@@ -3,7 +3,8 @@
 import pytest
 
 from bench.growth import growth
-from bench.soak import bar, bytes_per_revision, compact, descriptor_caps, descriptor_parts, etcd_live, project, retention_cap
+from bench.soak import (bar, bytes_per_revision, compact, descriptor_caps, descriptor_parts, etcd_live, project,
+                        retention_cap)
 from firebreak.claims.connection import RacingConnection
 from firebreak.claims.settings import Settings
 from firebreak.claims.store import Store, most_connections
