@@ -32,6 +32,11 @@ def create_app(settings: Settings) -> FastAPI:
     metrics = AppMetrics(settings.site)
     log = logging.getLogger("firebreak.claims")
 
+    def admin_allowed(authorization: str | None) -> bool:
+        """The service's admin token (its own tools, and its site's agent) as a Bearer token."""
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        return bool(settings.admin_token) and secrets.compare_digest(token, settings.admin_token)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await store.open()
@@ -160,8 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
         """A report by its number: for the service's own tools (drills, operators), never the
         public. Numbers are sequential and the answer holds the receipt, which with a contact
         opens the report's status: a reporter uses POST /api/reports/status instead."""
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        if not settings.admin_token or not secrets.compare_digest(token, settings.admin_token):
+        if not admin_allowed(authorization):
             return JSONResponse({"error": "reading a report by its number needs the service's admin token; "
                                           "a reporter looks a report up by receipt and contact "
                                           "(POST /api/reports/status)"}, status_code=401)
@@ -183,8 +187,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/admin/release", include_in_schema=False)
     async def release(request: Request, authorization: str | None = Header(default=None)) -> JSONResponse:
         # Pushed by the site's agent from the release store (a copy in every site).
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        if not settings.admin_token or not secrets.compare_digest(token, settings.admin_token):
+        if not admin_allowed(authorization):
             return JSONResponse({"error": "not allowed"}, status_code=403)
         try:
             body = await request.json()
@@ -194,6 +197,15 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"error": f"invalid release: {e}"}, status_code=422)
         app.state.release = {k: body[k] for k in ("version", "notes", "created") if k in body}
         return JSONResponse({"ok": True, "site": settings.site, "version": body["version"]})
+
+    @app.post("/admin/primary-moved", include_in_schema=False)
+    async def primary_moved(authorization: str | None = Header(default=None)) -> JSONResponse:
+        # Pushed by the site's agent when writes leave the server they went to (store.hang_up).
+        if not admin_allowed(authorization):
+            return JSONResponse({"error": "not allowed"}, status_code=403)
+        store.hang_up()
+        log.info("the site's agent says writes moved: pooled connections to the primary made before now are dropped")
+        return JSONResponse({"ok": True, "site": settings.site})
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:

@@ -214,6 +214,14 @@ class Store:
                 out.append(e)
         return out
 
+    def hang_up(self) -> None:
+        """The primary moved or went silent (the site's agent says so): every pooled connection
+        made before now may lead to the old server, which a power cut leaves silent, so each is
+        hung up on instead of used. Without it, an app that had no write in flight when the
+        primary's site died learns only from its first write after the failover, a write deadline
+        later (run 10's 3.16 s cut: 1.5 s of it on such a connection)."""
+        self.generation += 1
+
     async def _fresh_primary(self) -> Any:
         while True:
             conn = await self.primary.getconn()

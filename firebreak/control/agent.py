@@ -79,6 +79,8 @@ class Agent:
         self.door: DoorKeeper | None = None
         self.db_door: dbdoor.DbDoorKeeper | None = None
         self._db_door_wake = asyncio.Event()
+        self._app_writes_to: str | None = None  # where this site's app's writes went, as last told
+        self._background: set[asyncio.Task] = set()
         self._placed_at = 0.0
         # Every cluster's keys and its members' sites, learnt as clusters are found (clusters.py).
         self._pkeys: dict[str, PatroniKeys] = {cfg.default_scope: cfg.patroni_keys}
@@ -469,22 +471,43 @@ class Agent:
     async def db_door_loop(self) -> None:
         """Keep this site's database door on each cluster's current primary and living standbys:
         at once when a cluster or a verdict changes, and every probe interval from this agent's
-        own reachability (a site it cannot reach gets no clients, and their sessions are shut)."""
+        own reachability (a site it cannot reach gets no clients, and their sessions are shut).
+        This site's app, which connects to the servers itself, is told when its writes leave the
+        server they went to, at the moment the door shuts its own sessions there."""
         dd = self.cfg.db_door
-        if dd is None:
-            return
-        ports = dd.ports(self.cfg.default_scope)
-        keeper = dbdoor.DbDoorKeeper(dd.socket_path, [self.cfg.member_of(s) for s in self.cfg.sites])
-        self.db_door = keeper
+        ports = dd.ports(self.cfg.default_scope) if dd is not None else {}
+        keeper = None
+        if dd is not None:
+            keeper = dbdoor.DbDoorKeeper(dd.socket_path, [self.cfg.member_of(s) for s in self.cfg.sites])
+            self.db_door = keeper
         while True:
             try:
                 await asyncio.wait_for(self._db_door_wake.wait(), self.cfg.detector.probe_interval)
             except asyncio.TimeoutError:
                 pass
             self._db_door_wake.clear()
-            new = {scope: r for scope, r in self.db_door_routes().items() if scope in ports}
-            if new:
+            routes = self.db_door_routes()
+            if self.cfg.default_scope in routes:
+                self.follow_app_writes(routes[self.cfg.default_scope])
+            new = {scope: r for scope, r in routes.items() if scope in ports}
+            if keeper is not None and new:
                 await keeper.apply(new, self.clock())
+
+    def follow_app_writes(self, now: dbdoor.Routes) -> None:
+        before, self._app_writes_to = self._app_writes_to, now.rw
+        if self.cfg.app_admin_token and dbdoor.writes_left(before, now):
+            task = asyncio.create_task(self._tell_app_primary_moved(before, now))
+            self._background.add(task)  # held until done: the loop keeps no other reference
+            task.add_done_callback(self._background.discard)
+
+    async def _tell_app_primary_moved(self, before: str, now: dbdoor.Routes) -> None:
+        app = self.cfg.sites[self.cfg.site].app
+        try:
+            await ops.push_primary_moved(self.http, app, self.cfg.app_admin_token)
+            log.info("told this site's app to hang up on %s (%s)", before, now.why)
+        except httpx.HTTPError as e:
+            # Its pool still finds out, one write deadline later; nothing else depends on this.
+            log.warning("could not tell this site's app that writes left %s: %s", before, e)
 
     async def instances_loop(self, every: float = 1.0) -> None:
         """Which of the estate's service instances answer a TCP connect, every second: what

@@ -71,6 +71,13 @@ def routes(cluster: ClusterState, site_of: Mapping[str, str], dead: set[str], un
     return Routes(rw, kept or ((rw,) if rw else ()), why)
 
 
+def writes_left(before: str | None, now: Routes) -> bool:
+    """Writes no longer go to `before`, the member they went to: clients holding connections to
+    it (the site's app keeps a pool) should hang them up, as the door shuts its own sessions.
+    None before (nothing known yet, or no primary) has nothing to hang up."""
+    return before is not None and now.rw != before
+
+
 def commands(servers: list[str], new: Routes, scope: str | None = None) -> list[str]:
     """HAProxy runtime API commands that put the door in `new` whatever state it is in (just
     restarted with its health checks on, or steered before): idempotent, so the same list serves

@@ -122,6 +122,12 @@ async def push_release(http: httpx.AsyncClient, app_url: str, admin_token: str, 
     r.raise_for_status()
 
 
+async def push_primary_moved(http: httpx.AsyncClient, app_url: str, admin_token: str) -> None:
+    r = await http.post(app_url + "/admin/primary-moved", timeout=1.0,
+                        headers={"Authorization": f"Bearer {admin_token}"})
+    r.raise_for_status()
+
+
 def audit_entry(who: str, action: str, detail: dict, site: str, client: str | None, outcome: str) -> dict:
     return {"at": time.time(), "who": who, "action": action, "detail": detail, "site": site, "client": client,
             "outcome": outcome}

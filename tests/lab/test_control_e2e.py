@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from firebreak.drill import checks
-from firebreak.drill.workload import (ORDINARY_TABLE, ConsoleFlood, History, OrdinaryWriter, Reader, Writer,
+from firebreak.drill.workload import (ORDINARY_TABLE, REPORT, ConsoleFlood, History, OrdinaryWriter, Reader, Writer,
                                      prepare_ordinary_table, seed_report)
 from firebreak.lab import lab
 from firebreak.lab.state import lab_home, load_secrets
@@ -24,12 +24,14 @@ def healthy():
     return st if st["healthy"] else None
 
 
-def run_load(st, fault, survivors, settle=1.0, timeout=60, db_doors=()):
-    """Writers and readers through the front doors, and an ordinary database client (libpq
-    defaults, reconnect on error) through each site's database door in `db_doors`."""
+def run_load(st, fault, survivors, settle=1.0, timeout=60, db_doors=(), writers_via=None):
+    """Writers through the front doors (those of `writers_via`, or every site's), readers through
+    the survivors', and an ordinary database client (libpq defaults, reconnect on error) through
+    each site's database door in `db_doors`."""
     doors = {n: s["door"] for n, s in st["sites"].items()}
     history, stop = History(), threading.Event()
-    threads = [Writer(doors, history, stop, seed=i) for i in range(6)]
+    write_doors = {n: d for n, d in doors.items() if writers_via is None or n in writers_via}
+    threads = [Writer(write_doors, history, stop, seed=i) for i in range(6)]
     if db_doors:
         prepare_ordinary_table(st["postgres_dsn"])
     threads += [OrdinaryWriter(n, st["db_door_dsns"][n], history, stop) for n in db_doors]
@@ -70,7 +72,10 @@ def test_power_cut_fails_over_well_inside_patronis_ttl(running_lab):
     sync = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "sync_standby")
     survivors = [n for n in st["sites"] if n != victim]
     other = next(n for n in survivors if n != sync)
-    ops, at, _ = run_load(st, lambda: lab.power_off(victim), survivors, db_doors=[other])
+    # No writes reach `other`'s app during the cut (its door sends to its own app), as with an
+    # app that writes seldom: its pool's connections to the old primary are still there after.
+    ops, at, _ = run_load(st, lambda: lab.power_off(victim), survivors, db_doors=[other],
+                          writers_via=[victim, sync])
 
     rto = checks.write_rto(ops, at)
     assert rto < 10.0, f"writes resumed only {rto:.1f} s after the cut; Patroni's TTL is 20 s"
@@ -86,6 +91,11 @@ def test_power_cut_fails_over_well_inside_patronis_ttl(running_lab):
     assert {o.primary for o in checks.acked(ops, "sql") if o.invoke > at} == {new_server}
     assert checks.split_brain(ops) == []
     assert checks.read_failures(ops, survivors) == {s: 0 for s in survivors}
+    # Its agent told it when writes left the old primary, so its first write does not wait out
+    # a deadline on a connection to the silent server (503, outcome unknown) but is stored.
+    r = httpx.post(after["sites"][other]["door"] + "/api/reports", json=REPORT, timeout=10)
+    assert (r.status_code, r.headers.get("x-firebreak-site")) == (201, other), (r.status_code, r.text)
+    assert r.headers["x-firebreak-primary"] == new_server
 
     console = after["sites"][survivors[0]]["console"]
     ledger = httpx.get(console + "/api/ledger", timeout=5).json()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from firebreak.control.dbdoor import (PATRONI_RECIPE, RO, RW, DbDoorKeeper, Recipe, Routes, commands,
-                                      haproxy_config, routes)
+                                      haproxy_config, routes, writes_left)
 from firebreak.control.failover import ClusterState, Member
 
 SITES = ["pangyo", "ansan", "siheung"]
@@ -80,6 +80,17 @@ def test_commands_with_no_route_close_everything():
     cmds = commands(SITES, Routes(None, ()))
     assert not [c for c in cmds if c.endswith("state ready")]
     assert sum(c.startswith("shutdown sessions") for c in cmds) == 6
+
+
+@pytest.mark.parametrize("before, rw, left", [
+    (None, "ansan", False),      # nothing known yet: the agent just started
+    ("pangyo", "pangyo", False),
+    ("pangyo", None, True),      # the primary's site went silent: writes refused meanwhile
+    ("pangyo", "ansan", True),   # a switchover, or a failover seen at once
+    (None, None, False),
+])
+def test_writes_left_the_server_they_went_to(before, rw, left):
+    assert writes_left(before, Routes(rw, ())) is left
 
 
 def test_routes_compare_without_the_reason():
