@@ -44,36 +44,96 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
+class LabSlot:
+    """The one lab this session has up: sites are network namespaces and fixed addresses, so two
+    labs cannot run at once. Modules that want the same lab share it (a lab up costs 25-55 s on
+    2 cores, most of the suite's time), so long as the one before left it healthy."""
+
+    def __init__(self):
+        self.args: tuple[str, ...] | None = None
+
+    def take(self, *args: str, timeout: float = 180) -> None:
+        if self.args == args and self._healthy():
+            return
+        self.free()
+        os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
+        lab_cli("down", "--purge", timeout=60)
+        r = lab_cli("up", *args, timeout=timeout)
+        assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
+        self.args = args
+
+    def free(self) -> None:
+        if self.args is not None:
+            self.args = None
+            lab_cli("down", timeout=120)
+        os.environ.pop("FIREBREAK_HOME", None)
+
+    @staticmethod
+    def _healthy() -> bool:
+        """Every site up and streaming within a minute; a module that failed half-way may have
+        left a site off or a standby behind, and the next gets a fresh lab instead."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = lab_cli("status", "--json")
+            if r.returncode == 0:
+                st = json.loads(r.stdout)
+                if st.get("healthy") and all(s.get("state") == "up" for s in st["sites"].values()):
+                    return True
+            time.sleep(1.0)
+        return False
+
+
+SLOT = LabSlot()
+
+
+def next_module_shares(request, fixture: str) -> bool:
+    """Whether the module run after this one asks for `fixture` too (tests keep their order)."""
+    items = request.session.items
+    mine = [i for i, item in enumerate(items) if item.module is request.module]
+    following = items[max(mine) + 1:] if mine else []
+    return bool(following) and fixture in following[0].fixturenames
+
+
+def pytest_collection_modifyitems(items):
+    """The modules that share the agents' lab run first among the lab tests, one after another,
+    so it comes up once; the other lab tests (an estate, an installed package, Patroni alone)
+    follow. Nothing else moves."""
+    lab_at = [i for i, item in enumerate(items) if "tests/lab/" in item.nodeid]
+    lab_items = [items[i] for i in lab_at]
+    ordered = sorted(lab_items, key=lambda item: "running_lab" not in item.fixturenames)
+    for i, item in zip(lab_at, ordered):
+        items[i] = item
+
+
 @pytest.fixture
 def lab_up(request):
-    """A running lab for one test; args come from @pytest.mark.parametrize-free markers."""
+    """A fresh lab for one test; its `lab up` arguments come from a lab_args marker."""
     marker = request.node.get_closest_marker("lab_args")
-    args = list(marker.args) if marker else []
-    lab_cli("down", "--purge", timeout=60)
-    r = lab_cli("up", *args)
-    assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
+    SLOT.free()
+    SLOT.take(*(marker.args if marker else ()))
     try:
-        yield r
+        yield
     finally:
-        lab_cli("down", timeout=120)
+        SLOT.free()
 
 
 @contextmanager
 def module_lab(*up_args: str, timeout: float = 180):
-    """A fresh lab (`lab up` with up_args) for the tests of one module, always taken down after."""
-    os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
-    lab_cli("down", "--purge", timeout=60)
-    r = lab_cli("up", *up_args, timeout=timeout)
-    assert r.returncode == 0, f"lab up failed:\n{r.stdout}\n{r.stderr}"
+    """A lab (`lab up` with up_args) for the tests of one module, taken down after."""
+    SLOT.take(*up_args, timeout=timeout)
     try:
         yield
     finally:
-        lab_cli("down", timeout=120)
-        os.environ.pop("FIREBREAK_HOME", None)
+        SLOT.free()
 
 
 @pytest.fixture(scope="module")
-def running_lab():
-    """A lab with agents for every test of one module; the tests leave it healthy for the next."""
-    with module_lab():
+def running_lab(request):
+    """A lab with agents for every test of the modules that ask for it, shared by those that run
+    one after another; the tests leave it healthy for the next."""
+    SLOT.take()
+    try:
         yield
+    finally:
+        if not next_module_shares(request, "running_lab"):
+            SLOT.free()
