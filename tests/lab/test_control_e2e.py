@@ -24,10 +24,10 @@ def healthy():
     return st if st["healthy"] else None
 
 
-def run_load(st, fault, survivors, settle=1.0, timeout=60, db_doors=(), writers_via=None):
+def run_load(st, fault, survivors, settle=1.0, timeout=60, db_doors=(), writers_via=None, on_resume=None):
     """Writers through the front doors (those of `writers_via`, or every site's), readers through
     the survivors', and an ordinary database client (libpq defaults, reconnect on error) through
-    each site's database door in `db_doors`."""
+    each site's database door in `db_doors`. `on_resume` is called as soon as writes resume."""
     doors = {n: s["door"] for n, s in st["sites"].items()}
     history, stop = History(), threading.Event()
     write_doors = {n: d for n, d in doors.items() if writers_via is None or n in writers_via}
@@ -44,7 +44,9 @@ def run_load(st, fault, survivors, settle=1.0, timeout=60, db_doors=(), writers_
     info = fault()
     at = time.monotonic()
     try:
-        wait_for(lambda: checks.write_rto(history.ops, at) is not None, timeout, "writes to resume")
+        wait_for(lambda: checks.write_rto(history.ops, at) is not None, timeout, "writes to resume", interval=0.05)
+        if on_resume is not None:
+            on_resume()
         if set(db_doors) & set(survivors):
             wait_for(lambda: checks.write_rto(history.ops, at, "sql") is not None, timeout,
                      "the ordinary client's writes through a surviving database door to resume")
@@ -73,9 +75,14 @@ def test_power_cut_fails_over_well_inside_patronis_ttl(running_lab):
     survivors = [n for n in st["sites"] if n != victim]
     other = next(n for n in survivors if n != sync)
     # No writes reach `other`'s app during the cut (its door sends to its own app), as with an
-    # app that writes seldom: its pool's connections to the old primary are still there after.
+    # app that writes seldom: its pool still holds connections to the old primary, silent now,
+    # when the first write reaches it, sent the moment writes resume elsewhere.
+    first = []
+
+    def idle_app_writes():
+        first.append(httpx.post(st["sites"][other]["door"] + "/api/reports", json=REPORT, timeout=10))
     ops, at, _ = run_load(st, lambda: lab.power_off(victim), survivors, db_doors=[other],
-                          writers_via=[victim, sync])
+                          writers_via=[victim, sync], on_resume=idle_app_writes)
 
     rto = checks.write_rto(ops, at)
     assert rto < 10.0, f"writes resumed only {rto:.1f} s after the cut; Patroni's TTL is 20 s"
@@ -91,9 +98,9 @@ def test_power_cut_fails_over_well_inside_patronis_ttl(running_lab):
     assert {o.primary for o in checks.acked(ops, "sql") if o.invoke > at} == {new_server}
     assert checks.split_brain(ops) == []
     assert checks.read_failures(ops, survivors) == {s: 0 for s in survivors}
-    # Its agent told it when writes left the old primary, so its first write does not wait out
-    # a deadline on a connection to the silent server (503, outcome unknown) but is stored.
-    r = httpx.post(after["sites"][other]["door"] + "/api/reports", json=REPORT, timeout=10)
+    # Its agent told it when writes left the old primary, so that write did not wait out a
+    # deadline on a connection to the silent server (503, outcome unknown) but was stored.
+    r = first[0]
     assert (r.status_code, r.headers.get("x-firebreak-site")) == (201, other), (r.status_code, r.text)
     assert r.headers["x-firebreak-primary"].split(":")[0] == new_server
 
