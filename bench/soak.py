@@ -313,10 +313,13 @@ def snapshot_period(samples: list[dict]) -> float | None:
     return ETCD_SNAPSHOT_COUNT / ((pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]))
 
 
-def series(samples: list[dict]) -> dict[str, tuple[list[tuple[float, float]], float, str]]:
-    """resource -> (points (t, value), limit, unit)."""
+def series(samples: list[dict], limits: dict[str, int] | None = None
+           ) -> dict[str, tuple[list[tuple[float, float]], float, str]]:
+    """resource -> (points (t, value), limit, unit); `limits` as the run measured them (older runs
+    stored none: then this machine's, now)."""
     t0 = samples[0]["t"]
-    mem, disk = machine_limits().values()
+    limits = limits or machine_limits()
+    mem, disk = limits["memory"], limits["disk_free"]
     out: dict = {}
 
     def add(name: str, value_of, limit: float, unit: str) -> None:
@@ -418,9 +421,9 @@ def descriptor_caps(name: str, samples: list[dict]) -> dict[str, float]:
     return {}
 
 
-def project(samples: list[dict], window: float = 600) -> list[dict]:
+def project(samples: list[dict], window: float = 600, limits: dict[str, int] | None = None) -> list[dict]:
     rows = []
-    for name, (pts, limit, unit) in series(samples).items():
+    for name, (pts, limit, unit) in series(samples, limits).items():
         fit, span = fit_of(name, samples, window)
         parts = descriptor_parts(name, samples) if name.endswith(" open files") else {}
         live = etcd_live(samples, name.split()[1], window) if name.endswith(" db in use") else None
@@ -566,7 +569,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.analyse:
         result = json.loads(args.analyse.read_text())
-        result["rows"] = project(compact(result["samples"]), args.window)
+        result["rows"] = project(compact(result["samples"]), args.window, result["machine"].get("limits"))
         result["bar_misses"] = bar(result["rows"], result["failover_start"], result["failover_end"])
         result["analysis"] = f"bench/soak.py --analyse {args.analyse.name} --window {args.window:g}"
         args.analyse.write_text(json.dumps(result, separators=(",", ":")))
@@ -624,10 +627,11 @@ def main() -> None:
         print("  ", end_fo, flush=True)
     finally:
         lab.down()
-    rows = project(samples, args.window)
+    limits = machine_limits()  # kept with the run: a re-reading must not take another day's free disk
+    rows = project(samples, args.window, limits)
     result = {
         "command": f"bench/soak.py --minutes {args.minutes:g} --window {args.window:g}", "date": datetime.now(timezone.utc).isoformat(),
-        "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "minutes": args.minutes,
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "limits": limits}, "minutes": args.minutes,
         "writes_acked_during_soak": acked, "write_latency_s": latency, "seeded": seeded, "failover_start": start_fo, "failover_end": end_fo,
         "rows": rows, "bar_misses": bar(rows, start_fo, end_fo), "samples": compact(samples),
     }

@@ -94,6 +94,13 @@ def test_stored_samples_keep_open_files_limits_only_where_they_change():
     assert project(stored) == before
 
 
+def test_a_rereading_takes_the_runs_own_limits_not_this_machines():
+    samples = [{"t": 100.0 + 20 * i, "fds": {}, "rss": {"ansan/app": 50 * 2**20}, "members": {}, "kept": {},
+                "logs": 2**20 + i, "fd_limits": {}} for i in range(8)]
+    rows = {r["resource"]: r for r in project(samples, limits={"memory": 2**30, "disk_free": 2**31})}
+    assert rows["lab logs"]["limit"] == 2**31 and rows["ansan/app memory"]["limit"] == 2**30
+
+
 def test_the_soak_bar_names_what_misses_it():
     rows = [{"resource": "etcd ansan db in use", "share_of_limit": 0.05, "verdict": "pass"}]
     start = [{"write_rto_s": r, "lost": 0} for r in (1.511, 1.674, 1.576)]
