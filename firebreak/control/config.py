@@ -110,7 +110,8 @@ class AgentConfig(_Strict):
     etcd_quota_bytes: int = Field(default=2 * 2**30, gt=0, description="etcd's --quota-backend-bytes, for warnings")
     patroni_user: str = Field(default="", description="Patroni REST API user for switchovers")
     patroni_password: str = ""
-    app_admin_token: str = Field(default="", description="lets the agent push releases to its site's app")
+    app_admin_token: str = Field(default="", description="lets the agent push releases to its site's app, and tell "
+                                 "it when writes leave the primary it may hold connections to")
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     door: DoorSettings | None = Field(default=None, description="this site's front door, configured by the agent")
     db_door: DbDoorSettings | None = Field(default=None, description="this site's database door, steered by the agent")
