@@ -441,18 +441,16 @@ def project(samples: list[dict], window: float = 600, limits: dict[str, int] | N
 def failover(label: str) -> dict:
     sc = Scenario(name=f"soak: power cut of the primary's site ({label})", clients=4,
                   steps=[FaultStep(fault="power-cut", site="primary")])
-    cut: dict = {}
-
     def progress(message: str) -> None:
         # The fault's own time, to set each cut beside the lab's logs (run 10's slow cut had none).
-        if message.startswith("fault: ") and not cut:
-            cut.update(site=message.split(":")[1].strip(), at=time.time())
-            message += f" (at {datetime.fromtimestamp(cut['at'], timezone.utc):%H:%M:%S.%f} UTC)"
+        if message.startswith("fault: "):
+            message += f" (at {datetime.now(timezone.utc):%H:%M:%S.%f} UTC)"
         print(f"    {message}", flush=True)
     rep = runner.run(sc, ROOT / "reports" / "soak" / label, progress=progress)
+    fault = next((e for e in rep.get("events", []) if e["kind"] == "fault"), {})  # the runner's own record
     return {"write_rto_s": rep["write_rto_s"], "max_write_gap_s": rep["max_write_gap_s"],
             "acked": rep["acked_writes"], "lost": rep["acked_lost"], "verdict": rep["verdict"],
-            "site": cut.get("site"), "fault_at": cut.get("at")}
+            "site": fault.get("site"), "fault_at": fault.get("wall")}
 
 
 class Operator(threading.Thread):
