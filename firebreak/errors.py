@@ -55,6 +55,12 @@ class OpsError(FirebreakError):
     """An ops action was refused or failed; the message says why and what to do."""
 
 
+class BadValue(FirebreakError):
+    """A value read from etcd or Patroni does not parse into its type (a neighbour's bug, a
+    newer version's format, a hand-made put). The reader ignores it, logs it once and counts it;
+    the message names the field and the reason."""
+
+
 class EtcdError(FirebreakError):
     """No etcd member answered, or etcd refused the request; the message names the call."""
 

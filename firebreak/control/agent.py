@@ -14,12 +14,13 @@ import httpx
 
 from firebreak.control import clusters as clusters_mod
 from firebreak.control import dbdoor, detector, failover, maintenance, ops, outages
+from firebreak.control.cycles import Cycles
 from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
 from firebreak.control.placement import coordination_move, etcd_leader_target
 from firebreak.control.config import AgentConfig
 from firebreak.control.etcd import Etcd, EtcdError
 from firebreak.control.keys import PatroniKeys
-from firebreak.errors import Denied
+from firebreak.errors import BadValue, Denied
 
 log = logging.getLogger("firebreak.agent")
 
@@ -76,6 +77,8 @@ class Agent:
         self.keys = cfg.keys
         self.pkeys = cfg.patroni_keys
         self.metrics = None
+        self.cycles = Cycles(log, lambda loop: self.metrics and self.metrics.cycle_error(loop),
+                             lambda kind: self.metrics and self.metrics.ignored(kind))
         self.door: DoorKeeper | None = None
         self.db_door: dbdoor.DbDoorKeeper | None = None
         self._db_door_wake = asyncio.Event()
@@ -106,18 +109,19 @@ class Agent:
         interval = self.cfg.detector.probe_interval
         while True:
             started = self.clock()
-            jobs = {(s, c): self._probe(s, c) for s in self.others for c in PROBED}
-            results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
-            now = self.clock()
-            for s in self.others:
-                comps = {c: results[(s, c)] for c in PROBED}
-                self.state.components[s] = comps
-                if any(comps.values()):
-                    self.state.last_ok[s] = now
-                if self.metrics:
-                    for c, ok in comps.items():
-                        self.metrics.probe(s, c, ok)
-            self.state.last_ok[self.cfg.site] = now
+            with self.cycles.guard("probe"):
+                jobs = {(s, c): self._probe(s, c) for s in self.others for c in PROBED}
+                results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
+                now = self.clock()
+                for s in self.others:
+                    comps = {c: results[(s, c)] for c in PROBED}
+                    self.state.components[s] = comps
+                    if any(comps.values()):
+                        self.state.last_ok[s] = now
+                    if self.metrics:
+                        for c, ok in comps.items():
+                            self.metrics.probe(s, c, ok)
+                self.state.last_ok[self.cfg.site] = now
             await asyncio.sleep(max(0.0, interval - (self.clock() - started)))
 
     def my_view(self) -> detector.View:
@@ -135,18 +139,19 @@ class Agent:
         lease = 0
         last_keepalive = 0.0
         while True:
-            try:
-                if not lease:
-                    lease = await self.etcd.grant(self.cfg.detector.view_lease_ttl)
-                view = self.my_view()
-                await self.etcd.put(self.keys.view(self.cfg.site), json.dumps(asdict(view)), lease=lease)
-                if self.clock() - last_keepalive > 1.0:
-                    if await self.etcd.keepalive(lease) <= 0:
-                        lease = 0
-                    last_keepalive = self.clock()
-            except EtcdError as e:
-                log.warning("publishing view failed: %s", e)
-                lease = 0
+            with self.cycles.guard("publish"):
+                try:
+                    if not lease:
+                        lease = await self.etcd.grant(self.cfg.detector.view_lease_ttl)
+                    view = self.my_view()
+                    await self.etcd.put(self.keys.view(self.cfg.site), json.dumps(asdict(view)), lease=lease)
+                    if self.clock() - last_keepalive > 1.0:
+                        if await self.etcd.keepalive(lease) <= 0:
+                            lease = 0
+                        last_keepalive = self.clock()
+                except EtcdError as e:
+                    log.warning("publishing view failed: %s", e)
+                    lease = 0
             await asyncio.sleep(self.cfg.detector.probe_interval)
 
     async def coordinator_loop(self) -> None:
@@ -185,6 +190,18 @@ class Agent:
                     log.warning("etcd unavailable, standing down: %s", e)
                 self.state.is_coordinator = False
                 lease = 0
+            except Exception:
+                # A cycle that failed for another reason acted on nothing; a coordinator that keeps
+                # failing must not keep the lease from an agent that could act (a newer version, one
+                # that reads a bad value differently), so it resigns at once.
+                self.cycles.failed("coordinator")
+                if lease:
+                    try:
+                        await self.etcd.revoke(lease)
+                    except EtcdError:
+                        pass  # the lease then runs out by itself
+                self.state.is_coordinator = False
+                lease = 0
             await asyncio.sleep(self.cfg.detector.probe_interval)
 
     # -- observing and acting -----------------------------------------------------------------
@@ -192,11 +209,13 @@ class Agent:
     async def read_views(self) -> dict[str, detector.View]:
         views = {}
         for kv in await self.etcd.get_prefix(self.keys.views):
+            site = kv.key[len(self.keys.views):]
+            if site not in self.cfg.sites or site == self.cfg.site:
+                continue  # not a site of this estate (the detector would ignore it), or our own (below)
             try:
-                d = kv.json()
-                views[d["observer"]] = detector.View(d["observer"], float(d["published"]), d["unreachable_for"])
-            except (ValueError, KeyError, TypeError):
-                continue
+                views[site] = detector.View.from_value(site, kv.value)
+            except BadValue as e:
+                self.cycles.ignore("view", failover.Ignored(kv.key, kv.mod_revision, str(e)))
         views[self.cfg.site] = self.my_view()  # our own, fresher than what we published
         return views
 
@@ -212,6 +231,8 @@ class Agent:
                 kvs = {kv.key: kv for kv in await self.etcd.get_prefix(ns.rstrip("/") + "/")}
                 found.update(clusters_mod.clusters_under(kvs, ns))
         for scope, (pk, c) in found.items():
+            for bad in c.ignored:
+                self.cycles.ignore("patroni", bad)
             self._pkeys[scope] = pk
             self._placements[scope] = clusters_mod.place_members(c, self.cfg.site_of_member, self._site_hosts,
                                                                  self._placements.get(scope))
@@ -408,19 +429,21 @@ class Agent:
             await asyncio.sleep(2.0)
             if not self.cfg.app_admin_token:
                 continue
-            try:
-                current = await self.etcd.get(self.keys.release_current)
-                if current is None:
-                    continue
-                release = current.json()
-                app = self.cfg.sites[self.cfg.site].app
-                running = (await self.http.get(app + "/version", timeout=1.0)).json().get("version")
-                if running != release.get("version"):
-                    await push_release(self.http, app, self.cfg.app_admin_token,
-                                       {k: release[k] for k in ("version", "notes", "created") if k in release})
-                    log.info("brought this site's app to release %s (was %s)", release.get("version"), running)
-            except (EtcdError, httpx.HTTPError, ValueError):
-                continue
+            with self.cycles.guard("release"):
+                try:
+                    current = await self.etcd.get(self.keys.release_current)
+                    if current is None:
+                        continue
+                    release = ops.release_of(current.value)
+                    app = self.cfg.sites[self.cfg.site].app
+                    running = (await self.http.get(app + "/version", timeout=1.0)).json().get("version")
+                    if running != release["version"]:
+                        await push_release(self.http, app, self.cfg.app_admin_token, release)
+                        log.info("brought this site's app to release %s (was %s)", release["version"], running)
+                except BadValue as e:
+                    self.cycles.ignore("release", failover.Ignored(current.key, current.mod_revision, str(e)))
+                except (EtcdError, httpx.HTTPError, ValueError, AttributeError):
+                    continue  # etcd or the app unreachable, or the app answered oddly: next time
 
     async def door_loop(self) -> None:
         """Keep this site's front door sending to the undrained sites, its own first.
@@ -442,20 +465,22 @@ class Agent:
         drained: set[str] | None = None
         read_at = 0.0
         while True:
-            if self.clock() - read_at >= 1.0:
-                read_at = self.clock()
-                try:
-                    drained = {kv.key.rsplit("/", 1)[1]
-                               for kv in await self.etcd.get_prefix(self.keys.drained)}
-                    if drained != self.state.drained:
-                        self.state.drained = frozenset(drained)
-                        self._db_door_wake.set()  # the database door's reads leave an evacuated site too
-                except EtcdError:
-                    drained = None  # cut off: keep what the door has, it skips dead upstreams by itself
-            if drained is not None:
-                order = ops.routing(list(self.cfg.sites), self.cfg.site, set(), drained)["for_this_site"]
-                await keeper.push(door_config(self.cfg.site, order, apps, door.listen, admin_listen(door.admin),
-                                              door.tls, services), order, self.clock())
+            with self.cycles.guard("door"):
+                if self.clock() - read_at >= 1.0:
+                    read_at = self.clock()
+                    try:
+                        # Only sites of this estate: a key for another name drains nothing.
+                        drained = {kv.key.rsplit("/", 1)[1]
+                                   for kv in await self.etcd.get_prefix(self.keys.drained)} & set(self.cfg.sites)
+                        if drained != self.state.drained:
+                            self.state.drained = frozenset(drained)
+                            self._db_door_wake.set()  # the database door's reads leave an evacuated site too
+                    except EtcdError:
+                        drained = None  # cut off: keep what the door has, it skips dead upstreams by itself
+                if drained is not None:
+                    order = ops.routing(list(self.cfg.sites), self.cfg.site, set(), drained)["for_this_site"]
+                    await keeper.push(door_config(self.cfg.site, order, apps, door.listen, admin_listen(door.admin),
+                                                  door.tls, services), order, self.clock())
             await asyncio.sleep(self.cfg.detector.probe_interval)
 
     def db_door_routes(self) -> dict[str, dbdoor.Routes]:
@@ -486,12 +511,13 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
             self._db_door_wake.clear()
-            routes = self.db_door_routes()
-            if self.cfg.default_scope in routes:
-                self.follow_app_writes(routes[self.cfg.default_scope])
-            new = {scope: r for scope, r in routes.items() if scope in ports}
-            if keeper is not None and new:
-                await keeper.apply(new, self.clock())
+            with self.cycles.guard("db-door"):
+                routes = self.db_door_routes()
+                if self.cfg.default_scope in routes:
+                    self.follow_app_writes(routes[self.cfg.default_scope])
+                new = {scope: r for scope, r in routes.items() if scope in ports}
+                if keeper is not None and new:
+                    await keeper.apply(new, self.clock())
 
     def follow_app_writes(self, now: dbdoor.Routes) -> None:
         before, self._app_writes_to = self._app_writes_to, now.rw
@@ -525,11 +551,12 @@ class Agent:
             writer.close()
             return True
         while True:
-            results = await asyncio.gather(*(one(*hp) for hp in targets.values()))
-            found: dict[str, dict[str, bool]] = {}
-            for (name, site), ok in zip(targets, results):
-                found.setdefault(name, {})[site] = ok
-            self.state.instances = found
+            with self.cycles.guard("instances"):
+                results = await asyncio.gather(*(one(*hp) for hp in targets.values()))
+                found: dict[str, dict[str, bool]] = {}
+                for (name, site), ok in zip(targets, results):
+                    found.setdefault(name, {})[site] = ok
+                self.state.instances = found
             await asyncio.sleep(every)
 
     def estate(self) -> dict:
@@ -570,48 +597,49 @@ class Agent:
         last_defrag, last_prune = 0.0, 0.0
         while True:
             await asyncio.sleep(every)
-            try:
-                members = await self._storage()
-                _, listed = await self.etcd.leader_and_members()
-                names = {m["ID"]: m.get("name", m["ID"]) for m in listed}
-                alarms = [(names.get(mid, mid), kind) for mid, kind in await self.etcd.alarms()]
-            except EtcdError as e:
-                self.state.etcd_health = {"error": str(e)}
-                continue
-            health = maintenance.storage_health(members, alarms, self.cfg.etcd_quota_bytes)
-            self.state.etcd_health = {
-                "alarms": list(health.alarms), "warnings": list(health.warnings),
-                "quota_bytes": self.cfg.etcd_quota_bytes, "fullest": health.worst_fraction,
-                "members": {m.name: {"db_size": m.db_size, "db_size_in_use": m.db_size_in_use,
-                                     "revision": m.revision} for m in members}}
-            if self.metrics:
-                for m in members:
-                    self.metrics.etcd_db_bytes.labels(self.cfg.site, m.name, "total").set(m.db_size)
-                    self.metrics.etcd_db_bytes.labels(self.cfg.site, m.name, "in_use").set(m.db_size_in_use)
-                for kind in ("NOSPACE", "CORRUPT"):
-                    self.metrics.etcd_alarm.labels(self.cfg.site, kind).set(
-                        1 if any(k == kind for _, k in alarms) else 0)
-            for w in health.warnings:
-                log.warning("%s", w)
-            if not self.state.is_coordinator:
-                continue
-            now = self.clock()
-            suspects = {s for s, v in self.state.verdicts.items() if v.dead or v.votes}
-            target = maintenance.defrag_target(members, suspects, last_defrag, now)
-            admin = self.etcd_admin or (None if self.cfg.etcd_access else self.etcd)
-            if target is not None and admin is not None:
-                last_defrag = now
+            with self.cycles.guard("maintenance"):
                 try:
-                    await admin.defragment(self.cfg.sites[target].etcd)
-                    log.info("defragmented etcd member %s", target)
+                    members = await self._storage()
+                    _, listed = await self.etcd.leader_and_members()
+                    names = {m["ID"]: m.get("name", m["ID"]) for m in listed}
+                    alarms = [(names.get(mid, mid), kind) for mid, kind in await self.etcd.alarms()]
                 except EtcdError as e:
-                    log.warning("could not defragment etcd member %s: %s", target, e)
-            if now - last_prune >= 60.0:
-                last_prune = now
-                try:
-                    await self.prune()
-                except EtcdError as e:
-                    log.warning("pruning Firebreak's keys failed (will retry): %s", e)
+                    self.state.etcd_health = {"error": str(e)}
+                    continue
+                health = maintenance.storage_health(members, alarms, self.cfg.etcd_quota_bytes)
+                self.state.etcd_health = {
+                    "alarms": list(health.alarms), "warnings": list(health.warnings),
+                    "quota_bytes": self.cfg.etcd_quota_bytes, "fullest": health.worst_fraction,
+                    "members": {m.name: {"db_size": m.db_size, "db_size_in_use": m.db_size_in_use,
+                                         "revision": m.revision} for m in members}}
+                if self.metrics:
+                    for m in members:
+                        self.metrics.etcd_db_bytes.labels(self.cfg.site, m.name, "total").set(m.db_size)
+                        self.metrics.etcd_db_bytes.labels(self.cfg.site, m.name, "in_use").set(m.db_size_in_use)
+                    for kind in ("NOSPACE", "CORRUPT"):
+                        self.metrics.etcd_alarm.labels(self.cfg.site, kind).set(
+                            1 if any(k == kind for _, k in alarms) else 0)
+                for w in health.warnings:
+                    log.warning("%s", w)
+                if not self.state.is_coordinator:
+                    continue
+                now = self.clock()
+                suspects = {s for s, v in self.state.verdicts.items() if v.dead or v.votes}
+                target = maintenance.defrag_target(members, suspects, last_defrag, now)
+                admin = self.etcd_admin or (None if self.cfg.etcd_access else self.etcd)
+                if target is not None and admin is not None:
+                    last_defrag = now
+                    try:
+                        await admin.defragment(self.cfg.sites[target].etcd)
+                        log.info("defragmented etcd member %s", target)
+                    except EtcdError as e:
+                        log.warning("could not defragment etcd member %s: %s", target, e)
+                if now - last_prune >= 60.0:
+                    last_prune = now
+                    try:
+                        await self.prune()
+                    except EtcdError as e:
+                        log.warning("pruning Firebreak's keys failed (will retry): %s", e)
 
     async def _storage(self) -> list[maintenance.MemberStorage]:
         """Each living site's etcd member, asked directly (sizes are per member)."""
@@ -642,7 +670,10 @@ class Agent:
             await self.etcd.delete(key)
         releases = await self.etcd.get_prefix(self.keys.releases, keys_only=True)
         current = await self.etcd.get(self.keys.release_current)
-        current_version = current.json().get("version") if current else None
+        try:
+            current_version = ops.release_of(current.value)["version"] if current else None
+        except BadValue:
+            current_version = None  # release_loop reports it; pruning keeps the newest anyway
         created = {kv.key[len(self.keys.releases):]: kv.create_revision for kv in releases}
         for version in maintenance.releases_to_drop(created, k.RELEASES_KEEP, current_version):
             await self.etcd.delete(self.keys.release(version))

@@ -16,8 +16,9 @@ import json
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from firebreak.control.failover import ClusterState, Member
+from firebreak.control.failover import ClusterState, Ignored, Member, Sync
 from firebreak.control.keys import PatroniKeys
+from firebreak.errors import BadValue
 
 # Keys every Patroni cluster writes under its scope; a path with any of them is a cluster.
 _MARKERS = ("leader", "members", "config", "initialize", "sync", "status", "history", "failover")
@@ -37,38 +38,34 @@ def scopes(keys: Iterable[str], namespace: str) -> list[str]:
 
 
 def cluster_state(kvs: Mapping[str, object], pk: PatroniKeys, name: str = "") -> ClusterState:
-    """One cluster from its keys (`kvs`: key -> etcd KV with value, mod_revision, lease)."""
+    """One cluster from its keys (`kvs`: key -> etcd KV with value, mod_revision, lease). Each
+    value is parsed into its type here, at the edge; one that does not parse is left out and
+    listed in `ignored`, so the decisions downstream only ever see well-typed state."""
+    ignored: list[Ignored] = []
     leader = kvs.get(pk.leader)
-    sync_raw = kvs.get(pk.sync)
-    sync_leader, standbys = None, ()
-    if sync_raw is not None:
+    sync = Sync(None, ())
+    if (sync_kv := kvs.get(pk.sync)) is not None:
         try:
-            d = json.loads(sync_raw.value)
-            sync_leader = d.get("leader")
-            standbys = tuple(x for x in (d.get("sync_standby") or "").split(",") if x)
-        except (ValueError, AttributeError):
-            pass
+            sync = Sync.from_value(sync_kv.value)
+        except BadValue as e:
+            ignored.append(Ignored(pk.sync, sync_kv.mod_revision, str(e)))
     members = {}
     for key, kv in kvs.items():
         if key.startswith(pk.members):
             member = key.rsplit("/", 1)[1]
             try:
-                d = json.loads(kv.value)
-            except ValueError:
-                d = {}
-            if not isinstance(d, dict):
-                d = {}
-            members[member] = Member(name=member, role=d.get("role", ""), state=d.get("state", ""),
-                                     api_url=d.get("api_url", ""), revision=kv.mod_revision, lease=kv.lease,
-                                     raw=kv.value)
+                members[member] = Member.from_value(member, kv.value, kv.mod_revision, kv.lease)
+            except BadValue as e:
+                ignored.append(Ignored(key, kv.mod_revision, str(e)))
     ttl = None
     if (config := kvs.get(pk.config)) is not None:
         try:
             ttl = int(json.loads(config.value).get("ttl"))
         except (ValueError, TypeError, AttributeError):
-            ttl = None
+            ttl = None  # only used to wake Patroni; a config without one is not an error
     return ClusterState(leader=leader.value if leader else None, leader_revision=leader.mod_revision if leader else 0,
-                        sync_leader=sync_leader, sync_standbys=standbys, members=members, name=name, ttl=ttl)
+                        sync_leader=sync.leader, sync_standbys=sync.standbys, members=members, name=name, ttl=ttl,
+                        ignored=tuple(ignored))
 
 
 def clusters_under(kvs: Mapping[str, object], namespace: str) -> dict[str, tuple[PatroniKeys, ClusterState]]:

@@ -9,8 +9,12 @@ reach etcd (or arrives stale), cannot vote anyone dead.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
+
+from firebreak.errors import BadValue
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,27 @@ class View:
     observer: str
     published: float  # the observer's clock (seconds); sites are assumed NTP-synchronised
     unreachable_for: Mapping[str, float] = field(default_factory=dict)  # target -> seconds; 0 = reachable
+
+    @classmethod
+    def from_value(cls, site: str, raw: str) -> "View":
+        """The view stored under `views/<site>`, or BadValue naming the field. A view counts only
+        under its own site's key: one written under another site's key would let one site's host
+        vote twice. Fields this version does not know are ignored (a newer agent may add some
+        during a rolling upgrade)."""
+        try:
+            d = json.loads(raw)
+        except ValueError as e:
+            raise BadValue(f"view {site}: not JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise BadValue(f"view {site}: a JSON object is expected, got {type(d).__name__}")
+        if d.get("observer") != site:
+            raise BadValue(f"view {site}: observer is {d.get('observer')!r}, not the site of the key it is under")
+        published = _seconds(d.get("published"), f"view {site}: published")
+        down = d.get("unreachable_for")
+        if not isinstance(down, dict):
+            raise BadValue(f"view {site}: unreachable_for must be an object of site -> seconds")
+        return cls(site, published, {str(t): _seconds(s, f"view {site}: unreachable_for.{t}", minimum=0.0)
+                                     for t, s in down.items()})
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,16 @@ class Verdict:
     voters: tuple[str, ...]  # observers whose views are fresh
     needed: int
     reason: str
+
+
+def _seconds(value: object, what: str, minimum: float | None = None) -> float:
+    # bool is an int to Python, and NaN compares false with everything: both would slip past a
+    # plain float() into the detector's arithmetic.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadValue(f"{what}: a finite number of seconds is expected, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise BadValue(f"{what}: {value!r} is below {minimum:g}")
+    return float(value)
 
 
 def majority(n_sites: int) -> int:

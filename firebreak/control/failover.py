@@ -13,10 +13,12 @@ How it stays safe (the long form is docs/FAILOVER.md):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Mapping
 
 from firebreak.control.detector import Verdict
+from firebreak.errors import BadValue
 
 UNREACHABLE_API = "http://127.0.0.1:1/patroni"  # refuses immediately in every network namespace
 
@@ -31,6 +33,58 @@ class Member:
     lease: int
     raw: str           # the member key's JSON, to rewrite only its api_url
 
+    @classmethod
+    def from_value(cls, name: str, raw: str, revision: int, lease: int) -> "Member":
+        """A Patroni member key, or BadValue naming the field. Patroni writes a JSON object whose
+        role, state and api_url are strings; anything else was not written by Patroni, and a
+        member the agent cannot read is treated as absent (never a failover candidate)."""
+        try:
+            d = json.loads(raw)
+        except ValueError as e:
+            raise BadValue(f"member {name}: not JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise BadValue(f"member {name}: a JSON object is expected, got {type(d).__name__}")
+        fields = {}
+        for f in ("role", "state", "api_url"):
+            v = d.get(f, "")
+            if not isinstance(v, str):
+                raise BadValue(f"member {name}: {f} must be text, got {v!r}")
+            fields[f] = v
+        return cls(name, fields["role"], fields["state"], fields["api_url"], revision, lease, raw)
+
+
+@dataclass(frozen=True)
+class Sync:
+    """Patroni's /sync key: the leader it was written for and its synchronous standbys."""
+    leader: str | None
+    standbys: tuple[str, ...]
+
+    @classmethod
+    def from_value(cls, raw: str) -> "Sync":
+        """As Patroni's SyncState.from_node reads it (sync_standby: names joined by commas, or
+        null), but a value of the wrong shape is BadValue rather than "no standby": the caller
+        then promotes nothing, as it would with no /sync at all."""
+        try:
+            d = json.loads(raw)
+        except ValueError as e:
+            raise BadValue(f"/sync: not JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise BadValue(f"/sync: a JSON object is expected, got {type(d).__name__}")
+        leader, standbys = d.get("leader"), d.get("sync_standby")
+        if leader is not None and not isinstance(leader, str):
+            raise BadValue(f"/sync: leader must be a member name, got {leader!r}")
+        if standbys is not None and not isinstance(standbys, str):
+            raise BadValue(f"/sync: sync_standby must be member names joined by commas, got {standbys!r}")
+        return cls(leader or None, tuple(x for x in (standbys or "").split(",") if x))
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A key whose value did not parse: left out of the state, logged once and counted by the reader."""
+    key: str
+    revision: int
+    reason: str
+
 
 @dataclass(frozen=True)
 class ClusterState:
@@ -41,6 +95,7 @@ class ClusterState:
     members: Mapping[str, Member]
     name: str = ""                # the cluster's scope (one agent protects many clusters)
     ttl: int | None = None        # Patroni's dynamic configuration's ttl (its /config key), if read
+    ignored: tuple[Ignored, ...] = ()  # keys of this cluster whose values did not parse
 
 
 @dataclass(frozen=True)
@@ -120,7 +175,6 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
 
 
 def _with_api(raw: str, api_url: str) -> str:
-    import json
     try:
         data = json.loads(raw)
     except ValueError:

@@ -25,6 +25,18 @@ class AgentMetrics:
         self.etcd_alarm = Gauge("firebreak_etcd_alarm", "1 while etcd raises this alarm", ["site", "alarm"],
                                 registry=self.registry)
 
+        self._cycle_errors = Counter("firebreak_agent_cycle_errors_total", "Agent loop cycles that failed on an "
+                                     "unexpected exception (logged; the loop carried on)", ["site", "loop"],
+                                     registry=self.registry)
+        self._ignored = Counter("firebreak_ignored_values_total", "Values read from etcd that did not parse "
+                                "and were ignored (logged once per revision)", ["site", "kind"], registry=self.registry)
+
+    def cycle_error(self, loop: str) -> None:
+        self._cycle_errors.labels(self.site, loop).inc()
+
+    def ignored(self, kind: str) -> None:
+        self._ignored.labels(self.site, kind).inc()
+
     def denied(self, why: str) -> None:
         self._denied.labels(self.site, why).inc()
 

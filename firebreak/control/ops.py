@@ -13,6 +13,7 @@ import httpx
 
 from firebreak.control.detector import Verdict
 from firebreak.control.failover import ClusterState
+from firebreak.errors import BadValue
 
 
 @dataclass(frozen=True)
@@ -135,3 +136,17 @@ def audit_entry(who: str, action: str, detail: dict, site: str, client: str | No
 
 def release_record(version: str, notes: str = "") -> str:
     return json.dumps({"version": version, "notes": notes, "created": time.time()})
+
+
+def release_of(raw: str) -> dict:
+    """A release record as read from etcd (what release_record wrote, perhaps with more fields),
+    reduced to what an app is told, or BadValue naming the field."""
+    try:
+        d = json.loads(raw)
+    except ValueError as e:
+        raise BadValue(f"release: not JSON ({e})") from None
+    if not isinstance(d, dict) or not isinstance(d.get("version"), str) or not d["version"]:
+        raise BadValue(f"release: an object with a version name is expected, got {raw[:80]!r}")
+    if not isinstance(d.get("notes", ""), str) or not isinstance(d.get("created", 0), (int, float)):
+        raise BadValue("release: notes must be text and created a time")
+    return {k: d[k] for k in ("version", "notes", "created") if k in d}
