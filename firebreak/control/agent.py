@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 from firebreak.control import clusters as clusters_mod
-from firebreak.control import dbdoor, detector, failover, maintenance, ops, outages
+from firebreak.control import dbdoor, detector, failover, maintenance, ops, outages, probes
 from firebreak.control.cycles import Cycles
 from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
 from firebreak.control.placement import coordination_move, etcd_leader_target
@@ -55,6 +55,10 @@ class AgentState:
     instances: dict[str, dict[str, bool]] = field(default_factory=dict)  # service -> site -> answers (instances_loop)
     outages: dict[str, outages.Open] = field(default_factory=dict)  # each service's open outage (coordinator)
     drained: frozenset[str] = frozenset()  # sites operators evacuated (door_loop reads them)
+    # "<scope>/<member>" -> when its PostgreSQL last answered or refused (not silent): the
+    # primaries' only; a stall of a standby's costs no write (a dead standby is dropped by site).
+    postgres_heard: dict[str, float] = field(default_factory=dict)
+    stalls: dict[str, detector.Verdict] = field(default_factory=dict)  # the same keys, by agreement
 
 
 class Agent:
@@ -68,8 +72,8 @@ class Agent:
         self.etcd_admin = Etcd(cfg.etcd, timeout=0.5, access=cfg.access(admin=True)) if cfg.etcd_admin_access else None
         self.http = httpx.AsyncClient(timeout=cfg.detector.probe_timeout)
         self.others = [s for s in cfg.sites if s != cfg.site]
-        self._targets = {(s, c): _host_port(getattr(cfg.sites[s], c) if c != "etcd" else
-                                            cfg.sites[s].etcd_probe or cfg.sites[s].etcd)
+        self._targets = {(s, c): probes.http_probe(getattr(cfg.sites[s], c) if c != "etcd" else
+                                                   cfg.sites[s].etcd_probe or cfg.sites[s].etcd, c)
                          for s in self.others for c in PROBED}
         now = clock()
         for s in cfg.sites:
@@ -95,15 +99,10 @@ class Agent:
     # -- probing -----------------------------------------------------------------------------
 
     async def _probe(self, site: str, component: str) -> bool:
-        # A completed TCP handshake means the site has power and a network, which is all the
-        # detector asks; an HTTP request per probe cost the three agents a fifth of a core.
-        host, port = self._targets[(site, component)]
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.cfg.detector.probe_timeout)
-        except (OSError, asyncio.TimeoutError):
-            return False
-        writer.close()
-        return True
+        # The component's own process must answer, not just its kernel (control/probes.py): a
+        # paused site completes handshakes. A bare request on a fresh connection, not an HTTP
+        # client: an httpx request per probe once cost the three agents a fifth of a core.
+        return await probes.ask(self._targets[(site, component)], self.cfg.detector.probe_timeout)
 
     async def probe_loop(self) -> None:
         interval = self.cfg.detector.probe_interval
@@ -111,8 +110,18 @@ class Agent:
             started = self.clock()
             with self.cycles.guard("probe"):
                 jobs = {(s, c): self._probe(s, c) for s in self.others for c in PROBED}
+                primaries = self._primaries_postgres()
+                pg_jobs = {m: probes.outcome(p, self.cfg.detector.probe_timeout) for m, p in primaries.items()}
                 results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
+                pg_results = dict(zip(pg_jobs, await asyncio.gather(*pg_jobs.values())))
                 now = self.clock()
+                heard = self.state.postgres_heard
+                for m in list(heard):
+                    if m not in primaries:
+                        del heard[m]  # no longer a primary: its silence decides nothing
+                for m, result in pg_results.items():
+                    if result != probes.SILENT or m not in heard:
+                        heard[m] = now
                 for s in self.others:
                     comps = {c: results[(s, c)] for c in PROBED}
                     self.state.components[s] = comps
@@ -124,14 +133,24 @@ class Agent:
                 self.state.last_ok[self.cfg.site] = now
             await asyncio.sleep(max(0.0, interval - (self.clock() - started)))
 
+    def _primaries_postgres(self) -> dict[str, probes.Probe]:
+        """Each cluster's primary's PostgreSQL, as its member key tells where it listens."""
+        out = {}
+        for scope, c in self.state.clusters.items():
+            m = c.members.get(c.leader or "")
+            if m is not None and (p := probes.postgres_probe(m.conn_url)) is not None:
+                out[f"{scope}/{m.name}"] = p
+        return out
+
     def my_view(self) -> detector.View:
         now = self.clock()
         grace = self.cfg.detector.probe_interval + self.cfg.detector.probe_timeout
-        down = {}
-        for s in self.others:
-            gap = now - self.state.last_ok.get(s, now)
-            down[s] = round(gap, 3) if gap > grace else 0.0
-        return detector.View(self.cfg.site, now, down)
+
+        def gap(since: float) -> float:
+            return round(now - since, 3) if now - since > grace else 0.0
+        down = {s: gap(self.state.last_ok.get(s, now)) for s in self.others}
+        silent = {m: gap(t) for m, t in self.state.postgres_heard.items()}
+        return detector.View(self.cfg.site, now, down, silent)
 
     # -- publishing views and holding the coordinator lease -----------------------------------
 
@@ -269,14 +288,18 @@ class Agent:
         now = self.clock()
         cfg = detector.DetectorConfig(window=self.cfg.detector.window, fresh=self.cfg.detector.fresh)
         verdicts = detector.verdicts(self.cfg.sites, views, now, cfg)
-        self.state.views, self.state.verdicts = views, verdicts
+        stalls = detector.stall_verdicts(self.cfg.sites, views, [f"{scope}/{c.leader}" for scope, c in found.items()
+                                                                 if c.leader], now, cfg)
+        self.state.views, self.state.verdicts, self.state.stalls = views, verdicts, stalls
         self._db_door_wake.set()  # a new cluster state and verdicts: the database door follows now
         if not self.state.is_coordinator:
             self._outages_adopted = False  # the next coordinator carries open outages on from the ledger
             return
         self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
         await self.track_incidents(verdicts, now)
-        decisions = {scope: failover.decide(c, verdicts, self.site_of(scope), frozen=self.state.frozen)
+        decisions = {scope: failover.decide(c, verdicts, self.site_of(scope), frozen=self.state.frozen,
+                                            stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
+                                                     if m.startswith(scope + "/")})
                      for scope, c in found.items()}
         if not any(d.failover for d in decisions.values()) and not self.state.frozen and now - self._placed_at > 2.0:
             self._placed_at = now

@@ -22,6 +22,10 @@ class View:
     observer: str
     published: float  # the observer's clock (seconds); sites are assumed NTP-synchronised
     unreachable_for: Mapping[str, float] = field(default_factory=dict)  # target -> seconds; 0 = reachable
+    # "<scope>/<member>" -> seconds its PostgreSQL has accepted connections and answered nothing
+    # (a storage hang, a paused postmaster); 0 = it answers, or refuses outright (not running:
+    # Patroni's own business). Views of agents older than this field have none.
+    postgres_silent_for: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_value(cls, site: str, raw: str) -> "View":
@@ -41,8 +45,13 @@ class View:
         down = d.get("unreachable_for")
         if not isinstance(down, dict):
             raise BadValue(f"view {site}: unreachable_for must be an object of site -> seconds")
-        return cls(site, published, {str(t): _seconds(s, f"view {site}: unreachable_for.{t}", minimum=0.0)
-                                     for t, s in down.items()})
+        silent = d.get("postgres_silent_for", {})
+        if not isinstance(silent, dict):
+            raise BadValue(f"view {site}: postgres_silent_for must be an object of member -> seconds")
+        return cls(site, published,
+                   {str(t): _seconds(s, f"view {site}: unreachable_for.{t}", minimum=0.0) for t, s in down.items()},
+                   {str(m): _seconds(s, f"view {site}: postgres_silent_for.{m}", minimum=0.0)
+                    for m, s in silent.items()})
 
 
 @dataclass(frozen=True)
@@ -97,8 +106,32 @@ def verdicts(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: D
     return out
 
 
+def stall_verdicts(sites: Iterable[str], views: Mapping[str, View], members: Iterable[str], now: float,
+                   cfg: DetectorConfig) -> dict[str, Verdict]:
+    """For each member ("<scope>/<member>"): is its PostgreSQL stalled, by agreement? The same
+    rule as for sites (a majority of all sites, fresh views only, silent for the whole window),
+    except that the member's own site votes too: its agent sees a local storage hang as well as
+    anyone, and the site itself is alive (a dead site is verdicts()'s business)."""
+    sites = list(sites)
+    needed = majority(len(sites))
+    fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
+    voters = tuple(sorted(fresh))
+    out = {}
+    for m in members:
+        votes = tuple(o for o in voters if _late(fresh[o].postgres_silent_for.get(m, 0.0), fresh[o], now, cfg))
+        dead = len(votes) >= needed
+        reason = (f"{len(votes)} of {len(sites)} sites get no answer from its PostgreSQL for {cfg.window:g} s "
+                  f"({', '.join(votes)})" if dead else
+                  f"silent to {', '.join(votes)}; {needed} must agree" if votes else "answers")
+        out[m] = Verdict(m, dead, votes, voters, needed, reason)
+    return out
+
+
 def _sees_down(view: View, target: str, now: float, cfg: DetectorConfig) -> bool:
-    down = view.unreachable_for.get(target, 0.0)
+    return _late(view.unreachable_for.get(target, 0.0), view, now, cfg)
+
+
+def _late(down: float, view: View, now: float, cfg: DetectorConfig) -> bool:
     if down <= 0:
         return False
     return down + (now - view.published) >= cfg.window

@@ -32,6 +32,7 @@ class Member:
     revision: int      # the member key's mod_revision
     lease: int
     raw: str           # the member key's JSON, to rewrite only its api_url
+    conn_url: str = ""  # postgres://host:port/db: where its PostgreSQL is probed
 
     @classmethod
     def from_value(cls, name: str, raw: str, revision: int, lease: int) -> "Member":
@@ -45,12 +46,12 @@ class Member:
         if not isinstance(d, dict):
             raise BadValue(f"member {name}: a JSON object is expected, got {type(d).__name__}")
         fields = {}
-        for f in ("role", "state", "api_url"):
+        for f in ("role", "state", "api_url", "conn_url"):
             v = d.get(f, "")
             if not isinstance(v, str):
                 raise BadValue(f"member {name}: {f} must be text, got {v!r}")
             fields[f] = v
-        return cls(name, fields["role"], fields["state"], fields["api_url"], revision, lease, raw)
+        return cls(name, fields["role"], fields["state"], fields["api_url"], revision, lease, raw, fields["conn_url"])
 
 
 @dataclass(frozen=True)
@@ -132,20 +133,29 @@ class Decision:
 
 
 def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
-           frozen: bool = False) -> Decision:
+           frozen: bool = False, stalled: Mapping[str, Verdict] | None = None) -> Decision:
+    """`stalled`: member -> verdict on whether its PostgreSQL answers (detector.stall_verdicts):
+    a primary whose site is alive but whose PostgreSQL accepts connections and answers nothing
+    (a storage hang, a paused postmaster) cannot commit, and is failed over like a dead site's."""
     leader = cluster.leader
     if leader is None:
         return Decision((), "no leader key: Patroni is electing a leader by itself")
     leader_site = site_of.get(leader, leader)
     verdict = verdicts.get(leader_site)
     if verdict is None or not verdict.dead:
-        return _standby_loss(cluster, verdicts, site_of, frozen) or \
-            Decision((), f"primary {leader} in {leader_site} is alive")
+        stall = (stalled or {}).get(leader)
+        if stall is None or not stall.dead:
+            return _standby_loss(cluster, verdicts, site_of, frozen) or \
+                Decision((), f"primary {leader} in {leader_site} is alive")
+        verdict = stall
+        what = f"primary {leader}'s PostgreSQL answers nothing"
+    else:
+        what = f"primary's site {leader_site} is dead"
     if frozen:
-        return Decision((), f"primary's site {leader_site} is dead, but automation is frozen: Patroni alone "
+        return Decision((), f"{what}, but automation is frozen: Patroni alone "
                             "will fail over when its leader key expires", refused=True)
     if not cluster.sync_standbys or cluster.sync_leader != leader:
-        return Decision((), f"primary's site {leader_site} is dead, but /sync names no synchronous standby of "
+        return Decision((), f"{what}, but /sync names no synchronous standby of "
                             f"{leader}: promoting any replica could lose acknowledged writes", refused=True)
     candidates = []
     why_not = []
@@ -161,7 +171,7 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
         else:
             candidates.append(name)
     if not candidates:
-        return Decision((), f"primary's site {leader_site} is dead, but no synchronous standby can take over: "
+        return Decision((), f"{what}, but no synchronous standby can take over: "
                             + "; ".join(why_not), refused=True)
     actions: list[Action] = []
     dead_member = cluster.members.get(leader)
@@ -169,7 +179,7 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
         actions.append(FenceApi(leader, dead_member.revision, dead_member.lease,
                                 _with_api(dead_member.raw, UNREACHABLE_API)))
     actions.append(DeleteLeader(leader, cluster.leader_revision))
-    return Decision(tuple(actions), f"primary's site {leader_site} is dead ({verdict.reason}); releasing "
+    return Decision(tuple(actions), f"{what} ({verdict.reason}); releasing "
                                     f"{leader}'s leader key so synchronous standby {', '.join(candidates)} "
                                     "takes over", failover=True)
 

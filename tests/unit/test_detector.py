@@ -77,3 +77,32 @@ def test_no_site_dies_without_a_majority_of_votes_from_others(sites, data):
                       and vw.unreachable_for[s] + NOW - vw.published >= CFG.window]
             assert len(voters) > len(sites) / 2
             assert s not in v.votes
+
+
+def sview(observer, published=NOW, **silent):
+    return View(observer, published, {s: 0.0 for s in SITES if s != observer},
+                {f"db/{m}": t for m, t in silent.items()})
+
+
+STALLS = [
+    # (name, views, members stalled by agreement)
+    ("everyone hears the primary", [sview("pangyo"), sview("ansan"), sview("siheung")], set()),
+    ("two sites get no answer for the window: stalled",
+     [sview("ansan", pangyo=1.2), sview("siheung", pangyo=1.0)], {"db/pangyo"}),
+    ("the member's own site votes too (a local storage hang)",
+     [sview("pangyo", pangyo=1.5), sview("ansan", pangyo=1.5), sview("siheung")], {"db/pangyo"}),
+    ("one site alone is not enough", [sview("ansan", pangyo=9.0), sview("siheung")], set()),
+    ("silent, but not yet for the window", [sview("ansan", pangyo=0.6), sview("siheung", pangyo=0.6)], set()),
+    ("stale views do not vote",
+     [sview("ansan", published=NOW - 2, pangyo=9.0), sview("siheung", published=NOW - 2, pangyo=9.0)], set()),
+    ("views of an older agent (no such field) are no votes", [view("ansan"), view("siheung")], set()),
+]
+
+
+@pytest.mark.parametrize("name,views,stalled", STALLS, ids=[c[0] for c in STALLS])
+def test_stall_verdicts(name, views, stalled):
+    from firebreak.control.detector import stall_verdicts
+    got = stall_verdicts(SITES, {v.observer: v for v in views}, ["db/pangyo"], NOW, CFG)
+    assert {m for m, v in got.items() if v.dead} == stalled
+    if stalled:
+        assert "get no answer from its PostgreSQL" in got["db/pangyo"].reason

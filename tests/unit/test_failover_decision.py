@@ -104,3 +104,25 @@ def test_coordinator_placement(me, holder, primary, sync, others, move):
 ])
 def test_etcd_leader_moves_out_of_the_sites_a_failover_needs(leader, primary, sync, alive, target):
     assert etcd_leader_target(leader, primary, sync, alive) == target
+
+
+def stall(dead):
+    return {"pangyo": Verdict("pangyo", dead, ("ansan", "siheung") if dead else (), (), 2, "test")}
+
+
+def test_a_primary_whose_postgresql_answers_nothing_is_failed_over_though_its_site_lives():
+    d = decide(cluster(), verdict(), SITE_OF, stalled=stall(True))
+    assert d.failover and isinstance(d.actions[-1], DeleteLeader) and "answers nothing" in d.reason
+    assert isinstance(d.actions[0], FenceApi)  # its Patroni's API may hang on it: fenced as a dead site's
+
+
+@pytest.mark.parametrize("name,state,stalled,frozen,needle", [
+    ("not stalled by agreement", cluster(), stall(False), False, "is alive"),
+    ("frozen", cluster(), stall(True), True, "frozen"),
+    ("no synchronous standby to take over", cluster(sync=()), stall(True), False, "names no synchronous"),
+    ("a standby's stall is not the primary's", cluster(leader="ansan", sync=("pangyo",)), stall(True), False,
+     "is alive"),
+])
+def test_a_stall_is_acted_on_under_the_same_rules(name, state, stalled, frozen, needle):
+    d = decide(state, verdict(), SITE_OF, frozen=frozen, stalled=stalled)
+    assert not d.failover and d.actions == () and needle in d.reason

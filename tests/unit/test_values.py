@@ -149,3 +149,20 @@ def test_an_ignored_value_is_counted_each_read_and_logged_once_per_revision(capl
             cycles.ignore("view", Ignored("/firebreak/views/ansan", rev, "bad"))
     assert kinds == ["view"] * 4
     assert caplog.text.count("ignoring /firebreak/views/ansan") == 2
+
+
+def test_probe_requests_and_what_counts_as_an_answer():
+    from firebreak.control import probes
+    p = probes.http_probe("http://10.77.0.11:18008", "patroni")
+    assert (p.host, p.port, p.tls) == ("10.77.0.11", 18008, False)
+    assert p.send.startswith(b"GET /liveness HTTP/1.0\r\n") and p.send.endswith(b"\r\n\r\n")
+    assert p.answered(b"HTTP/1.1 503 Service") and p.answered(b"HTTP/1.0 400 Bad Request")
+    assert not p.answered(b"") and not p.answered(b"\x15\x03\x01")
+    assert probes.http_probe("https://door.example:443", "app").tls
+    assert probes.http_probe("10.0.0.1:2381", "etcd").send.startswith(b"GET /firebreak-probe ")
+    pg = probes.postgres_probe("postgres://10.77.0.12:15432/postgres")
+    assert (pg.host, pg.port, pg.send) == ("10.77.0.12", 15432, b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
+    assert pg.answered(b"N") and pg.answered(b"S") and not pg.answered(b"E") and not pg.answered(b"")
+    assert probes.postgres_probe("postgres:///postgres?host=/run/pg") is None
+    with pytest.raises(ValueError, match="needs a host and a port"):
+        probes.http_probe("http://no-port", "agent")

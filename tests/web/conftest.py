@@ -77,7 +77,7 @@ def pg():
                 raise RuntimeError("test PostgreSQL did not start:\n" + (home / "pg.log").read_text())
             time.sleep(0.2)
     try:
-        yield {"superuser_dsn": dsn, "port": port}
+        yield {"superuser_dsn": dsn, "port": port, "pid": server.pid}
     finally:
         procs.terminate([server.pid], timeout=10)
         shutil.rmtree(home, ignore_errors=True)
