@@ -59,6 +59,7 @@ class AgentState:
     # primaries' only; a stall of a standby's costs no write (a dead standby is dropped by site).
     postgres_heard: dict[str, float] = field(default_factory=dict)
     stalls: dict[str, detector.Verdict] = field(default_factory=dict)  # the same keys, by agreement
+    cut: set[frozenset[str]] = field(default_factory=set)  # links between living sites seen cut
 
 
 class Agent:
@@ -297,13 +298,19 @@ class Agent:
             return
         self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
         await self.track_incidents(verdicts, now)
+        cut = self.state.cut = detector.cut_links(self.cfg.sites, views, now, cfg)
         decisions = {scope: failover.decide(c, verdicts, self.site_of(scope), frozen=self.state.frozen,
                                             stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
-                                                     if m.startswith(scope + "/")})
+                                                     if m.startswith(scope + "/")}, cut=cut)
                      for scope, c in found.items()}
-        if not any(d.failover for d in decisions.values()) and not self.state.frozen and now - self._placed_at > 2.0:
+        # Every 2 s at most, but every tick while a primary's site has a cut link: if etcd's leader
+        # is at its other end, the primary's Patroni is counting down to demoting itself.
+        primary_sites, _ = self.placement_of(found)
+        leader_cut = any(p in link for link in cut for p in primary_sites)
+        if not any(d.failover for d in decisions.values()) and not self.state.frozen and \
+                (now - self._placed_at > 2.0 or leader_cut):
             self._placed_at = now
-            await self.place_etcd_leader(found, verdicts)
+            await self.place_etcd_leader(found, verdicts, cut)
         for scope, d in decisions.items():
             if d.reason != self.state.decisions.get(scope):
                 log.info("decision for %s: %s", scope, d.reason)
@@ -357,7 +364,7 @@ class Agent:
                              "done" if ok else "it changed meanwhile, skipped")
                 case failover.DropMember():
                     ok = await self.etcd.cas_delete(pk.member(action.member), action.revision)
-                    log.warning("dropped dead synchronous standby %s's member key: %s", action.member,
+                    log.warning("dropped synchronous standby %s's member key: %s", action.member,
                                 "done" if ok else "it changed meanwhile, skipped")
                     if ok:
                         await self._wake_primary(cluster)
@@ -398,7 +405,7 @@ class Agent:
                     "done" if ok else "it changed meanwhile (Patroni acted first)")
 
     async def place_etcd_leader(self, found: dict[str, failover.ClusterState],
-                                verdicts: dict[str, detector.Verdict]) -> None:
+                                verdicts: dict[str, detector.Verdict], cut: set[frozenset[str]]) -> None:
         if self.etcd_admin is None and self.cfg.etcd_access:
             return  # a locked etcd and no admin identity: leadership stays where raft puts it
         try:
@@ -408,8 +415,8 @@ class Agent:
         by_id = {m["ID"]: m for m in members}
         leader_site = by_id.get(leader_id, {}).get("name")
         primary_sites, sync_sites = self.placement_of(found)
-        alive = [s for s, v in verdicts.items() if not v.dead and not v.votes]
-        target = etcd_leader_target(leader_site, primary_sites, sync_sites, alive)
+        living = [s for s, v in verdicts.items() if not v.dead]
+        target = etcd_leader_target(leader_site, primary_sites, sync_sites, living, cut)
         if target is None:
             return
         target_member = next((m for m in members if m.get("name") == target), None)

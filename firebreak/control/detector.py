@@ -106,6 +106,17 @@ def verdicts(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: D
     return out
 
 
+def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: DetectorConfig) -> set[frozenset[str]]:
+    """Links between two living sites that are cut: either end's fresh view has seen the other
+    unreachable for the whole window. One observer is enough here, unlike for a verdict: a cut
+    link is a fact about the two ends, and what is done about it (choosing another synchronous
+    standby, moving etcd's leadership) loses nothing if it was wrong."""
+    sites = list(sites)
+    fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
+    return {frozenset((o, t)) for o, v in fresh.items() for t in sites
+            if t != o and _sees_down(v, t, now, cfg)}
+
+
 def stall_verdicts(sites: Iterable[str], views: Mapping[str, View], members: Iterable[str], now: float,
                    cfg: DetectorConfig) -> dict[str, Verdict]:
     """For each member ("<scope>/<member>"): is its PostgreSQL stalled, by agreement? The same

@@ -67,6 +67,11 @@ def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> l
         "--initial-cluster-token", f"firebreak-{token}",
         # A 100 ms heartbeat and 1 s election timeout suit links of a few ms between sites.
         "--heartbeat-interval", "100", "--election-timeout", "1000",
+        # A member cut off from the leader alone (one link down) must not raise its term while it
+        # waits: without pre-vote it would, and when it heard a leader again its higher term would
+        # depose that leader, an election nobody needed. etcd 3.5 has it on by default; said
+        # here because the agents' move of leadership away from a cut link relies on it.
+        "--pre-vote",
         # Bounded for months: history older than 5 minutes is compacted away (an idle lab writes
         # about 14 revisions a second), and the quota is explicit; the agents warn at half of it
         # and defragment one member at a time (control/maintenance.py).

@@ -126,3 +126,73 @@ def test_a_primary_whose_postgresql_answers_nothing_is_failed_over_though_its_si
 def test_a_stall_is_acted_on_under_the_same_rules(name, state, stalled, frozen, needle):
     d = decide(state, verdict(), SITE_OF, frozen=frozen, stalled=stalled)
     assert not d.failover and d.actions == () and needle in d.reason
+
+
+def cut(*pairs):
+    return {frozenset(p) for p in pairs}
+
+
+@pytest.mark.parametrize("leader,primary,sync,cuts,target", [
+    # The measured gray failure: the primary's site cannot hear etcd's leader. Leadership goes to
+    # the site every primary's site reaches, though it ranks worse (the sync standby's).
+    ("siheung", "pangyo", ["ansan"], cut(("pangyo", "siheung")), "ansan"),
+    # siheung cut from both: the same.
+    ("siheung", "pangyo", ["ansan"], cut(("pangyo", "siheung"), ("ansan", "siheung")), "ansan"),
+    # A cut link that does not touch a primary's site leaves leadership where it is...
+    ("siheung", "pangyo", ["ansan"], cut(("ansan", "siheung")), None),
+    # ...and ranking never moves leadership into a site with a cut link.
+    ("ansan", "pangyo", ["ansan"], cut(("pangyo", "siheung")), None),
+    ("pangyo", "pangyo", ["ansan"], cut(("ansan", "siheung")), None),
+])
+def test_etcd_leadership_sits_where_every_primarys_site_hears_it(leader, primary, sync, cuts, target):
+    assert etcd_leader_target(leader, primary, sync, SITES, cuts) == target
+
+
+def test_etcd_leadership_goes_to_the_site_with_fewest_cut_links_even_the_primarys():
+    sites = SITES + ["d"]
+    cuts = cut(("pangyo", "d"), ("ansan", "siheung"), ("ansan", "x"), ("siheung", "y"))
+    assert etcd_leader_target("d", "pangyo", ["ansan"], sites, cuts) == "pangyo"
+
+
+def streaming(name, role="replica"):
+    return member(name, state="streaming", role=role)
+
+
+def three(leader="pangyo", sync=("ansan",)):
+    return cluster(leader=leader, sync=sync, members={"pangyo": member("pangyo", role="primary"),
+                                                      "ansan": streaming("ansan"), "siheung": streaming("siheung")})
+
+
+def test_a_cut_link_to_the_synchronous_standby_makes_a_reachable_standby_synchronous():
+    from firebreak.control.failover import DropMember
+    d = decide(three(), verdict(), SITE_OF, cut=cut(("pangyo", "ansan")))
+    assert d.failover and d.actions == (DropMember("ansan", 40),)
+    assert "siheung" in d.reason
+
+
+@pytest.mark.parametrize("name,state,cuts,frozen,refused,needle", [
+    ("no cut", three(), cut(), False, False, "is alive"),
+    ("a cut that does not touch the primary", three(), cut(("ansan", "siheung")), False, False, "is alive"),
+    ("the async standby's link is cut: commits do not wait for it", three(), cut(("pangyo", "siheung")), False,
+     False, "is alive"),
+    ("no other standby the primary reaches", three(), cut(("pangyo", "ansan"), ("pangyo", "siheung")), False, True,
+     "acknowledging alone"),
+    ("the other standby is not streaming", cluster(members={"pangyo": member("pangyo", role="primary"),
+                                                            "ansan": streaming("ansan"),
+                                                            "siheung": member("siheung", state="starting")}),
+     cut(("pangyo", "ansan")), False, True, "acknowledging alone"),
+    ("frozen", three(), cut(("pangyo", "ansan")), True, True, "frozen"),
+])
+def test_a_cut_standby_is_dropped_only_when_safe(name, state, cuts, frozen, refused, needle):
+    d = decide(state, verdict(), SITE_OF, frozen=frozen, cut=cuts)
+    assert d.actions == () and not d.failover and d.refused == refused and needle in d.reason
+
+
+def test_cut_links_need_one_fresh_end_for_the_window():
+    from firebreak.control.detector import DetectorConfig, View, cut_links
+    cfg = DetectorConfig(window=1.0, fresh=1.5)
+    now = 50.0
+    views = {"pangyo": View("pangyo", now, {"ansan": 1.2, "siheung": 0.0}),
+             "ansan": View("ansan", now, {"pangyo": 0.4, "siheung": 0.0}),
+             "siheung": View("siheung", now - 3, {"pangyo": 9.0, "ansan": 0.0})}  # stale: no say
+    assert cut_links(SITES, views, now, cfg) == {frozenset(("pangyo", "ansan"))}
