@@ -57,7 +57,7 @@ def lab_up(
 
 @lab_app.command("down")
 def lab_down(purge: bool = typer.Option(False, "--purge", help="Also delete data and logs.")) -> None:
-    """Stop every lab process (by PID), remove its namespaces and firewall rules."""
+    """Stop every lab process (by PID; paused ones continued first), remove its namespaces and firewall rules."""
     from firebreak.lab import lab
 
     with out.status("stopping the lab…"):
@@ -146,6 +146,48 @@ def lab_power(action: Power = typer.Argument(..., help="off: a power cut; on: br
         out.print(f"{site}: power on, rejoining" if r["changed"] else f"{site} is already on")
 
 
+@lab_app.command("cut")
+def lab_cut(a: str = typer.Argument(..., help="A site at one end of the link."),
+            b: str = typer.Argument(..., help="The site at the other end.")) -> None:
+    """Cut the link between two sites, both ways silent; every other link and every process stays up."""
+    from firebreak.lab import lab
+
+    r = lab.cut(a, b)
+    out.print(f"{a} ↮ {b}: link cut ({r['cut']}); `firebreak lab uncut {a} {b}` or `firebreak lab heal {a}` "
+              "restores it")
+
+
+@lab_app.command("uncut")
+def lab_uncut(a: str = typer.Argument(..., help="A site at one end of the link."),
+              b: str = typer.Argument(..., help="The site at the other end.")) -> None:
+    """Restore a link cut by `lab cut` (either order), leaving every other fault as it is."""
+    from firebreak.lab import lab
+
+    r = lab.uncut(a, b)
+    out.print(f"{a} ↔ {b}: link restored" if r["changed"] else f"{a} ↔ {b}: the link was not cut; rules cleared anyway")
+
+
+@lab_app.command("pause")
+def lab_pause(site: str = typer.Argument(..., help="Site name."),
+              component: Optional[str] = typer.Option(None, "--component",
+                                                      help="postgres: PostgreSQL alone (a storage hang); "
+                                                           "default every process of the site.")) -> None:
+    """Stop a site's processes with SIGSTOP (a hung host) until `lab resume SITE`."""
+    from firebreak.lab import lab
+
+    r = lab.pause(site, component)
+    out.print(f"{site}: {r['paused']} processes paused ({r['component']}); `firebreak lab resume {site}` continues them")
+
+
+@lab_app.command("resume")
+def lab_resume(site: str = typer.Argument(..., help="Site name.")) -> None:
+    """Continue (SIGCONT) the processes a pause of the site stopped."""
+    from firebreak.lab import lab
+
+    r = lab.resume(site)
+    out.print(f"{site}: {r['resumed']} processes continued" if r["changed"] else f"{site}: nothing was paused")
+
+
 @lab_app.command("logs")
 def lab_logs(site: str = typer.Argument(...), component: Optional[str] = typer.Argument(None),
              lines: int = typer.Option(50, "--lines", "-n", min=1)) -> None:
@@ -166,7 +208,8 @@ def lab_logs(site: str = typer.Argument(...), component: Optional[str] = typer.A
 @lab_app.command("heal")
 def lab_heal(target: str = typer.Argument("all", metavar="[SITE|all]", help="A site, or all (default)."),
              fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text or json.")) -> None:
-    """Undo whatever fault is left: power back on, links restored, dead components restarted."""
+    """Undo whatever fault is left: paused processes continued, links restored (isolated, degraded or
+    cut, every cut with the site at either end), power back on, dead components restarted."""
     from firebreak.lab import lab
 
     sites = list(lab.status()["sites"]) if target == "all" else [target]

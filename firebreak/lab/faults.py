@@ -1,5 +1,5 @@
-"""Faults a drill or a person injects into a running lab, and undoing them: power cuts, cut links,
-degraded links, lost components."""
+"""Faults a drill or a person injects into a running lab, and undoing them: power cuts, isolated
+sites, one cut link, degraded links, paused processes, lost components."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import suggest
-from firebreak.lab import net, procs
+from firebreak.lab import lifecycle, net, procs
 from firebreak.lab.components import etcd_ok, ready_probe, site_pids, start, wait_component
 from firebreak.lab.layout import SiteLayout
-from firebreak.lab.state import LabState, load_secrets, save
+from firebreak.lab.state import LabState, lab_home, load, load_secrets, save
 from firebreak.lab.status import require
 
 
@@ -33,6 +33,7 @@ def power_off(site_name: str, home: Path | None = None) -> dict:
     killed = procs.power_cut(site_pids(state, site_name), rescan=lambda: procs.marked(state.lab_id, site_name))
     st = state.sites[site_name]
     st.power, st.silenced, st.procs = "off", how, []
+    st.paused = []  # killed with the rest: nothing left to continue
     save(state)
     return {"site": site_name, "changed": True, "at": t0, "killed": killed, "silenced": how}
 
@@ -78,6 +79,24 @@ def isolate(site_name: str, home: Path | None = None) -> dict:
     return {"site": site_name, "isolated": how, "at": time.time()}
 
 
+def unisolate(site_name: str, home: Path | None = None) -> dict:
+    """Undo an isolation only (a flap's up half), leaving cut or degraded links as they are."""
+    state = require(home)
+    net.heal(state.layout, site_of(state, site_name))
+    state.sites[site_name].isolated = ""
+    save(state)
+    return {"site": site_name, "at": time.time()}
+
+
+def undegrade(site_name: str, home: Path | None = None) -> dict:
+    """Undo a degrade only, leaving an isolation or cut links as they are."""
+    state = require(home)
+    net.undegrade(state.layout, site_of(state, site_name))
+    state.sites[site_name].degraded = ""
+    save(state)
+    return {"site": site_name, "at": time.time()}
+
+
 def degrade(site_name: str, loss: int, rate_kbit: int, home: Path | None = None) -> dict:
     state = require(home)
     site = site_of(state, site_name)
@@ -85,6 +104,99 @@ def degrade(site_name: str, loss: int, rate_kbit: int, home: Path | None = None)
     state.sites[site_name].degraded = how
     save(state)
     return {"site": site_name, "degraded": how, "at": time.time()}
+
+
+def link_of(state: LabState, a: str, b: str) -> tuple[SiteLayout, SiteLayout]:
+    """The two ends of a link, checked: both sites exist and they differ."""
+    two_ends(a, b)
+    return site_of(state, a), site_of(state, b)
+
+
+def two_ends(a: str, b: str) -> None:
+    if a == b:
+        raise InputError(Problem("sites", "", f"a link joins two different sites; got '{a}' twice. "
+                                              "Name the sites at its two ends"))
+
+
+def cut(a: str, b: str, home: Path | None = None) -> dict:
+    """Cut the link between sites a and b, both ways; each keeps its links to every other site
+    and its processes run on. Only a and b see each other gone: no majority agrees on a loss."""
+    two_ends(a, b)  # before the lab is even looked at
+    state = require(home)
+    site_a, site_b = link_of(state, a, b)
+    how = net.cut(state.layout, site_a, site_b)
+    for here, there in ((a, b), (b, a)):
+        if there not in state.sites[here].cut:
+            state.sites[here].cut.append(there)
+    save(state)
+    return {"sites": [a, b], "cut": how, "at": time.time()}
+
+
+def uncut(a: str, b: str, home: Path | None = None) -> dict:
+    state = require(home)
+    site_a, site_b = link_of(state, a, b)
+    net.uncut(state.layout, site_a, site_b)
+    changed = b in state.sites[a].cut or a in state.sites[b].cut
+    for here, there in ((a, b), (b, a)):
+        state.sites[here].cut = [s for s in state.sites[here].cut if s != there]
+    save(state)
+    return {"sites": [a, b], "changed": changed}
+
+
+# What a pause can stop short of the whole site: PostgreSQL alone (its storage hangs).
+PAUSE_COMPONENTS = procs.PAUSE_COMPONENTS
+
+
+def pause(site_name: str, component: str | None = None, home: Path | None = None) -> dict:
+    """SIGSTOP every process of a site (a host that hangs: its kernel still answers TCP
+    handshakes, nothing above it answers), or with component='postgres' PostgreSQL alone. The
+    stopped PIDs go into the lab's state so that resume, heal, recover and down continue them."""
+    if component is not None and component not in PAUSE_COMPONENTS:  # before the lab is even looked at
+        raise InputError(Problem("--component", "", f"unknown component '{component}'{suggest(component, PAUSE_COMPONENTS)}; "
+                                                    f"a pause stops {' or '.join(PAUSE_COMPONENTS)} alone, or "
+                                                    "without --component every process of the site"))
+    state = require(home)
+    site_of(state, site_name)
+    if state.sites[site_name].power == "off":
+        raise InputError(Problem("site", "", f"{site_name} has no power; nothing runs there to pause. "
+                                             f"`firebreak lab power on {site_name}` first"))
+    if component == "postgres":
+        pick = procs.postgres_of
+        known: list[int] = []
+    else:
+        pick = None
+        known = site_pids(state, site_name)
+    t0 = time.time()
+    stopped = procs.pause(state.lab_id, site_name, pick=pick, known=known)
+    st = state.sites[site_name]
+    have = {p.pid for p in st.paused}
+    st.paused += [p for p in stopped if p.pid not in have]
+    save(state)
+    return {"site": site_name, "component": component or "every process", "paused": len(stopped),
+            "pids": [p.pid for p in stopped], "at": t0}
+
+
+def resume(site_name: str, home: Path | None = None) -> dict:
+    """SIGCONT what a pause of the site stopped (only those very processes: PID and start time)."""
+    state = require(home)
+    site_of(state, site_name)
+    st = state.sites[site_name]
+    n = procs.resume(st.paused)
+    changed = bool(st.paused)
+    st.paused = []
+    save(state)
+    return {"site": site_name, "changed": changed, "resumed": n, "at": time.time()}
+
+
+def down(purge: bool = False, progress=lambda _m: None, home: Path | None = None) -> bool:
+    """`lab down`, after continuing whatever a pause left stopped: a stopped process keeps SIGTERM
+    pending and would only die at the SIGKILL after its grace time (and a stopped postmaster would
+    make its Patroni wait out its whole grace too)."""
+    state = load(home or lab_home())
+    if state is not None:
+        for st in state.sites.values():
+            procs.resume(st.paused)
+    return lifecycle.down(purge=purge, progress=progress, home=home)
 
 
 def stop_component(site_name: str, component: str, home: Path | None = None) -> int:
@@ -114,6 +226,13 @@ def heal(site_name: str, home: Path | None = None) -> dict:
     site = site_of(state, site_name)
     net.heal(state.layout, site)
     net.undegrade(state.layout, site)
+    # Every cut link with this site at one end. All the lab's other sites, not only the recorded
+    # ones: a cut whose record was lost (a crash between the rule and the save) still goes.
+    for other in state.sites:
+        if other != site_name:
+            net.uncut(state.layout, site, state.layout.site(other))
+            state.sites[other].cut = [s for s in state.sites[other].cut if s != site_name]
+    state.sites[site_name].cut = []
     state.sites[site_name].isolated = ""
     state.sites[site_name].degraded = ""
     save(state)
@@ -127,12 +246,16 @@ def recover(site_name: str, home: Path | None = None) -> list[str]:
     site_of(state, site_name)  # a clear error for an unknown site
     st = state.sites[site_name]
     done: list[str] = []
-    if st.power == "off":
-        power_on(site_name, home)
-        return ["power on"]
-    if st.isolated or st.degraded:
+    if st.paused:
+        # First: a stopped process looks alive, so nothing below would restart it.
+        done.append(f"{resume(site_name, home)['resumed']} paused processes continued")
+    if st.isolated or st.degraded or st.cut:
+        # Before power: power_on restores the site's address, not its cut or isolated links.
         heal(site_name, home)
         done.append("links restored")
+    if st.power == "off":
+        power_on(site_name, home)
+        return done + ["power on"]
     wanted = state.plan.components(site_name, state.agents)
     for component in wanted:
         state = require(home)

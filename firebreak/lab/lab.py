@@ -2,17 +2,20 @@
 them back, and take everything down again, leaving nothing behind.
 
 The public face of the lab, one import for its users (the CLI, drills, benchmarks, tests); the
-work is done by role: lifecycle (up, down), faults (power, links, components), status (what is
+work is done by role: lifecycle (up, down), faults (power, links, pauses, components), status (what is
 running, its health and logs), over components (each process of a site).
 """
 
 from __future__ import annotations
 
-from firebreak.lab.faults import degrade, heal, isolate, power_off, power_on, recover, start_component, stop_component
-from firebreak.lab.lifecycle import DEFAULT_TOPOLOGY, UP_TIMEOUT, AlreadyUp, down, up
+# `down` is faults.down: lifecycle's, after continuing whatever a pause left stopped.
+from firebreak.lab.faults import (cut, degrade, down, heal, isolate, pause, power_off, power_on, recover, resume,
+                                  start_component, stop_component, uncut, undegrade, unisolate)
+from firebreak.lab.lifecycle import DEFAULT_TOPOLOGY, UP_TIMEOUT, AlreadyUp, up
 from firebreak.lab.status import (LOG_COMPONENTS, cluster_members, etcd_client, etcd_leader_site, etcdctl_flags,
                                   healthy, log_paths, settled, status)
 
-__all__ = ["DEFAULT_TOPOLOGY", "LOG_COMPONENTS", "UP_TIMEOUT", "AlreadyUp", "cluster_members", "degrade", "down",
-           "etcd_client", "etcd_leader_site", "etcdctl_flags", "heal", "healthy", "isolate", "log_paths", "power_off",
-           "power_on", "recover", "settled", "start_component", "status", "stop_component", "up"]
+__all__ = ["DEFAULT_TOPOLOGY", "LOG_COMPONENTS", "UP_TIMEOUT", "AlreadyUp", "cluster_members", "cut", "degrade",
+           "down", "etcd_client", "etcd_leader_site", "etcdctl_flags", "heal", "healthy", "isolate", "log_paths",
+           "pause", "power_off", "power_on", "recover", "resume", "settled", "start_component", "status",
+           "stop_component", "uncut", "undegrade", "unisolate", "up"]

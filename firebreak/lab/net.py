@@ -197,6 +197,68 @@ def undegrade(layout: LabLayout, site: SiteLayout) -> None:
         _delete_rules(f"degrade:{site.name}")
 
 
+# A cut link: two sites that cannot reach each other while every other link works (a cut fibre,
+# a firewall change gone wrong). Neither side hears a refusal: both directions are silent.
+CUT_PREFIX = "firebreak_cut_"
+
+
+def cut_table(peer: str) -> str:
+    """The nftables table, in one site's namespace, that silences its link to `peer`. Site names
+    are lowercase letters, digits and '-' (inputs.NAME_PATTERN); nft names take '_' instead."""
+    return CUT_PREFIX + peer.replace("-", "_")
+
+
+def cut_rules(peer: str, peer_address: str) -> str:
+    """The nft script for one end of a cut link (run in that end's namespace): nothing from the
+    peer's address comes in, nothing to it goes out. Pure, so the text is tested without nft."""
+    return (f"table inet {cut_table(peer)} {{\n"
+            f"  chain input {{ type filter hook input priority 0; ip saddr {peer_address} drop; }}\n"
+            f"  chain output {{ type filter hook output priority 0; ip daddr {peer_address} drop; }}\n}}\n")
+
+
+def cut_comment(a: str, b: str) -> str:
+    return f"cut:{a}-{b}"
+
+
+def cut_loopback_rules(a: SiteLayout, b: SiteLayout) -> list[list[str]]:
+    """The `nft add rule` argument lists for a cut link on loopback, where every site shares the
+    host's one output chain: the pair's packets dropped both ways, tagged so the link (and only
+    it) can be undone. Pure."""
+    return [["nft", "add", "rule", "inet", NFT_TABLE, "output", "ip", "saddr", src, "ip", "daddr", dst, "drop",
+             "comment", f'"{cut_comment(a.name, b.name)}"']
+            for src, dst in ((a.address, b.address), (b.address, a.address))]
+
+
+def cut(layout: LabLayout, a: SiteLayout, b: SiteLayout) -> str:
+    """Silence the link between sites a and b, both ways; every other link stays up."""
+    if a.name == b.name:
+        raise LabError(f"a link joins two different sites; got {a.name} twice")
+    if layout.net == "netns":
+        for here, there in ((a, b), (b, a)):
+            # Replacing, not adding: cutting a cut link again must not stack a second table.
+            _run("nft", "delete", "table", "inet", cut_table(there.name), netns=here.netns, check=False)
+            _run("nft", "-f", "-", netns=here.netns, input=cut_rules(there.name, there.address))
+        return "netns-nftables"
+    if have_nft():
+        uncut(layout, a, b)
+        _run("nft", "add", "table", "inet", NFT_TABLE)
+        _run("nft", "add", "chain", "inet", NFT_TABLE, "output", "{ type filter hook output priority 0 ; }")
+        for argv in cut_loopback_rules(a, b):
+            _run(*argv)
+        return "loopback-nftables"
+    raise LabError("cutting a link needs root (nftables); as a normal user the lab can only cut power")
+
+
+def uncut(layout: LabLayout, a: SiteLayout, b: SiteLayout) -> None:
+    """Restore the link between a and b (whichever order it was cut in); a link not cut is left as is."""
+    if layout.net == "netns":
+        for here, there in ((a, b), (b, a)):
+            _run("nft", "delete", "table", "inet", cut_table(there.name), netns=here.netns, check=False)
+    elif have_nft():
+        _delete_rules(cut_comment(a.name, b.name))
+        _delete_rules(cut_comment(b.name, a.name))
+
+
 def _delete_rules(comment: str) -> None:
     r = _run("nft", "-a", "list", "chain", "inet", NFT_TABLE, "output", check=False)
     for line in r.stdout.splitlines():

@@ -107,6 +107,93 @@ def power_cut(pids: Iterable[int], rescan: Callable[[], list[int]] | None = None
     return len(frozen)
 
 
+def stat_of(pid: int) -> tuple[str, int, int] | None:
+    """(command name, parent PID, start time) of a live process, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    comm = raw[raw.index("(") + 1:raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return comm, int(fields[1]), int(fields[19])
+
+
+def postgres_family(table: dict[int, tuple[str, int]]) -> list[int]:
+    """Of a site's marked processes (pid -> (command name, parent PID)), PostgreSQL's: every
+    process named `postgres` (the postmaster, and backends and auxiliaries, which keep that
+    name however their title reads) and anything they started (an archive or restore command).
+    Patroni, etcd and the rest are not PostgreSQL and stay running: a storage hang stops the
+    database, not the host. Pure."""
+    roots = {pid for pid, (comm, _) in table.items() if comm == "postgres"}
+    family = set(roots)
+    for pid in table:
+        seen, p = set(), pid
+        while p in table and p not in seen and p not in family:
+            seen.add(p)
+            p = table[p][1]
+        if p in family:
+            family.add(pid)
+    return sorted(family)
+
+
+# What a pause can stop short of a whole site.
+PAUSE_COMPONENTS = ("postgres",)
+
+
+def postgres_of(pids: Iterable[int]) -> list[int]:
+    """PostgreSQL's processes among these (a site's marked ones), by postgres_family."""
+    table = {}
+    for pid in pids:
+        st = stat_of(pid)
+        if st is not None:
+            table[pid] = (st[0], st[1])
+    return postgres_family(table)
+
+
+def pause(lab_id: str, site: str, pick: Callable[[list[int]], list[int]] | None = None,
+          known: Iterable[int] = ()) -> list[Proc]:
+    """SIGSTOP a site's processes (those `pick` keeps of its marked ones, and `known`, the PIDs
+    the lab recorded at start), found again until no new one appears, as power_cut does: a
+    process forked while the others froze would go on (a PostgreSQL backend, serving writes the
+    paused site should not). Returns what was stopped, with start times, so that only those
+    very processes are ever continued."""
+    def scan() -> list[int]:
+        found = list(dict.fromkeys([*known, *marked(lab_id, site)]))
+        return pick(found) if pick else found
+
+    stopped: dict[int, Proc] = {}
+    for _ in range(50):
+        new = [p for p in scan() if p not in stopped]
+        if not new:
+            break
+        for pid in new:
+            st = start_time(pid)
+            if st is None:
+                continue
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                continue
+            stopped[pid] = Proc(pid=pid, start=st, site=site, component="paused")
+    return list(stopped.values())
+
+
+def resume(paused: Iterable[Proc]) -> int:
+    """SIGCONT each paused process that is still the one we stopped (same start time: a recycled
+    PID is left alone). Returns how many were continued."""
+    n = 0
+    for p in paused:
+        if alive(p):
+            try:
+                os.kill(p.pid, signal.SIGCONT)
+                n += 1
+            except ProcessLookupError:
+                pass
+    return n
+
+
 def _signal(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:
@@ -121,6 +208,9 @@ def terminate(pids: Iterable[int], timeout: float = 10.0, still: Callable[[], li
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
+            # A stopped process (a pause left behind) would hold SIGTERM pending forever;
+            # systemd sends SIGCONT after the stop signal for the same reason.
+            os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout

@@ -33,6 +33,8 @@ class SiteState:
     isolated: str = ""        # how the site is cut off from the others, when it is
     degraded: str = ""        # how its links are degraded, when they are
     procs: list[Proc] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)      # sites whose link to this one is cut (both ends list it)
+    paused: list[Proc] = field(default_factory=list)  # processes a pause stopped: heal, recover and down continue them
 
 
 @dataclass
@@ -76,7 +78,8 @@ class LabState:
             "home": str(self.home), "user": list(self.user) if self.user else None, "agents": self.agents,
             "phase": self.phase, "python": self.python, "cluster": self.cluster, "estate": self.estate,
             "sites": {n: {"power": s.power, "silenced": s.silenced, "isolated": s.isolated, "degraded": s.degraded,
-                          "procs": [p.as_dict() for p in s.procs]}
+                          "procs": [p.as_dict() for p in s.procs], "cut": list(s.cut),
+                          "paused": [p.as_dict() for p in s.paused]}
                       for n, s in self.sites.items()},
         }
 
@@ -88,7 +91,9 @@ class LabState:
                    cluster=d.get("cluster", "claims-db"), estate=d.get("estate", False),
                    sites={n: SiteState(power=s["power"], silenced=s.get("silenced", "none"),
                                        isolated=s.get("isolated", ""), degraded=s.get("degraded", ""),
-                                       procs=[Proc(**p) for p in s["procs"]]) for n, s in d["sites"].items()})
+                                       procs=[Proc(**p) for p in s["procs"]], cut=list(s.get("cut", [])),
+                                       paused=[Proc(**p) for p in s.get("paused", [])])
+                          for n, s in d["sites"].items()})
 
 
 def save(state: LabState) -> None:

@@ -1,0 +1,146 @@
+"""The lab's gray failures (a cut link, a pause): the nftables text they generate, the selection
+of PostgreSQL's processes, the lab state's record of what a fault left, and pauses tried on
+throwaway processes of our own."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from firebreak.lab import net, procs
+from firebreak.lab.layout import make_layout
+from firebreak.lab.state import LabState, SiteState
+
+SITES = ["pangyo", "ansan", "siheung"]
+
+
+# --- nftables text ---------------------------------------------------------------------------
+
+def test_one_end_of_a_cut_link_drops_the_peer_both_ways_and_nothing_else():
+    text = net.cut_rules("ansan", "10.77.0.12")
+    assert text == ("table inet firebreak_cut_ansan {\n"
+                    "  chain input { type filter hook input priority 0; ip saddr 10.77.0.12 drop; }\n"
+                    "  chain output { type filter hook output priority 0; ip daddr 10.77.0.12 drop; }\n}\n")
+
+
+def test_a_cut_table_is_named_for_the_peer_in_nft_s_alphabet():
+    assert net.cut_table("ansan") == "firebreak_cut_ansan"
+    assert net.cut_table("new-site-2") == "firebreak_cut_new_site_2"
+    assert net.cut_table("a-b") != net.cut_table("ab")
+
+
+def test_a_cut_on_loopback_drops_the_pair_both_ways_tagged_for_its_undo():
+    layout = make_layout(Path("/x"), "loopback", SITES, "abcd1234")
+    rules = net.cut_loopback_rules(layout.site("pangyo"), layout.site("ansan"))
+    tail = ["drop", "comment", '"cut:pangyo-ansan"']
+    assert rules == [
+        ["nft", "add", "rule", "inet", net.NFT_TABLE, "output", "ip", "saddr", "127.0.11.1", "ip", "daddr", "127.0.12.1", *tail],
+        ["nft", "add", "rule", "inet", net.NFT_TABLE, "output", "ip", "saddr", "127.0.12.1", "ip", "daddr", "127.0.11.1", *tail],
+    ]
+    assert "127.0.13.1" not in str(rules), "siheung's links are not touched"
+
+
+def test_a_link_cannot_join_a_site_to_itself():
+    layout = make_layout(Path("/x"), "netns", SITES, "abcd1234")
+    with pytest.raises(Exception, match="two different sites"):
+        net.cut(layout, layout.site("ansan"), layout.site("ansan"))
+
+
+# --- PostgreSQL's processes ------------------------------------------------------------------
+
+def test_postgres_family_is_the_postmaster_its_children_and_theirs_only():
+    table = {
+        10: ("etcd", 1), 11: ("patroni", 1),
+        20: ("postgres", 11),          # postmaster, started by Patroni
+        21: ("postgres", 20), 22: ("postgres", 20),  # backends, checkpointer...
+        23: ("sh", 20), 24: ("cp", 23),  # an archive command and its child
+        30: ("caddy", 1), 31: ("python3", 11),  # Patroni's own helper is not PostgreSQL
+        40: ("postgres", 999),         # a second cluster's postmaster, parent unknown (setsid)
+    }
+    assert procs.postgres_family(table) == [20, 21, 22, 23, 24, 40]
+
+
+def test_postgres_family_of_a_site_without_postgres_is_empty_and_survives_a_cycle():
+    assert procs.postgres_family({1: ("a", 2), 2: ("b", 1)}) == []
+    assert procs.postgres_family({}) == []
+
+
+# --- the lab's record of what a fault left ---------------------------------------------------
+
+def test_the_lab_state_keeps_cut_links_and_paused_processes_across_a_save():
+    paused = procs.Proc(pid=123, start=456, site="ansan", component="paused")
+    st = LabState(lab_id="x", net="netns", topology="t", site_names=SITES, home=Path("/h"),
+                  sites={"pangyo": SiteState(cut=["ansan"]), "ansan": SiteState(cut=["pangyo"], paused=[paused]),
+                         "siheung": SiteState()})
+    back = LabState.from_json(st.to_json())
+    assert back.sites["pangyo"].cut == ["ansan"] and back.sites["ansan"].paused == [paused]
+    assert back.sites["siheung"].cut == [] and back.sites["siheung"].paused == []
+
+
+def test_a_state_written_before_gray_faults_still_loads():
+    old = LabState(lab_id="x", net="netns", topology="t", site_names=SITES, home=Path("/h"),
+                   sites={n: SiteState() for n in SITES}).to_json()
+    for s in old["sites"].values():
+        del s["cut"], s["paused"]
+    assert LabState.from_json(old).sites["ansan"].paused == []
+
+
+# --- pausing processes of our own ------------------------------------------------------------
+
+def test_a_pause_stops_only_marked_processes_and_resume_continues_exactly_those(tmp_path):
+    lab_id = "test" + os.urandom(3).hex()
+    ours = procs.spawn([sys.executable, "-c", "import time; time.sleep(60)"], site="a", component="x", lab_id=lab_id,
+                       log=tmp_path / "x.log")
+    other_site = procs.spawn([sys.executable, "-c", "import time; time.sleep(60)"], site="b", component="x",
+                             lab_id=lab_id, log=tmp_path / "y.log")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 5
+        while ours.pid not in procs.marked(lab_id, "a"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        paused = procs.pause(lab_id, "a")
+        assert [p.pid for p in paused] == [ours.pid] and paused[0].start == ours.start
+        wait_state(ours.pid, "T")  # a stop lands as the kernel schedules it
+        assert state_of(other_site.pid) != "T" and state_of(other.pid) != "T"
+        # A recycled PID is never continued: a record whose start time differs is skipped.
+        assert procs.resume([procs.Proc(pid=other.pid, start=-1, site="a", component="paused")]) == 0
+        assert procs.resume(paused) == 1
+        wait_state(ours.pid, "S")
+    finally:
+        for pid in (ours.pid, other_site.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        other.kill()
+        other.wait()
+
+
+def test_terminate_ends_a_stopped_process_without_waiting_for_its_kill(tmp_path):
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.kill(p.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        procs.terminate([p.pid], timeout=5)
+        assert p.wait(5) == -signal.SIGTERM  # SIGTERM, continued: not the SIGKILL after the grace
+        assert time.monotonic() - t0 < 4
+    finally:
+        p.kill()
+        p.wait()
+
+
+def wait_state(pid: int, want: str) -> None:
+    deadline = time.monotonic() + 5
+    while state_of(pid) != want:
+        assert time.monotonic() < deadline, f"process {pid} is {state_of(pid)}, not {want}"
+        time.sleep(0.02)
+
+
+def state_of(pid: int) -> str:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2:].split()[0]
