@@ -141,6 +141,87 @@ for _fault in ("power-cut", "isolate", "degrade", "ops-tools"):
     drill_app.command(_fault)(_drill_fault(_fault))
 
 
+# Options the gray-failure commands share with the others.
+CLIENTS = typer.Option(8, "--clients", min=1, max=256)
+RATE = typer.Option(0, "--rate", min=0, help="Writes per second per client (0: as fast as answered).")
+BASELINE = typer.Option(Baseline.firebreak, "--baseline", help="patroni: freeze the agents.")
+ROLE_HELP = "'primary' / 'sync-standby' for the site whose PostgreSQL holds that role"
+
+
+def _gray(fault: str, site: str, name: str, clients: int, rate: float, baseline: Baseline, report: Path,
+          junit: Path | None, fmt: OutputFormat, objectives: tuple, **fields) -> None:
+    """Build the one-step scenario, check it whole (the same rules as a scenario file), and run it."""
+    from firebreak.drill.objectives import Objectives
+    from firebreak.drill.scenario import FaultStep, Scenario, check_steps
+    from firebreak.errors import InputError, Problem
+
+    step = FaultStep(fault=fault, site=site, **{k: v for k, v in fields.items() if v is not None})
+    scenario = Scenario(name=name, clients=clients, rate=rate, baseline=baseline.value, steps=[step],
+                        objectives=_objectives(Objectives(), *objectives))
+    try:
+        check_steps(scenario, "command line")  # before the lab is even asked
+    except InputError as e:
+        # The rules are the scenario file's; the person typed flags, so the flags are named.
+        raise InputError([Problem("--" + p.path.rpartition(".")[2].replace("_", "-").replace("peer", "sites"), "",
+                                  p.reason) for p in e.problems]) from None
+    _run_drill(scenario, report, "command line", junit, fmt)
+
+
+@drill_app.command("partition")
+def drill_partition(
+    sites: str = typer.Option(..., "--sites", help=f"The link's two ends, comma-separated: A,B (each a site or {ROLE_HELP}). "
+                              "The drill is judged for A."),
+    duration: float = typer.Option(0, "--duration", min=0, max=600, help="Hold the cut this long (0: until writes resume)."),
+    clients: int = CLIENTS, rate: float = RATE, baseline: Baseline = BASELINE,
+    report: Path = REPORT, junit: Optional[Path] = JUNIT, fmt: OutputFormat = FORMAT,
+    max_rto: Optional[float] = MAX_RTO, max_gap: Optional[float] = MAX_GAP, max_lost: Optional[int] = MAX_LOST,
+    max_reads: Optional[int] = MAX_READS, max_ops: Optional[int] = MAX_OPS,
+) -> None:
+    """Cut the link between two sites, both ways silent; every other link stays up."""
+    from firebreak.drill.scenario import parse_link
+
+    a, b = parse_link(sites)
+    _gray("partition", a, f"partition {a},{b}", clients, rate, baseline, report, junit, fmt,
+          (max_rto, max_gap, max_lost, max_reads, max_ops), peer=b, duration=duration)
+
+
+@drill_app.command("pause")
+def drill_pause(
+    site: str = typer.Option(..., "--site", help=f"Site name, or {ROLE_HELP}."),
+    component: Optional[str] = typer.Option(None, "--component", help="postgres: PostgreSQL alone (a storage hang); "
+                                            "default every process of the site (a hung host)."),
+    duration: float = typer.Option(8, "--duration", min=0.1, max=600,
+                                   help="Seconds stopped; the pause lasts this long even if writes resume sooner."),
+    clients: int = CLIENTS, rate: float = RATE, baseline: Baseline = BASELINE,
+    report: Path = REPORT, junit: Optional[Path] = JUNIT, fmt: OutputFormat = FORMAT,
+    max_rto: Optional[float] = MAX_RTO, max_gap: Optional[float] = MAX_GAP, max_lost: Optional[int] = MAX_LOST,
+    max_reads: Optional[int] = MAX_READS, max_ops: Optional[int] = MAX_OPS,
+) -> None:
+    """Stop a site's processes with SIGSTOP, then continue them (SIGCONT) after --duration."""
+    _gray("pause", site, f"pause {site}" + (f" {component}" if component else ""), clients, rate, baseline, report,
+          junit, fmt, (max_rto, max_gap, max_lost, max_reads, max_ops), component=component, duration=duration)
+
+
+@drill_app.command("flap")
+def drill_flap(
+    site: str = typer.Option(..., "--site", help=f"Site name, or {ROLE_HELP}."),
+    period: float = typer.Option(..., "--period", min=0, max=600,
+                                 help="Seconds of one down-and-up cycle: links down for half, up for half (at least 1)."),
+    duration: float = typer.Option(60, "--duration", min=0.1, max=600, help="Seconds of flapping; then healed."),
+    clients: int = CLIENTS, rate: float = RATE, baseline: Baseline = BASELINE,
+    report: Path = REPORT, junit: Optional[Path] = JUNIT, fmt: OutputFormat = FORMAT,
+    max_rto: Optional[float] = MAX_RTO, max_gap: Optional[float] = MAX_GAP, max_lost: Optional[int] = MAX_LOST,
+    max_reads: Optional[int] = MAX_READS, max_ops: Optional[int] = MAX_OPS,
+) -> None:
+    """Take a site's links to every other site down and up every --period/2 seconds, then heal."""
+    from firebreak.errors import InputError, Problem
+
+    if period <= 0:  # the scenario model's own message would name period, not the flag
+        raise InputError(Problem("--period", "", f"must be above 0 seconds, got {period:g}"))
+    _gray("flap", site, f"flap {site}", clients, rate, baseline, report, junit, fmt,
+          (max_rto, max_gap, max_lost, max_reads, max_ops), period=period, duration=duration)
+
+
 @drill_app.command("run")
 def drill_run(file: Path = typer.Argument(..., help="Scenario YAML: name, clients, objectives, steps of fault/wait/heal."),
               report: Path = REPORT, junit: Optional[Path] = JUNIT, fmt: OutputFormat = FORMAT,

@@ -40,7 +40,7 @@ Progress = Callable[[str], None]
 class Event:
     at: float        # monotonic
     wall: float
-    kind: str        # fault | heal | wait
+    kind: str        # fault | heal | flap (one of a flap's toggles)
     site: str
     detail: str
 
@@ -52,6 +52,8 @@ class Active:
     since: float
     rto: float | None = None
     silenced: str = ""  # power cuts: how the site's address went quiet (link-down, nftables-drop, none)
+    peer: str = ""      # partitions: the site at the cut link's other end (`site` is the one judged)
+    healed: float | None = None  # monotonic, once healed
 
 
 @dataclass(eq=False)  # a thread must stay hashable
@@ -244,8 +246,8 @@ def drive(scenario: Scenario, threads: list[threading.Thread], stop: threading.E
 def ordinary_door_site(scenario: Scenario, st: dict) -> str | None:
     """The database door the ordinary client uses: one in a site no step of the scenario faults
     (a client in a site that loses power is lost with it), the synchronous standby's if possible."""
-    targets = {site_in_role(st, step.site) if step.site in ROLE_TARGETS else step.site
-               for step in scenario.steps if isinstance(step, FaultStep)}
+    targets = {site_in_role(st, target) if target in ROLE_TARGETS else target
+               for step in scenario.steps if isinstance(step, FaultStep) for target in step.targets}
     spared = [n for n in st["sites"] if n not in targets]
     spared.sort(key=lambda n: st["sites"][n]["postgres"]["role"] != "sync_standby")
     return spared[0] if spared else None
@@ -261,16 +263,30 @@ def _run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], faul
             progress(f"wait {step.wait:g} s")
             time.sleep(step.wait)
         elif isinstance(step, HealStep):
-            targets = [f.site for f in faults if f.site == step.heal or step.heal == "all"]
+            # `heal: B` also heals a partition cut from A's side: B is at one end of its link.
+            targets = [f.site for f in faults if f.healed is None and step.heal in ("all", f.site, f.peer)]
             for site in dict.fromkeys(targets):
                 _heal(site, faults, events, progress)
         else:
-            site = resolve(step.site) if step.site in ROLE_TARGETS else step.site
-            if site is None:
-                raise LabError(f"no {step.site} to fault: the lab has none right now")
-            _inject(step, site, faults, events, progress)
-            at = faults[-1].since
-            if step.duration:
+            site = _resolve(step.site, resolve)
+            peer = _resolve(step.peer, resolve) if step.peer is not None else ""
+            if peer == site:
+                raise LabError(f"a partition needs two different sites: {step.site} and {step.peer} are both "
+                               f"{site} right now")
+            _inject(step, site, faults, events, progress, peer=peer)
+            fault = faults[-1]
+            at = fault.since
+            if step.fault == "flap":
+                _flap(step, fault, events, progress)
+            elif step.fault == "pause":
+                # A pause lasts its duration even when writes resumed sooner (a failover): the
+                # paused processes are continued then, and the old primary must rejoin by itself.
+                time.sleep(max(0.0, at + step.hold - time.monotonic()))
+                _end(fault, events, progress)
+                deadline = time.monotonic() + 30
+                while rto_of(at) is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            elif step.duration:
                 time.sleep(step.duration)
             else:
                 deadline = time.monotonic() + 60
@@ -297,9 +313,15 @@ def _run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], faul
     time.sleep(1.0)
 
 
+def _resolve(target: str, resolve: Callable[[str], str | None]) -> str:
+    site = resolve(target) if target in ROLE_TARGETS else target
+    if site is None:
+        raise LabError(f"no {target} to fault: the lab has none right now")
+    return site
+
+
 def _unhealed(faults: list[Active], events: list[Event]) -> list[str]:
-    return list(dict.fromkeys(f.site for f in faults
-                              if not any(e.kind == "heal" and e.site == f.site and e.at > f.since for e in events)))
+    return list(dict.fromkeys(f.site for f in faults if f.healed is None))
 
 
 def _heal_leftovers(faults: list[Active], events: list[Event], progress: Progress) -> tuple[list[str], list[str]]:
@@ -388,7 +410,8 @@ def _any_patroni(st: dict) -> str:
     raise LabError("no site is up to ask Patroni")
 
 
-def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event], progress: Progress) -> None:
+def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event], progress: Progress,
+            peer: str = "") -> None:
     silenced = ""
     if step.fault == "power-cut":
         r = lab.power_off(site)
@@ -398,28 +421,103 @@ def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event
         detail = "isolated: " + lab.isolate(site)["isolated"]
     elif step.fault == "degrade":
         detail = "degraded: " + lab.degrade(site, step.loss, step.rate_kbit)["degraded"]
+    elif step.fault == "partition":
+        # Recorded while the rules land (and the processes stop, below): one that fails half
+        # way is still undone on the way out, by drive(); the record proper follows.
+        faults.append(Active(step.fault, site, time.monotonic(), peer=peer))
+        detail = f"partition: link {site}-{peer} cut, every other link up: " + lab.cut(site, peer)["cut"]
+        faults.pop()
+    elif step.fault == "pause":
+        faults.append(Active(step.fault, site, time.monotonic()))
+        r = lab.pause(site, step.component)
+        faults.pop()
+        detail = f"paused {r['paused']} processes ({r['component']}) for {step.hold:g} s"
+    elif step.fault == "flap":
+        detail = (f"flapping: links to every other site down and up every {step.period / 2:g} s for "
+                  f"{step.hold:g} s; down: " + lab.isolate(site)["isolated"])
     else:
         n = lab.stop_component(site, "agent")
         detail = f"ops tools lost: {n} agent process killed"
     now = time.monotonic()
-    faults.append(Active(step.fault, site, now, silenced=silenced))
+    faults.append(Active(step.fault, site, now, silenced=silenced, peer=peer))
     events.append(Event(now, time.time(), "fault", site, detail))
     progress(f"fault: {site}: {detail}")
 
 
+def flap_toggles(since: float, period: float, hold: float) -> list[float]:
+    """When a flap that took its links down at `since` toggles them (up, down, up, ...), every
+    half period, strictly before it ends at since + hold, when it is healed. Pure."""
+    half = period / 2
+    n = int(hold // half)
+    times = [since + half * k for k in range(1, n + 1)]
+    return [t for t in times if t < since + hold - 1e-9]
+
+
+def _flap(step: FaultStep, fault: Active, events: list[Event], progress: Progress) -> None:
+    """Toggle the site's links on the flap's schedule in this (the steps') thread while the clients
+    go on recording, then heal: every toggle is an event of the report."""
+    down = True
+    toggles = flap_toggles(fault.since, step.period or step.hold, step.hold)
+    for at in toggles:
+        time.sleep(max(0.0, at - time.monotonic()))
+        if down:
+            lab.unisolate(fault.site)
+        else:
+            lab.isolate(fault.site)
+        down = not down
+        events.append(Event(time.monotonic(), time.time(), "flap", fault.site, "links " + ("down" if down else "up")))
+    time.sleep(max(0.0, fault.since + step.hold - time.monotonic()))
+    progress(f"flap: {fault.site}: {len(toggles)} toggles in {step.hold:g} s")
+    _end(fault, events, progress)
+
+
+def _undo(f: Active) -> str:
+    """Undo one fault; returns what was done."""
+    if f.fault == "power-cut":
+        if lab.status()["sites"][f.site]["state"] == "off":
+            lab.power_on(f.site)
+        return "power on"
+    # Each fault undoes only itself: healing an isolation must not quietly mend a partition
+    # that a later step means to heal (and judge) on its own.
+    if f.fault in ("isolate", "flap"):
+        lab.unisolate(f.site)
+        return "links restored"
+    if f.fault == "degrade":
+        lab.undegrade(f.site)
+        return "links restored"
+    if f.fault == "partition":
+        lab.uncut(f.site, f.peer)
+        return f"link {f.site}-{f.peer} restored"
+    if f.fault == "pause":
+        return f"{lab.resume(f.site)['resumed']} paused processes continued"
+    lab.start_component(f.site, "agent")
+    return "agent restarted"
+
+
+def _end(f: Active, events: list[Event], progress: Progress) -> None:
+    """Heal one fault whose time is up (a pause, a flap), leaving the site's others as they are."""
+    done = _undo(f)
+    f.healed = time.monotonic()
+    events.append(Event(f.healed, time.time(), "heal", f.site, f"healed: {f.fault} ({done})"))
+    progress(f"heal: {f.site}: {done}")
+
+
 def _heal(site: str, faults: list[Active], events: list[Event], progress: Progress) -> None:
-    kinds = {f.fault for f in faults if f.site == site}
-    if "power-cut" in kinds and lab.status()["sites"][site]["state"] == "off":
-        lab.power_on(site)
-    if kinds & {"isolate", "degrade"}:
-        lab.heal(site)
-    if "ops-tools" in kinds:
-        lab.start_component(site, "agent")
-    events.append(Event(time.monotonic(), time.time(), "heal", site, "healed: " + ", ".join(sorted(kinds))))
+    """Heal every fault still on the site (a partition: whichever end is named)."""
+    todo = [f for f in faults if f.healed is None and site in (f.site, f.peer)]
+    kinds = sorted({f.fault for f in todo})
+    done = list(dict.fromkeys(_undo(f) for f in todo))
+    now = time.monotonic()
+    for f in todo:
+        f.healed = now
+    events.append(Event(now, time.time(), "heal", site, "healed: " + ", ".join(kinds)
+                        + (f" ({', '.join(done)})" if done else "")))
     progress(f"heal: {site}")
 
 
 def _healed_at(f: Active, events: list[Event], end: float) -> float:
+    if f.healed is not None:
+        return f.healed
     for e in events:
         if e.kind == "heal" and e.site == f.site and e.at >= f.since:
             return e.at
