@@ -151,7 +151,8 @@ class Agent:
             return round(now - since, 3) if now - since > grace else 0.0
         down = {s: gap(self.state.last_ok.get(s, now)) for s in self.others}
         silent = {m: gap(t) for m, t in self.state.postgres_heard.items()}
-        return detector.View(self.cfg.site, now, down, silent)
+        bogus = {scope: c.leader_revision for scope, c in self.state.clusters.items() if c.bogus_leader()}
+        return detector.View(self.cfg.site, now, down, silent, bogus)
 
     # -- publishing views and holding the coordinator lease -----------------------------------
 
@@ -291,17 +292,19 @@ class Agent:
         verdicts = detector.verdicts(self.cfg.sites, views, now, cfg)
         stalls = detector.stall_verdicts(self.cfg.sites, views, [f"{scope}/{c.leader}" for scope, c in found.items()
                                                                  if c.leader], now, cfg)
-        self.state.views, self.state.verdicts, self.state.stalls = views, verdicts, stalls
+        cut = detector.cut_links(self.cfg.sites, views, now, cfg)
+        bogus = detector.agreed_bogus_leaders(self.cfg.sites, views, now, cfg)
+        self.state.views, self.state.verdicts, self.state.stalls, self.state.cut = views, verdicts, stalls, cut
         self._db_door_wake.set()  # a new cluster state and verdicts: the database door follows now
         if not self.state.is_coordinator:
             self._outages_adopted = False  # the next coordinator carries open outages on from the ledger
             return
         self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
         await self.track_incidents(verdicts, now)
-        cut = self.state.cut = detector.cut_links(self.cfg.sites, views, now, cfg)
         decisions = {scope: failover.decide(c, verdicts, self.site_of(scope), frozen=self.state.frozen,
                                             stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
-                                                     if m.startswith(scope + "/")}, cut=cut)
+                                                     if m.startswith(scope + "/")}, cut=cut,
+                                            bogus_agreed=bogus.get(scope) == c.leader_revision)
                      for scope, c in found.items()}
         # Every 2 s at most, but every tick while a primary's site has a cut link: if etcd's leader
         # is at its other end, the primary's Patroni is counting down to demoting itself.
@@ -401,7 +404,7 @@ class Agent:
                 done = f"released leader key of {scope}/{action.member} at {self.clock():.3f}"
                 inc.failover = "; ".join(x for x in (inc.failover, done) if x)
                 await self.save_incident(inc)
-        log.warning("released leader key of %s's dead primary %s: %s", scope, action.member,
+        log.warning("released leader key of %s (%s): %s", scope, action.member,
                     "done" if ok else "it changed meanwhile (Patroni acted first)")
 
     async def place_etcd_leader(self, found: dict[str, failover.ClusterState],

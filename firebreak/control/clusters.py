@@ -65,7 +65,7 @@ def cluster_state(kvs: Mapping[str, object], pk: PatroniKeys, name: str = "") ->
             ttl = None  # only used to wake Patroni; a config without one is not an error
     return ClusterState(leader=leader.value if leader else None, leader_revision=leader.mod_revision if leader else 0,
                         sync_leader=sync.leader, sync_standbys=sync.standbys, members=members, name=name, ttl=ttl,
-                        ignored=tuple(ignored))
+                        ignored=tuple(ignored), leader_lease=leader.lease if leader else 0)
 
 
 def clusters_under(kvs: Mapping[str, object], namespace: str) -> dict[str, tuple[PatroniKeys, ClusterState]]:

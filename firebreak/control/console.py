@@ -157,6 +157,11 @@ def create_console(agent: Agent) -> FastAPI:
             "db_door": _db_door_status(agent),
             "release": current.json() if current else None,
             "last_decision": st.last_decision, "failovers": st.failovers,
+            # Gray failures as this agent last saw them: links between living sites seen cut,
+            # primaries' PostgreSQL answering nothing, and loop cycles that failed (control/cycles.py).
+            "cut_links": sorted(sorted(link) for link in st.cut),
+            "stalls": {m: {"stalled": v.dead, "reason": v.reason} for m, v in st.stalls.items()},
+            "cycle_errors": dict(agent.cycles.errors),
             "incidents": [asdict(i) for i in st.open_incidents.values()],
             # etcd's storage: alarms (NOSPACE, CORRUPT), sizes per member against the quota, and a
             # warning a person can act on (also on the console page and in /metrics).

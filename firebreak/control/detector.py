@@ -26,6 +26,9 @@ class View:
     # (a storage hang, a paused postmaster); 0 = it answers, or refuses outright (not running:
     # Patroni's own business). Views of agents older than this field have none.
     postgres_silent_for: Mapping[str, float] = field(default_factory=dict)
+    # scope -> the revision of its leader key this observer read as not Patroni's own
+    # (ClusterState.bogus_leader): removed only when a majority of sites read the same revision.
+    bogus_leaders: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_value(cls, site: str, raw: str) -> "View":
@@ -48,10 +51,15 @@ class View:
         silent = d.get("postgres_silent_for", {})
         if not isinstance(silent, dict):
             raise BadValue(f"view {site}: postgres_silent_for must be an object of member -> seconds")
+        bogus = d.get("bogus_leaders", {})
+        if not isinstance(bogus, dict) or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0
+                                                  for r in bogus.values()):
+            raise BadValue(f"view {site}: bogus_leaders must be an object of scope -> revision")
         return cls(site, published,
                    {str(t): _seconds(s, f"view {site}: unreachable_for.{t}", minimum=0.0) for t, s in down.items()},
                    {str(m): _seconds(s, f"view {site}: postgres_silent_for.{m}", minimum=0.0)
-                    for m, s in silent.items()})
+                    for m, s in silent.items()},
+                   {str(scope): r for scope, r in bogus.items()})
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,19 @@ def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: 
     fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
     return {frozenset((o, t)) for o, v in fresh.items() for t in sites
             if t != o and _sees_down(v, t, now, cfg)}
+
+
+def agreed_bogus_leaders(sites: Iterable[str], views: Mapping[str, View], now: float,
+                         cfg: DetectorConfig) -> dict[str, int]:
+    """scope -> the leader key revision that a majority of all sites (fresh views, their own
+    included) read as bogus. The same revision: a key Patroni rewrote meanwhile is another one."""
+    sites = list(sites)
+    counts: dict[tuple[str, int], int] = {}
+    for o, v in views.items():
+        if o in sites and 0 <= now - v.published <= cfg.fresh:
+            for scope, rev in v.bogus_leaders.items():
+                counts[(scope, rev)] = counts.get((scope, rev), 0) + 1
+    return {scope: rev for (scope, rev), n in counts.items() if n >= majority(len(sites))}
 
 
 def stall_verdicts(sites: Iterable[str], views: Mapping[str, View], members: Iterable[str], now: float,

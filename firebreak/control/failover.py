@@ -97,6 +97,20 @@ class ClusterState:
     name: str = ""                # the cluster's scope (one agent protects many clusters)
     ttl: int | None = None        # Patroni's dynamic configuration's ttl (its /config key), if read
     ignored: tuple[Ignored, ...] = ()  # keys of this cluster whose values did not parse
+    leader_lease: int = 0         # the leader key's lease; Patroni always writes it with one
+
+    def bogus_leader(self) -> str | None:
+        """Why the leader key cannot be Patroni's own, or None. Patroni writes it under its
+        session's lease, naming a member whose key it wrote first; a key naming no member, or
+        holding no lease, was written by something else (measured: one put of a name that is no
+        member left every member "following a leader (x-test)", with no primary, indefinitely)."""
+        if self.leader is None:
+            return None
+        if self.leader_lease == 0:
+            return f"leader key names {self.leader!r} but holds no lease"
+        if self.leader not in self.members and not any(i.key.endswith("/members/" + self.leader) for i in self.ignored):
+            return f"leader key names {self.leader!r}, which is no member"
+        return None
 
 
 @dataclass(frozen=True)
@@ -134,14 +148,23 @@ class Decision:
 
 def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
            frozen: bool = False, stalled: Mapping[str, Verdict] | None = None,
-           cut: "set[frozenset[str]] | None" = None) -> Decision:
+           cut: "set[frozenset[str]] | None" = None, bogus_agreed: bool = False) -> Decision:
     """`stalled`: member -> verdict on whether its PostgreSQL answers (detector.stall_verdicts):
     a primary whose site is alive but whose PostgreSQL accepts connections and answers nothing
     (a storage hang, a paused postmaster) cannot commit, and is failed over like a dead site's.
-    `cut`: links between living sites that are cut (detector.cut_links)."""
+    `cut`: links between living sites that are cut (detector.cut_links). `bogus_agreed`: a
+    majority of sites have read the same leader key revision as bogus (ClusterState.bogus_leader)."""
     leader = cluster.leader
     if leader is None:
         return Decision((), "no leader key: Patroni is electing a leader by itself")
+    if (why := cluster.bogus_leader()) is not None:
+        if not bogus_agreed:
+            return Decision((), f"{why}; waiting for a majority of sites to read it so")
+        if frozen:
+            return Decision((), f"{why}, but automation is frozen: nothing will replace it", refused=True)
+        # Compare-and-delete on its revision: a key Patroni rewrote meanwhile is left alone.
+        return Decision((DeleteLeader(leader, cluster.leader_revision),),
+                        f"{why}: removing it so Patroni's leader race can run", failover=True)
     leader_site = site_of.get(leader, leader)
     verdict = verdicts.get(leader_site)
     if verdict is None or not verdict.dead:

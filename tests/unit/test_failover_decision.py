@@ -20,7 +20,7 @@ def member(name, state="running", role="replica"):
 def cluster(leader="pangyo", sync=("ansan",), sync_leader=None, members=None):
     members = members if members is not None else {s: member(s, role="primary" if s == leader else "replica")
                                                    for s in SITES}
-    return ClusterState(leader=leader, leader_revision=12, sync_leader=sync_leader or leader,
+    return ClusterState(leader=leader, leader_revision=12, sync_leader=sync_leader or leader, leader_lease=7,
                         sync_standbys=tuple(sync), members=members)
 
 
@@ -196,3 +196,46 @@ def test_cut_links_need_one_fresh_end_for_the_window():
              "ansan": View("ansan", now, {"pangyo": 0.4, "siheung": 0.0}),
              "siheung": View("siheung", now - 3, {"pangyo": 9.0, "ansan": 0.0})}  # stale: no say
     assert cut_links(SITES, views, now, cfg) == {frozenset(("pangyo", "ansan"))}
+
+
+def with_leader(leader, lease=7, members=None):
+    c = cluster(members=members)
+    from dataclasses import replace
+    return replace(c, leader=leader, leader_lease=lease)
+
+
+@pytest.mark.parametrize("state,why", [
+    (with_leader("x-test"), "which is no member"),
+    (with_leader("pangyo", lease=0), "holds no lease"),
+])
+def test_a_leader_key_patroni_did_not_write_is_removed_once_a_majority_agrees(state, why):
+    assert why in state.bogus_leader()
+    waiting = decide(state, verdict(), SITE_OF)
+    assert waiting.actions == () and "waiting for a majority" in waiting.reason
+    d = decide(state, verdict(), SITE_OF, bogus_agreed=True)
+    assert d.actions == (DeleteLeader(state.leader, 12),) and why in d.reason
+    frozen = decide(state, verdict(), SITE_OF, frozen=True, bogus_agreed=True)
+    assert frozen.actions == () and frozen.refused
+
+
+def test_patronis_own_leader_key_is_never_bogus():
+    assert with_leader("pangyo").bogus_leader() is None
+    assert with_leader(None).bogus_leader() is None
+    # A leader whose member key did not parse is unknown, not bogus.
+    from dataclasses import replace
+    from firebreak.control.failover import Ignored
+    c = replace(with_leader("pangyo", members={"ansan": member("ansan")}),
+                ignored=(Ignored("/service/firebreak/members/pangyo", 3, "bad"),))
+    assert c.bogus_leader() is None
+
+
+def test_bogus_leaders_need_a_majority_reading_the_same_revision():
+    from firebreak.control.detector import DetectorConfig, View, agreed_bogus_leaders
+    cfg, now = DetectorConfig(), 10.0
+
+    def v(site, rev, published=now):
+        return View(site, published, {}, {}, {"firebreak": rev} if rev else {})
+    assert agreed_bogus_leaders(SITES, {"pangyo": v("pangyo", 5), "ansan": v("ansan", 5)}, now, cfg) == {"firebreak": 5}
+    assert agreed_bogus_leaders(SITES, {"pangyo": v("pangyo", 5), "ansan": v("ansan", 6)}, now, cfg) == {}
+    assert agreed_bogus_leaders(SITES, {"pangyo": v("pangyo", 5), "ansan": v("ansan", 5, now - 5)}, now, cfg) == {}
+    assert agreed_bogus_leaders(SITES, {"pangyo": v("pangyo", 5)}, now, cfg) == {}
