@@ -160,14 +160,9 @@ def pause(site_name: str, component: str | None = None, home: Path | None = None
     if state.sites[site_name].power == "off":
         raise InputError(Problem("site", "", f"{site_name} has no power; nothing runs there to pause. "
                                              f"`firebreak lab power on {site_name}` first"))
-    if component == "postgres":
-        pick = procs.postgres_of
-        known: list[int] = []
-    else:
-        pick = None
-        known = site_pids(state, site_name)
     t0 = time.time()
-    stopped = procs.pause(state.lab_id, site_name, pick=pick, known=known)
+    stopped = procs.pause(state.lab_id, site_name, postgres_only=component == "postgres",
+                          known=site_pids(state, site_name))
     st = state.sites[site_name]
     have = {p.pid for p in st.paused}
     st.paused += [p for p in stopped if p.pid not in have]

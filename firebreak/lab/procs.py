@@ -142,26 +142,52 @@ def postgres_family(table: dict[int, tuple[str, int]]) -> list[int]:
 PAUSE_COMPONENTS = ("postgres",)
 
 
-def postgres_of(pids: Iterable[int]) -> list[int]:
-    """PostgreSQL's processes among these (a site's marked ones), by postgres_family."""
-    table = {}
-    for pid in pids:
-        st = stat_of(pid)
-        if st is not None:
-            table[pid] = (st[0], st[1])
-    return postgres_family(table)
+def process_table() -> dict[int, tuple[str, int]]:
+    """Every live process: pid -> (command name, parent PID)."""
+    out = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            st = stat_of(int(entry.name))
+            if st is not None:
+                out[int(entry.name)] = (st[0], st[1])
+    return out
 
 
-def pause(lab_id: str, site: str, pick: Callable[[list[int]], list[int]] | None = None,
-          known: Iterable[int] = ()) -> list[Proc]:
-    """SIGSTOP a site's processes (those `pick` keeps of its marked ones, and `known`, the PIDs
-    the lab recorded at start), found again until no new one appears, as power_cut does: a
-    process forked while the others froze would go on (a PostgreSQL backend, serving writes the
-    paused site should not). Returns what was stopped, with start times, so that only those
-    very processes are ever continued."""
+def with_descendants(table: dict[int, tuple[str, int]], roots: Iterable[int]) -> list[int]:
+    """The roots and every process descended from one of them. Pure. PostgreSQL's backends and
+    auxiliaries need this: each writes its title ("postgres: firebreak: checkpointer") over the
+    memory /proc/PID/environ reads, so the lab's marker is gone from all but the postmaster."""
+    family = {r for r in roots if r in table}
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    todo = list(family)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in family:
+                family.add(child)
+                todo.append(child)
+    return sorted(family)
+
+
+def postgres_of(table: dict[int, tuple[str, int]], pids: Iterable[int]) -> list[int]:
+    """PostgreSQL's processes among these (a site's processes), by postgres_family."""
+    pids = set(pids)
+    return postgres_family({p: row for p, row in table.items() if p in pids})
+
+
+def pause(lab_id: str, site: str, postgres_only: bool = False, known: Iterable[int] = ()) -> list[Proc]:
+    """SIGSTOP a site's processes: its marked ones, `known` (the PIDs the lab recorded at start)
+    and all their descendants; with postgres_only, PostgreSQL's of those alone. Found again
+    until no new one appears, as power_cut does: a process forked while the others froze would
+    go on (a PostgreSQL backend, serving writes the paused site should not). Returns what was
+    stopped, with start times, so that only those very processes are ever continued."""
+    known = list(known)
+
     def scan() -> list[int]:
-        found = list(dict.fromkeys([*known, *marked(lab_id, site)]))
-        return pick(found) if pick else found
+        table = process_table()
+        found = with_descendants(table, [*known, *marked(lab_id, site)])
+        return postgres_of(table, found) if postgres_only else found
 
     stopped: dict[int, Proc] = {}
     for _ in range(50):

@@ -64,6 +64,15 @@ def test_postgres_family_is_the_postmaster_its_children_and_theirs_only():
     assert procs.postgres_family(table) == [20, 21, 22, 23, 24, 40]
 
 
+def test_a_site_is_its_marked_processes_and_every_descendant_of_them():
+    table = {1: ("init", 0), 11: ("patroni", 1), 20: ("postgres", 1), 21: ("postgres", 20), 22: ("postgres", 20),
+             23: ("sh", 21), 30: ("bash", 1), 31: ("sleep", 30), 99: ("gone", 1)}
+    # The backends 21, 22 (and what 21 started) carry no marker: their titles overwrote it.
+    assert procs.with_descendants(table, [11, 20]) == [11, 20, 21, 22, 23]
+    assert procs.with_descendants(table, [404]) == [], "a PID no longer running is no root"
+    assert procs.postgres_of(table, [11, 20, 21, 22, 23]) == [20, 21, 22, 23]
+
+
 def test_postgres_family_of_a_site_without_postgres_is_empty_and_survives_a_cycle():
     assert procs.postgres_family({1: ("a", 2), 2: ("b", 1)}) == []
     assert procs.postgres_family({}) == []
@@ -119,6 +128,30 @@ def test_a_pause_stops_only_marked_processes_and_resume_continues_exactly_those(
                 pass
         other.kill()
         other.wait()
+
+
+def test_a_pause_also_stops_children_whose_marker_is_gone(tmp_path):
+    """Like a PostgreSQL backend, whose title overwrote its environment: found by ancestry."""
+    lab_id = "test" + os.urandom(3).hex()
+    child_pid = tmp_path / "child.pid"
+    parent = procs.spawn([sys.executable, "-c", "import subprocess, sys, time; "
+                          "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env={}); "
+                          f"open({str(child_pid)!r}, 'w').write(str(c.pid)); time.sleep(60)"],
+                         site="a", component="x", lab_id=lab_id, log=tmp_path / "x.log")
+    try:
+        deadline = time.monotonic() + 5
+        while not child_pid.exists() or not child_pid.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(child_pid.read_text())
+        assert child not in procs.marked(lab_id, "a")
+        paused = procs.pause(lab_id, "a")
+        assert sorted(p.pid for p in paused) == sorted([parent.pid, child])
+        wait_state(child, "T")
+        assert procs.resume(paused) == 2
+        wait_state(child, "S")
+    finally:
+        procs.power_cut(procs.with_descendants(procs.process_table(), [parent.pid]))
 
 
 def test_terminate_ends_a_stopped_process_without_waiting_for_its_kill(tmp_path):
