@@ -33,7 +33,8 @@ def test_shell_completion_completes_commands(words, cword, expected):
 
 
 @pytest.mark.parametrize("args", [("lab", "status"), ("ops", "status"), ("drill", "power-cut"),
-                                  ("drill", "run"), ("lab", "heal"), ("check",)])
+                                  ("drill", "run"), ("lab", "heal"), ("check",), ("drill", "partition"),
+                                  ("drill", "pause"), ("drill", "flap")])
 def test_reporting_commands_take_format_text_or_json(args):
     r = run_cli(*args, "--help")
     assert r.returncode == 0 and "--format" in r.stdout and "text" in r.stdout and "json" in r.stdout
