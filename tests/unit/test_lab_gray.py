@@ -177,3 +177,77 @@ def wait_state(pid: int, want: str) -> None:
 def state_of(pid: int) -> str:
     raw = Path(f"/proc/{pid}/stat").read_text()
     return raw[raw.rindex(")") + 2:].split()[0]
+
+
+# --- what faults record in the lab's state, with the network and signals faked -----------------
+
+@pytest.fixture
+def lab_home(tmp_path, monkeypatch):
+    from firebreak.lab import faults
+    from firebreak.lab.state import save
+
+    calls = []
+    for name in ("cut", "uncut", "heal", "undegrade"):
+        monkeypatch.setattr(net, name, lambda *a, _n=name: calls.append((_n, *[getattr(x, "name", x) for x in a[1:]]))
+                            or "netns-nftables")
+    monkeypatch.setattr(procs, "resume", lambda paused: calls.append(("resume", sorted(p.pid for p in paused)))
+                        or len(list(paused)))
+    monkeypatch.setattr(faults.lifecycle, "down", lambda **kw: calls.append(("down",)) or True)
+    save(LabState(lab_id="x", net="netns", topology="t", site_names=SITES, home=tmp_path,
+                  sites={n: SiteState() for n in SITES}))
+    return tmp_path, calls
+
+
+def sites_state(home):
+    from firebreak.lab.state import load
+    st = load(home)
+    return {n: (s.cut, [p.pid for p in s.paused]) for n, s in st.sites.items()}
+
+
+def test_a_cut_is_recorded_at_both_ends_and_undone_in_either_order(lab_home):
+    from firebreak.lab import faults
+    home, calls = lab_home
+    faults.cut("pangyo", "ansan", home)
+    faults.cut("pangyo", "ansan", home)  # again: recorded once
+    assert sites_state(home) == {"pangyo": (["ansan"], []), "ansan": (["pangyo"], []), "siheung": ([], [])}
+    assert faults.uncut("ansan", "pangyo", home)["changed"] is True
+    assert sites_state(home)["pangyo"] == ([], []) and sites_state(home)["ansan"] == ([], [])
+    assert calls[-1] == ("uncut", "ansan", "pangyo")
+
+
+def test_healing_a_site_undoes_every_cut_with_it_at_either_end_and_no_other(lab_home):
+    from firebreak.lab import faults
+    home, calls = lab_home
+    faults.cut("pangyo", "ansan", home)
+    faults.cut("siheung", "ansan", home)
+    faults.cut("pangyo", "siheung", home)
+    calls.clear()
+    faults.heal("ansan", home)
+    assert ("uncut", "ansan", "pangyo") in calls and ("uncut", "ansan", "siheung") in calls
+    assert sites_state(home) == {"pangyo": (["siheung"], []), "ansan": ([], []), "siheung": (["pangyo"], [])}
+
+
+def test_resume_and_down_continue_what_a_pause_recorded(lab_home):
+    from firebreak.lab import faults
+    from firebreak.lab.state import load, save
+    home, calls = lab_home
+    st = load(home)
+    st.sites["ansan"].paused = [procs.Proc(pid=7, start=1, site="ansan", component="paused")]
+    save(st)
+    assert faults.resume("ansan", home)["changed"] is True
+    assert calls == [("resume", [7])] and sites_state(home)["ansan"] == ([], [])
+    st = load(home)
+    st.sites["siheung"].paused = [procs.Proc(pid=9, start=1, site="siheung", component="paused")]
+    save(st)
+    calls.clear()
+    assert faults.down(home=home) is True
+    assert ("resume", [9]) in calls and calls[-1] == ("down",)
+
+
+def test_a_pause_of_an_unknown_component_or_a_link_to_itself_is_refused_before_the_lab_is_read(tmp_path):
+    from firebreak.errors import InputError
+    from firebreak.lab import faults
+    with pytest.raises(InputError, match="unknown component 'etcd'"):
+        faults.pause("ansan", "etcd", tmp_path / "nowhere")
+    with pytest.raises(InputError, match="two different sites"):
+        faults.cut("ansan", "ansan", tmp_path / "nowhere")
