@@ -33,6 +33,13 @@ class Member:
     lease: int
     raw: str           # the member key's JSON, to rewrite only its api_url
     conn_url: str = ""  # postgres://host:port/db: where its PostgreSQL is probed
+    replication_state: str = ""  # Patroni 4: "streaming" while its WAL receiver streams
+
+    @property
+    def streaming(self) -> bool:
+        """Streaming from its primary now (Patroni 4 says so in replication_state beside state
+        "running"; older versions said state "streaming")."""
+        return self.state == "streaming" or (self.state == "running" and self.replication_state == "streaming")
 
     @classmethod
     def from_value(cls, name: str, raw: str, revision: int, lease: int) -> "Member":
@@ -46,12 +53,13 @@ class Member:
         if not isinstance(d, dict):
             raise BadValue(f"member {name}: a JSON object is expected, got {type(d).__name__}")
         fields = {}
-        for f in ("role", "state", "api_url", "conn_url"):
+        for f in ("role", "state", "api_url", "conn_url", "replication_state"):
             v = d.get(f, "")
             if not isinstance(v, str):
                 raise BadValue(f"member {name}: {f} must be text, got {v!r}")
             fields[f] = v
-        return cls(name, fields["role"], fields["state"], fields["api_url"], revision, lease, raw, fields["conn_url"])
+        return cls(name, fields["role"], fields["state"], fields["api_url"], revision, lease, raw, fields["conn_url"],
+                   fields["replication_state"])
 
 
 @dataclass(frozen=True)
@@ -259,7 +267,7 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
 
     def usable(name: str) -> bool:
         m, site = cluster.members[name], site_of.get(name, name)
-        return (name != leader and name not in cut_off and m.state == "streaming"
+        return (name != leader and name not in cut_off and m.streaming
                 and frozenset((here, site)) not in cut and not (site in verdicts and verdicts[site].dead))
     others = [n for n in cluster.members if usable(n)]
     names = ", ".join(cut_off)

@@ -155,7 +155,10 @@ def test_etcd_leadership_goes_to_the_site_with_fewest_cut_links_even_the_primary
 
 
 def streaming(name, role="replica"):
-    return member(name, state="streaming", role=role)
+    # As Patroni 4 writes a streaming replica's member key.
+    m = member(name, state="running", role=role)
+    from dataclasses import replace
+    return replace(m, replication_state="streaming")
 
 
 def three(leader="pangyo", sync=("ansan",)):

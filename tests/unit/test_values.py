@@ -166,3 +166,10 @@ def test_probe_requests_and_what_counts_as_an_answer():
     assert probes.postgres_probe("postgres:///postgres?host=/run/pg") is None
     with pytest.raises(ValueError, match="needs a host and a port"):
         probes.http_probe("http://no-port", "agent")
+
+
+def test_a_patroni_4_replica_is_streaming_by_its_replication_state():
+    m = Member.from_value("ansan", member_json(state="running", replication_state="streaming"), 1, 0)
+    assert m.streaming and m.replication_state == "streaming"
+    assert not Member.from_value("ansan", member_json(state="running"), 1, 0).streaming
+    assert Member.from_value("ansan", member_json(state="streaming"), 1, 0).streaming  # older Patroni
