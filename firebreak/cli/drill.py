@@ -145,7 +145,8 @@ for _fault in ("power-cut", "isolate", "degrade", "ops-tools"):
 CLIENTS = typer.Option(8, "--clients", min=1, max=256)
 RATE = typer.Option(0, "--rate", min=0, help="Writes per second per client (0: as fast as answered).")
 BASELINE = typer.Option(Baseline.firebreak, "--baseline", help="patroni: freeze the agents.")
-ROLE_HELP = "'primary' / 'sync-standby' for the site whose PostgreSQL holds that role"
+ROLE_HELP = ("'primary' / 'sync-standby' for the site whose PostgreSQL holds that role, 'etcd-leader' for the "
+             "site whose etcd member leads raft")
 
 
 def _gray(fault: str, site: str, name: str, clients: int, rate: float, baseline: Baseline, report: Path,

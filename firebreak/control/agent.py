@@ -427,7 +427,9 @@ class Agent:
             return
         try:
             await (self.etcd_admin or self.etcd).move_leader(by_id[leader_id], target_member["ID"])
-            log.info("moved etcd leadership from %s to %s, away from the primaries' sites", leader_site, target)
+            log.info("moved etcd leadership from %s to %s (%s)", leader_site, target,
+                     "a primary's site could not hear it" if any(leader_site in link for link in cut) else
+                     "away from the primaries' sites")
         except EtcdError as e:
             log.warning("could not move etcd leadership to %s: %s", target, e)
 

@@ -167,7 +167,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
              + (f", an ordinary database client through {ordinary_door}'s database door" if ordinary_door else ""))
     time.sleep(2.0)
     end = drive(scenario, threads, stop, lambda at: checks.write_rto(history.ops, at),
-                lambda target: site_in_role(lab.status(), target),
+                lambda target: site_in_role({**lab.status(), "etcd_leader": lab.etcd_leader_site()}
+                                            if target == "etcd-leader" else lab.status(), target),
                 faults, events, progress, unfreeze=token if scenario.baseline == "patroni" and agents else None)
     final = lab.status()
     progress("checking that the replicas agree (etcd hashes, PostgreSQL timelines)")

@@ -86,15 +86,18 @@ class Scenario(_Strict):
     steps: list[Step] = Field(min_length=1)
 
 
-# A step may aim at a role instead of a site: the site whose PostgreSQL holds it when the step runs.
-ROLE_TARGETS = {"primary": "primary", "sync-standby": "sync_standby"}
+# A step may aim at a role instead of a site: the site whose PostgreSQL holds it when the step
+# runs, or (etcd-leader) whose etcd member leads raft then: a partition of the primary's site from
+# etcd's leader is the gray failure that once cost a needless failover.
+ROLE_TARGETS = {"primary": "primary", "sync-standby": "sync_standby", "etcd-leader": "etcd_leader"}
 
 
 def site_in_role(st: dict, target: str) -> str | None:
-    """The site of the default lab (`lab status`) whose PostgreSQL is `target` now, or None."""
+    """The site of the default lab (`lab status`, with `etcd_leader` added by the caller that
+    asks for it) whose PostgreSQL is `target` now, or None."""
     role = ROLE_TARGETS[target]
-    if role == "primary":
-        return st.get("primary")
+    if role in ("primary", "etcd_leader"):
+        return st.get(role)
     return next((n for n, s in st["sites"].items() if s["postgres"]["role"] == role), None)
 
 
