@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from firebreak.drill import runner  # noqa: E402
 from firebreak.drill.scenario import FaultStep, Scenario  # noqa: E402
-from firebreak.errors import LabError  # noqa: E402
+from firebreak.errors import DrillAborted, LabError  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 
 
@@ -66,6 +66,8 @@ def main() -> None:
             suffix = f"-{run + 1}" if args.repeat > 1 else ""
             try:
                 rep = runner.run(sc, Path(args.out) / args.name / f"{fault}-{site}-{baseline}{suffix}")
+            except DrillAborted:
+                raise  # Ctrl-C or a kill: the benchmark stops, healed
             except LabError as e:
                 # e.g. etcd's leader sits in the primary's own site (Patroni alone places nothing):
                 # that drill cannot run; the table says so rather than the benchmark stopping.
