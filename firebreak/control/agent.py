@@ -113,8 +113,10 @@ class Agent:
                 jobs = {(s, c): self._probe(s, c) for s in self.others for c in PROBED}
                 primaries = self._primaries_postgres()
                 pg_jobs = {m: probes.outcome(p, self.cfg.detector.probe_timeout) for m, p in primaries.items()}
-                results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
-                pg_results = dict(zip(pg_jobs, await asyncio.gather(*pg_jobs.values())))
+                # One gather: a silent site and a silent primary cost one probe timeout, not two.
+                answers = await asyncio.gather(*jobs.values(), *pg_jobs.values())
+                results = dict(zip(jobs, answers[:len(jobs)]))
+                pg_results = dict(zip(pg_jobs, answers[len(jobs):]))
                 now = self.clock()
                 heard = self.state.postgres_heard
                 for m in list(heard):
