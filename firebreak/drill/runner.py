@@ -13,7 +13,7 @@ import platform
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -40,9 +40,10 @@ Progress = Callable[[str], None]
 class Event:
     at: float        # monotonic
     wall: float
-    kind: str        # fault | heal | flap (one of a flap's toggles)
+    kind: str        # fault | heal | flap (one of a flap's toggles) | check (after a heal)
     site: str
     detail: str
+    problems: list[str] = field(default_factory=list)  # a check's findings: each fails the drill
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Active:
     silenced: str = ""  # power cuts: how the site's address went quiet (link-down, nftables-drop, none)
     peer: str = ""      # partitions: the site at the cut link's other end (`site` is the one judged)
     healed: float | None = None  # monotonic, once healed
+    writer: object | None = None  # bad values: the lab's BadValues writer, stopped by the heal
 
 
 @dataclass(eq=False)  # a thread must stay hashable
@@ -184,12 +186,11 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
         scenario=scenario, ops=ops, stored=stored, sites=sites, start=start, end=end,
         faults=[(f.fault, f.site, f.since, _healed_at(f, events, end)) for f in faults],
         silenced={f.site: f.silenced for f in faults if f.silenced}, disagreements=disagreements,
-        ordinary=(ordinary_door, ordinary_stored) if ordinary_door else None,
+        ordinary=(ordinary_door, ordinary_stored) if ordinary_door else None, findings=findings(events, start),
     )
     report.update({
         "started": start_wall, "net": final["net"], "agents": agents,
-        "events": [{"t": round(e.at - start, 3), "wall": e.wall, "kind": e.kind, "site": e.site, "detail": e.detail}
-                   for e in events],
+        "events": [event_doc(e, start) for e in events],
         "versions": {"firebreak": __version__, "python": platform.python_version()},
         "machine": {"node": platform.node(), "cpus": os.cpu_count(), "arch": platform.machine()},
     })
@@ -200,6 +201,20 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     from firebreak.drill.report import write_report
     write_report(report, ops, start, report_dir)
     return report
+
+
+def event_doc(e: Event, start: float) -> dict:
+    doc = {"t": round(e.at - start, 3), "wall": e.wall, "kind": e.kind, "site": e.site, "detail": e.detail}
+    if e.kind == "check":
+        doc["problems"] = list(e.problems)
+    return doc
+
+
+def findings(events: list[Event], start: float) -> list[str]:
+    """The failures the checks during the drill found (after each heal: the lab healthy again,
+    the replicas agreeing, every agent alive after bad values), each with when. Pure."""
+    return [f"{e.detail} ({e.at - start:.1f} s into the drill): {p}" for e in events if e.kind == "check"
+            for p in e.problems]
 
 
 def heal_on_sigterm() -> None:
@@ -268,6 +283,8 @@ def _run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], faul
             targets = [f.site for f in faults if f.healed is None and step.heal in ("all", f.site, f.peer)]
             for site in dict.fromkeys(targets):
                 _heal(site, faults, events, progress)
+            if step.settle:
+                _settle(step.settle, events, progress)
         else:
             site = _resolve(step.site, resolve)
             peer = _resolve(step.peer, resolve) if step.peer is not None else ""
@@ -287,8 +304,8 @@ def _run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], faul
                 deadline = time.monotonic() + 30
                 while rto_of(at) is None and time.monotonic() < deadline:
                     time.sleep(0.1)
-            elif step.duration:
-                time.sleep(step.duration)
+            elif step.hold:  # bad values always last theirs
+                time.sleep(step.hold)
             else:
                 deadline = time.monotonic() + 60
                 while rto_of(at) is None and time.monotonic() < deadline:
@@ -414,6 +431,7 @@ def _any_patroni(st: dict) -> str:
 def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event], progress: Progress,
             peer: str = "") -> None:
     silenced = ""
+    writer = None
     if step.fault == "power-cut":
         r = lab.power_off(site)
         silenced = r.get("silenced") or "none"
@@ -436,11 +454,15 @@ def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event
     elif step.fault == "flap":
         detail = (f"flapping: links to every other site down and up every {step.period / 2:g} s for "
                   f"{step.hold:g} s; down: " + lab.isolate(site)["isolated"])
+    elif step.fault == "bad-value":
+        writer = lab.bad_values(site)
+        detail = (f"bad values: malformed views written under {writer.key} every {writer.every:g} s for "
+                  f"{step.hold:g} s as {writer.role}")
     else:
         n = lab.stop_component(site, "agent")
         detail = f"ops tools lost: {n} agent process killed"
     now = time.monotonic()
-    faults.append(Active(step.fault, site, now, silenced=silenced, peer=peer))
+    faults.append(Active(step.fault, site, now, silenced=silenced, peer=peer, writer=writer))
     events.append(Event(now, time.time(), "fault", site, detail))
     progress(f"fault: {site}: {detail}")
 
@@ -491,6 +513,9 @@ def _undo(f: Active) -> str:
         return f"link {f.site}-{f.peer} restored"
     if f.fault == "pause":
         return f"{lab.resume(f.site)['resumed']} paused processes continued"
+    if f.fault == "bad-value":
+        r = f.writer.stop() if f.writer is not None else {"written": 0, "failed": 0}
+        return f"{r['written']} bad values written, {r['failed']} refused; the agent rewrites its view"
     lab.start_component(f.site, "agent")
     return "agent restarted"
 
@@ -501,6 +526,7 @@ def _end(f: Active, events: list[Event], progress: Progress) -> None:
     f.healed = time.monotonic()
     events.append(Event(f.healed, time.time(), "heal", f.site, f"healed: {f.fault} ({done})"))
     progress(f"heal: {f.site}: {done}")
+    _after_heal([f], events, progress)
 
 
 def _heal(site: str, faults: list[Active], events: list[Event], progress: Progress) -> None:
@@ -514,6 +540,57 @@ def _heal(site: str, faults: list[Active], events: list[Event], progress: Progre
     events.append(Event(now, time.time(), "heal", site, "healed: " + ", ".join(kinds)
                         + (f" ({', '.join(done)})" if done else "")))
     progress(f"heal: {site}")
+    _after_heal(todo, events, progress)
+
+
+# After bad values stop, the agents have this long to read the last one before they are counted.
+AGENT_GRACE_S = 1.0
+
+
+def dead_agents(st: dict) -> list[str]:
+    """Sites whose agent the lab started and is no longer running (lab status). Pure."""
+    return [n for n, s in st["sites"].items()
+            if "agent" in s.get("processes", {}) and not s["processes"]["agent"]["alive"]]
+
+
+def _after_heal(healed: list[Active], events: list[Event], progress: Progress) -> None:
+    """What a healed fault promised, checked: after bad values, every agent still runs."""
+    if not any(f.fault == "bad-value" for f in healed):
+        return
+    time.sleep(AGENT_GRACE_S)
+    site = next(f.site for f in healed if f.fault == "bad-value")
+    try:
+        dead = dead_agents(lab.status())
+        problems = [f"{n}'s agent exited" for n in dead]
+    except LabError as e:
+        dead, problems = [], [f"the agents could not be checked: {e}"]
+    events.append(Event(time.monotonic(), time.time(), "check", site, "every agent alive after bad values", problems))
+    progress(f"check: {'every agent alive' if not dead else 'agent exited in ' + ', '.join(dead)}")
+
+
+def _settle(timeout: float, events: list[Event], progress: Progress) -> None:
+    """After a heal: wait until the lab is healthy again (every site up, every standby streaming)
+    and, with agents, etcd's leader is out of the primary's site again (the steady state each
+    fault should start from), then check that the replicas agree. Each finding is recorded in a
+    `check` event and fails the drill; the drill goes on."""
+    t0 = time.monotonic()
+    progress(f"waiting for the lab to be healthy again (at most {timeout:g} s)")
+    try:
+        st = wait_healthy(timeout)
+    except LabError as e:
+        events.append(Event(time.monotonic(), time.time(), "check", "", f"lab healthy within {timeout:g} s of the heal",
+                            [str(e)]))
+        progress(f"check: {e}")
+        return
+    took = time.monotonic() - t0
+    if any(s.get("console") for s in st["sites"].values()):
+        left = max(1.0, timeout - took)
+        if not lab.settled(timeout=left):
+            progress(f"note: etcd's leader is still in the primary's site {left:.0f} s after the lab was healthy")
+    problems = check_consistency(st)
+    events.append(Event(time.monotonic(), time.time(), "check", "",
+                        f"replicas agree after the heal (healthy {took:.1f} s after it)", problems))
+    progress("check: replicas agree" if not problems else "check: " + "; ".join(problems))
 
 
 def _healed_at(f: Active, events: list[Event], end: float) -> float:

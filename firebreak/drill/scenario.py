@@ -18,20 +18,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-# A pause and a flap always last their duration (a paused primary's writes come back only when
-# it is continued; a flap is a pattern in time): these are theirs when a step gives none.
-DEFAULT_DURATION = {"pause": 8.0, "flap": 60.0}
+# A pause, a flap and bad values always last their duration (a paused primary's writes come back
+# only when it is continued; a flap is a pattern in time; bad values do not stop writes at all):
+# these are theirs when a step gives none.
+DEFAULT_DURATION = {"pause": 8.0, "flap": 60.0, "bad-value": 10.0}
 # The shortest flap: each toggle runs nft in a namespace (tens of ms), and a period shorter than a
 # second is a lossy link, which degrade already emulates.
 MIN_PERIOD = 1.0
 
 
 class FaultStep(_Strict):
-    fault: Literal["power-cut", "isolate", "degrade", "ops-tools", "partition", "pause", "flap"]
+    fault: Literal["power-cut", "isolate", "degrade", "ops-tools", "partition", "pause", "flap", "bad-value"]
     site: str = Field(description="a site name, or 'primary' / 'sync-standby' for the site whose "
                       "PostgreSQL holds that role when the step runs; partition: one end of the cut link")
     duration: float = Field(default=0, ge=0, le=600, description="seconds to hold the fault; 0 = until writes "
-                            "resume (pause: 8 s and flap: 60 s when not given; they always last their duration)")
+                            "resume (pause: 8 s, flap: 60 s, bad-value: 10 s when not given; they always last their duration)")
     loss: int = Field(default=0, ge=0, le=100, description="degrade: percent of packets dropped")
     rate_kbit: int = Field(default=0, ge=0, description="degrade: bandwidth limit, kbit/s (0 = none)")
     latency_ms: int = Field(default=0, ge=0, description="degrade: added latency (not available without netem)")
@@ -54,6 +55,9 @@ class FaultStep(_Strict):
 
 class HealStep(_Strict):
     heal: str = Field(description="a site name, or 'all'")
+    settle: float = Field(default=0, ge=0, le=600, description="then wait until the lab is healthy again (at most "
+                          "this many seconds; not healthy by then fails the drill) and check that its replicas "
+                          "agree (etcd hashes, PostgreSQL timelines); 0 = go on at once")
 
 
 class WaitStep(_Strict):

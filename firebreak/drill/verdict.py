@@ -18,8 +18,10 @@ def _in_any(op: Op, windows: Iterable[tuple[float, float]]) -> bool:
 
 def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str], start: float, end: float,
           faults: list[tuple[str, str, float, float]], silenced: Mapping[str, str | None],
-          disagreements: list[str] | None = None, ordinary: tuple[str, set[str]] | None = None) -> dict:
-    """faults: (kind, site, since, healed_at), times on the same monotonic clock as ops."""
+          disagreements: list[str] | None = None, ordinary: tuple[str, set[str]] | None = None,
+          findings: list[str] | None = None) -> dict:
+    """faults: (kind, site, since, healed_at), times on the same monotonic clock as ops. `findings`:
+    what the checks during the drill found (after each heal), each a failure as it reads."""
     windows: dict[str, list[tuple[float, float]]] = {s: [] for s in sites}
     for kind, site, since, healed in faults:
         windows.setdefault(site, []).append((since, healed + REJOIN_GRACE))
@@ -58,6 +60,7 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
     if brain:
         failures.append("two primaries acknowledged writes in overlapping intervals")
     failures += [f"replicas disagree after the heal: {d}" for d in disagreements or []]
+    failures += list(findings or [])
     max_gap = round(checks.max_write_gap(ops, start, end), 3)
     outcomes = objectives.evaluate(scenario.objectives, {
         "faults": per_fault, "max_write_gap_s": max_gap, "acked_lost": len(lost),

@@ -1,8 +1,11 @@
 """Faults a drill or a person injects into a running lab, and undoing them: power cuts, isolated
-sites, one cut link, degraded links, paused processes, lost components."""
+sites, one cut link, degraded links, paused processes, lost components, bad values in etcd."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 import time
 from pathlib import Path
 
@@ -258,3 +261,85 @@ def recover(site_name: str, home: Path | None = None) -> list[str]:
             start_component(site_name, component, home)
             done.append(f"{component} restarted")
     return done
+
+
+# --- bad values ------------------------------------------------------------------------------
+
+BAD_VALUE_EVERY = 0.3  # seconds between writes: the site's agent rewrites its own view every 0.2 s
+
+
+def bad_view(site: str, others: list[str], n: int, now: float) -> str:
+    """The n-th malformed view written under `site`'s key, in turn: `unreachable_for` a string
+    instead of an object, seconds as a string, and no JSON at all. Pure."""
+    other = others[n % len(others)] if others else site
+    values = (
+        json.dumps({"observer": site, "published": now, "unreachable_for": "3.0"}),
+        json.dumps({"observer": site, "published": now, "unreachable_for": {other: "3.0"}}),
+        "{\"observer\": " + json.dumps(site) + ", \"unreachable_for\": {",
+    )
+    return values[n % len(values)]
+
+
+def agent_identity(layout, site_name: str) -> str:
+    """The etcd identity of the site's agent: its own `agent-<site>` where the lab has one, else
+    the agents' shared `agent`."""
+    own = f"agent-{site_name}"
+    return own if layout.access_file(own).exists() else "agent"
+
+
+class BadValues:
+    """Writes malformed views under a site's key, /firebreak/views/<site>, with that site's agent's
+    etcd identity, every `every` seconds until stopped: what a buggy or newer agent might write.
+    The promise it tests: every agent ignores them, counts them, and keeps running."""
+
+    def __init__(self, site_name: str, every: float = BAD_VALUE_EVERY, home: Path | None = None):
+        state = require(home)
+        site_of(state, site_name)
+        self.layout, self.site, self.every = state.layout, site_name, every
+        self.others = [n for n in state.sites if n != site_name]
+        self.role = agent_identity(self.layout, site_name)
+        self.key = f"/firebreak/views/{site_name}"
+        self.written, self.failed, self.last_error = 0, 0, ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"bad-values-{site_name}")
+
+    def start(self) -> "BadValues":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._loop())
+        except Exception as e:  # noqa: BLE001 - the writer's own failure is a figure of the fault, not a crash
+            self.last_error = f"bad-value writer stopped: {e!r}"
+
+    async def _loop(self) -> None:
+        from firebreak.control.etcd import EtcdError
+        from firebreak.lab import access
+
+        etcd = access.client(self.layout, self.role, timeout=1.0)
+        try:
+            n = 0
+            while not self._stop.is_set():
+                try:
+                    await etcd.put(self.key, bad_view(self.site, self.others, n, time.time()))
+                    self.written += 1
+                except EtcdError as e:  # etcd busy or a member down: the next write tries again
+                    self.failed += 1
+                    self.last_error = str(e)
+                n += 1
+                await asyncio.sleep(self.every)
+        finally:
+            await etcd.close()
+
+    def stop(self) -> dict:
+        """Stop writing; what was written."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return {"site": self.site, "key": self.key, "role": self.role, "written": self.written, "failed": self.failed,
+                "last_error": self.last_error}
+
+
+def bad_values(site_name: str, every: float = BAD_VALUE_EVERY, home: Path | None = None) -> BadValues:
+    """Start writing malformed views under the site's key (BadValues); `.stop()` ends it."""
+    return BadValues(site_name, every, home).start()

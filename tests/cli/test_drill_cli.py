@@ -6,8 +6,8 @@ from tests.conftest import run_cli
 
 CASES = [
     ("unknown fault", "name: x\nsteps:\n  - fault: power-cutt\n    site: pangyo\n",
-     "bad.yaml: steps[0].fault: must be one of power-cut, isolate, degrade, ops-tools, partition, pause, flap; "
-     "got 'power-cutt' (did you mean 'power-cut'?)"),
+     "bad.yaml: steps[0].fault: must be one of power-cut, isolate, degrade, ops-tools, partition, pause, flap, "
+     "bad-value; got 'power-cutt' (did you mean 'power-cut'?)"),
     ("step without a kind", "name: x\nsteps:\n  - wiat: 3\n", "bad.yaml: steps[0]: a step needs one of: fault, heal, wait"),
     ("negative duration", "name: x\nsteps:\n  - fault: isolate\n    site: ansan\n    duration: -1\n",
      "bad.yaml: steps[0].duration: must be 0 or more, got -1"),
@@ -26,6 +26,10 @@ CASES = [
      "bad.yaml: steps[0].period: applies only to fault: flap"),
     ("pause of no time", "name: x\nsteps:\n  - fault: pause\n    site: ansan\n    duration: 0\n",
      "bad.yaml: steps[0].duration: a pause always lasts its duration"),
+    ("bad values for no time", "name: x\nsteps:\n  - fault: bad-value\n    site: ansan\n    duration: 0\n",
+     "bad.yaml: steps[0].duration: a bad-value always lasts its duration"),
+    ("a heal that settles for ever", "name: x\nsteps:\n  - heal: all\n    settle: 900\n",
+     "bad.yaml: steps[0].settle: "),
 ]
 
 
@@ -92,3 +96,4 @@ def test_bad_lab_fault_arguments_exit_2_before_any_lab_is_asked(tmp_path, args, 
     r = run_cli("lab", *args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and any(line.startswith(expected) for line in r.stderr.splitlines()), r.stderr
+
