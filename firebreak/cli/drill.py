@@ -47,7 +47,8 @@ def _objectives(base, rto, gap, lost, reads, ops_):
     return base.model_copy(update={k: v for k, v in given.items() if v is not None})
 
 
-def _run_drill(scenario, root: Path, label: str, junit: Path | None, fmt: OutputFormat) -> None:
+def _run_drill(scenario, root: Path, label: str, junit: Path | None, fmt: OutputFormat,
+               chaos: tuple[int, int] | None = None) -> None:
     from firebreak.drill import runner
     from firebreak.drill.report import junit_xml, new_report_dir
     from firebreak.errors import InputError, Problem
@@ -58,7 +59,7 @@ def _run_drill(scenario, root: Path, label: str, junit: Path | None, fmt: Output
     runner.heal_on_sigterm()
     show = progress_printer(err if fmt == OutputFormat.json else out)
     with (err if fmt == OutputFormat.json else out).status(f"drill {scenario.name}…"):
-        r = runner.run(scenario, report_dir, progress=show, label=label)
+        r = runner.run(scenario, report_dir, progress=show, label=label, chaos=chaos)
     if junit is not None:
         junit.write_text(junit_xml(r), encoding="utf-8")
     if fmt == OutputFormat.json:
@@ -98,7 +99,22 @@ def _print_drill(r: dict, report: Path) -> None:
                   f"acknowledged {oc['acked_writes']}, lost {oc['acked_lost']}")
     if r["ops_actions"]:
         out.print("  ops actions ok " + ", ".join(f"{s} {d['ok']}/{d['tried']}" for s, d in r["ops_actions"].items()))
+    if c := r.get("chaos"):
+        for line in chaos_lines(c):
+            out.print("  " + escape(line))
     out.print(f"  report: {report / 'report.html'}")
+
+
+def chaos_lines(c: dict) -> list[str]:
+    """The chaos summary as text: one line of totals, one per kind of fault. Pure."""
+    lines = [f"chaos seed {c['seed']}, {c['minutes']} min: {c['faults']} faults; acknowledged writes "
+             f"{c['acked_writes']}, lost {c['acked_lost']}, split brain {'yes' if c['split_brain'] else 'no'}; "
+             f"checks after the heals {c['checks'] - c['checks_failed']}/{c['checks']} passed"]
+    for kind, d in c["by_kind"].items():
+        worst = d["worst_write_unavailability_s"]
+        lines.append(f"  {kind}: {d['injected']} injected, worst write unavailability "
+                     + ("never resumed" if worst is None else f"{worst:.2f} s"))
+    return lines
 
 
 def _drill_fault(fault: str):
@@ -236,3 +252,33 @@ def drill_run(file: Path = typer.Argument(..., help="Scenario YAML: name, client
     scenario = scenario.model_copy(update={"objectives": _objectives(scenario.objectives, max_rto, max_gap,
                                                                      max_lost, max_reads, max_ops)})
     _run_drill(scenario, report, str(file), junit, fmt)
+
+
+@drill_app.command("chaos")
+def drill_chaos(
+    minutes: int = typer.Option(..., "--minutes", min=1, max=24 * 60,
+                                help="Minutes the drill may take: faults are drawn while the next one still fits."),
+    seed: int = typer.Option(..., "--seed", help="The plan's seed: the same seed draws the same faults, in the same "
+                             "order, held and spaced alike."),
+    report: Path = REPORT, junit: Optional[Path] = JUNIT, fmt: OutputFormat = FORMAT,
+    max_rto: Optional[float] = MAX_RTO, max_gap: Optional[float] = MAX_GAP, max_lost: Optional[int] = MAX_LOST,
+    max_reads: Optional[int] = MAX_READS, max_ops: Optional[int] = MAX_OPS,
+) -> None:
+    """Random faults from the whole catalogue for --minutes, drawn by --seed: power cuts, isolations,
+    partitions, pauses, flaps, killed agents and bad values in etcd, each held, healed, the lab
+    healthy again and its replicas checked before the next. Judged from the whole history."""
+    from firebreak.drill import chaos
+    from firebreak.drill.objectives import Objectives
+    from firebreak.errors import InputError, Problem
+    from firebreak.lab import lab
+    from firebreak.lab.net import have_nft
+
+    if junit is not None and not junit.parent.is_dir():  # before the lab is even asked
+        raise InputError(Problem("--junit", "", f"directory {junit.parent} does not exist; create it first"))
+    st = lab.status()
+    if st.get("estate"):
+        raise InputError(Problem("lab", "", "a chaos drill runs on the default three-site lab; this one was built "
+                                            "from a topology (`firebreak lab up` without --topology)"))
+    scenario = chaos.plan(seed, minutes, list(st["sites"]), can_filter=have_nft(),
+                          objectives=_objectives(Objectives(), max_rto, max_gap, max_lost, max_reads, max_ops))
+    _run_drill(scenario, report, f"chaos seed {seed}", junit, fmt, chaos=(seed, minutes))

@@ -122,10 +122,12 @@ def set_frozen(st: dict, frozen: bool, token: str) -> None:
     raise LabError("no site console accepted the freeze; are the agents running (`firebreak lab status`)?")
 
 
-def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: None, label: str | None = None) -> dict:
+def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: None, label: str | None = None,
+        chaos: tuple[int, int] | None = None) -> dict:
     """Run a scenario against the lab. `label` names it in errors (its file, say). A scenario the
     lab cannot run (unknown site, a fault its network mode cannot produce) is refused at once,
-    before waiting for health or changing anything."""
+    before waiting for health or changing anything. `chaos`: (seed, minutes) of the chaos plan the
+    scenario is, for the report's chaos summary."""
     first = lab.status()
     if first.get("estate"):
         # A lab built from a topology: many clusters and services, judged against check's predictions.
@@ -197,6 +199,9 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     for f in report["faults"]:
         f["start_wall"] = round(start_wall + f["at_s"], 3)
         f["end_wall"] = round(start_wall + f["healed_at_s"], 3)
+    if chaos is not None:
+        from firebreak.drill.chaos import summary
+        report["chaos"] = summary(scenario, report, *chaos)
     _record_ledger(final, report)
     from firebreak.drill.report import write_report
     write_report(report, ops, start, report_dir)

@@ -97,3 +97,29 @@ def test_bad_lab_fault_arguments_exit_2_before_any_lab_is_asked(tmp_path, args, 
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and any(line.startswith(expected) for line in r.stderr.splitlines()), r.stderr
 
+
+CHAOS_FLAGS = [
+    (("--minutes", "0", "--seed", "1"), "--minutes"),
+    (("--minutes", "-5", "--seed", "1"), "--minutes"),
+    (("--minutes", "2.5", "--seed", "1"), "--minutes"),
+    (("--minutes", "10", "--seed", "seven"), "--seed"),
+    (("--minutes", "10", "--seed", "1.5"), "--seed"),
+    (("--seed", "1"), "--minutes"),
+    (("--minutes", "10"), "--seed"),
+]
+
+
+@pytest.mark.parametrize("args,flag", CHAOS_FLAGS, ids=[" ".join(a) for a, _ in CHAOS_FLAGS])
+def test_bad_chaos_flags_exit_2_naming_the_flag_and_nothing_runs(tmp_path, args, flag):
+    r = run_cli("drill", "chaos", *args, "--report", str(tmp_path / "reports"), cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert flag in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "reports").exists()  # no drill began: its report directory comes first
+
+
+def test_chaos_with_a_junit_file_in_no_directory_exits_2_before_the_lab_is_asked(tmp_path):
+    r = run_cli("drill", "chaos", "--minutes", "5", "--seed", "1", "--junit", str(tmp_path / "no" / "j.xml"),
+                "--report", str(tmp_path / "reports"), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert any(line.startswith("--junit: directory") for line in r.stderr.splitlines()), r.stderr
+    assert not (tmp_path / "reports").exists()
