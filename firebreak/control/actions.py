@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from firebreak.control import ops
 from firebreak.control.agent import Agent
 from firebreak.control.auth import Operator
-from firebreak.control.etcd import Etcd
-from firebreak.errors import Denied
+from firebreak.control.etcd import Etcd, EtcdError
+from firebreak.errors import BadValue, Denied
 from firebreak.inputs import NAME_PATTERN as NAME
 
 log = logging.getLogger("firebreak.actions")
@@ -44,11 +44,28 @@ class ActionIn(BaseModel):
                                                        "standby, have Patroni make it synchronous first")
 
 
+# Why a console without an operators' etcd identity refuses actions (every action writes at least
+# its audit entry, which only the ops role may write).
+NO_OPS_IDENTITY = ("this console has no operators' etcd identity: set etcd_ops_access in the agent's config to "
+                   "the ops role's access file (control/keys.py role_grants); the agent's own etcd user may not "
+                   "write frozen, drained, releases, operators or the audit log")
+
+
 @dataclass
 class Context:
     agent: Agent
-    etcd: Etcd            # the console's patient client: waits out an etcd election
+    etcd: Etcd            # the console's patient client, as the agent's etcd user: reads only
     http: httpx.AsyncClient
+    # The console's patient client as the operators' etcd user (the ops role), for the writes it
+    # makes on an authenticated operator's behalf; None when this agent has none configured.
+    ops: Etcd | None = None
+    ops_missing: str = NO_OPS_IDENTITY
+
+    def writer(self) -> Etcd:
+        """The client for operators' writes, or a refusal naming the setting that is missing."""
+        if self.ops is None:
+            raise Denied(503, self.ops_missing)
+        return self.ops
 
     @property
     def cfg(self):
@@ -90,31 +107,32 @@ def _known_site(ctx: Context, site: str | None) -> str:
 
 
 async def freeze(ctx: Context, body: ActionIn, who: Operator) -> dict:
-    await ctx.etcd.put(ctx.keys.frozen, _stamp(who))
+    await ctx.writer().put(ctx.keys.frozen, _stamp(who))
     return {"frozen": True}
 
 
 async def unfreeze(ctx: Context, body: ActionIn, who: Operator) -> dict:
-    await ctx.etcd.delete(ctx.keys.frozen)
+    await ctx.writer().delete(ctx.keys.frozen)
     return {"frozen": False}
 
 
 async def restore(ctx: Context, body: ActionIn, who: Operator) -> dict:
     site = _known_site(ctx, body.site)
-    await ctx.etcd.delete(ctx.keys.drained_site(site))
+    await ctx.writer().delete(ctx.keys.drained_site(site))
     return {"restored": site}
 
 
 async def evacuate(ctx: Context, body: ActionIn, who: Operator) -> dict:
     """Drain a site and move every primary it holds (all clusters) elsewhere, in parallel."""
     site = _known_site(ctx, body.site)
+    writer = ctx.writer()
     found = await ctx.agent.read_clusters()
     plans = {scope: ops.evacuation_plan(c, site, ctx.agent.site_of(scope), ctx.agent.state.verdicts)
              for scope, c in found.items()}
     refused = [f"{scope}: {p.reason}" for scope, p in plans.items() if not p.ok]
     if refused:
         raise Denied(409, "; ".join(refused))
-    await ctx.etcd.put(ctx.keys.drained_site(site), _stamp(who))
+    await writer.put(ctx.keys.drained_site(site), _stamp(who))
     single = len(found) == 1
     result: dict = {"drained": site, "plan": "; ".join((f"{sc}: " if not single else "") + p.reason
                                                        for sc, p in plans.items())}
@@ -185,13 +203,37 @@ async def _switch(ctx: Context, cluster, scope: str, body: ActionIn) -> dict:
 async def release(ctx: Context, body: ActionIn, who: Operator) -> dict:
     if not body.version:
         raise Denied(422, "version: required")
-    await ctx.etcd.put(ctx.keys.release(body.version), ops.release_record(body.version, body.notes))
+    writer = ctx.writer()
+    await writer.put(ctx.keys.release(body.version), ops.release_record(body.version, body.notes))
+    try:
+        await prune_releases(writer, ctx.keys)
+    except EtcdError as e:  # the release is stored; the next one prunes again
+        log.warning("pruning old releases failed: %s", e)
     return {"stored": body.version}
+
+
+async def prune_releases(etcd: Etcd, keys) -> None:
+    """Keep the newest RELEASES_KEEP releases, never the current one. Operators add releases, so
+    the operators' identity prunes them when it adds one: the agents' etcd users may not write
+    releases/ (their coordinator's pruning only ever finds them already within bounds)."""
+    from firebreak.control import maintenance
+    from firebreak.control.keys import RELEASES_KEEP
+
+    releases = await etcd.get_prefix(keys.releases, keys_only=True)
+    current = await etcd.get(keys.release_current)
+    try:
+        current_version = ops.release_of(current.value)["version"] if current else None
+    except BadValue:
+        current_version = None
+    created = {kv.key[len(keys.releases):]: kv.create_revision for kv in releases}
+    for version in maintenance.releases_to_drop(created, RELEASES_KEEP, current_version):
+        await etcd.delete(keys.release(version))
 
 
 async def deploy(ctx: Context, body: ActionIn, who: Operator) -> dict:
     if not body.version:
         raise Denied(422, "version: required")
+    writer = ctx.writer()  # before rolling anything out: the result must be recordable
     kv = await ctx.etcd.get(ctx.keys.release(body.version))
     if kv is None:
         raise Denied(404, f"version: no release {body.version!r} in the release store; add it first")
@@ -213,7 +255,7 @@ async def deploy(ctx: Context, body: ActionIn, who: Operator) -> dict:
     # Every site at once: a silent site costs its timeout once, not once per site after it.
     results = await asyncio.gather(*(roll(s, ep.app) for s, ep in ctx.cfg.sites.items()))
     rolled = dict(zip(ctx.cfg.sites, results))
-    await ctx.etcd.put(ctx.keys.release_current, json.dumps({**record, "rolled": rolled, "by": who.name,
+    await writer.put(ctx.keys.release_current, json.dumps({**record, "rolled": rolled, "by": who.name,
                                                              "at": time.time()}))
     if any(v.startswith("failed") for v in rolled.values()):
         raise Denied(502, "deploy failed in " + ", ".join(s for s, v in rolled.items() if v.startswith("failed")))

@@ -105,6 +105,10 @@ class AgentConfig(_Strict):
     prefix: str = "/firebreak"
     etcd_access: str | None = Field(default=None, description="a locked etcd: this agent's access file (JSON: ca, "
                                     "cert, key, user, password_file); none for an open etcd")
+    etcd_ops_access: str | None = Field(default=None, description="a locked etcd: the operators' (ops role's) "
+                                        "access file, used by the console only, for the writes it makes on an "
+                                        "authenticated operator's behalf (frozen, drained, releases, operators, "
+                                        "the audit log); without it the console refuses operators' actions")
     etcd_admin_access: str | None = Field(default=None, description="etcd's root, for defragmenting and placing "
                                           "the raft leader only; without it the agents do neither")
     etcd_quota_bytes: int = Field(default=2 * 2**30, gt=0, description="etcd's --quota-backend-bytes, for warnings")
@@ -156,6 +160,14 @@ class AgentConfig(_Strict):
     def access(self, admin: bool = False) -> EtcdAccess:
         path = self.etcd_admin_access if admin else self.etcd_access
         return EtcdAccess.from_file(path) if path else OPEN
+
+    def ops_access(self) -> EtcdAccess | None:
+        """The console's identity for operators' writes: the ops role's file; against an open etcd
+        (no etcd_access) there are no identities and the agent's own will do; None when a locked
+        etcd has none configured (the console then refuses operators' actions)."""
+        if self.etcd_ops_access:
+            return EtcdAccess.from_file(self.etcd_ops_access)
+        return OPEN if not self.etcd_access else None
 
     def member_of(self, site: str) -> str:
         return self.sites[site].member or site

@@ -2,6 +2,8 @@
 routing, incidents, the outage ledger and the audit log, and the actions operators need,
 working from whichever sites survive. State changes need an authenticated operator (token
 as Bearer, or a login session with a CSRF token); every authenticated attempt is audited in etcd.
+The console reads etcd as its agent's own etcd user, and makes the writes operators ask for (and
+the audit log's) as the operators' user, `etcd_ops_access`: the agent's user may not make them.
 
 The console shares its process and event loop with the failure detector, so nothing an anonymous
 client sends may cost that loop time or etcd space: token checks are fast keyed hashes (auth.py),
@@ -14,6 +16,7 @@ import json
 import logging
 import secrets
 import time
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 
 import httpx
@@ -24,11 +27,12 @@ from prometheus_client import generate_latest
 from pydantic import ValidationError
 from starlette.middleware.sessions import SessionMiddleware
 
-from firebreak.control import auth, ops
-from firebreak.control.actions import ACTIONS, ActionIn, Context
+from firebreak.control import auth, maintenance, ops
+from firebreak.control.actions import ACTIONS, NO_OPS_IDENTITY, ActionIn, Context
 from firebreak.control.agent import Agent
 from firebreak.control.etcd import Etcd, EtcdError
-from firebreak.errors import Denied
+from firebreak.control.keys import AUDIT_KEEP
+from firebreak.errors import BadValue, Denied
 from firebreak.throttle import Buckets
 
 log = logging.getLogger("firebreak.console")
@@ -41,19 +45,48 @@ AUDIT_PAGE = 100
 _env = Environment(loader=PackageLoader("firebreak.control", "templates"), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
 
+
+def ops_client(cfg) -> tuple[Etcd | None, str]:
+    """The console's client as the operators' etcd user (etcd_ops_access), and why there is none.
+    An unreadable access file does not stop the agent (it still protects the databases): the
+    console refuses operators' actions and says why."""
+    try:
+        access = cfg.ops_access()
+    except EtcdError as e:
+        log.error("etcd_ops_access: %s; operators' actions are refused until it is fixed", e)
+        return None, f"this console cannot use its operators' etcd identity (etcd_ops_access): {e}"
+    if access is None:
+        log.warning("no etcd_ops_access in the agent's config: the console refuses operators' actions")
+        return None, NO_OPS_IDENTITY
+    return Etcd(cfg.etcd, timeout=0.8, patience=2.0, access=access), ""
+
+
 def create_console(agent: Agent) -> FastAPI:
     cfg = agent.cfg
     keys = cfg.keys
-    app = FastAPI(title=f"Firebreak ops console ({cfg.site})", version="1")
-    # Sessions are per console: a restart only asks people to log in again.
-    app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), same_site="strict",
-                       https_only=False, session_cookie=f"firebreak_{cfg.site}")
     http = httpx.AsyncClient(timeout=5)
     # Operators' requests may wait out an etcd election (a second or two after the site holding
     # etcd's leader is lost) instead of failing; the agent's own loops keep their fail-fast client.
+    # Reads use the agent's etcd user; the writes operators ask for use the ops user, which is the
+    # only one that may make them (control/keys.py role_grants).
     etcd = Etcd(cfg.etcd, timeout=0.8, patience=2.0, access=cfg.access())
+    ops_etcd, ops_missing = ops_client(cfg)
 
-    ctx = Context(agent, etcd, http)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        try:
+            yield
+        finally:
+            for client in (etcd, ops_etcd):
+                if client is not None:
+                    await client.close()
+            await http.aclose()
+
+    app = FastAPI(title=f"Firebreak ops console ({cfg.site})", version="1", lifespan=lifespan)
+    # Sessions are per console: a restart only asks people to log in again.
+    app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), same_site="strict",
+                       https_only=False, session_cookie=f"firebreak_{cfg.site}")
+    ctx = Context(agent, etcd, http, ops_etcd, ops_missing or NO_OPS_IDENTITY)
     failures = Buckets(rate=FAILURES_PER_S, burst=FAILURE_BURST, max_sources=10_000)
     denied = {"count": 0, "logged_at": 0.0}
 
@@ -86,9 +119,18 @@ def create_console(agent: Agent) -> FastAPI:
         note_denial(source(request), why)
 
     async def audit(who: str, action: str, detail: dict, request: Request, outcome: str) -> None:
+        """Written as the operators' etcd user (the agents' users may not write the audit log),
+        and kept to the newest AUDIT_KEEP here, by the same user, right after each entry."""
+        if ops_etcd is None:
+            log.warning("not audited (no operators' etcd identity): %s %s by %s", action, outcome, who)
+            return
         entry = ops.audit_entry(who, action, detail, cfg.site, source(request), outcome)
         try:
-            await etcd.put(keys.audit_entry(entry["at"], cfg.site), json.dumps(entry))
+            await ops_etcd.put(keys.audit_entry(entry["at"], cfg.site), json.dumps(entry))
+            listed = [kv.key for kv in await ops_etcd.get_prefix(keys.audit, keys_only=True)]
+            cut = maintenance.prune_oldest(keys.audit, listed, AUDIT_KEEP, "audit log")
+            if cut is not None:
+                await ops_etcd.delete_range(cut.start, cut.end)
         except EtcdError:
             pass  # the action itself needs etcd too and will say so
 
@@ -155,7 +197,7 @@ def create_console(agent: Agent) -> FastAPI:
             "door": {"url": cfg.sites[cfg.site].door, "upstreams": agent.door.order if agent.door else None},
             # The database door: where it sends writes and reads now, as last applied.
             "db_door": _db_door_status(agent),
-            "release": current.json() if current else None,
+            "release": _release_of(current),
             "last_decision": st.last_decision, "failovers": st.failovers,
             # Gray failures as this agent last saw them: links between living sites seen cut,
             # primaries' PostgreSQL answering nothing, and loop cycles that failed (control/cycles.py).
@@ -184,6 +226,9 @@ def create_console(agent: Agent) -> FastAPI:
             perform, needed = ACTIONS[action]
             if not auth.allowed(who.role, needed):
                 raise Denied(403, f"{who.name} is a {who.role}; {action} needs an {needed}")
+            # Every action writes at least its audit entry, as the operators' etcd user: without
+            # one, none is performed (a switchover nobody could find in the log is worse).
+            ctx.writer()
             result = await perform(ctx, body, who)
             await audit(who.name, action, detail, request, "ok")
             return JSONResponse({"ok": True, "action": action, "site": cfg.site, **result})
@@ -320,6 +365,18 @@ def create_console(agent: Agent) -> FastAPI:
         return JSONResponse({"error": f"etcd unavailable from {cfg.site}: {exc}"}, status_code=503)
 
     return app
+
+
+def _release_of(kv) -> dict | None:
+    """release/current as the status shows it; a value that is not a release says so, and the
+    rest of the status stands (trust the key, not the value)."""
+    if kv is None:
+        return None
+    try:
+        ops.release_of(kv.value)
+        return kv.json()  # all of it: deploy adds where it rolled, by whom, when
+    except BadValue as e:
+        return {"error": str(e)}
 
 
 def _site_roles(every: dict) -> dict:

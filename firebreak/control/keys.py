@@ -5,16 +5,16 @@ failover reads and rewrites, under a Patroni namespace (`/service/<scope>`). The
 contract between the agents (site outages), the drill runner (drill outages) and the claims
 service (which reads it to verify reports): all three build its keys here.
 
-| key | written by | lifetime |
+| key | written by (etcd role, role_grants below) | lifetime |
 |---|---|---|
-| `views/<site>` | that site's agent, 5 times a second | lease: gone when the agent is |
-| `coordinator` | the coordinator | lease |
-| `frozen` | operators (freeze / unfreeze) | until unfrozen |
-| `drained/<site>` | operators (evacuate / restore) | until restored |
-| `operators/<name>` | `firebreak ops user-add` | until removed |
-| `audit-log/<newest first>-<site>` | consoles, for authenticated requests only | newest AUDIT_KEEP kept |
+| `views/<site>` | that site's agent (`agent-<site>`), 5 times a second | lease: gone when the agent is |
+| `coordinator` | the coordinator (any `agent-<site>`) | lease |
+| `frozen` | operators (freeze / unfreeze; `ops`) | until unfrozen |
+| `drained/<site>` | operators (evacuate / restore; `ops`) | until restored |
+| `operators/<name>` | `firebreak ops user-add` (`ops`) | until removed |
+| `audit-log/<newest first>-<site>` | consoles, for authenticated requests only (`ops`) | newest AUDIT_KEEP kept (by the consoles) |
 | `ledger/<start>-<site>`, `ledger/<start>-svc-<service>`, `ledger/drill-<start>-<site>` | agents, drills | LEDGER_KEEP_DAYS |
-| `releases/<version>`, `release/current` | operators (release / deploy) | newest RELEASES_KEEP kept |
+| `releases/<version>`, `release/current` | operators (release / deploy; `ops`) | newest RELEASES_KEEP kept (by the consoles) |
 """
 
 from __future__ import annotations
@@ -154,26 +154,55 @@ class Grant:
     perm: str      # READ | WRITE | READWRITE (etcd's names)
 
 
+OPS_ROLE = "ops"
+
+
+def agent_role(site: str) -> str:
+    """The etcd role (and user) of one site's agent."""
+    return f"agent-{site}"
+
+
 def role_grants(keys: Keys = DEFAULT, patroni: "PatroniKeys | tuple[PatroniKeys, ...]" = PatroniKeys(),
-                namespaces: tuple[str, ...] = ()) -> dict[str, tuple[Grant, ...]]:
-    """The etcd roles of a locked estate, each with the narrowest permissions that work. etcd's
-    maintenance calls (defragment, move-leader, hash) need its root role whatever the grants:
-    the agents use a separate admin identity for those, and only when given one. `patroni` is
-    every protected cluster; `namespaces` are those the agents discover clusters under (a range
-    read of a whole namespace needs read access to all of it)."""
+                namespaces: tuple[str, ...] = (), sites: "tuple[str, ...] | list[str]" = ()) -> dict[str, tuple[Grant, ...]]:
+    """The etcd roles of a locked estate, each with the narrowest permissions that work; the one
+    list of who may write what (the lab's lock(), docs/DEPLOY.md and the tests read it here).
+
+    `patroni` is every protected cluster; `namespaces` are those the agents discover clusters
+    under (a range read of a whole namespace needs read access to all of it). `sites`: one role per
+    site's agent, `agent-<site>`, that may write its own view and no other site's (trust the key:
+    a view's key says which site wrote it, so only that site may write it). Without `sites`, one
+    shared `agent` role that may write every view (for callers that do not know the sites; a
+    compromised host holding it can speak for every site, so a real estate names its sites).
+
+    No agent may write what operators decide: `frozen`, `drained/`, `operators/`, `releases/`,
+    `release/current` and the audit log are the `ops` role's, which the consoles use for the
+    writes they make on an authenticated operator's behalf. etcd's maintenance calls (defragment,
+    move-leader, hash) need its root role whatever the grants: the agents use a separate admin
+    identity for those, and only when given one."""
     own = keys._k("")
     clusters = (patroni,) if isinstance(patroni, PatroniKeys) else tuple(patroni)
     reads = tuple(Grant(ns.rstrip("/") + "/", True, "READ") for ns in namespaces) or \
         tuple(Grant(c.root, True, "READ") for c in clusters)
+    # Every agent: read all of Firebreak's keys and the Patroni namespaces; write the coordinator
+    # key (the election), the ledger (the coordinator records incidents and service outages there,
+    # and prunes it), and exactly what the failover rewrites in Patroni's namespace: each cluster's
+    # leader key (a compare-and-delete of a dead leader's) and members/ (fencing a dead member).
+    # etcd grants no delete without put, so these are READWRITE.
+    agents = (Grant(own, True, "READ"),) + reads + (
+        Grant(keys.coordinator, False, "READWRITE"), Grant(keys.ledger, True, "READWRITE")) + tuple(
+        g for c in clusters for g in (Grant(c.leader, False, "READWRITE"), Grant(c.members, True, "READWRITE")))
+    if sites:
+        agent_roles = {agent_role(s): agents + (Grant(keys.view(s), False, "READWRITE"),) for s in sites}
+    else:
+        agent_roles = {"agent": agents + (Grant(keys.views, True, "READWRITE"),)}
     return {
         # Patroni: its own clusters' namespaces, nothing else.
         "patroni": tuple(Grant(c.root, True, "READWRITE") for c in clusters),
-        # The agents: Firebreak's keys, Patroni's read, and exactly what the failover rewrites
-        # (each cluster's dead leader's key, its dead members' keys).
-        "agent": (Grant(own, True, "READWRITE"),) + reads + tuple(
-            g for c in clusters for g in (Grant(c.leader, False, "READWRITE"), Grant(c.members, True, "READWRITE"))),
+        **agent_roles,
         # The claims service reads the outage ledger to verify reports.
         "claims": (Grant(keys.ledger, True, "READ"),),
-        # `firebreak ops user-add`: the operator records.
-        "ops": (Grant(keys.operators, True, "READWRITE"),),
+        # Operators, through a console or `firebreak ops`: what people decide, and the record of it.
+        OPS_ROLE: (Grant(keys.frozen, False, "READWRITE"), Grant(keys.drained, True, "READWRITE"),
+                   Grant(keys.operators, True, "READWRITE"), Grant(keys.releases, True, "READWRITE"),
+                   Grant(keys.release_current, False, "READWRITE"), Grant(keys.audit, True, "READWRITE")),
     }

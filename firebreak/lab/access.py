@@ -1,6 +1,8 @@
 """The lab's locked etcd: a CA per lab, TLS on every client and peer link, a client certificate
 and an etcd user per role, each with the narrowest permissions that work (control/keys.py's
-role_grants), and authentication on.
+role_grants), and authentication on. Each site's agent has its own user, `agent-<site>`, that may
+write its own view and no other site's; operators' writes (frozen, drained, releases, operators,
+the audit log) are the `ops` user's, which each console uses for them.
 
 On disk, under the lab's home:
 
@@ -8,6 +10,8 @@ On disk, under the lab's home:
     sites/<site>/etcd-tls/member{,-key}.pem      each member's server-and-peer certificate
     sites/<site>/door-tls/door{,-key}.pem        each front door's HTTPS certificate
     access/<role>/client{,-key}.pem, password    each role's client certificate, key and password
+                                                 (roles: root, patroni, agent-<site> for each site,
+                                                 claims, ops)
     access/<role>/access.json                    where those are, for EtcdAccess.from_file
 
 Keys and passwords are mode 0600, owned by the lab's user. `firebreak lab status --json` lists
@@ -20,13 +24,19 @@ import json
 import secrets as pysecrets
 
 from firebreak.control.etcd import Etcd, EtcdAccess
-from firebreak.control.keys import Keys, PatroniKeys, role_grants
+from firebreak.control.keys import OPS_ROLE, Keys, PatroniKeys, agent_role, role_grants
 from firebreak.lab import pki
 from firebreak.lab.layout import SCOPE, LabLayout
 from firebreak.lab.state import write_private
 
 ROOT = "root"          # etcd's administrator: lab set-up, drills' consistency checks, agents' maintenance
-ROLES = (ROOT, "patroni", "agent", "claims", "ops")
+# The roles every lab has; beside them, one `agent-<site>` per site (roles()).
+ROLES = (ROOT, "patroni", "claims", OPS_ROLE)
+
+
+def roles(layout: LabLayout) -> tuple[str, ...]:
+    """Every etcd role (and user) of this lab: root, patroni, each site's agent, claims, ops."""
+    return (ROOT, "patroni", *(agent_role(s) for s in layout.names), "claims", OPS_ROLE)
 
 
 def load(layout: LabLayout, role: str) -> EtcdAccess:
@@ -50,7 +60,7 @@ def prepare(layout: LabLayout) -> None:
         cert, key = site.door_cert
         cert.parent.mkdir(parents=True, exist_ok=True)
         pki.write(pki.issue(ca, f"door.{site.name}", ips=[site.address], server=True, client=False), cert, key)
-    for role in ROLES:
+    for role in roles(layout):
         d = layout.access_dir(role)
         d.mkdir(parents=True, exist_ok=True)
         pki.write(pki.issue(ca, "", dns=[f"{role}.firebreak.invalid"]), d / "client.pem", d / "client-key.pem")
@@ -60,18 +70,21 @@ def prepare(layout: LabLayout) -> None:
             "user": role, "password_file": "password"}, indent=2))
 
 
-async def lock(layout: LabLayout, scopes: list[str] | None = None, discover: bool = False) -> None:
+async def lock(layout: LabLayout, scopes: list[str] | None = None, discover: bool = False,
+               endpoints: list[str] | None = None) -> None:
     """Create the roles and users and turn authentication on (etcd is up, still open). `scopes`:
-    the Patroni clusters; with `discover`, the agents read all of /service/ to find them."""
+    the Patroni clusters; with `discover`, the agents read all of /service/ to find them.
+    `endpoints`: etcd's client URLs when not the layout's own (a test's single member)."""
     root = load(layout, ROOT)
     # Before authentication is on, the root user cannot log in yet: talk TLS without a user.
-    etcd = Etcd(layout.etcd_endpoints, timeout=5, patience=5,
+    etcd = Etcd(endpoints or layout.etcd_endpoints, timeout=5, patience=5,
                 access=EtcdAccess(root.ca, root.cert, root.key))
     try:
         await etcd.user_add(ROOT, root.password)
         await etcd.user_grant_role(ROOT, "root")
         clusters = tuple(PatroniKeys(f"/service/{scope}") for scope in (scopes or [SCOPE]))
-        for role, grants in role_grants(Keys(), clusters, ("/service/",) if discover else ()).items():
+        grants_of = role_grants(Keys(), clusters, ("/service/",) if discover else (), sites=layout.names)
+        for role, grants in grants_of.items():
             await etcd.role_add(role)
             for g in grants:
                 await etcd.role_grant(role, g.key, prefix=g.prefix, perm=g.perm)
@@ -92,17 +105,32 @@ def etcdctl_flags(layout: LabLayout, role: str = ROOT) -> list[str]:
     return ["--cacert", a.ca, "--cert", a.cert, "--key", a.key, "--user", f"{a.user}:{a.password}"]
 
 
+# What each role may write, in words, for `lab status` (the grants themselves: role_grants).
+WRITES = {
+    ROOT: "everything, and etcd's maintenance calls (defragment, move-leader)",
+    "patroni": "its clusters' namespaces, /service/<scope>/",
+    "agent-<site>": ("its own site's view (/firebreak/views/<site>), /firebreak/coordinator, /firebreak/ledger/, and "
+                     "each cluster's /service/<scope>/leader and members/; reads all of /firebreak/ and Patroni's"),
+    "claims": "nothing (reads /firebreak/ledger/)",
+    OPS_ROLE: ("/firebreak/frozen, drained/, operators/, releases/, release/current and audit-log/ "
+               "(operators' actions, through a console or firebreak ops)"),
+}
+
+
 def status_doc(layout: LabLayout) -> dict:
     """What `lab status --json` says about the locked etcd: where the CA and each role's
-    credentials are, and the etcdctl command line that uses them."""
-    roles = {}
-    for role in ROLES:
+    credentials are (each site's agent its own, `agent-<site>`; `agents` maps site to role), what
+    each role may write, and the etcdctl command line that uses root's."""
+    found = {}
+    for role in roles(layout):
         d = layout.access_dir(role)
-        roles[role] = {"access_file": str(d / "access.json"), "user": role, "cert": str(d / "client.pem"),
-                       "key": str(d / "client-key.pem"), "password_file": str(d / "password")}
-    r = roles[ROOT]
+        found[role] = {"access_file": str(d / "access.json"), "user": role, "cert": str(d / "client.pem"),
+                       "key": str(d / "client-key.pem"), "password_file": str(d / "password"),
+                       "writes": WRITES.get(role, WRITES["agent-<site>"] if role.startswith("agent-") else "")}
+    r = found[ROOT]
     return {
-        "tls": True, "auth": True, "ca": str(layout.ca_file), "roles": roles,
+        "tls": True, "auth": True, "ca": str(layout.ca_file), "roles": found,
+        "agents": {s: agent_role(s) for s in layout.names},
         "etcdctl": (f"etcdctl --endpoints {','.join(layout.etcd_endpoints)} --cacert {layout.ca_file} --cert {r['cert']} "
                     f"--key {r['key']} --user {ROOT}:\"$(cat {r['password_file']})\""),
     }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from firebreak.control.etcd import EtcdAccess
+from firebreak.control.keys import OPS_ROLE, agent_role
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
                                   SiteLayout)
 from firebreak.resources import example
@@ -207,9 +208,12 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "L
         "etcd": [s.url("etcd") for s in _own_first(layout, site)],
         "patroni_namespace": f"/service/{first.scope if first else SCOPE}",
         "etcd_quota_bytes": ETCD_QUOTA,
-        # The agents' etcd user, and etcd's root for the two maintenance calls that need it
-        # (defragment, move-leader); lab/access.py writes both.
-        "etcd_access": str(layout.access_file("agent")),
+        # This site's agent's own etcd user (its own view, not other sites'); the operators' user,
+        # which the console alone uses for the writes it makes on an operator's behalf; and etcd's
+        # root for the two maintenance calls that need it (defragment, move-leader). lab/access.py
+        # writes all three; control/keys.py role_grants says what each may write.
+        "etcd_access": str(layout.access_file(agent_role(site.name))),
+        "etcd_ops_access": str(layout.access_file(OPS_ROLE)),
         "etcd_admin_access": str(layout.access_file("root")),
         "patroni_user": "firebreak",
         "patroni_password": secrets.patroni_api,
