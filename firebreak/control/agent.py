@@ -99,11 +99,13 @@ class Agent:
 
     # -- probing -----------------------------------------------------------------------------
 
-    async def _probe(self, site: str, component: str) -> bool:
-        # The component's own process must answer, not just its kernel (control/probes.py): a
-        # paused site completes handshakes. A bare request on a fresh connection, not an HTTP
-        # client: an httpx request per probe once cost the three agents a fifth of a core.
-        return await probes.ask(self._targets[(site, component)], self.cfg.detector.probe_timeout)
+    async def _probe(self, site: str, component: str) -> float | None:
+        """When the component answered, or None. The component's own process must answer, not
+        just its kernel (control/probes.py): a paused site completes handshakes. A bare request
+        on a fresh connection, not an HTTP client: an httpx request per probe once cost the three
+        agents a fifth of a core."""
+        ok = await probes.ask(self._targets[(site, component)], self.cfg.detector.probe_timeout)
+        return self.clock() if ok else None
 
     async def probe_loop(self) -> None:
         interval = self.cfg.detector.probe_interval
@@ -126,10 +128,14 @@ class Agent:
                     if result != probes.SILENT or m not in heard:
                         heard[m] = now
                 for s in self.others:
-                    comps = {c: results[(s, c)] for c in PROBED}
+                    answered = {c: results[(s, c)] for c in PROBED}
+                    comps = {c: t is not None for c, t in answered.items()}
                     self.state.components[s] = comps
+                    # Stamped when the answer came, not when the round ended: a round that waits
+                    # out another site's silent probes must not make this one look late (with a
+                    # cut link, a round stamp once made a reachable site flicker unreachable).
                     if any(comps.values()):
-                        self.state.last_ok[s] = now
+                        self.state.last_ok[s] = max(t for t in answered.values() if t is not None)
                     if self.metrics:
                         for c, ok in comps.items():
                             self.metrics.probe(s, c, ok)
@@ -694,26 +700,14 @@ class Agent:
         return [m for m in found if m is not None]
 
     async def prune(self) -> None:
-        """Retention for what Firebreak keeps in etcd (keys.py lists each rule)."""
+        """Retention for the ledger, the one kept store an agent may write (keys.py lists each
+        rule). The audit log and the release store are operators' keys: the consoles prune them
+        as the ops user when they add to them (control/actions.py)."""
         from firebreak.control import keys as k
 
-        audit = [kv.key for kv in await self.etcd.get_prefix(self.keys.audit, keys_only=True)]
-        cut = maintenance.prune_oldest(self.keys.audit, audit, k.AUDIT_KEEP, "audit log")
-        if cut is not None:
-            n = await self.etcd.delete_range(cut.start, cut.end)
-            log.info("pruned %d entries: %s", n, cut.why)
         ledger = [kv.key for kv in await self.etcd.get_prefix(self.keys.ledger, keys_only=True)]
         for key in maintenance.ledger_expired(ledger, self.keys.ledger, self.clock() - k.LEDGER_KEEP_DAYS * 86400):
             await self.etcd.delete(key)
-        releases = await self.etcd.get_prefix(self.keys.releases, keys_only=True)
-        current = await self.etcd.get(self.keys.release_current)
-        try:
-            current_version = ops.release_of(current.value)["version"] if current else None
-        except BadValue:
-            current_version = None  # release_loop reports it; pruning keeps the newest anyway
-        created = {kv.key[len(self.keys.releases):]: kv.create_revision for kv in releases}
-        for version in maintenance.releases_to_drop(created, k.RELEASES_KEEP, current_version):
-            await self.etcd.delete(self.keys.release(version))
 
     async def close(self) -> None:
         await self.etcd.close()

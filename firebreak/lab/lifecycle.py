@@ -93,7 +93,7 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
             wait_component(state, layout, site, "etcd", lambda s=site: etcd_ok(layout, s))
         progress(f"etcd: {len(layout.sites)} members, quorum formed")
         asyncio.run(access.lock(layout, [c.scope for c in plan.clusters], discover=plan.estate))
-        progress(f"etcd: locked (TLS, client certificates, one user per role: {', '.join(access.ROLES)})")
+        progress(f"etcd: locked (TLS, client certificates, one user per role: {', '.join(access.roles(layout))})")
         secrets = _create_operator(layout, secrets)
         _start_clusters(state, layout, plan, secrets, progress)
         for site in layout.sites:

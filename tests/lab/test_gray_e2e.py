@@ -121,8 +121,9 @@ def test_a_cut_link_to_etcds_leader_costs_no_failover(running_lab):
 
 
 def test_values_no_agent_expects_stop_no_agent(running_lab):
-    """As the agents' own etcd identity: a malformed view (the measured crash), a view under another
-    site's key, and one with a field a newer agent might add. Every running agent keeps running,
+    """As a site's agent's own etcd identity (it may write only its own view): a malformed view (the
+    measured crash), a view under its key naming another observer, and one with a field a newer
+    agent might add. Every running agent keeps running,
     ignores the bad ones, counts them, and keeps deciding."""
     st = wait_for(healthy, 90, "a healthy lab")
     primary, sync, third = roles(st)
@@ -133,7 +134,7 @@ def test_values_no_agent_expects_stop_no_agent(running_lab):
     key = f"/firebreak/views/{quiet}"
 
     async def put(value):
-        etcd = access.client(load(lab_home()).layout, "agent", timeout=5)
+        etcd = access.client(load(lab_home()).layout, access.agent_role(quiet), timeout=5)
         try:
             await etcd.put(key, json.dumps(value))
         finally:
@@ -181,7 +182,9 @@ def test_a_leader_key_naming_no_member_is_removed_and_patroni_elects_again(runni
     st = wait_for(healthy, 90, "a healthy lab")
 
     async def put_bogus():
-        etcd = access.client(load(lab_home()).layout, "agent", timeout=5)
+        # Any site's agent may write the leader key: the failover deletes it, and etcd grants no
+        # delete without put.
+        etcd = access.client(load(lab_home()).layout, access.agent_role(next(iter(st["sites"]))), timeout=5)
         try:
             await etcd.put("/service/firebreak/leader", "x-test")
         finally:
