@@ -7,7 +7,7 @@ Run: .venv/bin/python bench/drills.py [--sites primary|sync-standby|all] [--faul
 Gray failures, each aimed at the primary's site whatever --sites says: partition-sync (its link
 to the synchronous standby's site cut for 10 s), partition-etcd (its link to etcd's leader's site,
 15 s), pause (every process of it stopped 8 s), pause-postgres (its PostgreSQL alone, 8 s), flap
-(its links down and up every 0.8 s for 60 s). With --repeat N, a summary of write unavailability
+(its links down and up every 1 s for 60 s: each down half-second shorter than the detector's window). With --repeat N, a summary of write unavailability
 p50/p95/max per fault and mode:
 
     .venv/bin/python bench/drills.py --faults partition-sync,partition-etcd,pause,pause-postgres,flap \
@@ -123,7 +123,7 @@ GRAY = {
     "partition-etcd": FaultStep(fault="partition", site="primary", peer="etcd-leader", duration=15),
     "pause": FaultStep(fault="pause", site="primary", duration=8),
     "pause-postgres": FaultStep(fault="pause", site="primary", component="postgres", duration=8),
-    "flap": FaultStep(fault="flap", site="primary", period=0.8, duration=60),
+    "flap": FaultStep(fault="flap", site="primary", period=1.0, duration=60),
 }
 
 
