@@ -7,8 +7,8 @@ Run: .venv/bin/python bench/drills.py [--sites primary|sync-standby|all] [--faul
 Gray failures, each aimed at the primary's site whatever --sites says: partition-sync (its link
 to the synchronous standby's site cut for 10 s), partition-etcd (its link to etcd's leader's site,
 15 s), pause (every process of it stopped 8 s), pause-postgres (its PostgreSQL alone, 8 s), flap
-(its links down and up every 1 s for 60 s: each down half-second shorter than the detector's window). With --repeat N, a summary of write unavailability
-p50/p95/max per fault and mode:
+(its links down and up every 1 s for 60 s: each half-second down is shorter than the detector's
+window). With --repeat N, a summary of write unavailability p50/p95/max per fault and mode:
 
     .venv/bin/python bench/drills.py --faults partition-sync,partition-etcd,pause,pause-postgres,flap \
         --repeat 3 --name gray
