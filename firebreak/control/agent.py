@@ -99,13 +99,11 @@ class Agent:
 
     # -- probing -----------------------------------------------------------------------------
 
-    async def _probe(self, site: str, component: str) -> float | None:
-        """When the component answered, or None. The component's own process must answer, not
-        just its kernel (control/probes.py): a paused site completes handshakes. A bare request
-        on a fresh connection, not an HTTP client: an httpx request per probe once cost the three
-        agents a fifth of a core."""
-        ok = await probes.ask(self._targets[(site, component)], self.cfg.detector.probe_timeout)
-        return self.clock() if ok else None
+    async def _probe(self, site: str, component: str) -> bool:
+        # The component's own process must answer, not just its kernel (control/probes.py): a
+        # paused site completes handshakes. A bare request on a fresh connection, not an HTTP
+        # client: an httpx request per probe once cost the three agents a fifth of a core.
+        return await probes.ask(self._targets[(site, component)], self.cfg.detector.probe_timeout)
 
     async def probe_loop(self) -> None:
         interval = self.cfg.detector.probe_interval
@@ -128,14 +126,14 @@ class Agent:
                     if result != probes.SILENT or m not in heard:
                         heard[m] = now
                 for s in self.others:
-                    answered = {c: results[(s, c)] for c in PROBED}
-                    comps = {c: t is not None for c, t in answered.items()}
+                    comps = {c: results[(s, c)] for c in PROBED}
                     self.state.components[s] = comps
-                    # Stamped when the answer came, not when the round ended: a round that waits
-                    # out another site's silent probes must not make this one look late (with a
-                    # cut link, a round stamp once made a reachable site flicker unreachable).
+                    # Stamped when the round ends, as the view is read between rounds: a stamp of
+                    # the answer's own time, written only when a round that waited out another
+                    # site's silent probes ends, made a reachable site look 0.6 s late, past the
+                    # 0.5 s grace (measured: the database doors flickered shut with one site off).
                     if any(comps.values()):
-                        self.state.last_ok[s] = max(t for t in answered.values() if t is not None)
+                        self.state.last_ok[s] = now
                     if self.metrics:
                         for c, ok in comps.items():
                             self.metrics.probe(s, c, ok)
