@@ -298,7 +298,7 @@ class Agent:
         verdicts = detector.verdicts(self.cfg.sites, views, now, cfg)
         stalls = detector.stall_verdicts(self.cfg.sites, views, [f"{scope}/{c.leader}" for scope, c in found.items()
                                                                  if c.leader], now, cfg)
-        cut = detector.cut_links(self.cfg.sites, views, now, cfg)
+        cut = detector.cut_links(self.cfg.sites, views, now, cfg, dead=[s for s, v in verdicts.items() if v.dead])
         bogus = detector.agreed_bogus_leaders(self.cfg.sites, views, now, cfg)
         self.state.views, self.state.verdicts, self.state.stalls, self.state.cut = views, verdicts, stalls, cut
         self._db_door_wake.set()  # a new cluster state and verdicts: the database door follows now

@@ -114,12 +114,16 @@ def verdicts(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: D
     return out
 
 
-def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: DetectorConfig) -> set[frozenset[str]]:
-    """Links between two living sites that are cut: either end's fresh view has seen the other
-    unreachable for the whole window. One observer is enough here, unlike for a verdict: a cut
+def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: DetectorConfig,
+              dead: Iterable[str] = ()) -> set[frozenset[str]]:
+    """Links between two living sites (not in `dead`) that are cut: either end's fresh view has
+    seen the other unreachable for the whole window. A dead site's links are not "cut": its loss
+    is the verdicts' business, and counting them would keep etcd's leadership from moving
+    between the living sites while it is gone. One observer is enough here, unlike for a verdict: a cut
     link is a fact about the two ends, and what is done about it (choosing another synchronous
     standby, moving etcd's leadership) loses nothing if it was wrong."""
-    sites = list(sites)
+    dead = set(dead)
+    sites = [s for s in sites if s not in dead]
     fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
     return {frozenset((o, t)) for o, v in fresh.items() for t in sites
             if t != o and _sees_down(v, t, now, cfg)}

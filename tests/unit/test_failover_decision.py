@@ -199,6 +199,8 @@ def test_cut_links_need_one_fresh_end_for_the_window():
              "ansan": View("ansan", now, {"pangyo": 0.4, "siheung": 0.0}),
              "siheung": View("siheung", now - 3, {"pangyo": 9.0, "ansan": 0.0})}  # stale: no say
     assert cut_links(SITES, views, now, cfg) == {frozenset(("pangyo", "ansan"))}
+    # A dead site's links are not cut links: its loss is the verdicts' business.
+    assert cut_links(SITES, views, now, cfg, dead=["ansan"]) == set()
 
 
 def with_leader(leader, lease=7, members=None):
