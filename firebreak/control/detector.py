@@ -9,11 +9,10 @@ reach etcd (or arrives stale), cannot vote anyone dead.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from firebreak.control.values import json_object, seconds
 from firebreak.errors import BadValue
 
 
@@ -36,15 +35,10 @@ class View:
         under its own site's key: one written under another site's key would let one site's host
         vote twice. Fields this version does not know are ignored (a newer agent may add some
         during a rolling upgrade)."""
-        try:
-            d = json.loads(raw)
-        except ValueError as e:
-            raise BadValue(f"view {site}: not JSON ({e})") from None
-        if not isinstance(d, dict):
-            raise BadValue(f"view {site}: a JSON object is expected, got {type(d).__name__}")
+        d = json_object(raw, f"view {site}")
         if d.get("observer") != site:
             raise BadValue(f"view {site}: observer is {d.get('observer')!r}, not the site of the key it is under")
-        published = _seconds(d.get("published"), f"view {site}: published")
+        published = seconds(d.get("published"), f"view {site}: published")
         down = d.get("unreachable_for")
         if not isinstance(down, dict):
             raise BadValue(f"view {site}: unreachable_for must be an object of site -> seconds")
@@ -56,8 +50,8 @@ class View:
                                                   for r in bogus.values()):
             raise BadValue(f"view {site}: bogus_leaders must be an object of scope -> revision")
         return cls(site, published,
-                   {str(t): _seconds(s, f"view {site}: unreachable_for.{t}", minimum=0.0) for t, s in down.items()},
-                   {str(m): _seconds(s, f"view {site}: postgres_silent_for.{m}", minimum=0.0)
+                   {str(t): seconds(s, f"view {site}: unreachable_for.{t}", minimum=0.0) for t, s in down.items()},
+                   {str(m): seconds(s, f"view {site}: postgres_silent_for.{m}", minimum=0.0)
                     for m, s in silent.items()},
                    {str(scope): r for scope, r in bogus.items()})
 
@@ -76,16 +70,6 @@ class Verdict:
     voters: tuple[str, ...]  # observers whose views are fresh
     needed: int
     reason: str
-
-
-def _seconds(value: object, what: str, minimum: float | None = None) -> float:
-    # bool is an int to Python, and NaN compares false with everything: both would slip past a
-    # plain float() into the detector's arithmetic.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadValue(f"{what}: a finite number of seconds is expected, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise BadValue(f"{what}: {value!r} is below {minimum:g}")
-    return float(value)
 
 
 def majority(n_sites: int) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from firebreak.control.detector import Verdict
+from firebreak.control.values import json_object
 from firebreak.errors import BadValue
 
 UNREACHABLE_API = "http://127.0.0.1:1/patroni"  # refuses immediately in every network namespace
@@ -46,12 +47,7 @@ class Member:
         """A Patroni member key, or BadValue naming the field. Patroni writes a JSON object whose
         role, state and api_url are strings; anything else was not written by Patroni, and a
         member the agent cannot read is treated as absent (never a failover candidate)."""
-        try:
-            d = json.loads(raw)
-        except ValueError as e:
-            raise BadValue(f"member {name}: not JSON ({e})") from None
-        if not isinstance(d, dict):
-            raise BadValue(f"member {name}: a JSON object is expected, got {type(d).__name__}")
+        d = json_object(raw, f"member {name}")
         fields = {}
         for f in ("role", "state", "api_url", "conn_url", "replication_state"):
             v = d.get(f, "")
@@ -73,12 +69,7 @@ class Sync:
         """As Patroni's SyncState.from_node reads it (sync_standby: names joined by commas, or
         null), but a value of the wrong shape is BadValue rather than "no standby": the caller
         then promotes nothing, as it would with no /sync at all."""
-        try:
-            d = json.loads(raw)
-        except ValueError as e:
-            raise BadValue(f"/sync: not JSON ({e})") from None
-        if not isinstance(d, dict):
-            raise BadValue(f"/sync: a JSON object is expected, got {type(d).__name__}")
+        d = json_object(raw, "/sync")
         leader, standbys = d.get("leader"), d.get("sync_standby")
         if leader is not None and not isinstance(leader, str):
             raise BadValue(f"/sync: leader must be a member name, got {leader!r}")

@@ -13,6 +13,7 @@ import httpx
 
 from firebreak.control.detector import Verdict
 from firebreak.control.failover import ClusterState
+from firebreak.control.values import json_object
 from firebreak.errors import BadValue
 
 
@@ -141,11 +142,8 @@ def release_record(version: str, notes: str = "") -> str:
 def release_of(raw: str) -> dict:
     """A release record as read from etcd (what release_record wrote, perhaps with more fields),
     reduced to what an app is told, or BadValue naming the field."""
-    try:
-        d = json.loads(raw)
-    except ValueError as e:
-        raise BadValue(f"release: not JSON ({e})") from None
-    if not isinstance(d, dict) or not isinstance(d.get("version"), str) or not d["version"]:
+    d = json_object(raw, "release")
+    if not isinstance(d.get("version"), str) or not d["version"]:
         raise BadValue(f"release: an object with a version name is expected, got {raw[:80]!r}")
     if not isinstance(d.get("notes", ""), str) or not isinstance(d.get("created", 0), (int, float)):
         raise BadValue("release: notes must be text and created a time")
