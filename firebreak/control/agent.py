@@ -55,8 +55,8 @@ class AgentState:
     instances: dict[str, dict[str, bool]] = field(default_factory=dict)  # service -> site -> answers (instances_loop)
     outages: dict[str, outages.Open] = field(default_factory=dict)  # each service's open outage (coordinator)
     drained: frozenset[str] = frozenset()  # sites operators evacuated (door_loop reads them)
-    # "<scope>/<member>" -> when its PostgreSQL last answered or refused (not silent): the
-    # primaries' only; a stall of a standby's costs no write (a dead standby is dropped by site).
+    # "<scope>/<member>" -> when its PostgreSQL last answered or refused (not silent): primaries
+    # and synchronous standbys only, the servers a commit waits for.
     postgres_heard: dict[str, float] = field(default_factory=dict)
     stalls: dict[str, detector.Verdict] = field(default_factory=dict)  # the same keys, by agreement
     cut: set[frozenset[str]] = field(default_factory=set)  # links between living sites seen cut
@@ -121,7 +121,7 @@ class Agent:
                 heard = self.state.postgres_heard
                 for m in list(heard):
                     if m not in primaries:
-                        del heard[m]  # no longer a primary: its silence decides nothing
+                        del heard[m]  # no longer one a commit waits for: its silence decides nothing
                 for m, result in pg_results.items():
                     if result != probes.SILENT or m not in heard:
                         heard[m] = now
@@ -141,12 +141,14 @@ class Agent:
             await asyncio.sleep(max(0.0, interval - (self.clock() - started)))
 
     def _primaries_postgres(self) -> dict[str, probes.Probe]:
-        """Each cluster's primary's PostgreSQL, as its member key tells where it listens."""
+        """Each cluster's primary's and synchronous standbys' PostgreSQL (the servers a commit
+        waits for), as their member keys tell where they listen."""
         out = {}
         for scope, c in self.state.clusters.items():
-            m = c.members.get(c.leader or "")
-            if m is not None and (p := probes.postgres_probe(m.conn_url)) is not None:
-                out[f"{scope}/{m.name}"] = p
+            for name in (c.leader, *c.sync_standbys):
+                m = c.members.get(name or "")
+                if m is not None and (p := probes.postgres_probe(m.conn_url)) is not None:
+                    out[f"{scope}/{m.name}"] = p
         return out
 
     def my_view(self) -> detector.View:
@@ -296,8 +298,8 @@ class Agent:
         now = self.clock()
         cfg = detector.DetectorConfig(window=self.cfg.detector.window, fresh=self.cfg.detector.fresh)
         verdicts = detector.verdicts(self.cfg.sites, views, now, cfg)
-        stalls = detector.stall_verdicts(self.cfg.sites, views, [f"{scope}/{c.leader}" for scope, c in found.items()
-                                                                 if c.leader], now, cfg)
+        stalls = detector.stall_verdicts(self.cfg.sites, views, [f"{scope}/{n}" for scope, c in found.items()
+                                                                 for n in (c.leader, *c.sync_standbys) if n], now, cfg)
         cut = detector.cut_links(self.cfg.sites, views, now, cfg, dead=[s for s, v in verdicts.items() if v.dead])
         bogus = detector.agreed_bogus_leaders(self.cfg.sites, views, now, cfg)
         self.state.views, self.state.verdicts, self.state.stalls, self.state.cut = views, verdicts, stalls, cut

@@ -170,7 +170,7 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
         stall = (stalled or {}).get(leader)
         if stall is None or not stall.dead:
             return _standby_loss(cluster, verdicts, site_of, frozen) or \
-                _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set()) or \
+                _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {}) or \
                 Decision((), f"primary {leader} in {leader_site} is alive")
         verdict = stall
         what = f"primary {leader}'s PostgreSQL answers nothing"
@@ -239,9 +239,11 @@ def _standby_loss(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_o
 
 
 def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
-                     frozen: bool, cut: set[frozenset[str]]) -> Decision | None:
-    """The link between the primary's site and its synchronous standby's is cut, both sites alive:
-    every commit waits for a standby that cannot hear it. PostgreSQL notices only after
+                     frozen: bool, cut: set[frozenset[str]], stalled: Mapping[str, Verdict]) -> Decision | None:
+    """The link between the primary's site and its synchronous standby's is cut, both sites alive,
+    or the standby's PostgreSQL accepts connections and answers nothing (a storage hang: a chaos
+    run measured writes stopped for the whole of an 11 s pause): every commit waits for a standby
+    that cannot acknowledge it. PostgreSQL notices only after
     wal_sender_timeout (60 s), and Patroni keeps a standby whose member key is fresh, so writes
     stopped for the whole of a 30 s cut when measured. Dropping the standby's member key makes
     Patroni choose another at once; it is acted on only when another standby streams in a site the
@@ -249,26 +251,27 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     acknowledged commits are on the old standby; new ones wait for the new standby, so nothing
     acknowledged rests on one site at any moment."""
     leader = cluster.leader
-    if leader is None or cluster.sync_leader != leader or not cut:
+    if leader is None or cluster.sync_leader != leader or not (cut or stalled):
         return None
     here = site_of.get(leader, leader)
-    cut_off = [n for n in cluster.sync_standbys if frozenset((here, site_of.get(n, n))) in cut and n in cluster.members]
+
+    def stuck(name: str) -> bool:
+        return frozenset((here, site_of.get(name, name))) in cut or (name in stalled and stalled[name].dead)
+    cut_off = [n for n in cluster.sync_standbys if stuck(n) and n in cluster.members]
     if not cut_off:
         return None
 
     def usable(name: str) -> bool:
         m, site = cluster.members[name], site_of.get(name, name)
-        return (name != leader and name not in cut_off and m.streaming
-                and frozenset((here, site)) not in cut and not (site in verdicts and verdicts[site].dead))
+        return (name != leader and name not in cut_off and m.streaming and not stuck(name)
+                and not (site in verdicts and verdicts[site].dead))
     others = [n for n in cluster.members if usable(n)]
     names = ", ".join(cut_off)
+    what = f"synchronous standby {names} cannot acknowledge (its link to {leader}'s site is cut, or its PostgreSQL answers nothing)"
     if not others:
-        return Decision((), f"the link between {leader}'s site and synchronous standby {names}'s is cut, but no "
-                            "other standby streams in a site the primary reaches: dropping it would leave the "
-                            "primary acknowledging alone, so writes wait", refused=True)
+        return Decision((), f"{what}, but no other standby streams in a site the primary reaches: dropping it "
+                            "would leave the primary acknowledging alone, so writes wait", refused=True)
     if frozen:
-        return Decision((), f"the link between {leader}'s site and synchronous standby {names}'s is cut, but "
-                            "automation is frozen: writes wait", refused=True)
+        return Decision((), f"{what}, but automation is frozen: writes wait", refused=True)
     return Decision(tuple(DropMember(n, cluster.members[n].revision) for n in cut_off),
-                    f"the link between primary {leader}'s site {here} and synchronous standby {names}'s is cut; "
-                    f"dropping its member key so Patroni makes {', '.join(others)} synchronous", failover=True)
+                    f"{what}; dropping its member key so Patroni makes {', '.join(others)} synchronous", failover=True)

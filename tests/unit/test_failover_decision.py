@@ -120,8 +120,8 @@ def test_a_primary_whose_postgresql_answers_nothing_is_failed_over_though_its_si
     ("not stalled by agreement", cluster(), stall(False), False, "is alive"),
     ("frozen", cluster(), stall(True), True, "frozen"),
     ("no synchronous standby to take over", cluster(sync=()), stall(True), False, "names no synchronous"),
-    ("a standby's stall is not the primary's", cluster(leader="ansan", sync=("pangyo",)), stall(True), False,
-     "is alive"),
+    ("a stalled synchronous standby with no other streaming standby stays", cluster(leader="ansan", sync=("pangyo",)),
+     stall(True), False, "acknowledging alone"),
 ])
 def test_a_stall_is_acted_on_under_the_same_rules(name, state, stalled, frozen, needle):
     d = decide(state, verdict(), SITE_OF, frozen=frozen, stalled=stalled)
@@ -244,3 +244,15 @@ def test_bogus_leaders_need_a_majority_reading_the_same_revision():
     assert agreed_bogus_leaders(SITES, {"pangyo": v("pangyo", 5), "ansan": v("ansan", 6)}, now, cfg) == {}
     assert agreed_bogus_leaders(SITES, {"pangyo": v("pangyo", 5), "ansan": v("ansan", 5, now - 5)}, now, cfg) == {}
     assert agreed_bogus_leaders(SITES, {"pangyo": v("pangyo", 5)}, now, cfg) == {}
+
+
+def test_a_stalled_synchronous_standby_is_replaced_by_one_that_streams():
+    """Found by a chaos run: the synchronous standby's PostgreSQL paused 11 s stopped writes for
+    all of it. Its site answers; its PostgreSQL does not."""
+    from firebreak.control.failover import DropMember
+    d = decide(three(sync=("ansan",)), verdict(), SITE_OF,
+               stalled={"ansan": Verdict("ansan", True, ("pangyo", "siheung"), (), 2, "test")})
+    assert d.failover and d.actions == (DropMember("ansan", 40),) and "siheung" in d.reason
+    # The primary's own stall is a failover, not a standby's drop.
+    d = decide(three(sync=("ansan",)), verdict(), SITE_OF, stalled=stall(True))
+    assert isinstance(d.actions[-1], DeleteLeader)
