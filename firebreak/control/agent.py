@@ -111,8 +111,8 @@ class Agent:
             started = self.clock()
             with self.cycles.guard("probe"):
                 jobs = {(s, c): self._probe(s, c) for s in self.others for c in PROBED}
-                primaries = self._primaries_postgres()
-                pg_jobs = {m: probes.outcome(p, self.cfg.detector.probe_timeout) for m, p in primaries.items()}
+                watched = self._commit_path_postgres()
+                pg_jobs = {m: probes.outcome(p, self.cfg.detector.probe_timeout) for m, p in watched.items()}
                 # One gather: a silent site and a silent primary cost one probe timeout, not two.
                 answers = await asyncio.gather(*jobs.values(), *pg_jobs.values())
                 results = dict(zip(jobs, answers[:len(jobs)]))
@@ -120,7 +120,7 @@ class Agent:
                 now = self.clock()
                 heard = self.state.postgres_heard
                 for m in list(heard):
-                    if m not in primaries:
+                    if m not in watched:
                         del heard[m]  # no longer one a commit waits for: its silence decides nothing
                 for m, result in pg_results.items():
                     if result != probes.SILENT or m not in heard:
@@ -140,15 +140,14 @@ class Agent:
                 self.state.last_ok[self.cfg.site] = now
             await asyncio.sleep(max(0.0, interval - (self.clock() - started)))
 
-    def _primaries_postgres(self) -> dict[str, probes.Probe]:
-        """Each cluster's primary's and synchronous standbys' PostgreSQL (the servers a commit
-        waits for), as their member keys tell where they listen."""
+    def _commit_path_postgres(self) -> dict[str, probes.Probe]:
+        """The probe of each server a commit waits for (clusters.commit_path), as its member key
+        tells where its PostgreSQL listens."""
         out = {}
-        for scope, c in self.state.clusters.items():
-            for name in (c.leader, *c.sync_standbys):
-                m = c.members.get(name or "")
-                if m is not None and (p := probes.postgres_probe(m.conn_url)) is not None:
-                    out[f"{scope}/{m.name}"] = p
+        for key, (scope, name) in clusters_mod.commit_path(self.state.clusters).items():
+            m = self.state.clusters[scope].members.get(name)
+            if m is not None and (p := probes.postgres_probe(m.conn_url)) is not None:
+                out[key] = p
         return out
 
     def my_view(self) -> detector.View:
@@ -298,8 +297,7 @@ class Agent:
         now = self.clock()
         cfg = detector.DetectorConfig(window=self.cfg.detector.window, fresh=self.cfg.detector.fresh)
         verdicts = detector.verdicts(self.cfg.sites, views, now, cfg)
-        stalls = detector.stall_verdicts(self.cfg.sites, views, [f"{scope}/{n}" for scope, c in found.items()
-                                                                 for n in (c.leader, *c.sync_standbys) if n], now, cfg)
+        stalls = detector.stall_verdicts(self.cfg.sites, views, clusters_mod.commit_path(found), now, cfg)
         cut = detector.cut_links(self.cfg.sites, views, now, cfg, dead=[s for s, v in verdicts.items() if v.dead])
         bogus = detector.agreed_bogus_leaders(self.cfg.sites, views, now, cfg)
         self.state.views, self.state.verdicts, self.state.stalls, self.state.cut = views, verdicts, stalls, cut

@@ -68,6 +68,14 @@ def cluster_state(kvs: Mapping[str, object], pk: PatroniKeys, name: str = "") ->
                         ignored=tuple(ignored), leader_lease=leader.lease if leader else 0)
 
 
+def commit_path(found: Mapping[str, ClusterState]) -> dict[str, tuple[str, str]]:
+    """"<scope>/<member>" -> (scope, member) for every server a commit waits for: each cluster's
+    primary and synchronous standbys. The agents probe these PostgreSQL servers and vote on their
+    stalls under these names."""
+    return {f"{scope}/{name}": (scope, name) for scope, c in found.items()
+            for name in (c.leader, *c.sync_standbys) if name}
+
+
 def clusters_under(kvs: Mapping[str, object], namespace: str) -> dict[str, tuple[PatroniKeys, ClusterState]]:
     """Every cluster under a namespace: scope -> (its keys, its state)."""
     out = {}

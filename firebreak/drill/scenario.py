@@ -127,7 +127,7 @@ def step_problems(step: FaultStep, where: str, label: str) -> list[Problem]:
     if step.fault == "partition":
         if step.peer is None:
             problems.append(Problem(label, f"{where}.peer", "a partition cuts one link and needs the site at its "
-                                    "other end: peer: SITE (or 'primary' / 'sync-standby')"))
+                                    "other end: peer: SITE (or " + " / ".join(repr(r) for r in ROLE_TARGETS) + ")"))
         elif step.peer == step.site:
             problems.append(Problem(label, f"{where}.peer", f"a link joins two different sites; site and peer "
                                     f"are both '{step.site}'"))

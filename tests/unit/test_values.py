@@ -173,3 +173,10 @@ def test_a_patroni_4_replica_is_streaming_by_its_replication_state():
     assert m.streaming and m.replication_state == "streaming"
     assert not Member.from_value("ansan", member_json(state="running"), 1, 0).streaming
     assert Member.from_value("ansan", member_json(state="streaming"), 1, 0).streaming  # older Patroni
+
+
+def test_the_commit_path_is_each_primary_and_its_synchronous_standbys():
+    from firebreak.control.clusters import commit_path
+    from firebreak.control.failover import ClusterState
+    found = {"a": ClusterState("p1", 1, "p1", ("s1", "s2"), {}), "b": ClusterState(None, 0, None, (), {})}
+    assert commit_path(found) == {"a/p1": ("a", "p1"), "a/s1": ("a", "s1"), "a/s2": ("a", "s2")}
