@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from firebreak.control.door import DoorTLS
 from firebreak.control.etcd import OPEN, EtcdAccess
-from firebreak.control.keys import Keys, PatroniKeys
+from firebreak.control.keys import PREFIX, Keys, PatroniKeys
 from firebreak.inputs import bad_name, load_yaml_model
 
 
@@ -96,13 +96,13 @@ class AgentConfig(_Strict):
     listen: str = Field(description="ADDR:PORT for the console and API")
     sites: dict[str, SiteEndpoints]
     etcd: list[str] = Field(min_length=1, description="etcd client URLs, this site's first")
-    patroni_namespace: str = Field(default="/service/firebreak", description="one cluster: its path "
+    patroni_namespace: str = Field(default=PatroniKeys().namespace, description="one cluster: its path "
                                    "(Patroni's namespace and scope)")
     patroni_namespaces: list[str] = Field(default_factory=list, description="many clusters: Patroni namespaces "
                                           "(such as /service/) under which every cluster found is protected")
     members: dict[str, str] = Field(default_factory=dict, description="Patroni member name -> site, for members "
                                     "not named after their site whose addresses do not say it either")
-    prefix: str = "/firebreak"
+    prefix: str = PREFIX
     etcd_access: str | None = Field(default=None, description="a locked etcd: this agent's access file (JSON: ca, "
                                     "cert, key, user, password_file); none for an open etcd")
     etcd_ops_access: str | None = Field(default=None, description="a locked etcd: the operators' (ops role's) "

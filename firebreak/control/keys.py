@@ -46,10 +46,14 @@ def newest_first(at: float) -> str:
 
 NEWEST_FIRST_EPOCH = 10**10
 
+PREFIX = "/firebreak"              # Firebreak's own keys (Keys.prefix, the agent's `prefix`)
+PATRONI_NAMESPACE = "/service/"    # Patroni's default `namespace`: every cluster's keys under it
+PATRONI_SCOPE = "firebreak"        # the one cluster's scope when none is named
+
 
 @dataclass(frozen=True)
 class Keys:
-    prefix: str = "/firebreak"
+    prefix: str = PREFIX
 
     def _k(self, *parts: str) -> str:
         return "/".join((self.prefix.rstrip("/"),) + parts)
@@ -118,7 +122,13 @@ class PatroniKeys:
     """The Patroni keys the agent reads and rewrites (checked against the installed Patroni's
     own names by tests/unit/test_pinned_internals.py)."""
 
-    namespace: str = "/service/firebreak"
+    namespace: str = PATRONI_NAMESPACE + PATRONI_SCOPE
+
+    @classmethod
+    def of(cls, scope: str, namespace: str = PATRONI_NAMESPACE) -> "PatroniKeys":
+        """The keys of the cluster named `scope` under a Patroni namespace (Patroni's own layout:
+        `<namespace>/<scope>/leader`)."""
+        return cls(namespace.rstrip("/") + "/" + scope)
 
     @property
     def root(self) -> str:
