@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from firebreak.control.detector import majority
 from firebreak.control.failover import ClusterState
 
 log = logging.getLogger("firebreak.dbdoor")
@@ -58,7 +59,7 @@ def routes(cluster: ClusterState, site_of: Mapping[str, str], dead: set[str], un
         site = site_of.get(member, member)
         return site in dead or site in unreachable
 
-    if sites_seen < sites_total // 2 + 1:
+    if sites_seen < majority(sites_total):
         return Routes(None, (), f"this site reaches {sites_seen} of {sites_total} sites: writes refused")
     leader = cluster.leader
     rw, why = None, "no leader lock held"

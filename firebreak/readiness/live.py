@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from firebreak.control.detector import majority
 from firebreak.topology import Failover, Kind, Replication, Service, Topology
 
 LIVE_STATES = ("running", "streaming")
@@ -37,7 +38,7 @@ def live_topology(doc: Mapping[str, Any], declared: Topology | None = None, labe
     }
     for i, tool in enumerate(tools):
         services[tool] = Service(tool, Kind.OPS_TOOL, dict(agents),
-                                 needs=needs(tool, len(sites) // 2 + 1 if i == 0 else 1),
+                                 needs=needs(tool, majority(len(sites)) if i == 0 else 1),
                                  depends_on=(quorum,) if i == 0 else (tools[0],))
     for name, c in doc.get("clusters", {}).items():
         replicas = {s: 0 for s in sites}
