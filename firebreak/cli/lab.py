@@ -170,8 +170,8 @@ def lab_uncut(a: str = typer.Argument(..., help="A site at one end of the link."
 @lab_app.command("pause")
 def lab_pause(site: str = typer.Argument(..., help="Site name."),
               component: Optional[str] = typer.Option(None, "--component",
-                                                      help="postgres: PostgreSQL alone (a storage hang); "
-                                                           "default every process of the site.")) -> None:
+                                                      help="postgres: PostgreSQL alone (a storage hang); etcd: the "
+                                                           "site's etcd member alone; default every process of the site.")) -> None:
     """Stop a site's processes with SIGSTOP (a hung host) until `lab resume SITE`."""
     from firebreak.lab import lab
 

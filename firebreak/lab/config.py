@@ -144,6 +144,11 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
             "dcs": {
                 "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
                 "maximum_lag_on_failover": 1048576,
+                # etcd gone (every member stopped, or its quorum lost) is not a reason to stop
+                # writing: the primary stays primary while every member of the /failsafe list
+                # answers its POST /failsafe (and no standby can promote without etcd). Off,
+                # a 20 s etcd pause stalled writes for 15 s though every database was healthy.
+                "failsafe_mode": True,
                 # An acknowledged commit is on two sites: the primary and its synchronous standby.
                 "synchronous_mode": cluster.sync,
                 "synchronous_node_count": 1,

@@ -152,7 +152,8 @@ PAUSE_COMPONENTS = procs.PAUSE_COMPONENTS
 
 def pause(site_name: str, component: str | None = None, home: Path | None = None) -> dict:
     """SIGSTOP every process of a site (a host that hangs: its kernel still answers TCP
-    handshakes, nothing above it answers), or with component='postgres' PostgreSQL alone. The
+    handshakes, nothing above it answers), or with component='postgres' PostgreSQL alone, or
+    with component='etcd' the site's etcd member alone. The
     stopped PIDs go into the lab's state so that resume, heal, recover and down continue them."""
     if component is not None and component not in PAUSE_COMPONENTS:  # before the lab is even looked at
         raise InputError(Problem("--component", "", f"unknown component '{component}'{suggest(component, PAUSE_COMPONENTS)}; "
@@ -164,8 +165,8 @@ def pause(site_name: str, component: str | None = None, home: Path | None = None
         raise InputError(Problem("site", "", f"{site_name} has no power; nothing runs there to pause. "
                                              f"`firebreak lab power on {site_name}` first"))
     t0 = time.time()
-    stopped = procs.pause(state.lab_id, site_name, postgres_only=component == "postgres",
-                          known=site_pids(state, site_name))
+    stopped = procs.pause(state.lab_id, site_name, only=component, known=site_pids(state, site_name),
+                          roots=[p.pid for p in state.sites[site_name].procs if p.component == component])
     st = state.sites[site_name]
     have = {p.pid for p in st.paused}
     st.paused += [p for p in stopped if p.pid not in have]

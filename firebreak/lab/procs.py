@@ -138,8 +138,9 @@ def postgres_family(table: dict[int, tuple[str, int]]) -> list[int]:
     return sorted(family)
 
 
-# What a pause can stop short of a whole site.
-PAUSE_COMPONENTS = ("postgres",)
+# What a pause can stop short of a whole site: a storage hang (PostgreSQL), or etcd alone (the
+# control plane's store gone while every database server is healthy: Patroni's failsafe case).
+PAUSE_COMPONENTS = ("postgres", "etcd")
 
 
 def process_table() -> dict[int, tuple[str, int]]:
@@ -176,18 +177,22 @@ def postgres_of(table: dict[int, tuple[str, int]], pids: Iterable[int]) -> list[
     return postgres_family({p: row for p, row in table.items() if p in pids})
 
 
-def pause(lab_id: str, site: str, postgres_only: bool = False, known: Iterable[int] = ()) -> list[Proc]:
+def pause(lab_id: str, site: str, only: str | None = None, known: Iterable[int] = (),
+          roots: Iterable[int] = ()) -> list[Proc]:
     """SIGSTOP a site's processes: its marked ones, `known` (the PIDs the lab recorded at start)
-    and all their descendants; with postgres_only, PostgreSQL's of those alone. Found again
+    and all their descendants; with only='postgres', PostgreSQL's of those alone; with
+    only='etcd', `roots` (etcd's recorded PIDs) and their descendants alone. Found again
     until no new one appears, as power_cut does: a process forked while the others froze would
     go on (a PostgreSQL backend, serving writes the paused site should not). Returns what was
     stopped, with start times, so that only those very processes are ever continued."""
-    known = list(known)
+    known, roots = list(known), list(roots)
 
     def scan() -> list[int]:
         table = process_table()
+        if only == "etcd":
+            return with_descendants(table, roots)
         found = with_descendants(table, [*known, *marked(lab_id, site)])
-        return postgres_of(table, found) if postgres_only else found
+        return postgres_of(table, found) if only == "postgres" else found
 
     stopped: dict[int, Proc] = {}
     for _ in range(50):

@@ -66,7 +66,7 @@ BAD = [
     (FaultStep(fault="partition", site="pangyo", peer="ansn"),
      "s.yaml: steps[0].peer: unknown site 'ansn' (did you mean 'ansan'?)"),
     (FaultStep(fault="isolate", site="pangyo", peer="ansan"), "s.yaml: steps[0].peer: applies only to fault: partition"),
-    (FaultStep(fault="pause", site="ansan", component="etcd"), "s.yaml: steps[0].component: unknown component 'etcd'"),
+    (FaultStep(fault="pause", site="ansan", component="patroni"), "s.yaml: steps[0].component: unknown component 'patroni'"),
     (FaultStep(fault="power-cut", site="ansan", component="postgres"),
      "s.yaml: steps[0].component: applies only to fault: pause"),
     (FaultStep(fault="pause", site="ansan", duration=0), "s.yaml: steps[0].duration: a pause always lasts its duration"),

@@ -130,6 +130,24 @@ def test_a_pause_stops_only_marked_processes_and_resume_continues_exactly_those(
         other.wait()
 
 
+def test_a_pause_of_etcd_stops_its_process_alone(tmp_path):
+    """`--component etcd`: the store gone, every other process of the site running on."""
+    lab_id = "test" + os.urandom(3).hex()
+    etcd = procs.spawn([sys.executable, "-c", "import time; time.sleep(60)"], site="a", component="etcd",
+                       lab_id=lab_id, log=tmp_path / "etcd.log")
+    patroni = procs.spawn([sys.executable, "-c", "import time; time.sleep(60)"], site="a", component="patroni",
+                          lab_id=lab_id, log=tmp_path / "patroni.log")
+    try:
+        paused = procs.pause(lab_id, "a", only="etcd", known=[etcd.pid, patroni.pid], roots=[etcd.pid])
+        assert [p.pid for p in paused] == [etcd.pid]
+        wait_state(etcd.pid, "T")
+        assert state_of(patroni.pid) != "T"
+        assert procs.resume(paused) == 1
+        wait_state(etcd.pid, "S")
+    finally:
+        procs.power_cut([etcd.pid, patroni.pid])
+
+
 def test_a_pause_also_stops_children_whose_marker_is_gone(tmp_path):
     """Like a PostgreSQL backend, whose title overwrote its environment: found by ancestry."""
     lab_id = "test" + os.urandom(3).hex()
@@ -247,7 +265,7 @@ def test_resume_and_down_continue_what_a_pause_recorded(lab_home):
 def test_a_pause_of_an_unknown_component_or_a_link_to_itself_is_refused_before_the_lab_is_read(tmp_path):
     from firebreak.errors import InputError
     from firebreak.lab import faults
-    with pytest.raises(InputError, match="unknown component 'etcd'"):
-        faults.pause("ansan", "etcd", tmp_path / "nowhere")
+    with pytest.raises(InputError, match="unknown component 'patroni'"):
+        faults.pause("ansan", "patroni", tmp_path / "nowhere")
     with pytest.raises(InputError, match="two different sites"):
         faults.cut("ansan", "ansan", tmp_path / "nowhere")
