@@ -65,9 +65,22 @@ class Rule(_Strict):
                 raise ValueError("tiers must be in increasing order of up_to")
             if self.tiers[-1].up_to is not None:
                 raise ValueError("the last tier needs no up_to: it prices everything above the others")
+        if self.pays_money:
+            # Every won a rule can pay is bounded and a person sees the large ones: without both,
+            # one mistyped rate or one gamed input pays without limit and without a look.
+            missing = [k for k in ("cap", "review_over") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"rule '{self.id}' pays money, so it needs {' and '.join(missing)}: "
+                                 "cap is the most one payout may be, review_over the amount above which a "
+                                 "person reviews it (won)")
         if self.cap is not None and self.minimum is not None and self.minimum > self.cap:
             raise ValueError(f"minimum {self.minimum} is above cap {self.cap}")
         return self
+
+    @property
+    def pays_money(self) -> bool:
+        """Every valuation but a goodwill item pays won."""
+        return self.goodwill is None
 
 
 class Policy(_Strict):
@@ -78,6 +91,10 @@ class Policy(_Strict):
     services: list[str] = Field(default_factory=lambda: list(SERVICES), min_length=1)
     description: str = ""
     flag_over_ratio: float = Field(default=3.0, gt=1, description="flag claims above this multiple of the value")
+    # "Approve all clean" approves many payouts in one click: above this total it shows the total
+    # and asks again, so a queue that grew overnight is not paid on a reflex.
+    approve_all_confirm_over: int = Field(default=1_000_000, ge=0,
+                                          description="won; above this total, approving all clean reports asks again")
     rules: list[Rule] = Field(min_length=1)
 
 

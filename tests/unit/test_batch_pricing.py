@@ -17,12 +17,13 @@ SERVICES = ["messenger", "taxi", "maps"]
 KAKAO = load_policy(ROOT / "examples/kakao-2022-policy.yaml")
 MIXED = Policy.model_validate({"name": "mixed", "flag_over_ratio": 2, "rules": [
     {"id": "taxi-hourly", "reporter_kinds": ["taxi_driver"], "services": ["taxi"], "per_hour": 7000,
-     "min_downtime_hours": 1, "cap": 60000},
+     "min_downtime_hours": 1, "cap": 60000, "review_over": 50000},
     {"id": "shops", "reporter_kinds": ["channel_shop"], "evidence": ["receipt"],
-     "tiers": [{"up_to": 100000, "pay": 10000}, {"up_to": 200000, "pay": 20000}, {"review": True}]},
-    {"id": "paid", "reporter_kinds": ["paid_user"], "plan_percent": 35, "minimum": 500, "review_over": 3000},
+     "tiers": [{"up_to": 100000, "pay": 10000}, {"up_to": 200000, "pay": 20000}, {"review": True}],
+     "cap": 20000, "review_over": 20000},
+    {"id": "paid", "reporter_kinds": ["paid_user"], "plan_percent": 35, "minimum": 500, "review_over": 3000, "cap": 5000},
     {"id": "free", "reporter_kinds": ["free_user"], "services": ["messenger"], "goodwill": "sticker"},
-    {"id": "flat", "reporter_kinds": ["advertiser"], "flat": 15000},
+    {"id": "flat", "reporter_kinds": ["advertiser"], "flat": 15000, "cap": 15000, "review_over": 10000},
 ]})
 OUTAGES = [Outage("messenger", 1000, 40000), Outage("taxi", 5000, 9000), Outage("*", 60000, 61800),
            Outage("taxi", 8000, 12000)]

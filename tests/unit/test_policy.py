@@ -24,12 +24,25 @@ def test_the_published_october_2022_scheme(kind, claimed, amount, review, goodwi
     assert q.rule is not None and q.reasons
 
 
+def test_every_paying_rule_of_the_shipped_policy_is_capped_and_reviewed_above_a_threshold():
+    assert KAKAO.approve_all_confirm_over == 1_000_000
+    for rule in KAKAO.rules:
+        assert rule.goodwill is not None or (rule.cap is not None and rule.review_over is not None), rule.id
+    assert Policy.model_validate({"name": "t", "rules": [{"id": "g", "reporter_kinds": ["*"], "goodwill": "x"}]}
+                                 ).approve_all_confirm_over == 1_000_000   # the default
+
+
 def test_paid_user_gets_the_plan_with_a_minimum():
     assert price(KAKAO, Claim("paid_user", "messenger", 0, 10, plan_price=3900)).amount == 3900
     assert price(KAKAO, Claim("paid_user", "messenger", 0, 10, plan_price=0)).amount == 1000
 
 
+BIG = 10**9  # a cap and review threshold no test claim reaches, where the test is about something else
+
+
 def policy(**rule):
+    if "goodwill" not in rule:
+        rule = {"cap": BIG, "review_over": BIG, **rule}
     return Policy.model_validate({"name": "t", "rules": [{"id": "r", "reporter_kinds": ["*"], **rule}]})
 
 
@@ -52,8 +65,8 @@ def test_valuation_rules(rule, claim, amount, review):
 
 def test_first_matching_rule_wins_and_no_rule_means_review():
     p = Policy.model_validate({"name": "t", "rules": [
-        {"id": "taxi", "reporter_kinds": ["taxi_driver"], "services": ["taxi"], "flat": 1},
-        {"id": "rest", "reporter_kinds": ["taxi_driver"], "flat": 2}]})
+        {"id": "taxi", "reporter_kinds": ["taxi_driver"], "services": ["taxi"], "flat": 1, "cap": 1, "review_over": 1},
+        {"id": "rest", "reporter_kinds": ["taxi_driver"], "flat": 2, "cap": 2, "review_over": 2}]})
     assert price(p, Claim("taxi_driver", "taxi", 0, 1)).rule == "taxi"
     assert price(p, Claim("taxi_driver", "maps", 0, 1)).rule == "rest"
     q = price(p, Claim("free_user", "maps", 0, 1))
@@ -61,22 +74,29 @@ def test_first_matching_rule_wins_and_no_rule_means_review():
 
 
 BAD = [
-    ("two valuations", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: 1, per_hour: 2}\n",
+    ("two valuations", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: 1, per_hour: 2, cap: 9, review_over: 9}\n",
      "p.yaml: rules[0]: a rule needs exactly one of flat, per_hour, plan_percent, tiers, goodwill (it has flat, per_hour)"),
     ("no valuation", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*']}\n", "p.yaml: rules[0]: a rule needs exactly one of"),
-    ("unknown kind", "name: p\nrules:\n  - {id: a, reporter_kinds: [taxi], flat: 1}\n",
+    ("unknown kind", "name: p\nrules:\n  - {id: a, reporter_kinds: [taxi], flat: 1, cap: 9, review_over: 9}\n",
      "p.yaml: rules[0].reporter_kinds[0]: unknown reporter kind 'taxi' (did you mean 'taxi_driver'?)"),
-    ("tiers out of order", "name: p\nrules:\n  - id: a\n    reporter_kinds: ['*']\n    tiers: [{up_to: 5, pay: 1}, {up_to: 3, pay: 2}, {review: true}]\n",
+    ("tiers out of order", "name: p\nrules:\n  - id: a\n    reporter_kinds: ['*']\n    tiers: [{up_to: 5, pay: 1}, {up_to: 3, pay: 2}, {review: true}]\n    cap: 9\n    review_over: 9\n",
      "p.yaml: rules[0]: tiers must be in increasing order of up_to"),
-    ("negative amount", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: -5}\n",
+    ("negative amount", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: -5, cap: 9, review_over: 9}\n",
      "p.yaml: rules[0].flat: must be 0 or more, got -5"),
-    ("duplicate id", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: 1}\n  - {id: a, reporter_kinds: ['*'], flat: 1}\n",
+    ("duplicate id", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], goodwill: x}\n  - {id: a, reporter_kinds: ['*'], goodwill: x}\n",
      "p.yaml: rules[1].id: rule id 'a' is used twice"),
     ("rule for a service the policy does not cover",
-     "name: p\nservices: [messenger, taxi]\nrules:\n  - {id: a, reporter_kinds: ['*'], services: [taxii], flat: 1}\n",
+     "name: p\nservices: [messenger, taxi]\nrules:\n  - {id: a, reporter_kinds: ['*'], services: [taxii], goodwill: x}\n",
      "p.yaml: rules[0].services[0]: service 'taxii' is not in the policy's services (messenger, taxi) (did you mean 'taxi'?)"),
     ("unknown field", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flatt: 1}\n",
      "p.yaml: rules[0].flatt: unknown field (did you mean 'flat'?)"),
+    ("a paying rule without a cap", "name: p\nrules:\n  - {id: fee, reporter_kinds: ['*'], flat: 1, review_over: 5}\n",
+     "p.yaml: rules[0]: rule 'fee' pays money, so it needs cap: cap is the most one payout may be"),
+    ("a paying rule without review_over or cap",
+     "name: p\nrules:\n  - {id: g, reporter_kinds: ['*'], goodwill: x}\n  - id: shops\n    reporter_kinds: ['*']\n"
+     "    tiers: [{pay: 1}]\n", "p.yaml: rules[1]: rule 'shops' pays money, so it needs cap and review_over"),
+    ("a negative confirmation threshold", "name: p\napprove_all_confirm_over: -1\nrules:\n  - {id: g, reporter_kinds: ['*'], goodwill: x}\n",
+     "p.yaml: approve_all_confirm_over: must be 0 or more, got -1"),
 ]
 
 
