@@ -4,8 +4,10 @@ describes three hosts in three real data centers (see docs/DEPLOY.md)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from firebreak.control.door import DoorTLS
 from firebreak.control.etcd import OPEN, EtcdAccess
@@ -17,23 +19,58 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _url(value: str, port: bool = True) -> str:
+    """An http(s) URL with a host (and, for what the agent dials, a port), kept as written: the
+    agent appends paths to it. Checked here, at load, so a bad file stops with the field named
+    instead of a traceback from the first loop that dials it."""
+    try:
+        parts = urlsplit(value)
+        given = parts.port  # a port that is no number, or out of range, raises here
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a URL ({e}); write it like http://10.0.0.5:8080") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} needs http:// or https:// and a host, like http://10.0.0.5:8080")
+    if port and given is None:
+        raise ValueError(f"{value!r} needs a port, like http://10.0.0.5:8080")
+    return value
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} needs an address and a port, like 10.0.0.5:8090")
+    return value
+
+
+def _admin(value: str) -> str:
+    return value if value.startswith("unix/") else _url(value)
+
+
+# What the agent dials (etcd, Patroni, the apps, the other agents): a URL with a port.
+Endpoint = Annotated[str, AfterValidator(_url)]
+# A public URL as clients know it (a front door): the scheme's port will do.
+PublicUrl = Annotated[str, AfterValidator(lambda v: _url(v, port=False))]
+# Where a server of this site listens: ADDR:PORT.
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
 class SiteEndpoints(_Strict):
-    etcd: str
-    patroni: str
-    app: str
-    agent: str
+    etcd: Endpoint
+    patroni: Endpoint
+    app: Endpoint
+    agent: Endpoint
     member: str | None = None  # Patroni member name in this site (default: the site's name)
     # What the detector dials to see that the site's etcd runs: etcd's plain --listen-metrics-urls
     # listener. Without it, the client port: a TLS one logs every bare probe as a rejected handshake.
-    etcd_probe: str | None = None
-    door: str | None = None    # the site's public front door, as clients know it
+    etcd_probe: Endpoint | None = None
+    door: PublicUrl | None = None    # the site's public front door, as clients know it
 
 
 class DoorSettings(_Strict):
-    listen: str = Field(description="ADDR:PORT the door serves clients on")
-    admin: str = Field(description="the door's (Caddy's) admin API: unix//path/to/socket (only its user can "
+    listen: HostPort = Field(description="ADDR:PORT the door serves clients on")
+    admin: Annotated[str, AfterValidator(_admin)] = Field(description="the door's (Caddy's) admin API: unix//path/to/socket (only its user can "
                                    "open it), or a loopback URL")
-    tls_listen: str | None = Field(default=None, description="ADDR:PORT the door serves HTTPS on")
+    tls_listen: HostPort | None = Field(default=None, description="ADDR:PORT the door serves HTTPS on")
     tls_cert: str | None = Field(default=None, description="the door's certificate (PEM), for tls_listen")
     tls_key: str | None = Field(default=None, description="its key (PEM, mode 0600)")
 
@@ -77,7 +114,7 @@ class DbDoorSettings(_Strict):
 
 class ServiceSettings(_Strict):
     """A service of the estate, as the agents know it: where its instances run, what it needs."""
-    sites: dict[str, str] = Field(description="site -> URL of the service's instance there")
+    sites: dict[str, Endpoint] = Field(description="site -> URL of the service's instance there")
     databases: list[str] = Field(default_factory=list, description="the clusters (scopes) it writes to")
     calls: list[str] = Field(default_factory=list, description="the services it calls")
 
@@ -93,9 +130,9 @@ class DetectorSettings(_Strict):
 
 class AgentConfig(_Strict):
     site: str
-    listen: str = Field(description="ADDR:PORT for the console and API")
+    listen: HostPort = Field(description="ADDR:PORT for the console and API")
     sites: dict[str, SiteEndpoints]
-    etcd: list[str] = Field(min_length=1, description="etcd client URLs, this site's first")
+    etcd: list[Endpoint] = Field(min_length=1, description="etcd client URLs, this site's first")
     patroni_namespace: str = Field(default=PatroniKeys().namespace, description="one cluster: its path "
                                    "(Patroni's namespace and scope)")
     patroni_namespaces: list[str] = Field(default_factory=list, description="many clusters: Patroni namespaces "

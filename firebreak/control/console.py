@@ -32,7 +32,7 @@ from firebreak.control.actions import ACTIONS, NO_OPS_IDENTITY, ActionIn, Contex
 from firebreak.control.agent import Agent
 from firebreak.control.etcd import Etcd, EtcdError
 from firebreak.control.keys import AUDIT_KEEP
-from firebreak.errors import BadValue, Denied
+from firebreak.errors import BadValue, Denied, OpsError
 from firebreak.throttle import Buckets
 
 log = logging.getLogger("firebreak.console")
@@ -235,7 +235,7 @@ def create_console(agent: Agent) -> FastAPI:
         except Denied as e:
             await audit(who.name, action, detail, request, f"denied: {e.message}")
             return JSONResponse({"ok": False, "action": action, "error": e.message}, status_code=e.status)
-        except (EtcdError, RuntimeError) as e:
+        except (EtcdError, OpsError) as e:
             await audit(who.name, action, detail, request, f"failed: {e}")
             return JSONResponse({"ok": False, "action": action, "error": str(e)}, status_code=503)
 

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from firebreak.errors import InputError
+
 log = logging.getLogger("firebreak.door")
 
 # Requests that could not be connected are retried on the next upstream for this long. A
@@ -30,9 +32,15 @@ UPSTREAM_IDLE_CONNS = 512
 
 
 def dial_of(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.hostname or not parts.port:
-        raise ValueError(f"'{url}' needs a host and a port, like http://10.0.0.5:8080")
+    """Caddy's `dial` (host:port) for a URL. The agent's configuration checks its URLs at load
+    (control/config.py), so this refuses only URLs that came some other way."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or not port:
+        raise InputError(f"'{url}' needs a host and a port, like http://10.0.0.5:8080")
     return f"{parts.hostname}:{parts.port}"
 
 

@@ -14,7 +14,7 @@ import httpx
 from firebreak.control.detector import Verdict
 from firebreak.control.failover import ClusterState
 from firebreak.control.values import json_object
-from firebreak.errors import BadValue
+from firebreak.errors import BadValue, OpsError
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ async def patroni_switchover(http: httpx.AsyncClient, patroni_urls: list[str], a
         if r.status_code == 200:
             return r.text.strip()
         errors.append(f"{url}: HTTP {r.status_code} {r.text.strip()[:200]}")
-    raise RuntimeError("no Patroni accepted the switchover: " + "; ".join(errors))
+    raise OpsError("no Patroni accepted the switchover: " + "; ".join(errors)
+                   + "; check the cluster with `patronictl list` and try again")
 
 
 async def patroni_sync_count(http: httpx.AsyncClient, url: str, auth: tuple[str, str] | None,

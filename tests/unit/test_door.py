@@ -7,6 +7,7 @@ import pytest
 
 from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
 from firebreak.control.ops import routing
+from firebreak.errors import InputError
 
 SITES = ["pangyo", "ansan", "siheung"]
 APPS = {"pangyo": "http://10.77.0.11:18080", "ansan": "http://10.77.0.12:18080", "siheung": "http://10.77.0.13:18080"}
@@ -57,7 +58,7 @@ def test_routing_lists_serving_doors_best_first():
 
 @pytest.mark.parametrize("url", ["http://host", "not a url", "http://:80"])
 def test_dial_needs_host_and_port(url):
-    with pytest.raises(ValueError, match="host and a port"):
+    with pytest.raises(InputError, match="host and a port"):
         dial_of(url)
 
 

@@ -162,7 +162,7 @@ def test_a_console_without_the_operators_identity_names_the_setting(tmp_path):
     from firebreak.errors import Denied
 
     base = {"site": "pangyo", "listen": "127.0.0.1:1", "etcd": ["https://127.0.0.1:2"],
-            "sites": {s: {"etcd": "x", "patroni": "x", "app": "x", "agent": "x"} for s in SITES}}
+            "sites": {s: {c: "http://127.0.0.1:9" for c in ("etcd", "patroni", "app", "agent")} for s in SITES}}
     assert AgentConfig.model_validate(base).ops_access() is not None      # an open etcd: no identities at all
     (tmp_path / "pw").write_text("pw")
     (tmp_path / "a.json").write_text(json.dumps({"user": "agent-pangyo", "password_file": "pw"}))
