@@ -9,8 +9,6 @@ etcd by reads); after it, the histories are judged against the predictions.
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -18,13 +16,15 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from firebreak import __version__
+from firebreak.control.keys import DEFAULT
 from firebreak.drill import checks
 from firebreak.drill import estate as judge_estate
-from firebreak.drill.runner import (Active, Event, Progress, _healed_at, check_consistency, drive, set_frozen,
-                                    wait_healthy)
+from firebreak.drill.harness import (Active, Event, Progress, check_consistency, drive, fault_rows, finish_report,
+                                     set_frozen, silenced, wait_healthy)
+from firebreak.drill.report import write_report
 from firebreak.drill.scenario import FaultStep, Scenario, check_sites
 from firebreak.drill.workload import ORDINARY_TABLE, History, Op, OrdinaryWriter, prepare_ordinary_table
+from firebreak.errors import EtcdError
 from firebreak.lab import lab
 from firebreak.lab.net import have_nft
 from firebreak.lab.state import lab_home, load_secrets
@@ -62,9 +62,6 @@ class EtcdProber(threading.Thread):
         self.service, self.history, self.stop_event = service, history, stop
 
     def run(self) -> None:
-        from firebreak.control.etcd import EtcdError
-        from firebreak.control.keys import DEFAULT
-
         async def loop() -> None:
             etcd = lab.etcd_client(timeout=1)
             try:
@@ -150,26 +147,14 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     service_probes: dict[str, list[Op]] = {}
     for o in probes.ops:
         service_probes.setdefault(o.key, []).append(o)
-    fault_rows = [(f.fault, f.site, f.since, _healed_at(f, events, end)) for f in faults]
     report = judge_estate.report(
         scenario=scenario, histories={n: list(h.ops) for n, h in histories.items()}, stored=stored,
         probes=service_probes, topology=topology, predicted=predicted, faulted=faulted, sites=sites, start=start,
-        end=end, faults=fault_rows, silenced={f.site: f.silenced for f in faults if f.silenced},
-        disagreements=disagreements)
-    report.update({
-        "started": start_wall, "net": final["net"], "agents": agents,
-        # where each cluster's primary and synchronous standby were when the drill began
-        "primaries_before": {n: c["primary"] for n, c in st["clusters"].items()},
-        "sync_standbys_before": {n: c["sync_standby"] for n, c in st["clusters"].items()},
-        "events": [{"t": round(e.at - start, 3), "wall": e.wall, "kind": e.kind, "site": e.site, "detail": e.detail}
-                   for e in events],
-        "versions": {"firebreak": __version__, "python": platform.python_version()},
-        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "arch": platform.machine()},
-    })
-    for f in report["faults"]:
-        f["start_wall"] = round(start_wall + f["at_s"], 3)
-        f["end_wall"] = round(start_wall + f["healed_at_s"], 3)
-    from firebreak.drill.report import write_report
+        end=end, faults=fault_rows(faults, events, end), silenced=silenced(faults), disagreements=disagreements)
+    finish_report(report, start=start, start_wall=start_wall, final=final, agents=agents, events=events,
+                  # where each cluster's primary and synchronous standby were when the drill began
+                  primaries_before={n: c["primary"] for n, c in st["clusters"].items()},
+                  sync_standbys_before={n: c["sync_standby"] for n, c in st["clusters"].items()})
     write_report(report, judge_estate.chart_ops({n: list(h.ops) for n, h in histories.items()}, service_probes,
                                                 report["services"]), start, report_dir,
                  title="Each cluster's writes and each service's answers per second")

@@ -1,10 +1,10 @@
 """`firebreak drill chaos`: the pure planner (same seed, same plan; fits its minutes; every kind
-drawn; nothing the lab cannot produce; every fault healed; a valid scenario), its summary, and the
-runner's bad-value fault and checks after a heal, with a fake lab and a fake clock."""
+drawn; nothing the lab cannot produce; every fault healed; a valid scenario), its summary, and
+the harness's bad-value fault and checks after a heal, with a fake lab and a fake clock."""
 
 import pytest
 
-from firebreak.drill import chaos, runner
+from firebreak.drill import chaos, harness
 from firebreak.drill.objectives import Objectives
 from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites, check_steps
 from firebreak.errors import InputError
@@ -194,19 +194,19 @@ class FakeLab:
 @pytest.fixture
 def fake(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(runner, "time", clock)
-    monkeypatch.setattr(runner, "wait_healthy", lambda timeout=0: runner.lab.status())
-    monkeypatch.setattr(runner, "check_consistency", lambda st: [])
+    monkeypatch.setattr(harness, "time", clock)
+    monkeypatch.setattr(harness, "wait_healthy", lambda timeout=0: harness.lab.status())
+    monkeypatch.setattr(harness, "check_consistency", lambda st: [])
 
     def use(lab):
-        monkeypatch.setattr(runner, "lab", lab)
+        monkeypatch.setattr(harness, "lab", lab)
         return lab
     return clock, use
 
 
 def steps_of(*steps):
     faults_, events = [], []
-    runner._run_steps(Scenario(name="s", steps=list(steps)), lambda at: 0.1, faults_, events, lambda m: None,
+    harness.run_steps(Scenario(name="s", steps=list(steps)), lambda at: 0.1, faults_, events, lambda m: None,
                       lambda role: {"primary": "pangyo", "sync-standby": "ansan"}[role])
     return faults_, events
 
@@ -221,14 +221,14 @@ def test_bad_values_are_written_for_their_duration_then_stopped_and_every_agent_
     checks = [e for e in events if e.kind == "check"]
     assert [(c.detail, c.problems) for c in checks][0] == ("every agent alive after bad values", [])
     assert checks[1].detail.startswith("replicas agree after the heal") and checks[1].problems == []
-    assert runner.findings(events, 1000.0) == []
+    assert harness.findings(events, 1000.0) == []
 
 
 def test_an_agent_that_died_of_bad_values_fails_the_drill(fake):
     clock, use = fake
     use(FakeLab(clock, agent_alive=False))
     _, events = steps_of(FaultStep(fault="bad-value", site="ansan", duration=3), HealStep(heal="ansan"))
-    found = runner.findings(events, 1000.0)
+    found = harness.findings(events, 1000.0)
     assert len(found) == 1 and found[0].startswith("every agent alive after bad values (") \
         and found[0].endswith("ansan's agent exited")
 
@@ -238,16 +238,16 @@ def test_replicas_that_disagree_after_a_heal_and_a_lab_that_never_heals_fail_the
 
     clock, use = fake
     use(FakeLab(clock))
-    monkeypatch.setattr(runner, "check_consistency", lambda st: ["etcd members disagree at revision 9"])
+    monkeypatch.setattr(harness, "check_consistency", lambda st: ["etcd members disagree at revision 9"])
     _, events = steps_of(FaultStep(fault="bad-value", site="ansan", duration=3), HealStep(heal="all", settle=30))
     assert any("replicas agree after the heal" in f and f.endswith("etcd members disagree at revision 9")
-               for f in runner.findings(events, 1000.0))
+               for f in harness.findings(events, 1000.0))
 
     def never(timeout=0):
         raise LabError("the lab is not healthy")
-    monkeypatch.setattr(runner, "wait_healthy", never)
+    monkeypatch.setattr(harness, "wait_healthy", never)
     _, events = steps_of(FaultStep(fault="bad-value", site="ansan", duration=3), HealStep(heal="all", settle=30))
-    assert any(f.startswith("lab healthy within 30 s of the heal") for f in runner.findings(events, 1000.0))
+    assert any(f.startswith("lab healthy within 30 s of the heal") for f in harness.findings(events, 1000.0))
 
 
 def test_findings_fail_the_verdict():

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from firebreak.drill import runner
+from firebreak.drill import harness
 from firebreak.drill.scenario import FaultStep, HealStep, Scenario, WaitStep, check_sites, check_steps, parse_link
 from firebreak.errors import InputError
 
@@ -21,7 +21,7 @@ SITES = ["pangyo", "ansan", "siheung"]
     (10, 10, [5]),
 ])
 def test_a_flap_toggles_every_half_period_before_its_end(period, hold, expected):
-    assert runner.flap_toggles(100.0, period, hold) == [100.0 + t for t in expected]
+    assert harness.flap_toggles(100.0, period, hold) == [100.0 + t for t in expected]
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -163,15 +163,15 @@ class FakeLab:
 def fake(monkeypatch):
     clock = FakeClock()
     fake_lab = FakeLab(clock)
-    monkeypatch.setattr(runner, "time", clock)
-    monkeypatch.setattr(runner, "lab", fake_lab)
-    monkeypatch.setattr(runner, "wait_healthy", lambda timeout=0: {})
+    monkeypatch.setattr(harness, "time", clock)
+    monkeypatch.setattr(harness, "lab", fake_lab)
+    monkeypatch.setattr(harness, "wait_healthy", lambda timeout=0: {})
     return clock, fake_lab
 
 
 def steps_of(*steps):
     faults, events = [], []
-    runner._run_steps(Scenario(name="s", steps=list(steps)), lambda at: 0.5, faults, events, lambda m: None,
+    harness.run_steps(Scenario(name="s", steps=list(steps)), lambda at: 0.5, faults, events, lambda m: None,
                       lambda role: {"primary": "pangyo", "sync-standby": "ansan"}[role])
     return faults, events
 
@@ -224,6 +224,6 @@ def test_a_drill_interrupted_during_a_pause_continues_the_paused_processes(fake,
     monkeypatch.setattr(clock, "sleep", interrupted)
     faults, events = [], []
     with pytest.raises(Exception, match="healed pangyo"):
-        runner.drive(Scenario(name="s", steps=[FaultStep(fault="pause", site="pangyo")]), [],
-                     threading.Event(), lambda at: None, lambda r: None, faults, events, lambda m: None)
+        harness.drive(Scenario(name="s", steps=[FaultStep(fault="pause", site="pangyo")]), [],
+                      threading.Event(), lambda at: None, lambda r: None, faults, events, lambda m: None)
     assert names(fake_lab) == [("pause", "pangyo", None), ("resume", "pangyo")]

@@ -115,7 +115,7 @@ def test_scenarios_the_labs_network_cannot_produce_are_refused_before_any_step()
 
 
 def test_a_step_may_aim_at_a_role_the_site_holding_it_when_the_step_runs():
-    from firebreak.drill.runner import ordinary_door_site
+    from firebreak.drill.cluster_run import ordinary_door_site
     from firebreak.drill.scenario import FaultStep, Scenario, check_sites, site_in_role
     from firebreak.errors import InputError
 
@@ -193,7 +193,7 @@ def test_a_terminated_drill_unwinds_like_ctrl_c_so_it_heals_its_faults():
     import signal
     import time
 
-    from firebreak.drill.runner import heal_on_sigterm
+    from firebreak.drill.harness import heal_on_sigterm
 
     before = signal.getsignal(signal.SIGTERM)
     try:
