@@ -1,0 +1,379 @@
+"""Each component's configuration as a pure function of addresses, ports, directories, binaries
+and secret files: etcd, Patroni, the agent, the claims service, the database door (HAProxy) and
+the front door (Caddy).
+
+Nothing here knows about inventories or the lab: `render.py` calls these for real hosts, and the
+lab calls the very same functions for its sites, so the settings the lab's drills prove are the
+settings a real host gets. The values every deployment shares (Patroni's timers, etcd's
+compaction and quota) are declared once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+from urllib.parse import quote
+
+from firebreak.errors import FirebreakError
+
+# Patroni's most aggressive allowed timers: ttl 20 s is the floor it accepts, a loop every second.
+# Patroni requires loop_wait + 2 * retry_timeout <= ttl.
+PATRONI_TTL = 20
+PATRONI_LOOP_WAIT = 1
+PATRONI_RETRY_TIMEOUT = 6
+
+# pg_wal is bounded by three settings: the WAL between checkpoints (max_wal_size), what standbys may
+# still need (wal_keep_size), and what a replication slot may hold for a member that stopped reading
+# (max_slot_wal_keep_size). Without the last a slot holds WAL without bound until Patroni drops a
+# departed member's slot (member_slots_ttl, 30 minutes): a busy primary can fill its disk first.
+PG_WAL_MB = {"max_wal_size": 1024, "wal_keep_size": 256, "max_slot_wal_keep_size": 1024}
+
+ETCD_COMPACTION_S = 300
+ETCD_COMPACTION = f"{ETCD_COMPACTION_S // 60}m"
+ETCD_QUOTA = 2 * 2**30
+ETCD_SNAPSHOT_COUNT = 10_000
+# How long an etcd auth token lives: each client logs in again a minute before its token
+# expires (control/etcd.py), one login per client every nine minutes.
+ETCD_TOKEN_TTL = "10m"
+
+# The user Patroni's REST API knows the agents by (its password is a secret).
+PATRONI_API_USER = "firebreak"
+
+# What libpq needs so that a client never waits on a silent peer for TCP to give up (minutes):
+# tcp_user_timeout bounds unacknowledged sends, keepalives idle reads.
+DSN_PARAMS = {"connect_timeout": "2", "keepalives": "1", "keepalives_idle": "2", "keepalives_interval": "1",
+              "keepalives_count": "2", "tcp_user_timeout": "3000"}
+
+
+# ---- etcd ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EtcdTLS:
+    """A member's certificate (server and peer use), the CA, and the key pair it signs tokens with."""
+    ca: str
+    cert: str
+    key: str
+    token_public: str
+    token_private: str
+
+
+def etcd_config(*, name: str, data_dir: str, client_url: str, peer_url: str, metrics_url: str,
+                cluster: Mapping[str, str], cluster_token: str, tls: EtcdTLS, heartbeat_ms: int = 100,
+                election_ms: int = 1000, log_level: str = "warn") -> dict:
+    """etcd's configuration file (`etcd --config-file`), one member. `cluster`: every member's name
+    and peer URL."""
+    return {
+        "name": name,
+        "data-dir": data_dir,
+        "listen-client-urls": client_url,
+        "advertise-client-urls": client_url,
+        "listen-peer-urls": peer_url,
+        "initial-advertise-peer-urls": peer_url,
+        "initial-cluster": ",".join(f"{n}={u}" for n, u in cluster.items()),
+        "initial-cluster-state": "new",
+        "initial-cluster-token": f"firebreak-{cluster_token}",
+        # 100 ms heartbeat, 1 s election timeout suit links of a few ms between sites; etcd's
+        # guidance: heartbeat about the round trip, election timeout ten times that.
+        "heartbeat-interval": heartbeat_ms,
+        "election-timeout": election_ms,
+        # A member cut off from the leader alone (one link down) must not raise its term while it
+        # waits: without pre-vote it would, and when it heard a leader again its higher term would
+        # depose that leader, an election nobody needed. The agents' move of etcd's leadership
+        # away from a cut link relies on it.
+        "pre-vote": True,
+        # Bounded for months: history older than 5 minutes is compacted away (an idle estate
+        # writes about 14 revisions a second), the quota is explicit; the agents warn at half of
+        # it and defragment one member at a time (control/maintenance.py).
+        "auto-compaction-mode": "periodic",
+        "auto-compaction-retention": ETCD_COMPACTION,
+        "quota-backend-bytes": ETCD_QUOTA,
+        # etcd keeps its raft log in memory until a snapshot; 100,000 entries by default in 3.5
+        # (hours of an idle estate, tens of MiB an hour). 10,000 is etcd 3.6's default.
+        "snapshot-count": ETCD_SNAPSHOT_COUNT,
+        "log-level": log_level,
+        "logger": "zap",
+        "log-outputs": ["stderr"],
+        # A plain listener for liveness probes and metrics (no data, no TLS): the agents probe it,
+        # not the TLS client port, where every bare TCP connect is logged as a rejected handshake.
+        "listen-metrics-urls": metrics_url,
+        # TLS on client and peer links, client certificates required.
+        "client-transport-security": {"cert-file": tls.cert, "key-file": tls.key, "client-cert-auth": True,
+                                      "trusted-ca-file": tls.ca},
+        "peer-transport-security": {"cert-file": tls.cert, "key-file": tls.key, "client-cert-auth": True,
+                                    "trusted-ca-file": tls.ca},
+        # Signed tokens, not etcd's default "simple" ones: a simple token lives in the memory of
+        # the members, so one that restarts refuses every token it was shown, and every client
+        # logs in again at once (a bcrypt check and a raft commit each). A signed token is good at
+        # every member, restarted or not.
+        "auth-token": (f"jwt,pub-key={tls.token_public},priv-key={tls.token_private},sign-method=ES256,"
+                       f"ttl={ETCD_TOKEN_TTL}"),
+    }
+
+
+def etcd_argv(binary: str, config_file: str) -> list[str]:
+    return [binary, "--config-file", config_file]
+
+
+# ---- Patroni ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EtcdClient:
+    """How a client reaches the locked etcd: its hosts (host:port, this site's first), the CA, its
+    certificate and key, and its etcd user. The password is not here: see PatroniPasswords."""
+    hosts: tuple[str, ...]
+    ca: str
+    cert: str
+    key: str
+    user: str
+
+
+@dataclass(frozen=True)
+class PatroniMember:
+    """One site's member of one cluster."""
+    scope: str
+    name: str                   # the member's name: the site's (the agents steer doors by it)
+    host: str                   # the address other members, the doors and the agents reach it on
+    api_port: int
+    pg_port: int
+    data_dir: str
+    bin_dir: str
+    pgpass: str
+    socket_dir: str
+    log_dir: str
+    client_networks: tuple[str, ...]
+    sync: bool | str = True     # synchronous_mode: True, False or "quorum"
+    shared_buffers: str = "128MB"
+    local_auth: str = "peer"    # unix-socket connections: the socket directory is private to postgres
+
+
+@dataclass(frozen=True)
+class PatroniPasswords:
+    superuser: str
+    replication: str
+    api: str
+    etcd: str
+
+
+def patroni_config(m: PatroniMember, etcd: EtcdClient, passwords: PatroniPasswords | None = None) -> dict:
+    """Patroni's file for one member. Without `passwords` the file holds none: they come from the
+    environment (`patroni_env`, an EnvironmentFile only Patroni's user can read)."""
+    api = f"{m.host}:{m.api_port}"
+    pg = f"{m.host}:{m.pg_port}"
+    hba = [f"local all all {m.local_auth}"]
+    for net in m.client_networks:
+        hba += [f"host replication replicator {net} scram-sha-256", f"host all all {net} scram-sha-256"]
+    pw = passwords
+    return {
+        "scope": m.scope,
+        "namespace": "/service/",
+        "name": m.name,
+        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
+        "restapi": {"listen": api, "connect_address": api,
+                    # reads stay open (health checks); anything that changes state needs this
+                    "authentication": {"username": PATRONI_API_USER, **({"password": pw.api} if pw else {})}},
+        # Only this site's etcd member. Given a list, Patroni moves to the next member on any
+        # hiccup (a raft election stalls every member for a second) and then stays there, so a
+        # standby ends up talking to the etcd of a site that may be the next to die, and loses
+        # retry_timeout/3 when it does. A site's Patroni lives and dies with its site's etcd.
+        "etcd3": {"hosts": list(etcd.hosts), "protocol": "https", "use_proxies": True,
+                  # Patroni's own etcd user: its namespace and nothing else (control/keys.py role_grants).
+                  "cacert": etcd.ca, "cert": etcd.cert, "key": etcd.key, "username": etcd.user,
+                  **({"password": pw.etcd} if pw else {})},
+        "bootstrap": {
+            "dcs": {
+                "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
+                "maximum_lag_on_failover": 1048576,
+                # An acknowledged commit is on two sites: the primary and its synchronous standby.
+                "synchronous_mode": m.sync,
+                "synchronous_node_count": 1,
+                # When no etcd member answers, a primary that every other member still confirms
+                # over Patroni's REST API keeps its role instead of demoting (Patroni 3.0+).
+                "failsafe_mode": True,
+                "postgresql": {
+                    "use_pg_rewind": True,
+                    # A site that comes back after a cut may have diverged, and a rewind can be
+                    # interrupted by the next fault: re-clone instead of staying broken.
+                    "remove_data_directory_on_rewind_failure": True,
+                    "remove_data_directory_on_diverged_timelines": True,
+                    "use_slots": True,
+                    "parameters": {
+                        "wal_level": "replica", "hot_standby": "on", "max_wal_senders": 10,
+                        "max_replication_slots": 10, "wal_log_hints": "on", "synchronous_commit": "on",
+                        "max_connections": 200, **{k: f"{mb}MB" for k, mb in PG_WAL_MB.items()},
+                    },
+                },
+            },
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C"}, "data-checksums"],
+            "pg_hba": hba,
+        },
+        "postgresql": {
+            "listen": pg,
+            "connect_address": pg,
+            "data_dir": m.data_dir,
+            "bin_dir": m.bin_dir,
+            "pgpass": m.pgpass,
+            "use_unix_socket": True,
+            "authentication": {
+                "superuser": {"username": "postgres", **({"password": pw.superuser} if pw else {})},
+                "replication": {"username": "replicator", **({"password": pw.replication} if pw else {})},
+            },
+            "parameters": {
+                "unix_socket_directories": m.socket_dir,
+                "logging_collector": "on",
+                "log_directory": m.log_dir,
+                "log_filename": "postgresql.log",
+                "log_min_messages": "warning",
+                "shared_buffers": m.shared_buffers,
+            },
+            "pg_hba": hba,
+        },
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+    }
+
+
+def patroni_env(passwords: PatroniPasswords) -> dict[str, str]:
+    """Patroni's passwords as its environment variables, for an EnvironmentFile mode 0600.
+    PATRONI_ETCD3_PROTOCOL is there because Patroni reads PATRONI_ETCD3_PASSWORD only when some
+    other PATRONI_ETCD3_* setting is in the environment too."""
+    return {"PATRONI_SUPERUSER_PASSWORD": passwords.superuser,
+            "PATRONI_REPLICATION_PASSWORD": passwords.replication,
+            "PATRONI_RESTAPI_PASSWORD": passwords.api,
+            "PATRONI_ETCD3_PROTOCOL": "https",
+            "PATRONI_ETCD3_PASSWORD": passwords.etcd}
+
+
+def patroni_argv(binary: str, config_file: str) -> list[str]:
+    return [binary, config_file]
+
+
+# ---- clients of PostgreSQL ----------------------------------------------------------------------
+
+def dsn(user: str, hosts: Sequence[tuple[str, int]], dbname: str, *, read_write: bool = True,
+        password: str | None = None, passfile: str | None = None) -> str:
+    """A libpq multi-host URL; with read_write, libpq finds the current primary itself. The
+    password inline (the lab) or, better, in a passfile only the client's user can read."""
+    auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+    params = dict(DSN_PARAMS)
+    if read_write:
+        params["target_session_attrs"] = "read-write"
+    if passfile:
+        params["passfile"] = passfile
+    query = "&".join(f"{k}={quote(v, safe='/')}" for k, v in params.items())
+    return f"postgresql://{auth}@{','.join(f'{h}:{p}' for h, p in hosts)}/{dbname}?{query}"
+
+
+def pgpass_line(user: str, dbname: str, password: str) -> str:
+    """A .pgpass line for every host and port (the DSN lists several)."""
+    def esc(s: str) -> str:
+        return s.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:{esc(dbname)}:{esc(user)}:{esc(password)}\n"
+
+
+# ---- the claims service -------------------------------------------------------------------------
+
+def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_proxies: Sequence[str],
+               etcd: Sequence[str], etcd_access: str, secure_cookies: bool, ledger: str | None = None,
+               portal_rate: float | None = None) -> dict[str, str]:
+    """The claims service's settings that are not secrets (firebreak/claims/settings.py reads them)."""
+    env = {
+        "FIREBREAK_SITE_NAME": site,
+        "FIREBREAK_DSN": dsn_rw,
+        "FIREBREAK_LOCAL_DSN": dsn_local,
+        "FIREBREAK_ANY_DSN": dsn_any,
+        # Requests arrive through the doors, any site's: their X-Forwarded-For names the client.
+        "FIREBREAK_TRUSTED_PROXIES": ",".join(trusted_proxies),
+        "FIREBREAK_ETCD": ",".join(etcd),
+        "FIREBREAK_ETCD_ACCESS": etcd_access,
+    }
+    if ledger:
+        env["FIREBREAK_LEDGER"] = ledger
+    if portal_rate is not None:
+        env["FIREBREAK_PORTAL_RATE"] = f"{portal_rate:g}"
+    if secure_cookies:
+        # Reviewers sign in through a door's HTTPS listener: their session cookie is Secure.
+        env["FIREBREAK_SECURE_COOKIES"] = "1"
+    return env
+
+
+def claims_secret_env(*, admin_token: str, session_secret: str) -> dict[str, str]:
+    """The claims service's secrets (an EnvironmentFile mode 0600): the admin token the agent
+    pushes releases with, and the session secret every site's app shares."""
+    return {"FIREBREAK_ADMIN_TOKEN": admin_token, "FIREBREAK_SESSION_SECRET": session_secret}
+
+
+def claims_argv(python: str, bind: str) -> list[str]:
+    return [python, "-m", "firebreak.claims.serve", "--bind", bind]
+
+
+# ---- the agent ----------------------------------------------------------------------------------
+
+def agent_argv(firebreak: str, config_file: str) -> list[str]:
+    return [firebreak, "agent", "--config", config_file]
+
+
+# ---- the doors ----------------------------------------------------------------------------------
+
+def haproxy_argv(binary: str, config_file: str) -> list[str]:
+    # -Ws: master-worker with systemd's notify protocol (Debian's own unit does the same).
+    return [binary, "-Ws", "-f", config_file]
+
+
+def db_door_config(*, name: str, bind_host: str, admin_socket: str, clusters: list, socket_mode: str = "660") -> str:
+    """HAProxy's configuration for a site's database door (control/dbdoor.py writes it), its
+    runtime socket open to HAProxy's group (`mode 660`): the agent joins that group to steer it.
+    The socket has no authentication of its own: its mode and directory are the lock."""
+    from firebreak.control.dbdoor import haproxy_config
+
+    text = haproxy_config(name=name, bind_host=bind_host, admin_socket=admin_socket, clusters=clusters)
+    if socket_mode != "600":
+        old = f"stats socket {admin_socket} mode 600 level admin"
+        if old not in text:  # dbdoor.py changed how it writes the socket: fail loudly, not silently
+            raise FirebreakError(f"control/dbdoor.py no longer writes '{old}'")
+        text = text.replace(old, f"stats socket {admin_socket} mode {socket_mode} level admin")
+    return text
+
+
+def caddy_argv(binary: str, config_file: str) -> list[str]:
+    return [binary, "run", "--config", config_file]
+
+
+def caddy_admin(socket: str, mode: str = "0220") -> str:
+    """Caddy's admin address on a unix socket with a file mode (Caddy's `path|mode` syntax):
+    0220 lets Caddy's group (the agent joins it) push routes; no one else may."""
+    return f"unix/{socket}|{mode}"
+
+
+def agent_config(*, site: str, listen: str, sites: Mapping[str, Mapping[str, str]], etcd: Sequence[str],
+                 scopes: Sequence[str], discover: bool, etcd_access: str, etcd_ops_access: str,
+                 etcd_admin_access: str | None, patroni_password: str, app_admin_token: str,
+                 door: Mapping | None = None, db_door: Mapping | None = None,
+                 services: Mapping | None = None) -> dict:
+    """The agent's file (control/config.py AgentConfig). `sites`: each site's endpoints (etcd,
+    etcd_probe, patroni, app, agent, door); `etcd`: client URLs, this site's first; `scopes`: the
+    clusters, the first the default; `discover`: protect every cluster found under /service/."""
+    cfg: dict = {
+        "site": site,
+        "listen": listen,
+        "etcd": list(etcd),
+        "patroni_namespace": f"/service/{scopes[0]}",
+        "etcd_quota_bytes": ETCD_QUOTA,
+        # This site's agent's own etcd user (its own view, not other sites'); the operators' user,
+        # which the console alone uses for the writes it makes on an operator's behalf; and etcd's
+        # root for the two maintenance calls that need it (defragment, move-leader), if given.
+        "etcd_access": etcd_access,
+        "etcd_ops_access": etcd_ops_access,
+        **({"etcd_admin_access": etcd_admin_access} if etcd_admin_access else {}),
+        "patroni_user": PATRONI_API_USER,
+        "patroni_password": patroni_password,
+        "app_admin_token": app_admin_token,
+        "sites": {name: dict(endpoints) for name, endpoints in sites.items()},
+    }
+    if discover:
+        cfg["patroni_namespaces"] = ["/service/"]
+    if door is not None:
+        cfg["door"] = dict(door)
+    if db_door is not None:
+        cfg["db_door"] = dict(db_door)
+    if services:
+        cfg["services"] = dict(services)
+    return cfg
