@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable, Callable
 
 import uvicorn
 
 from firebreak import logs
+from firebreak.control import dbdoor_loop, door_loop, instances_loop, maintenance_loop, release_loop
 from firebreak.control.agent import Agent
 from firebreak.control.config import load_agent_config
 from firebreak.control.console import create_console
 from firebreak.control.metrics import AgentMetrics
 from firebreak.fdlimit import raise_open_files_limit
+
+RESTART_AFTER = 1.0  # seconds before a loop that ended on an unexpected exception starts again
+
+
+async def kept(agent: Agent, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run one of the agent's loops for the agent's life. Each loop guards its own cycles; this
+    catches what escapes them (a loop's set-up, a bug between cycles), which would otherwise end
+    the gather below and with it every loop: logged, counted as a failed cycle, started again.
+    A loop that returns (nothing to do: no door configured) stays ended."""
+    while True:
+        try:
+            await loop()
+            return
+        except Exception:
+            agent.cycles.failed(name)
+        await asyncio.sleep(RESTART_AFTER)
 
 
 async def serve(config_path: str) -> None:
@@ -25,10 +43,12 @@ async def serve(config_path: str) -> None:
     server = uvicorn.Server(uvicorn.Config(create_console(agent), host=host, port=int(port), log_level="warning",
                                            access_log=False))
     logging.getLogger("firebreak.agent").info("agent starting; peers: %s", ", ".join(agent.others))
+    loops = {"probe": agent.probe_loop, "publish": agent.publish_loop, "coordinator": agent.coordinator_loop,
+             "release": lambda: release_loop.run(agent), "door": lambda: door_loop.run(agent),
+             "db-door": lambda: dbdoor_loop.run(agent), "maintenance": lambda: maintenance_loop.run(agent),
+             "instances": lambda: instances_loop.run(agent)}
     try:
-        await asyncio.gather(agent.probe_loop(), agent.publish_loop(), agent.coordinator_loop(), agent.release_loop(),
-                             agent.door_loop(), agent.db_door_loop(), agent.maintenance_loop(), agent.instances_loop(),
-                             server.serve())
+        await asyncio.gather(*(kept(agent, name, loop) for name, loop in loops.items()), server.serve())
     finally:
         await agent.close()
 

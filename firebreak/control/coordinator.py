@@ -1,0 +1,350 @@
+"""The coordinator as a pure tick: what the agent saw this cycle in, what to do out.
+
+The one place to read the HA logic, as raft's `Step`/`Ready` and Patroni's `run_cycle` are:
+`tick(settings, seen, memory)` takes the views, the clusters, the coordinator key, the ledger (on
+taking over) and the clock's reading, and returns `Ready`: the verdicts, the coordinator's new
+memory and the effects for the agent's shell to perform, in order (control/agent.py). No I/O, no
+clock, no logging here; the decisions it combines stay where they are, each a pure function of
+data: the detector (detector.py), the failover (failover.py), who sits where (placement.py), each
+service's outage (outages.py), each site's incident (incidents.py) and the database door's routes
+(dbdoor.py).
+
+One cycle of the coordinator loop:
+
+1. the shell reads the clusters, the views and the coordinator key (and, as coordinator, the
+   `frozen` key; on taking over, the ledger), and ticks;
+2. a tick that returns `Campaign` or `Resign` returns nothing else: the shell performs it, reads
+   the coordinator key again and ticks again, so an agent that wins the key acts in the same
+   cycle, as it always has;
+3. otherwise the shell performs the effects in order (every `Failover` at once, in parallel: a
+   cluster whose failover is refused delays none of the others).
+
+A coordinator's memory is what it must carry between ticks: the incidents and service outages it
+has open (adopted from the ledger when it takes over, so each closes under its original start),
+when it last placed etcd's leader, and each cluster's last decision (logged when it changes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from firebreak.control import clusters as clusters_mod
+from firebreak.control import dbdoor, detector, failover, incidents, outages
+from firebreak.control.incidents import Incident
+from firebreak.control.placement import coordination_move, etcd_leader_target
+
+if TYPE_CHECKING:
+    from firebreak.control.config import AgentConfig
+
+# etcd's leader is placed every PLACE_EVERY seconds at most, and every tick while a primary's site
+# has a cut link (if etcd's leader is at its other end, that primary's Patroni is counting down to
+# demoting itself).
+PLACE_EVERY = 2.0
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Service:
+    sites: tuple[str, ...]
+    databases: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the tick needs of the agent's configuration."""
+    site: str
+    sites: tuple[str, ...]
+    window: float = 1.0
+    fresh: float = 1.5
+    services: Mapping[str, Service] = field(default_factory=dict)
+    # etcd lets only its root move raft leadership: a locked etcd without the admin identity
+    # leaves leadership where raft puts it.
+    can_place_etcd_leader: bool = True
+
+    @classmethod
+    def of(cls, cfg: "AgentConfig", can_place_etcd_leader: bool) -> "Settings":
+        return cls(cfg.site, tuple(cfg.sites), cfg.detector.window, cfg.detector.fresh,
+                   {n: Service(tuple(s.sites), tuple(s.databases), tuple(s.calls)) for n, s in cfg.services.items()},
+                   can_place_etcd_leader)
+
+    @property
+    def detector(self) -> detector.DetectorConfig:
+        return detector.DetectorConfig(window=self.window, fresh=self.fresh)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the shell read this cycle."""
+    now: float
+    views: Mapping[str, detector.View]                  # parsed, one per site, this agent's own included
+    clusters: Mapping[str, failover.ClusterState]        # scope -> its state
+    site_of: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # scope -> member -> site
+    holder: str | None = None   # the coordinator key's value
+    mine: bool = False          # ... held under this agent's lease: it is the coordinator
+    has_lease: bool = False     # this agent holds a lease (granted by an earlier campaign)
+    frozen: bool = False        # operators froze automation (read by the coordinator only)
+    # The ledger's values: read by the coordinator when its memory needs it (Memory.adopted False).
+    ledger: tuple[str, ...] | None = None
+    instances: Mapping[str, Mapping[str, bool]] = field(default_factory=dict)  # service -> site -> answers
+
+    def sites_of(self, scope: str) -> Mapping[str, str]:
+        return self.site_of.get(scope, {})
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What a coordinator carries from one tick to the next."""
+    incidents: Mapping[str, Incident] = field(default_factory=dict)     # site -> its open incident
+    outages: Mapping[str, outages.Open] = field(default_factory=dict)   # service -> its open outage
+    adopted: bool = False       # the open ones were read from the ledger since this agent took over
+    placed_at: float = 0.0      # when etcd's leader was last placed
+    decisions: Mapping[str, str] = field(default_factory=dict)  # cluster -> its last decision's reason
+    last_decision: str = ""
+
+    @property
+    def needs_ledger(self) -> bool:
+        return not self.adopted
+
+
+# -- effects -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Campaign:
+    """Create the coordinator key under this agent's lease (granting one if it has none)."""
+
+
+@dataclass(frozen=True)
+class Resign:
+    """Revoke this agent's lease: a living site whose loss would need no action is better placed
+    to act on the loss of this one."""
+
+
+@dataclass(frozen=True)
+class SteerDoors:
+    """New clusters and verdicts: the database door follows now, not at its next interval."""
+
+
+@dataclass(frozen=True)
+class OpenIncident:
+    incident: Incident
+
+
+@dataclass(frozen=True)
+class CloseIncident:
+    incident: Incident
+
+
+@dataclass(frozen=True)
+class PlaceEtcdLeader:
+    """Read etcd's leader and members, and move leadership where etcd_move() says, if anywhere."""
+    primary_sites: tuple[str, ...]
+    sync_sites: tuple[str, ...]
+    living: tuple[str, ...]
+    cut: frozenset[frozenset[str]]
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A cluster's decision changed (logged)."""
+    scope: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failover:
+    """Perform a decision's actions (failover.FenceApi, DropMember, DeleteLeader) for one cluster."""
+    scope: str
+    decision: failover.Decision
+
+
+@dataclass(frozen=True)
+class RecordOutage:
+    write: outages.Write
+
+
+Effect = (Campaign | Resign | SteerDoors | OpenIncident | CloseIncident | PlaceEtcdLeader | Decided | Failover
+          | RecordOutage)
+
+
+@dataclass(frozen=True)
+class Ready:
+    effects: tuple[Effect, ...]
+    memory: Memory
+    verdicts: Mapping[str, detector.Verdict]
+    stalls: Mapping[str, detector.Verdict]
+    cut: frozenset[frozenset[str]]
+
+
+# -- the tick ----------------------------------------------------------------------------------
+
+def tick(settings: Settings, seen: Seen, memory: Memory) -> Ready:
+    """One cycle's decisions. See the module's docstring for how the shell runs it."""
+    dcfg, now, sites = settings.detector, seen.now, settings.sites
+    verdicts = detector.verdicts(sites, seen.views, now, dcfg)
+    stalls = detector.stall_verdicts(sites, seen.views, clusters_mod.commit_path(seen.clusters), now, dcfg)
+    cut = frozenset(detector.cut_links(sites, seen.views, now, dcfg, dead=dead_sites(verdicts)))
+
+    def ready(effects: Iterable[Effect], mem: Memory) -> Ready:
+        return Ready(tuple(effects), mem, verdicts, stalls, cut)
+
+    primary_sites, sync_sites = placement_of(seen.clusters, seen.site_of)
+    # The other sites whose views are fresh are the ones alive enough to hold the key: the
+    # detector's voters on this site (its own freshness rule, not a second copy of it).
+    move = coordination_move(settings.site, seen.holder, primary_sites, verdicts[settings.site].voters, sync_sites)
+    if move == "campaign":
+        return ready([Campaign()], replace(memory, adopted=False))
+    if move == "resign" and seen.has_lease:
+        return ready([Resign()], replace(memory, adopted=False))
+    if not seen.mine:
+        # The next coordinator, this agent again included, carries open ones on from the ledger.
+        return ready([SteerDoors()], replace(memory, adopted=False))
+
+    effects: list[Effect] = [SteerDoors()]
+    mem = memory
+    if mem.needs_ledger:
+        if seen.ledger is None:
+            raise ValueError("coordinator tick: taking over needs the ledger's values (Seen.ledger)")
+        mem = replace(mem, adopted=True, incidents=incidents.adopt(seen.ledger, sites),
+                      outages=outages.adopt(seen.ledger) if settings.services else {})
+
+    open_incidents, incident_writes = incidents.step(mem.incidents, verdicts, now, settings.window)
+    effects += [OpenIncident(i) if i.end is None else CloseIncident(i) for i in incident_writes]
+
+    bogus = detector.agreed_bogus_leaders(sites, seen.views, now, dcfg)
+    decisions = {scope: failover.decide(c, verdicts, seen.sites_of(scope), frozen=seen.frozen,
+                                        stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
+                                                 if m.startswith(scope + "/")}, cut=set(cut),
+                                        bogus_agreed=bogus.get(scope) == c.leader_revision)
+                 for scope, c in seen.clusters.items()}
+
+    placed_at = mem.placed_at
+    leader_cut = any(p in link for link in cut for p in primary_sites)
+    if settings.can_place_etcd_leader and not any(d.failover for d in decisions.values()) and not seen.frozen \
+            and (now - placed_at > PLACE_EVERY or leader_cut):
+        placed_at = now
+        effects.append(PlaceEtcdLeader(tuple(primary_sites), tuple(sync_sites),
+                                       tuple(s for s, v in verdicts.items() if not v.dead), cut))
+
+    changed = {scope: d.reason for scope, d in decisions.items() if d.reason != mem.decisions.get(scope)}
+    effects += [Decided(scope, reason) for scope, reason in changed.items()]
+    last = "; ".join((f"{scope}: " if len(decisions) > 1 else "") + d.reason for scope, d in decisions.items())
+    effects += [Failover(scope, d) for scope, d in decisions.items() if d.failover]
+
+    open_outages = mem.outages
+    if settings.services:
+        open_outages, writes = _service_outages(settings, seen, verdicts, decisions, open_incidents, mem.outages)
+        effects += [RecordOutage(w) for w in writes]
+
+    return ready(effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
+                                  decisions={**mem.decisions, **changed}, last_decision=last))
+
+
+def _service_outages(settings: Settings, seen: Seen, verdicts: Mapping[str, detector.Verdict],
+                     decisions: Mapping[str, failover.Decision], open_incidents: Mapping[str, Incident],
+                     open_: Mapping[str, outages.Open]) -> tuple[dict[str, outages.Open], list[outages.Write]]:
+    """Each service's own outage (outages.py): what is out now, why, and since when."""
+    dead = dead_sites(verdicts)
+    out = {scope: why for scope, c in seen.clusters.items()
+           if (why := outages.cluster_out(c, dead, seen.sites_of(scope), decisions[scope].refused))}
+    # Instances not probed yet (the agent just started) are not taken for lost.
+    no_instance = {name: "no instance runs in a living site" for name, svc in settings.services.items()
+                   if name in seen.instances
+                   and not any(s not in dead and seen.instances[name].get(s) for s in svc.sites)}
+    now_out = outages.causes(out, no_instance, {n: s.databases for n, s in settings.services.items()},
+                             {n: s.calls for n, s in settings.services.items()})
+    # A cluster that lost its primary's (or standby's) site was out from that site's incident's start.
+    started = {}
+    for scope, c in seen.clusters.items():
+        where = {seen.sites_of(scope).get(n, n) for n in (c.leader, *c.sync_standbys) if n}
+        starts = [open_incidents[s].start for s in where if s in open_incidents]
+        if starts:
+            started[scope] = min(starts)
+    return outages.step(open_, now_out, seen.now, started)
+
+
+def note_failover(memory: Memory, site: str, done: str) -> tuple[Memory, Incident | None]:
+    """A leader key released in `site`: noted on that site's open incident, if it has one; the
+    incident to write again, or None."""
+    inc = memory.incidents.get(site)
+    if inc is None:
+        return memory, None
+    inc = inc.with_failover(done)
+    return replace(memory, incidents={**memory.incidents, site: inc}), inc
+
+
+# -- moving etcd's leader ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EtcdMove:
+    leader: Mapping        # the leader's member, as etcd listed it
+    target_id: object      # the member to hand leadership to (etcd's ID, as listed)
+    from_site: str | None
+    to_site: str
+    why: str
+
+
+def etcd_move(place: PlaceEtcdLeader, leader_id: object, members: Iterable[Mapping]) -> EtcdMove | None:
+    """Where etcd's leadership goes (placement.etcd_leader_target), given its leader and members
+    as etcd lists them (members are named after their sites), or None to leave it."""
+    members = list(members)
+    by_id = {m["ID"]: m for m in members}
+    leader_site = by_id.get(leader_id, {}).get("name")
+    target = etcd_leader_target(leader_site, list(place.primary_sites), place.sync_sites, place.living, place.cut)
+    if target is None:
+        return None
+    target_member = next((m for m in members if m.get("name") == target), None)
+    if target_member is None or leader_id not in by_id:
+        return None
+    why = ("a primary's site could not hear it" if any(leader_site in link for link in place.cut)
+           else "away from the primaries' sites")
+    return EtcdMove(by_id[leader_id], target_member["ID"], leader_site, target, why)
+
+
+# -- what each agent reads off the same facts --------------------------------------------------
+
+def placement_of(found: Mapping[str, failover.ClusterState],
+                 site_of: Mapping[str, Mapping[str, str]]) -> tuple[list[str], list[str]]:
+    """The sites of every cluster's primary and synchronous standbys (one entry per cluster)."""
+    primaries = [site_of.get(sc, {}).get(c.leader, c.leader) for sc, c in found.items() if c.leader]
+    syncs = [site_of.get(sc, {}).get(n, n) for sc, c in found.items() for n in c.sync_standbys]
+    return primaries, syncs
+
+
+def dead_sites(verdicts: Mapping[str, detector.Verdict]) -> set[str]:
+    """Sites a majority voted dead."""
+    return {s for s, v in verdicts.items() if v.dead}
+
+
+def suspected_sites(verdicts: Mapping[str, detector.Verdict]) -> set[str]:
+    """Sites voted dead, or seen unreachable by any fresh view: not to be disturbed (etcd's
+    maintenance leaves their members alone)."""
+    return {s for s, v in verdicts.items() if v.dead or v.votes}
+
+
+def own_view(site: str, others: Iterable[str], last_ok: Mapping[str, float], postgres_heard: Mapping[str, float],
+             found: Mapping[str, failover.ClusterState], now: float, grace: float) -> detector.View:
+    """The view this agent publishes: for each other site, how long since any of its components
+    last answered; for each server a commit waits for, how long its PostgreSQL has been silent;
+    each cluster's leader key revision it reads as not Patroni's own. Gaps within `grace` (one
+    probe round) read 0: a round still running is no silence."""
+    def gap(since: float) -> float:
+        return round(now - since, 3) if now - since > grace else 0.0
+    down = {s: gap(last_ok.get(s, now)) for s in others}
+    silent = {m: gap(t) for m, t in postgres_heard.items()}
+    bogus = {scope: c.leader_revision for scope, c in found.items() if c.bogus_leader()}
+    return detector.View(site, now, down, silent, bogus)
+
+
+def door_routes(view: detector.View, verdicts: Mapping[str, detector.Verdict],
+                found: Mapping[str, failover.ClusterState], site_of: Mapping[str, Mapping[str, str]],
+                sites_total: int, drained: frozenset[str]) -> dict[str, dbdoor.Routes]:
+    """scope -> where this site's database door sends that cluster's clients: from the verdicts
+    and from this agent's own view (a site it cannot reach gets no clients)."""
+    unreachable = {s for s, gap in view.unreachable_for.items() if gap > 0}
+    dead = dead_sites(verdicts)
+    return {scope: dbdoor.routes(c, site_of.get(scope, {}), dead, unreachable, sites_seen=sites_total - len(unreachable),
+                                 sites_total=sites_total, drained=drained)
+            for scope, c in found.items()}

@@ -1,0 +1,320 @@
+"""The coordinator's tick (control/coordinator.py): what the agent saw in, effects out, with no
+etcd, no processes and no clock. Each test reads as a story of ticks, as raft's scripts do: the
+lease moves, a power cut and its failover, a coordinator lost in the middle of a site's outage,
+service outages, etcd's leader placement. What only the lab reached before (coordinator_loop,
+observe_and_act, track_incidents) is here, tick by tick."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from firebreak.control import coordinator as co
+from firebreak.control import incidents
+from firebreak.control.detector import View
+from firebreak.control.failover import DeleteLeader, DropMember, FenceApi
+from firebreak.control.incidents import Incident
+from firebreak.control.keys import Keys
+from tests.unit.test_failover_decision import SITES, cluster, member
+
+SCOPE = "firebreak"
+SITE_OF = {SCOPE: {s: s for s in SITES}}
+ME = "siheung"  # holds neither the primary (pangyo) nor the synchronous standby (ansan): the coordinator's place
+SETTINGS = co.Settings(ME, tuple(SITES))
+
+
+def views(now, down=None, stale=(), missing=()):
+    """Every site's view at `now`: `down` is observer -> {target: seconds unreachable}; `stale`
+    sites published 3 s ago (no say); `missing` ones published nothing (agent gone)."""
+    down = down or {}
+    return {s: View(s, now - 3.0 if s in stale else now, {t: down.get(s, {}).get(t, 0.0) for t in SITES if t != s})
+            for s in SITES if s not in missing}
+
+
+def lost(site, seconds, *observers):
+    """Views in which `observers` have not reached `site` for `seconds`."""
+    return {o: {site: seconds} for o in observers}
+
+
+def seen(now, vs=None, clusters=None, mine=True, holder=ME, ledger=(), frozen=False, instances=None,
+         site_of=SITE_OF):
+    return co.Seen(now=now, views=vs if vs is not None else views(now),
+                   clusters=clusters if clusters is not None else {SCOPE: cluster()}, site_of=site_of,
+                   holder=holder, mine=mine, has_lease=mine, frozen=frozen, ledger=ledger,
+                   instances=instances or {})
+
+
+def kinds(ready):
+    return [type(e).__name__ for e in ready.effects]
+
+
+def of(ready, kind):
+    return [e for e in ready.effects if isinstance(e, kind)]
+
+
+# -- the coordinator key -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("me,holder,mine,stale,expected", [
+    ("siheung", None, False, (), ["Campaign"]),                # best placed, nobody holds it
+    ("pangyo", None, False, (), ["SteerDoors"]),               # the primary's site waits for a better one
+    ("pangyo", None, False, ("siheung", "ansan"), ["Campaign"]),  # ... unless none is fresh
+    ("ansan", None, False, ("siheung",), ["Campaign"]),        # the standby's site, siheung silent
+    ("pangyo", "pangyo", True, (), ["Resign"]),                # holds it; a better site lives
+    ("siheung", "pangyo", False, (), ["SteerDoors"]),          # someone else holds it: nothing to do
+])
+def test_who_campaigns_and_who_resigns(me, holder, mine, stale, expected):
+    r = co.tick(co.Settings(me, tuple(SITES)), seen(100.0, views(100.0, stale=stale), holder=holder, mine=mine),
+                co.Memory())
+    assert kinds(r) == expected
+
+
+def test_a_lease_move_decides_nothing_else_and_an_agent_that_is_not_coordinator_acts_on_nothing():
+    dead = views(101.5, lost("pangyo", 1.2, "ansan", "siheung"))
+    r = co.tick(SETTINGS, seen(101.5, dead, holder=None, mine=False), co.Memory())
+    assert kinds(r) == ["Campaign"] and r.verdicts["pangyo"].dead  # verdicts for the console all the same
+    r = co.tick(SETTINGS, seen(101.5, dead, holder="ansan", mine=False), co.Memory(adopted=True))
+    assert kinds(r) == ["SteerDoors"] and not r.memory.adopted  # the next term reads the ledger again
+
+
+def test_taking_over_needs_the_ledger():
+    with pytest.raises(ValueError, match="ledger"):
+        co.tick(SETTINGS, seen(100.0, ledger=None), co.Memory())
+    r = co.tick(SETTINGS, seen(100.0, ledger=None), co.Memory(adopted=True))  # read once per term
+    assert "SteerDoors" in kinds(r)
+
+
+# -- a power cut of the primary's site ---------------------------------------------------------
+
+def test_a_power_cut_of_the_primarys_site_opens_an_incident_fails_over_and_closes_it():
+    m = co.Memory()
+    r = co.tick(SETTINGS, seen(100.0), m)
+    assert kinds(r) == ["SteerDoors", "PlaceEtcdLeader", "Decided"]
+    assert of(r, co.Decided) == [co.Decided(SCOPE, "primary pangyo in pangyo is alive")]
+    assert r.memory.last_decision == "primary pangyo in pangyo is alive"
+    m = r.memory
+
+    r = co.tick(SETTINGS, seen(100.2), m)  # nothing changed: nothing to say, nothing to write
+    assert kinds(r) == ["SteerDoors"]
+    m = r.memory
+
+    # Both other sites have not reached pangyo for the window: dead by agreement.
+    r = co.tick(SETTINGS, seen(101.5, views(101.5, lost("pangyo", 1.2, "ansan", "siheung"))), m)
+    assert kinds(r) == ["SteerDoors", "OpenIncident", "Decided", "Failover"]  # no etcd placement during it
+    (opened,) = of(r, co.OpenIncident)
+    assert opened.incident == Incident("pangyo", 100.5, detail=r.verdicts["pangyo"].reason)
+    (act,) = of(r, co.Failover)
+    assert act.scope == SCOPE and [type(a) for a in act.decision.actions] == [FenceApi, DeleteLeader]
+    m = r.memory
+
+    m, noted = co.note_failover(m, "pangyo", "released leader key of firebreak/pangyo at 101.600")
+    assert noted.failover == "released leader key of firebreak/pangyo at 101.600" and noted.start == 100.5
+    assert co.note_failover(m, "ansan", "x") == (m, None)  # no incident there: nothing to note
+
+    # ansan promoted, siheung its synchronous standby now; pangyo's agent publishes nothing.
+    promoted = {SCOPE: cluster(leader="ansan", sync=("siheung",))}
+    r = co.tick(SETTINGS, seen(103.0, views(103.0, lost("pangyo", 2.7, "ansan", "siheung"), missing=("pangyo",)),
+                               promoted), m)
+    assert "OpenIncident" not in kinds(r) and "Failover" not in kinds(r)  # one incident, one failover
+    assert kinds(r) == ["SteerDoors", "PlaceEtcdLeader", "Decided"]  # siheung stays: none better placed lives
+    m = r.memory
+
+    # Suspected by one site still: not over.
+    r = co.tick(SETTINGS, seen(109.0, views(109.0, lost("pangyo", 1.0, "ansan"), missing=("pangyo",)), promoted), m)
+    assert "CloseIncident" not in kinds(r) and "pangyo" in r.memory.incidents
+
+    # pangyo is back and publishes: it holds neither the primary nor a synchronous standby any
+    # more, siheung holds the standby: siheung resigns, pangyo takes over and closes the incident
+    # from the ledger, under its original start.
+    assert kinds(co.tick(SETTINGS, seen(110.0, views(110.0), promoted), r.memory)) == ["Resign"]
+    ledger = (json.dumps(noted.entry("siheung", estate=False)),)
+    pangyo = co.Settings("pangyo", tuple(SITES))
+    r = co.tick(pangyo, seen(110.2, views(110.2), promoted, holder="pangyo", ledger=ledger), co.Memory())
+    (closed,) = of(r, co.CloseIncident)
+    assert (closed.incident.start, closed.incident.end) == (100.5, 110.2)
+    assert closed.incident.failover.startswith("released leader key")
+    assert r.memory.incidents == {}
+
+
+def test_frozen_automation_refuses_and_does_not_move_etcds_leader():
+    r = co.tick(SETTINGS, seen(101.5, views(101.5, lost("pangyo", 1.2, "ansan", "siheung")), frozen=True),
+                co.Memory())
+    assert "Failover" not in kinds(r) and "PlaceEtcdLeader" not in kinds(r)
+    assert "frozen" in of(r, co.Decided)[0].reason
+    assert "OpenIncident" in kinds(r)  # the site is lost all the same: on record
+
+
+def test_a_dead_standbys_site_drops_its_member_key():
+    r = co.tick(SETTINGS, seen(101.5, views(101.5, lost("ansan", 1.2, "pangyo", "siheung"))), co.Memory())
+    (act,) = of(r, co.Failover)
+    assert act.decision.actions == (DropMember("ansan", 40),)
+
+
+def test_each_cluster_decides_on_its_own_and_all_fail_over_in_one_tick():
+    found = {"a": cluster(leader="pangyo", sync=("ansan",)), "b": cluster(leader="pangyo", sync=("siheung",)),
+             "c": cluster(leader="ansan", sync=("siheung",))}
+    site_of = {scope: {s: s for s in SITES} for scope in found}
+    r = co.tick(SETTINGS, seen(101.5, views(101.5, lost("pangyo", 1.2, "ansan", "siheung")), found, site_of=site_of),
+                co.Memory())
+    assert sorted(f.scope for f in of(r, co.Failover)) == ["a", "b"]
+    assert r.memory.last_decision.startswith("a: primary's site pangyo is dead")
+    assert "c: primary ansan in ansan is alive" in r.memory.last_decision
+
+
+# -- a coordinator lost in the middle of a site's outage (issue 31) ----------------------------
+
+def ledger_value(entry: dict) -> str:
+    return json.dumps(entry)
+
+
+def test_a_new_coordinator_adopts_the_open_incident_and_closes_it_under_its_original_start():
+    # siheung coordinated, opened ansan's incident, and was lost 4 s later.
+    first = co.tick(SETTINGS, seen(101.5, views(101.5, lost("ansan", 1.2, "pangyo", "siheung"))), co.Memory())
+    (opened,) = of(first, co.OpenIncident)
+    ledger = (ledger_value(opened.incident.entry("siheung", estate=False)),
+              # the drill's own record of the same cut, and older, closed business: none is adopted
+              ledger_value({"site": "ansan", "start": 100.4, "end": 113.0, "kind": "power", "source": "drill"}),
+              ledger_value({"site": "ansan", "start": 50.0, "end": 60.0, "kind": "site-down", "source": "agent"}),
+              ledger_value({"service": "claims", "start": 100.5, "end": None, "kind": "service-outage",
+                            "source": "agent"}),
+              "not json")
+    # pangyo, the only agent left (ansan off, siheung's agent gone), takes over: one fresh view
+    # (its own) sees ansan unreachable, not enough for a verdict, enough to keep it open.
+    pangyo = co.Settings("pangyo", tuple(SITES))
+    gone = views(106.0, lost("ansan", 5.7, "pangyo"), missing=("ansan", "siheung"))
+    r = co.tick(pangyo, seen(106.0, gone, holder="pangyo", ledger=ledger), co.Memory())
+    assert not r.verdicts["ansan"].dead and r.verdicts["ansan"].votes == ("pangyo",)
+    assert "OpenIncident" not in kinds(r) and "CloseIncident" not in kinds(r)
+    assert r.memory.incidents == {"ansan": Incident("ansan", 100.5, detail=opened.incident.detail)}
+    assert r.memory.outages == {}  # no services: service outages are not this agent's to carry
+
+    # ansan's power is back: pangyo reaches it (etcd starts first, its agent last): closed under
+    # the original start, so under the original key. (Once ansan's agent publishes, pangyo, the
+    # primary's site, resigns for it.)
+    back = views(118.0, missing=("ansan", "siheung"))
+    r = co.tick(pangyo, seen(118.0, back, holder="pangyo", ledger=None), r.memory)
+    (closed,) = of(r, co.CloseIncident)
+    assert (closed.incident.start, closed.incident.end) == (100.5, 118.0)
+    keys = Keys()
+    assert keys.ledger_entry(closed.incident.start, "ansan") == keys.ledger_entry(opened.incident.start, "ansan")
+    assert closed.incident.entry("pangyo", estate=False)["source"] == "agent"
+
+
+def test_a_coordinator_taking_over_again_trusts_the_ledger_not_its_memory():
+    """An incident another coordinator closed meanwhile is not closed again with a later end."""
+    stale = co.Memory(incidents={"ansan": Incident("ansan", 100.5)}, adopted=False)
+    closed = ledger_value(Incident("ansan", 100.5, end=110.0).entry("pangyo", estate=False))
+    r = co.tick(SETTINGS, seen(130.0, ledger=(closed,)), stale)
+    assert r.memory.incidents == {} and "CloseIncident" not in kinds(r)
+
+
+def test_incidents_adopt_only_the_agents_open_site_incidents_newest_first():
+    def e(site, start, end=None, source="agent", kind="site-down"):
+        return json.dumps({"site": site, "start": start, "end": end, "kind": kind, "source": source})
+    found = incidents.adopt([e("ansan", 10.0), e("ansan", 20.0), e("pangyo", 5.0, end=9.0),
+                             e("siheung", 7.0, source="drill"), e("siheung", 8.0, kind="power"),
+                             e("gwangju", 3.0), json.dumps({"site": "pangyo"}), "[]"], SITES)
+    assert found == {"ansan": Incident("ansan", 20.0)}
+
+
+def test_an_estate_names_the_site_as_the_incidents_service():
+    inc = Incident("ansan", 100.5, detail="2 of 3")
+    assert inc.entry("pangyo", estate=True)["service"] == "site ansan"
+    assert "service" not in inc.entry("pangyo", estate=False)
+    assert inc.entry("pangyo", estate=False) == {"site": "ansan", "start": 100.5, "end": None, "kind": "site-down",
+                                                 "detail": "2 of 3", "failover": "", "recorded_by": "pangyo",
+                                                 "source": "agent"}
+
+
+# -- service outages (an estate) ---------------------------------------------------------------
+
+ESTATE = co.Settings(ME, tuple(SITES), services={
+    "users-db": co.Service(()),  # a cluster is a service of its own name, as outages.causes reads it
+    "login": co.Service(("pangyo", "ansan"), databases=("firebreak",)),
+    "notes": co.Service(("siheung",), calls=("login",)),
+})
+
+
+def test_service_outages_start_with_the_incident_and_follow_dependencies():
+    m = co.tick(ESTATE, seen(100.0, ledger=()), co.Memory()).memory
+    r = co.tick(ESTATE, seen(101.5, views(101.5, lost("pangyo", 1.2, "ansan", "siheung"))), m)
+    writes = {e.write.service: e.write for e in of(r, co.RecordOutage)}
+    assert set(writes) == {"firebreak", "login", "notes"}
+    assert {w.start for w in writes.values()} == {100.5}  # the incident's start, not the tick's
+    assert writes["notes"].cause.startswith("login is out: firebreak is out")
+    assert kinds(r).index("Failover") < kinds(r).index("RecordOutage")
+
+
+def test_no_instance_in_a_living_site_is_an_outage_once_probed():
+    m = co.Memory(adopted=True)
+    unprobed = co.tick(ESTATE, seen(100.0), m)
+    assert of(unprobed, co.RecordOutage) == []  # just started: not taken for lost
+    probed = co.tick(ESTATE, seen(100.0, instances={"notes": {"siheung": False}, "login": {"pangyo": True}}), m)
+    assert [(e.write.service, e.write.cause) for e in of(probed, co.RecordOutage)] == [
+        ("notes", "no instance runs in a living site")]
+
+
+def test_a_new_coordinator_carries_open_service_outages_on():
+    ledger = (json.dumps({"service": "notes", "start": 90.0, "end": None, "cause": "no instance runs in a living site",
+                          "kind": "service-outage", "source": "agent"}),)
+    r = co.tick(ESTATE, seen(100.0, ledger=ledger, instances={"notes": {"siheung": True}}), co.Memory())
+    (w,) = [e.write for e in of(r, co.RecordOutage)]
+    assert (w.service, w.start, w.end) == ("notes", 90.0, 100.0)
+
+
+# -- etcd's leader -----------------------------------------------------------------------------
+
+def test_etcds_leader_is_placed_every_two_seconds_and_every_tick_while_a_primarys_link_is_cut():
+    m = co.tick(SETTINGS, seen(100.0), co.Memory()).memory
+    assert m.placed_at == 100.0
+    assert "PlaceEtcdLeader" not in kinds(co.tick(SETTINGS, seen(101.0), m))
+    assert "PlaceEtcdLeader" in kinds(co.tick(SETTINGS, seen(102.1), m))
+    cut = views(100.6, lost("siheung", 1.1, "pangyo"))  # the primary's site cannot reach siheung
+    r = co.tick(SETTINGS, seen(100.6, cut), m)
+    (place,) = of(r, co.PlaceEtcdLeader)
+    assert place.cut == frozenset({frozenset({"pangyo", "siheung"})}) and place.primary_sites == ("pangyo",)
+    locked = co.Settings(ME, tuple(SITES), can_place_etcd_leader=False)
+    assert "PlaceEtcdLeader" not in kinds(co.tick(locked, seen(100.6, cut), m))
+
+
+MEMBERS = [{"ID": 1, "name": "pangyo"}, {"ID": 2, "name": "ansan"}, {"ID": 3, "name": "siheung"}]
+
+
+@pytest.mark.parametrize("leader,cut,to,why", [
+    (1, frozenset(), "siheung", "away from the primaries' sites"),
+    (3, frozenset(), None, ""),                                          # already best placed
+    (3, frozenset({frozenset({"pangyo", "siheung"})}), "ansan", "a primary's site could not hear it"),
+    (99, frozenset(), None, ""),                                         # a leader etcd does not list
+])
+def test_where_etcds_leadership_moves(leader, cut, to, why):
+    place = co.PlaceEtcdLeader(("pangyo",), ("ansan",), tuple(SITES), cut)
+    move = co.etcd_move(place, leader, MEMBERS)
+    assert (move.to_site if move else None) == to
+    if move:
+        assert move.why == why and move.leader["ID"] == leader and move.target_id == {"ansan": 2, "siheung": 3}[to]
+
+
+# -- what every agent reads off the same facts -------------------------------------------------
+
+def test_own_view_counts_silence_only_past_one_probe_round():
+    found = {SCOPE: cluster()}
+    v = co.own_view("siheung", ["pangyo", "ansan"], {"pangyo": 99.8, "ansan": 98.0}, {"firebreak/pangyo": 99.0},
+                    found, 100.0, grace=0.5)
+    assert v.unreachable_for == {"pangyo": 0.0, "ansan": 2.0}
+    assert v.postgres_silent_for == {"firebreak/pangyo": 1.0} and v.bogus_leaders == {}
+
+
+def test_door_routes_refuse_writes_where_this_site_reaches_no_majority():
+    found = {SCOPE: cluster(members={"pangyo": member("pangyo", role="primary"), "ansan": member("ansan")})}
+    r = co.tick(SETTINGS, seen(100.0, mine=False, holder="ansan"), co.Memory())
+    alone = View(ME, 100.0, {"pangyo": 2.0, "ansan": 2.0})
+    assert co.door_routes(alone, r.verdicts, found, SITE_OF, 3, frozenset())[SCOPE].rw is None
+    fine = View(ME, 100.0, {"pangyo": 0.0, "ansan": 0.0})
+    assert co.door_routes(fine, r.verdicts, found, SITE_OF, 3, frozenset())[SCOPE].rw == "pangyo"
+
+
+def test_suspected_and_dead_sites():
+    r = co.tick(SETTINGS, seen(101.5, views(101.5, {**lost("pangyo", 1.2, "ansan", "siheung"),
+                                                      "pangyo": {"ansan": 1.5}})), co.Memory(adopted=True))
+    assert co.dead_sites(r.verdicts) == {"pangyo"}
+    assert co.suspected_sites(r.verdicts) == {"pangyo", "ansan"}
