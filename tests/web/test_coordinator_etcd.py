@@ -1,0 +1,159 @@
+"""The coordinator's shell (control/agent.py: read, tick, execute) against a real etcd, with no
+lab: Patroni's keys and the other sites' views are written by the test, as Patroni and the other
+agents would write them, and each agent's own probes are set by hand. What it proves beyond the
+tick's table tests (tests/unit/test_coordinator.py): the effects reach etcd as the keys the rest
+of the estate reads (the coordinator key, the ledger, Patroni's leader and member keys), and a
+coordinator lost in the middle of a site's outage leaves one ledger entry that the next one closes
+under its original start (issue 31). etcd starts in about a second and is stopped by its PID."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import httpx
+import pytest
+
+from firebreak.control.detector import View
+from firebreak.control.etcd import Etcd
+from firebreak.control.failover import UNREACHABLE_API
+from firebreak.control.keys import Keys, PatroniKeys
+from firebreak.lab import procs, runtime
+from tests.web.conftest import free_port
+
+SITES = ("pangyo", "ansan", "siheung")
+KEYS, PK = Keys(), PatroniKeys()
+
+
+@pytest.fixture(scope="module")
+def etcd_url():
+    home = Path(tempfile.mkdtemp(prefix="firebreak-coordinator-"))
+    url, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    proc = procs.spawn([runtime.etcd_binary(), "--name", "c", "--data-dir", str(home / "data"),
+                        "--listen-client-urls", url, "--advertise-client-urls", url,
+                        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                        "--initial-cluster", f"c={peer}", "--log-level", "warn", "--logger", "zap"],
+                       site="siheung", component="etcd", lab_id="coordinator-" + home.name, log=home / "etcd.log")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.post(url + "/v3/maintenance/status", json={}, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("test etcd did not start:\n" + (home / "etcd.log").read_text())
+            time.sleep(0.1)
+        yield url
+    finally:
+        procs.terminate([proc.pid], timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def agent_of(site: str, url: str):
+    from firebreak.control.agent import Agent
+    from firebreak.control.config import AgentConfig
+
+    port = free_port()  # nothing listens there: the agent's probes are set by hand
+    return Agent(AgentConfig.model_validate({
+        "site": site, "listen": "127.0.0.1:1", "etcd": [url],
+        "sites": {s: {c: f"http://127.0.0.1:{port}" for c in ("etcd", "patroni", "app", "agent")} for s in SITES}}))
+
+
+async def write_cluster(etcd: Etcd) -> int:
+    """Patroni's keys for pangyo as primary and ansan its synchronous standby, under a lease as
+    Patroni writes them."""
+    lease = await etcd.grant(300)
+    for name in SITES:
+        await etcd.put(PK.member(name), json.dumps({
+            "role": "primary" if name == "pangyo" else "replica", "state": "running",
+            "api_url": f"http://127.0.0.1:1/{name}/patroni", "conn_url": f"postgres://127.0.0.1:1/{name}"}), lease=lease)
+    await etcd.put(PK.sync, json.dumps({"leader": "pangyo", "sync_standby": "ansan"}))
+    await etcd.put(PK.leader, "pangyo", lease=lease)
+    return lease
+
+
+async def publish(etcd: Etcd, site: str, down: dict[str, float]) -> None:
+    view = View(site, time.time(), {t: down.get(t, 0.0) for t in SITES if t != site})
+    await etcd.put(KEYS.view(site), json.dumps(asdict(view)))
+
+
+async def site_entries(etcd: Etcd, site: str) -> dict[str, dict]:
+    return {kv.key: kv.json() for kv in await etcd.get_prefix(KEYS.ledger)
+            if kv.json().get("site") == site and kv.json().get("source") == "agent"}
+
+
+def test_a_coordinator_lost_mid_outage_leaves_one_entry_its_successor_closes_under_the_original_start(etcd_url):
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        siheung, ansan = agent_of("siheung", etcd_url), agent_of("ansan", etcd_url)
+        try:
+            await write_cluster(etcd)
+            drill = KEYS.ledger_entry(time.time() - 5, "pangyo", drill=True)
+            await etcd.put(drill, json.dumps({"site": "pangyo", "start": time.time() - 5, "end": None,
+                                              "kind": "power", "source": "drill"}))
+            for site in ("pangyo", "ansan"):
+                await publish(etcd, site, {})
+
+            # siheung holds neither the primary nor the standby: it takes the key and acts at once.
+            await siheung.coordinator_cycle()
+            assert siheung.state.is_coordinator and (await etcd.get(KEYS.coordinator)).value == "siheung"
+            assert siheung.state.decisions == {"firebreak": "primary pangyo in pangyo is alive"}
+
+            # pangyo's power is cut: ansan and siheung have not reached it for longer than the window.
+            await publish(etcd, "pangyo", {})  # its last view, about to go stale
+            await publish(etcd, "ansan", {"pangyo": 1.4})
+            siheung.state.last_ok["pangyo"] = time.time() - 1.9
+            await siheung.coordinator_cycle()
+            assert siheung.state.verdicts["pangyo"].dead and siheung.state.failovers == 1
+            assert await etcd.get(PK.leader) is None  # released: Patroni's leader race runs
+            assert json.loads((await etcd.get(PK.member("pangyo"))).value)["api_url"] == UNREACHABLE_API
+            (key, opened), = (await site_entries(etcd, "pangyo")).items()
+            assert opened["end"] is None and opened["failover"].startswith("released leader key of firebreak/pangyo")
+
+            # siheung's agent dies: its lease runs out, its view goes. ansan, still without pangyo, takes over.
+            await etcd.revoke(siheung._lease)
+            await etcd.delete(KEYS.view("siheung"))
+            await etcd.delete(KEYS.view("pangyo"))
+            ansan.state.last_ok["pangyo"] = time.time() - 6.0
+            await ansan.coordinator_cycle()
+            assert ansan.state.is_coordinator
+            assert not ansan.state.verdicts["pangyo"].dead  # one fresh view: no verdict, but not over either
+            assert ansan.state.open_incidents["pangyo"].start == opened["start"]
+            assert await site_entries(etcd, "pangyo") == {key: opened}  # adopted, nothing new written
+
+            # pangyo's power is back: ansan reaches it. Closed, under the same key and start.
+            ansan.state.last_ok["pangyo"] = time.time()
+            await ansan.coordinator_cycle()
+            (closed_key, closed), = (await site_entries(etcd, "pangyo")).items()
+            assert closed_key == key and closed["start"] == opened["start"] and closed["end"] is not None
+            assert closed["failover"] == opened["failover"] and closed["recorded_by"] == "ansan"
+            assert ansan.state.open_incidents == {}
+            assert json.loads((await etcd.get(drill)).value)["end"] is None  # a drill's entry is the drill's
+        finally:
+            await siheung.close()
+            await ansan.close()
+            await etcd.close()
+    asyncio.run(script())
+
+
+def test_a_malformed_view_is_ignored_and_counted_and_the_cycle_goes_on(etcd_url):
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        agent = agent_of("siheung", etcd_url)
+        try:
+            await etcd.put(KEYS.view("pangyo"), json.dumps({"observer": "pangyo", "published": time.time(),
+                                                            "unreachable_for": {"ansan": "soon"}}))
+            await agent.coordinator_cycle()
+            assert agent.cycles.errors == {} and "pangyo" not in agent.state.views
+            assert set(agent.state.verdicts) == set(SITES)
+        finally:
+            await agent.close()
+            await etcd.close()
+    asyncio.run(script())
