@@ -1,0 +1,202 @@
+"""The renderer as a pure function: what each host gets, that secrets stay in 0600 files, that the
+files parse into the models the components read them with (no processes; the tools' own checks
+are in tests/web/test_deploy_tools.py)."""
+
+import json
+import textwrap
+
+import pytest
+import yaml
+
+from firebreak.control.config import AgentConfig
+from firebreak.deploy import components as c
+from firebreak.deploy.inventory import load_inventory
+from firebreak.deploy.render import render
+from firebreak.deploy.secrets import etcd_roles, make_secrets, with_sites
+from firebreak.deploy.units import exec_line, quote_arg
+from tests.unit.test_deploy_inventory import CONTRACT
+
+
+@pytest.fixture
+def inv(tmp_path):
+    p = tmp_path / "inventory.yml"
+    p.write_text(textwrap.dedent(CONTRACT).lstrip("\n"))
+    return load_inventory(p)
+
+
+def _counter():
+    n = iter(range(10_000))
+    return lambda: f"secret-value-{next(n):04d}-xxxxxxxx"
+
+
+@pytest.fixture
+def secrets(inv):
+    return make_secrets(inv.names, token=_counter())
+
+
+@pytest.fixture
+def files(inv, secrets):
+    return render(inv, secrets)
+
+
+def test_each_host_gets_what_its_roles_need(files):
+    hosts = {}
+    for path in files:
+        host, rest = path.split("/", 1)
+        hosts.setdefault(host, set()).add("/" + rest)
+    db, web = hosts["gj-db1"], hosts["gj-web1"]
+    assert {"/etc/firebreak/etcd.yml", "/etc/firebreak/patroni/firebreak/patroni.yml", "/etc/firebreak/haproxy.cfg",
+            "/etc/firebreak/agent.yml", "/etc/systemd/system/firebreak-etcd.service",
+            "/etc/systemd/system/firebreak-patroni-firebreak.service", "/etc/systemd/system/firebreak-db-door.service",
+            "/etc/systemd/system/firebreak-agent.service", "/etc/sysusers.d/firebreak.conf",
+            "/etc/tmpfiles.d/firebreak.conf"} <= db
+    assert {"/etc/firebreak/caddy.json", "/etc/firebreak/claims.env", "/etc/firebreak/secrets/claims.env",
+            "/etc/systemd/system/firebreak-door.service", "/etc/systemd/system/firebreak-claims.service"} <= web
+    assert not any("caddy" in p or "claims" in p for p in db)
+    assert not any(p.endswith(("etcd.yml", "agent.yml", "haproxy.cfg")) for p in web)
+    assert set(hosts) == {"gj-db1", "gj-web1", "dj-db1", "dj-web1", "bs-db1", "bs-web1"}
+
+
+def test_secrets_live_only_in_0600_files(files, secrets):
+    values = [secrets.superuser, secrets.replication, secrets.app, secrets.patroni_api, secrets.app_admin,
+              secrets.session, *secrets.etcd.values()]
+    for path, f in files.items():
+        found = [v for v in values if v in f.content]
+        if found:
+            assert f.mode == 0o600, (path, found)
+        if "/etc/systemd/system/" in path or path.endswith((".yml", ".json", ".cfg")) and not path.endswith("agent.yml"):
+            assert not found, path
+    assert files["gj-db1/etc/firebreak/agent.yml"].mode == 0o600
+    assert files["gj-db1/etc/firebreak/secrets/patroni.env"].mode == 0o600
+    assert files["gj-web1/etc/firebreak/secrets/claims.pgpass"].mode == 0o600
+    assert files["gj-db1/etc/firebreak/etcd/agent-gwangju/password"].content.strip() == secrets.etcd["agent-gwangju"]
+
+
+def test_the_agent_file_is_a_valid_agent_config(files):
+    for host, site in (("gj-db1", "gwangju"), ("dj-db1", "daejeon"), ("bs-db1", "busan")):
+        cfg = AgentConfig.model_validate(yaml.safe_load(files[f"{host}/etc/firebreak/agent.yml"].content))
+        assert cfg.site == site
+        assert cfg.etcd[0] == cfg.sites[site].etcd           # its own site's member first
+        assert cfg.etcd_access.endswith(f"agent-{site}/access.json")
+        assert cfg.sites[site].etcd_probe.startswith("http://") and cfg.sites[site].etcd.startswith("https://")
+        assert cfg.db_door is not None and cfg.db_door.admin == "unix//run/firebreak-db-door/admin.sock"
+        assert cfg.door is None                             # the door is on the web host, not the agent's
+        assert cfg.sites["daejeon"].app == "http://10.20.0.21:8080"
+        assert cfg.app_admin_token and cfg.patroni_password
+
+
+def test_an_agent_beside_its_door_steers_it_through_a_group_socket(tmp_path):
+    from tests.conftest import ROOT
+
+    inv = load_inventory(ROOT / "deploy" / "inventory.example.yml")
+    files = render(inv, make_secrets(inv.names, token=_counter()))
+    cfg = AgentConfig.model_validate(yaml.safe_load(files["gj-1/etc/firebreak/agent.yml"].content))
+    caddy = json.loads(files["gj-1/etc/firebreak/caddy.json"].content)
+    assert cfg.door.admin == caddy["admin"]["listen"] == "unix//run/firebreak-door/admin.sock|0220"
+    assert cfg.door.tls_listen == "10.10.0.11:443"
+    unit = files["gj-1/etc/systemd/system/firebreak-agent.service"].content
+    assert "SupplementaryGroups=caddy haproxy" in unit
+    assert "stats socket /run/firebreak-db-door/admin.sock mode 660 level admin" in \
+        files["gj-1/etc/firebreak/haproxy.cfg"].content
+
+
+def test_patroni_has_the_lab_settings_and_failsafe_and_no_passwords(files, secrets):
+    conf = yaml.safe_load(files["dj-db1/etc/firebreak/patroni/firebreak/patroni.yml"].content)
+    dcs = conf["bootstrap"]["dcs"]
+    assert dcs["failsafe_mode"] is True
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (c.PATRONI_TTL, c.PATRONI_LOOP_WAIT,
+                                                                   c.PATRONI_RETRY_TIMEOUT)
+    assert dcs["synchronous_mode"] is True and dcs["postgresql"]["parameters"]["max_slot_wal_keep_size"] == "1024MB"
+    assert conf["name"] == "daejeon" and conf["scope"] == "firebreak"
+    assert conf["etcd3"]["hosts"] == ["10.20.0.11:2379"] and conf["etcd3"]["protocol"] == "https"
+    assert "password" not in conf["etcd3"] and "password" not in conf["restapi"]["authentication"]
+    assert "host all all 10.20.0.21/32 scram-sha-256" in conf["postgresql"]["pg_hba"]  # its site's claims host
+    env = files["dj-db1/etc/firebreak/secrets/patroni.env"].content
+    assert f'PATRONI_SUPERUSER_PASSWORD="{secrets.superuser}"' in env
+    assert f'PATRONI_ETCD3_PASSWORD="{secrets.etcd["patroni"]}"' in env
+
+
+def test_etcd_is_locked_and_bounded(files):
+    conf = yaml.safe_load(files["bs-db1/etc/firebreak/etcd.yml"].content)
+    assert conf["name"] == "busan" and conf["pre-vote"] is True
+    assert conf["initial-cluster"] == ("gwangju=https://10.10.0.11:2380,daejeon=https://10.20.0.11:2380,"
+                                       "busan=https://10.30.0.11:2380")
+    assert conf["client-transport-security"]["client-cert-auth"] is True
+    assert conf["auth-token"].startswith("jwt,") and conf["quota-backend-bytes"] == c.ETCD_QUOTA
+    assert conf["listen-metrics-urls"] == "http://10.30.0.11:2381"
+
+
+def test_units_run_as_their_users_with_limits_restarts_and_hardening(files):
+    units = {p: f.content for p, f in files.items() if "/etc/systemd/system/" in p}
+    assert len(units) == 3 * 4 + 3 * 2   # etcd, patroni, db-door, agent; door, claims
+    for path, text in units.items():
+        for line in ("LimitNOFILE=65536", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+                     "After=network-online.target", "WantedBy=multi-user.target"):
+            assert line in text, (path, line)
+        assert "\nUser=" in text and "\nRestart=" in text and "User=root" not in text
+    agent = units["gj-db1/etc/systemd/system/firebreak-agent.service"]
+    assert "Restart=always" in agent and "After=network-online.target firebreak-etcd.service " \
+                                         "firebreak-db-door.service" in agent
+    assert "ExecStart=/opt/firebreak/venv/bin/firebreak agent --config /etc/firebreak/agent.yml" in agent
+    door = units["gj-web1/etc/systemd/system/firebreak-door.service"]
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in door and "User=caddy" in door
+    claims = units["gj-web1/etc/systemd/system/firebreak-claims.service"]
+    assert "EnvironmentFile=/etc/firebreak/secrets/claims.env" in claims
+    assert "--bind 10.10.0.21:8080" in claims
+
+
+def test_rendering_is_deterministic(inv, secrets):
+    assert render(inv, secrets) == render(inv, secrets)
+
+
+def test_a_new_site_adds_its_agent_user_and_changes_nothing_else(secrets):
+    grown, added = with_sites(secrets, ["gwangju", "daejeon", "busan", "ulsan"], token=lambda: "n" * 24)
+    assert added == ["agent-ulsan"]
+    assert {k: v for k, v in grown.etcd.items() if k != "agent-ulsan"} == secrets.etcd
+    assert set(etcd_roles(["a"])) == {"root", "patroni", "agent-a", "claims", "ops"}
+
+
+def test_an_estate_door_serves_only_the_databases_that_declare_doors(tmp_path):
+    (tmp_path / "estate.yaml").write_text(textwrap.dedent("""
+        name: estate
+        sites: [gwangju, daejeon, busan]
+        services:
+          users-db: {kind: database, replicas: {gwangju: 1, daejeon: 1, busan: 1}, primary: daejeon,
+                     replication: sync, failover: auto, doors: true}
+          pay-db: {kind: database, replicas: {gwangju: 1, busan: 1}, primary: busan, replication: sync,
+                   failover: auto}
+    """))
+    p = tmp_path / "inventory.yml"
+    p.write_text("topology: estate.yaml\n" + textwrap.dedent(CONTRACT).lstrip("\n"))
+    inv = load_inventory(p)
+    files = render(inv, make_secrets(inv.names, token=_counter()))
+    haproxy = files["gj-db1/etc/firebreak/haproxy.cfg"].content
+    assert "listen rw_users-db" in haproxy and "pay-db" not in haproxy
+    cfg = AgentConfig.model_validate(yaml.safe_load(files["gj-db1/etc/firebreak/agent.yml"].content))
+    assert set(cfg.db_door.clusters) == {"users-db"} and cfg.patroni_namespaces == ["/service/"]
+    # daejeon has no pay-db member: no unit, no file for it there
+    assert "dj-db1/etc/firebreak/patroni/pay-db/patroni.yml" not in files
+    assert "bs-db1/etc/systemd/system/firebreak-patroni-pay-db.service" in files
+    pay = yaml.safe_load(files["bs-db1/etc/firebreak/patroni/pay-db/patroni.yml"].content)
+    assert pay["postgresql"]["listen"] == f"10.30.0.11:{5432 + 10}"   # the second cluster's ports
+
+
+@pytest.mark.parametrize("arg, text", [
+    ("/usr/bin/etcd", "/usr/bin/etcd"),
+    ("a b", '"a b"'),
+    ("50%", "50%%"),
+    ("$HOME", "$$HOME"),
+    ('say "hi"', '"say \\"hi\\""'),
+    (";", '";"'),
+    ("", '""'),
+])
+def test_exec_arguments_are_quoted_as_systemd_reads_them(arg, text):
+    assert quote_arg(arg) == text
+    assert exec_line(["/bin/x", arg]) == f"/bin/x {text}"
+
+
+def test_dsn_keeps_the_password_out_and_names_the_passfile():
+    d = c.dsn("claims", [("10.0.0.1", 5432), ("10.0.0.2", 5432)], "claims", passfile="/etc/x/pgpass")
+    assert d.startswith("postgresql://claims@10.0.0.1:5432,10.0.0.2:5432/claims?")
+    assert "target_session_attrs=read-write" in d and "passfile=/etc/x/pgpass" in d and "tcp_user_timeout=3000" in d
+    assert c.pgpass_line("claims", "claims", "p:w") == "*:*:claims:claims:p\\:w\n"
