@@ -202,6 +202,16 @@ def tick(settings: Settings, seen: Seen, memory: Memory) -> Ready:
         # The next coordinator, this agent again included, carries open ones on from the ledger.
         return ready([SteerDoors()], replace(memory, adopted=False))
 
+    effects, mem = _coordinate(settings, seen, memory, verdicts, stalls, cut)
+    return ready(effects, mem)
+
+
+def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mapping[str, detector.Verdict],
+                stalls: Mapping[str, detector.Verdict], cut: frozenset[frozenset[str]]) -> tuple[list[Effect], Memory]:
+    """The coordinator's part of a tick: the incidents, each cluster's decision, etcd's leader,
+    each service's outage."""
+    dcfg, now, sites = settings.detector, seen.now, settings.sites
+    primary_sites, sync_sites = placement_of(seen.clusters, seen.site_of)
     effects: list[Effect] = [SteerDoors()]
     mem = memory
     if mem.needs_ledger:
@@ -238,8 +248,8 @@ def tick(settings: Settings, seen: Seen, memory: Memory) -> Ready:
         open_outages, writes = _service_outages(settings, seen, verdicts, decisions, open_incidents, mem.outages)
         effects += [RecordOutage(w) for w in writes]
 
-    return ready(effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
-                                  decisions={**mem.decisions, **changed}, last_decision=last))
+    return effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
+                            decisions={**mem.decisions, **changed}, last_decision=last)
 
 
 def _service_outages(settings: Settings, seen: Seen, verdicts: Mapping[str, detector.Verdict],
