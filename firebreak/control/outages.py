@@ -75,14 +75,16 @@ def causes(clusters_out: Mapping[str, str], no_instance: Mapping[str, str],
 def adopt(values: Iterable[str]) -> dict[str, Open]:
     """The outages still open in the ledger (its entries' JSON, written by an earlier coordinator):
     a new coordinator carries them on, so each one closes when its service is back, not never.
-    The newest per service."""
+    The newest per service. Only the agents' own: a drill's entry is the drill's record, never
+    an outage to carry on."""
     out: dict[str, Open] = {}
     for raw in values:
         try:
             e = json.loads(raw)
         except ValueError:
             continue
-        if not isinstance(e, dict) or e.get("kind") != "service-outage" or e.get("end") is not None:
+        if not isinstance(e, dict) or e.get("kind") != "service-outage" or e.get("end") is not None \
+                or e.get("source", "agent") != "agent":
             continue
         try:
             o = Open(str(e["service"]), float(e["start"]), str(e.get("cause", "")))

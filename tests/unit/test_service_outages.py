@@ -73,6 +73,7 @@ def test_a_new_coordinator_carries_on_the_outages_still_open_in_the_ledger():
         {"service": "claims", "start": 90.0, "end": None, "cause": "x", "kind": "service-outage"},
         {"site": "pangyo", "start": 99.0, "end": None, "kind": "site-down"},                           # a site's
         {"service": "broken", "start": "soon", "end": None, "kind": "service-outage"},                # unreadable
+        {"service": "login", "start": 101.0, "end": None, "kind": "service-outage", "source": "drill"},  # a drill's
     ]
     open_ = outages.adopt([json.dumps(e) for e in entries] + ["not json", "[1]"])
     assert open_ == {"login": outages.Open("login", 100.0, "users-db is out"),
