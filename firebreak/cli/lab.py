@@ -30,11 +30,20 @@ class Power(str, Enum):
     on = "on"
 
 
+class Replication(str, Enum):
+    sync = "sync"
+    quorum = "quorum"
+
+
 @lab_app.command("up")
 def lab_up(
     topology: Optional[Path] = typer.Option(None, "--topology", help="Topology file (default examples/firebreak-lab.yaml)."),
     net: NetMode = typer.Option(NetMode.auto, "--net", help="netns (default as root) or loopback addresses."),
     no_agents: bool = typer.Option(False, "--no-agents", help="Patroni alone: no Firebreak site agents."),
+    replication: Optional[Replication] = typer.Option(
+        None, "--replication", help="The default lab's cluster: sync (one named synchronous standby; the default) "
+                                    "or quorum (Patroni's quorum commit: ANY 1 of the other sites' standbys). "
+                                    "A --topology declares it per database instead."),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text, or json: the status once up."),
 ) -> None:
     """Start the lab: one etcd member, one PostgreSQL under Patroni and one app per site."""
@@ -44,7 +53,8 @@ def lab_up(
     try:
         console = err if fmt == OutputFormat.json else out  # stdout carries only the JSON
         with console.status("starting the lab…"):
-            lab.up(topology, net.value, agents=not no_agents, progress=progress_printer(console))
+            lab.up(topology, net.value, agents=not no_agents, progress=progress_printer(console),
+                   replication=replication.value if replication else None)
     except lab.AlreadyUp as e:
         out.print(str(e))
         raise typer.Exit(0)
@@ -89,7 +99,7 @@ def _print_status(st: dict) -> None:
     table = Table(title=f"Firebreak lab ({st['net']} mode, primary: {st['primary'] or 'none'}, {health})")
     for col in ("site", "power", "address", "postgres", "door", "app", "console"):
         table.add_column(col, no_wrap=True)
-    style = {"primary": "bold green", "sync_standby": "green", "replica": "cyan", "down": "red"}
+    style = {"primary": "bold green", "sync_standby": "green", "quorum_standby": "green", "replica": "cyan", "down": "red"}
     for name, s in st["sites"].items():
         role = s["postgres"]["role"]
         power = "[green]up[/]" if s["state"] == "up" else f"[red]off[/] ({s['silenced']})"
@@ -109,7 +119,7 @@ def _print_estate(st: dict, health: str) -> None:
     """A lab built from a topology: each cluster's member role in each site, and the services."""
     from rich.table import Table
 
-    style = {"primary": "bold green", "sync_standby": "green", "replica": "cyan", "down": "red"}
+    style = {"primary": "bold green", "sync_standby": "green", "quorum_standby": "green", "replica": "cyan", "down": "red"}
     table = Table(title=f"Firebreak lab: {len(st['clusters'])} clusters, {len(st['services'])} services "
                         f"({st['net']} mode, {health})")
     for col in ("site", "power", "address", *st["clusters"], "console"):

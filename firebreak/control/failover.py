@@ -60,22 +60,28 @@ class Member:
 
 @dataclass(frozen=True)
 class Sync:
-    """Patroni's /sync key: the leader it was written for and its synchronous standbys."""
+    """Patroni's /sync key: the leader it was written for and its synchronous standbys (in quorum
+    commit, its voters), and `quorum`: how many other voters a candidate must hear from in its
+    leader race to be sure to see the latest acknowledged commit (0 outside quorum commit)."""
     leader: str | None
     standbys: tuple[str, ...]
+    quorum: int = 0
 
     @classmethod
     def from_value(cls, raw: str) -> "Sync":
         """As Patroni's SyncState.from_node reads it (sync_standby: names joined by commas, or
-        null), but a value of the wrong shape is BadValue rather than "no standby": the caller
-        then promotes nothing, as it would with no /sync at all."""
+        null; quorum counted only with a leader), but a value of the wrong shape is BadValue
+        rather than "no standby": the caller then promotes nothing, as it would with no /sync."""
         d = json_object(raw, "/sync")
-        leader, standbys = d.get("leader"), d.get("sync_standby")
+        leader, standbys, quorum = d.get("leader"), d.get("sync_standby"), d.get("quorum")
         if leader is not None and not isinstance(leader, str):
             raise BadValue(f"/sync: leader must be a member name, got {leader!r}")
         if standbys is not None and not isinstance(standbys, str):
             raise BadValue(f"/sync: sync_standby must be member names joined by commas, got {standbys!r}")
-        return cls(leader or None, tuple(x for x in (standbys or "").split(",") if x))
+        if quorum is not None and (isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 0):
+            raise BadValue(f"/sync: quorum must be a whole number of voters, got {quorum!r}")
+        return cls(leader or None, tuple(x.strip() for x in (standbys or "").split(",") if x.strip()),
+                   quorum if leader and quorum else 0)
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,13 @@ class ClusterState:
     ttl: int | None = None        # Patroni's dynamic configuration's ttl (its /config key), if read
     ignored: tuple[Ignored, ...] = ()  # keys of this cluster whose values did not parse
     leader_lease: int = 0         # the leader key's lease; Patroni always writes it with one
+    quorum_commit: bool = False   # /config's synchronous_mode is "quorum" (PostgreSQL's ANY k (...))
+    sync_quorum: int = 0          # /sync's quorum: other voters a candidate must hear from
+
+    @property
+    def quorum_active(self) -> bool:
+        """Patroni's quorum_commit_mode_is_active: quorum commit asked for and /sync written."""
+        return self.quorum_commit and self.sync_leader is not None
 
     def bogus_leader(self) -> str | None:
         """Why the leader key cannot be Patroni's own, or None. Patroni writes it under its
@@ -195,7 +208,22 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
             why_not.append(f"{name}: state {m.state}")
         else:
             candidates.append(name)
-    if not candidates:
+    if cluster.quorum_active:
+        # A voter whose PostgreSQL answers nothing cannot answer its Patroni either: no vote.
+        for name in [n for n in candidates if n in (stalled or {}) and stalled[n].dead]:
+            candidates.remove(name)
+            why_not.append(f"{name}: its PostgreSQL answers nothing")
+        # Patroni's quorum rule (ha.py _is_healthiest_node): a voter wins the leader race only
+        # with `quorum` votes from other voters whose PostgreSQL runs and is not ahead of it (a
+        # non-voter needs one more). Each acknowledged commit is on `numsync` voters and
+        # quorum + numsync = voters, so any quorum + 1 living voters include one holding it.
+        # Fewer, and the race cannot end: releasing the key would leave no primary at all.
+        if len(candidates) < cluster.sync_quorum + 1:
+            return Decision((), f"{what}, but only {len(candidates)} of voters {', '.join(cluster.sync_standbys)} "
+                                f"can vote, and Patroni's quorum needs {cluster.sync_quorum + 1} to be sure a "
+                                "candidate holds every acknowledged write" + (": " + "; ".join(why_not) if why_not else ""),
+                            refused=True)
+    elif not candidates:
         return Decision((), f"{what}, but no synchronous standby can take over: "
                             + "; ".join(why_not), refused=True)
     actions: list[Action] = []
@@ -204,9 +232,10 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
         actions.append(FenceApi(leader, dead_member.revision, dead_member.lease,
                                 _with_api(dead_member.raw, UNREACHABLE_API)))
     actions.append(DeleteLeader(leader, cluster.leader_revision))
-    return Decision(tuple(actions), f"{what} ({verdict.reason}); releasing "
-                                    f"{leader}'s leader key so synchronous standby {', '.join(candidates)} "
-                                    "takes over", failover=True)
+    who = (f"the quorum of voters {', '.join(candidates)} elects the one holding the latest commit"
+           if cluster.quorum_active else f"synchronous standby {', '.join(candidates)} takes over")
+    return Decision(tuple(actions), f"{what} ({verdict.reason}); releasing {leader}'s leader key so {who}",
+                    failover=True)
 
 
 def _with_api(raw: str, api_url: str) -> str:
@@ -252,6 +281,10 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     acknowledged rests on one site at any moment."""
     leader = cluster.leader
     if leader is None or cluster.sync_leader != leader or not (cut or stalled):
+        return None
+    if cluster.quorum_active:
+        # A commit waits for ANY numsync of the voters: one that cannot acknowledge is simply
+        # not among those that do, and dropping it would only churn /sync.
         return None
     here = site_of.get(leader, leader)
 

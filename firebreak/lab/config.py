@@ -150,7 +150,7 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
                 # a 20 s etcd pause stalled writes for 15 s though every database was healthy.
                 "failsafe_mode": True,
                 # An acknowledged commit is on two sites: the primary and its synchronous standby.
-                "synchronous_mode": cluster.sync,
+                "synchronous_mode": cluster.synchronous_mode,
                 "synchronous_node_count": 1,
                 "postgresql": {
                     "use_pg_rewind": True,

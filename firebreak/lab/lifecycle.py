@@ -14,7 +14,7 @@ from typing import Callable
 import httpx
 import yaml
 
-from firebreak.errors import LabError
+from firebreak.errors import InputError, LabError, Problem
 from firebreak.lab import access, net, procs, runtime
 from firebreak.lab.components import (etcd_ok, http_ok, proc_of, ready_probe, start, stop_everything, tail, tcp_ok,
                                       wait_component)
@@ -24,7 +24,7 @@ from firebreak.lab.layout import PORTS, LabLayout, make_layout
 from firebreak.lab.plan import PORT_STRIDE, ClusterPlan, LabPlan, default_plan, plan_lab
 from firebreak.lab.state import (TOPOLOGY_FILE, LabState, SiteState, clear, lab_home, load, save, save_secrets,
                                  write_private)
-from firebreak.lab.status import cluster_members, settled
+from firebreak.lab.status import SYNC_ROLES, cluster_members, settled
 from firebreak.resources import example
 from firebreak.topology import load_topology
 
@@ -42,7 +42,7 @@ class AlreadyUp(LabError):
 
 
 def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True,
-       progress: Progress = _quiet, home: Path | None = None) -> LabState:
+       progress: Progress = _quiet, home: Path | None = None, replication: str | None = None) -> LabState:
     home = home or lab_home()
     topo_path = topology or DEFAULT_TOPOLOGY
     topo = load_topology(topo_path, str(topology) if topology else "examples/firebreak-lab.yaml")
@@ -52,7 +52,10 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
     # With a topology, the lab is that estate; what it cannot build is refused here, before
     # anything starts or is even looked at (InputError, exit 2, every field named). Without, it
     # is today's lab.
-    plan = plan_lab(topo) if topology is not None else default_plan(topo)
+    if replication is not None and topology is not None:
+        raise InputError(Problem("--replication", "", "a topology declares each database's replication; "
+                                                      "set `replication:` there instead"))
+    plan = plan_lab(topo) if topology is not None else default_plan(topo, replication or "sync")
 
     existing = load(home)
     if existing is not None:
@@ -78,6 +81,7 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
     save_secrets(home, secrets)
     state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
                      cluster=plan.clusters[0].name, estate=plan.estate,
+                     replication="quorum" if plan.clusters[0].quorum_commit else "sync",
                      user=user, agents=agents, sites={s: SiteState() for s in topo.sites}, python=python)
     if plan.estate:
         (home / TOPOLOGY_FILE).write_text(Path(topo_path).read_text())
@@ -246,9 +250,9 @@ def _wait_cluster(state: LabState, layout: LabLayout, cluster: ClusterPlan, prog
         if leader and not announced_leader:
             progress(f"postgres: {label}{leader[0]['name']} is primary (initdb done)")
             announced_leader = True
-        streaming = [m for m in members if m.get("role") in ("replica", "sync_standby")
+        streaming = [m for m in members if m.get("role") in ("replica", *SYNC_ROLES)
                      and m.get("state") == "streaming"]
-        sync = [m for m in members if m.get("role") == "sync_standby"]
+        sync = [m for m in members if m.get("role") in SYNC_ROLES]
         if leader and len(streaming) == len(cluster.sites) - 1 and (sync or not cluster.sync):
             progress(f"postgres: {label}{len(streaming)} standbys streaming"
                      + (f", {sync[0]['name']} synchronous" if sync else ""))

@@ -38,6 +38,12 @@ class ClusterPlan:
     sync: bool                    # synchronous_mode: an acknowledged commit is on two sites
     doors: bool                   # its clients go through the sites' database doors
     legacy: bool = False          # the default lab's one cluster: scope 'firebreak', database 'claims'
+    quorum_commit: bool = False   # synchronous_mode: quorum (ANY 1 of the standbys), not one named standby
+
+    @property
+    def synchronous_mode(self) -> bool | str:
+        """Patroni's synchronous_mode for this cluster: "quorum", True or False."""
+        return "quorum" if self.quorum_commit else self.sync
 
     @property
     def scope(self) -> str:
@@ -164,6 +170,9 @@ def plan_lab(topo: Topology) -> LabPlan:
                                   "failover: auto")
         if db.replication == Replication.SYNC and len(db.sites()) < 2:
             bad(f"{at}.replication", "synchronous replication needs members in at least two sites")
+        if db.replication == Replication.QUORUM and len(db.sites()) < 3:
+            bad(f"{at}.replication", "quorum commit needs standbys in at least two sites besides the primary's "
+                                     f"(members in {len(db.sites())} sites); declare replication: sync")
         for dep in db.depends_on:
             if topo.services[dep].kind not in (Kind.QUORUM, Kind.OPS_TOOL):
                 bad(f"{at}.depends_on", f"'{dep}': a lab database depends only on etcd (quorum) and ops tools")
@@ -180,7 +189,8 @@ def plan_lab(topo: Topology) -> LabPlan:
     clusters = tuple(
         ClusterPlan(name=db.name, index=i, primary=db.primary or db.sites()[0],
                     sites=tuple([db.primary] + [s for s in sites if s in db.sites() and s != db.primary]),
-                    sync=db.replication == Replication.SYNC, doors=db.doors)
+                    sync=db.replication in (Replication.SYNC, Replication.QUORUM), doors=db.doors,
+                    quorum_commit=db.replication == Replication.QUORUM)
         for i, db in enumerate(databases))
     names = {c.name for c in clusters}
     services = tuple(
@@ -193,17 +203,19 @@ def plan_lab(topo: Topology) -> LabPlan:
                    quorum=quorums[0].name if quorums else None, tools=tuple(t.name for t in tools))
 
 
-def default_cluster(sites: list[str] | tuple[str, ...], primary: str | None = None, name: str = "claims-db") -> ClusterPlan:
-    """The default lab's one cluster: scope 'firebreak', a member in every site."""
+def default_cluster(sites: list[str] | tuple[str, ...], primary: str | None = None, name: str = "claims-db",
+                    replication: str = "sync") -> ClusterPlan:
+    """The default lab's one cluster: scope 'firebreak', a member in every site, synchronous
+    replication to one named standby ("sync") or to ANY 1 of the others ("quorum")."""
     primary = primary or sites[0]
     return ClusterPlan(name=name, index=0, primary=primary, sites=tuple([primary] + [s for s in sites if s != primary]),
-                       sync=True, doors=True, legacy=True)
+                       sync=True, doors=True, legacy=True, quorum_commit=replication == "quorum")
 
 
-def default_plan(topo: Topology) -> LabPlan:
+def default_plan(topo: Topology, replication: str = "sync") -> LabPlan:
     """Today's lab: one cluster (scope 'firebreak') in every site, the claims app as its service."""
     db = next((s for s in topo.services.values() if s.kind == Kind.DATABASE), None)
     cluster = default_cluster(topo.sites, db.primary if db is not None else None,
-                              db.name if db is not None else "claims-db")
+                              db.name if db is not None else "claims-db", replication)
     return LabPlan(topology=topo.name, sites=topo.sites, clusters=(cluster,), services=(), quorum=None, tools=(),
                    estate=False)

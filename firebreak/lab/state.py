@@ -51,6 +51,7 @@ class LabState:
     python: str = sys.executable  # the interpreter the site processes run with
     cluster: str = "claims-db"    # the topology's name for the lab's Patroni cluster
     estate: bool = False          # built from a topology (`lab up --topology`): its copy is home/topology.yaml
+    replication: str = "sync"     # the default lab's cluster: sync (one named standby) or quorum (ANY 1)
     _plan: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -64,7 +65,8 @@ class LabState:
                 self._plan = plan_lab(load_topology(self.home / TOPOLOGY_FILE, self.topology))
             else:  # today's lab: one cluster in every site, all the state says
                 self._plan = LabPlan(topology=self.topology, sites=tuple(self.site_names),
-                                     clusters=(default_cluster(self.site_names, name=self.cluster),), services=(),
+                                     clusters=(default_cluster(self.site_names, name=self.cluster,
+                                                               replication=self.replication),), services=(),
                                      quorum=None, tools=(), estate=False)
         return self._plan
 
@@ -77,6 +79,7 @@ class LabState:
             "lab_id": self.lab_id, "net": self.net, "topology": self.topology, "sites_order": self.site_names,
             "home": str(self.home), "user": list(self.user) if self.user else None, "agents": self.agents,
             "phase": self.phase, "python": self.python, "cluster": self.cluster, "estate": self.estate,
+            "replication": self.replication,
             "sites": {n: {"power": s.power, "silenced": s.silenced, "isolated": s.isolated, "degraded": s.degraded,
                           "procs": [p.as_dict() for p in s.procs], "cut": list(s.cut),
                           "paused": [p.as_dict() for p in s.paused]}
@@ -89,6 +92,7 @@ class LabState:
                    home=Path(d["home"]), user=tuple(d["user"]) if d.get("user") else None,
                    agents=d.get("agents", True), phase=d.get("phase", "up"), python=d.get("python", sys.executable),
                    cluster=d.get("cluster", "claims-db"), estate=d.get("estate", False),
+                   replication=d.get("replication", "sync"),
                    sites={n: SiteState(power=s["power"], silenced=s.get("silenced", "none"),
                                        isolated=s.get("isolated", ""), degraded=s.get("degraded", ""),
                                        procs=[Proc(**p) for p in s["procs"]], cut=list(s.get("cut", [])),

@@ -76,7 +76,7 @@ def settled(home: Path | None = None, timeout: float = 20.0) -> bool:
         for c in state.plan.clusters:
             members = cluster_members(state.layout, cluster=c)
             primaries += [m["name"] for m in members if m.get("role") == "leader"]
-            syncs += [m["name"] for m in members if m.get("role") == "sync_standby"]
+            syncs += [m["name"] for m in members if m.get("role") in SYNC_ROLES]
         leader = etcd_leader_site(home)
         if primaries and leader is not None and etcd_leader_target(leader, primaries, syncs, state.site_names) is None:
             return True
@@ -114,11 +114,17 @@ def clusters_doc(name: str, sites: dict[str, dict], dsn: str) -> dict:
                    "members": roles, "dsn": dsn}}
 
 
+# Patroni's /cluster roles of a standby that acknowledges commits: the one named standby of
+# synchronous_mode, or each voter of quorum commit (ANY 1 of them acknowledges).
+SYNC_ROLES = ("sync_standby", "quorum_standby")
+
+
 def member_role(m: dict | None, off: bool) -> str:
-    """A member as `lab status` names its role: primary, sync_standby, replica, or down."""
+    """A member as `lab status` names its role: primary, sync_standby, quorum_standby, replica, or down."""
     if m is None or off or m.get("state") not in ("running", "streaming"):
         return "down"
-    return {"leader": "primary", "sync_standby": "sync_standby"}.get(m.get("role"), "replica")
+    role = m.get("role")
+    return "primary" if role == "leader" else role if role in SYNC_ROLES else "replica"
 
 
 def services_doc(sites: dict[str, dict], plan=None) -> dict:
@@ -134,7 +140,8 @@ def healthy_clusters(clusters: dict[str, dict], sync: dict[str, bool]) -> bool:
     it is synchronous. Pure: `clusters` is status()'s, with `states` (member -> Patroni state)."""
     for name, c in clusters.items():
         roles = c["members"]
-        if c["primary"] is None or (sync.get(name, True) and c["sync_standby"] is None):
+        voters = [m for m, r in roles.items() if r == "quorum_standby"]
+        if c["primary"] is None or (sync.get(name, True) and c["sync_standby"] is None and not voters):
             return False
         if any(r == "down" or c["states"].get(m) != "streaming" for m, r in roles.items() if r != "primary"):
             return False

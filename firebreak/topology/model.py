@@ -17,6 +17,7 @@ class Kind(StrEnum):
 
 class Replication(StrEnum):
     SYNC = "sync"
+    QUORUM = "quorum"  # ANY k of the standbys: a commit is on the primary and on k other sites
     ASYNC = "async"
 
 

@@ -23,7 +23,7 @@ class ServiceSpec(_Strict):
     depends_on: list[str] = Field(default_factory=list)
     recovery: list[str] = Field(default_factory=list)
     primary: str | None = None
-    replication: Literal["sync", "async"] | None = None
+    replication: Literal["sync", "quorum", "async"] | None = None
     failover: Literal["auto", "manual"] | None = None
     # database only: its clients reach it through a database door in each site, which closes
     # their sessions on a dead primary and sends them to the new one (Firebreak's db_door)

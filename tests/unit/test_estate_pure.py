@@ -76,6 +76,8 @@ def test_without_a_topology_the_lab_is_todays():
     ({"a": _db(replicas={"pangyo": 2, "ansan": 1})}, "services.a.replicas.pangyo", "one PostgreSQL member per site"),
     ({"a": _db(failover="manual")}, "services.a.failover", "failover: auto"),
     ({"a": _db(replicas={"pangyo": 1}, replication="sync")}, "services.a.replication", "at least two sites"),
+    ({"a": _db(replicas={"pangyo": 1, "ansan": 1}, replication="quorum")}, "services.a.replication",
+     "standbys in at least two sites"),
     ({"a": _db(), "q": {"kind": "quorum", "replicas": {"pangyo": 1}}}, "services.q.replicas", "one member in every site"),
     ({"a": _db(), "t": {"kind": "ops-tool", "replicas": {"pangyo": 1}}}, "services.t.replicas", "in every site"),
     ({"a": _db(), "s": {"replicas": {"pangyo": 2}}}, "services.s.replicas.pangyo", "one instance per site"),
@@ -212,3 +214,12 @@ def _c(primary, sync, roles, states):
 ])
 def test_the_lab_is_healthy_only_when_every_cluster_is(clusters_, sync, ok):
     assert healthy_clusters(clusters_, sync) is ok
+
+
+def test_a_database_declaring_quorum_commit_runs_patronis_quorum_mode():
+    from firebreak.lab.plan import default_cluster
+    plan = plan_lab(_topo(a=_db(replication="quorum"), b=_db(), c=_db(replication="async")))
+    modes = {c.name: (c.sync, c.quorum_commit, c.synchronous_mode) for c in plan.clusters}
+    assert modes == {"a": (True, True, "quorum"), "b": (True, False, True), "c": (False, False, False)}
+    assert default_cluster(SITES).synchronous_mode is True
+    assert default_cluster(SITES, replication="quorum").synchronous_mode == "quorum"

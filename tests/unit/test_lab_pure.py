@@ -234,3 +234,29 @@ def test_a_lab_state_knows_its_layout_and_its_plan(tmp_path):
     assert state.plan.clusters[0].name == "claims-db" and not state.plan.estate
     again = LabState.from_json(state.to_json())
     assert again.layout == state.layout and again.plan == state.plan
+
+
+def test_patroni_runs_quorum_commit_when_the_cluster_asks_for_it_and_failsafe_always():
+    from firebreak.lab.plan import default_cluster
+    layout = make_layout(Path("/x"), "netns", SITES, "abcd1234")
+    access_ = EtcdAccess("/x/pki/ca.pem", "/x/c.pem", "/x/k.pem", "patroni", "pw")
+    for replication, mode in (("sync", True), ("quorum", "quorum")):
+        cfg = patroni_config(layout, layout.site("ansan"), SECRETS, "/bin", access_,
+                             default_cluster(SITES, replication=replication))
+        dcs = cfg["bootstrap"]["dcs"]
+        assert dcs["synchronous_mode"] == mode and dcs["synchronous_node_count"] == 1
+        # etcd gone is no reason to stop writing while every member answers (Patroni's failsafe)
+        assert dcs["failsafe_mode"] is True
+
+
+def test_lab_status_reads_quorum_voters_as_acknowledging_standbys():
+    from firebreak.lab.status import healthy_clusters, member_role
+    assert member_role({"role": "quorum_standby", "state": "streaming"}, False) == "quorum_standby"
+    assert member_role({"role": "leader", "state": "running"}, False) == "primary"
+    assert member_role({"role": "replica", "state": "streaming"}, False) == "replica"
+    states = {"ansan": "streaming", "siheung": "streaming"}
+    voters = {"c": {"primary": "pangyo", "sync_standby": None, "states": states,
+                    "members": {"pangyo": "primary", "ansan": "quorum_standby", "siheung": "quorum_standby"}}}
+    assert healthy_clusters(voters, {"c": True})
+    none = {"c": {**voters["c"], "members": {"pangyo": "primary", "ansan": "replica", "siheung": "replica"}}}
+    assert not healthy_clusters(none, {"c": True})
