@@ -39,8 +39,17 @@ class Settings:
     # Shared by every site's app, so a reviewer's session and a half-filled form work at any door.
     session_secret: str = ""
     trusted_proxies: frozenset[str] = frozenset()  # our doors: their X-Forwarded-For is believed
-    portal_rate: float = 20.0     # form submissions and status lookups per source per minute
-    api_rate: float = 5000.0      # API requests per source per second (partners' systems, drills)
+    portal_rate: float = 20.0     # form submissions, status lookups and keyless API reports per source per minute
+    # Keyless API reports per source per second, when an operator sets it (FIREBREAK_API_RATE): a
+    # deployment whose every client shares one address. Unset: a person's allowance, the portal's.
+    api_rate: float | None = None
+    partner_keys: str = ""        # the partners' keys file (partners.py): `<name> sha256:<hex>` a line, mode 0600
+    partner_rate: float = 5000.0  # reports per second per partner key (partners' bulk filing systems, drills)
+    # The admin listener (the agent's hooks, /metrics, /docs, /openapi.json), ADDR:PORT, on an
+    # address the public door does not forward to. Unset: one listener serves everything, as before.
+    admin_bind: str = ""
+    admin_failures_per_minute: float = 10.0  # failed admin-token attempts a source may make
+    review_deadline: float = 5.0  # the reviewer console's and the verifier's statements on the primary
     policy: str = str(DEFAULT_POLICY)
     ledger: str = ""              # an outage ledger file, added to what the agents recorded in etcd
     etcd: tuple[str, ...] = ()
@@ -64,7 +73,12 @@ class Settings:
                    session_secret=env.get("FIREBREAK_SESSION_SECRET", ""),
                    trusted_proxies=frozenset(x for x in env.get("FIREBREAK_TRUSTED_PROXIES", "").split(",") if x),
                    portal_rate=float(env.get("FIREBREAK_PORTAL_RATE", "20")),
-                   api_rate=float(env.get("FIREBREAK_API_RATE", "5000")),
+                   api_rate=float(env["FIREBREAK_API_RATE"]) if env.get("FIREBREAK_API_RATE") else None,
+                   partner_keys=env.get("FIREBREAK_PARTNER_KEYS", ""),
+                   partner_rate=float(env.get("FIREBREAK_PARTNER_RATE", "5000")),
+                   admin_bind=env.get("FIREBREAK_ADMIN_BIND", ""),
+                   admin_failures_per_minute=float(env.get("FIREBREAK_ADMIN_FAILURES_PER_MINUTE", "10")),
+                   review_deadline=float(env.get("FIREBREAK_REVIEW_DEADLINE", "5")),
                    policy=env.get("FIREBREAK_POLICY", str(DEFAULT_POLICY)),
                    ledger=env.get("FIREBREAK_LEDGER", ""),
                    etcd=tuple(x for x in env.get("FIREBREAK_ETCD", "").split(",") if x),

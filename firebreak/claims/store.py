@@ -19,7 +19,8 @@ import functools
 import hashlib
 import secrets
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -37,6 +38,7 @@ RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: receipts a
 # transactions may be waiting for the synchronous standby at once.
 MAX_BATCH = 64
 WRITERS = 4
+T = TypeVar("T")
 
 
 def request_digest(report: ReportIn) -> str:
@@ -221,6 +223,36 @@ class Store:
         primary's site died learns only from its first write after the failover, a write deadline
         later (run 10's 3.16 s cut: 1.5 s of it on such a connection)."""
         self.generation += 1
+
+    async def on_primary(self, work: Callable[[Any], Awaitable[T]], deadline: float | None = None) -> T:
+        """`work(conn)` in one transaction on the primary, as intake's writes are: on a connection
+        made after the primary last moved, bounded by `deadline` (the write deadline by default),
+        hung up on rather than cancelled when the server is silent. No connection to be had:
+        AnswerUnknown (nothing was done). No answer, or a commit the synchronous standby did not
+        confirm: OutcomeUnknown (it may or may not have happened), and later writes take new
+        connections. For the reviewer console and the verifier (review_store.ReviewStore)."""
+        try:
+            conn = await self._fresh_primary()
+        except (psycopg.Error, PoolTimeout) as e:
+            raise AnswerUnknown(f"no primary database server answered ({_first_line(e, type(e).__name__)})") from e
+
+        async def in_transaction() -> T:
+            async with conn.transaction():
+                return await work(conn)
+        try:
+            conn.sync_cancelled.clear()
+            result = await _bounded(conn, in_transaction(), deadline or self.settings.write_deadline)
+            if conn.sync_cancelled:
+                raise OutcomeUnknown("commit not confirmed by the synchronous standby")
+            return result
+        except OutcomeUnknown:
+            self.generation += 1
+            raise
+        except psycopg.OperationalError as e:
+            self.generation += 1
+            raise OutcomeUnknown(_first_line(e, "connection lost")) from e
+        finally:
+            await self.primary.putconn(conn)
 
     async def _fresh_primary(self) -> Any:
         while True:

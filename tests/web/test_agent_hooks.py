@@ -13,10 +13,11 @@ TOKEN = "agent-t0ken"
 
 
 def app_backends(dsn: str) -> set[int]:
-    """Server processes of the app's primary pool (the read pools name themselves '-ro')."""
+    """Server processes of this test's app's primary pool (the read pools name themselves '-ro';
+    the session's other apps call their site pangyo)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         return {pid for (pid,) in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'claims-pangyo'")}
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'claims-hooks'")}
 
 
 def test_the_agents_hooks_need_the_admin_token(claims_db, tmp_path):
@@ -33,7 +34,7 @@ def test_the_agents_hooks_need_the_admin_token(claims_db, tmp_path):
 def test_after_primary_moved_no_pooled_connection_made_before_is_used(claims_db, tmp_path):
     """A power cut leaves the old primary silent: a write on a connection made before the move
     would wait out its deadline. After the agent's word, the next write goes on a new one."""
-    with serve_app(claims_db, tmp_path, FIREBREAK_ADMIN_TOKEN=TOKEN) as (url, _):
+    with serve_app(claims_db, tmp_path, FIREBREAK_ADMIN_TOKEN=TOKEN, FIREBREAK_SITE_NAME="hooks") as (url, _):
         assert httpx.post(url + "/api/reports", json=REPORT, timeout=10).status_code == 201
         before = app_backends(claims_db)
         assert before, "the app's primary pool holds connections"

@@ -229,34 +229,50 @@ def test_a_report_names_a_service_from_the_policy_and_nothing_else(claims_app):
     assert forged.status_code == 422 and "Choose a service from the list" in forged.text
 
 
-def test_a_report_the_database_refuses_costs_the_reports_committed_with_it_nothing(claims_app):
+def test_a_report_the_database_refuses_costs_the_reports_committed_with_it_nothing(claims_db, tmp_path):
     """Reports arriving together are committed together; when the database refuses one's values,
     that one is told so (422, nothing stored) and the others are stored and acknowledged, not
-    told their outcome is unknown."""
+    told their outcome is unknown. Sixty at once from one address: a partner's bulk filing
+    system, with its key (a person's allowance is 20 at once)."""
     import asyncio
     import uuid
 
+    from firebreak.claims.partners import key_line, new_key
+    from tests.web.conftest import serve_app
+
     run = uuid.uuid4().hex[:8]
-    with psycopg.connect(claims_app["dsn"]) as conn:  # a rule the model does not know: only the database refuses
-        conn.execute(f"ALTER TABLE reports ADD CONSTRAINT poison_{run} CHECK (description <> 'poison-{run}')")
-        conn.commit()
-    try:
-        async def send_all() -> list[httpx.Response]:
-            async with httpx.AsyncClient(base_url=claims_app["url"], timeout=30) as c:
-                return await asyncio.gather(*(
-                    c.post("/api/reports", headers={"Idempotency-Key": f"{run}-{i}"},
-                           json={**REPORT, "description": f"poison-{run}" if i % 10 == 3 else f"fine-{run}"})
-                    for i in range(60)))
-        answers = asyncio.run(send_all())
-    finally:
-        with psycopg.connect(claims_app["dsn"]) as conn:
-            conn.execute(f"ALTER TABLE reports DROP CONSTRAINT poison_{run}")
-            conn.commit()
+    key = new_key()
+    keys = tmp_path / "partners"
+    keys.write_text(key_line("bulk-filer", key) + "\n")
+    keys.chmod(0o600)
+    with serve_app(claims_db, tmp_path, FIREBREAK_PARTNER_KEYS=str(keys)) as (url, _):
+        answers = _send_poisoned(claims_db, url, run, {"Authorization": f"Bearer {key}"})
     codes = [r.status_code for r in answers]
     assert [i for i, c in enumerate(codes) if c == 422] == [i for i in range(60) if i % 10 == 3], codes
     assert all(c == 201 for i, c in enumerate(codes) if i % 10 != 3), codes
     assert "nothing was stored" in answers[3].json()["errors"][0]["reason"]
-    with psycopg.connect(claims_app["dsn"]) as conn:
+    with psycopg.connect(claims_db) as conn:
         stored = conn.execute("SELECT description, count(*) FROM reports WHERE idempotency_key LIKE %s GROUP BY 1",
                               (f"{run}-%",)).fetchall()
     assert dict(stored) == {f"fine-{run}": 54}
+
+
+def _send_poisoned(dsn: str, url: str, run: str, headers: dict) -> list[httpx.Response]:
+    """Sixty reports at once, every tenth (3, 13, ...) one the database refuses."""
+    import asyncio
+
+    with psycopg.connect(dsn) as conn:  # a rule the model does not know: only the database refuses
+        conn.execute(f"ALTER TABLE reports ADD CONSTRAINT poison_{run} CHECK (description <> 'poison-{run}')")
+        conn.commit()
+    try:
+        async def send_all() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+                return await asyncio.gather(*(
+                    c.post("/api/reports", headers={**headers, "Idempotency-Key": f"{run}-{i}"},
+                           json={**REPORT, "description": f"poison-{run}" if i % 10 == 3 else f"fine-{run}"})
+                    for i in range(60)))
+        return asyncio.run(send_all())
+    finally:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(f"ALTER TABLE reports DROP CONSTRAINT poison_{run}")
+            conn.commit()
