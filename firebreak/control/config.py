@@ -42,6 +42,13 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _unix_socket(value: str) -> str:
+    if not value.startswith("unix/") or not value.removeprefix("unix/"):
+        raise ValueError(f"{value!r} must be a unix socket (unix//path): HAProxy's runtime API has no "
+                         "authentication of its own")
+    return value
+
+
 def _admin(value: str) -> str:
     return value if value.startswith("unix/") else _url(value)
 
@@ -68,8 +75,9 @@ class SiteEndpoints(_Strict):
 
 class DoorSettings(_Strict):
     listen: HostPort = Field(description="ADDR:PORT the door serves clients on")
-    admin: Annotated[str, AfterValidator(_admin)] = Field(description="the door's (Caddy's) admin API: unix//path/to/socket (only its user can "
-                                   "open it), or a loopback URL")
+    admin: Annotated[str, AfterValidator(_admin)] = Field(
+        description="the door's (Caddy's) admin API: unix//path/to/socket (only its user can open it), or a "
+                    "loopback URL")
     tls_listen: HostPort | None = Field(default=None, description="ADDR:PORT the door serves HTTPS on")
     tls_cert: str | None = Field(default=None, description="the door's certificate (PEM), for tls_listen")
     tls_key: str | None = Field(default=None, description="its key (PEM, mode 0600)")
@@ -92,8 +100,9 @@ class DoorPorts(_Strict):
 
 
 class DbDoorSettings(_Strict):
-    admin: str = Field(description="the database door's (HAProxy's) runtime API: unix//path/to/socket, "
-                                   "its `stats socket ... level admin`, which only the agent's user can open")
+    admin: Annotated[str, AfterValidator(_unix_socket)] = Field(
+        description="the database door's (HAProxy's) runtime API: unix//path/to/socket, its `stats socket ... "
+                    "level admin`, which only the agent's user can open")
     host: str = Field(description="the address clients reach the door on")
     port: int = Field(gt=0, lt=65536, description="read-write port: the current primary")
     read_only_port: int | None = Field(default=None, gt=0, lt=65536, description="living standbys")
@@ -107,9 +116,7 @@ class DbDoorSettings(_Strict):
 
     @property
     def socket_path(self) -> str:
-        if not self.admin.startswith("unix/"):
-            raise ValueError("db_door.admin must be a unix socket, unix//path")
-        return self.admin.removeprefix("unix/")
+        return self.admin.removeprefix("unix/")  # a unix socket: checked at load
 
 
 class ServiceSettings(_Strict):
@@ -166,9 +173,6 @@ class AgentConfig(_Strict):
                 raise ValueError(f"site name {bad_name(name)}")
         if self.site not in self.sites:
             raise ValueError(f"site '{self.site}' is not among sites ({', '.join(self.sites)})")
-        if self.db_door is not None and not self.db_door.admin.startswith("unix/"):
-            raise ValueError("db_door.admin must be a unix socket (unix//path): HAProxy's runtime API has "
-                             "no authentication of its own")
         for member, site in self.members.items():
             if site not in self.sites:
                 raise ValueError(f"members.{member}: unknown site '{site}'")

@@ -9,7 +9,8 @@ This module assembles the console from its routers, one per concern:
 
 | module | routes |
 |---|---|
-| console_status.py | `/healthz`, `/api/status`, `/api/estate`, `/api/routing`, `/api/ledger`, `/api/audit`, `/metrics` |
+| console_status.py | `/healthz`, `/api/status`, `/api/estate`, `/api/routing`, `/api/ledger`, `/api/audit`, |
+| | `/metrics` |
 | console_actions.py | `POST /api/actions/{action}`, `POST /actions/{action}` (the page's forms) |
 | console_auth.py | `POST /login`, `POST /logout`, `GET /` (the page) |
 

@@ -17,6 +17,9 @@ CASES = [
      "bad.yml: etcd[0]: '10.1.0.10:2379' needs http:// or https:// and a host"),
     ("a port that is no number", ("app: http://10.1.0.12:8080", "app: http://10.1.0.12:80x0"),
      "bad.yml: sites.pangyo.app: 'http://10.1.0.12:80x0' is not a URL"),
+    ("a database door admin that is no socket",
+     ("admin: unix//run/haproxy/db-door.sock", "admin: http://127.0.0.1:9999"),
+     "bad.yml: db_door.admin: 'http://127.0.0.1:9999' must be a unix socket (unix//path)"),
     ("a listen address without a port", ("listen: 10.1.0.20:8090", "listen: 10.1.0.20"),
      "bad.yml: listen: '10.1.0.20' needs an address and a port"),
 ]
