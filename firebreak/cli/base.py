@@ -14,6 +14,22 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        import sys
+
+        from firebreak import __version__
+
+        sys.stdout.write(f"firebreak {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Print Firebreak's version and exit.")) -> None:
+    """Make losing a whole site a non-event, provably."""
+
+
 class OutputFormat(str, Enum):
     """The one output convention: every command that reports something takes --format text|json.
     text is a table for people; json is stable, documented in docs/CLI.md, for programs."""

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from firebreak import __version__
+
 
 class AgentMetrics:
     def __init__(self, site: str):
         self.registry = CollectorRegistry()
         self.site = site
+        # Which version each site's agent runs (a rolling upgrade shows two): the usual build-info
+        # gauge, always 1, the version in its label.
+        self.build_info = Gauge("firebreak_build_info", "Firebreak's version on this agent (always 1)",
+                                ["site", "version"], registry=self.registry)
+        self.build_info.labels(site, __version__).set(1)
         self._probes = Counter("firebreak_probes_total", "Probes of other sites' components",
                                ["site", "target", "component", "result"], registry=self.registry)
         self._failovers = Counter("firebreak_failovers_total", "Leader keys released for dead primaries",

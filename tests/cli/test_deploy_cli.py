@@ -77,3 +77,10 @@ def test_a_named_secrets_file_must_exist_and_be_private(tmp_path):
     (out / "secrets.yml").chmod(0o644)
     r = run_cli("deploy", "render", "--inventory", EXAMPLE, "--out", str(out))
     assert r.returncode == 2 and "chmod 600" in r.stderr
+
+
+def test_version():
+    from firebreak import __version__
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout == f"firebreak {__version__}\n"
