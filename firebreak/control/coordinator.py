@@ -214,13 +214,17 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
     primary_sites, sync_sites = placement_of(seen.clusters, seen.site_of)
     effects: list[Effect] = [SteerDoors()]
     mem = memory
+    adopted: set[str] = set()
     if mem.needs_ledger:
         if seen.ledger is None:
             raise ValueError("coordinator tick: taking over needs the ledger's values (Seen.ledger)")
         mem = replace(mem, adopted=True, incidents=incidents.adopt(seen.ledger, sites),
                       outages=outages.adopt(seen.ledger) if settings.services else {})
+        adopted = set(mem.incidents)
 
     open_incidents, incident_writes = incidents.step(mem.incidents, verdicts, now, settings.window)
+    incident_writes = [incidents.found_back(i, settings.site) if i.site in adopted and i.end is not None else i
+                       for i in incident_writes]
     effects += [OpenIncident(i) if i.end is None else CloseIncident(i) for i in incident_writes]
 
     bogus = detector.agreed_bogus_leaders(sites, seen.views, now, dcfg)

@@ -66,6 +66,14 @@ def step(open_: Mapping[str, Incident], verdicts: Mapping[str, Verdict], now: fl
     return still, writes
 
 
+def found_back(inc: Incident, by: str) -> Incident:
+    """An adopted incident whose site was already back when `by` took over: it ended at some
+    moment since the last coordinator's last word, which nobody saw. Its end is then when it was
+    found back, and the entry says so (an upper bound, for whoever prices it)."""
+    return replace(inc, detail="; ".join(x for x in (inc.detail, f"found back by {by} on taking over as "
+                                                     "coordinator: it ended at or before this end") if x))
+
+
 def adopt(values: Iterable[str], sites: Iterable[str]) -> dict[str, Incident]:
     """The site incidents still open in the ledger (its entries' JSON, written by an earlier
     coordinator), for the sites of this estate: the newest per site. Entries that are not an

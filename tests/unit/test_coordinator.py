@@ -208,6 +208,14 @@ def test_a_coordinator_taking_over_again_trusts_the_ledger_not_its_memory():
     assert r.memory.incidents == {} and "CloseIncident" not in kinds(r)
 
 
+def test_an_incident_found_over_on_taking_over_is_closed_and_says_its_end_is_a_bound():
+    ledger = (json.dumps(Incident("ansan", 100.5, detail="2 of 3 sites").entry("pangyo", estate=False)),)
+    r = co.tick(SETTINGS, seen(104.0, ledger=ledger), co.Memory())
+    (closed,) = of(r, co.CloseIncident)
+    assert (closed.incident.start, closed.incident.end) == (100.5, 104.0)
+    assert closed.incident.detail.startswith("2 of 3 sites; found back by siheung on taking over")
+
+
 def test_incidents_adopt_only_the_agents_open_site_incidents_newest_first():
     def e(site, start, end=None, source="agent", kind="site-down"):
         return json.dumps({"site": site, "start": start, "end": end, "kind": kind, "source": source})
