@@ -66,6 +66,22 @@ MIGRATIONS: list[tuple[int, str]] = [
     -- report. The same key with another report is refused, never answered with the first one.
     ALTER TABLE reports ADD COLUMN request_digest text;
     """),
+    (4, """
+    -- The operator's accounts (`firebreak claims accounts load`): what payouts are priced from,
+    -- instead of what a reporter types. Replaced whole by each load (a snapshot, not a delta).
+    CREATE TABLE accounts (
+        account text PRIMARY KEY,
+        kind text NOT NULL,
+        monthly_fee bigint CHECK (monthly_fee >= 0),
+        services text[] NOT NULL,
+        sales_per_hour bigint CHECK (sales_per_hour >= 0),
+        loaded_at timestamptz NOT NULL DEFAULT now()
+    );
+    -- The account a report is for (optional; ReportIn.account): duplicates are found by account
+    -- and overlapping window, whatever contact each report gives.
+    ALTER TABLE reports ADD COLUMN account text;
+    CREATE INDEX reports_account ON reports (account, service) WHERE account IS NOT NULL;
+    """),
 ]
 LOCK_ID = 0x46_42_4D_49  # "FBMI": one migrator at a time, whoever runs it
 

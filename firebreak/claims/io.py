@@ -72,7 +72,7 @@ def read_database(dsn: str) -> tuple[ReportTable, list[dict]]:
     with psycopg.connect(dsn, connect_timeout=5) as conn:
         rows = conn.cursor(row_factory=dict_row).execute(
             "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, contact, "
-            "plan_price, array_to_string(evidence, ',') AS evidence FROM reports ORDER BY id").fetchall()
+            "account, array_to_string(evidence, ',') AS evidence FROM reports ORDER BY id").fetchall()
     for r in rows:
         r["window_start"], r["window_end"] = r["window_start"].isoformat(), r["window_end"].isoformat()
     return table_from_rows(rows, "database", 1, where="report id", key="id"), rows
@@ -81,7 +81,7 @@ def read_database(dsn: str) -> tuple[ReportTable, list[dict]]:
 def table_from_rows(rows: list[dict], label: str, first_line: int, where: str = "line",
                     key: str | None = None) -> ReportTable:
     problems: list[Problem] = []
-    kinds, services, starts, ends, claimed, contacts, plans, evidence = [], [], [], [], [], [], [], []
+    kinds, services, starts, ends, claimed, contacts, evidence = [], [], [], [], [], [], []
     service_names: dict[str, int] = {}
     place = where
     for i, row in enumerate(rows):
@@ -106,8 +106,7 @@ def table_from_rows(rows: list[dict], label: str, first_line: int, where: str = 
             starts.append(start)
             ends.append(end)
             claimed.append(amount)
-            contacts.append(contact_key(row["contact"]))
-            plans.append(int(row.get("plan_price") or 0))
+            contacts.append(report_key(row))
             evidence.append(1 if str(row.get("evidence") or "").strip() else 0)
         if len(problems) >= MAX_PROBLEMS:
             problems.append(Problem(label, "", f"stopped after {MAX_PROBLEMS} problems"))
@@ -116,5 +115,29 @@ def table_from_rows(rows: list[dict], label: str, first_line: int, where: str = 
         raise InputError(problems)
     return ReportTable(np.array(kinds, dtype=np.int64), np.array(services, dtype=np.int64), list(service_names),
                         np.array(starts), np.array(ends), np.array(claimed, dtype=np.int64),
-                        np.array(contacts, dtype=np.int64), np.array(plans, dtype=np.int64),
-                        np.array(evidence, dtype=np.int64), ["receipt"])
+                        np.array(contacts, dtype=np.int64), None, np.array(evidence, dtype=np.int64), ["receipt"])
+
+
+def report_key(row: dict) -> int:
+    """Whose claim a report is, for duplicates: its account where it names one, else its contact."""
+    account = str(row.get("account") or "").strip()
+    return contact_key("account:" + account) if account else contact_key(row["contact"])
+
+
+def attach_accounts(table: ReportTable, rows: list[dict], accounts) -> int:
+    """Fill the table's fee, sales and kind from the operator's accounts (accounts.Accounts) for
+    the reports that name an account on file; returns how many do. A typed plan price and a
+    typed reporter kind give way to the operator's record."""
+    import polars as pl
+
+    from firebreak.claims.batch import NONE
+
+    ids = pl.DataFrame({"account": [str(r.get("account") or "").strip() or None for r in rows]},
+                       schema={"account": pl.String})
+    found = ids.join(accounts.frame, on="account", how="left", maintain_order="left")
+    known = found["kind"].is_not_null().to_numpy()
+    table.monthly_fee = found["monthly_fee"].fill_null(NONE).to_numpy().astype(np.int64)
+    table.sales_per_hour = found["sales_per_hour"].fill_null(NONE).to_numpy().astype(np.int64)
+    kinds = found["kind"].to_physical().fill_null(-1).to_numpy()
+    table.kind = np.where(known, kinds, table.kind).astype(np.int64)
+    return int(known.sum())

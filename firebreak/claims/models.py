@@ -31,15 +31,21 @@ class ReportIn(BaseModel):
     contact: str = Field(min_length=3, max_length=200, description="mobile number or e-mail",
                          json_schema_extra={"pattern": f"(?:{PHONE_RE.pattern})|(?:{EMAIL_RE.pattern})"})
     language: Literal["ko", "en"] = "ko"
-    plan_price: int = Field(default=0, ge=0, le=10_000_000, description="the reporter's paid plan, in won")
+    # What the reporter says their plan costs: kept for the reviewer to read, never used to price
+    # (fees come from the operator's accounts file).
+    plan_price: int = Field(default=0, ge=0, le=10_000_000, description="the reporter's paid plan, in won "
+                                                                         "(informational; not used to price)")
+    account: str | None = Field(default=None, min_length=1, max_length=200,
+                                description="the reporter's account id, if they know it: payouts are priced from "
+                                            "the operator's record of that account")
     evidence: list[Evidence] = Field(default_factory=list, max_length=3)
 
-    @field_validator("service", "description", "contact")
+    @field_validator("service", "description", "contact", "account")
     @classmethod
-    def _no_nul(cls, v: str) -> str:
+    def _no_nul(cls, v: str | None) -> str | None:
         # PostgreSQL text cannot hold NUL: refuse it here, as bad input, rather than let the
         # database's refusal look like an unknown outcome (503) to the client.
-        if "\x00" in v:
+        if v is not None and "\x00" in v:
             raise ValueError("must not contain NUL (\\u0000) characters")
         return v
 

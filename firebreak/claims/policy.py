@@ -1,8 +1,17 @@
 """Compensation policy: a declared file, validated like a topology, and pure pricing functions.
 
-A policy is an ordered list of rules; the first rule whose reporter kinds, services and
-downtime threshold match a report prices it. Every quote says which rule priced it and why,
-and whether a person must review it.
+A policy is an ordered list of rules; the first rule whose reporter kinds and services match a
+report prices it. Every quote says which rule priced it and why, and whether a person must
+review it.
+
+What a payout depends on comes from the operator's data, never from the reporter's words: a
+fee rule (`fee_percent`) pays that percent of the account's monthly fee, from the accounts file,
+for the outage's share of the billing period; a sales rule (`sales_percent`) pays that percent
+of the sales per hour the account declared, for each hour of outage. Only tiers price what a
+reporter claims, and they need a report.
+
+Credit without a claim (credit.py) uses, for each reporter kind and service, the first matching
+rule that needs no report: not tiers (nothing was claimed) and no evidence (nothing was sent).
 """
 
 from __future__ import annotations
@@ -44,18 +53,34 @@ class Rule(_Strict):
     # exactly one way to value the damage
     flat: int | None = Field(default=None, ge=0)
     per_hour: int | None = Field(default=None, ge=0, description="won per verified hour of downtime")
-    plan_percent: float | None = Field(default=None, ge=0, le=1000, description="percent of the reporter's paid plan")
+    fee_percent: float | None = Field(default=None, ge=0, le=1000,
+                                      description="percent of the account's monthly fee for the outage's share of "
+                                                  "the billing period")
+    sales_percent: float | None = Field(default=None, ge=0, le=1000,
+                                        description="percent of the account's declared sales per hour, per hour of "
+                                                    "outage")
     tiers: list[Tier] | None = None
     goodwill: str | None = Field(default=None, description="a non-monetary item (e.g. an emoticon pack)")
     cap: int | None = Field(default=None, ge=0)
     minimum: int | None = Field(default=None, ge=0)
     review_over: int | None = Field(default=None, ge=0, description="a person reviews payouts above this")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_typed_plan(cls, data: object) -> object:
+        if isinstance(data, dict) and "plan_percent" in data:
+            # The old valuation paid a percent of a price the reporter typed (up to 10,000,000 won,
+            # for any outage length): refused by name, so an old policy file says what to change.
+            raise ValueError("plan_percent paid a percent of a plan price the reporter typed and is no longer "
+                             "accepted; use fee_percent: that percent of the account's monthly fee (from the "
+                             "accounts file) for the outage's share of the billing period")
+        return data
+
     @model_validator(mode="after")
     def _one_valuation(self) -> "Rule":
-        ways = [k for k in ("flat", "per_hour", "plan_percent", "tiers", "goodwill") if getattr(self, k) is not None]
+        ways = [k for k in VALUATIONS if getattr(self, k) is not None]
         if len(ways) != 1:
-            raise ValueError("a rule needs exactly one of flat, per_hour, plan_percent, tiers, goodwill"
+            raise ValueError(f"a rule needs exactly one of {', '.join(VALUATIONS)}"
                              + (f" (it has {', '.join(ways)})" if ways else ""))
         if self.tiers is not None:
             if not self.tiers:
@@ -82,6 +107,14 @@ class Rule(_Strict):
         """Every valuation but a goodwill item pays won."""
         return self.goodwill is None
 
+    @property
+    def needs_report(self) -> bool:
+        """Tiers price a claimed amount and evidence comes with a report: neither exists without one."""
+        return self.tiers is not None or bool(self.evidence)
+
+
+VALUATIONS = ("flat", "per_hour", "fee_percent", "sales_percent", "tiers", "goodwill")
+
 
 class Policy(_Strict):
     name: str = Field(min_length=1)
@@ -95,6 +128,13 @@ class Policy(_Strict):
     # and asks again, so a queue that grew overnight is not paid on a reflex.
     approve_all_confirm_over: int = Field(default=1_000_000, ge=0,
                                           description="won; above this total, approving all clean reports asks again")
+    billing_period_days: float = Field(default=30, gt=0, le=366,
+                                       description="a monthly fee pays for this many days: fee rules prorate over it")
+    # An outage the ledger still shows open after this long is more likely a coordinator that died
+    # before closing it than a real outage: it is flagged and not believed, or every later claim
+    # would verify against it (and credit would pay for it).
+    max_open_hours: float = Field(default=24, gt=0,
+                                  description="a ledger entry open longer than this is flagged, not believed")
     rules: list[Rule] = Field(min_length=1)
 
 
@@ -123,13 +163,15 @@ def load_policy(path: Path | str) -> Policy:
 
 @dataclass(frozen=True)
 class Claim:
-    """What pricing needs to know about a report."""
+    """What pricing needs to know about a report (or, for credit, an account and an outage).
+    The fee and sales come from the accounts file the operator loads; None: no account on file."""
     reporter_kind: str
     service: str
     claimed_amount: int
     verified_hours: float          # downtime of the service inside the claimed window, per the ledger
-    plan_price: int = 0            # the reporter's paid plan, for plan_percent rules
     evidence: frozenset[str] = frozenset()
+    monthly_fee: int | None = None
+    sales_per_hour: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +186,27 @@ class Quote:
 def _matches(rule: Rule, claim: Claim) -> bool:
     return (("*" in rule.reporter_kinds or claim.reporter_kind in rule.reporter_kinds)
             and ("*" in rule.services or claim.service in rule.services))
+
+
+def rule_for(policy: Policy, kind: str, service: str, *, report: bool = True) -> int:
+    """The index of the rule that prices (kind, service), or -1. For credit (report=False), the
+    first matching rule that needs no report."""
+    for i, rule in enumerate(policy.rules):
+        if (("*" in rule.reporter_kinds or kind in rule.reporter_kinds)
+                and ("*" in rule.services or service in rule.services)
+                and (report or not rule.needs_report)):
+            return i
+    return -1
+
+
+def prorated_fee(fee, percent: float, hours, period_days: float):
+    """The fee for `hours` of a billing period of `period_days`, at `percent`; scalars or numpy
+    arrays alike (one expression, so the bulk and one-by-one prices agree to the won)."""
+    return fee * percent * hours / (100.0 * period_days * 24.0)
+
+
+def hourly_sales(sales, percent: float, hours):
+    return sales * percent * hours / 100.0
 
 
 def price(policy: Policy, claim: Claim) -> Quote:
@@ -166,9 +229,23 @@ def price(policy: Policy, claim: Claim) -> Quote:
         elif rule.per_hour is not None:
             amount = int(round(rule.per_hour * claim.verified_hours))
             reasons.append(f"{claim.verified_hours:.2f} h × {rule.per_hour:,}")
-        elif rule.plan_percent is not None:
-            amount = int(round(claim.plan_price * rule.plan_percent / 100))
-            reasons.append(f"{rule.plan_percent:g}% of plan {claim.plan_price:,}")
+        elif rule.fee_percent is not None:
+            if claim.monthly_fee is None:
+                return Quote(rule.id, 0, True, None, tuple(reasons + [
+                    "no monthly fee on file for this account (a typed plan price is not used): "
+                    "load the accounts file, or price it by hand"]))
+            amount = int(round(prorated_fee(claim.monthly_fee, rule.fee_percent, claim.verified_hours,
+                                            policy.billing_period_days)))
+            reasons.append(f"{rule.fee_percent:g}% of the monthly fee {claim.monthly_fee:,} for "
+                           f"{claim.verified_hours:.2f} h of {policy.billing_period_days * 24:g} h")
+        elif rule.sales_percent is not None:
+            if claim.sales_per_hour is None:
+                return Quote(rule.id, 0, True, None, tuple(reasons + [
+                    "no declared sales per hour on file for this account: load the accounts file, "
+                    "or price it by hand"]))
+            amount = int(round(hourly_sales(claim.sales_per_hour, rule.sales_percent, claim.verified_hours)))
+            reasons.append(f"{rule.sales_percent:g}% of declared sales {claim.sales_per_hour:,}/h × "
+                           f"{claim.verified_hours:.2f} h")
         else:
             tier = next(t for t in rule.tiers if t.up_to is None or claim.claimed_amount <= t.up_to)
             if tier.review:

@@ -3,19 +3,36 @@ what a reviewer should know about it. Pure; the database flow and the console ca
 
 The flags mean the same as in bulk pricing (batch.py, held to this by a test):
 outside-outage: the claimed window overlaps no measured outage of the service;
-duplicate: an earlier report has the same contact, service and window;
-over-value: the claim is far above what the policy values the damage at.
+duplicate: an earlier report of the same account (or, without one, the same contact) for the
+  same service has an overlapping window (see duplicate_of);
+over-value: the claim is far above what the policy values the damage at;
+already-credited: the account was credited for that outage without a claim (credit.py); the
+  report pays only what the credit did not.
+
+A typed plan price is not used: fees and sales come from the accounts file the operator loads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Iterable
 
 from firebreak.claims.ledger import Outage, merged, verified_hours
 from firebreak.claims.policy import Claim, Policy, price
 
-FLAGS = ("outside-outage", "duplicate", "over-value")
+FLAGS = ("outside-outage", "duplicate", "over-value", "already-credited")
+
+
+@dataclass(frozen=True)
+class Credited:
+    """What credit batches already gave an account for the outage a report is about."""
+    amount: int = 0
+    goodwill: bool = False
+    batches: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.amount > 0 or self.goodwill
 
 
 @dataclass(frozen=True)
@@ -36,18 +53,24 @@ class Assessment:
 
 def assess(policy: Policy, outages: list[Outage], *, reporter_kind: str, service: str, start: datetime | float,
            end: datetime | float, claimed_amount: int, plan_price: int = 0, evidence: tuple[str, ...] = (),
-           duplicate: bool = False) -> Assessment:
+           duplicate: bool = False, monthly_fee: int | None = None, sales_per_hour: int | None = None,
+           credited: Credited | None = None) -> Assessment:
+    """`plan_price` is what the reporter typed; it is accepted (old callers pass it) and ignored.
+    `monthly_fee`/`sales_per_hour`: the account's, from the accounts file (None: no account)."""
+    del plan_price  # the reporter's word is not a price
     s = start.timestamp() if isinstance(start, datetime) else float(start)
     e = end.timestamp() if isinstance(end, datetime) else float(end)
     hours = verified_hours(merged(outages, service), s, e)
-    quote = price(policy, Claim(reporter_kind, service, claimed_amount, hours, plan_price, frozenset(evidence)))
+    quote = price(policy, Claim(reporter_kind, service, claimed_amount, hours, frozenset(evidence),
+                                monthly_fee, sales_per_hour))
     flags, reasons = [], list(quote.reasons)
+    amount, goodwill = quote.amount, quote.goodwill
     if hours <= 0:
         flags.append("outside-outage")
         reasons.append(f"no measured outage of {service} inside the claimed window")
     if duplicate:
         flags.append("duplicate")
-        reasons.append("an earlier report has the same contact, service and window")
+        reasons.append("an earlier report of the same account and service has an overlapping window")
     rule = next((r for r in policy.rules if r.id == quote.rule), None)
     # Tiered rules price the claimed amount itself; only an independent valuation can be "far over".
     if rule is not None and rule.tiers is None and quote.amount > 0 and \
@@ -55,5 +78,36 @@ def assess(policy: Policy, outages: list[Outage], *, reporter_kind: str, service
         flags.append("over-value")
         reasons.append(f"claimed {claimed_amount:,} is over {policy.flag_over_ratio:g}× the policy's value "
                        f"{quote.amount:,}")
-    return Assessment(quote.rule, quote.amount, quote.review, quote.goodwill, round(hours, 4), tuple(flags),
-                      tuple(reasons))
+    if credited:
+        amount, goodwill, note = net_of_credit(amount, goodwill, credited)
+        flags.append("already-credited")
+        reasons.append(note)
+    return Assessment(quote.rule, amount, quote.review, goodwill, round(hours, 4), tuple(flags), tuple(reasons))
+
+
+def net_of_credit(amount: int, goodwill: str | None, credited: Credited) -> tuple[int, str | None, str]:
+    """A report's value less what the account was already credited for that outage, and why."""
+    left = max(0, amount - credited.amount)
+    where = f" (batch {', '.join(credited.batches)})" if credited.batches else ""
+    note = (f"already credited {credited.amount:,}" + (" and the goodwill item" if credited.goodwill else "") +
+            f" for this outage without a claim{where}: the report pays {left:,} more")
+    return left, None if credited.goodwill else goodwill, note
+
+
+def duplicate_of(report: tuple[int, float, float], others: Iterable[tuple[int, float, float]]) -> int | None:
+    """The report this one duplicates, or None. Reports are (id, start, end) of one account (or
+    contact) and one service; reports whose windows overlap, directly or through a chain of
+    others, are one claim, and the earliest (lowest id) of them stands. A different contact
+    for the same account is no way around it, and neither is a window shifted by a minute."""
+    rid, s, e = report
+    group = {rid: (s, e)}
+    rest = {i: (a, b) for i, a, b in others if i != rid}
+    grew = True
+    while grew:
+        grew = False
+        for i, (a, b) in list(rest.items()):
+            if any(a < y and x < b for x, y in group.values()):
+                group[i] = rest.pop(i)
+                grew = True
+    first = min(group)
+    return None if first == rid else first

@@ -24,6 +24,12 @@ def claims_price(
     policy: Optional[Path] = typer.Option(None, "--policy", help="Policy YAML (default: the Kakao 2022 scheme that "
                                                                  "ships with Firebreak, kakao-2022-policy.yaml)."),
     ledger: Optional[Path] = typer.Option(None, "--ledger", help="Outage ledger YAML/JSON: {outages: [...]}."),
+    accounts: Optional[Path] = typer.Option(None, "--accounts", help="The operator's accounts (CSV or Parquet): fees "
+                                                                     "and sales are priced from it, for reports that "
+                                                                     "name an account."),
+    credits: Optional[Path] = typer.Option(None, "--credits", help="A `claims credit --out` directory: a report from "
+                                                                   "an account credited for that outage pays only "
+                                                                   "the rest."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write one priced row per report (CSV)."),
     db: bool = typer.Option(False, "--db", help="Price every report in the claims database (see --dsn)."),
     dsn: Optional[str] = typer.Option(None, "--dsn", envvar="FIREBREAK_CLAIMS_DSN",
@@ -44,7 +50,7 @@ def claims_price(
         policy = example("kakao-2022-policy.yaml")
         err.print(f"policy: {policy.name} (the one that ships with Firebreak; --policy FILE for your own)")
     pol = load_policy(policy)
-    outages = load_ledger(ledger) if ledger else []
+    outages = load_ledger(ledger, max_open_hours=pol.max_open_hours) if ledger else []
     if output is not None and not output.parent.is_dir():
         raise InputError(Problem("--output", "", f"directory {output.parent} does not exist; create it first"))
     if (reports is None) == (not db):
@@ -59,6 +65,14 @@ def claims_price(
             _connect_error(e)
     else:
         table, rows = read_reports(reports)
+    if accounts is not None:
+        from firebreak.claims.accounts import read_accounts
+        from firebreak.claims.io import attach_accounts
+
+        known = attach_accounts(table, rows, read_accounts(accounts, pol))
+        err.print(f"accounts: {known:,} of {len(rows):,} reports name an account on file")
+    if credits is not None:
+        _attach_credits(table, rows, credits)
     t0 = time.perf_counter()
     priced = price_batch(pol, table, outages)
     took = time.perf_counter() - t0
@@ -84,6 +98,32 @@ def claims_price(
         err.print(f"wrote {output}")
 
 
+
+
+def _attach_credits(table, rows: list[dict], directory: Path) -> None:
+    import numpy as np
+    import polars as pl
+
+    from firebreak.claims.credit import already_credited, read_credits
+    from firebreak.claims.io import _time
+
+    if not directory.is_dir():
+        raise InputError(Problem("--credits", "", f"{directory} is not a directory of credit batches"))
+    lines, incidents = read_credits(directory)
+    reports = pl.DataFrame({"i": range(len(rows)),
+                            "account": [str(r.get("account") or "").strip() or None for r in rows],
+                            "service": [str(r["service"]) for r in rows],
+                            "start": [_time(str(r["window_start"])) for r in rows],
+                            "end": [_time(str(r["window_end"])) for r in rows]},
+                           schema={"i": pl.Int64, "account": pl.String, "service": pl.String, "start": pl.Float64,
+                                   "end": pl.Float64})
+    got = already_credited(lines, incidents, reports)
+    table.credited = np.zeros(len(rows), dtype=np.int64)
+    table.credited_goodwill = np.zeros(len(rows), dtype=bool)
+    idx = got["i"].to_numpy()
+    table.credited[idx] = got["credited"].to_numpy()
+    table.credited_goodwill[idx] = got["credited_goodwill"].to_numpy()
+    err.print(f"credits: {len(idx):,} report(s) from accounts already credited for that outage")
 
 
 _dsn_opt = typer.Option(None, "--dsn", envvar="FIREBREAK_CLAIMS_DSN",
@@ -188,3 +228,146 @@ def _print_price_summary(pol, summary: dict, took: float, outages: list) -> None
     out.print("  flags: " + ", ".join(f"{k} {v:,}" for k, v in summary["flagged"].items()))
     out.print("  by rule: " + ", ".join(f"{k} {v:,}" for k, v in summary["by_rule"].items()) +
               (f", no rule {summary['no_rule']:,}" if summary["no_rule"] else ""))
+
+
+accounts_app = typer.Typer(no_args_is_help=True, help="The operator's accounts: fees, services and partners' sales "
+                                                      "that payouts are priced from.")
+claims_app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.command("load")
+def claims_accounts_load(
+    file: Path = typer.Argument(..., help="Accounts as CSV (header: account,kind,monthly_fee,services,sales_per_hour) "
+                                          "or Parquet (.parquet) with the same columns."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy YAML whose kinds, services and rules the "
+                                                                 "file is checked against (default: the shipped one)."),
+    dsn: Optional[str] = _dsn_opt,
+) -> None:
+    """Replace the claims database's accounts with FILE, all or nothing: a bad row exits 2 naming
+    its line and field, and nothing is loaded."""
+    import psycopg
+
+    from firebreak.claims.accounts import load_into, read_accounts
+    from firebreak.claims.policy import load_policy
+    from firebreak.claims.settings import DEFAULT_POLICY
+
+    accounts = read_accounts(file, load_policy(policy or DEFAULT_POLICY))
+    target = _claims_dsn(dsn)
+    try:
+        with psycopg.connect(target, connect_timeout=5) as conn:
+            n = load_into(conn, accounts)
+    except psycopg.OperationalError as e:
+        _connect_error(e)
+    except psycopg.errors.UndefinedTable as e:
+        from firebreak.errors import OpsError
+        raise OpsError("the claims database has no accounts table yet; its app applies the schema when it starts "
+                       "(or run the lab's migrations), then load again") from e
+    out.print(f"loaded {n:,} accounts from {file} (sha256 {accounts.sha256[:12]}…), replacing the previous ones")
+
+
+@claims_app.command("credit")
+def claims_credit(
+    policy: Path = typer.Option(..., "--policy", help="Policy YAML: the rules that price each kind of account."),
+    accounts: Path = typer.Option(..., "--accounts", help="The accounts file (CSV or Parquet): "
+                                                          "account,kind,monthly_fee,services,sales_per_hour."),
+    ledger: Optional[Path] = typer.Option(None, "--ledger", help="Outage ledger YAML/JSON; default: the agents' "
+                                                                 "ledger in etcd."),
+    out_dir: Path = typer.Option(..., "--out", help="The batches directory: earlier batches there are read, "
+                                                    "and only what they did not pay is paid, in a new batch."),
+    etcd: list[str] = typer.Option(None, "--etcd", help="Without --ledger: etcd client URL(s); default: the lab's."),
+    etcd_access: Optional[Path] = typer.Option(None, "--etcd-access", help="A locked etcd: an access file; default: "
+                                                                           "the lab's claims role."),
+    prefix: str = typer.Option("/firebreak", "--prefix", help="Without --ledger: Firebreak's etcd key prefix."),
+    fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text for people, json for programs."),
+) -> None:
+    """Credit every account an outage affected, without a claim: paid users by the policy's fee
+    rule, free users the goodwill item, partners by their declared sales per hour. Each run
+    writes a new batch DIR/<batch id>.csv (and .parquet, .json manifest, .held.csv) and pays only
+    what earlier batches in DIR did not."""
+    import secrets
+
+    from firebreak.claims import credit
+    from firebreak.claims.accounts import read_accounts
+    from firebreak.claims.policy import load_policy
+
+    t0 = time.time()
+    pol = load_policy(policy)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(Problem("--out", "", f"{out_dir} is a file; give a directory for the batches"))
+    if not out_dir.parent.is_dir():
+        raise InputError(Problem("--out", "", f"directory {out_dir.parent} does not exist; create it first"))
+    now = time.time()
+    if ledger is not None:
+        from firebreak.claims.accounts import file_sha256
+        from firebreak.claims.ledger import read_ledger
+
+        read = read_ledger(ledger, now, pol.max_open_hours)
+        source = {"source": "file", "file": str(ledger), "sha256": file_sha256(ledger)}
+    else:
+        read, source = _etcd_ledger(etcd, etcd_access, prefix, now, pol.max_open_hours)
+    acc = read_accounts(accounts, pol)
+    manifest = credit.run(pol, policy, acc, read, source, out_dir, now, secrets.token_hex(3))
+    took = time.time() - t0
+    if fmt == OutputFormat.json:
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps({**manifest, "seconds": round(took, 3)}) + "\n")
+        return
+    t = manifest["totals"]
+    for note in manifest["ledger"]["notes"]:
+        err.print(f"[yellow]ledger: {note}[/]")
+    out.print(f"batch {manifest['batch']}: {t['amount']:,} {pol.currency} to {t['accounts']:,} accounts, "
+              f"goodwill to {t['goodwill']:,}; {len(manifest['incidents'])} incident(s) from "
+              f"{manifest['ledger']['outages']} outage(s), {len(acc):,} accounts read, in {took:.1f} s")
+    if t["already_paid"]:
+        out.print(f"  earlier batches ({len(manifest['earlier_batches'])}) already paid {t['already_paid']:,} "
+                  f"{pol.currency} of the {t['entitled']:,} these incidents are worth")
+    if t["held_lines"]:
+        out.print(f"  held for a person (above a rule's review_over, not paid): {t['held_lines']:,} lines, "
+                  f"{t['held_amount']:,} {pol.currency}")
+    out.print(f"  {out_dir / manifest['files']['csv']['name']} (+ .parquet, .json manifest); a reviewer approves "
+              "the batch as a whole")
+
+
+def _etcd_ledger(etcd, etcd_access, prefix: str, now: float, max_open_hours: float):
+    import asyncio
+
+    from firebreak.claims.ledger import read_entries
+    from firebreak.control.etcd import OPEN, Etcd, EtcdAccess, EtcdError
+    from firebreak.control.keys import Keys
+
+    if not etcd:
+        from firebreak.lab import lab
+        st = lab.status()
+        etcd = st["etcd_endpoints"]
+        if etcd_access is None:
+            try:
+                etcd_access = Path(st["etcd_access"]["roles"]["claims"]["access_file"])
+            except (KeyError, TypeError):
+                etcd_access = None  # an open etcd
+    try:
+        access = EtcdAccess.from_file(etcd_access) if etcd_access else OPEN
+    except EtcdError as e:
+        raise InputError(Problem("--etcd-access", "", str(e))) from None
+    keys = Keys(prefix)
+
+    async def read() -> list:
+        client = Etcd(list(etcd), timeout=3, access=access)
+        try:
+            return await client.get_prefix(keys.ledger)
+        finally:
+            await client.close()
+    try:
+        kvs = asyncio.run(read())
+    except EtcdError as e:
+        from firebreak.errors import OpsError
+        raise OpsError(f"cannot read the agents' ledger from etcd ({e}); check --etcd, or give --ledger FILE") from e
+    entries = []
+    for kv in kvs:
+        try:
+            entries.append((kv.key, kv.json()))
+        except ValueError:
+            entries.append((kv.key, None))   # flagged by read_entries, not a crash
+    return read_entries(entries, now, max_open_hours), {"source": "etcd", "endpoints": list(etcd),
+                                                         "prefix": keys.ledger, "entries": len(entries)}

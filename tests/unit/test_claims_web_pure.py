@@ -82,12 +82,12 @@ def test_roles_are_ordered_and_passwords_are_argon2():
     ("channel_shop", 450_000, 0, 6, False, 50_000, ()),                       # tier 2
     ("channel_shop", 250_000, 0, 6, True, 30_000, ("duplicate",)),
     ("channel_shop", 250_000, 400, 406, False, 0, ("outside-outage",)),       # weeks later: nothing verified
-    ("paid_user", 500_000, 0, 6, False, 1_000, ("over-value",)),              # plan 0: the minimum, far below
+    ("paid_user", 500_000, 0, 6, False, 1_000, ("over-value",)),              # fee 0 on file: the minimum, far below
 ])
 def test_assessment_of_a_report(kind, claimed, start_h, end_h, dup, expected_amount, expected_flags):
     outages = [Outage("messenger", OCT15, OCT15 + 10 * 3600)]
     a = assess(KAKAO, outages, reporter_kind=kind, service="messenger", start=OCT15 + start_h * 3600,
-               end=OCT15 + end_h * 3600, claimed_amount=claimed, duplicate=dup)
+               end=OCT15 + end_h * 3600, claimed_amount=claimed, duplicate=dup, monthly_fee=0)
     assert a.amount == expected_amount and a.flags == expected_flags
     assert a.clean == (not expected_flags)
     assert any("rule" in r for r in a.reasons)

@@ -32,9 +32,22 @@ def test_every_paying_rule_of_the_shipped_policy_is_capped_and_reviewed_above_a_
                                  ).approve_all_confirm_over == 1_000_000   # the default
 
 
-def test_paid_user_gets_the_plan_with_a_minimum():
-    assert price(KAKAO, Claim("paid_user", "messenger", 0, 10, plan_price=3900)).amount == 3900
-    assert price(KAKAO, Claim("paid_user", "messenger", 0, 10, plan_price=0)).amount == 1000
+def test_paid_user_gets_the_outage_share_of_the_fee_on_file_with_a_minimum():
+    # Was: 100% of a typed plan price for any outage length (a 17-minute claim typed at 10,000,000
+    # was paid 10,000,000). Now the account's fee, for the outage's share of a 30-day month.
+    q = price(KAKAO, Claim("paid_user", "messenger", 10_000_000, 17 / 60, monthly_fee=3900))
+    assert (q.amount, q.review) == (1000, False), q.reasons          # 3,900 × 0.28 h / 720 h, raised to 1,000
+    q = price(KAKAO, Claim("paid_user", "messenger", 0, 72, monthly_fee=300_000))
+    assert (q.amount, q.review) == (30_000, True), q.reasons          # over review_over 20,000: a person looks
+    q = price(KAKAO, Claim("paid_user", "messenger", 0, 10))          # no account on file: priced by a person
+    assert (q.amount, q.review) == (0, True) and "no monthly fee on file" in q.reasons[-1]
+
+
+def test_partners_are_credited_by_declared_sales_but_reports_still_take_the_published_tiers():
+    from firebreak.claims.policy import rule_for
+    assert KAKAO.rules[rule_for(KAKAO, "taxi_driver", "taxi")].id == "small-business"
+    assert KAKAO.rules[rule_for(KAKAO, "taxi_driver", "taxi", report=False)].id == "partner-sales"
+    assert KAKAO.rules[rule_for(KAKAO, "paid_user", "mail", report=False)].id == "paid-user"
 
 
 BIG = 10**9  # a cap and review threshold no test claim reaches, where the test is about something else
@@ -51,7 +64,13 @@ def policy(**rule):
     ({"per_hour": 1000}, Claim("paid_user", "x", 0, 2.5), 2500, False),
     ({"per_hour": 1000, "cap": 2000}, Claim("paid_user", "x", 0, 5), 2000, False),
     ({"per_hour": 1000, "minimum": 5000}, Claim("paid_user", "x", 0, 1), 5000, False),
-    ({"plan_percent": 50}, Claim("paid_user", "x", 0, 1, plan_price=9900), 4950, False),
+    ({"fee_percent": 100}, Claim("paid_user", "x", 0, 72, monthly_fee=7200), 720, False),     # 72 h of 720 h
+    ({"fee_percent": 50}, Claim("paid_user", "x", 0, 360, monthly_fee=9900), 2475, False),
+    ({"fee_percent": 100, "cap": 500}, Claim("paid_user", "x", 0, 360, monthly_fee=9900), 500, False),
+    ({"fee_percent": 100, "review_over": 400}, Claim("paid_user", "x", 0, 360, monthly_fee=9900), 4950, True),
+    ({"fee_percent": 100}, Claim("paid_user", "x", 9_000_000, 1), 0, True),                 # no fee on file
+    ({"sales_percent": 100}, Claim("taxi_driver", "x", 0, 2.5, sales_per_hour=18000), 45000, False),
+    ({"sales_percent": 50}, Claim("taxi_driver", "x", 0, 2.5), 0, True),                    # no sales on file
     ({"flat": 10000, "min_downtime_hours": 3}, Claim("paid_user", "x", 0, 2.9), 0, False),   # "only outages over 3 h"
     ({"flat": 10000, "min_downtime_hours": 3}, Claim("paid_user", "x", 0, 3.1), 10000, False),
     ({"flat": 10000, "evidence": ["receipt"]}, Claim("paid_user", "x", 0, 5), 0, True),
@@ -75,7 +94,7 @@ def test_first_matching_rule_wins_and_no_rule_means_review():
 
 BAD = [
     ("two valuations", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], flat: 1, per_hour: 2, cap: 9, review_over: 9}\n",
-     "p.yaml: rules[0]: a rule needs exactly one of flat, per_hour, plan_percent, tiers, goodwill (it has flat, per_hour)"),
+     "p.yaml: rules[0]: a rule needs exactly one of flat, per_hour, fee_percent, sales_percent, tiers, goodwill (it has flat, per_hour)"),
     ("no valuation", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*']}\n", "p.yaml: rules[0]: a rule needs exactly one of"),
     ("unknown kind", "name: p\nrules:\n  - {id: a, reporter_kinds: [taxi], flat: 1, cap: 9, review_over: 9}\n",
      "p.yaml: rules[0].reporter_kinds[0]: unknown reporter kind 'taxi' (did you mean 'taxi_driver'?)"),
@@ -95,6 +114,9 @@ BAD = [
     ("a paying rule without review_over or cap",
      "name: p\nrules:\n  - {id: g, reporter_kinds: ['*'], goodwill: x}\n  - id: shops\n    reporter_kinds: ['*']\n"
      "    tiers: [{pay: 1}]\n", "p.yaml: rules[1]: rule 'shops' pays money, so it needs cap and review_over"),
+    ("a typed plan price", "name: p\nrules:\n  - {id: a, reporter_kinds: ['*'], plan_percent: 100, cap: 9, review_over: 9}\n",
+     "p.yaml: rules[0]: plan_percent paid a percent of a plan price the reporter typed and is no longer accepted; "
+     "use fee_percent"),
     ("a negative confirmation threshold", "name: p\napprove_all_confirm_over: -1\nrules:\n  - {id: g, reporter_kinds: ['*'], goodwill: x}\n",
      "p.yaml: approve_all_confirm_over: must be 0 or more, got -1"),
 ]
