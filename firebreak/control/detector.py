@@ -62,6 +62,27 @@ class DetectorConfig:
     fresh: float = 1.5   # views older than this do not vote
 
 
+def settings_problems(probe_interval: float, probe_timeout: float, window: float,
+                      fresh: float) -> list[tuple[str, str]]:
+    """(field, reason) for each combination of detector settings the detector cannot honour.
+    Pure. A window shorter than two probe intervals is one failed probe, not a failure; a view
+    may only vote while fresh, so freshness shorter than the window drops every view before it
+    can see a whole window; a probe timeout above the interval overlaps the next round, and a
+    round then waits for the one before it, so unreachability is measured late."""
+    out = []
+    if window < 2 * probe_interval:
+        out.append(("window", f"{window:g} s is shorter than two probe intervals ({2 * probe_interval:g} s): "
+                              "one lost probe would count as a whole window; raise window or lower probe_interval"))
+    if fresh < window:
+        out.append(("fresh", f"{fresh:g} s is shorter than the window ({window:g} s): no view would stay fresh "
+                             "long enough to vote; raise fresh to at least the window"))
+    if probe_timeout > probe_interval:
+        out.append(("probe_timeout", f"{probe_timeout:g} s is above the probe interval ({probe_interval:g} s): "
+                                     "each round would wait for the one before; lower probe_timeout or raise "
+                                     "probe_interval"))
+    return out
+
+
 @dataclass(frozen=True)
 class Verdict:
     site: str

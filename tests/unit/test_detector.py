@@ -106,3 +106,16 @@ def test_stall_verdicts(name, views, stalled):
     assert {m for m, v in got.items() if v.dead} == stalled
     if stalled:
         assert "get no answer from its PostgreSQL" in got["db/pangyo"].reason
+
+
+@pytest.mark.parametrize("interval,timeout,window,fresh,fields", [
+    (0.2, 0.2, 1.0, 1.5, []),
+    (0.1, 0.1, 0.5, 0.75, []),
+    (0.2, 0.2, 0.3, 1.5, ["window"]),        # under two probe intervals
+    (0.2, 0.2, 1.0, 0.9, ["fresh"]),         # views stale before a window passes
+    (0.2, 0.3, 1.0, 1.5, ["probe_timeout"]),  # rounds overlap
+    (0.5, 0.6, 0.8, 0.5, ["window", "fresh", "probe_timeout"]),
+])
+def test_settings_the_detector_cannot_honour_are_named(interval, timeout, window, fresh, fields):
+    from firebreak.control.detector import settings_problems
+    assert [f for f, _ in settings_problems(interval, timeout, window, fresh)] == fields

@@ -1,0 +1,171 @@
+"""Quorum commit vs plain synchronous mode vs Patroni alone, in one run: what losing a site costs
+an ordinary client (psycopg, libpq defaults, reconnect on error) writing through a spared site's
+database door, when the lost site holds the primary and when it holds a standby.
+
+Modes, each on a fresh lab:
+  quorum   `lab up --replication quorum`, agents on: Patroni's synchronous_mode: quorum
+           (ANY 1 of the two other sites' standbys);
+  sync     `lab up`, agents on: synchronous_mode with one named standby (today's default);
+  patroni  `lab up --no-agents`: synchronous_mode, Patroni and HAProxy's own health checks alone
+           (the usual recipe).
+
+Faults (each held HOLD seconds, healed, the lab healthy and settled again before the next):
+power-cut / isolate of the primary's site, power-cut / isolate of a standby's site. Per fault:
+write unavailability (first acknowledged write after the fault), longest write gap during the
+hold, commit latency p99 during the hold minus p99 over the 10 s before, acknowledged, lost.
+
+Run (as root: network namespaces): .venv/bin/python bench/replication.py --repeat 5
+Writes docs/bench/replication.json and prints the Markdown table for docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from firebreak.drill import checks  # noqa: E402
+from firebreak.drill.workload import ORDINARY_TABLE, History, OrdinaryWriter, prepare_ordinary_table  # noqa: E402
+from firebreak.lab import lab  # noqa: E402
+
+HOLD = 12.0
+BEFORE = 10.0
+WRITERS = 3
+MODES = {"quorum": {"replication": "quorum", "agents": True},
+         "sync": {"replication": "sync", "agents": True},
+         "patroni": {"replication": "sync", "agents": False}}
+FAULTS = ("power-cut primary", "isolate primary", "power-cut standby", "isolate standby")
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else float("nan")
+
+
+def wait_healthy(timeout: float = 180.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            st = lab.status()
+            if st["healthy"]:
+                return st
+        except Exception:  # noqa: BLE001 - a lab settling may refuse for a moment
+            pass
+        time.sleep(1.0)
+    raise RuntimeError(f"the lab was not healthy within {timeout:.0f} s")
+
+
+def standby_of(st: dict) -> str:
+    return next(n for n, s in st["sites"].items() if s["postgres"]["role"] in ("sync_standby", "quorum_standby"))
+
+
+def one_drill(fault: str) -> dict:
+    st = wait_healthy()
+    kind, role = fault.split()
+    victim = st["primary"] if role == "primary" else standby_of(st)
+    spared = next(n for n in st["sites"] if n not in (victim, st["primary"])) if role == "primary" else st["primary"]
+    dsn = st["db_door_dsns"][spared]
+    prepare_ordinary_table(st["postgres_dsn"])
+    history, stop = History(), threading.Event()
+    writers = [OrdinaryWriter(spared, dsn, history, stop, interval=0.01) for _ in range(WRITERS)]
+    for w in writers:
+        w.start()
+    time.sleep(BEFORE)
+    at = time.monotonic()
+    if kind == "power-cut":
+        lab.power_off(victim)
+    else:
+        lab.isolate(victim)
+    time.sleep(HOLD)
+    stop.set()
+    for w in writers:
+        w.join(timeout=10)
+    if kind == "power-cut":
+        lab.power_on(victim)
+    else:
+        lab.unisolate(victim)
+    after = wait_healthy()
+    ops = list(history.ops)
+    acked = checks.acked(ops, "sql")
+    lat = lambda lo, hi: [(o.complete - o.invoke) * 1000 for o in acked if lo <= o.invoke and o.complete <= hi]  # noqa: E731
+    before_p99, during_p99 = nearest_rank(lat(at - BEFORE, at), 99), nearest_rank(lat(at, at + HOLD), 99)
+    with __import__("psycopg").connect(after["postgres_dsn"]) as conn:
+        stored = {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+    rto = checks.write_rto(ops, at, "sql")
+    return {"fault": fault, "victim": victim, "via": spared, "rto_s": None if rto is None else round(rto, 3),
+            "max_gap_s": round(checks.max_write_gap(ops, at, at + HOLD, "sql"), 3),
+            "p99_before_ms": round(before_p99, 1), "p99_during_ms": round(during_p99, 1),
+            "p99_added_ms": round(during_p99 - before_p99, 1),
+            "acked": len(acked), "lost": len(checks.lost_writes(ops, stored, "sql")),
+            "primary_after": after["primary"]}
+
+
+def summary(rows: list[dict]) -> dict:
+    out: dict = {}
+    for key in dict.fromkeys((r["mode"], r["fault"]) for r in rows):
+        mine = [r for r in rows if (r["mode"], r["fault"]) == key]
+        rtos = [r["rto_s"] if r["rto_s"] is not None else float("inf") for r in mine]
+        out[f"{key[0]} {key[1]}"] = {
+            "runs": len(mine), "rto_p50_s": nearest_rank(rtos, 50), "rto_p95_s": nearest_rank(rtos, 95),
+            "rto_p99_s": nearest_rank(rtos, 99), "rto_max_s": max(rtos),
+            "max_gap_s": max(r["max_gap_s"] for r in mine),
+            "p99_added_ms_max": max(r["p99_added_ms"] for r in mine),
+            "p99_added_ms_median": nearest_rank([r["p99_added_ms"] for r in mine], 50),
+            "acked": sum(r["acked"] for r in mine), "lost": sum(r["lost"] for r in mine)}
+    return out
+
+
+def table(s: dict) -> str:
+    def sec(x):
+        return "never" if x == float("inf") else f"{x:.2f} s"
+    lines = ["| mode | fault | runs | write unavailability p50 / p95 / max | longest gap | commit p99 added (median / max) "
+             "| acknowledged | lost |", "|---|---|---|---|---|---|---|---|"]
+    for key, d in s.items():
+        mode, fault = key.split(" ", 1)
+        lines.append(f"| {mode} | {fault} | {d['runs']} | {sec(d['rto_p50_s'])} / {sec(d['rto_p95_s'])} / "
+                     f"{sec(d['rto_max_s'])} | {sec(d['max_gap_s'])} | {d['p99_added_ms_median']:.0f} / "
+                     f"{d['p99_added_ms_max']:.0f} ms | {d['acked']:,} | {d['lost']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--modes", default="quorum,sync,patroni")
+    ap.add_argument("--faults", default=",".join(FAULTS))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "replication.json"))
+    args = ap.parse_args()
+    rows = []
+    started = datetime.now(timezone.utc)
+    for mode in args.modes.split(","):
+        lab.down()
+        lab.up(agents=MODES[mode]["agents"], replication=MODES[mode]["replication"],
+               progress=lambda m: print("  lab:", m, flush=True))
+        try:
+            for run in range(args.repeat):
+                for fault in args.faults.split(","):
+                    row = {"mode": mode, "run": run + 1, **one_drill(fault)}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+        finally:
+            lab.down()
+    s = summary(rows)
+    doc = {"command": "bench/replication.py " + " ".join(sys.argv[1:]), "started": started.isoformat(),
+           "machine": f"{platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cores",
+           "hold_s": HOLD, "writers": WRITERS, "rows": rows, "summary": s}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=2, default=str))
+    print(table(s))
+
+
+if __name__ == "__main__":
+    main()
