@@ -190,3 +190,153 @@ def test_a_fresh_source_gets_a_small_burst_then_the_per_minute_rate(per_minute, 
     allowed = sum(b.allow("10.0.0.1", 0.0) for _ in range(1000))
     assert allowed == burst  # the lab's 600 a minute no longer means 300 receipt guesses at once
     assert b.allow("10.0.0.1", 60.0 / per_minute)  # one more after a rate's worth of time
+
+
+class StillClock:
+    """A clock that moves only when told; its sleep returns at once (counted)."""
+
+    def __init__(self, now: float = 0.0):
+        self.now, self.slept = now, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+@pytest.mark.parametrize("header, ok", [
+    ("Bearer s3cret", True), ("s3cret", True), ("Bearer  s3cret ", True),
+    ("Bearer wrong", False), (None, False), ("", False),
+    ("Bearer 토큰", False), ("Bearer \udcff", False), ("Bearer s3cret\x00", False),
+])
+def test_the_admin_token_is_compared_whatever_the_header_holds(header, ok):
+    from firebreak.claims.guards import token_matches
+
+    assert token_matches(header, "s3cret") is ok
+    assert token_matches(header, "") is False  # no token configured: nobody is admin
+
+
+def test_failed_admin_attempts_are_throttled_per_source_and_counted():
+    from firebreak.claims.edge import AppMetrics
+    from firebreak.claims.guards import AdminGuard
+
+    clock, metrics = StillClock(100.0), AppMetrics("pangyo")
+    guard = AdminGuard("s3cret", "pangyo", metrics, clock, per_minute=3)
+    verdicts = [guard.check("Bearer guess", "203.0.113.9", "/admin/release").why for _ in range(5)]
+    assert verdicts == ["wrong-token"] * 3 + ["throttled"] * 2
+    assert guard.check("Bearer s3cret", "203.0.113.9", "/admin/release").why == "throttled"  # not even compared
+    assert guard.check("Bearer s3cret", "10.77.0.11", "/admin/release").ok  # another source: the agent
+    clock.now += 20  # one failed attempt's worth of allowance back
+    assert guard.check("Bearer s3cret", "203.0.113.9", "/admin/release").ok
+    count = metrics.refusals.labels("pangyo", "/admin/release", "admin-throttled")._value.get()
+    assert count == 3 and metrics.refusals.labels("pangyo", "/admin/release", "admin-token")._value.get() == 3
+
+
+def test_partner_keys_are_kept_as_digests_and_bad_lines_are_named():
+    from firebreak.claims.partners import PartnerKeys, key_line, new_key
+    from firebreak.errors import InputError
+
+    k1, k2 = new_key(), new_key()
+    keys = PartnerKeys.parse(f"# partners\n{key_line('taxi-union', k1)}\n\n{key_line('shop.net', k2)}  # since 2022\n",
+                             "partners.txt")
+    assert keys.partner(k1) == "taxi-union" and keys.partner(k2) == "shop.net"
+    assert keys.partner("fbp_guess") is None and keys.partner("") is None and keys.partner("열쇠") is None
+    assert k1 not in key_line("taxi-union", k1)
+    with pytest.raises(InputError) as e:
+        PartnerKeys.parse(f"{key_line('taxi-union', k1)}\nbroken line\n{key_line('Taxi_Union', k2)}\n"
+                          f"{key_line('taxi-union', new_key())}\n", "partners.txt")
+    text = str(e.value)
+    assert "partners.txt: line 2: expected" in text and "line 3: partner name 'Taxi_Union'" in text
+    assert "line 4: partner 'taxi-union' or its key appears twice" in text
+
+
+def test_a_partner_keys_file_others_can_read_is_refused(tmp_path):
+    from firebreak.claims.partners import PartnerKeys, key_line, new_key
+    from firebreak.errors import InputError
+
+    f = tmp_path / "partners"
+    f.write_text(key_line("taxi-union", new_key()) + "\n")
+    f.chmod(0o640)
+    with pytest.raises(InputError, match="readable by others .mode 0640.; run: chmod 600"):
+        PartnerKeys.load(f)
+    f.chmod(0o600)
+    assert len(PartnerKeys.load(f).by_digest) == 1
+    with pytest.raises(InputError, match="cannot read the partner keys file"):
+        PartnerKeys.load(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("path, key, expected", [
+    ("/report", None, ("portal", None)),
+    ("/status", None, ("portal", None)),
+    ("/api/reports/status", "K", ("portal", None)),    # a lookup is a person's, key or not
+    ("/api/reports", None, ("intake", None)),
+    ("/api/reports", "K", ("partner", "taxi-union")),
+    ("/api/reports", "other", ("bad-key", None)),
+    ("/api/reports", "", ("bad-key", None)),
+    ("/review/login", None, ("none", None)),
+])
+def test_which_allowance_a_post_spends(path, key, expected):
+    from firebreak.claims.edge import limit_for
+    from firebreak.claims.partners import PartnerKeys, key_digest
+
+    assert limit_for(path, key, PartnerKeys({key_digest("K"): "taxi-union"})) == expected
+
+
+@pytest.mark.parametrize("path, hidden", [
+    ("/admin/release", True), ("/admin/primary-moved", True), ("/admin", True), ("/metrics", True),
+    ("/docs", True), ("/docs/oauth2-redirect", True), ("/redoc", True), ("/openapi.json", True),
+    ("/", False), ("/report", False), ("/api/reports", False), ("/healthz", False), ("/review", False),
+    ("/administrator", False), ("/metrics/x", False),
+])
+def test_what_the_public_listener_refuses(path, hidden):
+    from firebreak.claims.edge import admin_only
+
+    assert admin_only(path) is hidden
+
+
+def test_refusals_are_held_up_to_the_limit_then_sent_at_once():
+    import asyncio
+
+    from firebreak.claims.edge import RefusalHolder
+
+    async def scenario() -> tuple[list[bool], RefusalHolder]:
+        gate = asyncio.Event()
+
+        class Gated(StillClock):
+            async def sleep(self, seconds: float) -> None:
+                await gate.wait()
+
+        holder = RefusalHolder(delay=1.0, limit=2, clock=Gated())
+        tasks = [asyncio.create_task(holder.hold()) for _ in range(5)]
+        await asyncio.sleep(0)
+        assert holder.held == 2 and sum(t.done() for t in tasks) == 3
+        gate.set()
+        return await asyncio.gather(*tasks), holder
+
+    held, holder = asyncio.run(scenario())
+    assert held == [True, True, False, False, False] and holder.held == 0
+    assert (holder.total_held, holder.total_at_once) == (2, 3)
+    assert asyncio.run(RefusalHolder(0, 10, StillClock()).hold()) is False  # no delay: nothing held
+
+
+@pytest.mark.parametrize("count, total, over, confirmed, approve", [
+    (3, 90_000, 1_000_000, None, True),            # under the bar: one click
+    (3, 90_000, None, None, True),                 # a policy without a bar
+    (0, 0, 0, None, True),                         # nothing to approve: nothing happens
+    (40, 1_200_000, 1_000_000, None, False),       # over: shown, asked again
+    (40, 1_200_000, 1_000_000, 1_200_000, True),   # confirmed, that very total
+    (41, 1_230_000, 1_000_000, 1_200_000, False),  # the set grew since: asked again, with the new total
+    (40, 1_000_000, 1_000_000, None, True),        # "above", not "at"
+])
+def test_approve_all_clean_asks_again_above_the_policys_bar(count, total, over, confirmed, approve):
+    from firebreak.claims.review import bulk_approval
+
+    ask = bulk_approval(count, total, over, confirmed)
+    assert ask.approve is approve
+    assert bool(ask.reason) is not approve
+    if confirmed is not None and not approve:
+        assert f"{total:,}" in ask.reason and f"{confirmed:,}" in ask.reason
