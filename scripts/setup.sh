@@ -40,7 +40,8 @@ if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 
 # System tools: the lab's network faults (nftables, iproute2), browser checks (chromium with a
-# Korean font), the intake benchmark's load generator (wrk), the database doors (haproxy). Missing ones only matter for the
+# Korean font), the intake benchmark's load generator (wrk), the database doors (haproxy), the alert
+# rules' checker (promtool). Missing ones only matter for the
 # features that use them.
 # Debian puts nft and ip in /usr/sbin, which is not on a normal user's PATH: look there too.
 have_tool() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
@@ -51,6 +52,9 @@ have_tool chromium || SYSTEM_PKGS+=(chromium)
 [ -d /usr/share/fonts/truetype/nanum ] || SYSTEM_PKGS+=(fonts-nanum)
 have_tool wrk || SYSTEM_PKGS+=(wrk)
 have_tool haproxy || SYSTEM_PKGS+=(haproxy)
+# promtool checks and tests the alert rules in deploy/prometheus/; Debian ships it only inside its
+# prometheus package (the server comes along; it is not needed or configured here).
+have_tool promtool || SYSTEM_PKGS+=(prometheus)
 if [ ${#SYSTEM_PKGS[@]} -gt 0 ]; then
     apt_install "${SYSTEM_PKGS[@]}" || echo "setup: continuing without ${SYSTEM_PKGS[*]}; features that need them will say so" >&2
 fi
