@@ -116,3 +116,71 @@ def test_a_reviewer_signs_in_approves_and_exports_the_payout(browser, claims_app
     paid = {r["receipt"]: r for r in csv.DictReader(io.StringIO(text))}
     assert receipt in paid and int(paid[receipt]["amount"]) > 0 and paid[receipt]["decided_by"] == "browser-approver"
     ctx.close()
+
+
+def test_approve_all_clean_shows_the_total_and_asks_again_above_the_policys_bar(browser, claims_db, tmp_path):
+    """A policy whose bar is 50,000 won; three clean 30,000-won reports of one kind: the queue's
+    button shows the total, the click asks again with the count and total, and the confirmation
+    approves exactly the reports that were shown, not one that became clean meanwhile."""
+    import re
+
+    import httpx
+    import psycopg
+
+    from firebreak.resources import example
+    from tests.conftest import ROOT
+    from tests.web.conftest import serve_app
+    from tests.web.test_review import submit, wait_verified
+
+    policy = tmp_path / "policy.yaml"
+    text = example("kakao-2022-policy.yaml").read_text()
+    policy.write_text(re.sub(r"(?m)^approve_all_confirm_over: .*$", "approve_all_confirm_over: 50000", text))
+    kind = "other_partner"
+
+    def clean_set() -> dict[int, int]:
+        with psycopg.connect(claims_db) as conn:
+            return dict(conn.execute(
+                "SELECT id, amount FROM reports WHERE status = 'verified' AND reporter_kind = %s AND flags = '{}' "
+                "AND NOT needs_review AND rule IS NOT NULL", (kind,)).fetchall())
+
+    with serve_app(claims_db, tmp_path, FIREBREAK_POLICY=str(policy), FIREBREAK_PORTAL_RATE="600",
+                   FIREBREAK_LEDGER=str(ROOT / "examples" / "ledger-2022.yaml")) as (url, _):
+        with httpx.Client(base_url=url) as c:
+            for i in range(3):
+                submit(c, reporter_kind=kind, contact=f"partner{i}-{tmp_path.name}@example.org")
+        wait_verified(claims_db)
+        shown = clean_set()
+        total = sum(shown.values())
+        assert len(shown) >= 3 and total > 50_000
+        password = add_user(claims_db, "bulk-approver", "approver")
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url + "/review/login")
+        page.get_by_label("Name").fill("bulk-approver")
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/review")
+        page.goto(url + f"/review?queue=clean&kind={kind}")
+        button = page.locator("#bulk-approve")
+        assert f"Approve all {len(shown)} clean report(s) of kind {kind}: {total:,} KRW" in button.inner_text()
+        button.click()
+        # asked again: the count and the total, above the policy's bar
+        page.wait_for_selector("#confirm-approve")
+        assert page.locator("#confirm-count").inner_text() == str(len(shown))
+        assert page.locator("#confirm-amount").inner_text() == f"{total:,} KRW"
+        assert "50,000" in page.locator("#confirm-total").inner_text()
+        shot(page, "review-confirm.png", tmp_path)
+        assert set(clean_set()) == set(shown)  # nothing approved yet
+        with httpx.Client(base_url=url) as c:  # meanwhile, another report becomes clean
+            late = submit(c, reporter_kind=kind, contact=f"late-{tmp_path.name}@example.org")
+        wait_verified(claims_db)
+        page.locator("#confirm-approve").click()
+        page.wait_for_url("**/review?queue=clean*")
+    with psycopg.connect(claims_db) as conn:
+        status = dict(conn.execute("SELECT id, status FROM reports WHERE id = ANY(%s)", (list(shown),)).fetchall())
+        late_status = conn.execute("SELECT status FROM reports WHERE receipt = %s", (late,)).fetchone()[0]
+        audit = conn.execute("SELECT outcome, detail FROM review_audit WHERE who = 'bulk-approver' "
+                             "AND action = 'bulk-approve' ORDER BY id").fetchall()
+    assert set(status.values()) == {"approved"}
+    assert late_status == "verified"  # not shown, not approved
+    assert [o for o, _ in audit] == ["asked to confirm", "ok"]
+    assert audit[1][1]["total"] == total and audit[1][1]["count"] == len(shown)
