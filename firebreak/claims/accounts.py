@@ -102,7 +102,23 @@ def _read_csv(path: Path, label: str) -> pl.DataFrame:
     try:
         return pl.read_csv(path, columns=list(COLUMNS), infer_schema_length=0)
     except pl.exceptions.PolarsError as e:
-        raise InputError(Problem(label, "", f"not a readable CSV file: {_first_line(e)}")) from None
+        raise InputError(_ragged(path, label, len(header)) or
+                         Problem(label, "", f"not a readable CSV file: {_first_line(e)}")) from None
+
+
+def _ragged(path: Path, label: str, width: int) -> Problem | None:
+    """The first row whose number of fields is not the header's (the slow path, on error only)."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="", errors="replace") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for row in reader:
+            if row and len(row) != width:
+                return Problem(label, f"line {reader.line_num}",
+                               f"has {len(row)} fields where the header has {width}; a value with a ',' needs "
+                               "double quotes, and a number has no separators")
+    return None
 
 
 def _read_parquet(path: Path, label: str) -> pl.DataFrame:
