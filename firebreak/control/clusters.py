@@ -20,8 +20,6 @@ from firebreak.control.failover import ClusterState, Ignored, Member, Sync
 from firebreak.control.keys import PatroniKeys
 from firebreak.errors import BadValue
 
-# Keys every Patroni cluster writes under its scope; a path with any of them is a cluster.
-_MARKERS = ("leader", "members", "config", "initialize", "sync", "status", "history", "failover")
 
 
 def scopes(keys: Iterable[str], namespace: str) -> list[str]:
@@ -32,7 +30,7 @@ def scopes(keys: Iterable[str], namespace: str) -> list[str]:
         if not key.startswith(root):
             continue
         parts = key[len(root):].split("/")
-        if len(parts) >= 2 and parts[0] and parts[1] in _MARKERS:
+        if len(parts) >= 2 and parts[0] and parts[1] in PatroniKeys.MARKERS:
             found.setdefault(parts[0], None)
     return list(found)
 

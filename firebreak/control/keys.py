@@ -124,6 +124,9 @@ class PatroniKeys:
 
     namespace: str = PATRONI_NAMESPACE + PATRONI_SCOPE
 
+    # Keys every Patroni cluster writes under its scope: a path with any of them is a cluster.
+    MARKERS = ("leader", "members", "config", "initialize", "sync", "status", "history", "failover", "failsafe")
+
     @classmethod
     def of(cls, scope: str, namespace: str = PATRONI_NAMESPACE) -> "PatroniKeys":
         """The keys of the cluster named `scope` under a Patroni namespace (Patroni's own layout:

@@ -24,7 +24,7 @@ import json
 import secrets as pysecrets
 
 from firebreak.control.etcd import Etcd, EtcdAccess
-from firebreak.control.keys import OPS_ROLE, Keys, PatroniKeys, agent_role, role_grants
+from firebreak.control.keys import OPS_ROLE, PATRONI_NAMESPACE, Keys, PatroniKeys, agent_role, role_grants
 from firebreak.lab import pki
 from firebreak.lab.layout import SCOPE, LabLayout
 from firebreak.lab.state import write_private
@@ -82,8 +82,8 @@ async def lock(layout: LabLayout, scopes: list[str] | None = None, discover: boo
     try:
         await etcd.user_add(ROOT, root.password)
         await etcd.user_grant_role(ROOT, "root")
-        clusters = tuple(PatroniKeys(f"/service/{scope}") for scope in (scopes or [SCOPE]))
-        grants_of = role_grants(Keys(), clusters, ("/service/",) if discover else (), sites=layout.names)
+        clusters = tuple(PatroniKeys.of(scope) for scope in (scopes or [SCOPE]))
+        grants_of = role_grants(Keys(), clusters, (PATRONI_NAMESPACE,) if discover else (), sites=layout.names)
         for role, grants in grants_of.items():
             await etcd.role_add(role)
             for g in grants:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from firebreak.control.etcd import EtcdAccess
-from firebreak.control.keys import OPS_ROLE, agent_role
+from firebreak.control.keys import OPS_ROLE, PATRONI_NAMESPACE, PatroniKeys, agent_role
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
                                   SiteLayout)
 from firebreak.resources import example
@@ -126,7 +126,7 @@ def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_di
         hba += [f"host replication replicator {net} scram-sha-256", f"host all all {net} scram-sha-256"]
     return {
         "scope": cluster.scope,
-        "namespace": "/service/",
+        "namespace": PATRONI_NAMESPACE,
         "name": site.name,
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
         "restapi": {"listen": api, "connect_address": api,
@@ -211,7 +211,7 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "L
         "site": site.name,
         "listen": f"{site.address}:{PORTS['console']}",
         "etcd": [s.url("etcd") for s in _own_first(layout, site)],
-        "patroni_namespace": f"/service/{first.scope if first else SCOPE}",
+        "patroni_namespace": PatroniKeys.of(first.scope if first else SCOPE).namespace,
         "etcd_quota_bytes": ETCD_QUOTA,
         # This site's agent's own etcd user (its own view, not other sites'); the operators' user,
         # which the console alone uses for the writes it makes on an operator's behalf; and etcd's
@@ -237,7 +237,7 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "L
     }
     if estate:
         # Every cluster under Patroni's namespace is protected, found as it appears.
-        cfg["patroni_namespaces"] = ["/service/"]
+        cfg["patroni_namespaces"] = [PATRONI_NAMESPACE]
         cfg["db_door"]["clusters"] = {c.scope: {"port": c.port("db_door"), "read_only_port": c.port("db_door_ro")}
                                       for c in plan.clusters}
         cfg["services"] = {svc.name: {"sites": {s: svc.url(layout.site(s)) for s in svc.sites},

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from firebreak.control import keys
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import suggest
 from firebreak.lab import lifecycle, net, procs
@@ -299,7 +300,7 @@ class BadValues:
         self.layout, self.site, self.every = state.layout, site_name, every
         self.others = [n for n in state.sites if n != site_name]
         self.role = agent_identity(self.layout, site_name)
-        self.key = f"/firebreak/views/{site_name}"
+        self.key = keys.DEFAULT.view(site_name)
         self.written, self.failed, self.last_error = 0, 0, ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"bad-values-{site_name}")

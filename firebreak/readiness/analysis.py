@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Iterable, Mapping
 
+from firebreak.control.detector import majority
 from firebreak.topology.model import Failover, Kind, Replication, Topology
 
 UP, DEGRADED, DOWN = 0, 1, 2
@@ -284,7 +285,7 @@ def _reason_text(plan: Plan, i: int, why: tuple, cause: list[int], state: list[i
     if code == "no-instance":
         return f"no instance survives (all in {', '.join(sorted(set(svc.sites()) & lost))})"
     if code == "quorum":
-        return f"quorum lost: {why[1]} of {why[2]} members alive, a strict majority needs {why[2] // 2 + 1}"
+        return f"quorum lost: {why[1]} of {why[2]} members alive, a strict majority needs {majority(why[2])}"
     if code == "capacity":
         return f"{why[1]} of the {why[2]} instances it needs survive"
     if code == "failover-blocked":

@@ -69,3 +69,14 @@ def test_pinned_majors(module, major):
     from importlib.metadata import version
 
     assert int(version(module.replace("_", "-")).split(".")[0]) == major
+
+
+def test_the_keys_that_mark_a_patroni_cluster_are_patronis_own_names():
+    from patroni.dcs import AbstractDCS
+
+    from firebreak.control.keys import PatroniKeys
+
+    theirs = {AbstractDCS._LEADER, AbstractDCS._MEMBERS.rstrip("/"), AbstractDCS._CONFIG, AbstractDCS._INITIALIZE,
+              AbstractDCS._SYNC, AbstractDCS._STATUS, AbstractDCS._HISTORY, AbstractDCS._FAILOVER,
+              AbstractDCS._FAILSAFE}
+    assert set(PatroniKeys.MARKERS) == theirs
