@@ -429,6 +429,9 @@ class Agent:
             clusters[scope] = {
                 "primary_site": site_of.get(c.leader) if c.leader else None,
                 "synchronous": bool(c.sync_standbys) or c.sync_leader is not None,
+                # sync | quorum | async: what `check --live --against` compares with a topology
+                "replication": "quorum" if c.quorum_active else
+                               "sync" if c.sync_standbys or c.sync_leader is not None else "async",
                 "doors": scope in doors,
                 "members": {n: {"site": site_of.get(n), "role": m.role, "state": m.state}
                             for n, m in c.members.items()},

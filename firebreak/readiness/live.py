@@ -48,7 +48,7 @@ def live_topology(doc: Mapping[str, Any], declared: Topology | None = None, labe
         primary = c.get("primary_site") if replicas.get(c.get("primary_site"), 0) else None
         services[name] = Service(name, Kind.DATABASE, replicas, depends_on=(quorum,), recovery=(tools[-1],),
                                  primary=primary,
-                                 replication=Replication.SYNC if c.get("synchronous") else Replication.ASYNC,
+                                 replication=_replication(c),
                                  # The agents fail every protected cluster over (frozen: Patroni's timers).
                                  failover=Failover.AUTO, doors=bool(c.get("doors")))
     for name, svc in doc.get("services", {}).items():
@@ -119,3 +119,11 @@ def rebalance_plan(declared: Topology, live: Topology) -> list[dict]:
             why = f"no member of it runs in {d.primary} yet"
         out.append({"cluster": name, "from": r.primary, "to": d.primary, "ready": not why, "why": why})
     return out
+
+
+def _replication(cluster: dict) -> Replication:
+    """A cluster's replication as its agents report it (`replication`; agents older than quorum
+    commit said only `synchronous`)."""
+    if cluster.get("replication") in {r.value for r in Replication}:
+        return Replication(cluster["replication"])
+    return Replication.SYNC if cluster.get("synchronous") else Replication.ASYNC

@@ -94,3 +94,21 @@ def test_rebalancing_moves_back_each_primary_whose_declared_site_runs_a_member_a
     assert not plan["messaging-db"]["ready"] and "no member of it runs in pangyo" in plan["messaging-db"]["why"]
     assert not plan["payments-db"]["ready"] and "no primary" in plan["payments-db"]["why"]
     assert "claims-db" not in plan
+
+
+def test_quorum_commit_is_read_from_the_agents_and_compared_with_the_declaration():
+    import dataclasses
+
+    from firebreak.topology.model import Replication
+    doc = running_as_declared()
+    name = next(iter(doc["clusters"]))
+    doc["clusters"][name]["replication"] = "quorum"
+    live = live_topology(doc, DECLARED)
+    assert live.services[name].replication == Replication.QUORUM
+    assert any(name in str(d) and "replication" in str(d) for d in drift(DECLARED, live))
+    declared = dataclasses.replace(DECLARED, services={**DECLARED.services, name: dataclasses.replace(
+        DECLARED.services[name], replication=Replication.QUORUM)})
+    assert drift(declared, live) == []
+    # an agent from before quorum commit reports only `synchronous`
+    del doc["clusters"][name]["replication"]
+    assert live_topology(doc, DECLARED).services[name].replication == Replication.SYNC
