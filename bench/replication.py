@@ -42,8 +42,15 @@ BEFORE = 10.0
 WRITERS = 3
 MODES = {"quorum": {"replication": "quorum", "agents": True},
          "sync": {"replication": "sync", "agents": True},
-         "patroni": {"replication": "sync", "agents": False}}
+         "patroni": {"replication": "sync", "agents": False},
+         # For the etcd rows: what failsafe_mode buys, on the same lab with it turned off.
+         "sync-nofailsafe": {"replication": "sync", "agents": True, "failsafe": False}}
 FAULTS = ("power-cut primary", "isolate primary", "power-cut standby", "isolate standby")
+# etcd away for a minute while every database server is healthy (Patroni's failsafe_mode): every
+# member paused, or two of three (the primary's own kept: the harder case, a member that accepts
+# connections and serves nothing). Run with --faults etcd-all,etcd-quorum.
+ETCD_FAULTS = {"etcd-all": "every etcd member stopped", "etcd-quorum": "etcd's quorum lost"}
+ETCD_HOLD = 60.0
 
 
 def nearest_rank(values: list[float], p: float) -> float:
@@ -68,7 +75,48 @@ def standby_of(st: dict) -> str:
     return next(n for n, s in st["sites"].items() if s["postgres"]["role"] in ("sync_standby", "quorum_standby"))
 
 
+def etcd_drill(fault: str) -> dict:
+    """etcd away for ETCD_HOLD s, then back for 15 s: writes acknowledged, longest gap, demotions
+    (a change of primary or timeline), lost."""
+    st = wait_healthy()
+    primary = st["primary"]
+    spared = next(n for n in st["sites"] if n != primary)
+    paused = list(st["sites"]) if fault == "etcd-all" else [n for n in st["sites"] if n != primary]
+    prepare_ordinary_table(st["postgres_dsn"])
+    history, stop = History(), threading.Event()
+    writers = [OrdinaryWriter(spared, st["db_door_dsns"][spared], history, stop, interval=0.01) for _ in range(WRITERS)]
+    for w in writers:
+        w.start()
+    time.sleep(BEFORE)
+    at = time.monotonic()
+    try:
+        for s in paused:
+            lab.pause(s, "etcd")
+        time.sleep(ETCD_HOLD)
+    finally:
+        for s in paused:
+            lab.resume(s)
+    time.sleep(15.0)
+    stop.set()
+    for w in writers:
+        w.join(timeout=10)
+    after = wait_healthy()
+    ops = list(history.ops)
+    acked = checks.acked(ops, "sql")
+    with __import__("psycopg").connect(after["postgres_dsn"]) as conn:
+        stored = {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+    return {"fault": fault, "victim": ",".join(paused), "via": spared, "rto_s": 0.0,
+            "max_gap_s": round(checks.max_write_gap(ops, at, at + ETCD_HOLD + 15.0, "sql"), 3),
+            "acked_during": len([o for o in acked if at <= o.complete <= at + ETCD_HOLD]),
+            "p99_before_ms": 0.0, "p99_during_ms": 0.0, "p99_added_ms": 0.0,
+            "acked": len(acked), "lost": len(checks.lost_writes(ops, stored, "sql")),
+            "servers": sorted({o.primary for o in acked if o.complete >= at}),
+            "primary_after": after["primary"], "demoted": after["primary"] != primary}
+
+
 def one_drill(fault: str) -> dict:
+    if fault in ETCD_FAULTS:
+        return etcd_drill(fault)
     st = wait_healthy()
     kind, role = fault.split()
     victim = st["primary"] if role == "primary" else standby_of(st)
@@ -107,6 +155,18 @@ def one_drill(fault: str) -> dict:
             "p99_added_ms": round(during_p99 - before_p99, 1),
             "acked": len(acked), "lost": len(checks.lost_writes(ops, stored, "sql")),
             "primary_after": after["primary"]}
+
+
+def set_failsafe(on: bool) -> None:
+    """Patroni's dynamic configuration, as `patronictl edit-config` would change it."""
+    import httpx
+
+    from firebreak.lab.state import lab_home, load_secrets
+    st = wait_healthy()
+    url = st["sites"][st["primary"]]["patroni"].rstrip("/") + "/config"
+    r = httpx.patch(url, json={"failsafe_mode": on}, auth=("firebreak", load_secrets(lab_home()).patroni_api), timeout=10)
+    r.raise_for_status()
+    assert r.json().get("failsafe_mode") is on, r.text
 
 
 def summary(rows: list[dict]) -> dict:
@@ -150,6 +210,8 @@ def main() -> None:
         lab.down()
         lab.up(agents=MODES[mode]["agents"], replication=MODES[mode]["replication"],
                progress=lambda m: print("  lab:", m, flush=True))
+        if MODES[mode].get("failsafe") is False:
+            set_failsafe(False)
         try:
             for run in range(args.repeat):
                 for fault in args.faults.split(","):

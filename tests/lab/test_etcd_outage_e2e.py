@@ -2,6 +2,8 @@
 server can reach every other, and the agents resume by themselves when etcd returns. Shares the
 agents' lab with the other control-plane modules; each test leaves it healthy."""
 
+import threading
+
 import httpx
 import pytest
 
@@ -12,8 +14,11 @@ from tests.lab.test_control_e2e import healthy, run_load, settled_coordinator, s
 
 pytestmark = pytest.mark.lab
 
-OUTAGE = 60.0  # the issue's case: etcd away for a minute
+# Longer than Patroni's ttl (20 s): every lease, the leader key's included, expires while etcd is
+# away. bench/replication.py holds it for the full minute.
+OUTAGE = 25.0
 OBJECTIVE = 3.0  # the longest write gap a power cut may cost; an etcd outage may cost no more
+AFTER = 15.0  # writes go on this long after etcd returns
 
 
 def judge_etcd_outage(paused: list[str]) -> None:
@@ -25,19 +30,25 @@ def judge_etcd_outage(paused: list[str]) -> None:
     sites = list(st["sites"])
     door = next(n for n in sites if n != primary)
 
+    resumed = threading.Event()
+
     def stop_etcd():
         for site in paused:
             lab.pause(site, "etcd")
+        threading.Timer(OUTAGE, lambda: ([lab.resume(s) for s in paused], resumed.set())).start()
     try:
-        ops, at, _ = run_load(st, stop_etcd, sites, settle=OUTAGE, db_doors=[door])
+        # Writers run through the outage and AFTER (etcd's return is a change too: Patroni takes
+        # its leader key again, the agents read the clusters afresh).
+        ops, at, _ = run_load(st, stop_etcd, sites, settle=OUTAGE + AFTER, db_doors=[door])
     finally:
+        resumed.wait(OUTAGE + 30)
         for site in paused:
             lab.resume(site)
-    end = at + OUTAGE
+    end = at + OUTAGE + AFTER
     acked = [o for o in checks.acked(ops) if at <= o.complete <= end]
-    assert acked, "no write was acknowledged while etcd was away"
+    assert len([o for o in acked if o.complete <= at + OUTAGE]) > 0, "no write was acknowledged while etcd was away"
     gap = checks.max_write_gap(ops, at, end)
-    assert gap <= OBJECTIVE, f"writes stopped for {gap:.2f} s while etcd was away"
+    assert gap <= OBJECTIVE, f"writes stopped for {gap:.2f} s while etcd was away or as it returned"
     sql_gap = checks.max_write_gap(ops, at, end, "sql")
     assert sql_gap <= OBJECTIVE, f"the ordinary client through {door}'s database door waited {sql_gap:.2f} s"
     timelines = {o.timeline for o in acked if o.timeline}
@@ -55,11 +66,11 @@ def judge_etcd_outage(paused: list[str]) -> None:
     assert all(not d for d in dead.values()), f"sites voted dead after etcd returned: {dead}"
 
 
-def test_every_etcd_member_stopped_for_a_minute_costs_no_write(running_lab):
+def test_every_etcd_member_stopped_costs_no_write(running_lab):
     judge_etcd_outage(list(lab.status()["sites"]))
 
 
-def test_etcd_quorum_lost_for_a_minute_costs_no_write(running_lab):
+def test_etcd_quorum_lost_costs_no_write(running_lab):
     """Two of three sites' etcd members stopped: the third runs but has no quorum, so every read
     and write there times out, as when two sites' etcd members are cut off."""
     st = wait_for(healthy, 60, "a healthy lab")

@@ -1,0 +1,187 @@
+"""What a faster detector costs: for each set of detector settings (probe interval, probe timeout,
+window, freshness), the write unavailability after silent power cuts of the primary's site, and
+the false dead verdicts and failovers over a stretch of time with no fault at all but the machine
+under stress, in one run, on one lab.
+
+Each setting is applied as an operator would: every site's agent.yml is rewritten and the agents
+restarted one site at a time. Stresses, all at once, for --minutes per setting:
+  * every core busy with other work (one busy-loop process per core);
+  * one site's agent paused (SIGSTOP) for 0.5 s every 5 s;
+  * 5% packet loss on one other site's links.
+False verdicts: a site shown dead by any console (polled every 0.25 s) counts once per episode;
+failovers: a change of primary. Power cuts go through bench/failover.py's rounds with the same
+settings (Firebreak mode), so both halves of the table use the same code as the rest of the
+benchmarks.
+
+Run (as root): .venv/bin/python bench/detector.py --settings 0.2/0.3/1.0/1.5,0.1/0.1/0.5/0.75 \
+    --minutes 10 --cuts 10
+Writes docs/bench/detector.json and prints the Markdown table for docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from firebreak.lab import lab  # noqa: E402
+from firebreak.lab.state import lab_home  # noqa: E402
+
+FIELDS = ("probe_interval", "probe_timeout", "window", "fresh")
+
+
+def parse_setting(text: str) -> dict[str, float]:
+    values = [float(x) for x in text.split("/")]
+    if len(values) != 4:
+        raise SystemExit(f"--settings: expected interval/timeout/window/fresh, got {text!r}")
+    return dict(zip(FIELDS, values))
+
+
+def apply(setting: dict[str, float]) -> None:
+    """Rewrite every site's agent.yml with these detector settings and restart its agent, one site
+    at a time (as an operator rolling a configuration change)."""
+    st = lab.status()
+    for site in st["sites"]:
+        path = Path(lab_home()) / "sites" / site / "agent.yml"
+        cfg = yaml.safe_load(path.read_text())
+        cfg.setdefault("detector", {}).update(setting)
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        lab.stop_component(site, "agent")
+        lab.start_component(site, "agent")
+    wait(lambda: lab.status()["healthy"], 120, "a healthy lab after restarting the agents")
+
+
+def wait(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception:  # noqa: BLE001 - a lab settling may refuse for a moment
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+class Watch(threading.Thread):
+    """Polls every console's /api/status; counts dead-verdict episodes and primary changes."""
+
+    def __init__(self, consoles: dict[str, str]):
+        super().__init__(daemon=True)
+        self.consoles, self.stop = consoles, threading.Event()
+        self.episodes: list[dict] = []
+        self.primaries: list[str] = []
+        self._dead: set[tuple[str, str]] = set()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=2.0) as c:
+            while not self.stop.is_set():
+                for observer, url in self.consoles.items():
+                    try:
+                        doc = c.get(url + "/api/status").json()
+                    except (httpx.HTTPError, ValueError):
+                        continue
+                    now_dead = {(observer, s) for s, v in doc.get("sites", {}).items() if v.get("dead")}
+                    for key in now_dead - self._dead:
+                        self.episodes.append({"observer": key[0], "site": key[1], "at": time.time()})
+                    self._dead = (self._dead - {k for k in self._dead if k[0] == observer}) | now_dead
+                    p = doc.get("primary")
+                    if p and (not self.primaries or self.primaries[-1] != p):
+                        self.primaries.append(p)
+                self.stop.wait(0.25)
+
+
+def stressed(minutes: float) -> dict:
+    st = lab.status()
+    sites = list(st["sites"])
+    paused_site, lossy_site = sites[1], sites[2]
+    consoles = {n: s["console"] for n, s in st["sites"].items()}
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    watch = Watch(consoles)
+    watch.start()
+    lab.degrade(lossy_site, loss=5, rate_kbit=0)
+    pauses = 0
+    t_end = time.monotonic() + minutes * 60
+    try:
+        while time.monotonic() < t_end:
+            agent = lab.status()["sites"][paused_site]["processes"].get("agent", {}).get("pid")
+            if agent:
+                os.kill(agent, signal.SIGSTOP)
+                time.sleep(0.5)
+                os.kill(agent, signal.SIGCONT)
+                pauses += 1
+            time.sleep(4.5)
+    finally:
+        lab.undegrade(lossy_site)
+        for h in hogs:
+            h.kill()
+            h.wait()
+        watch.stop.set()
+        watch.join(timeout=5)
+    # Each episode is seen by each console that shows it; count distinct (site, start within 2 s).
+    distinct: list[dict] = []
+    for e in sorted(watch.episodes, key=lambda e: e["at"]):
+        if not any(d["site"] == e["site"] and abs(d["at"] - e["at"]) < 2.0 for d in distinct):
+            distinct.append(e)
+    return {"minutes": minutes, "agent_pauses": pauses, "paused_site": paused_site, "lossy_site": lossy_site,
+            "false_dead_verdicts": len(distinct), "verdicts": distinct,
+            "failovers": max(0, len(watch.primaries) - 1), "primaries": watch.primaries}
+
+
+def cuts(n: int, label: str) -> dict:
+    """n power cuts of the primary's site with these settings, by bench/failover.py (Firebreak mode)."""
+    out = ROOT / "docs" / "bench" / f"detector-{label}"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "failover.py"), "--rounds", str(n), "--modes", "firebreak",
+                        "--keep-lab", "--out", str(out)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"bench/failover.py failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    doc = json.loads((out / "failover-firebreak.json").read_text())
+    return {"summary": doc["summary"]["firebreak"], "rto_s": [x["rto_s"] for x in doc["results"]]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--settings", default="0.2/0.3/1.0/1.5,0.1/0.1/0.5/0.75")
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--cuts", type=int, default=10)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "detector.json"))
+    args = ap.parse_args()
+    started = datetime.now(timezone.utc)
+    lab.down()
+    lab.up(progress=lambda m: print("  lab:", m, flush=True))
+    rows = []
+    try:
+        for text in args.settings.split(","):
+            setting = parse_setting(text)
+            apply(setting)
+            print(f"settings {text}: stress for {args.minutes} min", flush=True)
+            stress = stressed(args.minutes)
+            print(json.dumps({k: v for k, v in stress.items() if k != "verdicts"}), flush=True)
+            wait(lambda: lab.status()["healthy"], 120, "a healthy lab after the stress")
+            failover = cuts(args.cuts, text.replace("/", "-")) if args.cuts else None
+            rows.append({"setting": setting, "stress": stress, "cuts": failover})
+            print(json.dumps({"setting": text, "cuts": (failover or {}).get("summary")}), flush=True)
+    finally:
+        lab.down()
+    doc = {"command": "bench/detector.py " + " ".join(sys.argv[1:]), "started": started.isoformat(),
+           "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores", "rows": rows}
+    Path(args.out).write_text(json.dumps(doc, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
