@@ -46,7 +46,8 @@ def test_render_text_lists_each_hosts_units(tmp_path):
 
 
 @pytest.mark.parametrize("old, new, line", [
-    ("roles: [etcd, postgres, agent, db-door]}\n      gj-web1", "roles: [etcd, postgress, agent, db-door]}\n      gj-web1",
+    ("roles: [etcd, postgres, agent, db-door]}\n      gj-web1",
+     "roles: [etcd, postgress, agent, db-door]}\n      gj-web1",
      "sites.gwangju.hosts.gj-db1.roles[1]: must be one of etcd, postgres, agent, door, db-door, claims; got "
      "'postgress' (did you mean 'postgres'?)"),
     ("dj-web1: {address: 10.20.0.21,", "dj-web1: {address: 10.10.0.21,",

@@ -19,7 +19,8 @@ ALERTS = ROOT / "deploy" / "prometheus" / "firebreak-alerts.yml"
 # gauge is not in control/metrics.py). Each name leaves this list the day the agent exports it:
 # the last test below fails until it does.
 AWAITING_AGENT = {
-    "firebreak_failover_refused": "1 while a cluster's latest failover decision is a refusal (status clusters.*.decision)",
+    "firebreak_failover_refused": "1 while a cluster's latest failover decision is a refusal "
+                                  "(status clusters.*.decision)",
     "firebreak_frozen": "1 while operators froze automatic failover (status frozen)",
     "firebreak_db_door_primary_route": "1 while the site's database door sends a cluster's writes to a primary "
                                        "(status db_door)",
