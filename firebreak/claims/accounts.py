@@ -142,40 +142,49 @@ def _first_line(e: Exception) -> str:
 
 def check_accounts(raw: pl.DataFrame, policy: Policy, label: str, first: int = 2, where: str = "line") -> Accounts:
     """Pure: the rows of an accounts file (any column types) checked against the contract and the
-    policy. Row i is `where first+i` in messages. Raises InputError naming each bad row's field."""
+    policy. Row i is `where first+i` in messages. Raises InputError naming each bad row's field.
+
+    Each check is one columnar pass that finds nothing in a good file; only a bad file pays for
+    finding the rows (kinds and services have a handful of distinct values, checked once each)."""
     problems: list[Problem] = []
 
-    def bad(mask: pl.Series | pl.Expr, field: str, why) -> None:
+    def bad(expr: pl.Expr, field: str, why) -> None:
         if len(problems) >= MAX_PROBLEMS:
+            return
+        mask = raw.select(expr.fill_null(True)).to_series()
+        if not mask.any():
             return
         rows = raw.with_row_index("_i").filter(mask).head(MAX_PROBLEMS - len(problems))
         for row in rows.iter_rows(named=True):
             problems.append(Problem(label, f"{where} {row['_i'] + first}", f"{field}: {why(row)}"))
 
-    # account: present and once
-    account = pl.col("account").cast(pl.String).str.strip_chars()
-    bad(account.is_null() | (account == ""), "account", lambda r: "empty; every row needs the account's id")
-    dup = raw.select(account.is_duplicated()).to_series()
-    if dup.any():
-        firsts = (raw.with_row_index("_i").with_columns(a=account).filter(dup)
-                  .group_by("a").agg(pl.col("_i").min().alias("_f")))
-        seen = dict(zip(firsts["a"].to_list(), firsts["_f"].to_list()))
-        dups = raw.with_row_index("_i").with_columns(a=account).filter(dup)
+    # account: present and once (taken as written: an id is compared byte for byte)
+    account = pl.col("account").cast(pl.String)
+    bad(account.is_null() | (account.str.len_bytes() == 0), "account",
+        lambda r: "empty; every row needs the account's id")
+    if _maybe_duplicated(raw["account"]):
+        dup = raw.select(account.is_duplicated()).to_series()
+        dups = raw.with_row_index("_i").filter(dup & raw["account"].is_not_null())
+        seen: dict[str, int] = {}
         for row in dups.iter_rows(named=True):
-            if row["_i"] != seen[row["a"]] and len(problems) < MAX_PROBLEMS:
+            if row["account"] in seen and len(problems) < MAX_PROBLEMS:
                 problems.append(Problem(label, f"{where} {row['_i'] + first}",
-                                        f"account: '{row['a']}' is also on {where} {seen[row['a']] + first}; "
-                                        "one row per account"))
+                                        f"account: '{row['account']}' is also on {where} "
+                                        f"{seen[row['account']] + first}; one row per account"))
+            seen.setdefault(row["account"], row["_i"])
 
-    # kind
-    kind = pl.col("kind").cast(pl.String).str.strip_chars()
-    bad(kind.is_null() | ~kind.is_in(list(REPORTER_KINDS)), "kind",
-        lambda r: f"unknown kind {_text(r['kind'])}{suggest(str(r['kind'] or ''), REPORTER_KINDS)}; kinds are "
-                  f"{', '.join(REPORTER_KINDS)}")
+    # kind: each distinct value once
+    kinds = {v: (v.strip() if isinstance(v, str) else v) for v in _distinct(raw["kind"])}
+    wrong_kind = [v for v, k in kinds.items() if k not in REPORTER_KINDS]
+    if wrong_kind:
+        bad(pl.col("kind").cast(pl.String).is_in([v for v in wrong_kind if v is not None])
+            | pl.col("kind").is_null(), "kind",
+            lambda r: f"unknown kind {_text(r['kind'])}{suggest(str(r['kind'] or ''), REPORTER_KINDS)}; kinds are "
+                      f"{', '.join(REPORTER_KINDS)}")
 
-    # services: few distinct values, each checked once
+    # services: each distinct value once
     services = pl.col("services").cast(pl.String)
-    distinct = [v for v in raw.select(services.unique()).to_series().to_list()]
+    distinct = _distinct(raw["services"])
     wrong = {}
     for value in distinct:
         names = services_of(value) if value is not None else []
@@ -201,20 +210,26 @@ def check_accounts(raw: pl.DataFrame, policy: Policy, label: str, first: int = 2
             value = text.replace("", None).cast(pl.Int64, strict=False)
             bad(text.is_not_null() & (text != "") & value.is_null(), name,
                 lambda r, n=name: f"expected a whole number of won (no separators), got {_text(r[n])}")
+        elif dtype == pl.Null:
+            value = col.cast(pl.Int64)
         else:  # a Parquet float column: whole numbers only
             value = col.cast(pl.Int64, strict=False)
             bad(col.is_not_null() & (value.is_null() | (value.cast(dtype) != col)), name,
                 lambda r, n=name: f"expected a whole number of won, got {_text(r[n])}")
-        bad((value < 0) | (value > MAX_AMOUNT), name,
+        bad(value.is_not_null() & ((value < 0) | (value > MAX_AMOUNT)), name,
             lambda r, n=name: f"must be between 0 and {MAX_AMOUNT:,} won, got {r[n]}")
         numbers[name] = value
     if problems:
         raise InputError(_by_line(problems))
 
-    frame = raw.select(account.alias("account"), kind.cast(KINDS).alias("kind"),
+    svc_enum = pl.Enum(sorted(v for v in distinct if v is not None))
+    # Categorical to Enum by value is cheap; text to Enum (a padded kind) only where needed.
+    kind_col = (pl.col("kind").cast(KINDS) if all(k == v for v, k in kinds.items()) and raw.schema["kind"] in
+                (pl.Categorical, pl.String) else
+                pl.col("kind").cast(pl.String).replace_strict(kinds, return_dtype=KINDS))
+    frame = raw.select(account.alias("account"), kind_col.alias("kind"),
                        *(numbers[n].alias(n) for n in NUMBERS),
-                       services.cast(pl.Enum(sorted(v for v in distinct if v is not None))).alias("services")
-                       ).select(COLUMNS)
+                       services.cast(svc_enum).alias("services")).select(COLUMNS)
 
     # a number a rule prices with must be there
     for name, field, what in (("monthly_fee", "fee_percent", "a share of the account's monthly fee"),
@@ -237,6 +252,21 @@ def check_accounts(raw: pl.DataFrame, policy: Policy, label: str, first: int = 2
     if problems:
         raise InputError(_by_line(problems))
     return Accounts(frame, label)
+
+
+def _distinct(column: pl.Series) -> list:
+    """The distinct values of a column (a few: kinds, service lists), as text or None."""
+    if column.dtype == pl.Categorical:
+        return column.unique().cast(pl.String).to_list()
+    return column.cast(pl.String).unique().to_list()
+
+
+def _maybe_duplicated(column: pl.Series) -> bool:
+    """Whether an account id may be on two rows: exact for a sorted file (an export usually is),
+    by 64-bit hashes otherwise (a collision only sends it to the exact check)."""
+    if column.is_sorted():
+        return bool((column == column.shift(1)).any())
+    return column.hash().n_unique() != column.len()
 
 
 def _by_line(problems: list[Problem]) -> list[Problem]:

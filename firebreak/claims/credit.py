@@ -52,6 +52,7 @@ class Owed:
     entitled: int = 0         # won the policy gives for these incidents in full
     already_paid: int = 0     # won earlier batches paid for them
     by_rule: dict[str, int] = field(default_factory=dict)
+    accounts: int = 0         # accounts paid now
 
 
 def hours_out(incident: Incident, services: set[str]) -> float:
@@ -106,9 +107,9 @@ def entitlements(policy: Policy, accounts: Accounts, incidents: list[Incident]) 
             r = policy.rules[i]
             h = per_combo[combo]
             on = ~np.isnan(h)
-            rules[on] |= 1 << i
+            rules |= on.astype(np.int64) << i
             if r.goodwill is not None:
-                gift[on & (gift < 0)] = i
+                gift = np.where(on & (gift < 0), i, gift)
                 continue
             h = np.where(on, h, 0.0)
             if r.flat is not None:
@@ -125,24 +126,29 @@ def entitlements(policy: Policy, accounts: Accounts, incidents: list[Incident]) 
             amount += np.where(on, value, 0)
             held |= on & (value > r.review_over)
         hit = (rules != 0) & ((amount > 0) | (gift >= 0))
-        idx = np.flatnonzero(hit)
-        masks = rules[idx]
-        names = {m: ";".join(policy.rules[i].id for i in range(len(policy.rules)) if m >> i & 1)
-                 for m in np.unique(masks).tolist()}
-        gifts = {i: policy.rules[i].goodwill for i in np.unique(gift[idx]).tolist() if i >= 0}
+        every = bool(hit.all())
+        idx = np.arange(n, dtype=np.int64) if every else np.flatnonzero(hit)
         parts.append(pl.DataFrame({
-            "row": idx.astype(np.int64),
-            "amount": amount[idx],
-            "goodwill": pl.Series(gift[idx]).replace_strict(gifts, default=None, return_dtype=pl.String),
-            "incident": np.full(len(idx), inc.id, dtype=np.int64),
-            "rule": pl.Series(masks).replace_strict(names, return_dtype=pl.String),
-            "held": held[idx],
+            "row": idx, "amount": amount if every else amount[idx], "gift": gift if every else gift[idx],
+            "incident": np.full(len(idx), inc.id, dtype=np.int64), "mask": rules if every else rules[idx],
+            "held": held if every else held[idx],
         }))
     if not parts:
         return pl.DataFrame(schema={"row": pl.Int64, "amount": pl.Int64, "goodwill": pl.String, "incident": pl.Int64,
                                     "rule": pl.String, "held": pl.Boolean, "account": pl.String})
     ent = pl.concat(parts) if len(parts) > 1 else parts[0]
-    return ent.with_columns(account=frame["account"].gather(ent["row"]))
+    # Codes to names once, as Enums: twenty million goodwill items are one string, not twenty million.
+    masks = ent["mask"].unique().to_list()
+    names = {m: ";".join(policy.rules[i].id for i in range(len(policy.rules)) if m >> i & 1) for m in masks}
+    gifts = {i: r.goodwill for i, r in enumerate(policy.rules) if r.goodwill is not None}
+    account = frame["account"] if ent.height == n and len(parts) == 1 else frame["account"].gather(ent["row"])
+    return ent.select(
+        "row", "amount",
+        goodwill=pl.col("gift").replace_strict(gifts, default=None,
+                                               return_dtype=pl.Enum(sorted(set(gifts.values())) or [""])),
+        incident="incident",
+        rule=pl.col("mask").replace_strict(names, return_dtype=pl.Enum(sorted(set(names.values())))),
+        held="held", account=account)
 
 
 def remap_incidents(paid: pl.DataFrame, incidents: list[Incident]) -> pl.DataFrame:
@@ -173,11 +179,16 @@ def owed(policy: Policy, accounts: Accounts, incidents: list[Incident], paid: pl
             amount=pl.max_horizontal(pl.col("amount") - pl.col("paid"), pl.lit(0)),
             goodwill=pl.when(pl.col("paid_goodwill")).then(None).otherwise(pl.col("goodwill")),
         ).filter((pl.col("amount") > 0) | pl.col("goodwill").is_not_null())
-    held = ent.filter(pl.col("held")).select(LINE_COLUMNS)
-    lines = ent.filter(~pl.col("held")).select(LINE_COLUMNS)
+    if ent["held"].any():
+        held = ent.filter(pl.col("held")).select(LINE_COLUMNS)
+        lines = ent.filter(~pl.col("held")).select(LINE_COLUMNS)
+    else:
+        held, lines = ent.clear().select(LINE_COLUMNS), ent.select(LINE_COLUMNS)
+    accounts_paid = (lines["account"].len() if len(incidents) == 1 else lines["account"].n_unique()) \
+        if lines.height else 0
     by_rule = {r: int(a) for r, a in lines.group_by("rule").agg(pl.col("amount").sum()).iter_rows()} \
         if lines.height else {}
-    return Owed(lines, held, entitled, already, by_rule)
+    return Owed(lines, held, entitled, already, by_rule, accounts_paid)
 
 
 def batch_files(directory: Path) -> list[Path]:
@@ -339,7 +350,7 @@ def run(policy: Policy, policy_file: Path, accounts: Accounts, ledger, ledger_so
             "earlier_batches": earlier_docs,
             "totals": {
                 "lines": paying.height,
-                "accounts": paying["account"].n_unique() if paying.height else 0,
+                "accounts": o.accounts,
                 "amount": int(paying["amount"].sum()) if paying.height else 0,
                 "goodwill": int(paying["goodwill"].is_not_null().sum()) if paying.height else 0,
                 "by_rule": o.by_rule,
