@@ -27,11 +27,11 @@ from firebreak.claims.models import ReportIn
 from firebreak.claims.partners import PartnerKeys
 from firebreak.claims.review import AnonymousTally
 from firebreak.claims.review_store import ReviewStore
-from firebreak.claims.routes import admin, health, intake, portal, review
+from firebreak.claims.routes import admin, health, incidents, intake, portal, review
 from firebreak.claims.routes.deps import Refused, Services
 from firebreak.claims.routes.intake import StatusQuery, invalid, refused
 from firebreak.claims.settings import DEFAULT_POLICY, SESSION_COOKIE, Settings
-from firebreak.claims.sources import OutageSource, PolicySource
+from firebreak.claims.sources import CreditSource, OutageSource, PolicySource
 from firebreak.claims.store import Store
 from firebreak.claims.verifier import verify_forever
 from firebreak.errors import AnswerUnknown, OutcomeUnknown
@@ -70,9 +70,10 @@ def services_of(settings: Settings, clock: Clock) -> Services:
                     else Buckets(rate=settings.api_rate, burst=max(1.0, settings.api_rate)),
                     partner=Buckets(rate=settings.partner_rate, burst=max(1.0, settings.partner_rate)),
                     partners=PartnerKeys.load(settings.partner_keys) if settings.partner_keys else PartnerKeys())
+    policy = PolicySource(settings.policy)
     return Services(
         settings=settings, clock=clock, store=store, reviews=ReviewStore(store, settings.site, settings.review_deadline),
-        metrics=metrics, policy=PolicySource(settings.policy), outages=OutageSource(settings),
+        metrics=metrics, policy=policy, outages=OutageSource(settings, policy), credits=CreditSource(settings.credit_dir),
         admin=AdminGuard(settings.admin_token, settings.site, metrics, clock, settings.admin_failures_per_minute),
         limits=limits, holder=RefusalHolder(settings.refusal_delay, settings.refusal_hold, clock),
         login_limit=Buckets(rate=10 / 60.0, burst=10), anonymous=AnonymousTally(settings.anonymous_audit_every))
@@ -99,7 +100,7 @@ def public_app(svc: Services, with_admin: bool) -> FastAPI:
     app.state.services = svc
     handle_errors(app)
     app.openapi = functools.partial(openapi_with_intake, app, svc)  # type: ignore[method-assign]
-    for r in (intake.router, health.router, portal.router, review.router) + ((admin.router,) if with_admin else ()):
+    for r in (intake.router, health.router, portal.router, incidents.router, review.router) + ((admin.router,) if with_admin else ()):
         app.include_router(r)
     app.add_middleware(SessionMiddleware, secret_key=svc.settings.session_secret, session_cookie=SESSION_COOKIE,
                        max_age=8 * 3600, same_site="strict", https_only=svc.settings.secure_cookies)

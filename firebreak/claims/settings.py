@@ -55,6 +55,7 @@ class Settings:
     etcd: tuple[str, ...] = ()
     etcd_access: str = ""         # a locked etcd: the claims role's access file (it may read the ledger)
     ledger_prefix: str = DEFAULT_KEYS.ledger
+    credit_dir: str = ""          # credit batches (firebreak claims credit --out DIR): the status page's credited totals
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -82,4 +83,5 @@ class Settings:
                    policy=env.get("FIREBREAK_POLICY", str(DEFAULT_POLICY)),
                    ledger=env.get("FIREBREAK_LEDGER", ""),
                    etcd=tuple(x for x in env.get("FIREBREAK_ETCD", "").split(",") if x),
-                   etcd_access=env.get("FIREBREAK_ETCD_ACCESS", ""))
+                   etcd_access=env.get("FIREBREAK_ETCD_ACCESS", ""),
+                   credit_dir=env.get("FIREBREAK_CREDIT_DIR", ""))

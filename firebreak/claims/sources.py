@@ -4,12 +4,13 @@ survive the loss of any one site."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from firebreak.claims.ledger import Outage, load_ledger
+from firebreak.claims.ledger import DEFAULT_MAX_OPEN_HOURS, LedgerRead, Outage, read_entries, read_ledger
 from firebreak.claims.policy import Policy, load_policy
 from firebreak.errors import FirebreakError
 
@@ -49,25 +50,40 @@ def outages_from_etcd(entries: list[dict], now: float) -> list[Outage]:
 
 
 class OutageSource:
+    """The ledger as the app reads it: a file, and the entries the agents keep in etcd (any
+    member: it survives the loss of any site), re-read at most every TTL seconds. What it
+    believes follows ledger.read_entries: drills left out, an entry open longer than the
+    policy's max_open_hours flagged and not believed."""
+
     TTL = 2.0
 
-    def __init__(self, settings: Any):
+    def __init__(self, settings: Any, policy: PolicySource | None = None):
         self.file = settings.ledger
         self.endpoints = list(settings.etcd)
         self.access_file = settings.etcd_access
         self.prefix = settings.ledger_prefix
-        self.cached: tuple[float, list[Outage], str] | None = None
+        self.policy = policy
+        self.cached: tuple[float, LedgerRead, dict[str, dict], str] | None = None
         self.etcd: Any = None  # one client for the app's life, made on first use
 
     async def __call__(self) -> tuple[list[Outage], str]:
+        read, _, note = await self.ledger()
+        return read.outages, note
+
+    async def ledger(self) -> tuple[LedgerRead, dict[str, dict], str]:
+        """What the ledger believes, its raw entries by key (the agents' own words), and a note
+        saying where it came from and what was left out."""
         now = time.time()
         if self.cached and now - self.cached[0] < self.TTL:
-            return self.cached[1], self.cached[2]
-        outages: list[Outage] = []
+            return self.cached[1], self.cached[2], self.cached[3]
+        max_open = getattr(self.policy(), "max_open_hours", DEFAULT_MAX_OPEN_HOURS) if self.policy \
+            else DEFAULT_MAX_OPEN_HOURS
+        reads: list[LedgerRead] = []
+        raw: dict[str, dict] = {}
         notes = []
         if self.file:
             try:
-                outages += load_ledger(self.file)
+                reads.append(read_ledger(self.file, now, max_open))
                 notes.append(f"ledger file {Path(self.file).name}")
             except FirebreakError as e:
                 notes.append(f"ledger file unreadable: {e}")
@@ -77,11 +93,68 @@ class OutageSource:
                 if self.etcd is None:
                     access = EtcdAccess.from_file(self.access_file) if self.access_file else OPEN
                     self.etcd = Etcd(self.endpoints, timeout=1.0, access=access)
-                entries = [kv.json() for kv in await self.etcd.get_prefix(self.prefix)]
-                outages += outages_from_etcd(entries, now)
-                notes.append(f"{len(entries)} outage(s) recorded by the site agents")
+                entries = [(kv.key, _json_or_none(kv)) for kv in await self.etcd.get_prefix(self.prefix)]
+                raw.update((k, v) for k, v in entries if isinstance(v, dict))
+                reads.append(read_entries(entries, now, max_open))
+                notes.append(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} recorded by the site agents")
             except (EtcdError, ValueError) as e:
                 notes.append(f"agents' ledger unavailable ({e}); verified against the file only")
+        read = LedgerRead([o for r in reads for o in r.outages], [f for r in reads for f in r.flagged],
+                          sum(r.drills for r in reads))
+        notes += read.notes()
         note = "Outage ledger: " + ("; ".join(notes) if notes else "none configured: every report is outside-outage")
-        self.cached = (now, outages, note)
-        return outages, note
+        self.cached = (now, read, raw, note)
+        return read, raw, note
+
+
+def _json_or_none(kv: Any) -> Any:
+    try:
+        return kv.json()
+    except ValueError:
+        return None
+
+
+class CreditSource:
+    """Accounts credited and the total, per incident, from the credit batches in a directory
+    (`firebreak claims credit --out DIR`), re-read when the batches change, at most every TTL
+    seconds. For the public record; the batches are the payment systems' files, read only."""
+
+    TTL = 30.0
+
+    def __init__(self, directory: str):
+        self.directory = Path(directory) if directory else None
+        self.cached: tuple[float, tuple, dict[int, tuple[int, int]]] = (float("-inf"), (), {})
+
+    def _files(self) -> tuple:
+        assert self.directory is not None
+        from firebreak.claims.credit import batch_files
+        return tuple((p.name, p.stat().st_mtime) for p in batch_files(self.directory))
+
+    def _read(self) -> dict[int, tuple[int, int]]:
+        import polars as pl
+
+        from firebreak.claims.credit import read_paid
+        assert self.directory is not None
+        lines, _ = read_paid(self.directory)
+        if lines is None:
+            return {}
+        per = lines.group_by("incident").agg(pl.col("account").n_unique().alias("n"),
+                                             pl.col("amount").fill_null(0).sum().alias("total"))
+        return {int(r["incident"]): (int(r["n"]), int(r["total"])) for r in per.iter_rows(named=True)}
+
+    async def __call__(self) -> dict[int, tuple[int, int]]:
+        if self.directory is None:
+            return {}
+        now = time.monotonic()
+        at, files, credits = self.cached
+        if now - at < self.TTL:
+            return credits
+        try:
+            current = await asyncio.to_thread(self._files)
+            if current != files:
+                credits = await asyncio.to_thread(self._read)
+        except (OSError, ImportError, FirebreakError) as e:
+            log.error("credit batches in %s not read (the status page shows none): %s", self.directory, e)
+            current, credits = files, {}
+        self.cached = (now, current, credits)
+        return credits

@@ -17,7 +17,7 @@ from firebreak.claims.limits import scope_source
 from firebreak.claims.review import AnonymousTally
 from firebreak.claims.review_store import ReviewStore
 from firebreak.claims.settings import Settings
-from firebreak.claims.sources import OutageSource, PolicySource
+from firebreak.claims.sources import CreditSource, OutageSource, PolicySource
 from firebreak.claims.store import Store
 from firebreak.errors import Denied
 from firebreak.throttle import Buckets
@@ -51,6 +51,7 @@ class Services:
     holder: RefusalHolder
     login_limit: Buckets
     anonymous: AnonymousTally
+    credits: CreditSource
     release: dict = field(default_factory=lambda: {"version": "initial"})
 
     def source(self, request: Request) -> str:
