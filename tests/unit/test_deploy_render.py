@@ -201,3 +201,42 @@ def test_dsn_keeps_the_password_out_and_names_the_passfile():
     assert d.startswith("postgresql://claims@10.0.0.1:5432,10.0.0.2:5432/claims?")
     assert "target_session_attrs=read-write" in d and "passfile=/etc/x/pgpass" in d and "tcp_user_timeout=3000" in d
     assert c.pgpass_line("claims", "claims", "p:w") == "*:*:claims:claims:p\\:w\n"
+
+
+# deploy/example/ is what `firebreak deploy render` writes for one host of the example inventory,
+# every file but those that hold secrets (0600), and agent.yml with its two secrets shown as where
+# they come from: kept equal to the renderer's output by this test (regenerate with
+# `python -m tests.unit.test_deploy_render`).
+EXAMPLE_HOST = "gj-1"
+PLACEHOLDER = "<secret: firebreak deploy render writes it from secrets.yml>"
+
+
+def example_files() -> dict[str, str]:
+    from tests.conftest import ROOT
+
+    inv = load_inventory(ROOT / "deploy" / "inventory.example.yml")
+    secrets = make_secrets(inv.names, token=lambda: PLACEHOLDER).model_copy(update={"cluster_token": "example"})
+    files = render(inv, secrets)
+    out = {}
+    for rel, f in files.items():
+        host, path = rel.split("/", 1)
+        if host == EXAMPLE_HOST and (not f.secret or path.endswith("agent.yml")):
+            out[path] = f.content
+    return out
+
+
+def test_the_shipped_example_is_what_render_writes():
+    from tests.conftest import ROOT
+
+    base = ROOT / "deploy" / "example" / EXAMPLE_HOST
+    shipped = {str(p.relative_to(base)): p.read_text() for p in base.rglob("*") if p.is_file()}
+    assert shipped == example_files(), "regenerate: python -m tests.unit.test_deploy_render"
+
+
+if __name__ == "__main__":
+    from tests.conftest import ROOT
+
+    base = ROOT / "deploy" / "example" / EXAMPLE_HOST
+    for path, text in example_files().items():
+        (base / path).parent.mkdir(parents=True, exist_ok=True)
+        (base / path).write_text(text)
