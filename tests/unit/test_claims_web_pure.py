@@ -340,3 +340,38 @@ def test_approve_all_clean_asks_again_above_the_policys_bar(count, total, over, 
     assert bool(ask.reason) is not approve
     if confirmed is not None and not approve:
         assert f"{total:,}" in ask.reason and f"{confirmed:,}" in ask.reason
+
+
+def test_the_public_record_is_what_the_ledger_believes():
+    from firebreak.claims.ledger import read_entries
+    from firebreak.claims.status_page import Event, status_view
+
+    t0 = 1_700_000_000.0
+    now = t0 + 2 * 86400
+    site = ("/firebreak/ledger/1700000000.000-pangyo",
+            {"site": "pangyo", "start": t0, "end": t0 + 3600, "kind": "site-down", "source": "agent",
+             "detail": "2 of 3 sites see it unreachable", "failover": "released firebreak's leader key"})
+    entries = [site,
+               ("/firebreak/ledger/drill-1700050000.000-ansan", {"site": "ansan", "start": t0 + 50_000, "end": None,
+                                                                 "source": "drill"}),
+               ("/firebreak/ledger/1700100000.000-svc-taxi", {"service": "taxi", "start": now - 30 * 3600,
+                                                              "end": None, "source": "agent"}),   # open 30 h: not believed
+               ("/firebreak/ledger/1700160000.000-svc-maps", {"service": "maps", "start": now - 600, "end": None,
+                                                              "source": "agent"})]
+    read = read_entries(entries, now, 24)
+    view = status_view(read, dict(entries), ["messenger", "taxi", "maps"], now, {int(t0): (3, 9000)})
+    assert [(s.service, s.down) for s in view.services] == [("messenger", False), ("taxi", False), ("maps", True)]
+    assert view.services[2].since == now - 600 and not view.all_up
+    assert [i.id for i in view.incidents] == [int(now - 600), int(t0)]  # newest first; no drill, no stale entry
+    site_loss = view.incidents[1]
+    assert site_loss.services == ("*",) and site_loss.end == t0 + 3600 and site_loss.sites == ("pangyo",)
+    assert site_loss.causes == ("site pangyo lost: 2 of 3 sites see it unreachable",)
+    assert site_loss.timeline == (
+        Event(t0, "site-down", "pangyo", "2 of 3 sites see it unreachable; released firebreak's leader key"),
+        Event(t0 + 3600, "back", "pangyo"), Event(t0 + 3600, "resolved", ""))
+    assert (site_loss.credited_accounts, site_loss.credited_total) == (3, 9000)
+    assert view.incidents[0].end is None and view.incidents[0].credited_accounts is None
+    bars = view.history["messenger"]
+    assert len(bars) == 90 and bars[-1].level == "ok"
+    assert [b.level for b in bars if b.out_seconds] == ["major"] and sum(b.out_seconds for b in bars) == 3600
+    assert view.history["maps"][-1].level == "minor" and view.history["maps"][-1].minutes == 10
