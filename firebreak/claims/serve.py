@@ -53,7 +53,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bind", required=True, help="ADDR:PORT")
     args = ap.parse_args()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except FirebreakError as e:
+        print(f"firebreak claims: {e}", file=sys.stderr)
+        sys.exit(2)
     # The pool says so at every failed reconnection; during a failover that is noise, the
     # outcome of each write is what matters (and is logged by the app).
     logs.to_stdout(settings.site, quieter={"psycopg.pool": logging.ERROR})

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
+from firebreak.errors import InputError, Problem
 from firebreak.resources import example
 
 DEFAULT_POLICY = example("kakao-2022-policy.yaml")
@@ -58,30 +61,68 @@ class Settings:
     credit_dir: str = ""          # credit batches (firebreak claims credit --out DIR): the status page's credited totals
 
     @classmethod
-    def from_env(cls) -> "Settings":
-        env = os.environ
-        return cls(site=env["FIREBREAK_SITE_NAME"], dsn=env["FIREBREAK_DSN"],
-                   local_dsn=env["FIREBREAK_LOCAL_DSN"],
-                   any_dsn=env.get("FIREBREAK_ANY_DSN") or env["FIREBREAK_LOCAL_DSN"],
-                   pool_size=int(env.get("FIREBREAK_POOL_SIZE", "16")),
-                   admin_token=env.get("FIREBREAK_ADMIN_TOKEN", ""),
-                   write_deadline=float(env.get("FIREBREAK_WRITE_DEADLINE", "1.5")),
-                   write_queue=int(env.get("FIREBREAK_WRITE_QUEUE", "2048")),
-                   anonymous_audit_every=float(env.get("FIREBREAK_ANONYMOUS_AUDIT_EVERY", "60")),
-                   refusal_delay=float(env.get("FIREBREAK_REFUSAL_DELAY", "1")),
-                   refusal_hold=int(env.get("FIREBREAK_REFUSAL_HOLD", "256")),
-                   secure_cookies=env.get("FIREBREAK_SECURE_COOKIES", "") in ("1", "true", "yes"),
-                   session_secret=env.get("FIREBREAK_SESSION_SECRET", ""),
-                   trusted_proxies=frozenset(x for x in env.get("FIREBREAK_TRUSTED_PROXIES", "").split(",") if x),
-                   portal_rate=float(env.get("FIREBREAK_PORTAL_RATE", "20")),
-                   api_rate=float(env["FIREBREAK_API_RATE"]) if env.get("FIREBREAK_API_RATE") else None,
-                   partner_keys=env.get("FIREBREAK_PARTNER_KEYS", ""),
-                   partner_rate=float(env.get("FIREBREAK_PARTNER_RATE", "5000")),
-                   admin_bind=env.get("FIREBREAK_ADMIN_BIND", ""),
-                   admin_failures_per_minute=float(env.get("FIREBREAK_ADMIN_FAILURES_PER_MINUTE", "10")),
-                   review_deadline=float(env.get("FIREBREAK_REVIEW_DEADLINE", "5")),
-                   policy=env.get("FIREBREAK_POLICY", str(DEFAULT_POLICY)),
-                   ledger=env.get("FIREBREAK_LEDGER", ""),
-                   etcd=tuple(x for x in env.get("FIREBREAK_ETCD", "").split(",") if x),
-                   etcd_access=env.get("FIREBREAK_ETCD_ACCESS", ""),
-                   credit_dir=env.get("FIREBREAK_CREDIT_DIR", ""))
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """The settings from FIREBREAK_* variables; a missing or malformed one is an InputError
+        naming the variable (the service exits 2 with it, not a traceback)."""
+        e = _Env(os.environ if env is None else env)
+        s = cls(site=e.need("FIREBREAK_SITE_NAME"), dsn=e.need("FIREBREAK_DSN"),
+                local_dsn=e.need("FIREBREAK_LOCAL_DSN"),
+                any_dsn=e.text("FIREBREAK_ANY_DSN") or e.need("FIREBREAK_LOCAL_DSN"),
+                pool_size=e.number("FIREBREAK_POOL_SIZE", 16, int),
+                admin_token=e.text("FIREBREAK_ADMIN_TOKEN"),
+                write_deadline=e.number("FIREBREAK_WRITE_DEADLINE", 1.5),
+                write_queue=e.number("FIREBREAK_WRITE_QUEUE", 2048, int),
+                anonymous_audit_every=e.number("FIREBREAK_ANONYMOUS_AUDIT_EVERY", 60.0),
+                refusal_delay=e.number("FIREBREAK_REFUSAL_DELAY", 1.0),
+                refusal_hold=e.number("FIREBREAK_REFUSAL_HOLD", 256, int),
+                secure_cookies=e.text("FIREBREAK_SECURE_COOKIES") in ("1", "true", "yes"),
+                session_secret=e.text("FIREBREAK_SESSION_SECRET"),
+                trusted_proxies=frozenset(e.items("FIREBREAK_TRUSTED_PROXIES")),
+                portal_rate=e.number("FIREBREAK_PORTAL_RATE", 20.0),
+                api_rate=e.number("FIREBREAK_API_RATE", 0.0) if e.text("FIREBREAK_API_RATE") else None,
+                partner_keys=e.text("FIREBREAK_PARTNER_KEYS"),
+                partner_rate=e.number("FIREBREAK_PARTNER_RATE", 5000.0),
+                admin_bind=e.text("FIREBREAK_ADMIN_BIND"),
+                admin_failures_per_minute=e.number("FIREBREAK_ADMIN_FAILURES_PER_MINUTE", 10.0),
+                review_deadline=e.number("FIREBREAK_REVIEW_DEADLINE", 5.0),
+                policy=e.text("FIREBREAK_POLICY") or str(DEFAULT_POLICY),
+                ledger=e.text("FIREBREAK_LEDGER"),
+                etcd=tuple(e.items("FIREBREAK_ETCD")),
+                etcd_access=e.text("FIREBREAK_ETCD_ACCESS"),
+                credit_dir=e.text("FIREBREAK_CREDIT_DIR"))
+        if e.problems:
+            raise InputError(e.problems)
+        return s
+
+
+class _Env:
+    """Reads variables, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env, self.problems = env, []
+
+    def text(self, name: str) -> str:
+        return self.env.get(name, "")
+
+    def need(self, name: str) -> str:
+        value = self.env.get(name, "")
+        if not value:
+            self.problems.append(Problem("environment", name, "is not set; the claims service needs it"))
+        return value
+
+    def items(self, name: str) -> list[str]:
+        return [x.strip() for x in self.env.get(name, "").split(",") if x.strip()]
+
+    def number(self, name: str, default: float, kind: type = float) -> Any:
+        raw = self.env.get(name, "")
+        if raw == "":
+            return kind(default)
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or value < 0 or value != value:
+            self.problems.append(Problem("environment", name, f"{raw!r} is not a {'whole ' if kind is int else ''}"
+                                                              "number of 0 or more"))
+            return kind(default)
+        return value

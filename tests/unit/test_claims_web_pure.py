@@ -375,3 +375,19 @@ def test_the_public_record_is_what_the_ledger_believes():
     assert len(bars) == 90 and bars[-1].level == "ok"
     assert [b.level for b in bars if b.out_seconds] == ["major"] and sum(b.out_seconds for b in bars) == 3600
     assert view.history["maps"][-1].level == "minor" and view.history["maps"][-1].minutes == 10
+
+
+def test_settings_name_every_missing_or_malformed_variable():
+    from firebreak.claims.settings import Settings
+    from firebreak.errors import InputError
+
+    base = {"FIREBREAK_SITE_NAME": "pangyo", "FIREBREAK_DSN": "postgresql://a", "FIREBREAK_LOCAL_DSN": "postgresql://b"}
+    s = Settings.from_env({**base, "FIREBREAK_API_RATE": "5000", "FIREBREAK_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
+                           "FIREBREAK_ADMIN_BIND": "127.0.0.1:18081"})
+    assert s.api_rate == 5000.0 and s.trusted_proxies == {"10.0.0.1", "10.0.0.2"} and s.any_dsn == "postgresql://b"
+    assert Settings.from_env(base).api_rate is None and Settings.from_env(base).portal_rate == 20.0
+    with pytest.raises(InputError) as e:
+        Settings.from_env({"FIREBREAK_DSN": "x", "FIREBREAK_POOL_SIZE": "many", "FIREBREAK_REFUSAL_DELAY": "-1"})
+    text = str(e.value)
+    assert "FIREBREAK_SITE_NAME: is not set" in text and "FIREBREAK_LOCAL_DSN: is not set" in text
+    assert "FIREBREAK_POOL_SIZE: 'many' is not a whole number" in text and "FIREBREAK_REFUSAL_DELAY: '-1'" in text
