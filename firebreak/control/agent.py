@@ -245,7 +245,11 @@ class Agent:
         if mine:
             self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
             if self.state.memory.needs_ledger:
-                ledger = tuple(kv.value for kv in await self.etcd.get_prefix(self.keys.ledger))
+                try:
+                    ledger = tuple(kv.value for kv in await self.etcd.get_prefix(self.keys.ledger))
+                except EtcdError as e:
+                    # The tick decides and fails over without it, and the next cycle reads it again.
+                    log.warning("reading the ledger on taking over failed (failovers go on; the record waits): %s", e)
         return coordinator.Seen(
             now=self.clock(), views=views, clusters=found, site_of={scope: self.site_of(scope) for scope in found},
             holder=self.state.coordinator, mine=mine, has_lease=bool(self._lease),

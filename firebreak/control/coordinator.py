@@ -215,17 +215,21 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
     effects: list[Effect] = [SteerDoors()]
     mem = memory
     adopted: set[str] = set()
-    if mem.needs_ledger:
-        if seen.ledger is None:
-            raise ValueError("coordinator tick: taking over needs the ledger's values (Seen.ledger)")
+    # Taking over, the ledger could not be read (etcd slow while it re-elects, say): decide and
+    # fail over all the same, and keep the record (incidents, outages) for a tick that reads it.
+    # A failover must never wait for bookkeeping.
+    records = not (mem.needs_ledger and seen.ledger is None)
+    if mem.needs_ledger and seen.ledger is not None:
         mem = replace(mem, adopted=True, incidents=incidents.adopt(seen.ledger, sites),
                       outages=outages.adopt(seen.ledger) if settings.services else {})
         adopted = set(mem.incidents)
 
-    open_incidents, incident_writes = incidents.step(mem.incidents, verdicts, now, settings.window)
-    incident_writes = [incidents.found_back(i, settings.site) if i.site in adopted and i.end is not None else i
-                       for i in incident_writes]
-    effects += [OpenIncident(i) if i.end is None else CloseIncident(i) for i in incident_writes]
+    open_incidents = mem.incidents
+    if records:
+        open_incidents, incident_writes = incidents.step(mem.incidents, verdicts, now, settings.window)
+        incident_writes = [incidents.found_back(i, settings.site) if i.site in adopted and i.end is not None else i
+                           for i in incident_writes]
+        effects += [OpenIncident(i) if i.end is None else CloseIncident(i) for i in incident_writes]
 
     bogus = detector.agreed_bogus_leaders(sites, seen.views, now, dcfg)
     decisions = {scope: failover.decide(c, verdicts, seen.sites_of(scope), frozen=seen.frozen,
@@ -248,7 +252,7 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
     effects += [Failover(scope, d) for scope, d in decisions.items() if d.failover]
 
     open_outages = mem.outages
-    if settings.services:
+    if settings.services and records:
         open_outages, writes = _service_outages(settings, seen, verdicts, decisions, open_incidents, mem.outages)
         effects += [RecordOutage(w) for w in writes]
 

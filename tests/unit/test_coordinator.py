@@ -77,9 +77,16 @@ def test_a_lease_move_decides_nothing_else_and_an_agent_that_is_not_coordinator_
     assert kinds(r) == ["SteerDoors"] and not r.memory.adopted  # the next term reads the ledger again
 
 
-def test_taking_over_needs_the_ledger():
-    with pytest.raises(ValueError, match="ledger"):
-        co.tick(SETTINGS, seen(100.0, ledger=None), co.Memory())
+def test_a_takeover_whose_ledger_read_failed_still_fails_over_and_records_later():
+    """A failover never waits for bookkeeping: with the ledger unreadable (etcd re-electing after
+    losing a member, say), the new coordinator decides and acts; the incident is recorded on the
+    first tick that reads the ledger, adopting what is open there."""
+    dead = views(101.5, lost("pangyo", 1.2, "ansan", "siheung"))
+    r = co.tick(SETTINGS, seen(101.5, dead, ledger=None), co.Memory())
+    assert [e.scope for e in of(r, co.Failover)] == [SCOPE]
+    assert of(r, co.OpenIncident) == [] and not r.memory.adopted  # nothing recorded, the ledger read again next
+    r = co.tick(SETTINGS, seen(101.7, views(101.7, lost("pangyo", 1.4, "ansan", "siheung"))), r.memory)
+    assert r.memory.adopted and [i.site for i in (e.incident for e in of(r, co.OpenIncident))] == ["pangyo"]
     r = co.tick(SETTINGS, seen(100.0, ledger=None), co.Memory(adopted=True))  # read once per term
     assert "SteerDoors" in kinds(r)
 
