@@ -10,6 +10,7 @@ from firebreak.errors import FirebreakError, InputError
 
 # Importing the command modules registers their commands on `app`.
 from firebreak.cli import check, examples, lab, drill, ops, claims, agent, deploy  # noqa: E402,F401,I001
+from firebreak.cli import pki  # noqa: E402,F401,I001
 
 
 def main() -> None:
