@@ -5,7 +5,6 @@ anonymous visitor."""
 
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -42,8 +41,7 @@ def record(claims_db, tmp_path_factory):
 
 def writes(dsn: str) -> tuple:
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM review_audit), "
-                            "(SELECT xact_commit FROM pg_stat_database WHERE datname = 'claims')").fetchone()[:2]
+        return conn.execute("SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM review_audit)").fetchone()
 
 
 def test_the_status_page_says_what_the_ledger_says_in_both_languages(record):
