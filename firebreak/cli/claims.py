@@ -369,5 +369,11 @@ def _etcd_ledger(etcd, etcd_access, prefix: str, now: float, max_open_hours: flo
             entries.append((kv.key, kv.json()))
         except ValueError:
             entries.append((kv.key, None))   # flagged by read_entries, not a crash
+    import hashlib
+    import json
+
+    # What was read, as a digest a reviewer can match against the ledger at the same revision.
+    digest = hashlib.sha256(json.dumps([[kv.key, kv.value, kv.mod_revision] for kv in kvs]).encode()).hexdigest()
     return read_entries(entries, now, max_open_hours), {"source": "etcd", "endpoints": list(etcd),
-                                                         "prefix": keys.ledger, "entries": len(entries)}
+                                                         "prefix": keys.ledger, "entries": len(entries),
+                                                         "sha256": digest}
