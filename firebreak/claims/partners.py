@@ -11,6 +11,7 @@ digest, so how long it takes says nothing about the key."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import stat
@@ -83,3 +84,43 @@ class PartnerKeys:
             raise InputError(Problem(str(p), "", f"readable by others (mode {stat.S_IMODE(mode):04o}); "
                                      f"run: chmod 600 {p}"))
         return cls.parse(text, str(p))
+
+
+def add(name: str, path: Path) -> str:
+    """A new key for partner `name`, its digest appended to the keys file (made 0600 if new);
+    returns the key, which is shown once and kept nowhere."""
+    if not NAME.match(name):
+        raise InputError(Problem(str(path), "", f"partner name '{name}': use lowercase letters, digits, '.', '_' or "
+                                 "'-', starting with a letter or digit"))
+    existing = PartnerKeys.load(path) if path.exists() else PartnerKeys()
+    if name in existing.by_digest.values():
+        raise InputError(Problem(str(path), "", f"partner '{name}' already has a key; remove its line first to "
+                                 "replace it"))
+    key = new_key()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(key_line(name, key) + "\n")
+    return key
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m firebreak.claims.partners add NAME FILE`: prints the new key (once)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m firebreak.claims.partners")
+    sub = ap.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("add", help="make a key for a partner's bulk filing system")
+    a.add_argument("name")
+    a.add_argument("file", type=Path, help="the keys file the app reads (FIREBREAK_PARTNER_KEYS)")
+    args = ap.parse_args(argv)
+    try:
+        print(add(args.name, args.file))
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -391,3 +391,15 @@ def test_settings_name_every_missing_or_malformed_variable():
     text = str(e.value)
     assert "FIREBREAK_SITE_NAME: is not set" in text and "FIREBREAK_LOCAL_DSN: is not set" in text
     assert "FIREBREAK_POOL_SIZE: 'many' is not a whole number" in text and "FIREBREAK_REFUSAL_DELAY: '-1'" in text
+
+
+def test_a_partner_key_is_made_once_and_kept_only_as_its_digest(tmp_path, capsys):
+    from firebreak.claims.partners import PartnerKeys, main
+
+    f = tmp_path / "partners"
+    assert main(["add", "taxi-union", str(f)]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("fbp_") and key not in f.read_text() and (f.stat().st_mode & 0o777) == 0o600
+    assert PartnerKeys.load(f).partner(key) == "taxi-union"
+    assert main(["add", "taxi-union", str(f)]) == 2 and "already has a key" in capsys.readouterr().err
+    assert main(["add", "Bad Name", str(f)]) == 2
