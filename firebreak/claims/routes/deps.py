@@ -53,6 +53,7 @@ class Services:
     anonymous: AnonymousTally
     credits: CreditSource
     release: dict = field(default_factory=lambda: {"version": "initial"})
+    pages: dict = field(default_factory=dict)  # public pages rendered lately (routes/incidents.py)
 
     def source(self, request: Request) -> str:
         """The address to hold responsible for a request (the client, or what our door saw)."""

@@ -18,6 +18,7 @@ from firebreak.claims.status_page import KST, Event, PublicIncident, StatusView,
 
 router = APIRouter(include_in_schema=False)
 CACHE = {"Cache-Control": "public, max-age=10"}  # a crowd reloading the page after an outage
+PAGE_TTL = 2.0  # seconds a rendering is served again (the ledger is re-read as often: sources.OutageSource)
 
 
 class Words:
@@ -75,18 +76,35 @@ def language(request: Request, lang: str | None) -> str:
     return pick_lang(lang, request.cookies.get("lang"))
 
 
+async def rendered(svc: Services, key: tuple[str, str], make: Any) -> bytes:
+    """The page or feed as made at most PAGE_TTL ago: after an outage a crowd reloads it, and
+    each rendering is 90 bars for every service."""
+    now = svc.clock.monotonic()
+    hit = svc.pages.get(key)
+    if hit is not None and now - hit[0] < PAGE_TTL:
+        return hit[1]
+    body = make(await view_of(svc))
+    if len(svc.pages) >= 64:  # the feed's key holds the Host a client sent: never a way to grow memory
+        svc.pages.clear()
+    svc.pages[key] = (now, body)
+    return body
+
+
 @router.get("/incidents", response_class=HTMLResponse)
 async def incidents_page(request: Request, svc: Svc, lang: str | None = None) -> HTMLResponse:
     lang = language(request, lang)
     words = Words(lang)
-    return templates.TemplateResponse(request, "incidents.html", {
-        "lang": lang, "other": "en" if lang == "ko" else "ko", "T": words.T, "w": words, "view": await view_of(svc),
-        "site": svc.settings.site}, headers={**CACHE, "Content-Language": lang})
+    page = templates.env.get_template("incidents.html")
+    body = await rendered(svc, ("html", lang), lambda view: page.render(
+        lang=lang, other="en" if lang == "ko" else "ko", T=words.T, w=words, view=view).encode())
+    return HTMLResponse(body, headers={**CACHE, "Content-Language": lang})
 
 
 @router.get("/incidents.atom")
 async def incidents_feed(request: Request, svc: Svc, lang: str | None = None) -> Response:
     lang = lang if lang in LANGS else "ko"
     base = str(request.base_url).rstrip("/")
-    body = atom(await view_of(svc), lang, base, Words(lang).T, Words(lang).describe)
+    words = Words(lang)
+    body = await rendered(svc, ("atom", lang + " " + base), lambda view: atom(view, lang, base, words.T,
+                                                                              words.describe))
     return Response(body, media_type="application/atom+xml; charset=utf-8", headers=CACHE)
