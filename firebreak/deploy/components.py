@@ -49,12 +49,17 @@ DSN_PARAMS = {"connect_timeout": "2", "keepalives": "1", "keepalives_idle": "2",
 
 @dataclass(frozen=True)
 class EtcdTLS:
-    """A member's certificate (server and peer use), the CA, and the key pair it signs tokens with."""
+    """A member's certificate for its client port and the CA clients are checked against, the key pair
+    it signs tokens with, and its peer certificate and the CA peers are checked against (a separate
+    peer CA keeps any client certificate off the raft port; without one, the client ones serve)."""
     ca: str
     cert: str
     key: str
     token_public: str
     token_private: str
+    peer_ca: str = ""
+    peer_cert: str = ""
+    peer_key: str = ""
 
 
 def etcd_config(*, name: str, data_dir: str, client_url: str, peer_url: str, metrics_url: str,
@@ -99,8 +104,8 @@ def etcd_config(*, name: str, data_dir: str, client_url: str, peer_url: str, met
         # TLS on client and peer links, client certificates required.
         "client-transport-security": {"cert-file": tls.cert, "key-file": tls.key, "client-cert-auth": True,
                                       "trusted-ca-file": tls.ca},
-        "peer-transport-security": {"cert-file": tls.cert, "key-file": tls.key, "client-cert-auth": True,
-                                    "trusted-ca-file": tls.ca},
+        "peer-transport-security": {"cert-file": tls.peer_cert or tls.cert, "key-file": tls.peer_key or tls.key,
+                                    "client-cert-auth": True, "trusted-ca-file": tls.peer_ca or tls.ca},
         # Signed tokens, not etcd's default "simple" ones: a simple token lives in the memory of
         # the members, so one that restarts refuses every token it was shown, and every client
         # logs in again at once (a bcrypt check and a raft commit each). A signed token is good at

@@ -76,8 +76,10 @@ class EtcdTuning(_Strict):
     heartbeat_ms: int = Field(100, ge=10, le=5000, description="etcd's --heartbeat-interval: about the round "
                                                                "trip between sites, or more")
     election_ms: int = Field(1000, ge=100, le=50000, description="etcd's --election-timeout: 10x the heartbeat")
-    admin_on_agents: bool = Field(True, description="give each agent etcd's root, for defragmenting and moving "
-                                                    "the raft leader (docs/DEPLOY.md: what is lost without it)")
+    # Off by default: a compromised agent host must not hold etcd's root (issue 30); `firebreak pki`
+    # refuses to issue root to a host. On, the agents defragment and move etcd's leader themselves.
+    admin_on_agents: bool = Field(False, description="give each agent etcd's root, for defragmenting and moving "
+                                                     "the raft leader (docs/DEPLOY.md: what is lost without it)")
 
 
 class SettingsSpec(_Strict):

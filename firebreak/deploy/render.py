@@ -16,8 +16,9 @@ the CLI only writes them. Each host gets what its roles need, ready for `/`:
     etc/tmpfiles.d/firebreak.conf                       owner and mode of every file above, and of
                                                         the certificates (`systemd-tmpfiles --create`)
 
-Certificates and keys are referenced, not made here: /etc/firebreak/pki/ (ca.pem, etcd-member,
-etcd-token, door) and /etc/firebreak/etcd/<role>/client{,-key}.pem.
+Certificates and keys are referenced, not made here (`firebreak pki` makes them): /etc/firebreak/pki/
+(ca.pem, peer-ca.pem, etcd-member, etcd-peer, etcd-token, door) and
+/etc/firebreak/etcd/<role>/client{,-key}.pem.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from firebreak.deploy.units import MAINPID, Unit, unit_text
 ETC = "/etc/firebreak"
 PKI = f"{ETC}/pki"
 CA = f"{PKI}/ca.pem"
+PEER_CA = f"{PKI}/peer-ca.pem"        # signs etcd members' peer certificates only (firebreak/pki/plan.py)
 SECRETS = f"{ETC}/secrets"
 UNITS = "/etc/systemd/system"
 
@@ -142,7 +144,8 @@ def _etcd(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rende
         cluster={site.name: _url("https", _etcd_host(inv, site.name).address, p.etcd_peer) for site in inv.sites},
         cluster_token=s.cluster_token,
         tls=c.EtcdTLS(ca=CA, cert=f"{PKI}/etcd-member.pem", key=f"{PKI}/etcd-member-key.pem",
-                      token_public=f"{PKI}/etcd-token.pem", token_private=f"{PKI}/etcd-token-key.pem"),
+                      token_public=f"{PKI}/etcd-token.pem", token_private=f"{PKI}/etcd-token-key.pem",
+                      peer_ca=PEER_CA, peer_cert=f"{PKI}/etcd-peer.pem", peer_key=f"{PKI}/etcd-peer-key.pem"),
         heartbeat_ms=t.heartbeat_ms, election_ms=t.election_ms)
     path = f"{ETC}/etcd.yml"
     unit = Unit(name=unit_name("etcd"), description=f"etcd member of site {host.site} (Firebreak's control plane)",
@@ -415,7 +418,8 @@ def _tmpfiles(inv: Inventory, host: Host, files: dict[str, RenderedFile]) -> str
     lines.append(f"z {CA} 0644 root root -")
     keys = []
     if host.has("etcd"):
-        keys += [("etcd-member", USERS["etcd"]), ("etcd-token", USERS["etcd"])]
+        keys += [("etcd-member", USERS["etcd"]), ("etcd-peer", USERS["etcd"]), ("etcd-token", USERS["etcd"])]
+        lines.append(f"z {PEER_CA} 0644 root root -")
     if host.has("door"):
         keys.append(("door", USERS["door"]))
     for name, owner in keys:

@@ -125,6 +125,19 @@ def test_etcd_is_locked_and_bounded(files):
     assert conf["client-transport-security"]["client-cert-auth"] is True
     assert conf["auth-token"].startswith("jwt,") and conf["quota-backend-bytes"] == c.ETCD_QUOTA
     assert conf["listen-metrics-urls"] == "http://10.30.0.11:2381"
+    # the raft port has its own certificate and trusts only the peer CA
+    assert conf["peer-transport-security"]["trusted-ca-file"] == "/etc/firebreak/pki/peer-ca.pem"
+    assert conf["peer-transport-security"]["cert-file"] == "/etc/firebreak/pki/etcd-peer.pem"
+    assert conf["client-transport-security"]["trusted-ca-file"] == "/etc/firebreak/pki/ca.pem"
+
+
+def test_no_agent_host_holds_etcds_root_unless_asked(inv, files, secrets):
+    assert not any("/etcd/root/" in p for p in files)
+    cfg = AgentConfig.model_validate(yaml.safe_load(files["gj-db1/etc/firebreak/agent.yml"].content))
+    assert cfg.etcd_admin_access is None
+    asked = inv.settings.model_copy(update={"etcd": inv.settings.etcd.model_copy(update={"admin_on_agents": True})})
+    with_root = render(type(inv)(inv.source, inv.sites, inv.clusters, asked), secrets)
+    assert with_root["gj-db1/etc/firebreak/etcd/root/password"].mode == 0o600
 
 
 def test_units_run_as_their_users_with_limits_restarts_and_hardening(files):

@@ -87,15 +87,19 @@ def estate(tmp_path_factory):
 
     # Certificates where the rendered files expect them, under the temporary root.
     ca = pki.make_ca("firebreak test CA")
+    peer_ca = pki.make_ca("firebreak test peer CA")  # the raft port trusts only this one
     tokens = pki.token_keys()
     for host in inv.hosts:
         d = root / host.name / "etc/firebreak/pki"
         d.mkdir(parents=True)
         (d / "ca.pem").write_bytes(ca.cert_pem)
+        (d / "peer-ca.pem").write_bytes(peer_ca.cert_pem)
+        pki.write(pki.issue(ca, host.site, ips=[host.address], server=True, client=False), d / "etcd-member.pem",
+                  d / "etcd-member-key.pem")
         # 127.0.0.1 too: on loopback, peers dial from it, and etcd checks a peer's certificate
         # against the address it came from (a real host dials from its own address)
-        pki.write(pki.issue(ca, host.site, ips=[host.address, "127.0.0.1"], server=True), d / "etcd-member.pem",
-                  d / "etcd-member-key.pem")
+        pki.write(pki.issue(peer_ca, host.site, ips=[host.address, "127.0.0.1"], server=True), d / "etcd-peer.pem",
+                  d / "etcd-peer-key.pem")
         pki.write(tokens, d / "etcd-token.pem", d / "etcd-token-key.pem")
         pki.write(pki.issue(ca, f"door.{host.site}", ips=[host.address], server=True, client=False),
                   d / "door.pem", d / "door-key.pem")
