@@ -110,7 +110,14 @@ class EtcdAdmin(Etcd):
     """The calls that read etcd's users and roles, beside control/etcd.py's that make them."""
 
     async def auth_status(self) -> bool:
-        return bool((await self._call("/v3/auth/status", {})).get("enabled", False))
+        """Whether authentication is on. Asked without a user: once it is on, etcd refuses even
+        this question to a client that has not logged in, which answers it too."""
+        try:
+            return bool((await self._call("/v3/auth/status", {})).get("enabled", False))
+        except EtcdError as e:
+            if "user name is empty" in str(e) and not self.access.user:
+                return True
+            raise
 
     async def role_list(self) -> list[str]:
         return list((await self._call("/v3/auth/role/list", {})).get("roles", []) or [])
@@ -182,7 +189,7 @@ async def apply(endpoints: list[str], root: EtcdAccess, want: dict[str, tuple[Gr
         raise EtcdError(f"the secrets file has no etcd password for {', '.join(missing)}; render again with "
                         "`firebreak deploy render` (it adds passwords for new roles) and pass its --secrets")
     tls = EtcdAccess(root.ca, root.cert, root.key)
-    probe = EtcdAdmin(endpoints, timeout=5, patience=5, access=tls)
+    probe = EtcdAdmin(endpoints, timeout=5, patience=0, access=tls)
     try:
         enabled = await probe.auth_status()
     finally:

@@ -96,7 +96,8 @@ def host_leaves(inv: Inventory, host: Host) -> list[Leaf]:
     """Every certificate `host` holds, by its roles."""
     out = []
     if host.has("etcd"):
-        names = dict(ips=(host.address, "127.0.0.1"), dns=(host.name, "localhost"))
+        # The host's address, and loopback for clients on the member's own host.
+        names = dict(ips=tuple(dict.fromkeys((host.address, "127.0.0.1"))), dns=(host.name, "localhost"))
         # Clients and etcd's own gateway (which dials the member with this certificate) use it:
         # server and client use, signed by the client CA.
         out.append(Leaf(host.name, *MEMBER, "client", member_cn(host.site), **names, server=True, client=True,
