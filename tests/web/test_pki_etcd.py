@@ -15,6 +15,7 @@ One member on free loopback ports in a temporary directory; always stopped by it
 
 import asyncio
 import datetime as dt
+import json
 import shutil
 import socket
 import ssl
@@ -30,10 +31,11 @@ from firebreak.control.etcd import Etcd, EtcdAccess
 from firebreak.control.keys import Keys, PatroniKeys, role_grants
 from firebreak.deploy.inventory import load_inventory
 from firebreak.deploy.render import render
-from firebreak.deploy.secrets import make_secrets
+from firebreak.deploy.secrets import dump, make_secrets
 from firebreak.errors import EtcdError
 from firebreak.lab import procs, runtime
 from firebreak.pki import etcd_users, plan, store, x509
+from tests.conftest import run_cli
 from tests.web.conftest import free_port
 
 INVENTORY = """
@@ -205,6 +207,13 @@ def test_users_made_from_role_grants_and_a_second_run_changes_nothing(estate):
     assert asyncio.run(_put(m, secrets, "agent-gwangju", view("daejeon"))) is False
     assert asyncio.run(_put(m, secrets, "agent-gwangju", Keys().frozen)) is False
     assert asyncio.run(_put(m, secrets, "ops", Keys().frozen)) is True
+    # The command, as an operator runs it: nothing left to change.
+    secrets_file = s.pki.parent / "secrets.yml"
+    store.write_atomic(secrets_file, dump(secrets).encode(), 0o600)
+    r = run_cli("pki", "users", "--inventory", str(s.pki.parent / "inventory.yml"), "--dir", str(s.pki),
+                "--secrets", str(secrets_file), "--endpoints", m.url, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["changes"] == []
 
 
 def test_a_client_certificate_is_refused_at_the_peer_port(estate):
