@@ -46,6 +46,7 @@ def write_atomic(path: Path, data: bytes, mode: int) -> bool:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
+        _keep_owner(fd, path)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -55,6 +56,16 @@ def write_atomic(path: Path, data: bytes, mode: int) -> bool:
         Path(tmp).unlink(missing_ok=True)
         raise
     return True
+
+
+def _keep_owner(fd: int, path: Path) -> None:
+    """A file replaced in place keeps its owner: a key 0600 of etcd's user, rewritten by root,
+    must stay readable by etcd (when this process may not give it away, it is its own already)."""
+    try:
+        st = path.stat()
+        os.fchown(fd, st.st_uid, st.st_gid)
+    except (FileNotFoundError, PermissionError):
+        pass
 
 
 def write_pair(cert: Path, key: Path, pair: x509.Pair) -> bool:
