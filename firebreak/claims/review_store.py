@@ -15,7 +15,7 @@ from firebreak.claims.ledger import Outage
 from firebreak.claims.policy import Policy
 from firebreak.claims.review import APPROVED_SQL, QUEUE_SQL, VERIFY_BATCH, BulkAsk
 from firebreak.claims.store import Store
-from firebreak.claims.verify import assess
+from firebreak.claims.verify import assess, duplicate_of
 
 WHERE = "status = %(status)s AND (%(kind)s = '' OR reporter_kind = %(kind)s)"
 # What "approve all clean" approves: clean, awaiting a decision, of one kind (or all), and no
@@ -141,25 +141,53 @@ class ReviewStore:
                "ORDER BY id DESC LIMIT 200"))
 
     async def verify_pending(self, policy: Policy, outages: list[Outage], limit: int = VERIFY_BATCH) -> int:
-        """Price and flag reports nobody has verified yet (at most `limit`); returns how many."""
+        """Price and flag reports nobody has verified yet (at most `limit`); returns how many.
+        Fees and sales come from the account's row in the operator's accounts table, never from
+        the report; a report duplicates an earlier one of the same account (or, without one, the
+        same contact) and service whose window overlaps it, directly or through others
+        (verify.duplicate_of)."""
         async def work(c: Any) -> int:
-            rows = await _all(
-                c, "SELECT r.id, r.reporter_kind, r.service, r.window_start, r.window_end, r.claimed_amount, "
-                   "r.plan_price, r.evidence, EXISTS (SELECT 1 FROM reports o WHERE o.contact = r.contact "
-                   "AND o.service = r.service AND o.window_start = r.window_start AND o.window_end = r.window_end "
-                   "AND o.id < r.id) AS duplicate "
-                   "FROM reports r WHERE r.status = 'received' ORDER BY r.id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (limit,))
+            rows = await _all(c, PENDING_SQL, (limit,))
+            if not rows:
+                return 0
+            by_account = [r for r in rows if r["account"] is not None]
+            by_contact = [r for r in rows if r["account"] is None]
+            kin = await _all(c, KIN_SQL, ([r["account"] for r in by_account], [r["service"] for r in by_account],
+                                          [r["contact"] for r in by_contact], [r["service"] for r in by_contact]))
+            groups: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+            for k in kin:
+                groups.setdefault((k["who"], k["service"]), []).append(
+                    (k["id"], k["window_start"].timestamp(), k["window_end"].timestamp()))
             updates = []
             for r in rows:
+                mine = (r["id"], r["window_start"].timestamp(), r["window_end"].timestamp())
                 a = assess(policy, outages, reporter_kind=r["reporter_kind"], service=r["service"],
                            start=r["window_start"], end=r["window_end"], claimed_amount=r["claimed_amount"],
-                           plan_price=r["plan_price"], evidence=tuple(r["evidence"]), duplicate=r["duplicate"])
+                           evidence=tuple(r["evidence"]),
+                           duplicate=duplicate_of(mine, groups.get((r["who"], r["service"]), [])) is not None,
+                           monthly_fee=r["monthly_fee"], sales_per_hour=r["sales_per_hour"])
                 updates.append((a.hours, a.rule, a.amount, a.goodwill, a.review, list(a.flags), list(a.reasons),
                                 r["id"]))
-            if updates:
-                await c.cursor().executemany(
-                    "UPDATE reports SET status = 'verified', verified_hours = %s, rule = %s, amount = %s, "
-                    "goodwill = %s, needs_review = %s, flags = %s, reasons = %s WHERE id = %s", updates)
+            await c.cursor().executemany(
+                "UPDATE reports SET status = 'verified', verified_hours = %s, rule = %s, amount = %s, "
+                "goodwill = %s, needs_review = %s, flags = %s, reasons = %s WHERE id = %s", updates)
             return len(updates)
         return await self._run(work)
+
+
+# Who a report is from, for duplicates: its account, or without one its contact (the prefixes
+# keep an account id from ever equalling a contact).
+PENDING_SQL = (
+    "SELECT r.id, r.reporter_kind, r.service, r.window_start, r.window_end, r.claimed_amount, r.evidence, "
+    "coalesce('account:' || r.account, 'contact:' || r.contact) AS who, r.account, r.contact, "
+    "a.monthly_fee, a.sales_per_hour "
+    "FROM reports r LEFT JOIN accounts a ON a.account = r.account "
+    "WHERE r.status = 'received' ORDER BY r.id LIMIT %s FOR UPDATE OF r SKIP LOCKED")
+# Every report of the same accounts (or contacts) and services, through the indexes on
+# (account, service) and (contact, service).
+KIN_SQL = (
+    "SELECT id, 'account:' || account AS who, service, window_start, window_end FROM reports "
+    "WHERE account IS NOT NULL AND (account, service) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+    "UNION ALL "
+    "SELECT id, 'contact:' || contact AS who, service, window_start, window_end FROM reports "
+    "WHERE account IS NULL AND (contact, service) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")

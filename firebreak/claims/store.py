@@ -52,7 +52,7 @@ def new_receipt() -> str:
 
 
 INSERT_FIELDS = ("n", "receipt", "key", "kind", "service", "ws", "we", "amount", "descr", "contact", "lang", "site",
-                 "plan", "ev", "digest")
+                 "plan", "ev", "digest", "account")
 INSERT_CASTS = {"n": "::int", "ws": "::timestamptz", "we": "::timestamptz", "amount": "::bigint", "plan": "::bigint",
                 "ev": "::text[]"}
 
@@ -66,8 +66,8 @@ def insert_sql(rows: int) -> str:
     values = ", ".join("(" + ", ".join(f"${r * width + i + 1}{INSERT_CASTS.get(f, '')}"
                                        for i, f in enumerate(INSERT_FIELDS)) + ")" for r in range(rows))
     return ("INSERT INTO reports (receipt, idempotency_key, reporter_kind, service, window_start, window_end, "
-            "claimed_amount, description, contact, language, site, plan_price, evidence, request_digest) "
-            "SELECT receipt, key, kind, service, ws, we, amount, descr, contact, lang, site, plan, ev, digest "
+            "claimed_amount, description, contact, language, site, plan_price, evidence, request_digest, account) "
+            "SELECT receipt, key, kind, service, ws, we, amount, descr, contact, lang, site, plan, ev, digest, account "
             f"FROM (VALUES {values}) AS v({', '.join(INSERT_FIELDS)}) ORDER BY n "
             "ON CONFLICT (idempotency_key) DO NOTHING "
             "RETURNING id, receipt, reporter_kind, service, window_start, window_end, "
@@ -270,7 +270,7 @@ class Store:
         for i, (report, key) in enumerate(items):
             params += [i, new_receipt(), key, report.reporter_kind, report.service, report.window_start,
                        report.window_end, report.claimed_amount, report.description, report.contact,
-                       report.language, site, report.plan_price, list(report.evidence), digests[i]]
+                       report.language, site, report.plan_price, list(report.evidence), digests[i], report.account]
         results: list[tuple[dict, bool, dict] | None] = [None] * len(items)
         async with conn.transaction():
             cur = psycopg.AsyncRawCursor(conn, row_factory=dict_row)
