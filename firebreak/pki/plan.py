@@ -14,8 +14,8 @@ and a client host could speak raft. With a peer CA, no certificate that reaches 
 can ever be a peer, whatever its names, and each CA rolls over on its own schedule. The cost is
 one more CA file on etcd hosts (`peer-ca.pem`) and one more certificate per member.
 
-Where each file goes is the renderer's choice (deploy/render.py: CA, PKI, access_dir,
-host_etcd_roles, role_owner); this module only adds the peer files beside them.
+Where each file goes is the renderer's choice (deploy/render.py: CA, PEER_CA, PKI, access_dir,
+host_etcd_roles, role_owner): the files pki writes are the ones the rendered files reference.
 
 etcd's root identity is never planned for a host: it is the operator's, for bootstrapping the
 users (`pki users`) on the operator's machine (issue 30: "the etcd root identity is not on agent
@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from firebreak.deploy.inventory import Host, Inventory
-from firebreak.deploy.render import CA, PKI, USERS, access_dir, host_etcd_roles, role_owner
+from firebreak.deploy.render import CA, PEER_CA, PKI, USERS, access_dir, host_etcd_roles, role_owner
 from firebreak.deploy.secrets import ROOT_ROLE
 from firebreak.errors import InputError, Problem
 
 CAKind = Literal["client", "peer"]
 CA_KINDS: tuple[CAKind, ...] = ("client", "peer")
 
-PEER_CA = f"{PKI}/peer-ca.pem"
 MEMBER = (f"{PKI}/etcd-member.pem", f"{PKI}/etcd-member-key.pem")
 PEER = (f"{PKI}/etcd-peer.pem", f"{PKI}/etcd-peer-key.pem")
 TOKEN = (f"{PKI}/etcd-token.pem", f"{PKI}/etcd-token-key.pem")
