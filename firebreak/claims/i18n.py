@@ -31,6 +31,11 @@ T: dict[str, dict[str, str]] = {
     "window_end": {"ko": "피해 종료 (한국 시간)", "en": "Damage ended (Korea time)"},
     "claimed_amount": {"ko": "피해 금액 (원)", "en": "Loss (won)"},
     "plan_price": {"ko": "유료 요금제 금액 (원, 유료 이용자만)", "en": "Your paid plan's price (won, paid users only)"},
+    "account": {"ko": "계정 아이디 (선택)", "en": "Account ID (optional)"},
+    "account_hint": {"ko": "유료 이용자와 파트너는 계정을 알려 주시면 등록된 요금제와 매출로 보상액을 정합니다. 입력한 요금제 "
+                           "금액으로 정하지 않습니다.",
+                     "en": "Paid users and partners: with your account we price your compensation from the plan and "
+                           "sales on record, not from a price typed here."},
     "evidence": {"ko": "첨부할 수 있는 증빙", "en": "Evidence you can provide"},
     "ev.receipt": {"ko": "영수증", "en": "Receipt"},
     "ev.screenshot": {"ko": "화면 캡처", "en": "Screenshot"},

@@ -55,6 +55,6 @@ def report_fields(values: dict[str, Any], lang: str) -> dict[str, Any]:
     data.update(window_start=parse_local(values.get("window_start", "")),
                 window_end=parse_local(values.get("window_end", "")),
                 claimed_amount=values.get("claimed_amount", "").replace(",", "") or None,
-                plan_price=values.get("plan_price", "").replace(",", "") or 0,
-                evidence=values.get("evidence", []), language=lang)
+                evidence=values.get("evidence", []), language=lang,
+                account=values.get("account", "").strip() or None)
     return data

@@ -276,3 +276,16 @@ def _send_poisoned(dsn: str, url: str, run: str, headers: dict) -> list[httpx.Re
         with psycopg.connect(dsn) as conn:
             conn.execute(f"ALTER TABLE reports DROP CONSTRAINT poison_{run}")
             conn.commit()
+
+
+def test_the_form_takes_an_account_and_no_longer_asks_for_a_price(claims_app):
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        page = c.get("/?lang=en").text
+        assert 'id="account"' in page and 'name="plan_price"' not in page
+        r = c.post("/report", data={**FORM, "account": " shop-77 ", "plan_price": "9,999,999", "language": "en",
+                                    "form_key": form_key(page)})
+        assert r.status_code == 201, r.text
+    with psycopg.connect(claims_app["dsn"]) as conn:
+        account, plan = conn.execute("SELECT account, plan_price FROM reports WHERE receipt = %s",
+                                     (receipt_of(r.text),)).fetchone()
+    assert account == "shop-77" and plan == 0  # a price typed anyway is not even stored
