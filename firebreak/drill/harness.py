@@ -88,6 +88,10 @@ def heal_on_sigterm() -> None:
     def _raise(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, _raise)
+    # A process started in the background by a shell without job control (`cmd &` in a script,
+    # `nohup`, some CI runners) inherits SIGINT ignored, and Python then keeps it ignored: a
+    # `kill -INT` (or the Ctrl-C a supervisor forwards) did nothing to a 60-minute chaos drill.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def drive(scenario: Scenario, threads: list[threading.Thread], stop: threading.Event,
