@@ -49,6 +49,9 @@ def prepare(layout: LabLayout) -> None:
     tokens = pki.token_keys()
     layout.ca_file.parent.mkdir(parents=True, exist_ok=True)
     layout.ca_file.write_bytes(ca.cert_pem)
+    # Kept (owner-only) so the lab's certificates can be renewed and rotated while it runs, as a
+    # real site's are (firebreak pki; tests/lab/test_pki_rotation_e2e.py).
+    write_private(layout.ca_file.with_name("ca-key.pem"), ca.key_pem.decode())
     for site in layout.sites:
         cert, key = site.etcd_member_cert
         cert.parent.mkdir(parents=True, exist_ok=True)
