@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from firebreak.control.door import DoorTLS
 from firebreak.control.etcd import OPEN, EtcdAccess
 from firebreak.control.keys import PREFIX, Keys, PatroniKeys
+from firebreak.errors import InputError, Problem
 from firebreak.inputs import bad_name, load_yaml_model
 
 
@@ -158,8 +159,12 @@ class AgentConfig(_Strict):
     etcd_quota_bytes: int = Field(default=2 * 2**30, gt=0, description="etcd's --quota-backend-bytes, for warnings")
     patroni_user: str = Field(default="", description="Patroni REST API user for switchovers")
     patroni_password: str = ""
+    patroni_password_file: str | None = Field(default=None, description="instead of patroni_password: a file "
+                                              "holding it (mode 0600; a path relative to this file's directory)")
     app_admin_token: str = Field(default="", description="lets the agent push releases to its site's app, and tell "
                                  "it when writes leave the primary it may hold connections to")
+    app_admin_token_file: str | None = Field(default=None, description="instead of app_admin_token: a file "
+                                             "holding it (mode 0600; a path relative to this file's directory)")
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     door: DoorSettings | None = Field(default=None, description="this site's front door, configured by the agent")
     db_door: DbDoorSettings | None = Field(default=None, description="this site's database door, steered by the agent")
@@ -184,6 +189,9 @@ class AgentConfig(_Strict):
                     raise ValueError(f"services.{name}.sites: unknown site '{site}'")
         if len(self.sites) < 3:
             raise ValueError("at least 3 sites are needed to tell a dead site from a cut link")
+        for name in SECRET_FILES:
+            if getattr(self, name) and getattr(self, f"{name}_file"):
+                raise ValueError(f"give {name} or {name}_file, not both")
         return self
 
     @property
@@ -218,5 +226,34 @@ class AgentConfig(_Strict):
         return {**{self.member_of(s): s for s in self.sites}, **self.members}
 
 
+# Secrets the agent's file may hold inline or, better, name a file for (`<name>_file`), so that
+# agent.yml itself holds none.
+SECRET_FILES = ("patroni_password", "app_admin_token")
+
+
 def load_agent_config(path: Path | str) -> AgentConfig:
-    return load_yaml_model(path, AgentConfig)[0]
+    """The agent's file, with any secret it names by file read in (the file must be its owner's
+    alone: a secret others can read may already be known)."""
+    cfg, lines = load_yaml_model(path, AgentConfig)
+    found = {}
+    for name in SECRET_FILES:
+        given = getattr(cfg, f"{name}_file")
+        if given:
+            found[name] = _read_secret(Path(path).parent / given, str(path), f"{name}_file",
+                                       lines.get((f"{name}_file",)))
+    return cfg.model_copy(update=found) if found else cfg
+
+
+def _read_secret(file: Path, label: str, field: str, line: int | None) -> str:
+    try:
+        mode = file.stat().st_mode & 0o777
+        text = file.read_text().strip()
+    except OSError as e:
+        raise InputError(Problem(label, field, f"{file}: cannot read it ({e.strerror}); it should hold the "
+                                               "secret alone, readable by the agent's user only", line)) from None
+    if mode & 0o077:
+        raise InputError(Problem(label, field, f"{file}: mode {mode:04o} lets other users read this secret; "
+                                               f"`chmod 600 {file}` (and consider changing it)", line))
+    if not text:
+        raise InputError(Problem(label, field, f"{file} is empty; it should hold the secret on one line", line))
+    return text

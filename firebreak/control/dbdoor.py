@@ -119,9 +119,11 @@ class ClusterDoor:
 def haproxy_config(*, name: str, bind_host: str, admin_socket: str | None, recipe: Recipe = Recipe(),
                    rw_port: int | None = None, ro_port: int | None = None,
                    servers: Mapping[str, tuple[str, int, int]] | None = None,
-                   clusters: list[ClusterDoor] | None = None) -> str:
+                   clusters: list[ClusterDoor] | None = None, socket_mode: str = "600") -> str:
     """HAProxy's configuration: one cluster (rw_port, ro_port, servers) or several (`clusters`).
-    Without `admin_socket` nothing can steer it: health checks alone (the Patroni recipe)."""
+    Without `admin_socket` nothing can steer it: health checks alone (the Patroni recipe).
+    `socket_mode`: the runtime socket's file mode, its only lock (it has no authentication): 600
+    when the agent runs as HAProxy's user (the lab), 660 when it joins HAProxy's group (real hosts)."""
     if clusters is None:
         assert rw_port is not None and servers is not None
         clusters = [ClusterDoor(None, rw_port, ro_port, servers)]
@@ -131,8 +133,7 @@ def haproxy_config(*, name: str, bind_host: str, admin_socket: str | None, recip
         "    maxconn 4096",
     ]
     if admin_socket:
-        # mode 600: only the lab's (the agent's) user may steer the door
-        lines.append(f"    stats socket {admin_socket} mode 600 level admin")
+        lines.append(f"    stats socket {admin_socket} mode {socket_mode} level admin")
     lines += [
         "defaults",
         "    mode tcp",

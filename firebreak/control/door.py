@@ -50,10 +50,17 @@ def admin_listen(admin: str) -> str:
     return admin if admin.startswith("unix/") else dial_of(admin)
 
 
+def socket_path(admin: str) -> str:
+    """The file of a `unix//path` or `unix//path|mode` admin address."""
+    return admin.removeprefix("unix/").split("|", 1)[0]
+
+
 def admin_client(admin: str, http: httpx.AsyncClient) -> tuple[httpx.AsyncClient, str]:
-    """A client and base URL for Caddy's admin API at `admin` (a unix socket or a URL)."""
+    """A client and base URL for Caddy's admin API at `admin` (a unix socket or a URL). A socket
+    may carry the file mode Caddy creates it with (`unix//path|0220`, as deploy render writes it):
+    the mode is Caddy's business, the path is where to connect."""
     if admin.startswith("unix/"):
-        path = admin.removeprefix("unix/")
+        path = socket_path(admin)
         return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=path)), "http://localhost"
     return http, admin.rstrip("/")
 

@@ -11,10 +11,14 @@ compaction and quota) are declared once, here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 from urllib.parse import quote
 
-from firebreak.errors import FirebreakError
+from firebreak.control.keys import PATRONI_NAMESPACE, PatroniKeys
+
+if TYPE_CHECKING:
+    from firebreak.control.door import DoorTLS
+
 
 # Patroni's most aggressive allowed timers: ttl 20 s is the floor it accepts, a loop every second.
 # Patroni requires loop_wait + 2 * retry_timeout <= ttl.
@@ -119,6 +123,30 @@ def etcd_argv(binary: str, config_file: str) -> list[str]:
     return [binary, "--config-file", config_file]
 
 
+def etcd_flags(conf: Mapping) -> list[str]:
+    """The same settings as etcd's command-line flags (for an etcd started without a file, such as
+    the tests' single members): each key is its flag, a transport-security block's keys are the
+    flags of its link (`--cert-file`, `--peer-cert-file`), a list is comma-separated."""
+    out: list[str] = []
+
+    def flag(name: str, value: object) -> None:
+        if value is True:
+            out.append(f"--{name}")
+        elif value is False:
+            out.append(f"--{name}=false")
+        else:
+            out.extend((f"--{name}", ",".join(value) if isinstance(value, list) else str(value)))
+
+    for key, value in conf.items():
+        if key in ("client-transport-security", "peer-transport-security"):
+            prefix = "peer-" if key.startswith("peer") else ""
+            for k, v in value.items():
+                flag(prefix + k, v)
+        else:
+            flag(key, value)
+    return out
+
+
 # ---- Patroni ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -170,7 +198,7 @@ def patroni_config(m: PatroniMember, etcd: EtcdClient, passwords: PatroniPasswor
     pw = passwords
     return {
         "scope": m.scope,
-        "namespace": "/service/",
+        "namespace": PATRONI_NAMESPACE,
         "name": m.name,
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
         "restapi": {"listen": api, "connect_address": api,
@@ -188,12 +216,16 @@ def patroni_config(m: PatroniMember, etcd: EtcdClient, passwords: PatroniPasswor
             "dcs": {
                 "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
                 "maximum_lag_on_failover": 1048576,
-                # An acknowledged commit is on two sites: the primary and its synchronous standby.
+                # etcd gone (every member stopped, or its quorum lost) is not a reason to stop
+                # writing: the primary stays primary while every member of the /failsafe list
+                # answers its POST /failsafe (and no standby can promote without etcd). Off, a
+                # 20 s etcd pause stalled writes for 15 s in the lab though every database was
+                # healthy (Patroni 3.0+).
+                "failsafe_mode": True,
+                # An acknowledged commit is on two sites: the primary and its synchronous standby
+                # (True), or any one of the standbys (Patroni 4's "quorum").
                 "synchronous_mode": m.sync,
                 "synchronous_node_count": 1,
-                # When no etcd member answers, a primary that every other member still confirms
-                # over Patroni's REST API keeps its role instead of demoting (Patroni 3.0+).
-                "failsafe_mode": True,
                 "postgresql": {
                     "use_pg_rewind": True,
                     # A site that comes back after a cut may have diverged, and a rewind can be
@@ -326,16 +358,23 @@ def haproxy_argv(binary: str, config_file: str) -> list[str]:
 def db_door_config(*, name: str, bind_host: str, admin_socket: str, clusters: list, socket_mode: str = "660") -> str:
     """HAProxy's configuration for a site's database door (control/dbdoor.py writes it), its
     runtime socket open to HAProxy's group (`mode 660`): the agent joins that group to steer it.
-    The socket has no authentication of its own: its mode and directory are the lock."""
+    The socket has no authentication of its own: its mode and directory are the lock (the lab,
+    where HAProxy and the agent are one user, passes 600)."""
     from firebreak.control.dbdoor import haproxy_config
 
-    text = haproxy_config(name=name, bind_host=bind_host, admin_socket=admin_socket, clusters=clusters)
-    if socket_mode != "600":
-        old = f"stats socket {admin_socket} mode 600 level admin"
-        if old not in text:  # dbdoor.py changed how it writes the socket: fail loudly, not silently
-            raise FirebreakError(f"control/dbdoor.py no longer writes '{old}'")
-        text = text.replace(old, f"stats socket {admin_socket} mode {socket_mode} level admin")
-    return text
+    return haproxy_config(name=name, bind_host=bind_host, admin_socket=admin_socket, clusters=clusters,
+                          socket_mode=socket_mode)
+
+
+def caddy_config(*, site: str, order: Sequence[str], apps: Mapping[str, str], listen: str, admin: str,
+                 tls: "DoorTLS | None", services: Mapping[str, Mapping[str, str]] | None = None) -> dict:
+    """Caddy's configuration at start (control/door.py writes it; the agent replaces it from the
+    routing table): every site, this one first. Without an agent (Patroni alone in the lab),
+    Caddy's own health checks steer."""
+    from firebreak.control.door import door_config
+
+    return door_config(site, list(order), dict(apps), listen, admin, tls,
+                       services={k: dict(v) for k, v in services.items()} if services else None)
 
 
 def caddy_argv(binary: str, config_file: str) -> list[str]:
@@ -350,17 +389,24 @@ def caddy_admin(socket: str, mode: str = "0220") -> str:
 
 def agent_config(*, site: str, listen: str, sites: Mapping[str, Mapping[str, str]], etcd: Sequence[str],
                  scopes: Sequence[str], discover: bool, etcd_access: str, etcd_ops_access: str,
-                 etcd_admin_access: str | None, patroni_password: str, app_admin_token: str,
-                 door: Mapping | None = None, db_door: Mapping | None = None,
-                 services: Mapping | None = None) -> dict:
+                 etcd_admin_access: str | None, patroni_password: str | None = None,
+                 patroni_password_file: str | None = None, app_admin_token: str | None = None,
+                 app_admin_token_file: str | None = None, door: Mapping | None = None,
+                 db_door: Mapping | None = None, services: Mapping | None = None) -> dict:
     """The agent's file (control/config.py AgentConfig). `sites`: each site's endpoints (etcd,
     etcd_probe, patroni, app, agent, door); `etcd`: client URLs, this site's first; `scopes`: the
-    clusters, the first the default; `discover`: protect every cluster found under /service/."""
+    clusters, the first the default; `discover`: protect every cluster found under /service/.
+    Each secret inline or, better, as a file only the agent's user can read (then agent.yml
+    holds none); the app's admin token is "" where no app takes releases."""
+    if (patroni_password is None) == (patroni_password_file is None):
+        raise ValueError("agent_config: give patroni_password or patroni_password_file")
+    if (app_admin_token is None) == (app_admin_token_file is None):
+        raise ValueError("agent_config: give app_admin_token or app_admin_token_file")
     cfg: dict = {
         "site": site,
         "listen": listen,
         "etcd": list(etcd),
-        "patroni_namespace": f"/service/{scopes[0]}",
+        "patroni_namespace": PatroniKeys.of(scopes[0]).namespace,
         "etcd_quota_bytes": ETCD_QUOTA,
         # This site's agent's own etcd user (its own view, not other sites'); the operators' user,
         # which the console alone uses for the writes it makes on an operator's behalf; and etcd's
@@ -369,12 +415,14 @@ def agent_config(*, site: str, listen: str, sites: Mapping[str, Mapping[str, str
         "etcd_ops_access": etcd_ops_access,
         **({"etcd_admin_access": etcd_admin_access} if etcd_admin_access else {}),
         "patroni_user": PATRONI_API_USER,
-        "patroni_password": patroni_password,
-        "app_admin_token": app_admin_token,
+        **({"patroni_password": patroni_password} if patroni_password is not None
+           else {"patroni_password_file": patroni_password_file}),
+        **({"app_admin_token": app_admin_token} if app_admin_token is not None
+           else {"app_admin_token_file": app_admin_token_file}),
         "sites": {name: dict(endpoints) for name, endpoints in sites.items()},
     }
     if discover:
-        cfg["patroni_namespaces"] = ["/service/"]
+        cfg["patroni_namespaces"] = [PATRONI_NAMESPACE]
     if door is not None:
         cfg["door"] = dict(door)
     if db_door is not None:

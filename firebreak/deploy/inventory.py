@@ -127,7 +127,7 @@ class Cluster:
     index: int
     sites: tuple[str, ...]
     primary: str
-    sync: bool
+    sync: bool | str                  # Patroni's synchronous_mode: True, False or "quorum"
     doors: bool                       # its clients go through the sites' database doors
     dbname: str = "claims"
     app_user: str = "claims"
@@ -283,9 +283,15 @@ def _clusters(spec: InventorySpec, label: str, base: Path | None, bad) -> tuple[
             bad(("topology",), f"database {bad_name(db.name)}")
         members = tuple([db.primary or db.sites()[0]] + [s for s in sites if s in db.sites() and s != db.primary])
         clusters.append(Cluster(scope=db.name, index=i, sites=members, primary=members[0],
-                                sync=db.replication == Replication.SYNC, doors=db.doors, dbname="estate",
+                                sync=_SYNCHRONOUS_MODE[db.replication], doors=db.doors, dbname="estate",
                                 app_user="estate"))
     return tuple(clusters), True
+
+
+# A database's replication as Patroni's synchronous_mode: quorum commit is Patroni 4's "quorum"
+# (a commit on ANY one standby), as the lab runs it (lab/plan.py ClusterPlan.synchronous_mode).
+_SYNCHRONOUS_MODE: dict[Replication, bool | str] = {Replication.SYNC: True, Replication.QUORUM: "quorum",
+                                                    Replication.ASYNC: False}
 
 
 def _check_clusters(spec: InventorySpec, clusters: tuple[Cluster, ...], bad) -> None:

@@ -8,9 +8,10 @@ the CLI only writes them. Each host gets what its roles need, ready for `/`:
     etc/firebreak/patroni/<scope>/patroni.yml           Patroni's, one per cluster with a member here
     etc/firebreak/haproxy.cfg                           the database door's
     etc/firebreak/caddy.json                            the front door's
-    etc/firebreak/agent.yml                             the agent's (0600: Patroni's REST password)
+    etc/firebreak/agent.yml                             the agent's (its secrets in files, below)
     etc/firebreak/claims.env                            the claims service's settings
-    etc/firebreak/secrets/*                             secrets, 0600: Patroni's, the claims service's
+    etc/firebreak/secrets/*                             secrets, 0600: Patroni's, the agent's, the claims
+                                                        service's
     etc/firebreak/etcd/<role>/{access.json,password}    each etcd user this host acts as
     etc/sysusers.d/firebreak.conf                       the users the units run as
     etc/tmpfiles.d/firebreak.conf                       owner and mode of every file above, and of
@@ -31,7 +32,7 @@ from typing import Iterable
 import yaml
 
 from firebreak.control.dbdoor import ClusterDoor
-from firebreak.control.door import DoorTLS, door_config
+from firebreak.control.door import DoorTLS
 from firebreak.control.keys import OPS_ROLE, agent_role
 from firebreak.deploy import components as c
 from firebreak.deploy.inventory import Cluster, Host, Inventory
@@ -59,6 +60,8 @@ DOOR_RUN = "/run/firebreak-door"
 DOOR_ADMIN = f"{DOOR_RUN}/admin.sock"
 DB_DOOR_RUN = "/run/firebreak-db-door"
 DB_DOOR_ADMIN = f"{DB_DOOR_RUN}/admin.sock"
+AGENT_PATRONI_PASSWORD = f"{SECRETS}/agent-patroni-password"
+AGENT_APP_ADMIN_TOKEN = f"{SECRETS}/agent-app-admin-token"
 
 
 @dataclass(frozen=True)
@@ -225,15 +228,21 @@ def _agent(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rend
                                    for cl in doors}
         groups.append(USERS["db-door"])
     claims = any(h.has("claims") for h in inv.hosts)
+    # The agent's secrets in files only its user can read, so agent.yml holds none.
+    files = {AGENT_PATRONI_PASSWORD: RenderedFile(s.patroni_api + "\n", 0o600, USERS["agent"])}
+    if claims:
+        files[AGENT_APP_ADMIN_TOKEN] = RenderedFile(s.app_admin + "\n", 0o600, USERS["agent"])
     cfg = c.agent_config(
         site=host.site, listen=_hostport(host.address, p.console), sites=site_endpoints(inv),
         etcd=etcd_client_urls(inv, host.site), scopes=[cl.scope for cl in inv.clusters], discover=inv.estate,
         etcd_access=f"{access_dir(agent_role(host.site))}/access.json",
         etcd_ops_access=f"{access_dir(OPS_ROLE)}/access.json", etcd_admin_access=admin_access,
-        patroni_password=s.patroni_api, app_admin_token=s.app_admin if claims else "", door=door, db_door=db_door)
+        patroni_password_file=AGENT_PATRONI_PASSWORD,
+        **({"app_admin_token_file": AGENT_APP_ADMIN_TOKEN} if claims else {"app_admin_token": ""}),
+        door=door, db_door=db_door)
     path = f"{ETC}/agent.yml"
-    head = (f"# The agent of site {host.site} (firebreak deploy render). Mode 0600: it holds Patroni's REST\n"
-            "# password and the app's admin token.\n")
+    head = (f"# The agent of site {host.site} (firebreak deploy render). It holds no secret: Patroni's REST\n"
+            f"# password and the app's admin token are in {SECRETS}/ (mode 0600).\n")
     after = tuple(unit_name(r) for r in ("etcd", "db-door", "door") if host.has(r))
     unit = Unit(name=unit_name("agent"), description=f"Firebreak site agent of {host.site} (failure detection "
                                                       "by agreement, failover, doors, ops console)",
@@ -244,7 +253,8 @@ def _agent(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rend
                 extra=(("Nice", "-5"),),
                 comment="One per site. It steers the doors on its host through their admin sockets "
                         "(group " + (", ".join(groups) or "none") + ").")
-    return {path: RenderedFile(head + yaml.safe_dump(cfg, sort_keys=False), 0o600, USERS["agent"])}, [unit]
+    files[path] = RenderedFile(head + yaml.safe_dump(cfg, sort_keys=False), 0o640, USERS["agent"])
+    return files, [unit]
 
 
 def _claims(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, RenderedFile], list[Unit]]:
@@ -305,9 +315,9 @@ def _db_door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Re
 def _door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, RenderedFile], list[Unit]]:
     p = inv.ports
     apps = {site.name: _url("http", site.one("claims").address, p.claims) for site in inv.sites if site.one("claims")}
-    conf = door_config(host.site, [site.name for site in inv.own_first(host.site)], apps,
-                       _hostport(host.address, p.door), c.caddy_admin(DOOR_ADMIN),
-                       DoorTLS(_hostport(host.address, p.door_tls), f"{PKI}/door.pem", f"{PKI}/door-key.pem"))
+    conf = c.caddy_config(site=host.site, order=[site.name for site in inv.own_first(host.site)], apps=apps,
+                          listen=_hostport(host.address, p.door), admin=c.caddy_admin(DOOR_ADMIN),
+                          tls=DoorTLS(_hostport(host.address, p.door_tls), f"{PKI}/door.pem", f"{PKI}/door-key.pem"))
     path = f"{ETC}/caddy.json"
     low = min(p.door, p.door_tls) < 1024
     unit = Unit(name=unit_name("door"), description=f"Firebreak front door of {host.site} (Caddy)",

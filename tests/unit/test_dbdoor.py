@@ -111,6 +111,14 @@ def test_config_is_the_patroni_recipe_with_a_private_admin_socket():
     assert "stats socket" not in bare and "pg_ro" not in bare
 
 
+def test_the_runtime_socket_opens_to_haproxys_group_when_asked():
+    """On real hosts the agent is not HAProxy's user: it joins HAProxy's group, so the socket is
+    660 there (deploy/components.py); 600 otherwise."""
+    cfg = haproxy_config(name="t", bind_host="h", rw_port=1, ro_port=2, servers=SERVERS, admin_socket="/run/x.sock",
+                         socket_mode="660")
+    assert "stats socket /run/x.sock mode 660 level admin" in cfg and "mode 600" not in cfg
+
+
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 needs_haproxy = pytest.mark.skipif(not os.path.exists(HAPROXY),
                                    reason="HAProxy not installed (make setup installs it as root)")
@@ -180,11 +188,15 @@ def test_keeper_says_when_the_door_is_not_there(tmp_path):
 
 
 def test_the_shipped_example_is_what_the_function_writes():
+    """deploy/example/gj-1 is what `deploy render` writes for one host of the example inventory:
+    HAProxy's file there is this function's, its socket open to HAProxy's group."""
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[2] / "deploy" / "haproxy-db-door.example.cfg"
+    from firebreak.control.dbdoor import ClusterDoor
+
+    example = Path(__file__).resolve().parents[2] / "deploy/example/gj-1/etc/firebreak/haproxy.cfg"
+    servers = {"gwangju": ("10.10.0.11", 5432, 8008), "daejeon": ("10.20.0.11", 5432, 8008),
+               "busan": ("10.30.0.11", 5432, 8008)}
     assert example.read_text() == haproxy_config(
-        name="pangyo's database door (deploy/haproxy-db-door.example.cfg)", bind_host="10.1.0.31", rw_port=5432,
-        ro_port=5433, admin_socket="/run/haproxy/db-door.sock",
-        servers={"pg-pangyo": ("10.1.0.11", 5432, 8008), "pg-ansan": ("10.2.0.11", 5432, 8008),
-                 "pg-siheung": ("10.3.0.11", 5432, 8008)})
+        name="database door of gwangju", bind_host="10.10.0.11", admin_socket="/run/firebreak-db-door/admin.sock",
+        socket_mode="660", clusters=[ClusterDoor(None, 5433, 5434, servers)])

@@ -4,6 +4,7 @@ line naming the field and the reason (table of cases, no processes)."""
 import textwrap
 
 import pytest
+import yaml
 
 from firebreak.deploy.inventory import load_inventory
 from firebreak.errors import InputError
@@ -116,6 +117,27 @@ def test_a_topology_gives_one_cluster_per_database_with_its_doors(tmp_path):
         ("users-db", "daejeon", ("daejeon", "gwangju", "busan"), True),
         ("pay-db", "busan", ("busan", "gwangju"), False)]
     assert [c.scope for c in inv.door_clusters] == ["users-db"]
+
+
+@pytest.mark.parametrize("replication,mode", [("sync", True), ("quorum", "quorum"), ("async", False)])
+def test_a_databases_replication_is_patronis_synchronous_mode(tmp_path, replication, mode):
+    """As the lab runs it (lab/plan.py): quorum commit is Patroni 4's synchronous_mode: quorum,
+    not plain asynchronous replication."""
+    from firebreak.deploy.render import render
+    from firebreak.deploy.secrets import make_secrets
+
+    (tmp_path / "estate.yaml").write_text(textwrap.dedent(f"""
+        name: estate
+        sites: [gwangju, daejeon, busan]
+        services:
+          users-db: {{kind: database, replicas: {{gwangju: 1, daejeon: 1, busan: 1}}, primary: daejeon,
+                     replication: {replication}, failover: auto, doors: true}}
+    """))
+    inv = _load(tmp_path, "topology: estate.yaml\n" + textwrap.dedent(CONTRACT).lstrip("\n"))
+    assert inv.clusters[0].sync == mode
+    files = render(inv, make_secrets(inv.names, token=lambda: "x" * 24))
+    patroni = yaml.safe_load(files["gj-db1/etc/firebreak/patroni/users-db/patroni.yml"].content)
+    assert patroni["bootstrap"]["dcs"]["synchronous_mode"] == mode
 
 
 def test_a_topology_with_other_sites_is_refused(tmp_path):

@@ -64,16 +64,19 @@ def test_secrets_live_only_in_0600_files(files, secrets):
         found = [v for v in values if v in f.content]
         if found:
             assert f.mode == 0o600, (path, found)
-        config = path.endswith((".yml", ".json", ".cfg")) and not path.endswith("agent.yml")
+        config = path.endswith((".yml", ".json", ".cfg"))
         if "/etc/systemd/system/" in path or config:
             assert not found, path
-    assert files["gj-db1/etc/firebreak/agent.yml"].mode == 0o600
+    # the agent's file names its secrets' files; they are the agent's alone
+    assert files["gj-db1/etc/firebreak/secrets/agent-patroni-password"].mode == 0o600
+    assert files["gj-db1/etc/firebreak/secrets/agent-patroni-password"].owner == "firebreak"
+    assert files["gj-db1/etc/firebreak/secrets/agent-app-admin-token"].content.strip() == secrets.app_admin
     assert files["gj-db1/etc/firebreak/secrets/patroni.env"].mode == 0o600
     assert files["gj-web1/etc/firebreak/secrets/claims.pgpass"].mode == 0o600
     assert files["gj-db1/etc/firebreak/etcd/agent-gwangju/password"].content.strip() == secrets.etcd["agent-gwangju"]
 
 
-def test_the_agent_file_is_a_valid_agent_config(files):
+def test_the_agent_file_is_a_valid_agent_config(files, secrets):
     for host, site in (("gj-db1", "gwangju"), ("dj-db1", "daejeon"), ("bs-db1", "busan")):
         cfg = AgentConfig.model_validate(yaml.safe_load(files[f"{host}/etc/firebreak/agent.yml"].content))
         assert cfg.site == site
@@ -83,7 +86,9 @@ def test_the_agent_file_is_a_valid_agent_config(files):
         assert cfg.db_door is not None and cfg.db_door.admin == "unix//run/firebreak-db-door/admin.sock"
         assert cfg.door is None                             # the door is on the web host, not the agent's
         assert cfg.sites["daejeon"].app == "http://10.20.0.21:8080"
-        assert cfg.app_admin_token and cfg.patroni_password
+        assert not (cfg.app_admin_token or cfg.patroni_password)  # in files, not inline
+        assert files[f"{host}{cfg.patroni_password_file}"].content.strip() == secrets.patroni_api
+        assert files[f"{host}{cfg.app_admin_token_file}"].content.strip() == secrets.app_admin
 
 
 def test_an_agent_beside_its_door_steers_it_through_a_group_socket(tmp_path):
@@ -217,8 +222,7 @@ def test_dsn_keeps_the_password_out_and_names_the_passfile():
 
 
 # deploy/example/ is what `firebreak deploy render` writes for one host of the example inventory,
-# every file but those that hold secrets (0600), and agent.yml with its two secrets shown as where
-# they come from: kept equal to the renderer's output by this test (regenerate with
+# every file but those that hold secrets (0600): kept equal to the renderer's output by this test (regenerate with
 # `python -m tests.unit.test_deploy_render`).
 EXAMPLE_HOST = "gj-1"
 PLACEHOLDER = "<secret: firebreak deploy render writes it from secrets.yml>"
@@ -233,7 +237,7 @@ def example_files() -> dict[str, str]:
     out = {}
     for rel, f in files.items():
         host, path = rel.split("/", 1)
-        if host == EXAMPLE_HOST and (not f.secret or path.endswith("agent.yml")):
+        if host == EXAMPLE_HOST and not f.secret:
             out[path] = f.content
     return out
 

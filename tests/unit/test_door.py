@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config
+from firebreak.control.door import DoorKeeper, admin_listen, dial_of, door_config, socket_path
 from firebreak.control.ops import routing
 from firebreak.errors import InputError
 
@@ -81,13 +81,17 @@ def test_keeper_pushes_changes_and_refreshes_a_restarted_door():
     assert len(loads) == 3
 
 
-def test_the_shipped_agent_example_loads():
-    from firebreak.control.config import load_agent_config
+def test_the_rendered_agent_example_names_a_socket_admin_with_its_mode():
+    import yaml
+
+    from firebreak.control.config import AgentConfig
     from tests.conftest import ROOT
 
-    cfg = load_agent_config(ROOT / "deploy" / "agent.example.yml")
-    assert cfg.door is not None and cfg.door.admin.startswith("unix//")  # a socket only Caddy's user opens
-    assert cfg.sites["ansan"].door == "https://ansan.claims.example"
+    text = (ROOT / "deploy" / "example" / "gj-1" / "etc" / "firebreak" / "agent.yml").read_text()
+    cfg = AgentConfig.model_validate(yaml.safe_load(text))
+    # a socket only Caddy's group opens, in Caddy's `path|mode` form
+    assert cfg.door is not None and cfg.door.admin == "unix//run/firebreak-door/admin.sock|0220"
+    assert socket_path(cfg.door.admin) == "/run/firebreak-door/admin.sock"
 
 
 def test_keeper_retries_a_refusing_door_and_says_so_once(caplog):
@@ -127,6 +131,40 @@ def test_a_doors_log_leaves_out_the_admin_requests_the_agent_repeats():
 def test_the_keeper_talks_to_a_socket_admin_through_a_unix_transport():
     keeper = DoorKeeper("unix//tmp/nowhere/door-admin.sock", httpx.AsyncClient())
     assert keeper.admin_url == "http://localhost" and keeper.http is not None
+
+
+@pytest.mark.parametrize("suffix", ["", "|0220"])
+def test_the_keeper_pushes_through_a_socket_named_with_or_without_its_mode(suffix):
+    """Caddy's `unix//path|mode` (what deploy render writes) is a mode for Caddy to create the
+    socket with; the keeper connects to the path alone. A real socket answers here."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="fb-door-", dir="/tmp")  # a short path: unix sockets allow ~100 bytes
+    sock = f"{d}/admin.sock"
+    seen: list[bytes] = []
+
+    async def handle(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), b"0"))
+        seen.append(head.split(b"\r\n")[0] + b" " + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def go():
+        server = await asyncio.start_unix_server(handle, path=sock)
+        async with server, httpx.AsyncClient() as http:
+            keeper = DoorKeeper(f"unix/{sock}{suffix}", http)
+            return await keeper.push(config_for("ansan"), ["ansan"], now=0.0), keeper.last_error
+
+    try:
+        pushed, error = asyncio.run(go())
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert pushed and error == ""
+    assert len(seen) == 1 and seen[0].startswith(b"POST /load HTTP/1.1 {")
 
 
 def test_secret_files_are_private_from_their_first_byte(tmp_path):
