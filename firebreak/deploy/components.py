@@ -310,7 +310,7 @@ def pgpass_line(user: str, dbname: str, password: str) -> str:
 
 def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_proxies: Sequence[str],
                etcd: Sequence[str], etcd_access: str, secure_cookies: bool, ledger: str | None = None,
-               portal_rate: float | None = None) -> dict[str, str]:
+               portal_rate: float | None = None, api_rate: float | None = None) -> dict[str, str]:
     """The claims service's settings that are not secrets (firebreak/claims/settings.py reads them)."""
     env = {
         "FIREBREAK_SITE_NAME": site,
@@ -326,6 +326,8 @@ def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_
         env["FIREBREAK_LEDGER"] = ledger
     if portal_rate is not None:
         env["FIREBREAK_PORTAL_RATE"] = f"{portal_rate:g}"
+    if api_rate is not None:
+        env["FIREBREAK_API_RATE"] = f"{api_rate:g}"
     if secure_cookies:
         # Reviewers sign in through a door's HTTPS listener: their session cookie is Secure.
         env["FIREBREAK_SECURE_COOKIES"] = "1"

@@ -293,7 +293,9 @@ def _claims(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Ren
 def _db_door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, RenderedFile], list[Unit]]:
     p = inv.ports
     doors = inv.door_clusters
-    clusters = [ClusterDoor(cl.scope if inv.estate else None, cl.port(p, "db_door"), cl.port(p, "db_door_ro"),
+    # A door of one cluster has the plain backends (pg_rw, pg_ro): the agent steers those when it
+    # has one cluster's routes to apply (control/dbdoor.py DbDoorKeeper), as the lab runs it.
+    clusters = [ClusterDoor(cl.scope if len(doors) > 1 else None, cl.port(p, "db_door"), cl.port(p, "db_door_ro"),
                             {site.name: (site.one("postgres").address, cl.port(p, "postgres"), cl.port(p, "patroni"))
                              for site in inv.sites})
                 for cl in doors]

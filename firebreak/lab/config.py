@@ -1,4 +1,9 @@
-"""Configuration of each site's components, as pure functions of the layout.
+"""The lab's sites' configuration: thin adapters over deploy/components.py, the functions that
+render real hosts' files, so the settings every lab test and drill exercises are the settings a
+real host gets. What stays here is what is the lab's own: its addresses and ports (lab/layout.py),
+its directories, its certificates (lab/access.py), its passwords inline in files only the lab's
+user can read, and what one user running every site needs (sockets only that user can open,
+`trust` on PostgreSQL's private socket directory).
 
 Patroni's timers are its most aggressive allowed ones (ttl 20 s is the floor it accepts, loop
 every second): Patroni alone is the baseline the control plane must beat, so it should be the
@@ -9,21 +14,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
+from firebreak.control.door import DoorTLS, admin_listen
 from firebreak.control.etcd import EtcdAccess
-from firebreak.control.keys import OPS_ROLE, PATRONI_NAMESPACE, PatroniKeys, agent_role
+from firebreak.control.keys import OPS_ROLE, agent_role
+from firebreak.deploy import components as c
+# Settings every deployment shares, declared once in deploy/components.py (bench/soak.py and
+# tests read them from here too).
+from firebreak.deploy.components import (ETCD_COMPACTION, ETCD_COMPACTION_S, ETCD_QUOTA,  # noqa: F401
+                                         ETCD_SNAPSHOT_COUNT, ETCD_TOKEN_TTL, PATRONI_LOOP_WAIT,
+                                         PATRONI_RETRY_TIMEOUT, PATRONI_TTL, PG_WAL_MB)
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
                                   SiteLayout)
 from firebreak.resources import example
 
 if TYPE_CHECKING:
     from firebreak.lab.plan import ClusterPlan, LabPlan
-
-PATRONI_TTL = 20
-PATRONI_LOOP_WAIT = 1
-PATRONI_RETRY_TIMEOUT = 6  # Patroni requires loop_wait + 2 * retry_timeout <= ttl
-
 
 @dataclass(frozen=True)
 class Secrets:
@@ -42,68 +52,47 @@ class Secrets:
                     app_admin=self.app_admin, session=self.session)
 
 
-# pg_wal is bounded by three settings: the WAL between checkpoints (max_wal_size), what standbys may
-# still need (wal_keep_size), and what a replication slot may hold for a member that stopped reading
-# (max_slot_wal_keep_size). Without the last a slot holds WAL without bound until Patroni drops a
-# departed member's slot (member_slots_ttl, 30 minutes): a busy primary can fill its disk first.
-PG_WAL_MB = {"max_wal_size": 1024, "wal_keep_size": 256, "max_slot_wal_keep_size": 1024}
+# ---- etcd ---------------------------------------------------------------------------------------
 
-ETCD_COMPACTION_S = 300
-ETCD_COMPACTION = f"{ETCD_COMPACTION_S // 60}m"
-ETCD_QUOTA = 2 * 2**30
-ETCD_SNAPSHOT_COUNT = 10_000
-# How long an etcd auth token lives: each client logs in again a minute before its token
-# expires (control/etcd.py), one login per client every nine minutes.
-ETCD_TOKEN_TTL = "10m"
+def etcd_config(layout: LabLayout, site: SiteLayout, token: str) -> dict:
+    """The site's etcd member's configuration file: deploy/components.py's, with the lab's
+    addresses, directories and certificates. One CA signs the lab's client and peer certificates
+    (lab/access.py), so the peer link trusts that CA; real hosts get a separate peer CA
+    (`firebreak pki`), which keeps client certificates off the raft port."""
+    cert, key = (str(p) for p in site.etcd_member_cert)
+    public, private = (str(p) for p in site.etcd_token_keys)
+    return c.etcd_config(
+        name=site.name, data_dir=str(site.dir / "etcd"), client_url=site.url("etcd"),
+        peer_url=site.url("etcd_peer"), metrics_url=site.url("etcd_health"),
+        cluster={s.name: s.url("etcd_peer") for s in layout.sites}, cluster_token=token,
+        tls=c.EtcdTLS(ca=str(layout.ca_file), cert=cert, key=key, token_public=public, token_private=private))
+
+
+def etcd_config_file(site: SiteLayout) -> Path:
+    return site.dir / "etcd.yml"
 
 
 def etcd_argv(binary: str, layout: LabLayout, site: SiteLayout, token: str) -> list[str]:
-    cluster = ",".join(f"{s.name}={s.url('etcd_peer')}" for s in layout.sites)
-    return [
-        binary, "--name", site.name, "--data-dir", str(site.dir / "etcd"),
-        "--listen-client-urls", site.url("etcd"), "--advertise-client-urls", site.url("etcd"),
-        "--listen-peer-urls", site.url("etcd_peer"),
-        "--initial-advertise-peer-urls", site.url("etcd_peer"),
-        "--initial-cluster", cluster, "--initial-cluster-state", "new",
-        "--initial-cluster-token", f"firebreak-{token}",
-        # A 100 ms heartbeat and 1 s election timeout suit links of a few ms between sites.
-        "--heartbeat-interval", "100", "--election-timeout", "1000",
-        # A member cut off from the leader alone (one link down) must not raise its term while it
-        # waits: without pre-vote it would, and when it heard a leader again its higher term would
-        # depose that leader, an election nobody needed. etcd 3.5 has it on by default; said
-        # here because the agents' move of leadership away from a cut link relies on it.
-        "--pre-vote",
-        # Bounded for months: history older than 5 minutes is compacted away (an idle lab writes
-        # about 14 revisions a second), and the quota is explicit; the agents warn at half of it
-        # and defragment one member at a time (control/maintenance.py).
-        "--auto-compaction-mode", "periodic", "--auto-compaction-retention", ETCD_COMPACTION,
-        "--quota-backend-bytes", str(ETCD_QUOTA),
-        # etcd keeps its raft log in memory until a snapshot, every --snapshot-count entries
-        # (100,000 by default in 3.5: about two hours of an idle lab, growing etcd's memory by
-        # some 40 MiB an hour until then, as the first soak measured). 10,000, etcd 3.6's default.
-        "--snapshot-count", str(ETCD_SNAPSHOT_COUNT),
-        "--log-level", "warn", "--logger", "zap",
-        # A plain listener for liveness probes and metrics (no data, no TLS): the agents probe
-        # it, not the TLS client port, where every probe's bare TCP connect would be logged as a
-        # rejected TLS handshake (ten lines a second per member, 20 MiB an hour, as the soak found).
-        "--listen-metrics-urls", site.url("etcd_health"),
-        # TLS on client and peer links, client certificates required (lab/access.py).
-        *etcd_tls_argv(layout, site),
-    ]
+    """etcd started as the rendered unit starts it, `etcd --config-file`. The file is written here,
+    the one write in this module, so that whoever starts etcd (lab/components.py) always runs the
+    current configuration; it holds paths and settings, no secret."""
+    path = etcd_config_file(site)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yml.tmp")
+    tmp.write_text(yaml.safe_dump(etcd_config(layout, site, token), sort_keys=False))
+    tmp.replace(path)
+    return c.etcd_argv(binary, str(path))
 
 
 def etcd_tls_argv(layout: LabLayout, site: SiteLayout) -> list[str]:
-    cert, key = (str(p) for p in site.etcd_member_cert)
-    public, private = (str(p) for p in site.etcd_token_keys)
-    ca = str(layout.ca_file)
-    return ["--cert-file", cert, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", ca,
-            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth", "--peer-trusted-ca-file", ca,
-            # Signed tokens, not etcd's default "simple" ones: a simple token lives in the memory
-            # of the members, so one that restarts (a site's power coming back) refuses every
-            # token it was shown, and each agent and Patroni logs in again at once (a bcrypt check
-            # and a raft commit each). A signed token is good at every member, restarted or not.
-            "--auth-token", f"jwt,pub-key={public},priv-key={private},sign-method=ES256,ttl={ETCD_TOKEN_TTL}"]
+    """The member's TLS and token settings as flags, for an etcd started without the file (tests
+    that run a single member of their own)."""
+    conf = etcd_config(layout, site, "")
+    return c.etcd_flags({k: conf[k] for k in ("client-transport-security", "peer-transport-security",
+                                              "auth-token")})
 
+
+# ---- Patroni ------------------------------------------------------------------------------------
 
 def client_networks(layout: LabLayout) -> list[str]:
     if layout.net == "netns":
@@ -112,87 +101,32 @@ def client_networks(layout: LabLayout) -> list[str]:
     return ["127.0.0.0/8"]
 
 
+def patroni_member(layout: LabLayout, site: SiteLayout, bin_dir: str, cluster: "ClusterPlan") -> c.PatroniMember:
+    here = cluster.dir(site)
+    return c.PatroniMember(
+        scope=cluster.scope, name=site.name, host=site.address, api_port=cluster.port("patroni"),
+        pg_port=cluster.port("postgres"), data_dir=str(here / "pgdata"), bin_dir=bin_dir, pgpass=str(here / "pgpass"),
+        socket_dir=str(site.socket_dir),
+        log_dir=str(site.dir / "log" / ("postgres" if cluster.legacy else f"postgres-{cluster.name}")),
+        client_networks=tuple(client_networks(layout)), sync=cluster.synchronous_mode,
+        # Many clusters share a site's host in an estate lab: 32 MB each is plenty for its load.
+        shared_buffers="128MB" if cluster.legacy else "32MB",
+        # The socket directory is private to the lab's user, who runs every site's PostgreSQL:
+        # peer authentication would need a database user per OS user.
+        local_auth="trust")
+
+
 def patroni_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, bin_dir: str,
                    etcd_access: EtcdAccess, cluster: "ClusterPlan | None" = None) -> dict:
-    """One site's member of a cluster (the default lab's one cluster when `cluster` is None)."""
+    """One site's member of a cluster (the default lab's one cluster when `cluster` is None):
+    deploy/components.py's file, its passwords inline (the lab writes it 0600)."""
     from firebreak.lab.plan import default_cluster
     cluster = cluster or default_cluster(layout.names)
-    here = cluster.dir(site)
-    api = f"{site.address}:{cluster.port('patroni')}"
-    pg = f"{site.address}:{cluster.port('postgres')}"
-    nets = client_networks(layout)
-    hba = ["local all all trust"]  # the socket directory is private to the lab's user
-    for net in nets:
-        hba += [f"host replication replicator {net} scram-sha-256", f"host all all {net} scram-sha-256"]
-    return {
-        "scope": cluster.scope,
-        "namespace": PATRONI_NAMESPACE,
-        "name": site.name,
-        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
-        "restapi": {"listen": api, "connect_address": api,
-                    # reads stay open (health checks); anything that changes state needs this
-                    "authentication": {"username": "firebreak", "password": secrets.patroni_api}},
-        # Only this site's etcd member. Given a list, Patroni moves to the next member on any
-        # hiccup (a raft election stalls every member for a second) and then stays there, so a
-        # standby ends up talking to the etcd of a site that may be the next to die, and loses
-        # retry_timeout/3 when it does. A site's Patroni lives and dies with its site's etcd.
-        "etcd3": {"hosts": [f"{site.address}:{PORTS['etcd']}"], "protocol": "https", "use_proxies": True,
-                  # Patroni's own etcd user: its namespace and nothing else (control/keys.py role_grants).
-                  "cacert": etcd_access.ca, "cert": etcd_access.cert, "key": etcd_access.key,
-                  "username": etcd_access.user, "password": etcd_access.password},
-        "bootstrap": {
-            "dcs": {
-                "ttl": PATRONI_TTL, "loop_wait": PATRONI_LOOP_WAIT, "retry_timeout": PATRONI_RETRY_TIMEOUT,
-                "maximum_lag_on_failover": 1048576,
-                # etcd gone (every member stopped, or its quorum lost) is not a reason to stop
-                # writing: the primary stays primary while every member of the /failsafe list
-                # answers its POST /failsafe (and no standby can promote without etcd). Off,
-                # a 20 s etcd pause stalled writes for 15 s though every database was healthy.
-                "failsafe_mode": True,
-                # An acknowledged commit is on two sites: the primary and its synchronous standby.
-                "synchronous_mode": cluster.synchronous_mode,
-                "synchronous_node_count": 1,
-                "postgresql": {
-                    "use_pg_rewind": True,
-                    # A site that comes back after a cut may have diverged, and a rewind can be
-                    # interrupted by the next fault: re-clone instead of staying broken.
-                    "remove_data_directory_on_rewind_failure": True,
-                    "remove_data_directory_on_diverged_timelines": True,
-                    "use_slots": True,
-                    "parameters": {
-                        "wal_level": "replica", "hot_standby": "on", "max_wal_senders": 10,
-                        "max_replication_slots": 10, "wal_log_hints": "on", "synchronous_commit": "on",
-                        "max_connections": 200, **{k: f"{mb}MB" for k, mb in PG_WAL_MB.items()},
-                    },
-                },
-            },
-            "initdb": [{"encoding": "UTF8"}, {"locale": "C"}, "data-checksums"],
-            "pg_hba": hba,
-        },
-        "postgresql": {
-            "listen": pg,
-            "connect_address": pg,
-            "data_dir": str(here / "pgdata"),
-            "bin_dir": bin_dir,
-            "pgpass": str(here / "pgpass"),
-            "use_unix_socket": True,
-            "authentication": {
-                "superuser": {"username": "postgres", "password": secrets.superuser},
-                "replication": {"username": "replicator", "password": secrets.replication},
-            },
-            "parameters": {
-                "unix_socket_directories": str(site.socket_dir),
-                "logging_collector": "on",
-                "log_directory": str(site.dir / "log" / ("postgres" if cluster.legacy else f"postgres-{cluster.name}")),
-                "log_filename": "postgresql.log",
-                "log_min_messages": "warning",
-                # Many clusters share a site's host in an estate lab: 32 MB each is plenty for its load.
-                "shared_buffers": "128MB" if cluster.legacy else "32MB",
-            },
-            "pg_hba": hba,
-        },
-        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
-    }
+    etcd = c.EtcdClient(hosts=(f"{site.address}:{PORTS['etcd']}",), ca=etcd_access.ca, cert=etcd_access.cert,
+                        key=etcd_access.key, user=etcd_access.user)
+    passwords = c.PatroniPasswords(superuser=secrets.superuser, replication=secrets.replication,
+                                   api=secrets.patroni_api, etcd=etcd_access.password)
+    return c.patroni_config(patroni_member(layout, site, bin_dir, cluster), etcd, passwords)
 
 
 # Reports about the October 2022 outage are verified against its reconstruction, besides what
@@ -204,46 +138,45 @@ def _own_first(layout: LabLayout, site: SiteLayout) -> list[SiteLayout]:
     return [site] + [s for s in layout.sites if s is not site]
 
 
-def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "LabPlan | None" = None) -> dict:
+def site_endpoints(layout: LabLayout, plan: "LabPlan | None" = None) -> dict[str, dict[str, str]]:
+    """What the agents dial in each site. In an estate lab the site's front door stands for its
+    services (no claims app runs)."""
     estate = plan is not None and plan.estate
     first = plan.clusters[0] if plan is not None else None
-    cfg = {
-        "site": site.name,
-        "listen": f"{site.address}:{PORTS['console']}",
-        "etcd": [s.url("etcd") for s in _own_first(layout, site)],
-        "patroni_namespace": PatroniKeys.of(first.scope if first else SCOPE).namespace,
-        "etcd_quota_bytes": ETCD_QUOTA,
-        # This site's agent's own etcd user (its own view, not other sites'); the operators' user,
-        # which the console alone uses for the writes it makes on an operator's behalf; and etcd's
-        # root for the two maintenance calls that need it (defragment, move-leader). lab/access.py
-        # writes all three; control/keys.py role_grants says what each may write.
-        "etcd_access": str(layout.access_file(agent_role(site.name))),
-        "etcd_ops_access": str(layout.access_file(OPS_ROLE)),
-        "etcd_admin_access": str(layout.access_file("root")),
-        "patroni_user": "firebreak",
-        "patroni_password": secrets.patroni_api,
-        # An estate lab runs no claims app: nothing to push releases to.
-        "app_admin_token": "" if estate else secrets.app_admin,
-        # Probed for liveness: in an estate lab the site's front door stands for its services.
-        "sites": {s.name: {"etcd": s.url("etcd"), "etcd_probe": s.url("etcd_health"),
-                           "patroni": (first.patroni_url(s) if first else s.url("patroni")),
-                           "app": s.url("door" if estate else "app"), "agent": s.url("console"),
-                           "door": s.url("door")} for s in layout.sites},
-        "door": {"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin,
-                 "tls_listen": f"{site.address}:{PORTS['door_tls']}", "tls_cert": str(site.door_cert[0]),
-                 "tls_key": str(site.door_cert[1])},
-        "db_door": {"admin": site.db_door_admin, "host": site.address, "port": PORTS["db_door"],
-                    "read_only_port": PORTS["db_door_ro"]},
-    }
+    return {s.name: {"etcd": s.url("etcd"), "etcd_probe": s.url("etcd_health"),
+                     "patroni": (first.patroni_url(s) if first else s.url("patroni")),
+                     "app": s.url("door" if estate else "app"), "agent": s.url("console"),
+                     "door": s.url("door")} for s in layout.sites}
+
+
+def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "LabPlan | None" = None) -> dict:
+    """The site's agent's file: deploy/components.py's, with the lab's endpoints, its etcd
+    identities (lab/access.py writes all three; control/keys.py role_grants says what each may
+    write) and its secrets inline (the lab writes the file 0600)."""
+    estate = plan is not None and plan.estate
+    scopes = [cl.scope for cl in plan.clusters] if plan is not None else [SCOPE]
+    db_door = {"admin": site.db_door_admin, "host": site.address, "port": PORTS["db_door"],
+               "read_only_port": PORTS["db_door_ro"]}
     if estate:
-        # Every cluster under Patroni's namespace is protected, found as it appears.
-        cfg["patroni_namespaces"] = [PATRONI_NAMESPACE]
-        cfg["db_door"]["clusters"] = {c.scope: {"port": c.port("db_door"), "read_only_port": c.port("db_door_ro")}
-                                      for c in plan.clusters}
-        cfg["services"] = {svc.name: {"sites": {s: svc.url(layout.site(s)) for s in svc.sites},
-                                      "databases": list(svc.databases), "calls": list(svc.services)}
-                           for svc in plan.services}
-    return cfg
+        db_door["clusters"] = {cl.scope: {"port": cl.port("db_door"), "read_only_port": cl.port("db_door_ro")}
+                               for cl in plan.clusters}
+    return c.agent_config(
+        site=site.name, listen=f"{site.address}:{PORTS['console']}", sites=site_endpoints(layout, plan),
+        etcd=[s.url("etcd") for s in _own_first(layout, site)], scopes=scopes, discover=estate,
+        etcd_access=str(layout.access_file(agent_role(site.name))), etcd_ops_access=str(layout.access_file(OPS_ROLE)),
+        # The lab is one machine and one user: its agents get etcd's root for defragmenting and
+        # moving the raft leader (real hosts only with settings.etcd.admin_on_agents).
+        etcd_admin_access=str(layout.access_file("root")),
+        patroni_password=secrets.patroni_api,
+        # An estate lab runs no claims app: nothing to push releases to.
+        app_admin_token="" if estate else secrets.app_admin,
+        door={"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin,
+              "tls_listen": f"{site.address}:{PORTS['door_tls']}", "tls_cert": str(site.door_cert[0]),
+              "tls_key": str(site.door_cert[1])},
+        db_door=db_door,
+        services={svc.name: {"sites": {s: svc.url(layout.site(s)) for s in svc.sites},
+                             "databases": list(svc.databases), "calls": list(svc.services)}
+                  for svc in plan.services} if estate else None)
 
 
 def db_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" = None) -> str:
@@ -251,30 +184,30 @@ def db_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None
     health checks (Patroni's REST API) steer it until the agent takes over, and when the lab
     runs without agents (Patroni alone), they are all there is. A cluster without a member in
     some site still gets that site's server line: it never passes a check, and the agent's
-    commands name the same servers for every cluster."""
-    from firebreak.control.dbdoor import ClusterDoor, haproxy_config
+    commands name the same servers for every cluster. Its runtime socket is mode 600: HAProxy
+    and the agent are the lab's one user."""
+    from firebreak.control.dbdoor import ClusterDoor
     from firebreak.lab.plan import default_cluster
 
     clusters = plan.clusters if plan is not None else (default_cluster(layout.names),)
-    doors = [ClusterDoor(None if len(clusters) == 1 else c.scope, c.port("db_door"), c.port("db_door_ro"),
-                         {s.name: (s.address, c.port("postgres"), c.port("patroni")) for s in layout.sites})
-             for c in clusters]
-    return haproxy_config(name=f"database door of {site.name}", bind_host=site.address,
-                          admin_socket=site.db_door_admin.removeprefix("unix/"), clusters=doors)
+    doors = [ClusterDoor(None if len(clusters) == 1 else cl.scope, cl.port("db_door"), cl.port("db_door_ro"),
+                         {s.name: (s.address, cl.port("postgres"), cl.port("patroni")) for s in layout.sites})
+             for cl in clusters]
+    return c.db_door_config(name=f"database door of {site.name}", bind_host=site.address,
+                            admin_socket=site.db_door_admin.removeprefix("unix/"), clusters=doors, socket_mode="600")
 
 
 def door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" = None) -> dict:
     """The door's configuration at start: every site, its own first. With agents the agent
-    replaces it from the routing table; without (Patroni alone), Caddy's health checks steer."""
-    from firebreak.control.door import DoorTLS, admin_listen, door_config
-
+    replaces it from the routing table; without (Patroni alone), Caddy's health checks steer. Its
+    admin socket takes Caddy's default mode (only the lab's user, Caddy's and the agent's)."""
     estate = plan is not None and plan.estate
     services = {svc.name: {s: svc.url(layout.site(s)) for s in svc.sites} for svc in plan.services} if estate else None
-    return door_config(site.name, [s.name for s in _own_first(layout, site)],
-                       {} if estate else {s.name: s.url("app") for s in layout.sites},
-                       f"{site.address}:{PORTS['door']}", admin_listen(site.door_admin),
-                       DoorTLS(f"{site.address}:{PORTS['door_tls']}", *(str(p) for p in site.door_cert)),
-                       services=services)
+    return c.caddy_config(site=site.name, order=[s.name for s in _own_first(layout, site)],
+                          apps={} if estate else {s.name: s.url("app") for s in layout.sites},
+                          listen=f"{site.address}:{PORTS['door']}", admin=admin_listen(site.door_admin),
+                          tls=DoorTLS(f"{site.address}:{PORTS['door_tls']}", *(str(p) for p in site.door_cert)),
+                          services=services)
 
 
 def service_env(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "LabPlan", name: str) -> dict[str, str]:
@@ -299,27 +232,28 @@ def cluster_dsn(layout: LabLayout, cluster: "ClusterPlan", user: str, password: 
 
 
 def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, str]:
-    """The reference service's settings, passed in the environment so passwords stay out of argv."""
+    """The reference service's settings (deploy/components.py's claims service environment),
+    passed in the environment so passwords stay out of argv: here inline in its DSNs, on real
+    hosts in a pgpass file."""
+    members = [(s.address, s.pg_port) for s in layout.sites]
     return {
-        "FIREBREAK_SITE_NAME": site.name,
-        "FIREBREAK_DSN": layout.dsn("claims", secrets.app),
-        "FIREBREAK_LOCAL_DSN": layout.dsn("claims", secrets.app, read_write=False, sites=[site.name]),
-        "FIREBREAK_ANY_DSN": layout.dsn("claims", secrets.app, read_write=False),
-        "FIREBREAK_ADMIN_TOKEN": secrets.app_admin,
-        "FIREBREAK_SESSION_SECRET": secrets.session,
-        # Requests arrive through the doors, any site's: their X-Forwarded-For names the client.
-        "FIREBREAK_TRUSTED_PROXIES": ",".join(s.address for s in layout.sites) + ",127.0.0.1",
-        "FIREBREAK_ETCD": ",".join(s.url("etcd") for s in _own_first(layout, site)),
-        "FIREBREAK_ETCD_ACCESS": str(layout.access_file("claims")),
-        "FIREBREAK_LEDGER": str(LEDGER_2022),
-        # Every client of the lab comes from the host, one source address: a person's limit
-        # (20 a minute) would throttle the lab's own tests and drills.
-        "FIREBREAK_PORTAL_RATE": "600",
-        # The keyless API now spends the same per-source allowance as the portal: the lab's drill
-        # writers and intake benchmark, all from the host's one address, get the operator's override.
-        "FIREBREAK_API_RATE": "5000",
-        # Reviewers sign in through a door's HTTPS listener: their session cookie is Secure.
-        "FIREBREAK_SECURE_COOKIES": "1",
+        **c.claims_env(
+            site=site.name,
+            dsn_rw=c.dsn("claims", members, DATABASE, password=secrets.app),
+            dsn_local=c.dsn("claims", [(site.address, site.pg_port)], DATABASE, read_write=False,
+                            password=secrets.app),
+            dsn_any=c.dsn("claims", members, DATABASE, read_write=False, password=secrets.app),
+            trusted_proxies=[s.address for s in layout.sites] + ["127.0.0.1"],
+            etcd=[s.url("etcd") for s in _own_first(layout, site)],
+            etcd_access=str(layout.access_file("claims")), secure_cookies=True,
+            ledger=str(LEDGER_2022),
+            # Every client of the lab comes from the host, one source address: a person's limit
+            # (20 a minute) would throttle the lab's own tests and drills.
+            portal_rate=600,
+            # The keyless API now spends the same per-source allowance as the portal: the lab's drill
+            # writers and intake benchmark, all from the host's one address, get the operator's override.
+            api_rate=5000),
+        **c.claims_secret_env(admin_token=secrets.app_admin, session_secret=secrets.session),
     }
 
 

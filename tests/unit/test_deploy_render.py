@@ -190,7 +190,9 @@ def test_an_estate_door_serves_only_the_databases_that_declare_doors(tmp_path):
     inv = load_inventory(p)
     files = render(inv, make_secrets(inv.names, token=_counter()))
     haproxy = files["gj-db1/etc/firebreak/haproxy.cfg"].content
-    assert "listen rw_users-db" in haproxy and "pay-db" not in haproxy
+    # one cluster on the door: the plain backends, the names the agent steers when it applies one
+    # cluster's routes (control/dbdoor.py DbDoorKeeper.apply); with two, each cluster's own
+    assert "listen pg_rw" in haproxy and "bind 10.10.0.11:5433" in haproxy and "pay-db" not in haproxy
     cfg = AgentConfig.model_validate(yaml.safe_load(files["gj-db1/etc/firebreak/agent.yml"].content))
     assert set(cfg.db_door.clusters) == {"users-db"} and cfg.patroni_namespaces == ["/service/"]
     # daejeon has no pay-db member: no unit, no file for it there

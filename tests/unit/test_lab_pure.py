@@ -13,7 +13,8 @@ from firebreak.control.etcd import EtcdAccess
 
 from firebreak.errors import LabError
 from firebreak.lab import net, procs
-from firebreak.lab.config import PATRONI_LOOP_WAIT, PATRONI_RETRY_TIMEOUT, PATRONI_TTL, Secrets, etcd_argv, patroni_config
+from firebreak.lab.config import (PATRONI_LOOP_WAIT, PATRONI_RETRY_TIMEOUT, PATRONI_TTL, Secrets, etcd_argv, etcd_config,
+                                  patroni_config)
 from firebreak.lab.layout import make_layout
 
 SITES = ["pangyo", "ansan", "siheung"]
@@ -62,17 +63,32 @@ def test_patroni_config_is_synchronous_with_the_fastest_timers_patroni_allows():
 
 def test_etcd_members_form_one_cluster():
     layout = make_layout(Path("/x"), "loopback", SITES, "abcd1234")
-    argv = etcd_argv("etcd", layout, layout.site("pangyo"), "tok")
-    cluster = argv[argv.index("--initial-cluster") + 1]
+    conf = etcd_config(layout, layout.site("pangyo"), "tok")
+    cluster = conf["initial-cluster"]
     assert cluster.count("=https://") == 3 and "pangyo=https://127.0.11.1:12380" in cluster
     # TLS on client and peer links, and a client certificate required from every client and peer
-    assert argv[argv.index("--listen-client-urls") + 1] == "https://127.0.11.1:12379"
-    assert "--client-cert-auth" in argv and "--peer-client-cert-auth" in argv
-    assert argv[argv.index("--trusted-ca-file") + 1] == "/x/pki/ca.pem"
+    assert conf["listen-client-urls"] == "https://127.0.11.1:12379"
+    client, peer = conf["client-transport-security"], conf["peer-transport-security"]
+    assert client["client-cert-auth"] is True and peer["client-cert-auth"] is True
+    assert client["trusted-ca-file"] == "/x/pki/ca.pem"
     # signed auth tokens, good at every member even after one restarts (not in-memory simple ones)
-    token = argv[argv.index("--auth-token") + 1]
+    token = conf["auth-token"]
     assert token.startswith("jwt,") and "sign-method=ES256" in token
     assert "priv-key=/x/sites/pangyo/etcd-tls/token-key.pem" in token and "ttl=10m" in token
+    # a cut-off member does not depose a leader when it comes back; history and memory bounded
+    assert conf["pre-vote"] is True and conf["auto-compaction-retention"] == "5m"
+    assert conf["quota-backend-bytes"] == 2 * 2**30 and conf["snapshot-count"] == 10_000
+    assert conf["listen-metrics-urls"] == "http://127.0.11.1:12381"  # the agents' plain probe listener
+
+
+def test_etcd_runs_from_its_file_as_the_rendered_unit_runs_it(tmp_path):
+    import yaml
+
+    layout = make_layout(tmp_path, "loopback", SITES, "abcd1234")
+    site = layout.site("ansan")
+    argv = etcd_argv("/usr/bin/etcd", layout, site, "tok")
+    assert argv == ["/usr/bin/etcd", "--config-file", str(site.dir / "etcd.yml")]
+    assert yaml.safe_load((site.dir / "etcd.yml").read_text()) == etcd_config(layout, site, "tok")
 
 
 def test_netns_needs_root():
