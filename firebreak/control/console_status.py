@@ -76,7 +76,19 @@ async def metrics(c: ConsoleDep) -> PlainTextResponse:
     for s, v in c.agent.state.verdicts.items():
         m.dead.labels(c.site, s).set(1 if v.dead else 0)
     m.coordinator.labels(c.site).set(1 if c.agent.state.is_coordinator else 0)
+    m.observe(coordinating=c.agent.state.is_coordinator, frozen=c.agent.state.frozen,
+              door_writes_to=_door_writes_to(c.agent))
     return PlainTextResponse(generate_latest(m.registry).decode())
+
+
+def _door_writes_to(agent: Agent) -> dict[str, str | None]:
+    """Each cluster on this site's database door -> where its writes go, as last applied (None
+    before the agent steered it, or while the door refuses writes or cannot be reached)."""
+    dd, keeper = agent.cfg.db_door, agent.db_door
+    if dd is None:
+        return {}
+    applied = (keeper.applied if keeper else None) or {}
+    return {scope: (applied[scope].rw if scope in applied else None) for scope in dd.ports(agent.cfg.default_scope)}
 
 
 async def page_of(c: Console, prefix: str, limit: int, before: str | None) -> list:

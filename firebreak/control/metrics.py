@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from firebreak import __version__
@@ -24,6 +26,14 @@ class AgentMetrics:
                           registry=self.registry)
         self.coordinator = Gauge("firebreak_is_coordinator", "1 when this agent coordinates", ["site"],
                                  registry=self.registry)
+        # Automation frozen as the coordinator obeys it: only the coordinator reads the frozen key
+        # (control/agent.py), so every other agent says 0 and max() over the sites is the answer.
+        self._frozen = Gauge("firebreak_frozen", "1 while operators froze automatic failover (the coordinator's "
+                             "reading; 0 on other agents)", ["site"], registry=self.registry)
+        self._frozen.labels(site).set(0)
+        self._door_primary = Gauge("firebreak_db_door_primary_route", "1 while this site's database door sends "
+                                   "a cluster's writes to a primary, as last applied (0: writes refused, or not "
+                                   "steered yet)", ["site", "cluster"], registry=self.registry)
 
         self._denied = Counter("firebreak_console_denied_total", "Console requests refused before any work "
                                "(unauthenticated, bad login, throttled)", ["site", "why"], registry=self.registry)
@@ -37,6 +47,13 @@ class AgentMetrics:
                                      registry=self.registry)
         self._ignored = Counter("firebreak_ignored_values_total", "Values read from etcd that did not parse "
                                 "and were ignored (logged once per revision)", ["site", "kind"], registry=self.registry)
+
+    def observe(self, *, coordinating: bool, frozen: bool, door_writes_to: Mapping[str, str | None]) -> None:
+        """The gauges that mirror the agent's state, set when /metrics is read. `door_writes_to`:
+        each cluster on this site's database door -> the member its writes go to (None: nowhere)."""
+        self._frozen.labels(self.site).set(1 if coordinating and frozen else 0)
+        for scope, rw in door_writes_to.items():
+            self._door_primary.labels(self.site, scope).set(1 if rw else 0)
 
     def cycle_error(self, loop: str) -> None:
         self._cycle_errors.labels(self.site, loop).inc()

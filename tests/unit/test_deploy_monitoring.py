@@ -19,11 +19,10 @@ ALERTS = ROOT / "deploy" / "prometheus" / "firebreak-alerts.yml"
 # gauge is not in control/metrics.py). Each name leaves this list the day the agent exports it:
 # the last test below fails until it does.
 AWAITING_AGENT = {
+    # The coordinator's Decided effect carries a decision's reason, not whether it refused
+    # (control/coordinator.py): the agent cannot tell a refusal from any other decision yet.
     "firebreak_failover_refused": "1 while a cluster's latest failover decision is a refusal "
                                   "(status clusters.*.decision)",
-    "firebreak_frozen": "1 while operators froze automatic failover (status frozen)",
-    "firebreak_db_door_primary_route": "1 while the site's database door sends a cluster's writes to a primary "
-                                       "(status db_door)",
 }
 # Metrics other exporters provide: Prometheus itself (up) and etcd's own metrics listener.
 OTHERS = re.compile(r"^(up|etcd_[a-z0-9_]+)$")
@@ -100,3 +99,46 @@ def test_every_alert_names_an_exported_metric_or_one_awaited_with_its_reason():
 def test_awaited_metrics_are_not_exported_yet():
     """When the agent exports one of them, drop it from AWAITING_AGENT (and this stays green)."""
     assert not set(AWAITING_AGENT) & set(agent_metrics())
+
+
+def _sample(metrics: AgentMetrics, name: str, **labels) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_frozen_is_the_coordinators_reading_and_zero_elsewhere():
+    m = AgentMetrics("gwangju")
+    assert _sample(m, "firebreak_frozen", site="gwangju") == 0  # there from the start
+    m.observe(coordinating=True, frozen=True, door_writes_to={})
+    assert _sample(m, "firebreak_frozen", site="gwangju") == 1
+    # an agent that is no longer the coordinator may hold a stale reading: it says 0
+    m.observe(coordinating=False, frozen=True, door_writes_to={})
+    assert _sample(m, "firebreak_frozen", site="gwangju") == 0
+
+
+def test_a_database_door_route_per_cluster_is_one_while_writes_go_to_a_primary():
+    m = AgentMetrics("gwangju")
+    m.observe(coordinating=False, frozen=False, door_writes_to={"users": "daejeon", "pay": None})
+    assert _sample(m, "firebreak_db_door_primary_route", site="gwangju", cluster="users") == 1
+    assert _sample(m, "firebreak_db_door_primary_route", site="gwangju", cluster="pay") == 0
+    m.observe(coordinating=False, frozen=False, door_writes_to={"users": None, "pay": "busan"})
+    assert _sample(m, "firebreak_db_door_primary_route", site="gwangju", cluster="users") == 0
+    assert _sample(m, "firebreak_db_door_primary_route", site="gwangju", cluster="pay") == 1
+
+
+def test_metrics_read_the_door_routes_the_keeper_last_applied():
+    """console_status's /metrics reads the routes as the database door's keeper last put them in
+    HAProxy: a cluster it has not steered yet (or lost touch with) has no primary route."""
+    from types import SimpleNamespace
+
+    from firebreak.control.config import DbDoorSettings
+    from firebreak.control.console_status import _door_writes_to
+    from firebreak.control.dbdoor import DbDoorKeeper, Routes
+
+    dd = DbDoorSettings(admin="unix//run/x.sock", host="10.0.0.1", port=5433,
+                        clusters={"users": {"port": 5433}, "pay": {"port": 5443}})
+    keeper = DbDoorKeeper("/run/x.sock", ["gwangju", "daejeon"])
+    agent = SimpleNamespace(cfg=SimpleNamespace(db_door=dd, default_scope="users"), db_door=keeper)
+    assert _door_writes_to(agent) == {"users": None, "pay": None}  # not steered yet
+    keeper.applied = {"users": Routes("daejeon", ()), "pay": Routes(None, ("gwangju",))}
+    assert _door_writes_to(agent) == {"users": "daejeon", "pay": None}
+    assert _door_writes_to(SimpleNamespace(cfg=SimpleNamespace(db_door=None), db_door=None)) == {}
