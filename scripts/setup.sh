@@ -21,16 +21,47 @@ pick_python() {
     return 1
 }
 
+apt_update() {
+    # As root, refresh the package lists at most once a day; a normal user uses them as they are.
+    [ "$(id -u)" -eq 0 ] || return 0
+    if [ ! -f /var/lib/firebreak-apt-updated ] || [ -n "$(find /var/lib/firebreak-apt-updated -mmin +1440 2>/dev/null)" ]; then
+        apt-get update -qq >/dev/null && touch /var/lib/firebreak-apt-updated
+    fi
+}
+
 apt_install() {
     # Only root can install system packages; a normal user is told what is missing instead.
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing system packages: $*; ask an administrator to install them (apt-get install $*)" >&2
         return 1
     fi
-    if [ ! -f /var/lib/firebreak-apt-updated ] || [ -n "$(find /var/lib/firebreak-apt-updated -mmin +1440 2>/dev/null)" ]; then
-        apt-get update -qq >/dev/null && touch /var/lib/firebreak-apt-updated
-    fi
+    apt_update
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# promtool checks and tests the alert rules in deploy/prometheus/. Debian ships it only inside its
+# prometheus package, and installing that enables and starts a Prometheus server on the machine.
+# Instead the package is fetched, not installed (`apt-get download` needs no root), and promtool
+# alone is taken out of it into .venv/bin: root and normal users alike, no service.
+install_promtool() {
+    [ -x "$VENV/bin/promtool" ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
+        echo "setup: no apt-get/dpkg-deb here; put promtool in $VENV/bin for the alert-rule tests" >&2
+        return 0
+    fi
+    apt_update
+    local tmp
+    tmp=$(mktemp -d)
+    # As root, apt hands the download to its unprivileged _apt user, which must be able to write here.
+    chmod 0755 "$tmp"
+    if (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1) \
+       && dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/pkg" && [ -x "$tmp/pkg/usr/bin/promtool" ]; then
+        install -m 0755 "$tmp/pkg/usr/bin/promtool" "$VENV/bin/promtool.new"
+        mv "$VENV/bin/promtool.new" "$VENV/bin/promtool"
+    else
+        echo "setup: could not fetch promtool (apt-get download prometheus); the alert-rule tests will skip" >&2
+    fi
+    rm -rf "$tmp"
 }
 
 PY=$(pick_python) || { echo "setup: Python 3.11 or newer is required (set FIREBREAK_PYTHON to its path)" >&2; exit 1; }
@@ -40,9 +71,8 @@ if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 
 # System tools: the lab's network faults (nftables, iproute2), browser checks (chromium with a
-# Korean font), the intake benchmark's load generator (wrk), the database doors (haproxy), the alert
-# rules' checker (promtool). Missing ones only matter for the
-# features that use them.
+# Korean font), the intake benchmark's load generator (wrk), the database doors (haproxy). Missing
+# ones only matter for the features that use them. promtool: install_promtool, above.
 # Debian puts nft and ip in /usr/sbin, which is not on a normal user's PATH: look there too.
 have_tool() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 SYSTEM_PKGS=()
@@ -52,9 +82,6 @@ have_tool chromium || SYSTEM_PKGS+=(chromium)
 [ -d /usr/share/fonts/truetype/nanum ] || SYSTEM_PKGS+=(fonts-nanum)
 have_tool wrk || SYSTEM_PKGS+=(wrk)
 have_tool haproxy || SYSTEM_PKGS+=(haproxy)
-# promtool checks and tests the alert rules in deploy/prometheus/; Debian ships it only inside its
-# prometheus package (the server comes along; it is not needed or configured here).
-have_tool promtool || SYSTEM_PKGS+=(prometheus)
 if [ ${#SYSTEM_PKGS[@]} -gt 0 ]; then
     apt_install "${SYSTEM_PKGS[@]}" || echo "setup: continuing without ${SYSTEM_PKGS[*]}; features that need them will say so" >&2
 fi
@@ -63,6 +90,7 @@ LOCK=requirements/dev.lock
 want=$(cat pyproject.toml "$LOCK" | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
    && "$VENV/bin/python" -c 'import firebreak' 2>/dev/null; then
+    install_promtool
     exit 0
 fi
 
@@ -76,4 +104,5 @@ fi
 "$VENV/bin/python" -m pip install -q --require-hashes -r "$LOCK"
 "$VENV/bin/python" -m pip install -q --no-deps -e .
 echo "$want" > "$STAMP"
+install_promtool
 echo "setup: .venv ready ($("$VENV/bin/python" --version)); CLI at $VENV/bin/firebreak"

@@ -253,7 +253,7 @@ PROM = ROOT / "deploy" / "prometheus"
 
 
 def test_promtool_checks_the_alert_rules():
-    promtool = tool("promtool")
+    promtool = tool("promtool", str(VENV / "bin" / "promtool"))  # where setup.sh puts it
     r = subprocess.run([promtool, "check", "rules", str(PROM / "firebreak-alerts.yml")], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -261,7 +261,7 @@ def test_promtool_checks_the_alert_rules():
 
 
 def test_promtool_runs_the_rule_tests_that_fire_and_do_not_fire():
-    promtool = tool("promtool")
+    promtool = tool("promtool", str(VENV / "bin" / "promtool"))  # where setup.sh puts it
     r = subprocess.run([promtool, "test", "rules", str(PROM / "firebreak-alerts.test.yml")], capture_output=True,
                        text=True, timeout=120, cwd=PROM)
     assert r.returncode == 0, r.stdout + r.stderr
