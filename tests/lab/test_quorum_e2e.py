@@ -44,10 +44,14 @@ def test_losing_a_standbys_site_is_not_waited_for(quorum_lab):
     ops, at, _ = run_load(st, lambda: lab.power_off(victim), [primary, spared], settle=8.0,
                           writers_via=[primary, spared], db_doors=[spared])
     try:
-        # ANY 1 (victim, spared): every commit after the cut is acknowledged by `spared` alone,
-        # with no member key to drop first (plain synchronous mode measured 1.2-1.4 s here).
-        gap = checks.max_write_gap(ops, at, at + 8.0)
-        assert gap < 1.0, f"writes waited {gap:.2f} s for the lost standby"
+        # ANY 1 (victim, spared): commits sent after the cut are acknowledged by `spared` alone,
+        # before any verdict could even exist (the detector's window is 1 s): no member key has
+        # to be dropped first. Under plain synchronous mode with victim the named standby, none
+        # is, until the coordinator drops it (1.2-1.4 s measured). How long the gap is on a busy
+        # machine is bench/replication.py's business, not a test's.
+        early = [o for o in checks.acked(ops) + checks.acked(ops, "sql") if at + 0.05 < o.invoke and o.complete < at + 0.95]
+        assert early, "no write sent after the cut was acknowledged within its first second"
+        assert checks.max_write_gap(ops, at, at + 8.0) <= 3.0
         after = lab.status()
         assert after["primary"] == primary, "nothing may fail over when a standby's site is lost"
         assert checks.lost_writes(ops, stored_keys(after["postgres_dsn"])) == []
