@@ -3,11 +3,12 @@ describes three hosts in three real data centers (see docs/DEPLOY.md)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from firebreak.control.door import DoorTLS
 from firebreak.control.etcd import OPEN, EtcdAccess
@@ -128,12 +129,29 @@ class ServiceSettings(_Strict):
 
 
 class DetectorSettings(_Strict):
+    """How fast a dead site is found, against how often a living one is wrongly voted dead:
+    docs/BENCHMARKS.md ("Detector settings") measures both for each setting; choose from there."""
     probe_interval: float = Field(0.2, gt=0, le=5)
-    probe_timeout: float = Field(0.3, gt=0, le=5)
+    probe_timeout: float = Field(0.2, gt=0, le=5)
     window: float = Field(1.0, gt=0, le=60)
     fresh: float = Field(1.5, gt=0, le=60)
     view_lease_ttl: int = Field(3, ge=2, le=60)
     coordinator_lease_ttl: int = Field(3, ge=2, le=60)
+
+    @field_validator("probe_timeout", "window", "fresh")
+    @classmethod
+    def _honourable(cls, value: float, info: ValidationInfo) -> float:
+        """A combination the detector cannot honour (detector.settings_problems) is refused at
+        load, naming the field: settings validated after this one are taken as no constraint."""
+        from firebreak.control.detector import settings_problems
+
+        d = {"probe_timeout": 0.0, "window": math.inf, "fresh": math.inf, **info.data, info.field_name: value}
+        if "probe_interval" not in d:
+            return value  # the interval itself was refused: that is the problem to report
+        for name, reason in settings_problems(d["probe_interval"], d["probe_timeout"], d["window"], d["fresh"]):
+            if name == info.field_name:
+                raise ValueError(reason)
+        return value
 
 
 class AgentConfig(_Strict):

@@ -87,3 +87,17 @@ def test_a_secret_inline_and_in_a_file_is_refused(tmp_path):
     (tmp_path / "agent.yml").write_text(text)
     r = run_cli("agent", "--config", "agent.yml", cwd=tmp_path)
     assert r.returncode == 2 and "give patroni_password or patroni_password_file, not both" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("detector,expected", [
+    ("detector: {probe_interval: 0.2, probe_timeout: 0.3}", "bad.yml: detector.probe_timeout: 0.3 s is above the probe interval"),
+    ("detector: {probe_interval: 0.2, window: 0.3}", "bad.yml: detector.window: 0.3 s is shorter than two probe intervals"),
+    ("detector: {window: 1.0, fresh: 0.8}", "bad.yml: detector.fresh: 0.8 s is shorter than the window"),
+], ids=["timeout above interval", "window under two intervals", "freshness under the window"])
+def test_detector_settings_it_cannot_honour_exit_2_naming_the_field(tmp_path, detector, expected):
+    text = example_here(tmp_path)
+    (tmp_path / "bad.yml").write_text(text + "\n" + detector + "\n")
+    r = run_cli("agent", "--config", "bad.yml", cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert any(line.startswith(expected) for line in r.stderr.splitlines()), r.stderr
