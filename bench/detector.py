@@ -13,7 +13,7 @@ failovers: a change of primary. Power cuts go through bench/failover.py's rounds
 settings (Firebreak mode), so both halves of the table use the same code as the rest of the
 benchmarks.
 
-Run (as root): .venv/bin/python bench/detector.py --settings 0.2/0.3/1.0/1.5,0.1/0.1/0.5/0.75 \
+Run (as root): .venv/bin/python bench/detector.py --settings 0.2/0.2/1.0/1.5,0.1/0.1/0.5/0.75 \
     --minutes 10 --cuts 10
 Writes docs/bench/detector.json and prints the Markdown table for docs/BENCHMARKS.md.
 """
@@ -156,7 +156,7 @@ def cuts(n: int, label: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--settings", default="0.2/0.3/1.0/1.5,0.1/0.1/0.5/0.75")
+    ap.add_argument("--settings", default="0.2/0.2/1.0/1.5,0.1/0.1/0.5/0.75")
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--cuts", type=int, default=10)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "detector.json"))
