@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from firebreak.claims.models import MAX_AMOUNT, REPORTER_KINDS
@@ -40,11 +41,14 @@ KINDS = pl.Enum(list(REPORTER_KINDS))
 @dataclass
 class Accounts:
     """Validated accounts. frame columns: account (str), kind (Enum of REPORTER_KINDS),
-    monthly_fee and sales_per_hour (Int64, null where not given), services (an Enum of the
-    distinct ';'-separated lists as written, each name checked against the policy)."""
+    monthly_fee and sales_per_hour (Int64, null where not given), services (Categorical: the
+    ';'-separated list as written, each name checked against the policy; service_index numbers
+    them densely for the columnar pricing)."""
     frame: pl.DataFrame
     label: str
     sha256: str | None = None
+    service_lists: list[str] = field(default_factory=list)   # the distinct services cells, sorted
+    service_index: np.ndarray | None = None                   # per account: its cell's index in service_lists
 
     def __len__(self) -> int:
         return self.frame.height
@@ -91,7 +95,7 @@ def _read_csv(path: Path, label: str) -> pl.DataFrame:
     if missing:
         raise InputError(Problem(label, "line 1", f"missing columns: {', '.join(missing)} (an accounts file has "
                                                   f"{','.join(COLUMNS)})"))
-    typed = {"account": pl.String, "kind": pl.Categorical, "services": pl.Categorical,
+    typed = {"account": pl.String, "kind": KINDS, "services": pl.Categorical,
              "monthly_fee": pl.Int64, "sales_per_hour": pl.Int64}
     try:
         # The fast path: numbers parsed as numbers. Only when a value does not parse is the file
@@ -144,25 +148,31 @@ def check_accounts(raw: pl.DataFrame, policy: Policy, label: str, first: int = 2
     """Pure: the rows of an accounts file (any column types) checked against the contract and the
     policy. Row i is `where first+i` in messages. Raises InputError naming each bad row's field.
 
-    Each check is one columnar pass that finds nothing in a good file; only a bad file pays for
-    finding the rows (kinds and services have a handful of distinct values, checked once each)."""
+    Every check is an expression, and all of them run in one columnar pass that finds nothing in
+    a good file; only a bad file pays for finding the rows. Kinds and service lists have a
+    handful of distinct values, each checked once."""
     problems: list[Problem] = []
+    checks: list[tuple[pl.Expr, str, object]] = []
 
     def bad(expr: pl.Expr, field: str, why) -> None:
-        if len(problems) >= MAX_PROBLEMS:
+        checks.append((expr.fill_null(True), field, why))
+
+    def run_checks() -> None:
+        if not checks:
             return
-        mask = raw.select(expr.fill_null(True)).to_series()
-        if not mask.any():
-            return
-        rows = raw.with_row_index("_i").filter(mask).head(MAX_PROBLEMS - len(problems))
-        for row in rows.iter_rows(named=True):
-            problems.append(Problem(label, f"{where} {row['_i'] + first}", f"{field}: {why(row)}"))
+        found = raw.select([e.any().alias(str(i)) for i, (e, _, _) in enumerate(checks)]).row(0)
+        for hit, (expr, field, why) in zip(found, checks):
+            if not hit or len(problems) >= MAX_PROBLEMS:
+                continue
+            rows = raw.with_row_index("_i").filter(expr).head(MAX_PROBLEMS - len(problems))
+            for row in rows.iter_rows(named=True):
+                problems.append(Problem(label, f"{where} {row['_i'] + first}", f"{field}: {why(row)}"))
+        checks.clear()
 
     # account: present and once (taken as written: an id is compared byte for byte)
     account = pl.col("account").cast(pl.String)
-    bad(account.is_null() | (account.str.len_bytes() == 0), "account",
-        lambda r: "empty; every row needs the account's id")
-    if _maybe_duplicated(raw["account"]):
+    bad(account.is_null() | (account.str.len_bytes() == 0), "account", lambda r: "empty; every row needs the account's id")
+    if _maybe_duplicated(raw["account"].cast(pl.String)):
         dup = raw.select(account.is_duplicated()).to_series()
         dups = raw.with_row_index("_i").filter(dup & raw["account"].is_not_null())
         seen: dict[str, int] = {}
@@ -173,12 +183,15 @@ def check_accounts(raw: pl.DataFrame, policy: Policy, label: str, first: int = 2
                                         f"{seen[row['account']] + first}; one row per account"))
             seen.setdefault(row["account"], row["_i"])
 
-    # kind: each distinct value once
-    kinds = {v: (v.strip() if isinstance(v, str) else v) for v in _distinct(raw["kind"])}
-    wrong_kind = [v for v, k in kinds.items() if k not in REPORTER_KINDS]
-    if wrong_kind:
-        bad(pl.col("kind").cast(pl.String).is_in([v for v in wrong_kind if v is not None])
-            | pl.col("kind").is_null(), "kind",
+    # kind: read as the Enum of kinds on the fast path (a bad kind sends the file to the text path)
+    kind_ok = raw.schema["kind"] == KINDS
+    kinds = {k: k for k in REPORTER_KINDS} if kind_ok else \
+        {v: (v.strip() if isinstance(v, str) else v) for v in _distinct(raw["kind"])}
+    if kind_ok:
+        bad(pl.col("kind").is_null(), "kind", lambda r: f"empty; kinds are {', '.join(REPORTER_KINDS)}")
+    elif [v for v, k in kinds.items() if k not in REPORTER_KINDS]:
+        wrong_kind = [v for v, k in kinds.items() if k not in REPORTER_KINDS and v is not None]
+        bad(pl.col("kind").cast(pl.String).is_in(wrong_kind) | pl.col("kind").is_null(), "kind",
             lambda r: f"unknown kind {_text(r['kind'])}{suggest(str(r['kind'] or ''), REPORTER_KINDS)}; kinds are "
                       f"{', '.join(REPORTER_KINDS)}")
 
@@ -219,17 +232,19 @@ def check_accounts(raw: pl.DataFrame, policy: Policy, label: str, first: int = 2
         bad(value.is_not_null() & ((value < 0) | (value > MAX_AMOUNT)), name,
             lambda r, n=name: f"must be between 0 and {MAX_AMOUNT:,} won, got {r[n]}")
         numbers[name] = value
+    run_checks()
     if problems:
         raise InputError(_by_line(problems))
 
-    svc_enum = pl.Enum(sorted(v for v in distinct if v is not None))
-    # Categorical to Enum by value is cheap; text to Enum (a padded kind) only where needed.
-    kind_col = (pl.col("kind").cast(KINDS) if all(k == v for v, k in kinds.items()) and raw.schema["kind"] in
-                (pl.Categorical, pl.String) else
-                pl.col("kind").cast(pl.String).replace_strict(kinds, return_dtype=KINDS))
-    frame = raw.select(account.alias("account"), kind_col.alias("kind"),
-                       *(numbers[n].alias(n) for n in NUMBERS),
-                       services.cast(svc_enum).alias("services")).select(COLUMNS)
+    lists = sorted(v for v in distinct if v is not None)
+    svc_col = raw["services"] if raw.schema["services"] == pl.Categorical else raw["services"].cast(pl.Categorical)
+    frame = pl.DataFrame({
+        "account": raw["account"].cast(pl.String),
+        "kind": raw["kind"] if kind_ok else raw["kind"].cast(pl.String).replace_strict(kinds, return_dtype=KINDS),
+        **{n: raw.select(numbers[n]).to_series() if not raw.schema[n] == pl.Int64 else raw[n] for n in NUMBERS},
+        "services": svc_col,
+    }).select(COLUMNS)
+    accounts = Accounts(frame, label, None, lists, _codes(svc_col, lists))
 
     # a number a rule prices with must be there
     for name, field, what in (("monthly_fee", "fee_percent", "a share of the account's monthly fee"),
@@ -251,7 +266,19 @@ def check_accounts(raw: pl.DataFrame, policy: Policy, label: str, first: int = 2
                 break
     if problems:
         raise InputError(_by_line(problems))
-    return Accounts(frame, label)
+    return accounts
+
+
+def _codes(column: pl.Series, lists: list[str]) -> np.ndarray:
+    """A Categorical column of a few distinct (checked) values as dense indexes into `lists`,
+    through its codes and a lookup table: one gather, where casting twenty million values by
+    their text took seconds."""
+    uniq = column.unique()
+    codes = uniq.to_physical().to_numpy().astype(np.int64)
+    lut = np.zeros(int(codes.max()) + 1 if len(codes) else 1, dtype=np.uint16)
+    for code, text in zip(codes.tolist(), uniq.cast(pl.String).to_list()):
+        lut[code] = lists.index(text)
+    return lut[column.to_physical().to_numpy()]
 
 
 def _distinct(column: pl.Series) -> list:
@@ -304,7 +331,7 @@ def load_into(conn, accounts: Accounts) -> int:
     readers see the old accounts or the new, never a mix. The file is the operator's whole
     snapshot, not a delta."""
     frame = accounts.frame
-    literal = {v: pg_array(v) for v in frame.schema["services"].categories.to_list()}
+    literal = {v: pg_array(v) for v in accounts.service_lists}
     out = frame.select("account", pl.col("kind").cast(pl.String), "monthly_fee",
                        pl.col("services").cast(pl.String).replace_strict(literal, return_dtype=pl.String),
                        "sales_per_hour")

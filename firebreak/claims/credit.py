@@ -79,76 +79,104 @@ def terms(policy: Policy, kind: str, services: list[str], incident: Incident) ->
 
 def entitlements(policy: Policy, accounts: Accounts, incidents: list[Incident]) -> pl.DataFrame:
     """Pure: per affected (account, incident), what the policy gives in full: amount (won),
-    goodwill (the item, or null), rule (ids, ';'-joined), held (a rule's review_over exceeded)."""
+    goodwill (the item, or null), rule (ids, ';'-joined), held (a rule's review_over exceeded).
+
+    Accounts of one kind and one list of services ("a combination": a handful in a real base)
+    are priced alike but for their own fee or sales: the rules and hours are worked out once per
+    combination, and only the accounts a money rule applies to are computed one by one, on the
+    subset (the goodwill item, most of a user base, costs one comparison per account)."""
     frame = accounts.frame
     n = frame.height
-    kinds = frame["kind"].to_physical().to_numpy().astype(np.int64)
-    svc_codes = frame["services"].to_physical().to_numpy().astype(np.int64)
-    svc_names = frame.schema["services"].categories.to_list()
+    svc_names = accounts.service_lists
     kind_names = frame.schema["kind"].categories.to_list()
-    combo = kinds * max(len(svc_names), 1) + svc_codes
-    combos = np.unique(combo)
-    fee = frame["monthly_fee"].fill_null(0).to_numpy().astype(np.float64)
-    sales = frame["sales_per_hour"].fill_null(0).to_numpy().astype(np.float64)
+    width = max(len(svc_names), 1)
+    combo = frame["kind"].to_physical().to_numpy().astype(np.int32) * width + accounts.service_index
+    fee_col, sales_col = frame["monthly_fee"], frame["sales_per_hour"]
     parts = []
     for inc in incidents:
-        hours: dict[int, np.ndarray] = {}      # rule -> hours per combo code (nan: rule does not apply)
-        for c in combos.tolist():
-            k, s = divmod(c, max(len(svc_names), 1))
-            for t in terms(policy, kind_names[k], services_of(svc_names[s]), inc):
-                hours.setdefault(t.rule, np.full(int(combos.max()) + 1, np.nan))[c] = t.hours
-        if not hours:
+        # every possible combination (kinds × service lists in the file): a few dozen, in Python
+        slots: list[tuple[np.ndarray, np.ndarray]] = []   # per slot: rule and hours per combination
+        for c in range(len(kind_names) * width):
+            k, v = divmod(c, width)
+            for j, t in enumerate(terms(policy, kind_names[k], services_of(svc_names[v]), inc) if svc_names else []):
+                while len(slots) <= j:
+                    slots.append((np.full(len(kind_names) * width, -1, dtype=np.int16),
+                                  np.zeros(len(kind_names) * width)))
+                slots[j][0][c], slots[j][1][c] = t.rule, t.hours
+        if not slots:
             continue
         amount = np.zeros(n, dtype=np.int64)
-        rules = np.zeros(n, dtype=np.int64)    # bit i: rule i credited this account
-        gift = np.full(n, -1, dtype=np.int64)
+        mask = np.zeros(n, dtype=np.int64)     # bit i: rule i credited this account
+        gift = np.full(n, -1, dtype=np.int8 if len(policy.rules) < 127 else np.int16)
         held = np.zeros(n, dtype=bool)
-        for i, per_combo in sorted(hours.items()):
-            r = policy.rules[i]
-            h = per_combo[combo]
-            on = ~np.isnan(h)
-            rules |= on.astype(np.int64) << i
-            if r.goodwill is not None:
-                gift = np.where(on & (gift < 0), i, gift)
-                continue
-            h = np.where(on, h, 0.0)
-            if r.flat is not None:
-                value = np.full(n, r.flat, dtype=np.int64)
-            elif r.per_hour is not None:
-                value = np.rint(r.per_hour * h).astype(np.int64)
-            elif r.fee_percent is not None:
-                value = np.rint(prorated_fee(fee, r.fee_percent, h, policy.billing_period_days)).astype(np.int64)
-            else:
-                value = np.rint(hourly_sales(sales, r.sales_percent, h)).astype(np.int64)
-            if r.minimum is not None:
-                value = np.maximum(value, r.minimum)
-            value = np.minimum(value, r.cap)
-            amount += np.where(on, value, 0)
-            held |= on & (value > r.review_over)
-        hit = (rules != 0) & ((amount > 0) | (gift >= 0))
+        for rule_of, hours_of in slots:
+            rule = rule_of[combo]
+            for i in np.unique(rule_of[rule_of >= 0]).tolist():
+                r = policy.rules[i]
+                sel = np.flatnonzero(rule == i) if r.goodwill is None else None
+                if sel is not None and not len(sel):
+                    continue
+                if r.goodwill is not None:   # most of a user base: whole-column operations, no indexing
+                    on = rule == i
+                    mask |= on.astype(np.int64) << i
+                    gift = np.where(on & (gift < 0), gift.dtype.type(i), gift)
+                    continue
+                mask[sel] |= 1 << i
+                h = hours_of[combo[sel]]
+                if r.flat is not None:
+                    value = np.full(len(sel), r.flat, dtype=np.int64)
+                elif r.per_hour is not None:
+                    value = np.rint(r.per_hour * h).astype(np.int64)
+                elif r.fee_percent is not None:
+                    fee = fee_col.gather(sel).fill_null(0).to_numpy().astype(np.float64)
+                    value = np.rint(prorated_fee(fee, r.fee_percent, h, policy.billing_period_days)).astype(np.int64)
+                else:
+                    sales = sales_col.gather(sel).fill_null(0).to_numpy().astype(np.float64)
+                    value = np.rint(hourly_sales(sales, r.sales_percent, h)).astype(np.int64)
+                if r.minimum is not None:
+                    value = np.maximum(value, r.minimum)
+                value = np.minimum(value, r.cap)
+                amount[sel] += value
+                held[sel] |= value > r.review_over
+        hit = (mask != 0) & ((amount > 0) | (gift >= 0))
         every = bool(hit.all())
         idx = np.arange(n, dtype=np.int64) if every else np.flatnonzero(hit)
-        parts.append(pl.DataFrame({
-            "row": idx, "amount": amount if every else amount[idx], "gift": gift if every else gift[idx],
-            "incident": np.full(len(idx), inc.id, dtype=np.int64), "mask": rules if every else rules[idx],
-            "held": held if every else held[idx],
-        }))
+        pick = (lambda a: a) if every else (lambda a: a[idx])
+        parts.append(pl.DataFrame({"row": idx, "amount": pick(amount), "gift": pick(gift),
+                                   "incident": np.full(len(idx), inc.id, dtype=np.int64), "mask": pick(mask),
+                                   "held": pick(held)}))
     if not parts:
         return pl.DataFrame(schema={"row": pl.Int64, "amount": pl.Int64, "goodwill": pl.String, "incident": pl.Int64,
-                                    "rule": pl.String, "held": pl.Boolean, "account": pl.String})
+                                    "rule": pl.String, "held": pl.Boolean})
     ent = pl.concat(parts) if len(parts) > 1 else parts[0]
-    # Codes to names once, as Enums: twenty million goodwill items are one string, not twenty million.
-    masks = ent["mask"].unique().to_list()
-    names = {m: ";".join(policy.rules[i].id for i in range(len(policy.rules)) if m >> i & 1) for m in masks}
-    gifts = {i: r.goodwill for i, r in enumerate(policy.rules) if r.goodwill is not None}
-    account = frame["account"] if ent.height == n and len(parts) == 1 else frame["account"].gather(ent["row"])
+    # Codes to names once, as Enums from their codes: twenty million goodwill items are one string.
+    masks = sorted(ent["mask"].unique().to_list())
+    rule_names = pl.Enum([";".join(policy.rules[i].id for i in range(len(policy.rules)) if m >> i & 1)
+                          for m in masks])
+    texts = sorted({r.goodwill for r in policy.rules if r.goodwill is not None}) or ["-"]
+    text_of_rule = np.array([texts.index(r.goodwill) if r.goodwill is not None else 0 for r in policy.rules],
+                            dtype=np.uint32)
+    gift_names = pl.Enum(texts)
+    gift_code = pl.Series(text_of_rule[np.maximum(ent["gift"].to_numpy(), 0)])
+    lut = np.zeros(max(masks) + 1, dtype=np.uint32) if max(masks) < 1 << 20 else None
+    if lut is not None:
+        lut[masks] = np.arange(len(masks), dtype=np.uint32)
+        mask_code = pl.Series(lut[ent["mask"].to_numpy()])
+    else:   # more than 20 rules: rare, and a binary search is fine
+        mask_code = pl.Series(np.searchsorted(np.array(masks), ent["mask"].to_numpy()).astype(np.uint32))
     return ent.select(
         "row", "amount",
-        goodwill=pl.col("gift").replace_strict(gifts, default=None,
-                                               return_dtype=pl.Enum(sorted(set(gifts.values())) or [""])),
-        incident="incident",
-        rule=pl.col("mask").replace_strict(names, return_dtype=pl.Enum(sorted(set(names.values())))),
-        held="held", account=account)
+        goodwill=pl.when(pl.col("gift") >= 0).then(gift_code.cat.to(gift_names)),
+        incident="incident", rule=mask_code.cat.to(rule_names), held="held")
+
+
+def with_accounts(lines: pl.DataFrame, accounts: Accounts) -> pl.DataFrame:
+    """Lines keyed by row, with each row's account id (taken, not copied, when every row is there
+    in order: the usual first run over a whole user base)."""
+    ids = accounts.frame["account"]
+    every = lines.height == ids.len() and lines["row"].is_sorted() and \
+        (lines.height == 0 or (lines["row"][0] == 0 and lines["row"][-1] == ids.len() - 1))
+    return lines.with_columns(account=ids if every else ids.gather(lines["row"]))
 
 
 def remap_incidents(paid: pl.DataFrame, incidents: list[Incident]) -> pl.DataFrame:
@@ -169,10 +197,12 @@ def owed(policy: Policy, accounts: Accounts, incidents: list[Incident], paid: pl
     entitled = int(ent["amount"].sum())
     already = 0
     if paid is not None and paid.height:
+        rows = accounts.frame.select("account").with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
         p = (remap_incidents(paid, incidents)
              .group_by("account", "incident")
-             .agg(paid=pl.col("amount").sum(), paid_goodwill=pl.col("goodwill").is_not_null().any()))
-        ent = ent.join(p, on=["account", "incident"], how="left", maintain_order="left")
+             .agg(paid=pl.col("amount").sum(), paid_goodwill=pl.col("goodwill").is_not_null().any())
+             .join(rows, on="account").drop("account"))
+        ent = ent.join(p, on=["row", "incident"], how="left", maintain_order="left")
         ent = ent.with_columns(pl.col("paid").fill_null(0), pl.col("paid_goodwill").fill_null(False))
         already = int(ent["paid"].sum())
         ent = ent.with_columns(
@@ -180,12 +210,12 @@ def owed(policy: Policy, accounts: Accounts, incidents: list[Incident], paid: pl
             goodwill=pl.when(pl.col("paid_goodwill")).then(None).otherwise(pl.col("goodwill")),
         ).filter((pl.col("amount") > 0) | pl.col("goodwill").is_not_null())
     if ent["held"].any():
-        held = ent.filter(pl.col("held")).select(LINE_COLUMNS)
-        lines = ent.filter(~pl.col("held")).select(LINE_COLUMNS)
+        held, lines = ent.filter(pl.col("held")), ent.filter(~pl.col("held"))
     else:
-        held, lines = ent.clear().select(LINE_COLUMNS), ent.select(LINE_COLUMNS)
-    accounts_paid = (lines["account"].len() if len(incidents) == 1 else lines["account"].n_unique()) \
-        if lines.height else 0
+        held, lines = ent.clear(), ent
+    held = with_accounts(held, accounts).select(LINE_COLUMNS)
+    lines = with_accounts(lines, accounts).select(LINE_COLUMNS)
+    accounts_paid = (lines.height if len(incidents) == 1 else lines["account"].n_unique()) if lines.height else 0
     by_rule = {r: int(a) for r, a in lines.group_by("rule").agg(pl.col("amount").sum()).iter_rows()} \
         if lines.height else {}
     return Owed(lines, held, entitled, already, by_rule, accounts_paid)
