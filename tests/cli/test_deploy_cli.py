@@ -25,7 +25,8 @@ def test_render_writes_every_host_with_modes_and_keeps_its_secrets(tmp_path):
     assert doc["secrets_made"] is True and set(doc["hosts"]) == {"gj-1", "dj-1", "bs-1"}
     assert "/etc/systemd/system/firebreak-agent.service" in doc["hosts"]["gj-1"]["files"]
     assert _mode(out / "secrets.yml") == 0o600
-    assert _mode(out / "gj-1/etc/firebreak/agent.yml") == 0o600
+    assert _mode(out / "gj-1/etc/firebreak/agent.yml") == 0o640  # no secret in it: they are in secrets/
+    assert _mode(out / "gj-1/etc/firebreak/secrets/agent-patroni-password") == 0o600
     assert _mode(out / "gj-1/etc/firebreak/secrets/patroni.env") == 0o600
     assert _mode(out / "gj-1/etc/systemd/system/firebreak-etcd.service") == 0o644
     assert (out / "dj-1/etc/firebreak/haproxy.cfg").is_file()
