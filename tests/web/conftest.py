@@ -124,3 +124,31 @@ def claims_app(claims_db, tmp_path_factory):
     with serve_app(claims_db, logdir, FIREBREAK_LEDGER=str(ROOT / "examples" / "ledger-2022.yaml"),
                    FIREBREAK_PORTAL_RATE="600") as (url, _):
         yield {"url": url, "dsn": claims_db, "log": logdir / "app.log"}
+
+
+@contextmanager
+def plain_etcd(label: str, site: str = "pangyo"):
+    """A one-member etcd on free loopback ports, without TLS or users (the tests of what the
+    agent and console do with its keys): yields its client URL, stops it and removes its data."""
+    home = Path(tempfile.mkdtemp(prefix=f"firebreak-{label}-"))
+    url, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    proc = procs.spawn([runtime.etcd_binary(), "--name", "c", "--data-dir", str(home / "data"),
+                        "--listen-client-urls", url, "--advertise-client-urls", url,
+                        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                        "--initial-cluster", f"c={peer}", "--log-level", "warn", "--logger", "zap"],
+                       site=site, component="etcd", lab_id=f"{label}-" + home.name, log=home / "etcd.log")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.post(url + "/v3/maintenance/status", json={}, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("test etcd did not start:\n" + (home / "etcd.log").read_text())
+            time.sleep(0.1)
+        yield url
+    finally:
+        procs.terminate([proc.pid], timeout=10)
+        shutil.rmtree(home, ignore_errors=True)

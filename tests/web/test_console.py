@@ -7,44 +7,19 @@ agent's first view. etcd starts in about a second and is stopped by its PID."""
 
 import asyncio
 import re
-import shutil
-import tempfile
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from firebreak.lab import procs, runtime
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, plain_etcd
 
 SITES = ("pangyo", "ansan", "siheung")
 
 
 @pytest.fixture(scope="module")
 def etcd_url():
-    home = Path(tempfile.mkdtemp(prefix="firebreak-console-"))
-    url, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    proc = procs.spawn([runtime.etcd_binary(), "--name", "c", "--data-dir", str(home / "data"),
-                        "--listen-client-urls", url, "--advertise-client-urls", url,
-                        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                        "--initial-cluster", f"c={peer}", "--log-level", "warn", "--logger", "zap"],
-                       site="pangyo", component="etcd", lab_id="console-" + home.name, log=home / "etcd.log")
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.post(url + "/v3/maintenance/status", json={}, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("test etcd did not start:\n" + (home / "etcd.log").read_text())
-            time.sleep(0.1)
+    with plain_etcd("console", "pangyo") as url:
         yield url
-    finally:
-        procs.terminate([proc.pid], timeout=10)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def config(url: str):
