@@ -14,8 +14,8 @@ import sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from firebreak.drill.harness import heal_on_sigterm
 heal_on_sigterm()
-print("ready", flush=True)
 try:
+    print("ready", flush=True)  # inside the try: the signal may land before the sleep starts
     time.sleep(60)
     print("not interrupted", flush=True)
 except KeyboardInterrupt:
