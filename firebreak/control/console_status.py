@@ -77,7 +77,8 @@ async def metrics(c: ConsoleDep) -> PlainTextResponse:
         m.dead.labels(c.site, s).set(1 if v.dead else 0)
     m.coordinator.labels(c.site).set(1 if c.agent.state.is_coordinator else 0)
     m.observe(coordinating=c.agent.state.is_coordinator, frozen=c.agent.state.frozen,
-              door_writes_to=_door_writes_to(c.agent))
+              door_writes_to=_door_writes_to(c.agent),
+              refused={scope: scope in c.agent.state.memory.refused for scope in c.agent.state.clusters})
     return PlainTextResponse(generate_latest(m.registry).decode())
 
 

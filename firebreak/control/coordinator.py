@@ -102,6 +102,7 @@ class Memory:
     adopted: bool = False       # the open ones were read from the ledger since this agent took over
     placed_at: float = 0.0      # when etcd's leader was last placed
     decisions: Mapping[str, str] = field(default_factory=dict)  # cluster -> its last decision's reason
+    refused: frozenset[str] = frozenset()  # clusters whose last decision refused a failover (alerted on)
     last_decision: str = ""
 
     @property
@@ -257,7 +258,8 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         effects += [RecordOutage(w) for w in writes]
 
     return effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
-                            decisions={**mem.decisions, **changed}, last_decision=last)
+                            decisions={**mem.decisions, **changed}, last_decision=last,
+                            refused=frozenset(scope for scope, d in decisions.items() if d.refused))
 
 
 def _service_outages(settings: Settings, seen: Seen, verdicts: Mapping[str, detector.Verdict],

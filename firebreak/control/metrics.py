@@ -31,6 +31,9 @@ class AgentMetrics:
         self._frozen = Gauge("firebreak_frozen", "1 while operators froze automatic failover (the coordinator's "
                              "reading; 0 on other agents)", ["site"], registry=self.registry)
         self._frozen.labels(site).set(0)
+        self._refused = Gauge("firebreak_failover_refused", "1 while a cluster's latest failover decision is a "
+                              "refusal (the coordinator's; 0 on other agents)", ["site", "cluster"],
+                              registry=self.registry)
         self._door_primary = Gauge("firebreak_db_door_primary_route", "1 while this site's database door sends "
                                    "a cluster's writes to a primary, as last applied (0: writes refused, or not "
                                    "steered yet)", ["site", "cluster"], registry=self.registry)
@@ -48,10 +51,15 @@ class AgentMetrics:
         self._ignored = Counter("firebreak_ignored_values_total", "Values read from etcd that did not parse "
                                 "and were ignored (logged once per revision)", ["site", "kind"], registry=self.registry)
 
-    def observe(self, *, coordinating: bool, frozen: bool, door_writes_to: Mapping[str, str | None]) -> None:
+    def observe(self, *, coordinating: bool, frozen: bool, door_writes_to: Mapping[str, str | None],
+                refused: Mapping[str, bool] | None = None) -> None:
         """The gauges that mirror the agent's state, set when /metrics is read. `door_writes_to`:
-        each cluster on this site's database door -> the member its writes go to (None: nowhere)."""
+        each cluster on this site's database door -> the member its writes go to (None: nowhere);
+        `refused`: each cluster -> whether the coordinator's latest decision refused a failover (a
+        former coordinator's stale refusals read 0)."""
         self._frozen.labels(self.site).set(1 if coordinating and frozen else 0)
+        for scope, no in (refused or {}).items():
+            self._refused.labels(self.site, scope).set(1 if coordinating and no else 0)
         for scope, rw in door_writes_to.items():
             self._door_primary.labels(self.site, scope).set(1 if rw else 0)
 

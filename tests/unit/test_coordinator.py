@@ -333,3 +333,11 @@ def test_suspected_and_dead_sites():
                                                       "pangyo": {"ansan": 1.5}})), co.Memory(adopted=True))
     assert co.dead_sites(r.verdicts) == {"pangyo"}
     assert co.suspected_sites(r.verdicts) == {"pangyo", "ansan"}
+
+
+def test_a_refused_failover_is_remembered_for_the_alert_and_cleared_when_it_no_longer_is():
+    dead = views(101.5, lost("pangyo", 1.2, "ansan", "siheung"))
+    r = co.tick(SETTINGS, seen(101.5, dead, frozen=True), co.Memory())
+    assert r.memory.refused == {SCOPE}
+    r = co.tick(SETTINGS, seen(101.7), r.memory)
+    assert r.memory.refused == frozenset()

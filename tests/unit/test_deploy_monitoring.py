@@ -18,12 +18,7 @@ ALERTS = ROOT / "deploy" / "prometheus" / "firebreak-alerts.yml"
 # Alert rules that need a gauge the agent does not export yet (the state is in /api/status, the
 # gauge is not in control/metrics.py). Each name leaves this list the day the agent exports it:
 # the last test below fails until it does.
-AWAITING_AGENT = {
-    # The coordinator's Decided effect carries a decision's reason, not whether it refused
-    # (control/coordinator.py): the agent cannot tell a refusal from any other decision yet.
-    "firebreak_failover_refused": "1 while a cluster's latest failover decision is a refusal "
-                                  "(status clusters.*.decision)",
-}
+AWAITING_AGENT: dict[str, str] = {}
 # Metrics other exporters provide: Prometheus itself (up) and etcd's own metrics listener.
 OTHERS = re.compile(r"^(up|etcd_[a-z0-9_]+)$")
 
