@@ -253,7 +253,7 @@ async def deploy(ctx: Context, body: ActionIn, who: Operator) -> dict:
         except httpx.HTTPError as e:
             return f"failed: {e!r}"
     # Every site at once: a silent site costs its timeout once, not once per site after it.
-    results = await asyncio.gather(*(roll(s, ep.app) for s, ep in ctx.cfg.sites.items()))
+    results = await asyncio.gather(*(roll(s, ep.admin_url) for s, ep in ctx.cfg.sites.items()))
     rolled = dict(zip(ctx.cfg.sites, results))
     await writer.put(ctx.keys.release_current, json.dumps({**record, "rolled": rolled, "by": who.name,
                                                              "at": time.time()}))

@@ -73,6 +73,13 @@ class SiteEndpoints(_Strict):
     # listener. Without it, the client port: a TLS one logs every bare probe as a rejected handshake.
     etcd_probe: Endpoint | None = None
     door: PublicUrl | None = None    # the site's public front door, as clients know it
+    # The app's admin listener (its FIREBREAK_ADMIN_BIND), where the public door does not forward:
+    # releases and "primary moved" are pushed there. Without it, to `app` (an app with one listener).
+    app_admin: Endpoint | None = None
+
+    @property
+    def admin_url(self) -> str:
+        return self.app_admin or self.app
 
 
 class DoorSettings(_Strict):

@@ -72,7 +72,7 @@ class AppWrites:
     async def _tell(self, before: str, now: dbdoor.Routes) -> None:
         cfg = self.agent.cfg
         try:
-            await ops.push_primary_moved(self.agent.http, cfg.sites[cfg.site].app, cfg.app_admin_token)
+            await ops.push_primary_moved(self.agent.http, cfg.sites[cfg.site].admin_url, cfg.app_admin_token)
             log.info("told this site's app to hang up on %s (%s)", before, now.why)
         except httpx.HTTPError as e:
             # Its pool still finds out, one write deadline later; nothing else depends on this.

@@ -37,7 +37,7 @@ async def run(agent: "Agent") -> None:
                 app = cfg.sites[cfg.site].app
                 running = (await agent.http.get(app + "/version", timeout=1.0)).json().get("version")
                 if running != release["version"]:
-                    await ops.push_release(agent.http, app, cfg.app_admin_token, release)
+                    await ops.push_release(agent.http, cfg.sites[cfg.site].admin_url, cfg.app_admin_token, release)
                     log.info("brought this site's app to release %s (was %s)", release["version"], running)
             except BadValue as e:
                 agent.cycles.ignore("release", Ignored(current.key, current.mod_revision, str(e)))

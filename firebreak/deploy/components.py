@@ -310,7 +310,8 @@ def pgpass_line(user: str, dbname: str, password: str) -> str:
 
 def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_proxies: Sequence[str],
                etcd: Sequence[str], etcd_access: str, secure_cookies: bool, ledger: str | None = None,
-               portal_rate: float | None = None, api_rate: float | None = None) -> dict[str, str]:
+               portal_rate: float | None = None, api_rate: float | None = None,
+               admin_bind: str | None = None) -> dict[str, str]:
     """The claims service's settings that are not secrets (firebreak/claims/settings.py reads them)."""
     env = {
         "FIREBREAK_SITE_NAME": site,
@@ -324,6 +325,10 @@ def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_
     }
     if ledger:
         env["FIREBREAK_LEDGER"] = ledger
+    if admin_bind:
+        # The admin routes (the agent's hooks), /metrics and the API's docs on their own listener,
+        # which the public door does not forward to; the public one answers them 404.
+        env["FIREBREAK_ADMIN_BIND"] = admin_bind
     if portal_rate is not None:
         env["FIREBREAK_PORTAL_RATE"] = f"{portal_rate:g}"
     if api_rate is not None:

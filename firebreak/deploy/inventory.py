@@ -60,6 +60,8 @@ class Ports(_Strict):
     door_tls: int = Field(443, gt=0, lt=65536)
     console: int = Field(8090, gt=0, lt=65536)
     claims: int = Field(8080, gt=0, lt=65536)
+    claims_admin: int = Field(8081, gt=0, lt=65536, description="the claims service's admin listener: the "
+                              "agent's hooks and /metrics; firewall it from the public")
 
 
 class Binaries(_Strict):

@@ -120,6 +120,8 @@ def site_endpoints(inv: Inventory) -> dict[str, dict[str, str]]:
              "agent": _url("http", agent.address, p.console)}
         if door:
             e["door"] = _url("http", door.address, p.door)
+        if claims:
+            e["app_admin"] = _url("http", claims.address, p.claims_admin)
         out[site.name] = e
     return out
 
@@ -272,7 +274,8 @@ def _claims(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Ren
         dsn_local=c.dsn(user, own or members, db, read_write=False, passfile=passfile),
         dsn_any=c.dsn(user, members, db, read_write=False, passfile=passfile),
         trusted_proxies=door_hosts + ["127.0.0.1"], etcd=etcd_client_urls(inv, host.site),
-        etcd_access=f"{access_dir('claims')}/access.json", secure_cookies=bool(door_hosts))
+        etcd_access=f"{access_dir('claims')}/access.json", secure_cookies=bool(door_hosts),
+        admin_bind=_hostport(host.address, inv.ports.claims_admin))
     env_path, secret_path = f"{ETC}/claims.env", f"{SECRETS}/claims.env"
     files = {
         env_path: RenderedFile(_env_text(env), 0o640, USERS["claims"]),

@@ -146,7 +146,8 @@ def site_endpoints(layout: LabLayout, plan: "LabPlan | None" = None) -> dict[str
     return {s.name: {"etcd": s.url("etcd"), "etcd_probe": s.url("etcd_health"),
                      "patroni": (first.patroni_url(s) if first else s.url("patroni")),
                      "app": s.url("door" if estate else "app"), "agent": s.url("console"),
-                     "door": s.url("door")} for s in layout.sites}
+                     "door": s.url("door"), **({} if estate else {"app_admin": s.url("app_admin")})}
+            for s in layout.sites}
 
 
 def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "LabPlan | None" = None) -> dict:
@@ -252,7 +253,9 @@ def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, 
             portal_rate=600,
             # The keyless API now spends the same per-source allowance as the portal: the lab's drill
             # writers and intake benchmark, all from the host's one address, get the operator's override.
-            api_rate=5000),
+            api_rate=5000,
+            # The agent's hooks and /metrics on their own listener; the door forwards to `app` only.
+            admin_bind=f"{site.address}:{PORTS['app_admin']}"),
         **c.claims_secret_env(admin_token=secrets.app_admin, session_secret=secrets.session),
     }
 

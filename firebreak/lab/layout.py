@@ -10,6 +10,7 @@ from urllib.parse import quote
 # One address per site, same ports everywhere: a site is a network place, as in real life.
 # Ports are off the well-known ones so a system PostgreSQL or etcd on this host never collides.
 PORTS = {"etcd": 12379, "etcd_peer": 12380, "etcd_health": 12381, "patroni": 18008, "postgres": 15432, "app": 18080,
+         "app_admin": 18081,
          "console": 18090, "door": 18000, "door_tls": 18443, "db_door": 15433, "db_door_ro": 15434}
 LOOPBACK_NET = "127.0.{n}.1"       # site i -> 127.0.(11+i).1
 NETNS_NET = "10.77.0.{n}"          # site i -> 10.77.0.(11+i); the bridge is 10.77.0.1

@@ -172,6 +172,7 @@ def status(home: Path | None = None) -> dict:
                          "state": (m or {}).get("state") if site.name not in off else None,
                          "lag": (m or {}).get("lag") if site.name not in off else None},
             "app": site.url("app"),
+            "app_admin": site.url("app_admin"),  # the app's admin listener: the public door does not forward there
             "door": site.url("door"),
             "door_https": site.url("door_tls"),  # the same door over TLS (the lab's CA): for reviewers
             # The database door: clients need only this host and port (and a reconnect loop).

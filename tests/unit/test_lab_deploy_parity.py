@@ -38,7 +38,7 @@ def inventory():
             "ports": {"etcd": PORTS["etcd"], "etcd_peer": PORTS["etcd_peer"], "etcd_metrics": PORTS["etcd_health"],
                       "postgres": PORTS["postgres"], "patroni": PORTS["patroni"], "db_door": PORTS["db_door"],
                       "db_door_ro": PORTS["db_door_ro"], "door": PORTS["door"], "door_tls": PORTS["door_tls"],
-                      "console": PORTS["console"], "claims": PORTS["app"]},
+                      "console": PORTS["console"], "claims": PORTS["app"], "claims_admin": PORTS["app_admin"]},
             "binaries": {"pg_bin_dir": "/pg/bin"},
             # the lab's agents hold etcd's root (one machine, one user)
             "etcd": {"admin_on_agents": True},
