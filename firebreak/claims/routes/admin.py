@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
+from starlette.requests import ClientDisconnect
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
@@ -25,6 +26,10 @@ async def release(request: Request, svc: Svc, _: Admin) -> JSONResponse:
         body = await request.json()
         if not isinstance(body, dict) or not isinstance(body.get("version"), str):
             raise ValueError("a release needs a version")
+    except ClientDisconnect:
+        # The agent gave up first (its push has a 1 s deadline; it pushes again next cycle):
+        # nobody is left to answer, and this is no error of the app's.
+        return JSONResponse({"error": "the client went away"}, status_code=400)
     except ValueError as e:
         return JSONResponse({"error": f"invalid release: {e}"}, status_code=422)
     svc.release.clear()
