@@ -48,6 +48,9 @@ def make_ca(name: str) -> Issued:
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                          content_commitment=False, key_encipherment=False, data_encipherment=False,
                                          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            # Key identifiers, as every real CA has them: firebreak pki finds a certificate's CA by
+            # them when it renews or rotates the lab's certificates.
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
@@ -68,7 +71,9 @@ def issue(ca: Issued, common_name: str, *, ips: list[str] = (), dns: list[str] =
                .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=VALID_DAYS))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
+               .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False))
     names = [x509.IPAddress(ipaddress.ip_address(i)) for i in ips] + [x509.DNSName(d) for d in dns]
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
