@@ -286,6 +286,11 @@ def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event
             peer: str = "") -> None:
     silenced = ""
     writer = None
+    # The fault begins when its injection does, not when the call returns: on a loopback lab a
+    # power cut refuses connections at once, so a read in flight fails while lab.power_off is
+    # still stopping the site, and a window opened after it counted that read against a site
+    # "not under a fault" (issue 27). Silent cuts (netns, nftables) never showed it.
+    began, began_wall = time.monotonic(), time.time()
     if step.fault == "power-cut":
         r = lab.power_off(site)
         silenced = r.get("silenced") or "none"
@@ -315,9 +320,8 @@ def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event
     else:
         n = lab.stop_component(site, "agent")
         detail = f"ops tools lost: {n} agent process killed"
-    now = time.monotonic()
-    faults.append(Active(step.fault, site, now, silenced=silenced, peer=peer, writer=writer))
-    events.append(Event(now, time.time(), "fault", site, detail))
+    faults.append(Active(step.fault, site, began, silenced=silenced, peer=peer, writer=writer))
+    events.append(Event(began, began_wall, "fault", site, detail))
     progress(f"fault: {site}: {detail}")
 
 
