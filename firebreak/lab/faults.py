@@ -167,7 +167,8 @@ def pause(site_name: str, component: str | None = None, home: Path | None = None
                                              f"`firebreak lab power on {site_name}` first"))
     t0 = time.time()
     stopped = procs.pause(state.lab_id, site_name, only=component, known=site_pids(state, site_name),
-                          roots=[p.pid for p in state.sites[site_name].procs if p.component == component])
+                          roots=[p.pid for p in state.sites[site_name].procs
+                                 if p.component == component and procs.alive(p)])
     st = state.sites[site_name]
     have = {p.pid for p in st.paused}
     st.paused += [p for p in stopped if p.pid not in have]
