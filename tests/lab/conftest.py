@@ -44,6 +44,9 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
+SHARE_ACROSS_MODULES = False
+
+
 class LabSlot:
     """The one lab this session has up: sites are network namespaces and fixed addresses, so two
     labs cannot run at once. Modules that want the same lab share it (a lab up costs 25-55 s on
@@ -53,7 +56,11 @@ class LabSlot:
         self.args: tuple[str, ...] | None = None
 
     def take(self, *args: str, timeout: float = 180) -> None:
-        if self.args == args and self._healthy():
+        # Each module gets a fresh lab (2026-12-04): labs shared across modules were found with
+        # sites' apps killed between tests (SIGSTOP then SIGKILL from the test process, the
+        # power-cut pattern; cause not found yet, see that day's session note) and every later
+        # module failed on it. Sharing comes back once that is understood.
+        if self.args == args and self._healthy() and SHARE_ACROSS_MODULES:
             return
         self.free()
         os.environ["FIREBREAK_HOME"] = str(LAB_HOME)
