@@ -62,16 +62,17 @@ def test_failed_admin_token_attempts_are_throttled_logged_and_counted(claims_db,
     with serve_app(claims_db, tmp_path, FIREBREAK_ADMIN_TOKEN=TOKEN, FIREBREAK_ADMIN_FAILURES_PER_MINUTE="3") as (url, _):
         tries = [httpx.post(url + "/admin/primary-moved", headers={"Authorization": f"Bearer guess{i}"}, timeout=5)
                  for i in range(6)]
-        # the source is now refused without a comparison, even with the token, until its allowance returns
+        # the right token still passes from that source (the service's own tools may share it);
+        # only wrong ones are held until the allowance returns
         right = httpx.post(url + "/admin/primary-moved", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
         text = httpx.get(url + "/metrics", timeout=5).text
     codes = [t.status_code for t in tries]
     assert codes[:3] == [403] * 3 and set(codes[3:]) == {429}, codes
     assert all(t.headers.get("retry-after") for t in tries[3:])
-    assert right.status_code == 429
+    assert right.status_code == 200
     route = 'firebreak_app_refusals_total{route="/admin/primary-moved",site="pangyo",'
     assert metric(text, route + 'why="admin-token"}') == 3
-    assert metric(text, route + 'why="admin-throttled"}') == 4
+    assert metric(text, route + 'why="admin-throttled"}') == 3
     log = (tmp_path / "app.log").read_text()
     assert "refused 1 admin request(s) without the service's admin token" in log  # the first, at once
 
