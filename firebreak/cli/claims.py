@@ -331,9 +331,17 @@ def claims_credit(
 
 
 def _etcd_ledger(etcd, etcd_access, prefix: str, now: float, max_open_hours: float):
+    from firebreak.claims.ledger import read_entries
+
+    entries, source = _etcd_entries(etcd, etcd_access, prefix)
+    return read_entries(entries, now, max_open_hours), source
+
+
+def _etcd_entries(etcd, etcd_access, prefix: str) -> tuple[list, dict]:
+    """The agents' ledger in etcd as (key, value) pairs (a value that is not JSON: None, for the
+    reader to flag), and where it came from."""
     import asyncio
 
-    from firebreak.claims.ledger import read_entries
     from firebreak.control.etcd import OPEN, Etcd, EtcdAccess, EtcdError
     from firebreak.control.keys import Keys
 
@@ -374,6 +382,144 @@ def _etcd_ledger(etcd, etcd_access, prefix: str, now: float, max_open_hours: flo
 
     # What was read, as a digest a reviewer can match against the ledger at the same revision.
     digest = hashlib.sha256(json.dumps([[kv.key, kv.value, kv.mod_revision] for kv in kvs]).encode()).hexdigest()
-    return read_entries(entries, now, max_open_hours), {"source": "etcd", "endpoints": list(etcd),
-                                                         "prefix": keys.ledger, "entries": len(entries),
-                                                         "sha256": digest}
+    return entries, {"source": "etcd", "endpoints": list(etcd), "prefix": keys.ledger, "entries": len(entries),
+                     "sha256": digest}
+
+
+@claims_app.command("postmortem")
+def claims_postmortem(
+    ledger: Optional[Path] = typer.Option(None, "--ledger", help="Outage ledger YAML/JSON; default: the agents' "
+                                                                 "ledger in etcd."),
+    drill_reports: Optional[Path] = typer.Option(None, "--drill-reports", help="A directory searched for drills' "
+                                                                               "report.json files (or one such file)."),
+    incident: Optional[str] = typer.Option(None, "--incident", help="One incident: its id as on the status page "
+                                                                    "(123 or incident-123). Default: every one."),
+    since: Optional[str] = typer.Option(None, "--since", help="Incidents and drills overlapping this time or later "
+                                                              "(epoch seconds or ISO 8601 with a zone)."),
+    until: Optional[str] = typer.Option(None, "--until", help="... and this time or earlier."),
+    credits: Optional[Path] = typer.Option(None, "--credits", help="A `claims credit --out` directory: accounts "
+                                                                   "credited and the total, per incident."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy YAML, for max_open_hours and the currency "
+                                                                 "(default: the shipped one)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Markdown file to write (default: standard output)."),
+    etcd: list[str] = typer.Option(None, "--etcd", help="Without --ledger: etcd client URL(s); default: the lab's."),
+    etcd_access: Optional[Path] = typer.Option(None, "--etcd-access", help="A locked etcd: an access file; default: "
+                                                                           "the lab's claims role."),
+    prefix: str = typer.Option("/firebreak", "--prefix", help="Without --ledger: Firebreak's etcd key prefix."),
+) -> None:
+    """A post-incident report (Markdown) from the ledger, the drill reports and the credit batches:
+    what failed, what the control plane decided and when, what each service saw, what was paid."""
+    from firebreak.claims.policy import load_policy
+    from firebreak.claims.postmortem import markdown, postmortem
+    from firebreak.claims.settings import DEFAULT_POLICY
+
+    pol = load_policy(policy or DEFAULT_POLICY)
+    wanted = _incident_id(incident) if incident is not None else None
+    lo, hi = _when("--since", since), _when("--until", until)
+    if wanted is not None and (lo is not None or hi is not None):
+        raise InputError(Problem("--incident", "", "give one incident or a time range (--since/--until), not both"))
+    if out_file is not None and not out_file.parent.is_dir():
+        raise InputError(Problem("--out", "", f"directory {out_file.parent} does not exist; create it first"))
+    drills = _drill_reports(drill_reports) if drill_reports is not None else []
+    paid = _credited_per_incident(credits) if credits is not None else None
+    if ledger is not None:
+        entries, source = _ledger_file_entries(ledger), f"ledger file {ledger}"
+    else:
+        entries, where = _etcd_entries(etcd, etcd_access, prefix)
+        source = f"the agents' ledger in etcd ({where['prefix']} at {', '.join(where['endpoints'])})"
+    if drills:
+        source += f", {len(drills)} drill report(s)"
+    if credits is not None:
+        source += f", credit batches in {credits}"
+    text = markdown(postmortem(entries, time.time(), pol.max_open_hours, source=source, drills=drills, credits=paid,
+                               incident=wanted, since=lo, until=hi, currency=pol.currency))
+    if out_file is None:
+        typer.echo(text, nl=False)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out_file}")
+
+
+def _incident_id(value: str) -> int:
+    raw = value.strip().removeprefix("#").removeprefix("incident-")
+    if not raw.isdigit():
+        raise InputError(Problem("--incident", "", f"{value!r} is not an incident id: the whole number on the "
+                                                   "status page (incident-1665814740), or omit it for every incident"))
+    return int(raw)
+
+
+def _when(flag: str, value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    from firebreak.claims.io import _time
+    try:
+        return _time(value)
+    except ValueError as e:
+        raise InputError(Problem(flag, "", f"{value!r}: {e}; give epoch seconds or ISO 8601 with a zone, "
+                                           "e.g. 2022-10-15T15:19:00+09:00")) from None
+
+
+def _ledger_file_entries(path: Path) -> list[tuple[str, dict]]:
+    """A ledger file's entries as the agents' would read in etcd: the same keys as
+    ledger.read_ledger gives them, with every field an entry carries (kind, cause, detail,
+    failover: the words the postmortem quotes)."""
+    from datetime import datetime
+
+    from firebreak.claims.ledger import LedgerFile
+    from firebreak.inputs import load_yaml_model
+
+    def _ts(v) -> float:
+        return v.timestamp() if isinstance(v, datetime) else float(v)
+
+    spec, _ = load_yaml_model(path, LedgerFile)
+    entries = []
+    for o in spec.outages:
+        start = _ts(o.start)
+        entries.append((o.id or f"{o.service}@{start:.3f}",
+                        {**(o.model_extra or {}), "service": o.service, "start": start,
+                         "end": None if o.end is None else _ts(o.end), "site": o.site, "source": o.source}))
+    return entries
+
+
+def _drill_reports(path: Path) -> list:
+    """Every report.json under `path` (or `path` itself), parsed; a bad one exits 2 naming it."""
+    import json
+
+    from firebreak.claims.postmortem import DrillReport
+
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        # `latest` is a link to one of the others (drill/report.new_report_dir): read each report once.
+        files = sorted({p.resolve(): p for p in path.rglob("report.json")}.values())
+        if not files:
+            raise InputError(Problem("--drill-reports", "", f"no report.json under {path}; give the directory "
+                                                            "`firebreak drill` wrote its reports in"))
+    else:
+        raise InputError(Problem("--drill-reports", "", f"{path} does not exist"))
+    reports = []
+    for f in files:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise InputError(Problem(str(f), "", f"cannot read: {e.strerror}")) from None
+        except ValueError as e:
+            raise InputError(Problem(str(f), "", f"not JSON ({e}); is it a `firebreak drill` report.json?")) from None
+        reports.append(DrillReport.from_doc(str(f), doc))
+    return reports
+
+
+def _credited_per_incident(directory: Path) -> dict[int, tuple[int, int]]:
+    """Accounts credited and the total per incident, from the batches (as the status page counts them)."""
+    if not directory.is_dir():
+        raise InputError(Problem("--credits", "", f"{directory} is not a directory of credit batches"))
+    import polars as pl
+
+    from firebreak.claims.credit import read_paid
+
+    lines, _ = read_paid(directory)
+    if lines is None:
+        return {}
+    per = lines.group_by("incident").agg(pl.col("account").n_unique().alias("n"),
+                                         pl.col("amount").fill_null(0).sum().alias("total"))
+    return {int(r["incident"]): (int(r["n"]), int(r["total"])) for r in per.iter_rows(named=True)}
