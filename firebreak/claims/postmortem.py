@@ -150,7 +150,8 @@ class DrillReport:
 
 
 def _kind_name(kind: type | tuple) -> str:
-    names = {int: "a whole number", float: "a number", str: "text", list: "a list", dict: "an object", bool: "true/false"}
+    names = {int: "a whole number", float: "a number", str: "text", list: "a list", dict: "an object",
+             bool: "true/false"}
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(dict.fromkeys("a number" if k in (int, float) and len(kinds) > 1 else names.get(k, k.__name__)
                                      for k in kinds))
@@ -269,9 +270,11 @@ def postmortem(entries: Iterable[tuple[str, Any]], now: float, max_open_hours: f
                 sections.append(_drill_section(d, drill_entries))
     sections.sort(key=lambda s: s.start)
     notes = list(read.notes())
-    left_out = [d.name for d in drills if not any(d in s.drills for s in sections)]
+    shown = {id(d) for s in sections for d in s.drills}
+    left_out = [d.name for d in drills if id(d) not in shown]
     if left_out:
-        notes.append(f"{len(left_out)} drill report(s) outside what was asked, left out: {', '.join(left_out)}")
+        notes.append(f"{len(left_out)} drill report(s) outside what was asked, left out: {', '.join(left_out[:5])}"
+                     + (", …" if len(left_out) > 5 else ""))
     return Postmortem(now, source, tuple(sections), tuple(notes), currency, credits is not None)
 
 
@@ -302,7 +305,8 @@ def _section(inc: Incident, raw: Mapping[str, dict], drill_entries: list[tuple[s
                 else:
                     untimed.append(part)
             if untimed:
-                steps.append(Step(o.start, f"failover during site {site}'s loss (time not recorded)", "; ".join(untimed)))
+                steps.append(Step(o.start, f"failover during site {site}'s loss (time not recorded)",
+                                  "; ".join(untimed)))
             if not o.open:
                 steps.append(Step(o.end, f"site {site} back: no surviving site sees it unreachable"))
         else:
@@ -318,8 +322,8 @@ def _section(inc: Incident, raw: Mapping[str, dict], drill_entries: list[tuple[s
     if not inc.open:
         steps.append(Step(inc.end, "incident resolved: every outage in it closed", rank=2))
     # The site's loss first: the services' causes follow from it.
-    recorded = tuple(sorted(causes(inc, raw), key=lambda c: not c.startswith("site "))) + tuple(f"drill {d.scenario}: " + ", ".join(f"{f.fault} of site {f.site} (injected)"
-                                                                            for f in d.faults) for d in drills)
+    recorded = tuple(sorted(causes(inc, raw), key=lambda c: not c.startswith("site "))) + tuple(
+        f"drill {d.scenario}: " + ", ".join(f"{f.fault} of site {f.site} (injected)" for f in d.faults) for d in drills)
     seen = _seen(inc, raw)
     what = ", ".join(v.service for v in seen) or ", ".join(sorted({o.site or "?" for o in inc.outages}))
     return Section(f"Incident {inc.id}: {what}", inc, recorded, tuple(failed), _ordered(steps), seen, tuple(drills),
@@ -380,8 +384,9 @@ def _ledger_drill_steps(drills: list[DrillReport], drill_entries: list[tuple[str
 
 def _drill_steps(d: DrillReport) -> list[Step]:
     src = f"drill {d.scenario}"
-    out = [Step(e.at, {"fault": "fault injected", "heal": "fault healed", "check": "check after heal"}.get(e.kind, e.kind)
-                + (f" at site {e.site}" if e.site else ""), e.detail, src) for e in d.events]
+    words = {"fault": "fault injected", "heal": "fault healed", "check": "check after heal"}
+    out = [Step(e.at, words.get(e.kind, e.kind) + (f" at site {e.site}" if e.site else ""), e.detail, src)
+           for e in d.events]
     if not d.events:  # older reports: the faults' own times
         for f in d.faults:
             out += [Step(f.start, f"fault injected at site {f.site}", f.fault, src),
@@ -391,8 +396,9 @@ def _drill_steps(d: DrillReport) -> list[Step]:
             out.append(Step(f.start + f.write_rto_s, "writes acknowledged again",
                             f"{f.write_rto_s:.2f} s after the {f.fault} of site {f.site}", src))
     for p in d.primaries:
-        out.append(Step(p.first, f"primary {p.primary}" + (f" (timeline {p.timeline})" if p.timeline is not None else "")
-                        + " acknowledges writes", f"{p.acks:,} acknowledged until {_clock(p.last)}", src))
+        timeline = f" (timeline {p.timeline})" if p.timeline is not None else ""
+        out.append(Step(p.first, f"primary {p.primary}{timeline} acknowledges writes",
+                        f"{p.acks:,} acknowledged until {_clock(p.last)}", src))
     out.append(Step(d.started + d.duration_s, f"drill verdict: {d.verdict}", "; ".join(d.failures), src))
     return out
 
@@ -459,7 +465,7 @@ def _title(pm: Postmortem) -> str:
         return "# Post-incident report"
     n = sum(1 for s in pm.sections if s.incident is not None)
     drills = len(pm.sections) - n
-    what = " and ".join(x for x in (_plural(n, "incident") if n else "", _plural(drills, "drill") if drills else "") if x)
+    what = " and ".join(_plural(k, word) for k, word in ((n, "incident"), (drills, "drill")) if k)
     return f"# Post-incident report: {what}, {when(pm.sections[0].start)[:10]} to {when(pm.sections[-1].start)[:10]}"
 
 
@@ -492,8 +498,8 @@ def _section_md(s: Section, pm: Postmortem) -> list[str]:
     lines += ["### What each service saw", ""]
     if s.seen:
         lines += _table(["Service", "Out from", "Until", "Out for", "Cause"],
-                        [(v.service, when(a), "ongoing" if still else when(b), duration(b - a) + (" so far" if still else ""),
-                          "; ".join(v.causes) or "not recorded")
+                        [(v.service, when(a), "ongoing" if still else when(b),
+                          duration(b - a) + (" so far" if still else ""), "; ".join(v.causes) or "not recorded")
                          for v in s.seen for a, b, still in v.windows]) + [""]
     else:
         lines += ["The ledger records no service outage here.", ""]

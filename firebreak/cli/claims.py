@@ -401,7 +401,8 @@ def claims_postmortem(
                                                                    "credited and the total, per incident."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Policy YAML, for max_open_hours and the currency "
                                                                  "(default: the shipped one)."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="Markdown file to write (default: standard output)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="File to write (default: standard output)."),
+    fmt: str = typer.Option("md", "--format", help="md (Markdown) to share, json for programs: the same report."),
     etcd: list[str] = typer.Option(None, "--etcd", help="Without --ledger: etcd client URL(s); default: the lab's."),
     etcd_access: Optional[Path] = typer.Option(None, "--etcd-access", help="A locked etcd: an access file; default: "
                                                                            "the lab's claims role."),
@@ -413,6 +414,8 @@ def claims_postmortem(
     from firebreak.claims.postmortem import markdown, postmortem
     from firebreak.claims.settings import DEFAULT_POLICY
 
+    if fmt not in ("md", "json"):
+        raise InputError(Problem("--format", "", f"{fmt!r}: give md (Markdown) or json"))
     pol = load_policy(policy or DEFAULT_POLICY)
     wanted = _incident_id(incident) if incident is not None else None
     lo, hi = _when("--since", since), _when("--until", until)
@@ -431,8 +434,15 @@ def claims_postmortem(
         source += f", {len(drills)} drill report(s)"
     if credits is not None:
         source += f", credit batches in {credits}"
-    text = markdown(postmortem(entries, time.time(), pol.max_open_hours, source=source, drills=drills, credits=paid,
-                               incident=wanted, since=lo, until=hi, currency=pol.currency))
+    report = postmortem(entries, time.time(), pol.max_open_hours, source=source, drills=drills, credits=paid,
+                        incident=wanted, since=lo, until=hi, currency=pol.currency)
+    if fmt == "json":
+        import dataclasses
+        import json
+
+        text = json.dumps(dataclasses.asdict(report), ensure_ascii=False) + "\n"
+    else:
+        text = markdown(report)
     if out_file is None:
         typer.echo(text, nl=False)
     else:

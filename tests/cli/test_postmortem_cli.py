@@ -99,3 +99,15 @@ def test_without_a_ledger_file_it_reads_etcd_and_says_what_to_do_when_it_cannot(
     r = run_cli("claims", "postmortem", "--etcd", "http://127.0.0.1:9", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "give --ledger FILE" in r.stderr, r.stderr
+
+
+def test_the_same_report_as_json_for_programs(inputs):
+    r = run_cli("claims", "postmortem", "--ledger", "ledger.yaml", "--incident", str(int(T)), "--format", "json",
+                cwd=inputs)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    [section] = doc["sections"]
+    assert section["incident"]["id"] == int(T) and section["failed"][0]["subject"] == "site pangyo"
+    assert [t["what"].split(":")[0] for t in section["timeline"]][:2] == [
+        "site pangyo lost (agreed by the surviving sites' detectors; the coordinator dates it from when the site "
+        "fell silent)", "users-db out"]
