@@ -23,6 +23,7 @@ from firebreak.claims.clock import SYSTEM, Clock
 from firebreak.claims.edge import AppMetrics, Edge, Limits, RefusalHolder
 from firebreak.claims.guards import AdminGuard
 from firebreak.claims.limits import portal_buckets
+from firebreak.claims.notifier import Notifier
 from firebreak.claims.models import ReportIn
 from firebreak.claims.partners import PartnerKeys
 from firebreak.claims.review import AnonymousTally
@@ -33,6 +34,7 @@ from firebreak.claims.routes.intake import StatusQuery, invalid, refused
 from firebreak.claims.settings import DEFAULT_POLICY, SESSION_COOKIE, Settings
 from firebreak.claims.sources import CreditSource, OutageSource, PolicySource
 from firebreak.claims.store import Store
+from firebreak.claims.subscribers import Webhooks, load_webhooks
 from firebreak.claims.verifier import verify_forever
 from firebreak.errors import AnswerUnknown, OutcomeUnknown
 from firebreak.throttle import Buckets
@@ -81,18 +83,27 @@ def services_of(settings: Settings, clock: Clock) -> Services:
 
 def build(settings: Settings, clock: Clock = SYSTEM) -> ClaimsApps:
     svc = services_of(settings, clock)
+    # Checked now, whole: a bad subscribers file stops the service (exit 2) rather than a notifier later.
+    hooks = load_webhooks(settings.webhooks) if settings.webhooks else None
     separate = bool(settings.admin_bind)
-    public = public_app(svc, with_admin=not separate)
+    public = public_app(svc, with_admin=not separate, webhooks=hooks)
     return ClaimsApps(public, admin_app(svc, public) if separate else None, svc)
 
 
-def public_app(svc: Services, with_admin: bool) -> FastAPI:
+def public_app(svc: Services, with_admin: bool, webhooks: Webhooks | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await svc.store.open()
         verifier = asyncio.create_task(verify_forever(svc.store, svc.reviews, svc.policy, svc.outages))
+        # The webhooks are sent from here, in the background, as the public record sees the
+        # incidents: never from a request, which writes nothing and waits for no subscriber.
+        notifier = Notifier(webhooks, svc.store, functools.partial(incidents.view_of, svc), svc.settings.site,
+                            svc.clock, svc.settings.review_deadline) if webhooks else None
+        notifying = asyncio.create_task(notifier.run()) if notifier else None
         yield
         verifier.cancel()
+        if notifier and notifying:
+            await notifier.stop(notifying)
         await svc.store.close()
 
     docs = {} if with_admin else {"docs_url": None, "redoc_url": None, "openapi_url": None}

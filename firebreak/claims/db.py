@@ -82,6 +82,27 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE reports ADD COLUMN account text;
     CREATE INDEX reports_account ON reports (account, service) WHERE account IS NOT NULL;
     """),
+    (5, """
+    -- Webhook deliveries (claims/notifier.py): every site's app runs a notifier, and the one whose
+    -- INSERT ... ON CONFLICT DO NOTHING makes the row sends the event; an attempt that failed, or
+    -- whose sender died (claimed_at older than the lease), is claimed again by bumping attempts.
+    -- payload is the exact body signed and sent at every attempt.
+    CREATE TABLE webhook_deliveries (
+        subscriber text NOT NULL,
+        event_id text NOT NULL,
+        payload text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        claimed_at timestamptz NOT NULL DEFAULT now(),
+        claimed_by text NOT NULL,
+        attempts int NOT NULL DEFAULT 1,
+        delivered_at timestamptz,
+        abandoned_at timestamptz,
+        last_error text,
+        PRIMARY KEY (subscriber, event_id)
+    );
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (claimed_at)
+        WHERE delivered_at IS NULL AND abandoned_at IS NULL;
+    """),
 ]
 LOCK_ID = 0x46_42_4D_49  # "FBMI": one migrator at a time, whoever runs it
 

@@ -59,6 +59,7 @@ class Settings:
     etcd_access: str = ""         # a locked etcd: the claims role's access file (it may read the ledger)
     ledger_prefix: str = DEFAULT_KEYS.ledger
     credit_dir: str = ""          # credit batches (firebreak claims credit --out DIR): the status page's credited totals
+    webhooks: str = ""            # webhook subscribers (claims/subscribers.py); unset: no notifier runs
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -89,7 +90,8 @@ class Settings:
                 ledger=e.text("FIREBREAK_LEDGER"),
                 etcd=tuple(e.items("FIREBREAK_ETCD")),
                 etcd_access=e.text("FIREBREAK_ETCD_ACCESS"),
-                credit_dir=e.text("FIREBREAK_CREDIT_DIR"))
+                credit_dir=e.text("FIREBREAK_CREDIT_DIR"),
+                webhooks=e.text("FIREBREAK_WEBHOOKS"))
         if e.problems:
             raise InputError(e.problems)
         return s

@@ -1,0 +1,168 @@
+"""Webhooks over real HTTP against a real PostgreSQL: two claims apps (two sites' notifiers) on one
+database and one ledger file, and a real local receiver that checks every delivery with the check
+docs/PUBLIC-RECORD.md gives subscribers. Each event reaches a subscriber exactly once when it
+answers; one that fails first gets it again, signed again, with the same id; an incident that
+ends in the ledger is announced as resolved. A subscribers file with a secret others may read
+stops the service (exit 2) before it serves anything."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+
+from tests.conftest import ROOT
+from tests.web.conftest import free_port, serve_app
+
+
+def subscriber_check():
+    """The `verified` function from the docs, run as the receiver's check: the docs are what
+    subscribers copy, so they are what is tested."""
+    doc = (ROOT / "docs" / "PUBLIC-RECORD.md").read_text()
+    code = re.search(r"<!-- subscriber-check[^>]*-->\n```python\n(.*?)```", doc, re.S).group(1)
+    space: dict = {}
+    exec(code, space)  # noqa: S102 - our own documentation
+    return space["verified"]
+
+
+class Receiver:
+    """A subscriber on 127.0.0.1: records every POST (path, event id, attempt, body, verified);
+    paths under /flaky answer 500 to an event's first attempt."""
+
+    def __init__(self, secret: bytes):
+        self.secret, self.verified, self.got, self.lock = secret, subscriber_check(), [], threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                event = self.headers["X-Firebreak-Event"]
+                with receiver.lock:
+                    first = not any(g["event"] == event and g["path"] == self.path for g in receiver.got)
+                    receiver.got.append({"path": self.path, "event": event, "body": json.loads(body),
+                                         "attempt": int(self.headers["X-Firebreak-Attempt"]),
+                                         "ok": receiver.verified(receiver.secret, self.headers, body)})
+                self.send_response(500 if self.path.startswith("/flaky") and first else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def at(self, path: str) -> list[dict]:
+        with self.lock:
+            return [g for g in self.got if g["path"] == path]
+
+
+def wait_for(what, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout:.0f} s: {what.__doc__ or what}")
+
+
+def ledger(now: float, open_end=None) -> str:
+    return f"""outages:
+  - {{service: messenger, start: {now - 7200}, end: {now - 3600}, site: pangyo}}
+  - {{service: taxi, start: {now - 600}, end: {"null" if open_end is None else open_end}, site: ansan}}
+  - {{service: mail, start: {now - 300}, end: {now - 200}, source: drill}}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path):
+    secret = os.urandom(24).hex().encode()
+    (tmp_path / "sub.secret").write_bytes(secret)
+    os.chmod(tmp_path / "sub.secret", 0o600)
+    receiver = Receiver(secret)
+    (tmp_path / "hooks.yaml").write_text(f"""public_url: https://status.example
+subscribers:
+  - {{url: "{receiver.url}/ok", secret_file: sub.secret}}
+  - {{url: "{receiver.url}/flaky", secret_file: sub.secret}}
+timeout_s: 1
+lease_s: 3
+retry_base_s: 0.5
+poll_s: 0.3
+""")
+    (tmp_path / "ledger.yaml").write_text("outages: []\n")  # the incidents come once both notifiers run
+    yield tmp_path, receiver
+
+    receiver.server.shutdown()
+
+
+def rows(dsn: str, url: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT subscriber, event_id, claimed_by, attempts, delivered_at IS NOT NULL, last_error "
+                            "FROM webhook_deliveries WHERE subscriber LIKE %s ORDER BY event_id, subscriber",
+                            (url + "%",)).fetchall()
+
+
+def test_two_sites_notifiers_deliver_each_event_once_signed_and_retry_a_failure(claims_db, setup):
+    d, receiver = setup
+    env = {"FIREBREAK_LEDGER": str(d / "ledger.yaml"), "FIREBREAK_WEBHOOKS": str(d / "hooks.yaml")}
+    (d / "ansan").mkdir()
+    with serve_app(claims_db, d, **env), serve_app(claims_db, d / "ansan", FIREBREAK_SITE_NAME="ansan", **env):
+        now = time.time()
+        (d / "ledger.yaml").write_text(ledger(now))
+        first, second = int(now - 7200), int(now - 600)
+        expected = {f"incident-{first}-opened", f"incident-{first}-resolved-{int(now - 3600)}",
+                    f"incident-{second}-opened"}
+
+        def all_delivered():
+            """every event at both subscribers, the flaky one's on a second attempt"""
+            return ({g["event"] for g in receiver.at("/ok")} == expected
+                    and {g["event"] for g in receiver.at("/flaky") if g["attempt"] == 2} == expected)
+        wait_for(all_delivered)
+
+        # the incident going on ends in the ledger: announced, by one of the two
+        (d / "ledger.yaml").write_text(ledger(now, open_end=now + 1))
+        resolved = f"incident-{second}-resolved-{int(now + 1)}"
+        wait_for(lambda: any(g["event"] == resolved for g in receiver.at("/ok")))
+        expected.add(resolved)
+        wait_for(lambda: {g["event"] for g in receiver.at("/flaky") if g["attempt"] == 2} == expected)
+        time.sleep(4)  # longer than the lease: nothing delivered is sent again by the other site
+
+        ok = receiver.at("/ok")
+        assert sorted(g["event"] for g in ok) == sorted(expected)  # exactly once each, from two notifiers
+        assert all(g["ok"] for g in receiver.got), "a delivery failed the subscriber's check"
+        assert all(g["attempt"] == 1 for g in ok)
+        flaky = receiver.at("/flaky")
+        assert sorted((g["event"], g["attempt"]) for g in flaky) == sorted(
+            (e, a) for e in expected for a in (1, 2))  # the failed first attempt, then once more
+        body = next(g["body"] for g in ok if g["event"] == resolved)
+        assert body == {"id": resolved, "type": "incident.resolved", "incident": second, "state": "resolved",
+                        "start": body["start"], "end": body["end"], "services": ["taxi"], "sites": ["ansan"],
+                        "causes": ["site ansan"], "url": f"https://status.example/incidents#incident-{second}"}
+        assert not any("mail" in g["body"]["services"] for g in receiver.got)  # a drill is no incident
+
+        db = rows(claims_db, receiver.url)
+        assert len(db) == 2 * len(expected) and all(delivered for *_, delivered, _ in db)
+        assert {r[3] for r in db if r[0].endswith("/ok")} == {1} and {r[3] for r in db if r[0].endswith("/flaky")} == {2}
+        assert {r[2] for r in db} <= {"pangyo", "ansan"}
+
+
+def test_a_secret_others_may_read_stops_the_service_before_it_serves(tmp_path):
+    (tmp_path / "s.secret").write_text("s" * 32)
+    os.chmod(tmp_path / "s.secret", 0o644)
+    (tmp_path / "hooks.yaml").write_text("public_url: https://status.example\nsubscribers:\n"
+                                         "  - {url: 'https://hooks.example/x', secret_file: s.secret}\n")
+    env = dict(os.environ, FIREBREAK_SITE_NAME="pangyo", FIREBREAK_DSN="postgresql://127.0.0.1:9/x",
+               FIREBREAK_LOCAL_DSN="postgresql://127.0.0.1:9/x", FIREBREAK_WEBHOOKS=str(tmp_path / "hooks.yaml"))
+    r = subprocess.run([sys.executable, "-m", "firebreak.claims.serve", "--bind", f"127.0.0.1:{free_port()}"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert (f"{tmp_path}/hooks.yaml: line 3: subscribers[0].secret_file: {tmp_path}/s.secret is readable by group or "
+            f"others (mode 0644); run: chmod 600 {tmp_path}/s.secret") in r.stderr
