@@ -155,7 +155,10 @@ def stop_everything(state: LabState, progress: Progress) -> None:
     leftovers = procs.marked(state.lab_id)
     if leftovers:
         procs.terminate(leftovers, timeout=5.0, still=lambda: procs.marked(state.lab_id))
-    net.teardown(layout)
+    spared = net.teardown(layout)
     for s in state.sites.values():
         s.procs = []
     progress("every lab process stopped, network removed")
+    if spared:
+        progress(f"left alone, not made by this lab: {', '.join(spared)} (another lab's, or left behind: "
+                 "`firebreak lab down` in its directory, or `ip netns del` / `ip link del` them)")

@@ -6,9 +6,11 @@ named with the `fb-` / `firebreak_` prefix and recorded in the lab's state.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from firebreak.errors import LabError
 from firebreak.lab.layout import NETNS_BRIDGE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, LabLayout, SiteLayout
@@ -57,6 +59,18 @@ def setup(layout: LabLayout) -> None:
     if taken:
         raise LabError(f"network namespaces {', '.join(sorted(taken))} already exist; another lab is running "
                        "(`firebreak lab down` it) or they were left behind (`ip netns del NAME`)")
+    links = _links_present([NETNS_BRIDGE, *(host_link(s) for s in layout.sites)])
+    if links:
+        raise LabError(f"network links {', '.join(links)} already exist; another lab is running "
+                       "(`firebreak lab down` it) or they were left behind (`ip link del NAME`)")
+    try:
+        _build(layout)
+    finally:
+        # none of these names existed a moment ago: whatever has them now, half-built or whole, is ours
+        _record(layout)
+
+
+def _build(layout: LabLayout) -> None:
     _run("ip", "link", "add", NETNS_BRIDGE, "type", "bridge")
     _run("ip", "addr", "add", f"{NETNS_BRIDGE_ADDR}/{NETNS_PREFIX}", "dev", NETNS_BRIDGE)
     _run("ip", "link", "set", NETNS_BRIDGE, "up")
@@ -86,17 +100,68 @@ def migrate_requests(netns: str) -> bool:
     return _run("sh", "-c", f"echo 1 > {TCP_MIGRATE_REQ}", netns=netns, check=False).returncode == 0
 
 
-def teardown(layout: LabLayout) -> None:
-    """Remove what setup created; tolerant of half-built or already-removed pieces."""
+OWNED = "network.json"
+
+
+def _netns_id(name: str) -> int | None:
+    """A namespace's identity: the inode of its bind mount, new each time one is made."""
+    try:
+        return os.stat(f"/run/netns/{name}").st_ino
+    except OSError:
+        return None
+
+
+def _link_id(name: str) -> int | None:
+    try:
+        return int((Path("/sys/class/net") / name / "ifindex").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _links_present(names: list[str]) -> list[str]:
+    return [n for n in names if _link_id(n) is not None]
+
+
+def _record(layout: LabLayout) -> None:
+    """Write down which namespaces and links this lab made, by identity and not by name: another
+    lab's (another checkout's tests, say) have the same names, and are never ours to remove."""
+    owned = {"netns": {s.netns: _netns_id(s.netns) for s in layout.sites if s.netns},
+             "links": {n: _link_id(n) for n in [NETNS_BRIDGE, *(host_link(s) for s in layout.sites)]}}
+    (layout.home / OWNED).write_text(json.dumps(owned))
+
+
+def _owned(layout: LabLayout) -> tuple[list[str], list[str]]:
+    """The namespaces and links present now that are the very ones this lab recorded making."""
+    try:
+        owned = json.loads((layout.home / OWNED).read_text())
+    except (OSError, ValueError):
+        return [], []
+    netns = [n for n, i in owned.get("netns", {}).items() if i is not None and _netns_id(n) == i]
+    links = [n for n, i in owned.get("links", {}).items() if i is not None and _link_id(n) == i]
+    return netns, links
+
+
+def teardown(layout: LabLayout) -> list[str]:
+    """Remove what setup created, and only that (tolerant of half-built or already-removed
+    pieces). Returns the names of namespaces and links left alone because this lab did not make
+    them, for the caller to say so."""
+    spared: list[str] = []
     if layout.net == "netns":
-        present = existing_netns()
-        for s in layout.sites:
-            if s.netns in present:
-                _run("ip", "netns", "del", s.netns, check=False)
-            _run("ip", "link", "del", host_link(s), check=False)
-        _run("ip", "link", "del", NETNS_BRIDGE, check=False)
-    if have_nft():
+        netns, links = _owned(layout)
+        for name in netns:
+            _run("ip", "netns", "del", name, check=False)
+        for name in links:
+            if name != NETNS_BRIDGE:
+                _run("ip", "link", "del", name, check=False)
+        if NETNS_BRIDGE in links:
+            _run("ip", "link", "del", NETNS_BRIDGE, check=False)
+        spared = sorted(({s.netns for s in layout.sites if s.netns} & existing_netns()) - set(netns))
+        spared += _links_present([n for n in [NETNS_BRIDGE, *(host_link(s) for s in layout.sites)] if n not in links])
+        (layout.home / OWNED).unlink(missing_ok=True)
+    elif have_nft():
+        # The host's table is made only by a loopback lab (a netns lab's rules live in its namespaces).
         _run("nft", "delete", "table", "inet", NFT_TABLE, check=False)
+    return spared
 
 
 def silence(layout: LabLayout, site: SiteLayout) -> str:
