@@ -308,6 +308,11 @@ def pgpass_line(user: str, dbname: str, password: str) -> str:
 
 # ---- the claims service -------------------------------------------------------------------------
 
+# A Python daemon that dies of a native fault must leave its cause in its own log: Python's
+# traceback of every thread (faulthandler) and glibc's own message, which glibc otherwise writes
+# to /dev/tty, which a daemon does not have (the lab's apps died of SIGABRT with an empty log).
+CRASH_REPORTING = {"PYTHONFAULTHANDLER": "1", "LIBC_FATAL_STDERR_": "1"}
+
 def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_proxies: Sequence[str],
                etcd: Sequence[str], etcd_access: str, secure_cookies: bool, ledger: str | None = None,
                portal_rate: float | None = None, api_rate: float | None = None,
@@ -322,6 +327,7 @@ def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_
         "FIREBREAK_TRUSTED_PROXIES": ",".join(trusted_proxies),
         "FIREBREAK_ETCD": ",".join(etcd),
         "FIREBREAK_ETCD_ACCESS": etcd_access,
+        **CRASH_REPORTING,
     }
     if ledger:
         env["FIREBREAK_LEDGER"] = ledger

@@ -251,6 +251,7 @@ def _agent(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rend
                 exec_start=tuple(c.agent_argv(f"{inv.settings.binaries.venv}/bin/firebreak", path)),
                 user=USERS["agent"], group=USERS["agent"], supplementary_groups=tuple(groups),
                 after=after, wants=after, restart="always", restart_sec="1s",
+                environment=tuple(c.CRASH_REPORTING.items()),
                 # The agent must keep running while everything else on the host struggles.
                 extra=(("Nice", "-5"),),
                 comment="One per site. It steers the doors on its host through their admin sockets "

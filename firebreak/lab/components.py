@@ -14,6 +14,7 @@ import httpx
 
 from firebreak.errors import LabError
 from firebreak.lab import access, net, procs, runtime
+from firebreak.deploy.components import CRASH_REPORTING
 from firebreak.lab.config import Secrets, app_env, etcd_argv
 from firebreak.lab.layout import PORTS, LabLayout, SiteLayout
 from firebreak.lab.state import LabState, save
@@ -23,6 +24,8 @@ def argv_of(layout: LabLayout, site: SiteLayout, component: str, secrets: Secret
             plan=None) -> tuple[list[str], dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PATRONI_", "FIREBREAK_"))}
     env["HOME"] = str(site.dir)
+    if component in ("app", "agent") or component.startswith("svc@"):
+        env.update(CRASH_REPORTING)
     if component == "etcd":
         return etcd_argv(runtime.etcd_binary(python), layout, site, secrets.cluster_token), env
     if component == "patroni":
