@@ -123,7 +123,8 @@ def main() -> None:
     app = create_app(os.environ["FIREBREAK_SERVICE"], os.environ["FIREBREAK_SITE_NAME"],
                      json.loads(os.environ.get("FIREBREAK_SERVICE_DATABASES", "{}")),
                      json.loads(os.environ.get("FIREBREAK_SERVICE_CALLS", "{}")))
-    uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
+    # Python's own loop, never uvloop (which uvicorn picks when installed): see claims/serve.py LOOP.
+    uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False, loop="asyncio")
 
 
 if __name__ == "__main__":

@@ -289,3 +289,18 @@ def test_the_form_takes_an_account_and_no_longer_asks_for_a_price(claims_app):
         account, plan = conn.execute("SELECT account, plan_price FROM reports WHERE receipt = %s",
                                      (receipt_of(r.text),)).fetchone()
     assert account == "shop-77" and plan == 0  # a price typed anyway is not even stored
+
+
+def test_the_app_runs_on_pythons_own_event_loop_not_uvloop(claims_db, tmp_path):
+    """uvloop aborted the lab's apps (SIGABRT inside libuv, nothing in the log): the served
+    process must not have loaded it, even though uvicorn would pick it whenever it is installed."""
+    import importlib.util
+
+    from tests.web.conftest import serve_app
+
+    with serve_app(claims_db, tmp_path) as (url, proc):
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+        maps = open(f"/proc/{proc.pid}/maps").read()
+    assert "uvloop" not in maps
+    if importlib.util.find_spec("uvloop") is not None:  # installed, so this proves the choice, not its absence
+        assert "site-packages" in maps
