@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 from firebreak.control import clusters as clusters_mod
-from firebreak.control import coordinator, dbdoor, detector, failover, outages, probes
+from firebreak.control import coordinator, dbdoor, detector, drills, failover, outages, probes
 from firebreak.control.config import AgentConfig
 from firebreak.control.coordinator import Memory
 from firebreak.control.cycles import Cycles
@@ -106,6 +106,7 @@ class Agent:
         self._placements: dict[str, dict[str, str]] = {}
         self._site_hosts = clusters_mod.unique_hosts(
             {s: [ep.etcd, ep.patroni, ep.app, ep.agent] for s, ep in cfg.sites.items()})
+        self._drills_unread = False  # the last read of the declared drills failed (logged once per streak)
 
     # -- probing -----------------------------------------------------------------------------
 
@@ -233,8 +234,9 @@ class Agent:
                 await self._move_lease(moves[0])
 
     async def _seen(self, found: dict[str, failover.ClusterState], views: dict[str, detector.View]) -> coordinator.Seen:
-        """The coordinator key, and what only the coordinator reads: `frozen`, and the ledger when
-        it has just taken over (to carry on the incidents and outages left open there)."""
+        """The coordinator key, and what only the coordinator reads: `frozen`, the drills declared,
+        and the ledger when it has just taken over (to carry on the incidents and outages left
+        open there)."""
         holder = await self.etcd.get(self.keys.coordinator)
         self.state.coordinator = holder.value if holder else None
         mine = bool(holder and self._lease and holder.lease == self._lease)
@@ -242,8 +244,10 @@ class Agent:
             self._lease, mine = 0, False
         self.state.is_coordinator = mine
         ledger = None
+        declared: dict[str, drills.Drill] = {}
         if mine:
             self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
+            declared = await self.read_drills()
             if self.state.memory.needs_ledger:
                 try:
                     ledger = tuple(kv.value for kv in await self.etcd.get_prefix(self.keys.ledger))
@@ -253,7 +257,8 @@ class Agent:
         return coordinator.Seen(
             now=self.clock(), views=views, clusters=found, site_of={scope: self.site_of(scope) for scope in found},
             holder=self.state.coordinator, mine=mine, has_lease=bool(self._lease),
-            frozen=self.state.frozen if mine else False, ledger=ledger, instances=self.state.instances)
+            frozen=self.state.frozen if mine else False, ledger=ledger, instances=self.state.instances,
+            drills=declared)
 
     async def _move_lease(self, move: coordinator.Campaign | coordinator.Resign) -> None:
         if isinstance(move, coordinator.Campaign):
@@ -275,6 +280,10 @@ class Agent:
                     self.db_door_wake.set()
                 case coordinator.OpenIncident(incident) | coordinator.CloseIncident(incident):
                     await self.save_incident(incident)
+                    if incident.drill and isinstance(effect, coordinator.OpenIncident):
+                        log.info("ledger: %s lost during drill %s, declared over it: recorded as the drill's, "
+                                 "not as an outage (the failover goes on as for a real loss)", incident.site,
+                                 incident.drill)
                 case coordinator.PlaceEtcdLeader():
                     await self.place_etcd_leader(effect)
                 case coordinator.Decided(scope, reason):
@@ -286,8 +295,9 @@ class Agent:
                 case coordinator.RecordOutage(w):
                     await self.etcd.put(self.keys.ledger_service_entry(w.start, w.service),
                                         json.dumps(w.entry(self.cfg.site)))
-                    log.info("ledger: %s %s (%s)", w.service, "out since %.3f" % w.start if w.end is None
-                             else "back after %.2f s" % (w.end - w.start), w.cause)
+                    log.info("ledger: %s %s (%s)%s", w.service, "out since %.3f" % w.start if w.end is None
+                             else "back after %.2f s" % (w.end - w.start), w.cause,
+                             f"; drill {w.drill}'s, not an outage" if w.drill else "")
                 case coordinator.Campaign() | coordinator.Resign():
                     raise AssertionError("the coordinator key moves before any other effect")
 
@@ -305,6 +315,31 @@ class Agent:
                 self.cycles.ignore("view", failover.Ignored(kv.key, kv.mod_revision, str(e)))
         views[self.cfg.site] = self.my_view()  # our own, fresher than what we published
         return views
+
+    async def read_drills(self) -> dict[str, drills.Drill]:
+        """site -> the drill declared over it (keys.drill). A declaration that does not parse is
+        ignored and counted, and one that cannot be read is no drill either: what it can do is
+        turn an outage into a rehearsal, so when in doubt the outage is recorded as real, and a
+        failover never waits for it."""
+        try:
+            kvs = await self.etcd.get_prefix(self.keys.drills)
+        except EtcdError as e:
+            if not self._drills_unread:
+                log.warning("reading the declared drills failed; recording every outage as real until they "
+                            "can be read: %s", e)
+            self._drills_unread = True
+            return {}
+        self._drills_unread = False
+        declared = {}
+        for kv in kvs:
+            site = kv.key[len(self.keys.drills):]
+            if site not in self.cfg.sites:
+                continue  # not a site of this estate: nothing here could be recorded under it
+            try:
+                declared[site] = drills.Drill.from_value(site, kv.value, kv.lease)
+            except BadValue as e:
+                self.cycles.ignore("drill", failover.Ignored(kv.key, kv.mod_revision, str(e)))
+        return declared
 
     async def read_clusters(self) -> dict[str, failover.ClusterState]:
         """Every cluster this agent protects, by scope: one range read per namespace."""

@@ -12,7 +12,7 @@ service's outage (outages.py), each site's incident (incidents.py) and the datab
 One cycle of the coordinator loop:
 
 1. the shell reads the clusters, the views and the coordinator key (and, as coordinator, the
-   `frozen` key; on taking over, the ledger), and ticks;
+   `frozen` key and the drills declared; on taking over, the ledger), and ticks;
 2. a tick that returns `Campaign` or `Resign` returns nothing else: the shell performs it, reads
    the coordinator key again and ticks again, so an agent that wins the key acts in the same
    cycle, as it always has;
@@ -22,6 +22,10 @@ One cycle of the coordinator loop:
 A coordinator's memory is what it must carry between ticks: the incidents and service outages it
 has open (adopted from the ledger when it takes over, so each closes under its original start),
 when it last placed etcd's leader, and each cluster's last decision (logged when it changes).
+
+A drill declared over a site (drills.py) changes what is recorded, never what is done: the
+failover runs as for a real loss, and the incidents and outages that open because of that site
+are written as the drill's.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from firebreak.control import clusters as clusters_mod
-from firebreak.control import dbdoor, detector, failover, incidents, outages
+from firebreak.control import dbdoor, detector, drills, failover, incidents, outages
+from firebreak.control.drills import Drill
 from firebreak.control.incidents import Incident
 from firebreak.control.placement import coordination_move, etcd_leader_target
 
@@ -89,6 +94,9 @@ class Seen:
     # The ledger's values: read by the coordinator when its memory needs it (Memory.adopted False).
     ledger: tuple[str, ...] | None = None
     instances: Mapping[str, Mapping[str, bool]] = field(default_factory=dict)  # service -> site -> answers
+    # The drills declared (parsed, under live leases), site -> its declaration (read by the
+    # coordinator only; a value that did not parse is not here: no drill).
+    drills: Mapping[str, Drill] = field(default_factory=dict)
 
     def sites_of(self, scope: str) -> Mapping[str, str]:
         return self.site_of.get(scope, {})
@@ -225,9 +233,10 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
                       outages=outages.adopt(seen.ledger) if settings.services else {})
         adopted = set(mem.incidents)
 
+    drilling = drills.active(seen.drills, now)
     open_incidents = mem.incidents
     if records:
-        open_incidents, incident_writes = incidents.step(mem.incidents, verdicts, now, settings.window)
+        open_incidents, incident_writes = incidents.step(mem.incidents, verdicts, now, settings.window, drilling)
         incident_writes = [incidents.found_back(i, settings.site) if i.site in adopted and i.end is not None else i
                            for i in incident_writes]
         effects += [OpenIncident(i) if i.end is None else CloseIncident(i) for i in incident_writes]
@@ -254,7 +263,8 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
 
     open_outages = mem.outages
     if settings.services and records:
-        open_outages, writes = _service_outages(settings, seen, verdicts, decisions, open_incidents, mem.outages)
+        open_outages, writes = _service_outages(settings, seen, verdicts, decisions, open_incidents, mem.outages,
+                                                drilling)
         effects += [RecordOutage(w) for w in writes]
 
     return effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
@@ -264,8 +274,10 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
 
 def _service_outages(settings: Settings, seen: Seen, verdicts: Mapping[str, detector.Verdict],
                      decisions: Mapping[str, failover.Decision], open_incidents: Mapping[str, Incident],
-                     open_: Mapping[str, outages.Open]) -> tuple[dict[str, outages.Open], list[outages.Write]]:
-    """Each service's own outage (outages.py): what is out now, why, and since when."""
+                     open_: Mapping[str, outages.Open],
+                     drilling: Mapping[str, str]) -> tuple[dict[str, outages.Open], list[outages.Write]]:
+    """Each service's own outage (outages.py): what is out now, why, since when, and whether a
+    drill declared over its root cause's site made it."""
     dead = dead_sites(verdicts)
     out = {scope: why for scope, c in seen.clusters.items()
            if (why := outages.cluster_out(c, dead, seen.sites_of(scope), decisions[scope].refused))}
@@ -282,7 +294,19 @@ def _service_outages(settings: Settings, seen: Seen, verdicts: Mapping[str, dete
         starts = [open_incidents[s].start for s in where if s in open_incidents]
         if starts:
             started[scope] = min(starts)
-    return outages.step(open_, now_out, seen.now, started)
+    root_sites = {scope: _cluster_sites(seen.clusters[scope], seen.sites_of(scope)) for scope in out}
+    root_sites.update({name: sorted(settings.services[name].sites) for name in no_instance})
+    drill_of = {root: d for root, sites in root_sites.items() if (d := drills.covering(drilling, sites))}
+    return outages.step(open_, now_out, seen.now, started, drill_of)
+
+
+def _cluster_sites(c: failover.ClusterState, site_of: Mapping[str, str]) -> list[str]:
+    """The sites a cluster's outage lies in: its commit path's (its primary's and synchronous
+    standbys'), or, with no primary, every member's: the one whose loss (or pause) left it
+    leaderless is among them, and which one it was is no longer in its keys. So, during a drill,
+    a leaderless cluster with a member in the drilled site is taken for the drill's."""
+    names = (c.leader, *c.sync_standbys) if c.leader else (*c.members, *c.sync_standbys)
+    return sorted({site_of.get(n, n) for n in names if n})
 
 
 def note_failover(memory: Memory, site: str, done: str) -> tuple[Memory, Incident | None]:

@@ -14,6 +14,7 @@ service (which reads it to verify reports): all three build its keys here.
 | `operators/<name>` | `firebreak ops user-add` (`ops`) | until removed |
 | `audit-log/<newest first>-<site>` | consoles, for authenticated requests only (`ops`) | newest AUDIT_KEEP kept (by the consoles) |
 | `ledger/<start>-<site>`, `ledger/<start>-svc-<service>`, `ledger/drill-<start>-<site>` | agents, drills | LEDGER_KEEP_DAYS |
+| `drills/<site>` | the drill runner, before it faults that site (`root`, the identity it already uses) | lease, kept alive while the drill runs: gone at its end, or seconds after its runner dies |
 | `releases/<version>`, `release/current` | operators (release / deploy; `ops`) | newest RELEASES_KEEP kept (by the consoles) |
 """
 
@@ -100,6 +101,15 @@ class Keys:
 
     def ledger_entry(self, start: float, site: str, drill: bool = False) -> str:
         return self._k("ledger", f"{'drill-' if drill else ''}{start:.3f}-{site}")
+
+    @property
+    def drills(self) -> str:
+        return self._k("drills", "")
+
+    def drill(self, site: str) -> str:
+        """A drill declared over `site` (control/drills.py): what the coordinator records while it
+        is there is the drill's, not an outage."""
+        return self._k("drills", site)
 
     def ledger_service_entry(self, start: float, service: str) -> str:
         """One service's own outage (control/outages.py): compensation is per service."""
@@ -189,7 +199,11 @@ def role_grants(keys: Keys = DEFAULT, patroni: "PatroniKeys | tuple[PatroniKeys,
 
     No agent may write what operators decide: `frozen`, `drained/`, `operators/`, `releases/`,
     `release/current` and the audit log are the `ops` role's, which the consoles use for the
-    writes they make on an authenticated operator's behalf. etcd's maintenance calls (defragment,
+    writes they make on an authenticated operator's behalf. Nor `drills/`: a declared drill turns
+    the outages recorded during it into rehearsals nobody is paid for, so an agent that could
+    declare one could erase a real outage from the claims. It is root's alone (no grant below): the
+    drill runner already acts as root for its consistency checks (etcd's HashKV is root only), so
+    a role of its own would narrow nothing the drill process holds. etcd's maintenance calls (defragment,
     move-leader, hash) need its root role whatever the grants: the agents use a separate admin
     identity for those, and only when given one."""
     own = keys._k("")

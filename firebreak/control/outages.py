@@ -7,6 +7,10 @@ synchronous standby's site lost) until its decision is "alive" again; a refused 
 out. A service is out while a database it writes to is out, while a service it calls is out, or
 while none of its instances runs in a living site. Each outage is written when it opens (end
 null: claims see it as still running) and again when it closes, under the same key.
+
+An outage whose root cause (the cluster, or the service without an instance) lies in a site
+under a declared drill when it opens is that drill's (control/drills.py): written with `"source":
+"drill"` and the drill's id, kept so until it closes, and the services out because of it with it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from firebreak.control.failover import ClusterState
+from firebreak.control.incidents import DRILL_SOURCE, SOURCE, agents_drill
+
+KIND = "service-outage"
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,7 @@ class Open:
     service: str
     start: float
     cause: str
+    drill: str = ""  # the declared drill it opened under, "" for a real outage
 
 
 @dataclass(frozen=True)
@@ -31,10 +39,14 @@ class Write:
     start: float
     end: float | None
     cause: str
+    drill: str = ""
 
     def entry(self, site: str) -> dict:
-        return {"service": self.service, "start": self.start, "end": self.end, "cause": self.cause,
-                "kind": "service-outage", "source": "agent", "recorded_by": site}
+        e = {"service": self.service, "start": self.start, "end": self.end, "cause": self.cause,
+             "kind": KIND, "source": DRILL_SOURCE if self.drill else SOURCE, "recorded_by": site}
+        if self.drill:
+            e["drill"] = self.drill
+        return e
 
 
 def cluster_out(cluster: ClusterState, dead: set[str], site_of: Mapping[str, str],
@@ -75,19 +87,21 @@ def causes(clusters_out: Mapping[str, str], no_instance: Mapping[str, str],
 def adopt(values: Iterable[str]) -> dict[str, Open]:
     """The outages still open in the ledger (its entries' JSON, written by an earlier coordinator):
     a new coordinator carries them on, so each one closes when its service is back, not never.
-    The newest per service. Only the agents' own: a drill's entry is the drill's record, never
-    an outage to carry on."""
+    The newest per service. Only the agents' own (those they recorded under a declared drill
+    stay the drill's): the drill runner's entries are its record, never an outage to carry on."""
     out: dict[str, Open] = {}
     for raw in values:
         try:
             e = json.loads(raw)
         except ValueError:
             continue
-        if not isinstance(e, dict) or e.get("kind") != "service-outage" or e.get("end") is not None \
-                or e.get("source", "agent") != "agent":
+        if not isinstance(e, dict) or e.get("kind") != KIND or e.get("end") is not None:
+            continue
+        drill = agents_drill(e)
+        if e.get("source", SOURCE) != SOURCE and drill is None:
             continue
         try:
-            o = Open(str(e["service"]), float(e["start"]), str(e.get("cause", "")))
+            o = Open(str(e["service"]), float(e["start"]), str(e.get("cause", "")), drill or "")
         except (KeyError, TypeError, ValueError):
             continue
         if o.service not in out or o.start > out[o.service].start:
@@ -96,10 +110,13 @@ def adopt(values: Iterable[str]) -> dict[str, Open]:
 
 
 def step(open_: Mapping[str, Open], out_now: Mapping[str, tuple[str, str]], now: float,
-         started: Mapping[str, float]) -> tuple[dict[str, Open], list[Write]]:
+         started: Mapping[str, float], drills: Mapping[str, str] | None = None) -> tuple[dict[str, Open], list[Write]]:
     """New open outages and what to write. `out_now`: causes(); `started`: when the outage of a
     root cause began, if earlier than now (the incident's start, for a cluster that lost its
-    primary's site); a dependent service's outage starts with its root's."""
+    primary's site); a dependent service's outage starts with its root's. `drills`: root cause ->
+    the drill declared over its site now; an outage that opens because of it is the drill's (a
+    dependent's root already open: that root's)."""
+    drills = drills or {}
     still: dict[str, Open] = {}
     writes: list[Write] = []
     for name, (cause, root) in out_now.items():
@@ -107,14 +124,15 @@ def step(open_: Mapping[str, Open], out_now: Mapping[str, tuple[str, str]], now:
             o = open_[name]
             if o.cause != cause:
                 o = replace(o, cause=cause)
-                writes.append(Write(name, o.start, None, cause))
+                writes.append(Write(name, o.start, None, cause, o.drill))
             still[name] = o
         else:
             begun = open_[root].start if root in open_ else started.get(root, now)
-            o = Open(name, min(begun, now), cause)
+            drill = open_[root].drill if root in open_ else drills.get(root, "")
+            o = Open(name, min(begun, now), cause, drill)
             still[name] = o
-            writes.append(Write(name, o.start, None, cause))
+            writes.append(Write(name, o.start, None, cause, drill))
     for name, o in open_.items():
         if name not in out_now:
-            writes.append(Write(name, o.start, now, o.cause))
+            writes.append(Write(name, o.start, now, o.cause, o.drill))
     return still, writes

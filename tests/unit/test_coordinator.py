@@ -6,12 +6,14 @@ observe_and_act, track_incidents) is here, tick by tick."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from firebreak.control import coordinator as co
-from firebreak.control import incidents
+from firebreak.control import incidents, outages
+from firebreak.control.drills import Drill
 from firebreak.control.detector import View
 from firebreak.control.failover import DeleteLeader, DropMember, FenceApi
 from firebreak.control.incidents import Incident
@@ -38,11 +40,11 @@ def lost(site, seconds, *observers):
 
 
 def seen(now, vs=None, clusters=None, mine=True, holder=ME, ledger=(), frozen=False, instances=None,
-         site_of=SITE_OF):
+         site_of=SITE_OF, drills=None):
     return co.Seen(now=now, views=vs if vs is not None else views(now),
                    clusters=clusters if clusters is not None else {SCOPE: cluster()}, site_of=site_of,
                    holder=holder, mine=mine, has_lease=mine, frozen=frozen, ledger=ledger,
-                   instances=instances or {})
+                   instances=instances or {}, drills=drills or {})
 
 
 def kinds(ready):
@@ -341,3 +343,130 @@ def test_a_refused_failover_is_remembered_for_the_alert_and_cleared_when_it_no_l
     assert r.memory.refused == {SCOPE}
     r = co.tick(SETTINGS, seen(101.7), r.memory)
     assert r.memory.refused == frozenset()
+
+
+# -- a drill declared over a site (issue 31: drill entries never count as outages) --------------
+
+def declared(*sites, drill="power-cut@1000", until=200.0):
+    """The drills the shell read: each site declared by the drill runner until `until`."""
+    return {s: Drill(s, drill, 99.0, until) for s in sites}
+
+
+PANGYO_LOST = views(101.5, lost("pangyo", 1.2, "ansan", "siheung"))
+
+
+@pytest.mark.parametrize("drills,now,expected", [
+    (None, 101.5, ""),                                        # no drill: a real loss
+    (declared("pangyo"), 101.5, "power-cut@1000"),            # the drill's own site
+    (declared("ansan"), 101.5, ""),                           # a drill elsewhere hides nothing here
+    (declared("ansan", "pangyo", drill="partition@7"), 101.5, "partition@7"),  # either end of a cut
+    (declared("pangyo", until=101.4), 101.5, ""),             # past its planned end: not believed
+    (declared("pangyo", until=101.5), 101.5, "power-cut@1000"),
+], ids=["none", "this-site", "other-site", "partition", "past-until", "at-until"])
+def test_a_site_lost_under_a_declared_drill_is_recorded_as_the_drills(drills, now, expected):
+    r = co.tick(SETTINGS, seen(now, PANGYO_LOST, drills=drills), co.Memory())
+    (opened,) = of(r, co.OpenIncident)
+    assert opened.incident.drill == expected
+    entry = opened.incident.entry(ME, estate=False)
+    assert entry["source"] == ("drill" if expected else "agent")
+    assert entry.get("drill") == (expected or None)  # a real loss's entry is as it always was
+
+
+def test_a_drill_changes_what_is_recorded_never_what_is_done():
+    """A drill exercises the real path: the same verdicts, decisions and failover, effect for
+    effect; only the incident's classification differs."""
+    real = co.tick(SETTINGS, seen(101.5, PANGYO_LOST), co.Memory())
+    drill = co.tick(SETTINGS, seen(101.5, PANGYO_LOST, drills=declared("pangyo")), co.Memory())
+    assert kinds(drill) == kinds(real) == ["SteerDoors", "OpenIncident", "Decided", "Failover"]
+    assert of(drill, co.Failover) == of(real, co.Failover) and of(drill, co.Decided) == of(real, co.Decided)
+    assert drill.verdicts == real.verdicts
+    (a,), (b,) = of(real, co.OpenIncident), of(drill, co.OpenIncident)
+    assert b.incident == dataclasses.replace(a.incident, drill="power-cut@1000")
+
+
+def test_a_drill_incident_stays_the_drills_until_it_closes_whoever_closes_it():
+    r = co.tick(SETTINGS, seen(101.5, PANGYO_LOST, drills=declared("pangyo")), co.Memory())
+    (opened,) = of(r, co.OpenIncident)
+    # The drill runner ends (its declaration goes) before the site is back: still the drill's.
+    r = co.tick(SETTINGS, seen(110.0, views(110.0)), r.memory)
+    (closed,) = of(r, co.CloseIncident)
+    assert closed.incident.drill == "power-cut@1000" and closed.incident.start == opened.incident.start
+    # Taken over mid-drill: the next term's coordinator adopts it from the ledger as the drill's
+    # and closes it under the same key, as the drill's; the drill runner's own entry is not adopted.
+    ledger = (json.dumps(opened.incident.entry(ME, estate=False)),
+              json.dumps({"site": "pangyo", "start": 100.2, "end": None, "kind": "site-down", "source": "drill",
+                          "scenario": "power-cut", "drill": "power-cut@1000"}))
+    r = co.tick(SETTINGS, seen(112.0, views(112.0), ledger=ledger), co.Memory())
+    (closed,) = of(r, co.CloseIncident)
+    assert closed.incident.drill == "power-cut@1000" and closed.incident.start == 100.5
+    assert closed.incident.entry(ME, estate=False)["source"] == "drill"
+
+
+@pytest.mark.parametrize("entry,adopted", [
+    ({"source": "agent"}, ""),
+    ({"source": "drill", "drill": "d@1", "recorded_by": "siheung"}, "d@1"),   # the agents', under a drill
+    ({"source": "drill", "drill": "d@1"}, None),            # no agent recorded it: the drill runner's
+    ({"source": "drill", "recorded_by": "siheung"}, None),  # a drill entry without its drill: not ours
+    ({"source": "drill", "drill": 7, "recorded_by": "siheung"}, None),
+    ({"source": "forged", "drill": "d@1", "recorded_by": "siheung"}, None),
+], ids=["real", "agents-drill", "runners", "no-id", "id-not-text", "other-source"])
+def test_which_open_entries_a_new_coordinator_carries_on(entry, adopted):
+    site = {"site": "ansan", "start": 10.0, "end": None, "kind": "site-down", **entry}
+    svc = {"service": "notes", "start": 10.0, "end": None, "kind": "service-outage", "cause": "x", **entry}
+    found_site = incidents.adopt([json.dumps(site)], SITES)
+    found_svc = outages.adopt([json.dumps(svc)])
+    assert (found_site["ansan"].drill if found_site else None) == adopted
+    assert (found_svc["notes"].drill if found_svc else None) == adopted
+
+
+@pytest.mark.parametrize("drills,expected", [
+    ({}, {"firebreak": "", "login": "", "notes": ""}),
+    (declared("pangyo"), {"firebreak": "power-cut@1000", "login": "power-cut@1000", "notes": "power-cut@1000"}),
+    (declared("ansan"), {"firebreak": "power-cut@1000", "login": "power-cut@1000", "notes": "power-cut@1000"}),
+    (declared("siheung"), {"firebreak": "", "login": "", "notes": ""}),  # notes runs there, but is out for login
+], ids=["none", "primarys-site", "standbys-site", "elsewhere"])
+def test_service_outages_under_a_drill_follow_their_root_causes_site(drills, expected):
+    """pangyo (the primary's site) is lost: the cluster is out, login through it, notes through
+    login. A drill over the cluster's commit path (primary's or synchronous standby's site) makes
+    all three the drill's; one over a site the root cause does not lie in makes none."""
+    m = co.tick(ESTATE, seen(100.0, ledger=()), co.Memory()).memory
+    r = co.tick(ESTATE, seen(101.5, PANGYO_LOST, drills=drills), m)
+    writes = {e.write.service: e.write for e in of(r, co.RecordOutage)}
+    assert {n: w.drill for n, w in writes.items()} == expected
+    assert {n: w.entry(ME)["source"] for n, w in writes.items()} == {
+        n: "drill" if d else "agent" for n, d in expected.items()}
+
+
+def test_a_service_outage_keeps_its_drill_through_cause_changes_and_its_close():
+    m = co.tick(ESTATE, seen(100.0, ledger=()), co.Memory()).memory
+    r = co.tick(ESTATE, seen(101.5, PANGYO_LOST, drills=declared("pangyo")), m)
+    # ansan promoted (no synchronous standby yet: siheung, holding none, stays coordinator): the
+    # cluster is back; the drill's declaration is gone by now.
+    promoted = {SCOPE: cluster(leader="ansan", sync=())}
+    r = co.tick(ESTATE, seen(103.0, views(103.0, lost("pangyo", 2.7, "ansan", "siheung")), promoted), r.memory)
+    closed = {e.write.service: e.write for e in of(r, co.RecordOutage)}
+    assert {n: (w.end, w.drill) for n, w in closed.items()} == {
+        n: (103.0, "power-cut@1000") for n in ("firebreak", "login", "notes")}
+
+
+@pytest.mark.parametrize("drills,expected", [
+    (declared("siheung"), "power-cut@1000"),   # every site notes runs in is declared
+    (declared("pangyo"), ""),                  # notes does not run there
+])
+def test_no_instance_under_a_drill_is_the_drills(drills, expected):
+    r = co.tick(ESTATE, seen(100.0, instances={"notes": {"siheung": False}, "login": {"pangyo": True}},
+                             drills=drills), co.Memory(adopted=True))
+    assert [(e.write.service, e.write.drill) for e in of(r, co.RecordOutage)] == [("notes", expected)]
+
+
+def test_a_leaderless_cluster_with_a_member_in_the_drilled_site_is_the_drills():
+    """A paused PostgreSQL (`drill pause --component postgres`): no site is dead, the primary is
+    replaced, and for a moment the cluster has no leader; which member was lost is no longer in
+    its keys, so a member in the drilled site makes its outage the drill's."""
+    m = co.tick(ESTATE, seen(100.0, ledger=()), co.Memory()).memory
+    leaderless = {SCOPE: cluster(leader=None, sync=())}
+    r = co.tick(ESTATE, seen(100.2, clusters=leaderless, drills=declared("pangyo")), m)
+    assert {e.write.service: e.write.drill for e in of(r, co.RecordOutage)}["firebreak"] == "power-cut@1000"
+    two = {SCOPE: cluster(leader=None, sync=(), members={s: member(s) for s in ("ansan", "siheung")})}
+    r = co.tick(ESTATE, seen(100.2, clusters=two, drills=declared("pangyo")), m)
+    assert {e.write.service: e.write.drill for e in of(r, co.RecordOutage)}["firebreak"] == ""

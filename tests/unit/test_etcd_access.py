@@ -94,6 +94,12 @@ CASES = [
     ("agent-pangyo", "/firebreak/release/current", True, False),
     ("agent-pangyo", "/firebreak/audit-log/x", True, False),
     ("agent-pangyo", "/firebreak/audit-log/x", False, True),
+    # A declared drill makes the outages recorded during it rehearsals nobody is paid for: only
+    # root (the drill runner's identity) declares one; the coordinator reads it.
+    ("agent-pangyo", "/firebreak/drills/pangyo", True, False),
+    ("agent-pangyo", "/firebreak/drills/ansan", False, True),
+    ("ops", "/firebreak/drills/pangyo", True, False),
+    ("claims", "/firebreak/drills/pangyo", True, False),
     ("claims", "/firebreak/ledger/1.000-pangyo", False, True),
     ("claims", "/firebreak/ledger/1.000-pangyo", True, False),
     ("claims", "/firebreak/operators/lab", False, False),
