@@ -20,8 +20,9 @@ import psycopg
 from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
 from firebreak.drill import checks
 from firebreak.drill.chaos import summary as chaos_summary
-from firebreak.drill.harness import (Active, Event, Progress, check_consistency, drive, fault_rows, findings,
-                                     finish_report, set_frozen, silenced, wait_healthy)
+from firebreak.drill.harness import (DECLARE_MARGIN, Active, Declaration, Event, Progress, check_consistency, drill_id,
+                                     drive, fault_rows, findings, finish_report, planned_seconds, set_frozen, silenced,
+                                     wait_healthy)
 from firebreak.drill.report import write_report
 from firebreak.drill.scenario import ROLE_TARGETS, FaultStep, Scenario, check_sites, site_in_role
 from firebreak.drill.verdict import judge
@@ -111,6 +112,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     faults: list[Active] = []
     start = time.monotonic()
     start_wall = time.time()
+    drill = drill_id(scenario.name, start_wall)
+    declaration = Declaration(drill, until=start_wall + planned_seconds(scenario) + DECLARE_MARGIN)
     for t in threads:
         t.start()
     progress(f"workload: {scenario.clients} writers through {len(doors)} doors, readers in every site"
@@ -119,7 +122,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     end = drive(scenario, threads, stop, lambda at: checks.write_rto(history.ops, at),
                 lambda target: site_in_role({**lab.status(), "etcd_leader": lab.etcd_leader_site()}
                                             if target == "etcd-leader" else lab.status(), target),
-                faults, events, progress, unfreeze=token if scenario.baseline == "patroni" and agents else None)
+                faults, events, progress, unfreeze=token if scenario.baseline == "patroni" and agents else None,
+                declaration=declaration)
     final = lab.status()
     progress("checking that the replicas agree (etcd hashes, PostgreSQL timelines)")
     disagreements = check_consistency(final)
@@ -135,7 +139,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
         faults=fault_rows(faults, events, end), silenced=silenced(faults), disagreements=disagreements,
         ordinary=(ordinary_door, ordinary_stored) if ordinary_door else None, findings=findings(events, start),
     )
-    finish_report(report, start=start, start_wall=start_wall, final=final, agents=agents, events=events)
+    finish_report(report, start=start, start_wall=start_wall, final=final, agents=agents, events=events, drill=drill)
     if chaos is not None:
         report["chaos"] = chaos_summary(scenario, report, *chaos)
     _record_ledger(final, report)
@@ -161,7 +165,8 @@ def _record_ledger(st: dict, report: dict) -> None:
         try:
             for f in report["faults"]:
                 entry = {"site": f["site"], "start": f["start_wall"], "end": f["end_wall"], "kind": f["fault"],
-                         "source": "drill", "scenario": report["scenario"]["name"], "verdict": report["verdict"]}
+                         "source": "drill", "scenario": report["scenario"]["name"], "verdict": report["verdict"],
+                         "drill": report["drill"]}
                 await etcd.put(DEFAULT_KEYS.ledger_entry(f["start_wall"], f["site"], drill=True), json.dumps(entry))
         finally:
             await etcd.close()

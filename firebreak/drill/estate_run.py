@@ -19,8 +19,9 @@ import psycopg
 from firebreak.control.keys import DEFAULT
 from firebreak.drill import checks
 from firebreak.drill import estate as judge_estate
-from firebreak.drill.harness import (Active, Event, Progress, check_consistency, drive, fault_rows, finish_report,
-                                     set_frozen, silenced, wait_healthy)
+from firebreak.drill.harness import (DECLARE_MARGIN, Active, Declaration, Event, Progress, check_consistency, drill_id,
+                                     drive, fault_rows, finish_report, planned_seconds, set_frozen, silenced,
+                                     wait_healthy)
 from firebreak.drill.report import write_report
 from firebreak.drill.scenario import FaultStep, Scenario, check_sites
 from firebreak.drill.workload import ORDINARY_TABLE, History, Op, OrdinaryWriter, prepare_ordinary_table
@@ -126,6 +127,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     events: list[Event] = []
     faults: list[Active] = []
     start, start_wall = time.monotonic(), time.time()
+    drill = drill_id(scenario.name, start_wall)
+    declaration = Declaration(drill, until=start_wall + planned_seconds(scenario) + DECLARE_MARGIN)
     for t in threads:
         t.start()
     progress(f"workload: an ordinary client per cluster ({len(histories)}) through {spared}'s database door; "
@@ -136,7 +139,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
         rtos = [checks.write_rto(h.ops, at, "sql") for h in histories.values()]
         return None if any(r is None for r in rtos) else max(rtos, default=0.0)
     end = drive(scenario, threads, stop, rto_of, lambda _: busiest_site(lab.status()), faults, events, progress,
-                unfreeze=token if scenario.baseline == "patroni" and agents else None)
+                unfreeze=token if scenario.baseline == "patroni" and agents else None, declaration=declaration)
     final = lab.status()
     progress("checking that the replicas agree (etcd hashes, every cluster's PostgreSQL timelines)")
     disagreements = check_consistency(final)
@@ -151,7 +154,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
         scenario=scenario, histories={n: list(h.ops) for n, h in histories.items()}, stored=stored,
         probes=service_probes, topology=topology, predicted=predicted, faulted=faulted, sites=sites, start=start,
         end=end, faults=fault_rows(faults, events, end), silenced=silenced(faults), disagreements=disagreements)
-    finish_report(report, start=start, start_wall=start_wall, final=final, agents=agents, events=events,
+    finish_report(report, start=start, start_wall=start_wall, final=final, agents=agents, events=events, drill=drill,
                   # where each cluster's primary and synchronous standby were when the drill began
                   primaries_before={n: c["primary"] for n, c in st["clusters"].items()},
                   sync_standbys_before={n: c["sync_standby"] for n, c in st["clusters"].items()})

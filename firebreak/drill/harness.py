@@ -3,15 +3,17 @@
 Driving a scenario's steps while the runner's clients work (`drive`): faults injected and each
 healed by undoing only itself, flaps toggled on their schedule, pauses continued when their time
 is up, and whatever is left healed on the way out (Ctrl-C, SIGTERM, an error); waiting for the
-lab's health; the checks after a heal (every agent alive, the replicas agreeing); and the part of
-the report every drill has (`finish_report`). The runners (cluster_run.py for the default lab,
-estate_run.py for a lab built from a topology) bring the workload and the judging; neither
-imports the other, and runner.py chooses between them.
+lab's health; the checks after a heal (every agent alive, the replicas agreeing); the drill's
+declaration in etcd (`Declaration`: the agents record what they see during it as the drill's, not
+as outages); and the part of the report every drill has (`finish_report`). The runners
+(cluster_run.py for the default lab, estate_run.py for a lab built from a topology) bring the
+workload and the judging; neither imports the other, and runner.py chooses between them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import platform
@@ -25,6 +27,7 @@ from typing import Callable
 import httpx
 
 from firebreak import __version__
+from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
 from firebreak.drill import consistency
 from firebreak.drill.scenario import ROLE_TARGETS, FaultStep, HealStep, Scenario, WaitStep
 from firebreak.errors import DrillAborted, EtcdError, LabError
@@ -54,6 +57,146 @@ class Active:
     peer: str = ""      # partitions: the site at the cut link's other end (`site` is the one judged)
     healed: float | None = None  # monotonic, once healed
     writer: object | None = None  # bad values: the lab's BadValues writer, stopped by the heal
+
+
+# -- the drill's declaration (control/keys.py drills/<site>, control/drills.py) -----------------
+
+# A declaration outlives its runner by this long: the runner keeps its lease alive while it runs,
+# so a runner that is killed (SIGKILL, a lost host) stops marking its sites as drilling within
+# seconds, not at its plan's end. Outages recorded after that are real ones, as they would be:
+# a fault a dead runner left behind is nobody's rehearsal.
+DECLARE_TTL = 15
+# Beyond the plan's longest run (planned_seconds), how long the agents go on believing it: a
+# runner that hangs with its keepalive still beating stops declaring then.
+DECLARE_MARGIN = 120.0
+# run_steps' limits, as planned_seconds counts them.
+UNHELD_WAIT = 62.0       # a fault held until writes resume: at most 60 s for them, then 2 s
+PAUSE_WAIT = 30.0        # after a pause is continued: at most 30 s for writes
+INJECT_S = 10.0          # injecting or healing a fault (stopping a site's processes, nft rules)
+SETTLE_CHECKS_S = 60.0   # after a settle: etcd's leader placed, the replicas compared
+END_WAIT = 120.0 + 90.0 + 1.0  # every site healthy, then writes flowing, then the last second
+
+
+def drill_id(name: str, start_wall: float) -> str:
+    """The drill's id, written into its declaration, its report and every ledger entry it
+    classifies: the scenario's name and when it started. Pure."""
+    return f"{name}@{start_wall:.3f}"
+
+
+def planned_seconds(scenario: Scenario) -> float:
+    """The longest the scenario's steps can take with every wait of run_steps at its limit
+    (waits, holds, waits for writes to resume, settles, the end's waits for health): the
+    declaration's `until` is this past the drill's start, plus DECLARE_MARGIN. Pure."""
+    total = END_WAIT
+    for step in scenario.steps:
+        if isinstance(step, WaitStep):
+            total += step.wait
+        elif isinstance(step, HealStep):
+            total += INJECT_S + (step.settle + SETTLE_CHECKS_S if step.settle else 0.0)
+        else:
+            total += INJECT_S + (step.hold + (PAUSE_WAIT if step.fault == "pause" else 0.0) if step.hold
+                                 else UNHELD_WAIT)
+    return total
+
+
+def declaration_value(drill: str, since: float, until: float, fault: str) -> str:
+    """What `drills/<site>` holds (control/drills.Drill.from_value reads it). Pure."""
+    return json.dumps({"drill": drill, "since": round(since, 3), "until": round(until, 3), "fault": fault,
+                       "runner": platform.node()})
+
+
+class Declaration:
+    """The drill declared in etcd, site by site, before each fault (control/keys.py
+    `drills/<site>`): the agents' coordinator records the site incidents and service outages
+    that open there while it lasts as the drill's (`"source": "drill"`), which claims, the status
+    page and the credits leave out, and fails over all the same. Every site's key is under one
+    lease, kept alive by a task of its own while the drill runs, and revoked at its end: all the
+    declarations go at once. Written as etcd's root, the identity the drill runner already uses
+    (its consistency checks need root); no agent may write it (control/keys.py role_grants).
+
+    The etcd client lives in a thread of its own with its event loop, so the keepalive beats
+    while the steps sleep in theirs."""
+
+    def __init__(self, drill: str, until: float, connect: Callable[[], object] | None = None,
+                 ttl: int = DECLARE_TTL, clock: Callable[[], float] = time.time):
+        self.drill, self.until, self.ttl, self.clock = drill, until, ttl, clock
+        self._connect = connect or (lambda: lab.etcd_client(timeout=2, patience=10))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._etcd = None
+        self._lease = 0
+        self._keeper: concurrent.futures.Future | None = None
+        self._declared: dict[str, str] = {}  # site -> its value, written again if the lease is lost
+
+    def open(self) -> None:
+        """Grant the lease and start keeping it alive: LabError when etcd will not, before any fault."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="drill-declaration", daemon=True)
+        self._thread.start()
+        self._run(self._grant(), "grant the drill's declaration a lease in etcd")
+        self._keeper = asyncio.run_coroutine_threadsafe(self._keep(), self._loop)
+
+    def site(self, site: str, fault: str) -> None:
+        """Declare `site` before its fault: LabError when etcd refuses, so the fault is never
+        injected undeclared (the agents would record a real outage)."""
+        value = declaration_value(self.drill, self.clock(), self.until, fault)
+        self._run(self._put(site, value), f"declare the drill over {site} in etcd before faulting it "
+                  "(undeclared, the agents would record its loss as a real outage)")
+
+    def close(self) -> str:
+        """End the declaration (every site at once); returns what was done, for the progress."""
+        if self._loop is None:
+            return ""
+        try:
+            if self._keeper is not None:
+                self._keeper.cancel()
+            self._run(self._end(), "remove the drill's declaration")
+            return f"drill {self.drill} no longer declared"
+        except LabError as e:
+            return f"{e}; it goes by itself within {self.ttl} s"
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            if not self._loop.is_running():  # a loop stuck in a call is left to the daemon thread
+                self._loop.close()
+            self._loop = None
+
+    def _run(self, coro, what: str):
+        assert self._loop is not None
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+        except (EtcdError, concurrent.futures.TimeoutError) as e:
+            raise LabError(f"could not {what}: {e}") from e
+
+    async def _grant(self) -> None:
+        if self._etcd is None:
+            self._etcd = self._connect()
+        self._lease = await self._etcd.grant(self.ttl)
+
+    async def _put(self, site: str, value: str) -> None:
+        await self._etcd.put(DEFAULT_KEYS.drill(site), value, lease=self._lease)
+        self._declared[site] = value
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 5)
+            try:
+                if await self._etcd.keepalive(self._lease) <= 0:
+                    # Gone (this process stopped for longer than the TTL): declared again.
+                    await self._grant()
+                    for site, value in list(self._declared.items()):
+                        await self._put(site, value)
+            except EtcdError:
+                pass  # the next beat tries again: the TTL covers several missed ones
+
+    async def _end(self) -> None:
+        try:
+            if self._lease:
+                await self._etcd.revoke(self._lease)
+        finally:
+            if self._etcd is not None:
+                await self._etcd.close()
 
 
 def wait_healthy(timeout: float = 90.0) -> dict:
@@ -96,12 +239,19 @@ def heal_on_sigterm() -> None:
 
 def drive(scenario: Scenario, threads: list[threading.Thread], stop: threading.Event,
           rto_of: Callable[[float], float | None], resolve: Callable[[str], str | None], faults: list[Active],
-          events: list[Event], progress: Progress, unfreeze: str | None = None) -> float:
+          events: list[Event], progress: Progress, unfreeze: str | None = None,
+          declaration: Declaration | None = None) -> float:
     """Run the scenario's steps while the (started) clients work, then stop them; returns when
     the history ends. With `unfreeze` (an operator token), the agents frozen for a Patroni-alone
-    drill are unfrozen whatever happened."""
+    drill are unfrozen whatever happened. With a `declaration`, the drill is declared in etcd
+    before its first fault (each site before its own) and no longer once every fault is healed
+    and the lab has recovered, whatever happened."""
     try:
-        run_steps(scenario, rto_of, faults, events, progress, resolve)
+        if declaration is not None:
+            declaration.open()
+            progress(f"drill {declaration.drill} declared in etcd: the agents record what its faults cause "
+                     "as the drill's, not as outages")
+        run_steps(scenario, rto_of, faults, events, progress, resolve, declaration=declaration)
     except BaseException as e:
         # Ctrl-C, a failed step, a bug: whatever stops the drill, the faults it injected are
         # undone before it exits (Chaos Toolkit's rollbacks, AWS FIS's stop conditions).
@@ -124,14 +274,19 @@ def drive(scenario: Scenario, threads: list[threading.Thread], stop: threading.E
                 set_frozen(lab.status(), False, unfreeze)
             except LabError:
                 progress("could not unfreeze the agents: run `firebreak ops unfreeze`")
+        if declaration is not None:
+            # Last: the recovery after the last heal (the old primary rejoining) is the drill's too.
+            progress(declaration.close())
     return end
 
 
 def run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], faults: list[Active],
-               events: list[Event], progress: Progress, resolve: Callable[[str], str | None]) -> None:
+               events: list[Event], progress: Progress, resolve: Callable[[str], str | None],
+               declaration: Declaration | None = None) -> None:
     """The scenario's steps, then healing whatever it left, then waiting for writes to flow.
     `rto_of(at)`: the write unavailability after a fault at `at`, None while writes have not
-    resumed; `resolve(role)`: the site a step aimed at a role ("primary", "sync-standby") faults."""
+    resumed; `resolve(role)`: the site a step aimed at a role ("primary", "sync-standby") faults;
+    `declaration`: each faulted site is declared there first."""
     for step in scenario.steps:
         if isinstance(step, WaitStep):
             progress(f"wait {step.wait:g} s")
@@ -149,7 +304,7 @@ def run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], fault
             if peer == site:
                 raise LabError(f"a partition needs two different sites: {step.site} and {step.peer} are both "
                                f"{site} right now")
-            _inject(step, site, faults, events, progress, peer=peer)
+            _inject(step, site, faults, events, progress, peer=peer, declaration=declaration)
             fault = faults[-1]
             at = fault.since
             if step.fault == "flap":
@@ -283,7 +438,11 @@ def _any_patroni(st: dict) -> str:
 
 
 def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event], progress: Progress,
-            peer: str = "") -> None:
+            peer: str = "", declaration: Declaration | None = None) -> None:
+    if declaration is not None:
+        for s in (site, peer):
+            if s:
+                declaration.site(s, step.fault)
     silenced = ""
     writer = None
     # The fault begins when its injection does, not when the call returns: on a loopback lab a
