@@ -29,7 +29,7 @@ from firebreak.lab import pki
 from firebreak.lab.layout import SCOPE, LabLayout
 from firebreak.lab.state import write_private
 
-ROOT = "root"          # etcd's administrator: lab set-up, drills' consistency checks, agents' maintenance
+ROOT = "root"          # etcd's administrator: lab set-up, drills (checks, declarations), agents' maintenance
 # The roles every lab has; beside them, one `agent-<site>` per site (roles()).
 ROLES = (ROOT, "patroni", "claims", OPS_ROLE)
 
@@ -110,7 +110,8 @@ def etcdctl_flags(layout: LabLayout, role: str = ROOT) -> list[str]:
 
 # What each role may write, in words, for `lab status` (the grants themselves: role_grants).
 WRITES = {
-    ROOT: "everything, and etcd's maintenance calls (defragment, move-leader)",
+    ROOT: ("everything, etcd's maintenance calls (defragment, move-leader), and the drills' declarations "
+           "(/firebreak/drills/<site>, written by the drill runner, root's alone)"),
     "patroni": "its clusters' namespaces, /service/<scope>/",
     "agent-<site>": ("its own site's view (/firebreak/views/<site>), /firebreak/coordinator, /firebreak/ledger/, and "
                      "each cluster's /service/<scope>/leader and members/; reads all of /firebreak/ and Patroni's"),

@@ -4,7 +4,9 @@ agents would write them, and each agent's own probes are set by hand. What it pr
 tick's table tests (tests/unit/test_coordinator.py): the effects reach etcd as the keys the rest
 of the estate reads (the coordinator key, the ledger, Patroni's leader and member keys), and a
 coordinator lost in the middle of a site's outage leaves one ledger entry that the next one closes
-under its original start (issue 31). etcd starts in about a second and is stopped by its PID."""
+under its original start (issue 31); and a drill declared by the drill runner's own code turns
+what the coordinator records into the drill's, until a dead runner's lease takes the declaration
+away. etcd starts in about a second and is stopped by its PID."""
 
 from __future__ import annotations
 
@@ -129,6 +131,108 @@ def test_a_malformed_view_is_ignored_and_counted_and_the_cycle_goes_on(etcd_url)
             assert agent.cycles.errors == {} and "pangyo" not in agent.state.views
             assert set(agent.state.verdicts) == set(SITES)
         finally:
+            await agent.close()
+            await etcd.close()
+    asyncio.run(script())
+
+
+# -- a drill declared in etcd (issue 31: drill entries never count as outages) ------------------
+
+def runner_etcd(url: str) -> Etcd:
+    return Etcd([url], timeout=2, patience=5)
+
+
+def test_a_site_lost_under_a_declared_drill_fails_over_and_is_recorded_as_the_drills(etcd_url, caplog):
+    """The drill runner's declaration (drill/harness.py Declaration) read by the coordinator's
+    shell: kept past its lease's TTL while the drill runs, the failover as for a real loss, the
+    incident written as the drill's from opening to closing, the declaration gone at the end."""
+    from firebreak.drill.harness import Declaration
+
+    caplog.set_level("INFO", logger="firebreak.agent")
+
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        siheung = agent_of("siheung", etcd_url)
+        declaration = Declaration("power-cut@1.000", until=time.time() + 300, connect=lambda: runner_etcd(etcd_url),
+                                  ttl=2)
+        try:
+            for prefix in ("/firebreak/", "/service/"):  # what the tests above left
+                await etcd.delete_range(prefix, prefix[:-1] + "0")
+            await write_cluster(etcd)
+            for site in ("pangyo", "ansan"):
+                await publish(etcd, site, {})
+            await siheung.coordinator_cycle()
+            assert siheung.state.is_coordinator
+
+            await asyncio.to_thread(declaration.open)
+            await asyncio.to_thread(declaration.site, "pangyo", "power-cut")
+            until = time.monotonic() + 3.0  # past the declaration's TTL, the agents cycling as they do
+            while time.monotonic() < until:
+                for site in ("pangyo", "ansan"):
+                    await publish(etcd, site, {})
+                siheung.state.last_ok["pangyo"] = time.time()
+                await siheung.coordinator_cycle()
+                await asyncio.sleep(0.2)
+            assert siheung.state.is_coordinator
+            assert (await etcd.get(KEYS.drill("pangyo"))).lease != 0  # kept alive while the drill runs
+
+            # pangyo's power is cut, as the drill does it: the failover runs as for a real loss.
+            await publish(etcd, "pangyo", {})
+            await publish(etcd, "ansan", {"pangyo": 1.4})
+            siheung.state.last_ok["pangyo"] = time.time() - 1.9
+            await siheung.coordinator_cycle()
+            assert siheung.state.verdicts["pangyo"].dead and siheung.state.failovers == 1
+            assert await etcd.get(PK.leader) is None
+            assert await site_entries(etcd, "pangyo") == {}  # nothing an outage for claims
+            (key, opened), = {kv.key: kv.json() for kv in await etcd.get_prefix(KEYS.ledger)}.items()
+            assert key == KEYS.ledger_entry(opened["start"], "pangyo")  # the agents' key, under the drill
+            assert (opened["source"], opened["drill"], opened["end"]) == ("drill", "power-cut@1.000", None)
+            assert opened["failover"].startswith("released leader key of firebreak/pangyo")
+            assert any("pangyo lost during drill power-cut@1.000" in r.getMessage() for r in caplog.records)
+
+            await asyncio.to_thread(declaration.close)
+            assert await etcd.get(KEYS.drill("pangyo")) is None
+
+            # pangyo is back after the drill's end: closed, still the drill's, under the same key.
+            await publish(etcd, "ansan", {})
+            siheung.state.last_ok["pangyo"] = time.time()
+            await siheung.coordinator_cycle()
+            closed = (await etcd.get(key)).json()
+            assert closed["end"] is not None and (closed["source"], closed["drill"]) == ("drill", "power-cut@1.000")
+        finally:
+            await asyncio.to_thread(declaration.close)
+            await siheung.close()
+            await etcd.close()
+    asyncio.run(script())
+
+
+def test_a_dead_runners_declaration_expires_and_a_malformed_one_is_no_drill(etcd_url):
+    """A drill runner killed mid-drill leaves its declaration to its lease: gone within the TTL.
+    A declaration that does not parse, or is under no lease, is ignored and counted, and the
+    cycle goes on: no drill there, so an outage would be recorded as real."""
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        agent = agent_of("siheung", etcd_url)
+        ignored: list[str] = []
+        agent.cycles.count_ignored = ignored.append
+        try:
+            await etcd.delete_range(KEYS.drills, KEYS.drills[:-1] + "0")
+            lease = await etcd.grant(2)  # nobody keeps it alive: the runner is dead
+            good = json.dumps({"drill": "d@1", "since": time.time(), "until": time.time() + 600})
+            await etcd.put(KEYS.drill("pangyo"), good, lease=lease)
+            await etcd.put(KEYS.drill("ansan"), json.dumps({"drill": "d@1", "until": "later"}), lease=lease)
+            await etcd.put(KEYS.drill("siheung"), good)  # by hand, without a lease: would never go
+            await etcd.put(KEYS.drill("gwangju"), good, lease=lease)  # not a site of this estate
+            declared = await agent.read_drills()
+            assert set(declared) == {"pangyo"} and declared["pangyo"].id == "d@1"
+            assert ignored == ["drill", "drill"] and agent.cycles.errors == {}
+
+            deadline = time.monotonic() + 15
+            while "pangyo" in await agent.read_drills():
+                assert time.monotonic() < deadline, "the dead runner's declaration outlived its lease"
+                await asyncio.sleep(0.2)
+        finally:
+            await etcd.delete_range(KEYS.drills, KEYS.drills[:-1] + "0")
             await agent.close()
             await etcd.close()
     asyncio.run(script())
