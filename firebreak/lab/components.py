@@ -58,6 +58,9 @@ def start(state: LabState, layout: LabLayout, site: SiteLayout, component: str, 
         # A power cut leaves the admin socket behind; Caddy would refuse to listen on it.
         Path(site.door_admin.removeprefix("unix/")).unlink(missing_ok=True)
     if component == "dbdoor":
+        if not state.plan.door_clusters:
+            raise LabError(f"{site.name} runs no database door: no database of this lab's topology declares "
+                           "`doors: true` (`firebreak lab status` lists what each site runs)")
         Path(site.db_door_admin.removeprefix("unix/")).unlink(missing_ok=True)
     argv, env = argv_of(layout, site, component, secrets, state.python, state.plan)
     proc = procs.spawn(argv, site=site.name, component=component, lab_id=state.lab_id, log=site.log(component),
@@ -98,11 +101,19 @@ def ready_probe(layout: LabLayout, site: SiteLayout, component: str, plan=None) 
     if component == "agent":
         return lambda: http_ok(site.url("console") + "/healthz")
     if component == "dbdoor":
-        return lambda: tcp_ok(site.address, PORTS["db_door"])
+        port = door_port(plan)
+        return lambda: tcp_ok(site.address, port)
     if kind == "svc" and plan is not None:
         url = plan.service(name).url(site)
         return lambda: http_ok(url + "/healthz")
     return None
+
+
+def door_port(plan=None) -> int:
+    """The read-write port of the first cluster a site's database door serves: the one that says
+    the door listens (the default lab's, or an estate's first cluster that declares doors)."""
+    doors = plan.door_clusters if plan is not None else ()
+    return doors[0].port("db_door") if doors else PORTS["db_door"]
 
 
 def tcp_ok(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -28,6 +28,7 @@ from firebreak.deploy import components as c
 from firebreak.deploy.components import (ETCD_COMPACTION, ETCD_COMPACTION_S, ETCD_QUOTA,  # noqa: F401
                                          ETCD_SNAPSHOT_COUNT, ETCD_TOKEN_TTL, PATRONI_LOOP_WAIT,
                                          PATRONI_RETRY_TIMEOUT, PATRONI_TTL, PG_WAL_MB)
+from firebreak.errors import LabError
 from firebreak.lab.layout import (DATABASE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, PORTS, SCOPE, LabLayout,
                                   SiteLayout)
 from firebreak.resources import example
@@ -156,11 +157,18 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "L
     write) and its secrets inline (the lab writes the file 0600)."""
     estate = plan is not None and plan.estate
     scopes = [cl.scope for cl in plan.clusters] if plan is not None else [SCOPE]
-    db_door = {"admin": site.db_door_admin, "host": site.address, "port": PORTS["db_door"],
-               "read_only_port": PORTS["db_door_ro"]}
-    if estate:
-        db_door["clusters"] = {cl.scope: {"port": cl.port("db_door"), "read_only_port": cl.port("db_door_ro")}
-                               for cl in plan.clusters}
+    # The door's keeper steers only the clusters that declare doors, and none at all when no
+    # cluster does: the agent then reports each cluster as doorless (`check --live` compares that
+    # with the file), and keeps no keeper for a door that was never started. As deploy/render.py.
+    doors = door_clusters(layout, plan)
+    db_door = None
+    if doors:
+        first = doors[0]
+        db_door = {"admin": site.db_door_admin, "host": site.address, "port": first.port("db_door"),
+                   "read_only_port": first.port("db_door_ro")}
+        if estate:
+            db_door["clusters"] = {cl.scope: {"port": cl.port("db_door"), "read_only_port": cl.port("db_door_ro")}
+                                   for cl in doors}
     return c.agent_config(
         site=site.name, listen=f"{site.address}:{PORTS['console']}", sites=site_endpoints(layout, plan),
         etcd=[s.url("etcd") for s in _own_first(layout, site)], scopes=scopes, discover=estate,
@@ -180,17 +188,30 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "L
                   for svc in plan.services} if estate else None)
 
 
-def db_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" = None) -> str:
-    """HAProxy's configuration for the site's database door: every member of every cluster. Its
-    health checks (Patroni's REST API) steer it until the agent takes over, and when the lab
-    runs without agents (Patroni alone), they are all there is. A cluster without a member in
-    some site still gets that site's server line: it never passes a check, and the agent's
-    commands name the same servers for every cluster. Its runtime socket is mode 600: HAProxy
-    and the agent are the lab's one user."""
-    from firebreak.control.dbdoor import ClusterDoor
+def door_clusters(layout: LabLayout, plan: "LabPlan | None" = None) -> tuple["ClusterPlan", ...]:
+    """The clusters the sites' database doors serve: those that declare doors (the default
+    lab's one cluster, when there is no plan)."""
     from firebreak.lab.plan import default_cluster
 
-    clusters = plan.clusters if plan is not None else (default_cluster(layout.names),)
+    return plan.door_clusters if plan is not None else (default_cluster(layout.names),)
+
+
+def db_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" = None) -> str:
+    """HAProxy's configuration for the site's database door: every member of every cluster that
+    declares doors (LabError when none does: the lab then runs no door). Its health checks
+    (Patroni's REST API) steer it until the agent takes over, and when the lab runs without
+    agents (Patroni alone), they are all there is. A cluster without a member in some site
+    still gets that site's server line: it never passes a check, and the agent's commands name
+    the same servers for every cluster. A door of one cluster has the plain backends (pg_rw,
+    pg_ro), the names the agent steers when it applies one cluster's routes (control/dbdoor.py
+    DbDoorKeeper.apply). Its runtime socket is mode 600: HAProxy and the agent are the lab's
+    one user."""
+    from firebreak.control.dbdoor import ClusterDoor
+
+    clusters = door_clusters(layout, plan)
+    if not clusters:
+        raise LabError("this lab has no database door: no database of its topology declares `doors: true`; "
+                       "declare it on those whose clients should go through one, and `lab up` again")
     doors = [ClusterDoor(None if len(clusters) == 1 else cl.scope, cl.port("db_door"), cl.port("db_door_ro"),
                          {s.name: (s.address, cl.port("postgres"), cl.port("patroni")) for s in layout.sites})
              for cl in clusters]
@@ -215,14 +236,19 @@ def service_env(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "La
     """A reference estate service's settings: its databases through this site's database door (or
     their hosts, for a database without doors), the services it calls through this site's door."""
     svc = plan.service(name)
-    dbs = {}
-    for db in svc.databases:
-        c = plan.cluster(db)
-        dbs[db] = (layout.door_dsn(site.name, c.app_user, secrets.app, dbname=c.dbname, port=c.port("db_door"))
-                   if c.doors else cluster_dsn(layout, c, c.app_user, secrets.app))
+    dbs = {db: client_dsn(layout, site.name, plan.cluster(db), secrets.app) for db in svc.databases}
     calls = {dep: f"{site.url('door')}/s/{dep}/" for dep in svc.services}
     return {"FIREBREAK_SERVICE": name, "FIREBREAK_SITE_NAME": site.name,
             "FIREBREAK_SERVICE_DATABASES": json.dumps(dbs), "FIREBREAK_SERVICE_CALLS": json.dumps(calls)}
+
+
+def client_dsn(layout: LabLayout, site: str, cluster: "ClusterPlan", password: str) -> str:
+    """How an ordinary client in `site` reaches a cluster: through that site's database door when
+    the cluster declares doors, else its members' hosts (libpq finds the primary; no door runs
+    for it)."""
+    if cluster.doors:
+        return layout.door_dsn(site, cluster.app_user, password, dbname=cluster.dbname, port=cluster.port("db_door"))
+    return cluster_dsn(layout, cluster, cluster.app_user, password)
 
 
 def cluster_dsn(layout: LabLayout, cluster: "ClusterPlan", user: str, password: str, *, read_write: bool = True,

@@ -16,12 +16,12 @@ import yaml
 
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.lab import access, net, procs, runtime
-from firebreak.lab.components import (etcd_ok, http_ok, proc_of, ready_probe, start, stop_everything, tail, tcp_ok,
-                                      wait_component)
+from firebreak.lab.components import (door_port, etcd_ok, http_ok, proc_of, ready_probe, start, stop_everything,
+                                      tail, tcp_ok, wait_component)
 from firebreak.lab.config import (Secrets, agent_config, cluster_dsn, db_door_config_of, door_config_of,
                                   patroni_config, superuser_dsn)
 from firebreak.lab.layout import PORTS, LabLayout, make_layout
-from firebreak.lab.plan import PORT_STRIDE, ClusterPlan, LabPlan, default_plan, plan_lab
+from firebreak.lab.plan import ClusterPlan, LabPlan, default_plan, plan_lab
 from firebreak.lab.state import (TOPOLOGY_FILE, LabState, SiteState, clear, lab_home, load, save, save_secrets,
                                  write_private)
 from firebreak.lab.status import SYNC_ROLES, cluster_members, settled
@@ -100,13 +100,7 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         progress(f"etcd: locked (TLS, client certificates, one user per role: {', '.join(access.roles(layout))})")
         secrets = _create_operator(layout, secrets)
         _start_clusters(state, layout, plan, secrets, progress)
-        for site in layout.sites:
-            start(state, layout, site, "dbdoor", secrets)
-        for site in layout.sites:
-            wait_component(state, layout, site, "dbdoor", lambda s=site: tcp_ok(s.address, PORTS["db_door"]))
-        progress(f"database doors (HAProxy): read-write on port {PORTS['db_door']}, read-only on "
-                 f"{PORTS['db_door_ro']} in every site"
-                 + (f", and the same pair {PORT_STRIDE} ports up for each further cluster" if len(plan.clusters) > 1 else ""))
+        _start_db_doors(state, layout, plan, secrets, progress)
         _start_services(state, layout, plan, secrets, progress)
         for site in layout.sites:
             start(state, layout, site, "door", secrets)
@@ -169,7 +163,8 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
         write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets, plan),
                                                              sort_keys=False))
         (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site, plan), indent=2))
-        (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site, plan))
+        if plan.door_clusters:  # no file for a door the lab does not run
+            (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site, plan))
         os.chmod(site.dir / "run", 0o700)
         os.chmod(site.dir / "etcd", 0o700)
         runtime.chown_tree(site.dir, user)
@@ -198,6 +193,30 @@ def _start_clusters(state: LabState, layout: LabLayout, plan: LabPlan, secrets: 
     else:
         _migrate_claims(layout, secrets)
         progress("postgres: schema migrated")
+
+
+def _start_db_doors(state: LabState, layout: LabLayout, plan: LabPlan, secrets: Secrets,
+                    progress: Progress) -> None:
+    """A database door (HAProxy) in each site that runs one (LabPlan.components): none when no
+    cluster declares doors, and then its clients reach its members directly."""
+    sites = [site for site in layout.sites if "dbdoor" in plan.components(site.name)]
+    for site in sites:
+        start(state, layout, site, "dbdoor", secrets)
+    port = door_port(plan)
+    for site in sites:
+        wait_component(state, layout, site, "dbdoor", lambda s=site: tcp_ok(s.address, port))
+    doorless = [c.name for c in plan.clusters if not c.doors]
+    if not sites:
+        progress("database doors: none (no database declares doors: true); clients reach the members directly")
+        return
+    if not plan.estate:
+        progress(f"database doors (HAProxy): read-write on port {PORTS['db_door']}, read-only on "
+                 f"{PORTS['db_door_ro']} in every site")
+        return
+    progress("database doors (HAProxy) in every site, read-write/read-only: "
+             + ", ".join(f"{c.name} :{c.port('db_door')}/:{c.port('db_door_ro')}" for c in plan.door_clusters)
+             + (f"; none for {', '.join(doorless)} (doors not declared: clients reach its members directly)"
+                if doorless else ""))
 
 
 def _start_services(state: LabState, layout: LabLayout, plan: LabPlan, secrets: Secrets,

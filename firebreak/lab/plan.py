@@ -105,9 +105,19 @@ class LabPlan:
     tools: tuple[str, ...]        # ops-tool services: the agents' consoles and actions
     estate: bool = True           # built from a topology (False: the default lab, its claims app)
 
+    @property
+    def door_clusters(self) -> tuple[ClusterPlan, ...]:
+        """The clusters whose clients go through database doors: those that declare `doors: true`
+        (the default lab's one cluster always does). Each site's door serves every one of them,
+        with a member in that site or not: a door is where that site's clients are."""
+        return tuple(c for c in self.clusters if c.doors)
+
     def components(self, site: str, agents: bool = True) -> list[str]:
-        """What runs in `site`, in start order (etcd first: Patroni needs its own site's member)."""
-        out = ["etcd", *(c.component for c in self.clusters if site in c.sites), "dbdoor"]
+        """What runs in `site`, in start order (etcd first: Patroni needs its own site's member).
+        A database door (`dbdoor`) only when some cluster declares doors: a door nobody declared
+        is one `check --live --against` the same file reports as drift."""
+        out = ["etcd", *(c.component for c in self.clusters if site in c.sites)]
+        out += ["dbdoor"] if self.door_clusters else []
         out += [s.component for s in self.services if site in s.sites] if self.estate else ["app"]
         return out + ["door"] + (["agent"] if agents else [])
 

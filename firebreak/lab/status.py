@@ -12,8 +12,8 @@ import httpx
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.inputs import suggest
 from firebreak.lab import access, procs
-from firebreak.lab.config import cluster_dsn
-from firebreak.lab.layout import PORTS, LabLayout
+from firebreak.lab.config import client_dsn, cluster_dsn
+from firebreak.lab.layout import LabLayout
 from firebreak.lab.state import TOPOLOGY_FILE, LabState, lab_home, load, load_secrets
 
 
@@ -148,6 +148,15 @@ def healthy_clusters(clusters: dict[str, dict], sync: dict[str, bool]) -> bool:
     return True
 
 
+def client_dsns_of(layout: LabLayout, plan, password: str) -> tuple[dict, dict]:
+    """Each cluster's DSNs by site, `(through the doors, what an ordinary client uses)`: the
+    first only for the clusters that declare doors (the lab runs no other door); the second for
+    every cluster, as the estate's services connect (config.client_dsn). Pure."""
+    clients = {c.name: {s.name: client_dsn(layout, s.name, c, password) for s in layout.sites}
+               for c in plan.clusters}
+    return {c.name: clients[c.name] for c in plan.door_clusters}, clients
+
+
 def status(home: Path | None = None) -> dict:
     state = require(home)
     layout = state.layout
@@ -157,6 +166,7 @@ def status(home: Path | None = None) -> dict:
     every = {c.name: {m["name"]: m for m in cluster_members(layout, skip=off, cluster=c)} for c in plan.clusters}
     first = plan.clusters[0]
     members = every[first.name]
+    door = plan.door_clusters[0] if plan.door_clusters else None  # the first cluster on the doors
     sites = {}
     for site in layout.sites:
         m = members.get(site.name)
@@ -176,22 +186,23 @@ def status(home: Path | None = None) -> dict:
             "door": site.url("door"),
             "door_https": site.url("door_tls"),  # the same door over TLS (the lab's CA): for reviewers
             # The database door: clients need only this host and port (and a reconnect loop).
-            "db_door": {"host": site.address, "port": PORTS["db_door"], "read_only_port": PORTS["db_door_ro"]},
+            # None where the lab runs none (no cluster declares doors): a door absent by design
+            # is not a door down.
+            "db_door": {"host": site.address, "port": door.port("db_door"), "read_only_port": door.port("db_door_ro")}
+                       if door is not None else None,
             "console": site.url("console") if state.agents else None,
             "processes": {p.component: {"pid": p.pid, "alive": procs.alive(p)} for p in st.procs},
             "silenced": st.silenced if st.power == "off" else None,
             "isolated": st.isolated or None,
         }
     primary = next((n for n, s in sites.items() if s["postgres"]["role"] == "primary"), None)
-    clusters, states, door_dsns = {}, {}, {}
+    clusters, states = {}, {}
     for c in plan.clusters:
         roles = {n: {"postgres": {"role": member_role(every[c.name].get(n), n in off)}} for n in c.sites}
         doc = clusters_doc(c.name, roles, cluster_dsn(layout, c, c.app_user, secrets.app))[c.name]
         clusters[c.name] = doc
         states[c.name] = {n: (every[c.name].get(n) or {}).get("state") for n in c.sites if n not in off}
-        # An ordinary client's DSN for this cluster through each site's database door.
-        door_dsns[c.name] = {s.name: layout.door_dsn(s.name, c.app_user, secrets.app, dbname=c.dbname,
-                                                     port=c.port("db_door")) for s in layout.sites}
+    door_dsns, client_dsns = client_dsns_of(layout, plan, secrets.app)
     return {
         "lab_id": state.lab_id,
         "net": state.net,
@@ -210,10 +221,13 @@ def status(home: Path | None = None) -> dict:
         "etcd_access": access.status_doc(layout),
         "app_urls": [s.url("app") for s in layout.sites],
         "door_urls": [s.url("door") for s in layout.sites],
-        "db_door_dsns": {s.name: layout.door_dsn(s.name, "claims", secrets.app) for s in layout.sites},
-        # Every cluster's: {cluster: {site: DSN through that site's database door}}, and its
-        # members' Patroni REST APIs.
+        "db_door_dsns": {s.name: layout.door_dsn(s.name, "claims", secrets.app) for s in layout.sites}
+                        if door is not None else {},
+        # Every cluster that declares doors: {cluster: {site: DSN through that site's database
+        # door}}; every cluster: the DSN an ordinary client in each site uses (its site's door, or
+        # the members' hosts where the cluster has no doors); and its members' Patroni REST APIs.
         "cluster_door_dsns": door_dsns,
+        "cluster_client_dsns": client_dsns,
         "cluster_patroni": {c.name: {n: c.patroni_url(layout.site(n)) for n in c.sites} for c in plan.clusters},
         # Built from a topology (`lab up --topology`): drills judge check's predictions against it.
         "estate": plan.estate,
