@@ -136,7 +136,7 @@ def _print_estate(st: dict, health: str) -> None:
     out.print(table)
     for name, svc in st["services"].items():
         out.print(f"  {name}: runs in {', '.join(svc['sites'])}; through any door, e.g. {next(iter(svc['urls'].values()))}")
-    out.print("[dim]each cluster's database door pair is 100 ports above the previous one's (15433/15434 first); "
+    out.print("[dim]each cluster that declares doors has a database door pair 100 ports above the previous one's (15433/15434 first); "
               "`firebreak lab status --json` has every cluster's DSNs, door DSNs and Patroni APIs[/]")
 
 

@@ -113,7 +113,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     probes = History()
     threads: list[threading.Thread] = []
     for name in st["clusters"]:
-        dsn = st["cluster_door_dsns"][name][spared]
+        # through the spared site's database door where the cluster declares doors, else to its hosts
+        dsn = st["cluster_client_dsns"][name][spared]
         prepare_ordinary_table(dsn)
         threads.append(OrdinaryWriter(spared, dsn, histories[name], stop))
     for name, svc in topology.services.items():
