@@ -44,7 +44,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
-SHARE_ACROSS_MODULES = False
+SHARE_ACROSS_MODULES = True
 
 
 class LabSlot:
@@ -56,10 +56,6 @@ class LabSlot:
         self.args: tuple[str, ...] | None = None
 
     def take(self, *args: str, timeout: float = 180) -> None:
-        # Each module gets a fresh lab (2026-12-04): labs shared across modules were found with
-        # sites' apps killed between tests (SIGSTOP then SIGKILL from the test process, the
-        # power-cut pattern; cause not found yet, see that day's session note) and every later
-        # module failed on it. Sharing comes back once that is understood.
         if self.args == args and self._healthy() and SHARE_ACROSS_MODULES:
             return
         self.free()
@@ -84,6 +80,11 @@ class LabSlot:
             r = lab_cli("status", "--json")
             if r.returncode == 0:
                 st = json.loads(r.stdout)
+                dead = {n: [c for c, p in s.get("processes", {}).items() if not p["alive"]]
+                        for n, s in st["sites"].items()}
+                if any(dead.values()):  # nothing restarts them: a test that killed one failed to
+                    print(f"\nlab: not shared, processes dead: {dead}")  # restore it, or one crashed
+                    return False
                 if st.get("healthy") and all(s.get("state") == "up" for s in st["sites"].values()):
                     return True
             time.sleep(1.0)
@@ -132,24 +133,6 @@ def module_lab(*up_args: str, timeout: float = 180):
         yield
     finally:
         SLOT.free()
-
-
-@pytest.fixture(autouse=True)
-def restart_what_died(request):
-    """Before each test on the shared lab, what a real host's unit would do (Restart=on-failure,
-    deploy/): a component found dead is started again, and said so. An app was found dead
-    between tests, with nothing in its log (unexplained, see the session note of 2026-12-04);
-    without this, every later test on the shared lab failed on it instead of on its own merits."""
-    if "running_lab" in request.fixturenames and SLOT.args == ():
-        r = lab_cli("status", "--json")
-        if r.returncode == 0:
-            st = json.loads(r.stdout)
-            dead = {n: [c for c, p in s.get("processes", {}).items() if not p["alive"]]
-                    for n, s in st["sites"].items() if s["state"] == "up"}
-            if any(dead.values()):
-                print(f"\nlab: found dead before {request.node.name}: {dead}; restarting (`lab heal all`)")
-                lab_cli("heal", "all", timeout=120)
-    yield
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,18 @@
 """Real drills on the real lab, through the CLI: a power cut and an isolation of the primary's
 site, each judged from its recorded history."""
 
+import asyncio
 import json
 import os
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from firebreak.control.keys import Keys
+from firebreak.lab import lab
 from tests.conftest import run_cli
+from tests.lab.conftest import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -25,7 +30,19 @@ def drill(*args, report):
     return r, doc
 
 
+def ledger_and_drills() -> tuple[dict, list[str]]:
+    async def read():
+        etcd = lab.etcd_client(timeout=2)
+        try:
+            return ({kv.key: kv.json() for kv in await etcd.get_prefix(Keys().ledger)},
+                    [kv.key for kv in await etcd.get_prefix(Keys().drills)])
+        finally:
+            await etcd.close()
+    return asyncio.run(read())
+
+
 def test_power_cut_drill_passes_with_fast_failover(running_lab, tmp_path):
+    since = time.time() - 2
     r, doc = drill("power-cut", "--site", "primary", "--junit", str(tmp_path / "junit.xml"), report=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert doc["verdict"] == "pass" and doc["failures"] == []
@@ -43,6 +60,16 @@ def test_power_cut_drill_passes_with_fast_failover(running_lab, tmp_path):
     junit = ET.parse(tmp_path / "junit.xml").getroot()
     assert junit.tag == "testsuite" and junit.get("tests") == "6" and junit.get("failures") == "0"
     assert lab_sites_all_up()
+    # What the agents recorded of the cut (they fail over for real) is the drill's, never an outage
+    # the status page shows or claims credit pays; the declaration ended with the drill.
+
+    def agents_entries():
+        ledger, _ = ledger_and_drills()
+        es = {k: e for k, e in ledger.items() if e.get("recorded_by") and float(e.get("start", 0)) >= since}
+        return es if es and all(e.get("end") is not None for e in es.values()) else None
+    entries = wait_for(agents_entries, 60, "the agents' entries for the drill, closed")
+    assert all(e["source"] == "drill" and e.get("drill") == doc["drill"] for e in entries.values()), entries
+    assert ledger_and_drills()[1] == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs network namespaces (root)")
