@@ -30,6 +30,8 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
     brain = checks.split_brain(ops)
     reads = [o for o in ops if o.kind == "read" and not _in_any(o, windows.get(o.site, []))]
     read_failures = checks.read_failures(reads, sites)
+    reads_failed = [{"site": o.site, "at_s": round(o.invoke - start, 3), "took_s": round(o.complete - o.invoke, 3),
+                     "status": o.status or "no answer"} for o in reads if o.outcome != "ok"]
     judged_ops = [o for o in ops if o.kind == "ops" and not _in_any(o, windows.get(o.site, []))]
     ops_by_site = checks.ops_actions(judged_ops)
     ops_failed = [{"site": o.site, "action": o.key, "at_s": round(o.invoke - start, 3),
@@ -66,7 +68,8 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
         "faults": per_fault, "max_write_gap_s": max_gap, "acked_lost": len(lost),
         "read_failures": read_failures, "ops_actions": ops_by_site})
     details = {
-        "read_failures": ", ".join(f"{s} {n}" for s, n in read_failures.items() if n),
+        "read_failures": ", ".join(f"{s} {n}" for s, n in read_failures.items() if n) + "; " + "; ".join(
+            f"at {f['site']} {f['at_s']:g} s: {f['status']} after {f['took_s']:g} s" for f in reads_failed[:3]),
         "failed_ops": "; ".join(f"{f['action']} at {f['site']} {f['at_s']:g} s: {f['status']} after "
                                 f"{f['took_s']:g} s" for f in ops_failed[:3]),
     }
@@ -90,6 +93,7 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
         "consistency": {"checked": disagreements is not None, "problems": list(disagreements or [])},
         "read_failures": read_failures,
         "reads": len([o for o in ops if o.kind == "read"]),
+        "reads_failed": reads_failed[:100],  # when and how, to tell a slow door from a refusal
         "split_brain": bool(brain),
         "split_brain_evidence": [[a.__dict__, b.__dict__] for a, b in brain][:10],
         "primaries": [e.__dict__ | {"first_ack_s": round(e.first_ack - start, 3), "last_ack_s": round(e.last_ack - start, 3)}
