@@ -37,6 +37,7 @@ from firebreak.claims.store import Store
 from firebreak.claims.subscribers import Webhooks, load_webhooks
 from firebreak.claims.verifier import verify_forever
 from firebreak.errors import AnswerUnknown, OutcomeUnknown
+from firebreak.loopwatch import LoopWatch
 from firebreak.throttle import Buckets
 
 __all__ = ["DEFAULT_POLICY", "ClaimsApps", "Settings", "StatusQuery", "build", "create_app", "invalid", "refused"]
@@ -93,6 +94,8 @@ def build(settings: Settings, clock: Clock = SYSTEM) -> ClaimsApps:
 def public_app(svc: Services, with_admin: bool, webhooks: Webhooks | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        watch = LoopWatch(on_stall=svc.metrics.loop_stalls.labels(svc.settings.site).observe)
+        watch.start()
         await svc.store.open()
         verifier = asyncio.create_task(verify_forever(svc.store, svc.reviews, svc.policy, svc.outages))
         # The webhooks are sent from here, in the background, as the public record sees the
@@ -105,6 +108,7 @@ def public_app(svc: Services, with_admin: bool, webhooks: Webhooks | None = None
         if notifier and notifying:
             await notifier.stop(notifying)
         await svc.store.close()
+        watch.stop()
 
     docs = {} if with_admin else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="Firebreak claims", version="1", lifespan=lifespan, description=DESCRIPTION, **docs)

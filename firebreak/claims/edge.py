@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from firebreak.claims.clock import Clock
 from firebreak.claims.limits import MAX_BODY, scope_source
 from firebreak.claims.partners import PartnerKeys
+from firebreak.loopwatch import LOOP_STALL_BUCKETS
 from firebreak.claims.settings import SESSION_COOKIE, Settings
 from firebreak.throttle import Buckets
 
@@ -37,6 +38,9 @@ class AppMetrics:
         self.held = Counter("firebreak_app_refusals_held_total",
                             "Refusals held for the refusal delay (held) or sent at once because the hold was full",
                             ["site", "how"], registry=self.registry)
+        self.loop_stalls = Histogram("firebreak_event_loop_stall_seconds", "Times the event loop stopped turning "
+                                     "for longer than half a second, by how long (the log has what it was doing)",
+                                     ["site"], registry=self.registry, buckets=LOOP_STALL_BUCKETS)
 
 
 # Reviewer actions: a POST here without a session cookie cannot be anyone's, so the edge refuses

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from firebreak import __version__
+from firebreak.loopwatch import LOOP_STALL_BUCKETS
 
 
 class AgentMetrics:
@@ -50,6 +51,10 @@ class AgentMetrics:
                                      registry=self.registry)
         self._ignored = Counter("firebreak_ignored_values_total", "Values read from etcd that did not parse "
                                 "and were ignored (logged once per revision)", ["site", "kind"], registry=self.registry)
+        self._loop_stalls = Histogram("firebreak_event_loop_stall_seconds", "Times the agent's event loop stopped "
+                                      "turning for longer than half a second, by how long (the log has what it "
+                                      "was doing): probes, votes and failovers wait that long",
+                                      ["site"], registry=self.registry, buckets=LOOP_STALL_BUCKETS)
 
     def observe(self, *, coordinating: bool, frozen: bool, door_writes_to: Mapping[str, str | None],
                 refused: Mapping[str, bool] | None = None) -> None:
@@ -62,6 +67,9 @@ class AgentMetrics:
             self._refused.labels(self.site, scope).set(1 if coordinating and no else 0)
         for scope, rw in door_writes_to.items():
             self._door_primary.labels(self.site, scope).set(1 if rw else 0)
+
+    def loop_stall(self, seconds: float) -> None:
+        self._loop_stalls.labels(self.site).observe(seconds)
 
     def cycle_error(self, loop: str) -> None:
         self._cycle_errors.labels(self.site, loop).inc()

@@ -15,6 +15,7 @@ from firebreak.control.config import load_agent_config
 from firebreak.control.console import create_console
 from firebreak.control.metrics import AgentMetrics
 from firebreak.fdlimit import raise_open_files_limit
+from firebreak.loopwatch import LoopWatch
 
 RESTART_AFTER = 1.0  # seconds before a loop that ended on an unexpected exception starts again
 
@@ -47,9 +48,12 @@ async def serve(config_path: str) -> None:
              "release": lambda: release_loop.run(agent), "door": lambda: door_loop.run(agent),
              "db-door": lambda: dbdoor_loop.run(agent), "maintenance": lambda: maintenance_loop.run(agent),
              "instances": lambda: instances_loop.run(agent)}
+    watch = LoopWatch(on_stall=agent.metrics.loop_stall)
+    watch.start()
     try:
         await asyncio.gather(*(kept(agent, name, loop) for name, loop in loops.items()), server.serve())
     finally:
+        watch.stop()
         await agent.close()
 
 

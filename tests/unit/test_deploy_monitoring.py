@@ -35,7 +35,9 @@ def names_in(expr: str) -> set[str]:
     bare = re.sub(r"\{[^}]*\}", "", expr)
     bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
     words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare))
-    return {w for w in words if w.startswith(("firebreak_", "etcd_")) or w == "up"}
+    # A histogram is declared once and queried through its series: name_bucket, name_count, name_sum.
+    return {re.sub(r"^(firebreak_\w+)_(bucket|count|sum)$", r"\1", w) for w in words
+            if w.startswith(("firebreak_", "etcd_")) or w == "up"}
 
 
 def test_the_agent_exports_build_info_with_its_version():
