@@ -15,7 +15,7 @@ from firebreak.claims.ledger import Outage
 from firebreak.claims.policy import Policy
 from firebreak.claims.review import APPROVED_SQL, QUEUE_SQL, VERIFY_BATCH, BulkAsk
 from firebreak.claims.store import Store
-from firebreak.claims.verify import assess, duplicate_of
+from firebreak.claims.verify import assess, first_of_claims
 
 WHERE = "status = %(status)s AND (%(kind)s = '' OR reporter_kind = %(kind)s)"
 # What "approve all clean" approves: clean, awaiting a decision, of one kind (or all), and no
@@ -145,7 +145,7 @@ class ReviewStore:
         Fees and sales come from the account's row in the operator's accounts table, never from
         the report; a report duplicates an earlier one of the same account (or, without one, the
         same contact) and service whose window overlaps it, directly or through others
-        (verify.duplicate_of)."""
+        (verify.first_of_claims, once per account and service for the whole batch)."""
         async def work(c: Any) -> int:
             rows = await _all(c, PENDING_SQL, (limit,))
             if not rows:
@@ -158,13 +158,14 @@ class ReviewStore:
             for k in kin:
                 groups.setdefault((k["who"], k["service"]), []).append(
                     (k["id"], k["window_start"].timestamp(), k["window_end"].timestamp()))
+            firsts = {who: first_of_claims(kin) for who, kin in groups.items()}
             updates = []
             for r in rows:
-                mine = (r["id"], r["window_start"].timestamp(), r["window_end"].timestamp())
+                first = firsts.get((r["who"], r["service"]), {}).get(r["id"], r["id"])
                 a = assess(policy, outages, reporter_kind=r["reporter_kind"], service=r["service"],
                            start=r["window_start"], end=r["window_end"], claimed_amount=r["claimed_amount"],
                            evidence=tuple(r["evidence"]),
-                           duplicate=duplicate_of(mine, groups.get((r["who"], r["service"]), [])) is not None,
+                           duplicate=first != r["id"],
                            monthly_fee=r["monthly_fee"], sales_per_hour=r["sales_per_hour"])
                 updates.append((a.hours, a.rule, a.amount, a.goodwill, a.review, list(a.flags), list(a.reasons),
                                 r["id"]))

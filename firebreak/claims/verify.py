@@ -99,15 +99,23 @@ def duplicate_of(report: tuple[int, float, float], others: Iterable[tuple[int, f
     contact) and one service; reports whose windows overlap, directly or through a chain of
     others, are one claim, and the earliest (lowest id) of them stands. A different contact
     for the same account is no way around it, and neither is a window shifted by a minute."""
-    rid, s, e = report
-    group = {rid: (s, e)}
-    rest = {i: (a, b) for i, a, b in others if i != rid}
-    grew = True
-    while grew:
-        grew = False
-        for i, (a, b) in list(rest.items()):
-            if any(a < y and x < b for x, y in group.values()):
-                group[i] = rest.pop(i)
-                grew = True
-    first = min(group)
+    rid = report[0]
+    first = first_of_claims([report, *(o for o in others if o[0] != rid)])[rid]
     return None if first == rid else first
+
+
+def first_of_claims(reports: Iterable[tuple[int, float, float]]) -> dict[int, int]:
+    """Each report's id -> the earliest id of its claim: the set of reports (of one account or
+    contact and one service) whose windows overlap, directly or in a chain. Sorted by start, a
+    window opens a new claim unless it starts before the latest end seen so far (windows are
+    never empty: the intake refuses an end not after its start). O(n log n): the verifier runs
+    this on the app's event loop for every report of an account, and a pairwise search over one
+    contact's few thousand reports stopped every site's app for seconds at a time."""
+    claims: list[list[int]] = []
+    reach = float("-inf")
+    for rid, start, end in sorted(reports, key=lambda r: (r[1], r[0])):
+        if not claims or start >= reach:
+            claims.append([])
+        claims[-1].append(rid)
+        reach = max(reach, end) if start < reach else end
+    return {rid: min(claim) for claim in claims for rid in claim}

@@ -9,7 +9,7 @@ from firebreak.claims.batch import FLAG_NAMES, NONE, ReportTable, price_batch
 from firebreak.claims.ledger import Outage, merged, verified_hours
 from firebreak.claims.models import REPORTER_KINDS
 from firebreak.claims.policy import Claim, Policy, price
-from firebreak.claims.verify import Credited, assess, duplicate_of
+from firebreak.claims.verify import Credited, assess, duplicate_of, first_of_claims
 from tests.conftest import ROOT
 from firebreak.claims.policy import load_policy
 
@@ -90,3 +90,32 @@ def test_duplicates_are_found_by_account_and_overlapping_window_not_identical_te
 def test_merged_outages_and_verified_hours():
     assert merged(OUTAGES, "taxi") == [(5000, 12000), (60000, 61800)]
     assert verified_hours([(0, 3600), (7200, 10800)], 1800, 9000) == 1.0
+
+
+def _pairwise_first(report, others):
+    """The definition, searched pairwise (what the verifier used to run on the app's loop)."""
+    rid, s, e = report
+    group, rest = {rid: (s, e)}, {i: (a, b) for i, a, b in others if i != rid}
+    grew = True
+    while grew:
+        grew = False
+        for i, (a, b) in list(rest.items()):
+            if any(a < y and x < b for x, y in group.values()):
+                group[i] = rest.pop(i)
+                grew = True
+    return min(group)
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 15)), max_size=25))
+def test_the_sorted_sweep_finds_the_same_claims_as_the_pairwise_definition(windows):
+    reports = [(i, float(s), float(s + length)) for i, (s, length) in enumerate(windows)]
+    firsts = first_of_claims(reports)
+    assert set(firsts) == {r[0] for r in reports}
+    for r in reports:
+        assert firsts[r[0]] == _pairwise_first(r, reports)
+        assert duplicate_of(r, reports) == (None if firsts[r[0]] == r[0] else firsts[r[0]])
+
+
+def test_windows_that_only_touch_are_separate_claims_and_ties_go_to_the_earliest_id():
+    assert first_of_claims([(5, 0, 10), (2, 10, 20)]) == {5: 5, 2: 2}
+    assert first_of_claims([(5, 0, 10), (2, 0, 10), (9, 9, 30)]) == {5: 2, 2: 2, 9: 2}
