@@ -15,7 +15,7 @@ from firebreak.claims.ledger import Outage
 from firebreak.claims.policy import Policy
 from firebreak.claims.review import APPROVED_SQL, QUEUE_SQL, VERIFY_BATCH, BulkAsk
 from firebreak.claims.store import Store
-from firebreak.claims.verify import assess, first_of_claims
+from firebreak.claims.verify import assess
 
 WHERE = "status = %(status)s AND (%(kind)s = '' OR reporter_kind = %(kind)s)"
 # What "approve all clean" approves: clean, awaiting a decision, of one kind (or all), and no
@@ -145,23 +145,19 @@ class ReviewStore:
         Fees and sales come from the account's row in the operator's accounts table, never from
         the report; a report duplicates an earlier one of the same account (or, without one, the
         same contact) and service whose window overlaps it, directly or through others
-        (verify.first_of_claims, once per account and service for the whole batch)."""
+        (verify.first_of_claims, computed by PostgreSQL: FIRST_OF_CLAIM_SQL)."""
         async def work(c: Any) -> int:
             rows = await _all(c, PENDING_SQL, (limit,))
             if not rows:
                 return 0
             by_account = [r for r in rows if r["account"] is not None]
             by_contact = [r for r in rows if r["account"] is None]
-            kin = await _all(c, KIN_SQL, ([r["account"] for r in by_account], [r["service"] for r in by_account],
-                                          [r["contact"] for r in by_contact], [r["service"] for r in by_contact]))
-            groups: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
-            for k in kin:
-                groups.setdefault((k["who"], k["service"]), []).append(
-                    (k["id"], k["window_start"].timestamp(), k["window_end"].timestamp()))
-            firsts = {who: first_of_claims(kin) for who, kin in groups.items()}
+            firsts = {k["id"]: k["first"] for k in await _all(c, FIRST_OF_CLAIM_SQL, (
+                [r["account"] for r in by_account], [r["service"] for r in by_account],
+                [r["contact"] for r in by_contact], [r["service"] for r in by_contact], [r["id"] for r in rows]))}
             updates = []
             for r in rows:
-                first = firsts.get((r["who"], r["service"]), {}).get(r["id"], r["id"])
+                first = firsts.get(r["id"], r["id"])
                 a = assess(policy, outages, reporter_kind=r["reporter_kind"], service=r["service"],
                            start=r["window_start"], end=r["window_end"], claimed_amount=r["claimed_amount"],
                            evidence=tuple(r["evidence"]),
@@ -184,11 +180,31 @@ PENDING_SQL = (
     "a.monthly_fee, a.sales_per_hour "
     "FROM reports r LEFT JOIN accounts a ON a.account = r.account "
     "WHERE r.status = 'received' ORDER BY r.id LIMIT %s FOR UPDATE OF r SKIP LOCKED")
-# Every report of the same accounts (or contacts) and services, through the indexes on
-# (account, service) and (contact, service).
-KIN_SQL = (
-    "SELECT id, 'account:' || account AS who, service, window_start, window_end FROM reports "
-    "WHERE account IS NOT NULL AND (account, service) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
-    "UNION ALL "
-    "SELECT id, 'contact:' || contact AS who, service, window_start, window_end FROM reports "
-    "WHERE account IS NULL AND (contact, service) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")
+# Each pending report's claim, as verify.first_of_claims defines it, computed where the reports
+# are: every report of the same accounts (or contacts) and services (through the indexes on
+# (account, service) and (contact, service)), sorted by start within each; a window opens a new
+# claim unless it starts before the latest end so far; a claim's first is its lowest id. Only the
+# pending reports' rows come back. Done in the app, the sweep and the fetch of every kin row held
+# every app's event loop for seconds once one contact had a few thousand reports.
+FIRST_OF_CLAIM_SQL = """
+WITH kin AS (
+    SELECT id, 'account:' || account AS who, service, window_start, window_end FROM reports
+    WHERE account IS NOT NULL AND (account, service) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+    UNION ALL
+    SELECT id, 'contact:' || contact AS who, service, window_start, window_end FROM reports
+    WHERE account IS NULL AND (contact, service) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+), opened AS (
+    SELECT id, who, service, window_start,
+           CASE WHEN window_start < max(window_end) OVER (PARTITION BY who, service ORDER BY window_start, id
+                                                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                THEN 0 ELSE 1 END AS opens
+    FROM kin
+), numbered AS (
+    SELECT id, who, service, sum(opens) OVER (PARTITION BY who, service ORDER BY window_start, id
+                                              ROWS UNBOUNDED PRECEDING) AS claim
+    FROM opened
+), firsts AS (
+    SELECT id, min(id) OVER (PARTITION BY who, service, claim) AS first FROM numbered
+)
+SELECT id, first FROM firsts WHERE id = ANY(%s::bigint[])
+"""

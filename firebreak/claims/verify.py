@@ -118,4 +118,8 @@ def first_of_claims(reports: Iterable[tuple[int, float, float]]) -> dict[int, in
             claims.append([])
         claims[-1].append(rid)
         reach = max(reach, end) if start < reach else end
-    return {rid: min(claim) for claim in claims for rid in claim}
+    firsts: dict[int, int] = {}
+    for claim in claims:
+        first = min(claim)
+        firsts.update(dict.fromkeys(claim, first))
+    return firsts

@@ -119,3 +119,10 @@ def test_the_sorted_sweep_finds_the_same_claims_as_the_pairwise_definition(windo
 def test_windows_that_only_touch_are_separate_claims_and_ties_go_to_the_earliest_id():
     assert first_of_claims([(5, 0, 10), (2, 10, 20)]) == {5: 5, 2: 2}
     assert first_of_claims([(5, 0, 10), (2, 0, 10), (9, 9, 30)]) == {5: 2, 2: 2, 9: 2}
+
+
+def test_one_contacts_hundred_thousand_overlapping_reports_are_one_claim():
+    # The drill's writers send exactly this (one contact, one window); a search that is quadratic
+    # in a claim's size takes minutes here instead of a fraction of a second.
+    firsts = first_of_claims([(i, 1000.0 + (i % 7), 5000.0) for i in range(100_000, 0, -1)])
+    assert len(firsts) == 100_000 and set(firsts.values()) == {1}

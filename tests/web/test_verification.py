@@ -60,3 +60,48 @@ def test_fees_come_from_the_accounts_table_and_duplicates_from_the_account(claim
     assert "duplicate" in rows["again"][1] and not rows["again"][4]
     big_amount, _, big_review, _, big_clean = rows["big"]
     assert big_amount > 20_000 and big_review and not big_clean  # over the rule's review_over: a person looks
+
+
+def test_postgresql_finds_each_reports_claim_as_the_definition_does(claims_db):
+    """FIRST_OF_CLAIM_SQL (what the verifier runs) against verify.first_of_claims (the definition,
+    tested against a pairwise search in tests/unit/test_batch_pricing.py) on random windows of a
+    few accounts and contacts, touching, nested, chained and tied."""
+    import random
+    import secrets
+
+    from firebreak.claims.review_store import FIRST_OF_CLAIM_SQL
+    from firebreak.claims.verify import first_of_claims
+
+    rnd = random.Random(7)
+    tag = secrets.token_hex(4)  # this test's own accounts and contacts, removed at the end
+    base = 1_665_814_740
+    with psycopg.connect(claims_db, autocommit=True) as conn:
+        rows = []
+        for _ in range(300):
+            who = rnd.choice([("account", f"{tag}-a{rnd.randrange(3)}"), ("contact", f"{tag}-c{rnd.randrange(3)}")])
+            service = rnd.choice(["messenger", "taxi"])
+            start = base + 60 * rnd.randrange(40)
+            end = start + 60 * rnd.randrange(1, 8)
+            account = who[1] if who[0] == "account" else None
+            contact = who[1] if who[0] == "contact" else f"{tag}-someone@example.org"
+            rid = conn.execute(
+                "INSERT INTO reports (receipt, reporter_kind, service, window_start, window_end, claimed_amount, "
+                "contact, site, account) VALUES (%s, 'paid_user', %s, to_timestamp(%s), to_timestamp(%s), 0, %s, "
+                "'test', %s) RETURNING id", (secrets.token_hex(8), service, start, end, contact, account)).fetchone()[0]
+            rows.append((rid, f"{who[0]}:{who[1]}", service, float(start), float(end), account, contact))
+        try:
+            expected: dict[int, int] = {}
+            groups: dict[tuple[str, str], list] = {}
+            for rid, who, service, s, e, _, _ in rows:
+                groups.setdefault((who, service), []).append((rid, s, e))
+            for kin in groups.values():
+                expected.update(first_of_claims(kin))
+            by_account = [r for r in rows if r[5] is not None]
+            by_contact = [r for r in rows if r[5] is None]
+            got = dict(conn.execute(FIRST_OF_CLAIM_SQL, (
+                [r[5] for r in by_account], [r[2] for r in by_account],
+                [r[6] for r in by_contact], [r[2] for r in by_contact], [r[0] for r in rows])).fetchall())
+        finally:
+            conn.execute("DELETE FROM reports WHERE contact LIKE %s OR account LIKE %s", (f"{tag}-%", f"{tag}-%"))
+    assert got == expected
+    assert sum(1 for rid, first in got.items() if rid != first) > 50  # duplicates were there to find
