@@ -44,12 +44,12 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
-# A fresh lab for each module. Shared across modules (2026-12-04, after uvloop's aborts were
-# fixed) the suite failed 12 tests in a cascade: from the drills on, doors and apps of a lab that
-# had already been through five modules' faults timed out or answered 503, which fresh labs never
-# showed (3 failures, each understood). Costs about 30 s a module; sharing returns once that lab's
-# decline is understood.
-SHARE_ACROSS_MODULES = False
+# Modules that want the same lab share it. Shared (2026-12-04) a lab five modules old once failed
+# 12 tests with doors and apps timing out or answering 503: the apps' verifier held every app's
+# event loop for seconds at a time, longer the more reports the lab had taken (a duplicate search
+# quadratic in one contact's reports, and the drills wrote every report from one contact). Both
+# are fixed, and the loop watch logs any stall with its stack ("event loop blocked" in app.log).
+SHARE_ACROSS_MODULES = True
 
 
 class LabSlot:

@@ -20,13 +20,9 @@ pytestmark = pytest.mark.lab
 # These tests are about correctness (nothing lost, no split brain, every step run, every fault
 # healed); how fast and how available is the benchmarks' business (bench/failover.py,
 # bench/drills.py), so the timing objectives are set loose here and their defaults are judged by
-# tests/unit. Reads and ops actions too, for now: in the seconds after a heal every site's app
-# was seen missing its door's health checks at once, and up to 7 reads of ~750 hit the readers'
-# 2 s timeout (2026-12-04, `reads_failed` in report.json). That stall is an open bug (issue 30;
-# the same shape as the cut-to-etcd's-leader stall in test_gray_e2e), not yet explained; until it
-# is, these tests judge what they are for and the bug is tracked there and in docs/FAILOVER.md.
-LOOSE = ("--max-write-unavailability", "15", "--max-write-gap", "30", "--max-read-failures", "25",
-         "--max-failed-ops", "5")
+# tests/unit. Reads and ops actions are judged at their defaults: the stall that once cost reads
+# after a heal (every app's loop held by the verifier) is fixed.
+LOOSE = ("--max-write-unavailability", "15", "--max-write-gap", "30")
 
 
 def drill(*args, report):
