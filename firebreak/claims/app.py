@@ -101,7 +101,9 @@ def public_app(svc: Services, with_admin: bool, webhooks: Webhooks | None = None
         # The webhooks are sent from here, in the background, as the public record sees the
         # incidents: never from a request, which writes nothing and waits for no subscriber.
         notifier = Notifier(webhooks, svc.store, functools.partial(incidents.view_of, svc), svc.settings.site,
-                            svc.clock, svc.settings.review_deadline) if webhooks else None
+                            svc.clock, svc.settings.review_deadline,
+                            counted=lambda outcome: svc.metrics.webhooks.labels(svc.settings.site, outcome).inc()
+                            ) if webhooks else None
         notifying = asyncio.create_task(notifier.run()) if notifier else None
         yield
         verifier.cancel()

@@ -38,6 +38,10 @@ class AppMetrics:
         self.held = Counter("firebreak_app_refusals_held_total",
                             "Refusals held for the refusal delay (held) or sent at once because the hold was full",
                             ["site", "how"], registry=self.registry)
+        # One per webhook attempt this app made: delivered (a 2xx), failed (sent again after the
+        # retry's backoff, by whichever site's app claims it) or abandoned (out of attempts).
+        self.webhooks = Counter("firebreak_app_webhook_deliveries_total", "Webhook delivery attempts by outcome",
+                                ["site", "outcome"], registry=self.registry)
         self.loop_stalls = Histogram("firebreak_event_loop_stall_seconds", "Times the event loop stopped turning "
                                      "for longer than half a second, by how long (the log has what it was doing)",
                                      ["site"], registry=self.registry, buckets=LOOP_STALL_BUCKETS)

@@ -66,8 +66,9 @@ Send = tuple[str, str, bytes, int]  # subscriber, event id, body, attempt
 
 class Notifier:
     def __init__(self, hooks: Webhooks, store: Store, view: Callable[[], Awaitable[StatusView]], site: str,
-                 clock: Clock, deadline: float = 5.0):
+                 clock: Clock, deadline: float = 5.0, counted: Callable[[str], None] | None = None):
         self.hooks, self.store, self.view, self.site, self.clock = hooks, store, view, site, clock
+        self.counted = counted or (lambda outcome: None)  # delivered | failed | abandoned, one per attempt
         self.deadline = deadline
         self.known: frozenset[Key] = frozenset()
         self._said = ""   # the last problem logged, so a long outage is one line, not one per pass
@@ -131,6 +132,7 @@ class Notifier:
             await conn.execute(ABANDON_SQL, (p.subscriber, p.event_id, p.attempts))
             log.error("webhook %s to %s: abandoned after %d attempts; see webhook_deliveries.last_error",
                       p.event_id, p.subscriber, p.attempts)
+            self.counted("abandoned")
         out: list[Send] = []
         for p in again:
             cur = await conn.execute(RECLAIM_SQL, (self.site, p.subscriber, p.event_id, p.attempts))
@@ -151,6 +153,7 @@ class Notifier:
                 log.info("webhook %s to %s: delivered (attempt %d)", event_id, subscriber, attempt)
             else:
                 log.warning("webhook %s to %s: attempt %d failed: %s", event_id, subscriber, attempt, error)
+            self.counted("delivered" if error is None else "failed")
 
         async def record(conn: Any) -> None:
             for (subscriber, event_id, _, attempt), error in results:

@@ -14,8 +14,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT
 from tests.web.conftest import free_port, serve_app
@@ -114,7 +116,8 @@ def test_two_sites_notifiers_deliver_each_event_once_signed_and_retry_a_failure(
     d, receiver = setup
     env = {"FIREBREAK_LEDGER": str(d / "ledger.yaml"), "FIREBREAK_WEBHOOKS": str(d / "hooks.yaml")}
     (d / "ansan").mkdir()
-    with serve_app(claims_db, d, **env), serve_app(claims_db, d / "ansan", FIREBREAK_SITE_NAME="ansan", **env):
+    with serve_app(claims_db, d, **env) as (pangyo, _), \
+            serve_app(claims_db, d / "ansan", FIREBREAK_SITE_NAME="ansan", **env) as (ansan, _):
         now = time.time()
         (d / "ledger.yaml").write_text(ledger(now))
         first, second = int(now - 7200), int(now - 600)
@@ -152,6 +155,16 @@ def test_two_sites_notifiers_deliver_each_event_once_signed_and_retry_a_failure(
         assert len(db) == 2 * len(expected) and all(delivered for *_, delivered, _ in db)
         assert {r[3] for r in db if r[0].endswith("/ok")} == {1} and {r[3] for r in db if r[0].endswith("/flaky")} == {2}
         assert {r[2] for r in db} <= {"pangyo", "ansan"}
+
+        # Each app counts its own attempts; between them, every delivery and every failed first try.
+        counted = {"delivered": 0.0, "failed": 0.0}
+        for url, site in ((pangyo, "pangyo"), (ansan, "ansan")):
+            for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
+                for sample in family.samples:
+                    if sample.name == "firebreak_app_webhook_deliveries_total":
+                        assert sample.labels["site"] == site
+                        counted[sample.labels["outcome"]] += sample.value
+        assert counted == {"delivered": 2 * len(expected), "failed": len(expected)}, counted
 
 
 def test_a_secret_others_may_read_stops_the_service_before_it_serves(tmp_path):
