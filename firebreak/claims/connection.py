@@ -102,10 +102,21 @@ async def _bounded(conn: Any, work: Any, deadline: float) -> Any:
     PostgreSQL report success, and a server that lost power never answers a cancel anyway.
     """
     task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=deadline)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=deadline)
+    except asyncio.CancelledError:
+        # Our caller gave up (a request cancelled, the app stopping). asyncio.wait leaves the
+        # work running, on a connection the caller is about to hand back to its pool: hang up
+        # here too, so nothing else is ever sent on it mid-statement.
+        _hang_up(conn, task)
+        raise
     if done:
         return task.result()
+    _hang_up(conn, task)
+    raise OutcomeUnknown(f"no answer from the server within {deadline:g} s")
+
+
+def _hang_up(conn: Any, task: "asyncio.Future[Any]") -> None:
     conn.pgconn.finish()
     task.add_done_callback(_discard_result)  # its socket is gone; it may never wake
     task.cancel()
-    raise OutcomeUnknown(f"no answer from the server within {deadline:g} s")
