@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 # has a cut link (if etcd's leader is at its other end, that primary's Patroni is counting down to
 # demoting itself).
 PLACE_EVERY = 2.0
+# Moves that only place etcd's leader better (not those that let a primary's site hear it) wait
+# until no primary's site has had a cut link for this long: a flapping link is cut and healed
+# every second or so, and each move costs etcd a leader change.
+RANK_SETTLE = 10.0
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -109,6 +113,7 @@ class Memory:
     outages: Mapping[str, outages.Open] = field(default_factory=dict)   # service -> its open outage
     adopted: bool = False       # the open ones were read from the ledger since this agent took over
     placed_at: float = 0.0      # when etcd's leader was last placed
+    primary_cut_at: float = float("-inf")  # when a primary's site last had a cut link
     decisions: Mapping[str, str] = field(default_factory=dict)  # cluster -> its last decision's reason
     refused: frozenset[str] = frozenset()  # clusters whose last decision refused a failover (alerted on)
     last_decision: str = ""
@@ -153,6 +158,7 @@ class PlaceEtcdLeader:
     sync_sites: tuple[str, ...]
     living: tuple[str, ...]
     cut: frozenset[frozenset[str]]
+    by_rank: bool = True  # False: only a move that lets a primary's site hear the leader (RANK_SETTLE)
 
 
 @dataclass(frozen=True)
@@ -250,11 +256,13 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
 
     placed_at = mem.placed_at
     leader_cut = any(p in link for link in cut for p in primary_sites)
+    primary_cut_at = now if leader_cut else mem.primary_cut_at
     if settings.can_place_etcd_leader and not any(d.failover for d in decisions.values()) and not seen.frozen \
             and (now - placed_at > PLACE_EVERY or leader_cut):
         placed_at = now
         effects.append(PlaceEtcdLeader(tuple(primary_sites), tuple(sync_sites),
-                                       tuple(s for s, v in verdicts.items() if not v.dead), cut))
+                                       tuple(s for s, v in verdicts.items() if not v.dead), cut,
+                                       by_rank=now - primary_cut_at >= RANK_SETTLE))
 
     changed = {scope: d.reason for scope, d in decisions.items() if d.reason != mem.decisions.get(scope)}
     effects += [Decided(scope, reason) for scope, reason in changed.items()]
@@ -268,6 +276,7 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         effects += [RecordOutage(w) for w in writes]
 
     return effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
+                            primary_cut_at=primary_cut_at,
                             decisions={**mem.decisions, **changed}, last_decision=last,
                             refused=frozenset(scope for scope, d in decisions.items() if d.refused))
 
@@ -336,7 +345,8 @@ def etcd_move(place: PlaceEtcdLeader, leader_id: object, members: Iterable[Mappi
     members = list(members)
     by_id = {m["ID"]: m for m in members}
     leader_site = by_id.get(leader_id, {}).get("name")
-    target = etcd_leader_target(leader_site, list(place.primary_sites), place.sync_sites, place.living, place.cut)
+    target = etcd_leader_target(leader_site, list(place.primary_sites), place.sync_sites, place.living, place.cut,
+                                by_rank=place.by_rank)
     if target is None:
         return None
     target_member = next((m for m in members if m.get("name") == target), None)

@@ -294,6 +294,33 @@ def test_etcds_leader_is_placed_every_two_seconds_and_every_tick_while_a_primary
     assert "PlaceEtcdLeader" not in kinds(co.tick(locked, seen(100.6, cut), m))
 
 
+def test_a_flapping_link_moves_etcds_leader_to_be_heard_but_not_back_until_the_links_settle():
+    """One site's links cut and healed every second (a flap): each cut may need leadership moved
+    where the primary's site hears it, at once; moving it back to a better-ranked site waits until
+    no primary's site has had a cut link for RANK_SETTLE seconds."""
+    m = co.Memory()
+    flags = []
+    for now in (100.0, 100.6, 101.2, 101.8, 102.4):  # cut, healed, cut, healed, cut
+        cutting = int(round((now - 100.0) / 0.6)) % 2 == 0
+        vs = views(now, lost("siheung", 1.1, "pangyo")) if cutting else views(now)
+        r = co.tick(SETTINGS, seen(now, vs), m)
+        m = r.memory
+        flags += [(now, p.by_rank, bool(p.cut)) for p in of(r, co.PlaceEtcdLeader)]
+    assert flags and all(not by_rank for _, by_rank, _ in flags), flags  # only moves that restore reach
+    assert any(cut for _, _, cut in flags)
+    quiet_since = 102.4
+    for now in (104.5, 108.0, quiet_since + co.RANK_SETTLE - 0.1):
+        r = co.tick(SETTINGS, seen(now), m)
+        m = r.memory
+        assert all(not p.by_rank for p in of(r, co.PlaceEtcdLeader)), now
+    r = co.tick(SETTINGS, seen(quiet_since + co.RANK_SETTLE + co.PLACE_EVERY + 0.5), m)
+    (place,) = of(r, co.PlaceEtcdLeader)
+    assert place.by_rank and not place.cut  # settled: placed by rank again
+    held = co.PlaceEtcdLeader(("pangyo",), ("ansan",), tuple(SITES), frozenset(), by_rank=False)
+    assert co.etcd_move(held, 1, MEMBERS) is None  # in the primary's site, and staying there for now
+    assert co.etcd_move(dataclasses.replace(held, by_rank=True), 1, MEMBERS).to_site == "siheung"
+
+
 MEMBERS = [{"ID": 1, "name": "pangyo"}, {"ID": 2, "name": "ansan"}, {"ID": 3, "name": "siheung"}]
 
 

@@ -148,6 +148,13 @@ def test_etcd_leadership_sits_where_every_primarys_site_hears_it(leader, primary
     assert etcd_leader_target(leader, primary, sync, SITES, cuts) == target
 
 
+def test_without_rank_moves_only_a_leader_a_primarys_site_cannot_hear_is_moved():
+    assert etcd_leader_target("pangyo", "pangyo", ["ansan"], SITES, (), by_rank=False) is None
+    assert etcd_leader_target("pangyo", "pangyo", ["ansan"], SITES, ()) == "siheung"
+    assert etcd_leader_target("siheung", "pangyo", ["ansan"], SITES, cut(("pangyo", "siheung")),
+                              by_rank=False) == "ansan"
+
+
 def test_etcd_leadership_goes_to_the_site_with_fewest_cut_links_even_the_primarys():
     sites = SITES + ["d"]
     cuts = cut(("pangyo", "d"), ("ansan", "siheung"), ("ansan", "x"), ("siheung", "y"))
