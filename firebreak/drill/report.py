@@ -18,13 +18,16 @@ _env = Environment(loader=PackageLoader("firebreak.drill", "templates"), autoesc
 
 
 def buckets(ops: list[Op], start: float, seconds: int) -> dict[str, list[tuple[int, int]]]:
+    """Writes per second by the site whose door answered: (acknowledged, not) for each second."""
     out: dict[str, list[list[int]]] = {}
     for o in ops:
         if o.kind != "write":
             continue
         i = int(o.complete - start)
         if 0 <= i < seconds:
-            b = out.setdefault(o.site, [[0, 0] for _ in range(seconds)])
+            b = out.get(o.site)
+            if b is None:  # never a setdefault: its default would be built for every write
+                b = out[o.site] = [[0, 0] for _ in range(seconds)]
             b[i][0 if o.outcome == "ok" else 1] += 1
     return {s: [tuple(x) for x in v] for s, v in sorted(out.items())}
 
@@ -32,6 +35,9 @@ def buckets(ops: list[Op], start: float, seconds: int) -> dict[str, list[tuple[i
 def write_report(report: dict, ops: list[Op], start: float, directory: Path,
                  title: str = "Writes per second by the site whose door answered") -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = directory / "report.json", directory / "report.html"
+    # The judgment first: nothing after it (the chart) may cost a long drill its report.
+    json_path.write_text(json.dumps(report, indent=2, default=str))
     seconds = max(1, math.ceil(report["duration_s"]))
     markers = []
     for f in report["faults"]:
@@ -40,8 +46,6 @@ def write_report(report: dict, ops: list[Op], start: float, directory: Path,
             markers.append((f["at_s"] + f["write_rto_s"], f"writes resume (+{f['write_rto_s']:.2f} s)", "#1b7f3b"))
         markers.append((f["healed_at_s"], f"heal {f['site']}", "#555"))
     svg = timeline_svg(buckets(ops, start, seconds), markers, seconds, title)
-    json_path, html_path = directory / "report.json", directory / "report.html"
-    json_path.write_text(json.dumps(report, indent=2, default=str))
     html_path.write_text(_env.get_template("report.html").render(
         r=report, svg=svg, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         started=datetime.fromtimestamp(report.get("started", 0), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")))
