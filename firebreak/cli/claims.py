@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from firebreak.cli.base import OutputFormat, app, err, out
+from firebreak.control.keys import PREFIX
 from firebreak.errors import InputError, Problem
 
 
@@ -277,7 +278,7 @@ def claims_credit(
     etcd: list[str] = typer.Option(None, "--etcd", help="Without --ledger: etcd client URL(s); default: the lab's."),
     etcd_access: Optional[Path] = typer.Option(None, "--etcd-access", help="A locked etcd: an access file; default: "
                                                                            "the lab's claims role."),
-    prefix: str = typer.Option("/firebreak", "--prefix", help="Without --ledger: Firebreak's etcd key prefix."),
+    prefix: str = typer.Option(PREFIX, "--prefix", help="Without --ledger: Firebreak's etcd key prefix."),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text for people, json for programs."),
 ) -> None:
     """Credit every account an outage affected, without a claim: paid users by the policy's fee
@@ -406,7 +407,7 @@ def claims_postmortem(
     etcd: list[str] = typer.Option(None, "--etcd", help="Without --ledger: etcd client URL(s); default: the lab's."),
     etcd_access: Optional[Path] = typer.Option(None, "--etcd-access", help="A locked etcd: an access file; default: "
                                                                            "the lab's claims role."),
-    prefix: str = typer.Option("/firebreak", "--prefix", help="Without --ledger: Firebreak's etcd key prefix."),
+    prefix: str = typer.Option(PREFIX, "--prefix", help="Without --ledger: Firebreak's etcd key prefix."),
 ) -> None:
     """A post-incident report (Markdown) from the ledger, the drill reports and the credit batches:
     what failed, what the control plane decided and when, what each service saw, what was paid."""

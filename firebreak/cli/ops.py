@@ -28,6 +28,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 
 from firebreak.cli.base import OutputFormat, app, confirm, out, read_estate
+from firebreak.control.keys import PREFIX
 from firebreak.errors import FirebreakError, InputError, Problem
 from firebreak.inputs import bad_name, load_yaml_model, suggest
 
@@ -394,7 +395,7 @@ def ops_user_add(name: str = typer.Argument(...), role: str = typer.Option("oper
                      None, "--etcd-access", help="a locked etcd: an access file (JSON: ca, cert, key, user, "
                                                  "password_file); default: the ops config's etcd_access, else the "
                                                  "lab's ops role"),
-                 prefix: str = typer.Option("/firebreak", "--prefix")) -> None:
+                 prefix: str = typer.Option(PREFIX, "--prefix")) -> None:
     """Create an operator and print its token once (only an argon2 hash is stored)."""
     import asyncio
 
