@@ -172,16 +172,15 @@ class ReviewStore:
         return await self._run(work)
 
 
-# Who a report is from, for duplicates: its account, or without one its contact (the prefixes
-# keep an account id from ever equalling a contact).
 PENDING_SQL = (
     "SELECT r.id, r.reporter_kind, r.service, r.window_start, r.window_end, r.claimed_amount, r.evidence, "
-    "coalesce('account:' || r.account, 'contact:' || r.contact) AS who, r.account, r.contact, "
+    "r.account, r.contact, "
     "a.monthly_fee, a.sales_per_hour "
     "FROM reports r LEFT JOIN accounts a ON a.account = r.account "
     "WHERE r.status = 'received' ORDER BY r.id LIMIT %s FOR UPDATE OF r SKIP LOCKED")
 # Each pending report's claim, as verify.first_of_claims defines it, computed where the reports
-# are: every report of the same accounts (or contacts) and services (through the indexes on
+# are: every report of the same accounts (or, without one, contacts: the 'account:'/'contact:'
+# prefixes keep an account id from ever equalling a contact) and services (through the indexes on
 # (account, service) and (contact, service)), sorted by start within each; a window opens a new
 # claim unless it starts before the latest end so far; a claim's first is its lowest id. Only the
 # pending reports' rows come back. Done in the app, the sweep and the fetch of every kin row held

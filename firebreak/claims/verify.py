@@ -108,9 +108,9 @@ def first_of_claims(reports: Iterable[tuple[int, float, float]]) -> dict[int, in
     """Each report's id -> the earliest id of its claim: the set of reports (of one account or
     contact and one service) whose windows overlap, directly or in a chain. Sorted by start, a
     window opens a new claim unless it starts before the latest end seen so far (windows are
-    never empty: the intake refuses an end not after its start). O(n log n): the verifier runs
-    this on the app's event loop for every report of an account, and a pairwise search over one
-    contact's few thousand reports stopped every site's app for seconds at a time."""
+    never empty: the intake refuses an end not after its start). O(n log n). The definition the
+    verifier's FIRST_OF_CLAIM_SQL (review_store.py) computes in PostgreSQL, tested against it: a
+    pairwise search on the app's event loop stopped every site's app for seconds at a time."""
     claims: list[list[int]] = []
     reach = float("-inf")
     for rid, start, end in sorted(reports, key=lambda r: (r[1], r[0])):
