@@ -11,7 +11,7 @@ demo: setup
 	$(VENV)/bin/firebreak demo
 
 test: setup
-	$(PY) -m pytest -q --durations=20
+	@bash scripts/test.sh
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not lab"
