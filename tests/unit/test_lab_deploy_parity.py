@@ -1,8 +1,10 @@
 """The lab runs what a real host gets: for the default lab's layout, every file the lab writes for a
 site (patroni.yml, agent.yml, etcd's configuration, HAProxy's, Caddy's, the claims service's
 environment) equals what `firebreak deploy render` writes for an inventory of the same sites,
-addresses and ports, but for the few values that are truly the lab's own, each listed below with
-its reason. A setting changed on one side only fails here: the two cannot drift again."""
+addresses and ports, and every process it starts is its rendered unit's ExecStart line, but for
+the few values that are truly the lab's own (where its files live, one HAProxy flag), each listed
+below with its reason. A setting or a flag changed on one side only fails here: the two cannot
+drift again."""
 
 from __future__ import annotations
 
@@ -179,3 +181,54 @@ def test_the_claims_service_gets_the_rendered_environment_but_for_the_labs_extra
         "/FIREBREAK_LEDGER",             # reports about 2022 are checked against its reconstruction
         "/FIREBREAK_PORTAL_RATE",        # every lab client comes from one address
         "/FIREBREAK_API_RATE"}
+
+
+# ---- what the lab runs: each unit's ExecStart ---------------------------------------------------
+
+# The lab's process for each rendered unit, and where the lab keeps each file that unit's
+# ExecStart names: the lab's site directory instead of /etc (the files' contents are the tests
+# above). Every other argument must be the unit's own.
+LAB_PROCESS = {"firebreak-etcd.service": "etcd", "firebreak-patroni-firebreak.service": "patroni",
+               "firebreak-claims.service": "app", "firebreak-agent.service": "agent",
+               "firebreak-door.service": "door", "firebreak-db-door.service": "dbdoor"}
+LAB_FILE = {"/etc/firebreak/etcd.yml": "etcd.yml", "/etc/firebreak/patroni/firebreak/patroni.yml": "patroni.yml",
+            "/etc/firebreak/agent.yml": "agent.yml", "/etc/firebreak/caddy.json": "door.json",
+            "/etc/firebreak/haproxy.cfg": "db-door.cfg"}
+# HAProxy in the lab stays one process (-db) where a host's unit runs its master-worker mode
+# with systemd's notify protocol (-Ws, as Debian's unit does): the lab pauses and kills a site's
+# processes by PID, and a paused master would leave its worker serving.
+LAB_FLAG = {("firebreak-db-door.service", "-Ws"): "-db"}
+
+
+def exec_start(unit_text: str) -> list[str]:
+    """The argv of a unit's ExecStart line, as systemd reads it (`%%` and `$$` are one character)."""
+    import shlex
+
+    line = next(x for x in unit_text.splitlines() if x.startswith("ExecStart="))
+    return [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(line.removeprefix("ExecStart="))]
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_the_lab_starts_each_component_as_its_rendered_unit_s_exec_start(rendered, site, tmp_path):
+    import sys
+
+    from firebreak.lab.components import argv_of
+
+    layout = make_layout(tmp_path, "loopback", SITES, "abcd1234")
+    s = layout.site(site)
+    units = {p.rsplit("/", 1)[1]: f for p, f in rendered.items()
+             if p.startswith(f"{site}-1/etc/systemd/system/") and p.endswith(".service")}
+    assert set(units) == set(LAB_PROCESS), sorted(units)
+    for unit, component in LAB_PROCESS.items():
+        real = exec_start(units[unit].content)
+        mine, _ = argv_of(layout, s, component, SECRETS, sys.executable)
+        assert len(mine) == len(real), (unit, mine, real)
+        # the program: the same one, from where this machine has it
+        assert Path(mine[0]).name.startswith(Path(real[0]).name), (unit, mine[0], real[0])
+        for lab_arg, real_arg in zip(mine[1:], real[1:]):
+            if real_arg in LAB_FILE:
+                assert lab_arg == str(s.dir / LAB_FILE[real_arg]), (unit, lab_arg, real_arg)
+            elif (unit, real_arg) in LAB_FLAG:
+                assert lab_arg == LAB_FLAG[(unit, real_arg)], (unit, lab_arg, real_arg)
+            else:
+                assert lab_arg == real_arg, (unit, mine, real)
