@@ -16,10 +16,11 @@ under `settings:`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +28,9 @@ from firebreak.control.keys import PATRONI_SCOPE
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import Lines, bad_name, field_path, load_yaml_model
 from firebreak.topology import Kind, Replication, load_topology
+
+if TYPE_CHECKING:
+    from firebreak.claims.subscribers import Webhooks
 
 ROLES = ("etcd", "postgres", "agent", "door", "db-door", "claims")
 Role = Literal["etcd", "postgres", "agent", "door", "db-door", "claims"]
@@ -84,6 +88,12 @@ class EtcdTuning(_Strict):
                                                      "the raft leader (docs/DEPLOY.md: what is lost without it)")
 
 
+class ClaimsSettings(_Strict):
+    webhooks: str | None = Field(None, description="the operator's webhook subscribers file (docs/PUBLIC-RECORD.md), "
+                                 "relative to the inventory: every claims host gets it, each subscriber's secret in "
+                                 "a file of its own (0600)")
+
+
 class SettingsSpec(_Strict):
     ports: Ports = Field(default_factory=Ports)
     binaries: Binaries = Field(default_factory=Binaries)
@@ -91,6 +101,7 @@ class SettingsSpec(_Strict):
     scope: str = Field(PATRONI_SCOPE, description="without a topology: the one cluster's Patroni scope")
     client_networks: list[str] = Field(default_factory=list, description="networks PostgreSQL accepts clients "
                                        "and replication from (pg_hba); default: the hosts that need it, each /32")
+    claims: ClaimsSettings = Field(default_factory=ClaimsSettings)
 
 
 class InventorySpec(_Strict):
@@ -146,6 +157,7 @@ class Inventory:
     settings: SettingsSpec
     estate: bool = False              # built from a topology (several clusters, no claims app assumed)
     notes: tuple[str, ...] = field(default=())
+    webhooks: "Webhooks | None" = None  # settings.claims.webhooks, read and checked (its secrets too)
 
     @property
     def ports(self) -> Ports:
@@ -218,15 +230,39 @@ def build_inventory(spec: InventorySpec, label: str, lines: "Lines | dict[tuple,
 
     clusters, estate = _clusters(spec, label, base, bad)
     _check_clusters(spec, clusters, bad)
+    webhooks = _webhooks(spec, base, bad)
     if problems:
         raise InputError(problems)
 
     sites = tuple(Site(name, tuple(Host(h, name, str(ipaddress.ip_address(spec_h.address)), frozenset(spec_h.roles))
                                    for h, spec_h in s.hosts.items()))
                   for name, s in spec.sites.items())
-    inv = Inventory(source=label, sites=sites, clusters=clusters, settings=spec.settings, estate=estate)
-    return Inventory(source=label, sites=sites, clusters=clusters, settings=spec.settings, estate=estate,
-                     notes=tuple(_notes(inv)))
+    inv = Inventory(source=label, sites=sites, clusters=clusters, settings=spec.settings, estate=estate,
+                    webhooks=webhooks)
+    return dataclasses.replace(inv, notes=tuple(_notes(inv)))
+
+
+def _webhooks(spec: InventorySpec, base: Path | None, bad) -> "Webhooks | None":
+    """The subscribers file the claims hosts get, checked as the service checks it at start (its
+    URLs, each secret file's mode and length), so a bad one stops the render, not a site's service."""
+    if spec.settings.claims.webhooks is None:
+        return None
+    from firebreak.claims.subscribers import load_webhooks
+
+    at = ("settings", "claims", "webhooks")
+    try:
+        webhooks = load_webhooks((base or Path(".")) / spec.settings.claims.webhooks)
+    except InputError as e:
+        for p in e.problems:
+            bad(at, f"{p}")
+        return None
+    for i, s in enumerate(webhooks.subscribers):
+        try:
+            s.secret.decode("utf-8")
+        except UnicodeDecodeError:
+            bad(at, f"subscriber {i + 1} ({s.url}): its secret is not text; make it with `openssl rand -hex 32`")
+            return None
+    return webhooks
 
 
 # Roles a site must run exactly once (the agents know one of each per site), at most once, or any.

@@ -10,6 +10,8 @@ the CLI only writes them. Each host gets what its roles need, ready for `/`:
     etc/firebreak/caddy.json                            the front door's
     etc/firebreak/agent.yml                             the agent's (its secrets in files, below)
     etc/firebreak/claims.env                            the claims service's settings
+    etc/firebreak/webhooks.yml                          its webhook subscribers (settings.claims.webhooks),
+                                                        each secret in secrets/webhooks/<n>.secret
     etc/firebreak/secrets/*                             secrets, 0600: Patroni's, the agent's, the claims
                                                         service's
     etc/firebreak/etcd/<role>/{access.json,password}    each etcd user this host acts as
@@ -27,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import yaml
 
@@ -39,11 +41,15 @@ from firebreak.deploy.inventory import Cluster, Host, Inventory
 from firebreak.deploy.secrets import ROOT_ROLE, DeploySecrets
 from firebreak.deploy.units import MAINPID, Unit, unit_text
 
+if TYPE_CHECKING:
+    from firebreak.claims.subscribers import Webhooks
+
 ETC = "/etc/firebreak"
 PKI = f"{ETC}/pki"
 CA = f"{PKI}/ca.pem"
 PEER_CA = f"{PKI}/peer-ca.pem"        # signs etcd members' peer certificates only (firebreak/pki/plan.py)
 SECRETS = f"{ETC}/secrets"
+WEBHOOKS = f"{ETC}/webhooks.yml"
 UNITS = "/etc/systemd/system"
 
 # Who runs what. Debian's packages create haproxy, postgres and (Caddy's) caddy; sysusers.d
@@ -278,7 +284,11 @@ def _claims(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Ren
         etcd_access=f"{access_dir('claims')}/access.json", secure_cookies=bool(door_hosts),
         admin_bind=_hostport(host.address, inv.ports.claims_admin))
     env_path, secret_path = f"{ETC}/claims.env", f"{SECRETS}/claims.env"
+    hooks = _webhook_files(inv.webhooks) if inv.webhooks is not None else {}
+    if hooks:
+        env["FIREBREAK_WEBHOOKS"] = WEBHOOKS
     files = {
+        **hooks,
         env_path: RenderedFile(_env_text(env), 0o640, USERS["claims"]),
         secret_path: RenderedFile(_env_text(c.claims_secret_env(admin_token=s.app_admin, session_secret=s.session)),
                                   0o600, USERS["claims"]),
@@ -292,6 +302,23 @@ def _claims(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Ren
                             if host.has("postgres") and host.site in cl.sites),
                 restart="always", restart_sec="1s")
     return files, [unit]
+
+
+def _webhook_files(w: "Webhooks") -> dict[str, RenderedFile]:
+    """The subscribers file every claims host reads (FIREBREAK_WEBHOOKS) and each subscriber's
+    secret in a file of its own, 0600, beside the service's other secrets: the file names them,
+    it never holds one."""
+    files, subscribers = {}, []
+    for i, sub in enumerate(w.subscribers, 1):
+        path = f"{SECRETS}/webhooks/{i}.secret"
+        files[path] = RenderedFile(sub.secret.decode("utf-8") + "\n", 0o600, USERS["claims"])
+        subscribers.append({"url": sub.url, "secret_file": path})
+    doc = {"public_url": w.public_url, "subscribers": subscribers, "horizon_hours": w.horizon_s / 3600,
+           "timeout_s": w.timeout_s, "lease_s": w.retry.lease_s, "retry_base_s": w.retry.base_s,
+           "retry_max_s": w.retry.max_s, "give_up_hours": w.retry.give_up_s / 3600, "poll_s": w.poll_s}
+    head = "# Webhook subscribers (docs/PUBLIC-RECORD.md), from the inventory's settings.claims.webhooks.\n"
+    files[WEBHOOKS] = RenderedFile(head + yaml.safe_dump(doc, sort_keys=False), 0o640, USERS["claims"])
+    return files
 
 
 def _db_door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, RenderedFile], list[Unit]]:
@@ -429,6 +456,10 @@ def _tmpfiles(inv: Inventory, host: Host, files: dict[str, RenderedFile]) -> str
     lines = ["# Owner and mode of Firebreak's files on this host: `systemd-tmpfiles --create` after copying.",
              f"d {ETC} 0755 root root -", f"d {SECRETS} 0755 root root -", f"d {PKI} 0755 root root -"]
     for path, f in sorted(files.items()):
+        parent = path.rsplit("/", 1)[0]
+        if path.startswith(SECRETS + "/") and parent != SECRETS:
+            # a directory of one owner's secrets (the webhook subscribers'): only that owner enters
+            lines.append(f"d {parent} 0700 {f.owner} {f.owner} -")
         if path.startswith(ETC):
             lines.append(f"z {path} {f.mode:04o} {f.owner} {f.owner} -")
     lines.append(f"z {CA} 0644 root root -")

@@ -259,3 +259,60 @@ if __name__ == "__main__":
     for path, text in example_files().items():
         (base / path).parent.mkdir(parents=True, exist_ok=True)
         (base / path).write_text(text)
+
+
+def _with_webhooks(tmp_path, mode=0o600, secret="0123456789abcdef0123456789abcdef"):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "partner.secret").write_text(secret + "\n")
+    (hooks / "partner.secret").chmod(mode)
+    (hooks / "webhooks.yml").write_text(
+        "public_url: https://status.example.com/\n"
+        "subscribers:\n  - {url: 'https://hooks.partner.example/firebreak', secret_file: partner.secret}\n"
+        "timeout_s: 4\nlease_s: 30\n")
+    p = tmp_path / "inventory.yml"
+    p.write_text(textwrap.dedent(CONTRACT).lstrip("\n") + "settings:\n  claims: {webhooks: hooks/webhooks.yml}\n")
+    return p
+
+
+def test_webhook_subscribers_reach_every_claims_host_with_their_secrets_in_0600_files(tmp_path):
+    from firebreak.claims.subscribers import WebhooksFile
+
+    inv = load_inventory(_with_webhooks(tmp_path))
+    files = render(inv, make_secrets(inv.names, token=_counter()))
+    for host in ("gj-web1", "dj-web1", "bs-web1"):
+        doc = yaml.safe_load(files[f"{host}/etc/firebreak/webhooks.yml"].content)
+        parsed = WebhooksFile.model_validate(doc)   # what the service reads it with
+        assert (parsed.public_url, parsed.timeout_s, parsed.lease_s) == ("https://status.example.com", 4, 30)
+        sub = parsed.subscribers[0]
+        assert sub.url == "https://hooks.partner.example/firebreak"
+        secret = files[f"{host}{sub.secret_file}"]
+        assert (secret.content.strip(), secret.mode, secret.owner) == (
+            "0123456789abcdef0123456789abcdef", 0o600, "firebreak-claims")
+        assert "0123456789abcdef" not in files[f"{host}/etc/firebreak/webhooks.yml"].content
+        assert "FIREBREAK_WEBHOOKS=\"/etc/firebreak/webhooks.yml\"" in files[f"{host}/etc/firebreak/claims.env"].content
+        tmpfiles = files[f"{host}/etc/tmpfiles.d/firebreak.conf"].content
+        assert "d /etc/firebreak/secrets/webhooks 0700 firebreak-claims firebreak-claims -" in tmpfiles
+    assert not any("webhooks" in p for p in files if p.startswith("gj-db1/"))
+    # without the setting, nothing of it
+    plain = render(load_inventory(_inventory_file(tmp_path)), make_secrets(inv.names, token=_counter()))
+    assert not any("webhooks" in p or "WEBHOOKS" in f.content for p, f in plain.items())
+
+
+def _inventory_file(tmp_path):
+    p = tmp_path / "plain.yml"
+    p.write_text(textwrap.dedent(CONTRACT).lstrip("\n"))
+    return p
+
+
+@pytest.mark.parametrize("mode,secret,reason", [
+    (0o644, "0123456789abcdef0123456789abcdef", "readable by group or others"),
+    (0o600, "short", "a secret needs 16 or more"),
+])
+def test_a_bad_webhooks_file_stops_the_render_with_the_field_named(tmp_path, mode, secret, reason):
+    from firebreak.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        load_inventory(_with_webhooks(tmp_path, mode, secret))
+    text = "\n".join(str(p) for p in e.value.problems)
+    assert "settings.claims.webhooks" in text and "subscribers[0].secret_file" in text and reason in text, text
