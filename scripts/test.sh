@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 
 beside_log=$(mktemp "${TMPDIR:-/tmp}/firebreak-tests-beside.XXXXXX")
-beside_tmp=$(mktemp -d "${TMPDIR:-/tmp}/firebreak-tests-beside-tmp.XXXXXX")
+# Short: tests put unix sockets under their tmp_path, and a socket's path has at most 107 bytes.
+beside_tmp=$(mktemp -d "${TMPDIR:-/tmp}/fbt.XXXXXX")
 cleanup() { rm -rf "$beside_log" "$beside_tmp"; }
 trap cleanup EXIT
 
