@@ -30,7 +30,13 @@ PATRONI_RETRY_TIMEOUT = 6
 # still need (wal_keep_size), and what a replication slot may hold for a member that stopped reading
 # (max_slot_wal_keep_size). Without the last a slot holds WAL without bound until Patroni drops a
 # departed member's slot (member_slots_ttl, 30 minutes): a busy primary can fill its disk first.
-PG_WAL_MB = {"max_wal_size": 1024, "wal_keep_size": 256, "max_slot_wal_keep_size": 1024}
+# wal_keep_size is twice max_wal_size because an old primary comes back through pg_rewind, which
+# replays from the last checkpoint the two timelines share, and a spread checkpoint's redo point
+# lies up to about max_wal_size before it. That WAL, from before the promotion, only the new
+# primary's pg_wal can give (its slot for the old primary begins at the promotion). With 256 MB a
+# power-cut primary of the 60-minute chaos run (2026-12-04) asked for WAL 320 MB back, found it
+# removed, and stayed "starting" for good.
+PG_WAL_MB = {"max_wal_size": 1024, "wal_keep_size": 2048, "max_slot_wal_keep_size": 1024}
 
 ETCD_COMPACTION_S = 300
 ETCD_COMPACTION = f"{ETCD_COMPACTION_S // 60}m"

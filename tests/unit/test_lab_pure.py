@@ -54,7 +54,7 @@ def test_patroni_config_is_synchronous_with_the_fastest_timers_patroni_allows():
     assert (cfg["etcd3"]["username"], cfg["etcd3"]["cert"]) == ("patroni", "/x/c.pem")
     # pg_wal has a bound: a slot for a member that stopped reading may not hold WAL without one
     wal = dcs["postgresql"]["parameters"]
-    assert (wal["max_wal_size"], wal["wal_keep_size"], wal["max_slot_wal_keep_size"]) == ("1024MB", "256MB", "1024MB")
+    assert (wal["max_wal_size"], wal["wal_keep_size"], wal["max_slot_wal_keep_size"]) == ("1024MB", "2048MB", "1024MB")
     pg = cfg["postgresql"]
     assert pg["parameters"]["unix_socket_directories"].endswith("sites/ansan/run")
     # no password-less network access: only the private socket directory is trusted
