@@ -120,7 +120,8 @@ def clusters_doc(histories: Mapping[str, list[Op]], stored: Mapping[str, set[str
     acknowledged and lost writes, from its ordinary client's history and the keys found after."""
     out = {}
     for name, ops in histories.items():
-        rtos = [checks.write_rto(ops, since, kind) for _, _, since, _ in faults]
+        acks = checks.Acks(ops, kind)
+        rtos = [acks.rto(since) for _, _, since, _ in faults]
         out[name] = {
             "write_unavailability_s": (None if any(r is None for r in rtos)
                                        else round(max(rtos, default=0.0), 3)),

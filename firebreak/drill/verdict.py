@@ -38,9 +38,10 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
                    "took_s": round(o.complete - o.invoke, 3),
                    "status": o.status or "no answer"} for o in judged_ops if o.outcome != "ok"]
     per_fault = []
+    acks, ops_actions = checks.Acks(ops), [o for o in ops if o.kind == "ops"]
     for kind, site, since, healed in faults:
-        rto = checks.write_rto(ops, since)
-        during = [o for o in ops if o.kind == "ops" and since <= o.invoke <= healed and not _in_any(o, windows.get(o.site, []))]
+        rto = acks.rto(since)
+        during = [o for o in ops_actions if since <= o.invoke <= healed and not _in_any(o, windows.get(o.site, []))]
         per_fault.append({
             "fault": kind, "site": site, "at_s": round(since - start, 3), "healed_at_s": round(healed - start, 3),
             "write_rto_s": None if rto is None else round(rto, 3),
@@ -111,7 +112,8 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
 
 def ordinary_client(ops: list[Op], stored: set[str], door: str, start: float, end: float,
                     faults: list[tuple[str, str, float, float]]) -> dict:
-    rtos = [checks.write_rto(ops, since, "sql") for _, _, since, _ in faults]
+    acks = checks.Acks(ops, "sql")
+    rtos = [acks.rto(since) for _, _, since, _ in faults]
     lost = checks.lost_writes(ops, stored, "sql")
     acked = checks.acked(ops, "sql")
     return {

@@ -81,3 +81,31 @@ def test_ops_actions_per_site():
 def test_write_unavailability_ends_when_writes_flow_again(acks, expected):
     ops = [w(f"k{i}", inv, done) for i, (inv, done) in enumerate(acks)]
     assert abs(checks.write_rto(ops, 10.0) - expected) < 1e-6
+
+
+def _rto_by_definition(ops, fault_at, kind="write"):
+    """write_rto as first written: every question sorts the whole history (the reference)."""
+    done = sorted(o.complete for o in checks.acked(ops, kind))
+    after = [o.complete for o in checks.acked(ops, kind) if o.invoke >= fault_at]
+    if not after:
+        return None
+    rto = min(after) - fault_at
+    for a, b in zip(done, done[1:]):
+        if fault_at <= a <= fault_at + checks.SETTLE and b - a > checks.STALL:
+            rto = max(rto, b - fault_at)
+    return rto
+
+
+def test_the_indexed_acks_answer_every_fault_as_the_definition_does():
+    from hypothesis import given, settings, strategies as st
+
+    op = st.tuples(st.floats(0, 20), st.floats(0, 3), st.sampled_from(["ok", "ok", "ok", "unknown"]))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(op, max_size=60), st.lists(st.floats(-1, 22), min_size=1, max_size=6))
+    def check(raw, faults):
+        ops = [Op("write", str(i), t, t + d, outcome, "s") for i, (t, d, outcome) in enumerate(raw)]
+        acks = checks.Acks(ops)
+        for at in faults:
+            assert acks.rto(at) == _rto_by_definition(ops, at)
+    check()
