@@ -63,6 +63,18 @@ class Acks:
         return rto
 
 
+def completed_since(ops: list[Op], at: float, margin: float = 5.0) -> list[Op]:
+    """The ops of a history that may have completed at or after `at`, for the questions a drill
+    asks while it runs (has writing resumed since this fault?): a history is appended as ops
+    complete, so they are its tail, and `margin` seconds cover appends that raced. Asked over the
+    whole history ten times a second, each answer sorted every write so far, and late in an hour's
+    drill the drill itself took a core from the lab it was judging."""
+    i = len(ops)
+    while i > 0 and ops[i - 1].complete >= at - margin:
+        i -= 1
+    return ops[i:]
+
+
 def write_rto(ops: Iterable[Op], fault_at: float, kind: str = "write") -> float | None:
     """Seconds from the fault until writes flow again: the first acknowledgement of a write sent
     after it or, when writes stall in the first second after the fault, the end of that stall.

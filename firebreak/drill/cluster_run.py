@@ -119,7 +119,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     progress(f"workload: {scenario.clients} writers through {len(doors)} doors, readers in every site"
              + (f", an ordinary database client through {ordinary_door}'s database door" if ordinary_door else ""))
     time.sleep(2.0)
-    end = drive(scenario, threads, stop, lambda at: checks.write_rto(history.ops, at),
+    end = drive(scenario, threads, stop, lambda at: checks.write_rto(checks.completed_since(history.ops, at), at),
                 lambda target: site_in_role({**lab.status(), "etcd_leader": lab.etcd_leader_site()}
                                             if target == "etcd-leader" else lab.status(), target),
                 faults, events, progress, unfreeze=token if scenario.baseline == "patroni" and agents else None,

@@ -137,7 +137,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     time.sleep(2.0)
 
     def rto_of(at: float) -> float | None:
-        rtos = [checks.write_rto(h.ops, at, "sql") for h in histories.values()]
+        rtos = [checks.write_rto(checks.completed_since(h.ops, at), at, "sql") for h in histories.values()]
         return None if any(r is None for r in rtos) else max(rtos, default=0.0)
     end = drive(scenario, threads, stop, rto_of, lambda _: busiest_site(lab.status()), faults, events, progress,
                 unfreeze=token if scenario.baseline == "patroni" and agents else None, declaration=declaration)

@@ -109,3 +109,14 @@ def test_the_indexed_acks_answer_every_fault_as_the_definition_does():
         for at in faults:
             assert acks.rto(at) == _rto_by_definition(ops, at)
     check()
+
+
+def test_the_tail_since_a_fault_answers_as_the_whole_history_does():
+    # appended as they complete, two writers racing: completions out of order by a little
+    ops = [Op("write", str(i), i * 0.1, i * 0.1 + (0.3 if i % 7 == 0 else 0.02), "ok", "s") for i in range(400)]
+    ops.sort(key=lambda o: o.complete)
+    ops[100], ops[101] = ops[101], ops[100]
+    for at in (0.0, 5.0, 12.34, 39.9, 45.0):
+        tail = checks.completed_since(ops, at)
+        assert len(tail) < len(ops) or at <= 5.0  # the margin
+        assert checks.write_rto(tail, at) == checks.write_rto(ops, at)
