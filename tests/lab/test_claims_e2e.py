@@ -94,9 +94,11 @@ def test_portal_reports_survive_a_power_cut_mid_request_and_review_goes_on(runni
         assert signed_in.status_code in (200, 303)
         cookie = signed_in.headers.get("set-cookie", "")
         assert "firebreak_review=" in cookie and "secure" in cookie.lower() and "samesite=strict" in cookie.lower()
-        # new reports are verified in the background, every few seconds
-        queue = wait_for(lambda: (lambda t: t if receipts[0] in t else None)(c.get("/review?queue=clean").text),
-                         30, "the reports to be verified")
+        # New reports are verified in the background, every few seconds, each when its turn comes:
+        # wait for all of them, not the first (on a loopback lab two came later, and the approval
+        # before them left them unpaid).
+        queue = wait_for(lambda: (lambda t: t if all(r in t for r in receipts.values()) else None)(
+            c.get("/review?queue=clean").text), 60, "every report to be verified")
         csrf = re.search(r'name="csrf" value="([^"]+)"', queue).group(1)
         assert c.post("/review/bulk-approve", data={"csrf": csrf, "kind": "channel_shop"}).status_code in (200, 303)
         paid = {row["receipt"]: row for row in csv.DictReader(io.StringIO(c.get("/review/export.csv").text))}
