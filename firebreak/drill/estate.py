@@ -169,8 +169,9 @@ def report(*, scenario, histories: Mapping[str, list[Op]], stored: Mapping[str, 
     observed = observe(topology, every_probe, window, surviving, objective)
     services, details, failures = compare(predicted, observed, objective)
     per_fault = []
+    acks = [checks.Acks(ops, "sql") for ops in histories.values()]   # indexed once, asked per fault
     for kind, site, since, healed in faults:
-        rtos = [checks.write_rto(ops, since, "sql") for ops in histories.values()]
+        rtos = [a.rto(since) for a in acks]
         rto = None if any(r is None for r in rtos) or not rtos else max(rtos)
         per_fault.append({"fault": kind, "site": site, "at_s": round(since - start, 3),
                           "healed_at_s": round(healed - start, 3), "write_rto_s": None if rto is None else round(rto, 3),
