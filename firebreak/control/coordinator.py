@@ -117,6 +117,7 @@ class Memory:
     decisions: Mapping[str, str] = field(default_factory=dict)  # cluster -> its last decision's reason
     refused: frozenset[str] = frozenset()  # clusters whose last decision refused a failover (alerted on)
     last_decision: str = ""
+    lapses: detector.Lapses = field(default_factory=detector.Lapses)  # links' recent lapses (flap_step)
 
     @property
     def needs_ledger(self) -> bool:
@@ -248,10 +249,13 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         effects += [OpenIncident(i) if i.end is None else CloseIncident(i) for i in incident_writes]
 
     bogus = detector.agreed_bogus_leaders(sites, seen.views, now, dcfg)
+    lapses, flapping = detector.flap_step(
+        mem.lapses, detector.lapsing_links(sites, seen.views, now, dcfg, dead=dead_sites(verdicts)), now)
     decisions = {scope: failover.decide(c, verdicts, seen.sites_of(scope), frozen=seen.frozen,
                                         stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
                                                  if m.startswith(scope + "/")}, cut=set(cut),
-                                        bogus_agreed=bogus.get(scope) == c.leader_revision)
+                                        bogus_agreed=bogus.get(scope) == c.leader_revision,
+                                        flapping=set(flapping))
                  for scope, c in seen.clusters.items()}
 
     placed_at = mem.placed_at
@@ -276,7 +280,7 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         effects += [RecordOutage(w) for w in writes]
 
     return effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
-                            primary_cut_at=primary_cut_at,
+                            primary_cut_at=primary_cut_at, lapses=lapses,
                             decisions={**mem.decisions, **changed}, last_decision=last,
                             refused=frozenset(scope for scope, d in decisions.items() if d.refused))
 

@@ -134,6 +134,51 @@ def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: 
             if t != o and _sees_down(v, t, now, cfg)}
 
 
+def lapsing_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: DetectorConfig,
+                  dead: Iterable[str] = ()) -> set[frozenset[str]]:
+    """Links between two living sites that either end's fresh view sees failing now for half the
+    window or more: not yet a cut, perhaps never one. A link that goes down for less than the
+    window, again and again, is never cut_links()'s, yet a replication stream over it stalls
+    for seconds at a time (TCP's retransmission backoff): measured, a synchronous standby's site
+    flapping every 0.75 s stopped commits for 9.48 s. flap_step() counts these lapses."""
+    dead = set(dead)
+    sites = [s for s in sites if s not in dead]
+    half = DetectorConfig(window=cfg.window / 2, fresh=cfg.fresh)
+    fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
+    return {frozenset((o, t)) for o, v in fresh.items() for t in sites
+            if t != o and _sees_down(v, t, now, half)}
+
+
+@dataclass(frozen=True)
+class Lapses:
+    """What flap_step() carries between ticks: the links lapsing at the last tick, and when each
+    link's recent lapses began."""
+    lapsing: frozenset[frozenset[str]] = frozenset()
+    starts: Mapping[frozenset[str], tuple[float, ...]] = field(default_factory=dict)
+
+
+# A link flaps when FLAP_LAPSES of its lapses began within FLAP_SPAN seconds: a flap of period up
+# to FLAP_SPAN / (FLAP_LAPSES - 1) is caught at its second lapse. One lapse alone is not enough:
+# a probe round late once (a busy host) must not move a synchronous standby.
+FLAP_SPAN = 5.0
+FLAP_LAPSES = 2
+
+
+def flap_step(lapses: Lapses, lapsing_now: Iterable[frozenset[str]], now: float,
+              span: float = FLAP_SPAN, count: int = FLAP_LAPSES) -> tuple[Lapses, frozenset[frozenset[str]]]:
+    """One tick of the flap detector: (memory, links lapsing now, now) -> (memory, links that
+    flap). A lapse begins at a tick that sees a link lapsing that the tick before did not. A link
+    keeps flapping until fewer than `count` of its lapses began within the last `span` seconds,
+    so a standby moved off a flapping link is not moved back between two of its lapses."""
+    now_set = frozenset(lapsing_now)
+    starts = {link: tuple(t for t in ts if now - t < span) for link, ts in lapses.starts.items()}
+    for link in now_set - lapses.lapsing:
+        starts[link] = starts.get(link, ()) + (now,)
+    starts = {link: ts for link, ts in starts.items() if ts}
+    flapping = frozenset(link for link, ts in starts.items() if len(ts) >= count)
+    return Lapses(now_set, starts), flapping
+
+
 def agreed_bogus_leaders(sites: Iterable[str], views: Mapping[str, View], now: float,
                          cfg: DetectorConfig) -> dict[str, int]:
     """scope -> the leader key revision that a majority of all sites (fresh views, their own

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firebreak.control.detector import DetectorConfig, View, majority, verdicts
+from firebreak.control.detector import FLAP_SPAN, DetectorConfig, View, majority, verdicts
 
 SITES = ["pangyo", "ansan", "siheung"]
 CFG = DetectorConfig(window=1.0, fresh=1.5)
@@ -119,3 +119,45 @@ def test_stall_verdicts(name, views, stalled):
 def test_settings_the_detector_cannot_honour_are_named(interval, timeout, window, fresh, fields):
     from firebreak.control.detector import settings_problems
     assert [f for f, _ in settings_problems(interval, timeout, window, fresh)] == fields
+
+
+def test_lapsing_links_are_half_a_window_late_seen_from_either_end():
+    from firebreak.control.detector import lapsing_links
+    cfg = DetectorConfig(window=1.0, fresh=1.5)
+    now = 50.0
+    views = {"pangyo": View("pangyo", now, {"ansan": 0.5, "siheung": 0.0}),
+             "ansan": View("ansan", now - 0.1, {"pangyo": 0.0, "siheung": 0.45}),  # 0.45 + 0.1 old
+             "siheung": View("siheung", now - 3, {"pangyo": 9.0, "ansan": 0.0})}   # stale: no say
+    assert lapsing_links(SITES, views, now, cfg) == {frozenset(("pangyo", "ansan")), frozenset(("ansan", "siheung"))}
+    assert lapsing_links(SITES, views, now, cfg, dead=["ansan"]) == set()
+
+
+LINK = frozenset(("pangyo", "ansan"))
+
+
+@pytest.mark.parametrize("name,ticks,flapping_at_end", [
+    # ticks: (time, lapsing?) every 0.25 s or so, as the coordinator sees them
+    ("one long cut is one lapse, not a flap", [(t / 4, True) for t in range(40)], False),
+    ("a link down 0.75 s in every 1.5 s flaps at its second lapse",
+     [(t / 4, (t % 6) < 3) for t in range(8)], True),
+    ("...and stops flapping once FLAP_SPAN has passed without a new lapse",
+     [(t / 4, (t % 6) < 3 and t < 8) for t in range(8 + 22)], False),
+    ("two lapses further apart than FLAP_SPAN are no flap",
+     [(0.0, True), (0.25, False), (FLAP_SPAN + 0.5, True)], False),
+    ("a lapse seen at every tick is not counted again at each", [(0.0, True), (0.25, True), (0.5, True)], False),
+])
+def test_flap_step(name, ticks, flapping_at_end):
+    from firebreak.control.detector import Lapses, flap_step
+    lapses, flapping = Lapses(), frozenset()
+    for t, lapsing in ticks:
+        lapses, flapping = flap_step(lapses, [LINK] if lapsing else [], t)
+    assert (LINK in flapping) == flapping_at_end, name
+
+
+def test_a_flap_is_caught_at_its_second_lapse():
+    from firebreak.control.detector import Lapses, flap_step
+    lapses, seen = Lapses(), []
+    for t in range(12):  # down 0.75 s of every 1.5 s, ticks every 0.25 s
+        lapses, flapping = flap_step(lapses, [LINK] if (t % 6) < 3 else [], t / 4)
+        seen.append(LINK in flapping)
+    assert seen.index(True) == 6  # 1.5 s: the second lapse's first tick

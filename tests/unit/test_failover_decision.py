@@ -263,3 +263,24 @@ def test_a_stalled_synchronous_standby_is_replaced_by_one_that_streams():
     # The primary's own stall is a failover, not a standby's drop.
     d = decide(three(sync=("ansan",)), verdict(), SITE_OF, stalled=stall(True))
     assert isinstance(d.actions[-1], DeleteLeader)
+
+
+def test_a_flapping_link_to_the_synchronous_standby_makes_a_steady_standby_synchronous():
+    from firebreak.control.failover import DropMember
+    d = decide(three(), verdict(), SITE_OF, flapping=cut(("pangyo", "ansan")))
+    assert d.failover and d.actions == (DropMember("ansan", 40),)
+    assert "siheung" in d.reason and "keeps failing" in d.reason
+
+
+@pytest.mark.parametrize("name,flapping,cuts,frozen,refused,needle", [
+    # The primary's own site flaps: both standbys' links flap, the stream gets through between
+    # lapses and no steadier standby exists. Nothing to do, and nothing refused (no outage, no alert).
+    ("every standby's link flaps", cut(("pangyo", "ansan"), ("pangyo", "siheung")), cut(), False, False, "is alive"),
+    ("the other standby's link flaps: it is no candidate", cut(("pangyo", "siheung")), cut(("pangyo", "ansan")),
+     False, True, "acknowledging alone"),
+    ("frozen, only flapping", cut(("pangyo", "ansan")), cut(), True, False, "is alive"),
+    ("the async standby's link flaps", cut(("pangyo", "siheung")), cut(), False, False, "is alive"),
+])
+def test_a_flapping_standby_is_dropped_only_when_a_steady_one_exists(name, flapping, cuts, frozen, refused, needle):
+    d = decide(three(), verdict(), SITE_OF, frozen=frozen, cut=cuts, flapping=flapping)
+    assert d.actions == () and not d.failover and d.refused == refused and needle in d.reason
