@@ -17,6 +17,8 @@ PY=${PY:-.venv/bin/python}
 beside_log=$(mktemp "${TMPDIR:-/tmp}/firebreak-tests-beside.XXXXXX")
 # Short: tests put unix sockets under their tmp_path, and a socket's path has at most 107 bytes.
 beside_tmp=$(mktemp -d "${TMPDIR:-/tmp}/fbt.XXXXXX")
+# The installed package both runs test (tests/installed.py): built once, by whichever run needs it first.
+export FIREBREAK_TEST_INSTALL="$beside_tmp/installed"
 cleanup() { rm -rf "$beside_log" "$beside_tmp"; }
 trap cleanup EXIT
 

@@ -76,6 +76,7 @@ def test_reads_answer_with_their_documents(etcd_url):
             "services", "sites", "routing", "door", "db_door", "release", "last_decision", "failovers",
             "cut_links", "stalls", "cycle_errors", "incidents", "etcd"} <= set(status)
     assert status["site"] == "pangyo" and status["frozen"] is False and status["primary"] is None
+    assert status["db_door"] is None  # an agent whose site runs no database door reports none
     from importlib.metadata import version
     assert status["version"] == version("firebreak")
     assert got["/api/routing"][2].json()["for_this_site"][0] == "pangyo"
