@@ -250,7 +250,7 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
 
     bogus = detector.agreed_bogus_leaders(sites, seen.views, now, dcfg)
     lapses, flapping = detector.flap_step(
-        mem.lapses, detector.lapsing_links(sites, seen.views, now, dcfg, dead=dead_sites(verdicts)), now)
+        mem.lapses, detector.lapsing_links(sites, seen.views, now, dcfg), now)
     decisions = {scope: failover.decide(c, verdicts, seen.sites_of(scope), frozen=seen.frozen,
                                         stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
                                                  if m.startswith(scope + "/")}, cut=set(cut),

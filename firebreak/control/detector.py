@@ -134,19 +134,19 @@ def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: 
             if t != o and _sees_down(v, t, now, cfg)}
 
 
-def lapsing_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: DetectorConfig,
-                  dead: Iterable[str] = ()) -> set[frozenset[str]]:
-    """Links between two living sites that either end's fresh view sees failing now for half the
-    window or more: not yet a cut, perhaps never one. A link that goes down for less than the
-    window, again and again, is never cut_links()'s, yet a replication stream over it stalls
-    for seconds at a time (TCP's retransmission backoff): measured, a synchronous standby's site
-    flapping every 0.75 s stopped commits for 9.48 s. flap_step() counts these lapses."""
-    dead = set(dead)
-    sites = [s for s in sites if s not in dead]
-    half = DetectorConfig(window=cfg.window / 2, fresh=cfg.fresh)
+def lapsing_links(sites: Iterable[str], views: Mapping[str, View], now: float,
+                  cfg: DetectorConfig) -> set[frozenset[str]]:
+    """Links that either end's fresh view reports failing for half the window or more (its own
+    measure, not counting the view's age: a view a round old is not a lapse): not yet a cut,
+    perhaps never one. A link that goes down for less than the window, again and again, is never
+    cut_links()'s, yet a replication stream over it stalls for seconds at a time (TCP's
+    retransmission backoff): measured, a synchronous standby's site flapping every 0.75 s stopped
+    commits for 9.48 s. flap_step() counts these lapses. A dead site's links lapse all the time
+    it is dead (its loss is the verdicts' business): one lapse, so its return is not a second."""
+    sites = list(sites)
     fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
     return {frozenset((o, t)) for o, v in fresh.items() for t in sites
-            if t != o and _sees_down(v, t, now, half)}
+            if t != o and v.unreachable_for.get(t, 0.0) >= cfg.window / 2}
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,8 @@ def flap_step(lapses: Lapses, lapsing_now: Iterable[frozenset[str]], now: float,
     keeps flapping until fewer than `count` of its lapses began within the last `span` seconds,
     so a standby moved off a flapping link is not moved back between two of its lapses."""
     now_set = frozenset(lapsing_now)
-    starts = {link: tuple(t for t in ts if now - t < span) for link, ts in lapses.starts.items()}
+    # 0 <=: a start stamped after `now` (the clock stepped back) is dropped, not kept for ever.
+    starts = {link: tuple(t for t in ts if 0 <= now - t < span) for link, ts in lapses.starts.items()}
     for link in now_set - lapses.lapsing:
         starts[link] = starts.get(link, ()) + (now,)
     starts = {link: ts for link, ts in starts.items() if ts}

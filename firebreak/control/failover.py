@@ -306,15 +306,19 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     cut_off = [n for n in cluster.sync_standbys if stuck(n) and n in cluster.members]
     if not cut_off:
         return None
+    hard = any(silent(n) for n in cut_off)
 
     def usable(name: str) -> bool:
         m, site = cluster.members[name], site_of.get(name, name)
-        return (name != leader and name not in cut_off and m.streaming and not stuck(name)
+        return (name != leader and name not in cut_off and m.streaming and not silent(name)
                 and not (site in verdicts and verdicts[site].dead))
-    others = [n for n in cluster.members if usable(n)]
+    # One that cannot acknowledge at all is replaced even by a standby across a flapping link
+    # (which acknowledges between lapses); one that only flaps, only by a steady one.
+    steady = [n for n in cluster.members if usable(n) and link(n) not in flapping]
+    others = steady or ([n for n in cluster.members if usable(n)] if hard else [])
     names = ", ".join(cut_off)
     what = f"synchronous standby {names} cannot acknowledge (its link to {leader}'s site is cut or keeps failing, or its PostgreSQL answers nothing)"
-    if (not others or frozen) and not any(silent(n) for n in cut_off):
+    if (not others or frozen) and not hard:
         # Only flapping (the primary's own site flaps, say) and nothing to do about it: the
         # stream still gets through between lapses, so nothing is refused (or alerted on).
         return None

@@ -190,6 +190,30 @@ def test_a_flapping_link_to_the_synchronous_standby_drops_it_at_its_second_lapse
             assert of(r, co.Failover)[0].decision.actions == (DropMember("ansan", 40),)
     assert dropped_at == 101.5
 
+
+def test_a_site_lost_and_back_is_one_lapse_not_a_flap():
+    """A power cut of siheung for 3 s (dead by verdict, then back, one view clearing a tick after
+    the other), then ansan (the synchronous standby) cut from the primary: the standby is dropped
+    at once, never refused. The loss and the return were one lapse, not two."""
+    from tests.unit.test_failover_decision import three
+    mem = co.Memory()
+    timeline = [(100.0 + t / 5, t) for t in range(40)]
+    for now, t in timeline:
+        down = {}
+        if 0 <= t < 15:      # siheung silent for 3 s
+            down = lost("siheung", 0.2 * t + 0.6, "pangyo", "ansan")
+        elif t == 15:        # back: ansan sees it at once, pangyo a round later
+            down = lost("siheung", 0.6, "pangyo")
+        elif t >= 22:        # ansan cut from pangyo
+            down = lost("ansan", 0.2 * (t - 22) + 0.6, "pangyo")
+        r = co.tick(SETTINGS, seen(now, views(now, down), clusters={SCOPE: three()}), mem)
+        mem = r.memory
+        assert not r.memory.refused, (now, r.memory.last_decision)
+        if t >= 22 and of(r, co.Failover):
+            assert of(r, co.Failover)[0].decision.actions == (DropMember("ansan", 40),)
+            return
+    raise AssertionError("the cut standby was never dropped")
+
 # -- a coordinator lost in the middle of a site's outage (issue 31) ----------------------------
 
 def ledger_value(entry: dict) -> str:
