@@ -38,6 +38,8 @@ from firebreak.claims.batch import ReportTable, price_batch  # noqa: E402
 from firebreak.claims.ledger import Outage  # noqa: E402
 from firebreak.claims.models import REPORTER_KINDS  # noqa: E402
 from firebreak.claims.policy import load_policy  # noqa: E402
+from firebreak.deploy.components import DOOR_CONNECTIONS_PER_SOURCE  # noqa: E402
+from firebreak.lab.layout import NETNS_OUTSIDER, NETNS_OUTSIDER_ADDR  # noqa: E402
 
 FIRE = 1665814740.0  # 2022-10-15 15:19 KST
 
@@ -158,7 +160,11 @@ def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: 
     procs = [subprocess.Popen(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", lua, d,
                                "--", f"{run_id}-{i}"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i, d in enumerate(doors)]
-    flooders = [subprocess.Popen(["wrk", "-t1", f"-c{flood}", f"-d{seconds}s", "--timeout", "5s", "-s",
+    # The flood comes from an address of its own, outside every site (the lab's outsider
+    # namespace), as from one attacker's host: each door counts connections per source address.
+    # In a loopback lab every client is 127.0.0.1 and there is no such limit.
+    outside = ["ip", "netns", "exec", NETNS_OUTSIDER] if st["net"] == "netns" else []
+    flooders = [subprocess.Popen([*outside, "wrk", "-t1", f"-c{flood}", f"-d{seconds}s", "--timeout", "5s", "-s",
                                   str(ROOT / "bench" / "flood.lua"), d],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 for d in doors] if flood else []
@@ -249,6 +255,8 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "net": st["net"], "seconds": seconds, "doors": doors, "wrk_connections_per_door": connections, "pgbench_clients": pg_clients,
         "flood_connections_per_door": flood,
+        "flood_from": (NETNS_OUTSIDER_ADDR if st["net"] == "netns" else "127.0.0.1") if flood else None,
+        "door_connections_per_source": DOOR_CONNECTIONS_PER_SOURCE if st["net"] == "netns" else None,
         "pgbench": pg_rates, "stack": stack_runs, "median_pgbench": pg, "median_stack": stack, "lost": lost,
     }, indent=2))
 

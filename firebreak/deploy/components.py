@@ -406,6 +406,41 @@ def caddy_admin(socket: str, mode: str = "0220") -> str:
     return f"unix/{socket}|{mode}"
 
 
+# A flood of connections from one address must not take every connection the apps can hold:
+# measured, 900 anonymous connections from one source cut intake to 21% of pgbench's ceiling
+# (docs/BENCHMARKS.md). The kernel counts each source address's open connections to a door
+# (nftables `ct count`) and drops new ones over the cap, so the excess never reaches Caddy or an
+# app's event loop. 96 is above the 64 connections per door the intake benchmark opens from one
+# host. The inventory's settings.door.connections_per_source changes it (a carrier's NAT puts
+# many people behind one address).
+DOOR_CONNECTIONS_PER_SOURCE = 96
+DOOR_LIMIT_TABLE = "firebreak_door_limit"
+
+
+def door_limit_nft(ports: Sequence[int], per_source: int = DOOR_CONNECTIONS_PER_SOURCE) -> str:
+    """The nftables table that caps each source's open connections to the door's ports, TCP and
+    UDP (Caddy answers HTTP/3 on the TLS port), an IPv4 address or an IPv6 /64 (what one host is
+    usually given) each: a file for `nft -f`, loaded by the lab into each site's namespace and
+    rendered for each door host (DEPLOY.md). Loading it again replaces the table (its first two
+    lines), so a changed cap takes effect. New connections over the cap are dropped, not reset:
+    a flooder's connect then waits out its retries."""
+    if per_source < 1 or not ports:
+        raise ValueError("a door limit needs at least one port and a cap of 1 or more")
+    dports = ", ".join(str(p) for p in sorted(set(ports)))
+    match = f"meta l4proto {{ tcp, udp }} th dport {{ {dports} }} ct state new"
+    return (f"table inet {DOOR_LIMIT_TABLE}\n"
+            f"delete table inet {DOOR_LIMIT_TABLE}\n"
+            f"table inet {DOOR_LIMIT_TABLE} {{\n"
+            "\tset sources4 { type ipv4_addr; size 65535; flags dynamic; }\n"
+            "\tset sources6 { type ipv6_addr; size 65535; flags dynamic; }\n"
+            "\tchain input {\n"
+            "\t\ttype filter hook input priority filter; policy accept;\n"
+            f"\t\t{match} add @sources4 {{ ip saddr ct count over {per_source} }} counter drop\n"
+            f"\t\t{match} add @sources6 {{ ip6 saddr & ffff:ffff:ffff:ffff:: ct count over {per_source} }} "
+            "counter drop\n"
+            "\t}\n}\n")
+
+
 def agent_config(*, site: str, listen: str, sites: Mapping[str, Mapping[str, str]], etcd: Sequence[str],
                  scopes: Sequence[str], discover: bool, etcd_access: str, etcd_ops_access: str,
                  etcd_admin_access: str | None, patroni_password: str | None = None,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from firebreak.control.keys import PATRONI_SCOPE
+from firebreak.deploy.components import DOOR_CONNECTIONS_PER_SOURCE
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import Lines, bad_name, field_path, load_yaml_model
 from firebreak.topology import Kind, Replication, load_topology
@@ -94,6 +95,14 @@ class ClaimsSettings(_Strict):
                                  "a file of its own (0600)")
 
 
+class DoorSettings(_Strict):
+    connections_per_source: int = Field(
+        DOOR_CONNECTIONS_PER_SOURCE, ge=1, le=1_000_000,
+        description="open connections one source address (an IPv6 /64) may hold to a front door; the kernel "
+                    "drops new ones over it (/etc/firebreak/door-limit.nft). Raise it where many people share "
+                    "one address (a carrier's NAT, an office)")
+
+
 class SettingsSpec(_Strict):
     ports: Ports = Field(default_factory=Ports)
     binaries: Binaries = Field(default_factory=Binaries)
@@ -102,6 +111,7 @@ class SettingsSpec(_Strict):
     client_networks: list[str] = Field(default_factory=list, description="networks PostgreSQL accepts clients "
                                        "and replication from (pg_hba); default: the hosts that need it, each /32")
     claims: ClaimsSettings = Field(default_factory=ClaimsSettings)
+    door: DoorSettings = Field(default_factory=DoorSettings)
 
 
 class InventorySpec(_Strict):

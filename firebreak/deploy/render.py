@@ -364,7 +364,11 @@ def _door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rende
                 extra=(("TimeoutStopSec", "5s"),),
                 comment=f"Its admin socket {DOOR_ADMIN} is mode 0220, group {USERS['door']}: the agent joins "
                         "that group to push routes. Set net.ipv4.tcp_migrate_req=1 on this host (DEPLOY.md).")
-    return {path: RenderedFile(json.dumps(conf, indent=2) + "\n", 0o644)}, [unit]
+    # The host's firewall is the operator's: this table is for its nftables.conf to include
+    # (DEPLOY.md, "Floods from one address"); no unit of ours runs as root to load it.
+    limit = c.door_limit_nft([p.door, p.door_tls], inv.settings.door.connections_per_source)
+    return {path: RenderedFile(json.dumps(conf, indent=2) + "\n", 0o644),
+            f"{ETC}/door-limit.nft": RenderedFile(limit, 0o644)}, [unit]
 
 
 _COMPONENTS = {"etcd": _etcd, "postgres": _patroni, "agent": _agent, "claims": _claims, "db-door": _db_door,

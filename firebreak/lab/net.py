@@ -12,8 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from firebreak.deploy.components import door_limit_nft
 from firebreak.errors import LabError
-from firebreak.lab.layout import NETNS_BRIDGE, NETNS_BRIDGE_ADDR, NETNS_PREFIX, LabLayout, SiteLayout
+from firebreak.lab.layout import (NETNS_BRIDGE, NETNS_BRIDGE_ADDR, NETNS_OUTSIDER, NETNS_OUTSIDER_ADDR, NETNS_PREFIX,
+                                  PORTS, LabLayout, SiteLayout)
 
 NFT_TABLE = "firebreak_lab"
 
@@ -47,6 +49,17 @@ def host_link(site: SiteLayout) -> str:
     return f"fb-v{site.index}"
 
 
+OUTSIDER_LINK = "fb-vout"  # the outsider namespace's link on the bridge
+
+
+def _namespaces(layout: LabLayout) -> list[str]:
+    return [*(s.netns for s in layout.sites if s.netns), NETNS_OUTSIDER]
+
+
+def _links(layout: LabLayout) -> list[str]:
+    return [NETNS_BRIDGE, *(host_link(s) for s in layout.sites), OUTSIDER_LINK]
+
+
 def existing_netns() -> set[str]:
     r = _run("ip", "netns", "list", check=False)
     return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
@@ -55,11 +68,11 @@ def existing_netns() -> set[str]:
 def setup(layout: LabLayout) -> None:
     if layout.net != "netns":
         return
-    taken = existing_netns() & {s.netns for s in layout.sites}
+    taken = existing_netns() & set(_namespaces(layout))
     if taken:
         raise LabError(f"network namespaces {', '.join(sorted(taken))} already exist; another lab is running "
                        "(`firebreak lab down` it) or they were left behind (`ip netns del NAME`)")
-    links = _links_present([NETNS_BRIDGE, *(host_link(s) for s in layout.sites)])
+    links = _links_present(_links(layout))
     if links:
         raise LabError(f"network links {', '.join(links)} already exist; another lab is running "
                        "(`firebreak lab down` it) or they were left behind (`ip link del NAME`)")
@@ -75,16 +88,25 @@ def _build(layout: LabLayout) -> None:
     _run("ip", "addr", "add", f"{NETNS_BRIDGE_ADDR}/{NETNS_PREFIX}", "dev", NETNS_BRIDGE)
     _run("ip", "link", "set", NETNS_BRIDGE, "up")
     for s in layout.sites:
-        peer = f"fb-p{s.index}"
-        _run("ip", "netns", "add", s.netns)
-        _run("ip", "link", "set", "lo", "up", netns=s.netns)
+        _attach(s.netns, host_link(s), f"fb-p{s.index}", s.address)
         migrate_requests(s.netns)
-        _run("ip", "link", "add", host_link(s), "type", "veth", "peer", "name", peer)
-        _run("ip", "link", "set", peer, "netns", s.netns)
-        _run("ip", "addr", "add", f"{s.address}/{NETNS_PREFIX}", "dev", peer, netns=s.netns)
-        _run("ip", "link", "set", peer, "up", netns=s.netns)
-        _run("ip", "link", "set", host_link(s), "master", NETNS_BRIDGE)
-        _run("ip", "link", "set", host_link(s), "up")
+        if shutil.which("nft"):
+            # Each site's door counts its clients' connections per source address, as on a real
+            # door host (DEPLOY.md): a flood from one address cannot take every connection.
+            _run("nft", "-f", "-", netns=s.netns, input=door_limit_nft([PORTS["door"], PORTS["door_tls"]]))
+    _attach(NETNS_OUTSIDER, OUTSIDER_LINK, "fb-pout", NETNS_OUTSIDER_ADDR)
+
+
+def _attach(netns: str, link: str, peer: str, address: str) -> None:
+    """A new namespace with one address on the lab's bridge."""
+    _run("ip", "netns", "add", netns)
+    _run("ip", "link", "set", "lo", "up", netns=netns)
+    _run("ip", "link", "add", link, "type", "veth", "peer", "name", peer)
+    _run("ip", "link", "set", peer, "netns", netns)
+    _run("ip", "addr", "add", f"{address}/{NETNS_PREFIX}", "dev", peer, netns=netns)
+    _run("ip", "link", "set", peer, "up", netns=netns)
+    _run("ip", "link", "set", link, "master", NETNS_BRIDGE)
+    _run("ip", "link", "set", link, "up")
 
 
 # A door takes each new routing order by binding a new listener beside the old one (Caddy sets
@@ -125,8 +147,8 @@ def _links_present(names: list[str]) -> list[str]:
 def _record(layout: LabLayout) -> None:
     """Write down which namespaces and links this lab made, by identity and not by name: another
     lab's (another checkout's tests, say) have the same names, and are never ours to remove."""
-    owned = {"netns": {s.netns: _netns_id(s.netns) for s in layout.sites if s.netns},
-             "links": {n: _link_id(n) for n in [NETNS_BRIDGE, *(host_link(s) for s in layout.sites)]}}
+    owned = {"netns": {n: _netns_id(n) for n in _namespaces(layout)},
+             "links": {n: _link_id(n) for n in _links(layout)}}
     (layout.home / OWNED).write_text(json.dumps(owned))
 
 
@@ -155,8 +177,8 @@ def teardown(layout: LabLayout) -> list[str]:
                 _run("ip", "link", "del", name, check=False)
         if NETNS_BRIDGE in links:
             _run("ip", "link", "del", NETNS_BRIDGE, check=False)
-        spared = sorted(({s.netns for s in layout.sites if s.netns} & existing_netns()) - set(netns))
-        spared += _links_present([n for n in [NETNS_BRIDGE, *(host_link(s) for s in layout.sites)] if n not in links])
+        spared = sorted((set(_namespaces(layout)) & existing_netns()) - set(netns))
+        spared += _links_present([n for n in _links(layout) if n not in links])
         (layout.home / OWNED).unlink(missing_ok=True)
     elif have_nft():
         # The host's table is made only by a loopback lab (a netns lab's rules live in its namespaces).

@@ -254,6 +254,51 @@ def test_a_console_flood_stalls_no_detector_and_keeps_the_coordinator(running_la
     assert len(audit_after) == audit_before and not any(a["who"] == "anonymous" for a in audit_after)
 
 
+
+OPEN_FROM_OUTSIDE = """
+import socket, sys
+held, refused = [], 0
+for _ in range(int(sys.argv[3])):
+    s = socket.socket()
+    s.settimeout(1.0)
+    try:
+        s.connect((sys.argv[1], int(sys.argv[2])))
+        held.append(s)
+    except OSError:
+        refused += 1
+print(len(held), refused, flush=True)
+sys.stdin.read()  # held until the test has been served from another address
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the per-source limit is nftables in each site's namespace (root)")
+def test_a_door_holds_at_most_its_per_source_limit_from_one_address(running_lab):
+    """One address (the lab's outsider namespace, as an attacker's host) opening more connections
+    than the limit gets exactly the limit (deploy.components.door_limit_nft), while the door goes
+    on serving everyone else; the kernel drops the rest before Caddy sees them."""
+    import shutil
+    import subprocess
+    import sys
+
+    from firebreak.deploy.components import DOOR_CONNECTIONS_PER_SOURCE
+    from firebreak.lab.layout import NETNS_OUTSIDER, PORTS
+    st = wait_for(healthy, 90, "a healthy lab")
+    if st["net"] != "netns" or shutil.which("nft") is None:
+        pytest.skip("a loopback lab's clients are all 127.0.0.1, and without nftables a lab has no such limit")
+    site = next(iter(st["sites"].values()))
+    tries = DOOR_CONNECTIONS_PER_SOURCE + 8
+    opener = subprocess.Popen(["ip", "netns", "exec", NETNS_OUTSIDER, sys.executable, "-c", OPEN_FROM_OUTSIDE,
+                               site["address"], str(PORTS["door"]), str(tries)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        held, refused = map(int, opener.stdout.readline().split())
+        assert (held, refused) == (DOOR_CONNECTIONS_PER_SOURCE, 8)
+        # while that address holds its limit, another (this host's) is served
+        assert httpx.get(site["door"] + "/healthz", timeout=5).status_code == 200
+    finally:
+        opener.kill()
+        opener.wait()
+
 def test_the_detectors_probes_leave_etcds_log_alone(running_lab):
     """The agents probe each site's etcd on its plain health listener, five times a second from
     every other site: on the TLS client port each bare connect was logged as a rejected handshake

@@ -3,6 +3,7 @@ files parse into the models the components read them with (no processes; the too
 are in tests/web/test_deploy_tools.py)."""
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -164,6 +165,23 @@ def test_units_run_as_their_users_with_limits_restarts_and_hardening(files):
     assert "--bind 10.10.0.21:8080" in claims
 
 
+
+def test_each_door_host_gets_the_per_source_connection_limit(files):
+    """A flood from one address is capped by the kernel before the door (components.door_limit_nft):
+    a file for the host's nftables.conf to include, for the door's ports, on door hosts only."""
+    import shutil
+    import subprocess
+    limits = {p: f for p, f in files.items() if p.endswith("/etc/firebreak/door-limit.nft")}
+    assert sorted(limits) == [f"{h}/etc/firebreak/door-limit.nft" for h in ("bs-web1", "dj-web1", "gj-web1")]
+    text = limits["gj-web1/etc/firebreak/door-limit.nft"].content
+    assert ("meta l4proto { tcp, udp } th dport { 80, 443 } ct state new add @sources4 "
+            "{ ip saddr ct count over 96 } counter drop") in text
+    assert "ip6 saddr & ffff:ffff:ffff:ffff:: ct count over 96" in text
+    assert text.startswith("table inet firebreak_door_limit\ndelete table inet firebreak_door_limit\n")
+    if os.geteuid() == 0 and shutil.which("nft"):  # nftables itself parses it (-c: nothing is changed)
+        r = subprocess.run(["nft", "-c", "-f", "-"], input=text, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
 def test_rendering_is_deterministic(inv, secrets):
     assert render(inv, secrets) == render(inv, secrets)
 
@@ -316,3 +334,17 @@ def test_a_bad_webhooks_file_stops_the_render_with_the_field_named(tmp_path, mod
         load_inventory(_with_webhooks(tmp_path, mode, secret))
     text = "\n".join(str(p) for p in e.value.problems)
     assert "settings.claims.webhooks" in text and "subscribers[0].secret_file" in text and reason in text, text
+
+
+def test_the_door_limit_is_the_inventorys_and_a_bad_one_names_its_field(tmp_path):
+    from firebreak.errors import InputError
+    p = tmp_path / "inventory.yml"
+    base = textwrap.dedent(CONTRACT).lstrip("\n")
+    p.write_text(base + "settings:\n  door: {connections_per_source: 4000}\n")
+    inv = load_inventory(p)
+    files = render(inv, make_secrets(inv.names, token=_counter()))
+    assert "ct count over 4000" in files["gj-web1/etc/firebreak/door-limit.nft"].content
+    p.write_text(base + "settings:\n  door: {connections_per_source: 0}\n")
+    with pytest.raises(InputError) as e:
+        load_inventory(p)
+    assert "settings.door.connections_per_source" in "\n".join(str(x) for x in e.value.problems)
