@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import socket
 import ssl
+import warnings
 from pathlib import Path
 
 import httpx
@@ -93,6 +94,25 @@ def incidents(console):
     return [e for e in httpx.get(console + "/api/ledger", timeout=5).json() if e.get("kind") != "drill"]
 
 
+
+def agents_said_around(ops, margin: float = 3.0) -> str:
+    """Every agent's log lines from `margin` s before the first of `ops` to as long after the last
+    (their times are monotonic; the logs' are wall-clock): the evidence for the open bug below."""
+    import json
+    import time
+    to_wall = time.time() - time.monotonic()
+    start, end = min(o.invoke for o in ops) + to_wall - margin, max(o.complete for o in ops) + to_wall + margin
+    out = []
+    for log in sorted((lab_home() / "sites").glob("*/log/agent.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                ts = float(json.loads(line)["ts"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if start <= ts <= end:
+                out.append(line[:400])
+    return "\n".join(sorted(out)) or "(nothing)"
+
 def test_every_certificate_rotated_while_writes_flow(running_lab):
     st = wait_for(healthy, 90, "a healthy lab")
     layout = load(lab_home()).layout
@@ -119,7 +139,9 @@ def test_every_certificate_rotated_while_writes_flow(running_lab):
     # statement is stored (below), and the failures fit in one second; a longer outage fails.
     sql_failed = [o for o in ops if o.outcome != "ok" and o.kind == "sql"]
     if sql_failed:
-        print(f"open bug: {len(sql_failed)} ordinary statement(s) failed during the rotation: {sql_failed}")
+        # A warning, not a print: pytest shows it in the run's summary even when the test passes.
+        warnings.warn(f"open bug: {len(sql_failed)} ordinary statement(s) failed during the rotation: "
+                      f"{sql_failed}\nwhat the agents logged around it:\n" + agents_said_around(sql_failed))
         span = max(o.complete for o in sql_failed) - min(o.invoke for o in sql_failed)
         assert span <= 1.0, f"ordinary statements failed for {span:.2f} s while certificates rotated: {sql_failed}"
     assert checks.max_write_gap(ops, at, end) <= OBJECTIVE
