@@ -28,7 +28,7 @@ import httpx
 
 from firebreak import __version__
 from firebreak.control.keys import DEFAULT as DEFAULT_KEYS
-from firebreak.drill import consistency
+from firebreak.drill import consistency, evidence
 from firebreak.drill.scenario import ROLE_TARGETS, FaultStep, HealStep, Scenario, WaitStep
 from firebreak.errors import DrillAborted, EtcdError, LabError
 from firebreak.lab import lab
@@ -41,7 +41,7 @@ Progress = Callable[[str], None]
 class Event:
     at: float        # monotonic
     wall: float
-    kind: str        # fault | heal | flap (one of a flap's toggles) | check (after a heal)
+    kind: str        # fault | heal | flap (one of a flap's toggles) | check (after a heal) | evidence
     site: str
     detail: str
     problems: list[str] = field(default_factory=list)  # a check's findings: each fails the drill
@@ -313,6 +313,8 @@ def run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], fault
                 # A pause lasts its duration even when writes resumed sooner (a failover): the
                 # paused processes are continued then, and the old primary must rejoin by itself.
                 time.sleep(max(0.0, at + step.hold - time.monotonic()))
+                if rto_of(at) is None:
+                    _evidence(events, progress, "writes have not resumed by the pause's end")
                 _end(fault, events, progress)
                 deadline = time.monotonic() + 30
                 while rto_of(at) is None and time.monotonic() < deadline:
@@ -320,11 +322,16 @@ def run_steps(scenario: Scenario, rto_of: Callable[[float], float | None], fault
             elif step.hold:  # bad values always last theirs
                 time.sleep(step.hold)
             else:
-                deadline = time.monotonic() + 60
+                deadline, asked = time.monotonic() + 60, False
                 while rto_of(at) is None and time.monotonic() < deadline:
+                    if not asked and time.monotonic() - at > EVIDENCE_AFTER:
+                        asked = True
+                        _evidence(events, progress, f"writes have not resumed {EVIDENCE_AFTER:g} s after the fault")
                     time.sleep(0.1)
                 time.sleep(2.0)
             rto = rto_of(at)
+            if rto is None:
+                _evidence(events, progress, "writes did not resume")
             faults[-1].rto = rto
             progress(f"writes {'resumed %.2f s after the fault' % rto if rto is not None else 'did not resume'}")
     for site in _unhealed(faults, events):
@@ -483,6 +490,22 @@ def _inject(step: FaultStep, site: str, faults: list[Active], events: list[Event
     events.append(Event(began, began_wall, "fault", site, detail))
     progress(f"fault: {site}: {detail}")
 
+
+
+# Writes not back this long after a fault (the default objective is 3 s): keep what PostgreSQL's
+# connections are doing, while it is still so.
+EVIDENCE_AFTER = 5.0
+
+
+def _evidence(events: list[Event], progress: Progress, why: str) -> None:
+    """An `evidence` event: every lab PostgreSQL server's connections by what they are doing
+    (drill/evidence.py), read from their process titles. Never fails the drill."""
+    try:
+        line = evidence.describe(evidence.summary(lab.postgres_backends()))
+    except OSError as e:
+        line = f"could not read the servers' processes: {e}"
+    events.append(Event(time.monotonic(), time.time(), "evidence", "", f"{why}; PostgreSQL: {line}"))
+    progress(f"{why}; PostgreSQL: {line}")
 
 def flap_toggles(since: float, period: float, hold: float) -> list[float]:
     """When a flap that took its links down at `since` toggles them (up, down, up, ...), every

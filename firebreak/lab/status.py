@@ -265,3 +265,32 @@ def log_paths(site_name: str, component: str | None = None, home: Path | None = 
     if component is None:  # an estate lab's per-cluster and per-service logs too
         out += sorted(p for p in base.glob("*@*.log"))
     return out
+
+
+def postgres_backends(home: Path | None = None) -> dict[str, list[str]]:
+    """Each running PostgreSQL server of the lab ("<site>/<its data directory under the site>")
+    -> its children's process titles, read from /proc: what every connection is doing (idle, idle
+    in a transaction, waiting for a lock or for the synchronous standby) even when the server has
+    no connection slot left to ask pg_stat_activity with. Reads only the lab's own servers."""
+    from firebreak.lab.state import lab_home
+
+    root = (home or lab_home()) / "sites"
+    servers: dict[int, str] = {}
+    for pidfile in root.glob("*/**/postmaster.pid"):
+        try:
+            servers[int(pidfile.read_text().split()[0])] = str(pidfile.parent.relative_to(root))
+        except (OSError, ValueError, IndexError):
+            continue  # stopped, or being written
+    out: dict[str, list[str]] = {name: [] for name in servers.values()}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after it.
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid in servers:
+                out[servers[ppid]].append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace").strip())
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return out
