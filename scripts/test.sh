@@ -3,8 +3,8 @@
 #
 # - the lab tests (tests marked `lab`: one real lab at a time, with timed faults) in the
 #   foreground, at normal priority;
-# - everything else (unit, web and CLI tests, about 5 minutes of one core) beside them at a lower
-#   CPU priority (nice 10), its output kept until the lab tests end.
+# - everything else (unit, web and CLI tests, about 5 minutes of one core) beside them at the
+#   lowest CPU priority (nice 19), its output kept until the lab tests end.
 #
 # On 2 cores the suite then takes about as long as the lab tests alone, instead of their sum,
 # and the lab's processes win a core whenever both want one: a failure detector or a failover
@@ -17,20 +17,24 @@ PY=${PY:-.venv/bin/python}
 beside_log=$(mktemp "${TMPDIR:-/tmp}/firebreak-tests-beside.XXXXXX")
 # Short: tests put unix sockets under their tmp_path, and a socket's path has at most 107 bytes.
 beside_tmp=$(mktemp -d "${TMPDIR:-/tmp}/fbt.XXXXXX")
-# The installed package both runs test (tests/installed.py): built once, by whichever run needs it first.
-export FIREBREAK_TEST_INSTALL="$beside_tmp/installed"
-cleanup() { rm -rf "$beside_log" "$beside_tmp"; }
+# The installed package both runs test (tests/installed.py): built once, by whichever run needs it
+# first. Its own directory, readable by all: as root the lab runs PostgreSQL as another user, who
+# must reach the venv's interpreter (the beside run's is private to its owner).
+install_tmp=$(mktemp -d "${TMPDIR:-/tmp}/fbi.XXXXXX")
+chmod 755 "$install_tmp"
+export FIREBREAK_TEST_INSTALL="$install_tmp/installed"
+cleanup() { rm -rf "$beside_log" "$beside_tmp" "$install_tmp"; }
 trap cleanup EXIT
 
 started=$(date +%s)
 # Its own temporary directory: two pytest runs sharing one would prune each other's.
-nice -n 10 "$PY" -m pytest -q -m "not lab" -p no:cacheprovider --basetemp="$beside_tmp/t" --durations=10 "$@" \
+nice -n 19 "$PY" -m pytest -q -m "not lab" -p no:cacheprovider --basetemp="$beside_tmp/t" --durations=10 "$@" \
     > "$beside_log" 2>&1 &
 beside=$!
 # A Ctrl-C stops both.
 trap 'kill -INT "$beside" 2>/dev/null' INT TERM
 
-echo "tests: the lab tests here; the unit, web and CLI tests beside them (nice 10, output after)"
+echo "tests: the lab tests here; the unit, web and CLI tests beside them (nice 19, output after)"
 "$PY" -m pytest -q -m lab --durations=20 "$@"
 lab_rc=$?
 wait "$beside"
