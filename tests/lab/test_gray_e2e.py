@@ -54,7 +54,11 @@ def judge_pause(st, victim, sync, survivors, fault):
         resumed.wait(PAUSE + 30)
         lab.resume(victim)
     rto = checks.write_rto(ops, at)
-    assert rto is not None and rto < PAUSE - 2.0, f"writes resumed {rto} s after the pause began: not failed over"
+    # Failed over while the old primary was still paused, not when the pause ended (measured
+    # before: 8.01 s). How fast is the benchmarks' business (bench/drills.py: 1.5-1.9 s); beside
+    # the other tests on 2 cores this took up to 6.65 s in CI (2026-12-04), so the bar is 1 s
+    # before the pause ends.
+    assert rto is not None and rto < PAUSE - 1.0, f"writes resumed {rto} s after the pause began: not failed over"
     after = wait_for(healthy, 120, "a healthy lab after the pause") and lab.status()
     assert after["primary"] == sync, "the synchronous standby must be the one promoted"
     late = [o for o in checks.acked(ops) + checks.acked(ops, "sql")
