@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 from tests.conftest import ROOT
 
 DONE = ".built"
@@ -62,3 +64,10 @@ def installed_package() -> Iterator[tuple[Path, Path]]:
     finally:
         if not shared:
             shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[tuple[Path, Path]]:
+    """The installed package for one module's tests (import this fixture into the module)."""
+    with installed_package() as it:
+        yield it

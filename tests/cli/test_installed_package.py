@@ -4,16 +4,8 @@ tests/lab/test_install.py.)"""
 
 import json
 
-import pytest
-
 from tests.conftest import ROOT
-from tests.installed import installed_package, run
-
-
-@pytest.fixture(scope="module")
-def installed():
-    with installed_package() as it:
-        yield it
+from tests.installed import installed, run  # noqa: F401 (installed: the fixture)
 
 
 def test_it_is_not_the_checkout(installed):

@@ -6,15 +6,9 @@ import os
 
 import pytest
 
-from tests.installed import installed_package, run
+from tests.installed import installed, run  # noqa: F401 (installed: the fixture)
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def installed():
-    with installed_package() as it:
-        yield it
 
 
 def test_lab_up_from_the_installed_package(installed):
