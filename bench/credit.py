@@ -4,7 +4,8 @@
 
 Generates an accounts CSV (free users, paid users with a fee, partners with declared sales; a
 few service combinations) and the 2022 ledger, then runs, each as a separate process:
-1. `firebreak claims credit` into an empty directory (the figure: whole command, wall clock);
+1. `firebreak claims credit` into an empty directory, --repeat times (the figure: the median of
+   the whole command's wall clock);
 2. the same command again (it must pay 0 more);
 3. the naive alternative in the same run: Python's csv module and policy.price() one account at a
    time, on the first --naive-rows accounts, its rate extrapolated to all of them.
@@ -90,6 +91,8 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=20_000_000)
     ap.add_argument("--naive-rows", type=int, default=200_000, help="accounts the naive version prices (it is slow)")
     ap.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory, removed after")
+    ap.add_argument("--repeat", type=int, default=3, help="first runs, each into an empty directory (the figure: "
+                                                          "their median)")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="firebreak-credit-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -101,12 +104,21 @@ def main() -> None:
         generate(accounts, args.accounts)
         marker.touch()
     gen_s = time.perf_counter() - t0
-    if out.exists():
-        import shutil
-        shutil.rmtree(out)   # the first run is timed into an empty directory
+    # The generator's 800 MB are still being written back to disk for seconds after it returns;
+    # an operator's accounts file was written long before, so the command is not timed against
+    # that write-back.
+    os.sync()
     cmd = [str(FIREBREAK), "claims", "credit", "--policy", str(POLICY), "--accounts", str(accounts),
            "--ledger", str(LEDGER), "--out", str(out), "--format", "json"]
-    first_s, first = timed(cmd)
+    firsts = []
+    for _ in range(max(args.repeat, 1)):
+        if out.exists():
+            import shutil
+            shutil.rmtree(out)   # each first run is timed into an empty directory
+        os.sync()
+        first_s, first = timed(cmd)
+        firsts.append(round(first_s, 2))
+    first_s = sorted(firsts)[len(firsts) // 2]
     again_s, again = timed(cmd)
     r = subprocess.run([sys.executable, "-c", NAIVE, str(POLICY), str(LEDGER), str(accounts), str(args.naive_rows),
                         str(work / "naive.csv")], capture_output=True, text=True, cwd=ROOT)
@@ -119,7 +131,7 @@ def main() -> None:
         "accounts": args.accounts,
         "accounts_file_bytes": accounts.stat().st_size,
         "batch_csv_bytes": (out / first["files"]["csv"]["name"]).stat().st_size,
-        "first_run_s": round(first_s, 2),
+        "first_run_s": round(first_s, 2), "first_runs_s": firsts,
         "first_run_paid": first["totals"]["amount"], "first_run_lines": first["totals"]["lines"],
         "goodwill": first["totals"]["goodwill"], "held_lines": first["totals"]["held_lines"],
         "rerun_s": round(again_s, 2), "rerun_paid": again["totals"]["amount"], "rerun_lines": again["totals"]["lines"],

@@ -312,6 +312,31 @@ def _sha256(path: Path) -> str:
     return file_sha256(path)
 
 
+class _Hashing:
+    """A binary file that hashes what is written to it (polars writes CSV in chunks of MBs;
+    hashlib releases the GIL for them)."""
+
+    def __init__(self, fh):
+        import hashlib
+
+        self.fh, self.sha = fh, hashlib.sha256()
+
+    def write(self, chunk) -> int:
+        self.sha.update(chunk)
+        return self.fh.write(chunk)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _write_csv_hashed(frame: pl.DataFrame, path: Path) -> str:
+    """Write frame as CSV to path; returns the file's sha256."""
+    with path.open("wb") as fh:
+        out = _Hashing(fh)
+        frame.write_csv(out)
+    return out.sha.hexdigest()
+
+
 def _iso(t: float) -> str:
     from datetime import datetime, timezone
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -348,15 +373,15 @@ def run(policy: Policy, policy_file: Path, accounts: Accounts, ledger, ledger_so
         csv_path, pq_path = out / f"{bid}.csv", out / f"{bid}.parquet"
         held_path, manifest_path = out / f"{bid}.held.csv", out / f"{bid}.json"
         tmp = {p: p.with_name(p.name + ".tmp") for p in (csv_path, pq_path, held_path, manifest_path)}
-        # The CSV for payment systems and the Parquet copy for analysts are written side by side.
+        # The CSV for payment systems and the Parquet copy for analysts are written side by side;
+        # the CSV (1.6 GB for twenty million accounts) is hashed as it is written, not read again.
         with ThreadPoolExecutor(2) as pool:
-            jobs = [pool.submit(o.lines.write_csv, tmp[csv_path]),
-                    pool.submit(o.lines.write_parquet, tmp[pq_path]),
-                    pool.submit(o.held.write_csv, tmp[held_path])]
+            csv_job = pool.submit(_write_csv_hashed, o.lines, tmp[csv_path])
+            jobs = [pool.submit(o.lines.write_parquet, tmp[pq_path]), pool.submit(o.held.write_csv, tmp[held_path])]
             for j in jobs:
                 j.result()
-            hashes = dict(zip((csv_path, pq_path, held_path),
-                              pool.map(_sha256, [tmp[csv_path], tmp[pq_path], tmp[held_path]])))
+            hashes = dict(zip((pq_path, held_path), pool.map(_sha256, [tmp[pq_path], tmp[held_path]])))
+            hashes[csv_path] = csv_job.result()
         earlier_docs = []
         for f in earlier:
             m = f.with_suffix(".json")

@@ -84,7 +84,10 @@ def test_credit_pays_from_the_ledger_and_a_rerun_pays_nothing_more(tmp_path):
     held = {row["account"] for row in csv.DictReader((out / f"{first['batch']}.held.csv").open())}
     assert held == {"p-2003"}                            # above review_over: a person looks, not paid
     assert first["totals"]["amount"] == sum(int(r["amount"]) for r in rows.values())
-    assert first["accounts"]["sha256"] and first["files"]["csv"]["sha256"]
+    import hashlib
+    for kind, name in (("csv", ".csv"), ("parquet", ".parquet"), ("held", ".held.csv")):   # the hashes are the files'
+        assert first["files"][kind]["sha256"] == hashlib.sha256((out / f"{first['batch']}{name}").read_bytes()).hexdigest()
+    assert first["accounts"]["sha256"] == hashlib.sha256(open(ACCOUNTS, "rb").read()).hexdigest()
     assert (out / f"{first['batch']}.parquet").is_file()
 
     r = _credit(out)
