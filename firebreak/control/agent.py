@@ -49,6 +49,9 @@ class AgentState:
     # "<scope>/<member>" -> when its PostgreSQL last answered or refused (not silent): primaries
     # and synchronous standbys only, the servers a commit waits for.
     postgres_heard: dict[str, float] = field(default_factory=dict)
+    # Sites and servers the last completed probe round got no answer from: only they can read as
+    # silent. A round that runs late (this agent starved of CPU) is not their silence.
+    unanswered: set[str] = field(default_factory=set)
     stalls: dict[str, detector.Verdict] = field(default_factory=dict)  # the same keys, by agreement
     cut: set[frozenset[str]] = field(default_factory=set)  # links between living sites seen cut
     memory: Memory = field(default_factory=Memory)  # the coordinator's, between ticks
@@ -136,6 +139,10 @@ class Agent:
                 for m, result in pg_results.items():
                     if result != probes.SILENT or m not in heard:
                         heard[m] = now
+                    if result == probes.SILENT:
+                        self.state.unanswered.add(m)
+                    else:
+                        self.state.unanswered.discard(m)
                 for s in self.others:
                     comps = {c: results[(s, c)] for c in PROBED}
                     self.state.components[s] = comps
@@ -145,6 +152,9 @@ class Agent:
                     # 0.5 s grace (measured: the database doors flickered shut with one site off).
                     if any(comps.values()):
                         self.state.last_ok[s] = now
+                        self.state.unanswered.discard(s)
+                    else:
+                        self.state.unanswered.add(s)
                     if self.metrics:
                         for c, ok in comps.items():
                             self.metrics.probe(s, c, ok)
@@ -164,7 +174,8 @@ class Agent:
     def my_view(self) -> detector.View:
         return coordinator.own_view(self.cfg.site, self.others, self.state.last_ok, self.state.postgres_heard,
                                     self.state.clusters, self.clock(),
-                                    grace=self.cfg.detector.probe_interval + self.cfg.detector.probe_timeout)
+                                    grace=self.cfg.detector.probe_interval + self.cfg.detector.probe_timeout,
+                                    unanswered=self.state.unanswered)
 
     # -- publishing views --------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ are written as the drill's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Collection, Iterable, Mapping
 
 from firebreak.control import clusters as clusters_mod
 from firebreak.control import dbdoor, detector, drills, failover, incidents, outages
@@ -383,15 +383,23 @@ def suspected_sites(verdicts: Mapping[str, detector.Verdict]) -> set[str]:
 
 
 def own_view(site: str, others: Iterable[str], last_ok: Mapping[str, float], postgres_heard: Mapping[str, float],
-             found: Mapping[str, failover.ClusterState], now: float, grace: float) -> detector.View:
+             found: Mapping[str, failover.ClusterState], now: float, grace: float,
+             unanswered: Collection[str] | None = None) -> detector.View:
     """The view this agent publishes: for each other site, how long since any of its components
     last answered; for each server a commit waits for, how long its PostgreSQL has been silent;
-    each cluster's leader key revision it reads as not Patroni's own. Gaps within `grace` (one
-    probe round) read 0: a round still running is no silence."""
-    def gap(since: float) -> float:
+    each cluster's leader key revision it reads as not Patroni's own.
+
+    A round still running is no silence: gaps within `grace` (one probe round) read 0, and so
+    does any gap of a site or server the last completed round heard from (`unanswered`: those it
+    did not; None: every one counts). A round that runs late because this agent was starved of
+    CPU leaves every stamp old at once; counted, the agent read "this site reaches 1 of 3" for a
+    moment and its database door shut every session (seen during a certificate rotation)."""
+    def gap(key: str, since: float) -> float:
+        if unanswered is not None and key not in unanswered:
+            return 0.0
         return round(now - since, 3) if now - since > grace else 0.0
-    down = {s: gap(last_ok.get(s, now)) for s in others}
-    silent = {m: gap(t) for m, t in postgres_heard.items()}
+    down = {s: gap(s, last_ok.get(s, now)) for s in others}
+    silent = {m: gap(m, t) for m, t in postgres_heard.items()}
     bogus = {scope: c.leader_revision for scope, c in found.items() if c.bogus_leader()}
     return detector.View(site, now, down, silent, bogus)
 

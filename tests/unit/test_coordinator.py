@@ -392,6 +392,22 @@ def test_own_view_counts_silence_only_past_one_probe_round():
     assert v.postgres_silent_for == {"firebreak/pangyo": 1.0} and v.bogus_leaders == {}
 
 
+def test_own_view_counts_silence_only_of_what_the_last_completed_round_did_not_hear():
+    """A round that runs late (the agent starved of CPU) leaves every stamp old at once: only
+    sites and servers a completed round got no answer from read as silent."""
+    found = {SCOPE: cluster()}
+    late = co.own_view("siheung", ["pangyo", "ansan"], {"pangyo": 99.0, "ansan": 99.0}, {"firebreak/pangyo": 99.0},
+                       found, 100.0, grace=0.4, unanswered=set())
+    assert late.unreachable_for == {"pangyo": 0.0, "ansan": 0.0} and late.postgres_silent_for == {"firebreak/pangyo": 0.0}
+    cut = co.own_view("siheung", ["pangyo", "ansan"], {"pangyo": 99.0, "ansan": 99.0}, {"firebreak/pangyo": 99.0},
+                      found, 100.0, grace=0.4, unanswered={"ansan", "firebreak/pangyo"})
+    assert cut.unreachable_for == {"pangyo": 0.0, "ansan": 1.0} and cut.postgres_silent_for == {"firebreak/pangyo": 1.0}
+    # and the door of a late agent keeps its routes: it still reaches every site
+    r = co.tick(SETTINGS, seen(100.0, mine=False, holder="ansan"), co.Memory())
+    doors = {SCOPE: cluster(members={"pangyo": member("pangyo", role="primary"), "ansan": member("ansan")})}
+    assert co.door_routes(late, r.verdicts, doors, SITE_OF, 3, frozenset())[SCOPE].rw == "pangyo"
+
+
 def test_door_routes_refuse_writes_where_this_site_reaches_no_majority():
     found = {SCOPE: cluster(members={"pangyo": member("pangyo", role="primary"), "ansan": member("ansan")})}
     r = co.tick(SETTINGS, seen(100.0, mine=False, holder="ansan"), co.Memory())
