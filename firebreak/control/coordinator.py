@@ -160,6 +160,7 @@ class PlaceEtcdLeader:
     living: tuple[str, ...]
     cut: frozenset[frozenset[str]]
     by_rank: bool = True  # False: only a move that lets a primary's site hear the leader (RANK_SETTLE)
+    flapping: frozenset[frozenset[str]] = frozenset()  # links that flap (detector.flap_step)
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         placed_at = now
         effects.append(PlaceEtcdLeader(tuple(primary_sites), tuple(sync_sites),
                                        tuple(s for s, v in verdicts.items() if not v.dead), cut,
-                                       by_rank=now - primary_cut_at >= RANK_SETTLE))
+                                       by_rank=now - primary_cut_at >= RANK_SETTLE, flapping=flapping))
 
     changed = {scope: d.reason for scope, d in decisions.items() if d.reason != mem.decisions.get(scope)}
     effects += [Decided(scope, reason) for scope, reason in changed.items()]
@@ -350,13 +351,14 @@ def etcd_move(place: PlaceEtcdLeader, leader_id: object, members: Iterable[Mappi
     by_id = {m["ID"]: m for m in members}
     leader_site = by_id.get(leader_id, {}).get("name")
     target = etcd_leader_target(leader_site, list(place.primary_sites), place.sync_sites, place.living, place.cut,
-                                by_rank=place.by_rank)
+                                by_rank=place.by_rank, flapping=place.flapping)
     if target is None:
         return None
     target_member = next((m for m in members if m.get("name") == target), None)
     if target_member is None or leader_id not in by_id:
         return None
     why = ("a primary's site could not hear it" if any(leader_site in link for link in place.cut)
+           else "away from a flapping link" if any(leader_site in link for link in place.flapping)
            else "away from the primaries' sites")
     return EtcdMove(by_id[leader_id], target_member["ID"], leader_site, target, why)
 

@@ -46,7 +46,8 @@ def coordination_move(me: str, holder: str | None, primary_site: Iterable[str | 
 
 def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | None] | str | None,
                        sync_sites: Iterable[str], living_sites: Iterable[str],
-                       cut: Iterable[frozenset[str]] = (), by_rank: bool = True) -> str | None:
+                       cut: Iterable[frozenset[str]] = (), by_rank: bool = True,
+                       flapping: Iterable[frozenset[str]] = ()) -> str | None:
     """The site etcd's leadership should move to, or None to leave it where it is.
 
     First, reach: a primary's site cut off from the leader's (one link down, every site alive)
@@ -62,6 +63,13 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     out these moves: the coordinator passes it while a primary's site has had a cut link lately
     (a flapping link), or leadership would go to the primary's site at every cut and away at
     every heal (measured: eight moves in 21 s of one site flapping).
+
+    Then, steadiness: a leader in a site with a flapping link (detector.flap_step) moves to a
+    living site on fewer flapping links (fewest first, then fewest cut, then rank), whatever
+    `by_rank` says. A leader whose site is cut off at every lapse loses leadership each time:
+    etcd takes no writes until a new one is elected, and the coordinator, whose lease is in
+    etcd, stood down (seen in CI with the synchronous standby's site flapping). No move, by rank
+    or for reach, goes into a site on more flapping links than the leader's own.
     """
     rank, any_primary = _ranker(primary_site, sync_sites)
     if leader_site is None:
@@ -73,12 +81,23 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     def cut_from_primary(site: str) -> bool:
         return any(frozenset((site, p)) in cut for p in primaries if p != site)
 
+    flapping = set(flapping)
+
     def links_cut(site: str) -> int:
         return sum(1 for link in cut if site in link)
+
+    def flaps(site: str) -> int:
+        return sum(1 for link in flapping if site in link)
     if cut_from_primary(leader_site):
-        reachable = sorted((links_cut(s), rank(s), s) for s in living if not cut_from_primary(s))
-        return reachable[0][2] if reachable else None
+        reachable = sorted((links_cut(s), flaps(s), rank(s), s) for s in living if not cut_from_primary(s))
+        return reachable[0][-1] if reachable else None
+    if flaps(leader_site):
+        steadier = sorted((flaps(s), links_cut(s), rank(s), s) for s in living
+                          if flaps(s) < flaps(leader_site) and not cut_from_primary(s))
+        if steadier:
+            return steadier[0][-1]
     if not any_primary or not by_rank:
         return None
-    better = sorted((rank(s), s) for s in living if rank(s) < rank(leader_site) and not links_cut(s))
+    better = sorted((rank(s), s) for s in living
+                    if rank(s) < rank(leader_site) and not links_cut(s) and flaps(s) <= flaps(leader_site))
     return better[0][1] if better else None

@@ -368,6 +368,27 @@ def test_a_flapping_link_moves_etcds_leader_to_be_heard_but_not_back_until_the_l
 MEMBERS = [{"ID": 1, "name": "pangyo"}, {"ID": 2, "name": "ansan"}, {"ID": 3, "name": "siheung"}]
 
 
+def test_a_whole_site_flapping_moves_etcds_leader_out_of_it():
+    """siheung (holding etcd's leader, the best-ranked site: neither primary nor standby) loses
+    both its links for 0.6 s of every 1.5 s: each lapse costs etcd its leader, and the
+    coordinator its lease. Rank alone keeps leadership there; once the links flap, the placement
+    the coordinator asks for takes it to the site on fewest flapping links, by rank among them
+    (ansan, the standby's, before pangyo, the primary's)."""
+    mem, moves = co.Memory(), []
+    for t in range(20):
+        now = 100.0 + t / 4
+        down = lost("siheung", 0.6, "pangyo", "ansan") if (t % 6) < 3 else {}
+        r = co.tick(SETTINGS, seen(now, views(now, down)), mem)
+        mem = r.memory
+        moves += [(now, co.etcd_move(p, 3, MEMBERS)) for p in of(r, co.PlaceEtcdLeader)]
+    assert moves and moves[0][1] is None  # before the links flap: best placed, it stays
+    flapped = [(now, m) for now, m in moves if m is not None]
+    assert flapped, moves
+    now, move = flapped[0]
+    assert move.to_site == "ansan" and move.why == "away from a flapping link", flapped
+    assert now <= 101.5 + co.PLACE_EVERY  # at the first placement once the second lapse began
+
+
 @pytest.mark.parametrize("leader,cut,to,why", [
     (1, frozenset(), "siheung", "away from the primaries' sites"),
     (3, frozenset(), None, ""),                                          # already best placed

@@ -155,6 +155,29 @@ def test_without_rank_moves_only_a_leader_a_primarys_site_cannot_hear_is_moved()
                               by_rank=False) == "ansan"
 
 
+@pytest.mark.parametrize("leader,flaps,cuts,by_rank,target", [
+    # The synchronous standby's whole site flaps (both its links): leadership leaves it for the
+    # steadiest other site, by rank among equals (siheung holds neither primary nor standby)...
+    ("ansan", cut(("ansan", "pangyo"), ("ansan", "siheung")), set(), True, "siheung"),
+    # ...even while rank moves wait (by_rank False after a primary's cut link)...
+    ("ansan", cut(("ansan", "pangyo"), ("ansan", "siheung")), set(), False, "siheung"),
+    # ...and a leader already on the fewest flapping links stays, though the site ranks worse.
+    ("siheung", cut(("ansan", "pangyo"), ("ansan", "siheung")), set(), True, None),
+    # Between sites on as many flapping links, rank decides as ever.
+    ("pangyo", cut(("ansan", "pangyo"), ("ansan", "siheung")), set(), True, "siheung"),
+    ("pangyo", cut(("ansan", "pangyo"), ("ansan", "siheung")), set(), False, None),
+    # One flapping link: leadership goes to the site on neither end, the primary's if need be.
+    ("ansan", cut(("ansan", "siheung")), set(), True, "pangyo"),
+    # A rank move never goes into a site with a flapping link (the leader's own has none).
+    ("pangyo", cut(("siheung", "ansan")), set(), True, None),
+    # Reach first: a leader the primary's site cannot hear goes to the reachable site on fewer
+    # flapping links.
+    ("siheung", cut(("ansan", "pangyo")), cut(("pangyo", "siheung")), True, "ansan"),
+])
+def test_etcd_leadership_leaves_a_site_whose_links_flap(leader, flaps, cuts, by_rank, target):
+    assert etcd_leader_target(leader, "pangyo", ["ansan"], SITES, cuts, by_rank=by_rank, flapping=flaps) == target
+
+
 def test_etcd_leadership_goes_to_the_site_with_fewest_cut_links_even_the_primarys():
     sites = SITES + ["d"]
     cuts = cut(("pangyo", "d"), ("ansan", "siheung"), ("ansan", "x"), ("siheung", "y"))
