@@ -52,6 +52,7 @@ class AgentState:
     # Sites and servers the last completed probe round got no answer from: only they can read as
     # silent. A round that runs late (this agent starved of CPU) is not their silence.
     unanswered: set[str] = field(default_factory=set)
+    round_done: float | None = None  # when the last probe round completed
     stalls: dict[str, detector.Verdict] = field(default_factory=dict)  # the same keys, by agreement
     cut: set[frozenset[str]] = field(default_factory=set)  # links between living sites seen cut
     memory: Memory = field(default_factory=Memory)  # the coordinator's, between ticks
@@ -109,6 +110,7 @@ class Agent:
         self._placements: dict[str, dict[str, str]] = {}
         self._site_hosts = clusters_mod.unique_hosts(
             {s: [ep.etcd, ep.patroni, ep.app, ep.agent] for s, ep in cfg.sites.items()})
+        self._probe_error: str | None = None  # the last probe error logged (once per kind)
         self._drills_unread = False  # the last read of the declared drills failed (logged once per streak)
 
     # -- probing -----------------------------------------------------------------------------
@@ -128,10 +130,21 @@ class Agent:
                 watched = self._commit_path_postgres()
                 pg_jobs = {m: probes.outcome(p, self.cfg.detector.probe_timeout) for m, p in watched.items()}
                 # One gather: a silent site and a silent primary cost one probe timeout, not two.
-                answers = await asyncio.gather(*jobs.values(), *pg_jobs.values())
-                results = dict(zip(jobs, answers[:len(jobs)]))
-                pg_results = dict(zip(pg_jobs, answers[len(jobs):]))
+                # A probe that raises (a host name the resolver refuses) is no answer: the round
+                # still completes, or `unanswered` would freeze and hide a real outage.
+                answers = await asyncio.gather(*jobs.values(), *pg_jobs.values(), return_exceptions=True)
+                errors = [a for a in answers if isinstance(a, BaseException)]
+                for e in errors:
+                    if not isinstance(e, Exception):
+                        raise e   # a cancellation ends the loop as before
+                if errors and repr(errors[0]) != self._probe_error:
+                    log.warning("a probe failed with an error (counted as no answer): %r", errors[0])
+                self._probe_error = repr(errors[0]) if errors else None
+                results = {k: a is True for k, a in zip(jobs, answers[:len(jobs)])}
+                pg_results = {k: a if isinstance(a, str) else probes.REFUSED
+                              for k, a in zip(pg_jobs, answers[len(jobs):])}
                 now = self.clock()
+                self.state.round_done = now
                 heard = self.state.postgres_heard
                 for m in list(heard):
                     if m not in watched:
@@ -172,10 +185,13 @@ class Agent:
         return out
 
     def my_view(self) -> detector.View:
+        d, now = self.cfg.detector, self.clock()
+        # A probe loop that has completed no round for a whole window vouches for nothing: every
+        # stamp counts again, as it did before rounds were tracked.
+        rounds_going = self.state.round_done is not None and now - self.state.round_done <= d.window
         return coordinator.own_view(self.cfg.site, self.others, self.state.last_ok, self.state.postgres_heard,
-                                    self.state.clusters, self.clock(),
-                                    grace=self.cfg.detector.probe_interval + self.cfg.detector.probe_timeout,
-                                    unanswered=self.state.unanswered)
+                                    self.state.clusters, now, grace=d.probe_interval + d.probe_timeout,
+                                    unanswered=self.state.unanswered if rounds_going else None)
 
     # -- publishing views --------------------------------------------------------------------
 
@@ -340,6 +356,7 @@ class Agent:
                             "can be read: %s", e)
             self._drills_unread = True
             return {}
+        self._probe_error: str | None = None  # the last probe error logged (once per kind)
         self._drills_unread = False
         declared = {}
         for kv in kvs:

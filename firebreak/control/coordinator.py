@@ -358,7 +358,8 @@ def etcd_move(place: PlaceEtcdLeader, leader_id: object, members: Iterable[Mappi
     if target_member is None or leader_id not in by_id:
         return None
     why = ("a primary's site could not hear it" if any(leader_site in link for link in place.cut)
-           else "away from a flapping link" if any(leader_site in link for link in place.flapping)
+           else "away from a flapping link" if sum(leader_site in link for link in place.flapping)
+           > sum(target in link for link in place.flapping)
            else "away from the primaries' sites")
     return EtcdMove(by_id[leader_id], target_member["ID"], leader_site, target, why)
 

@@ -68,8 +68,9 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     living site on fewer flapping links (fewest first, then fewest cut, then rank), whatever
     `by_rank` says. A leader whose site is cut off at every lapse loses leadership each time:
     etcd takes no writes until a new one is elected, and the coordinator, whose lease is in
-    etcd, stood down (seen in CI with the synchronous standby's site flapping). No move, by rank
-    or for reach, goes into a site on more flapping links than the leader's own.
+    etcd, stood down (seen in CI with the synchronous standby's site flapping). No move
+    by rank goes into a site on more flapping links than the leader's own, and a move for reach
+    prefers a site whose links to the primaries' sites are steady.
     """
     rank, any_primary = _ranker(primary_site, sync_sites)
     if leader_site is None:
@@ -81,15 +82,20 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     def cut_from_primary(site: str) -> bool:
         return any(frozenset((site, p)) in cut for p in primaries if p != site)
 
-    flapping = set(flapping)
+    # Links to a dead site flap no more (its loss is the verdicts' business), as cut links are
+    # only between living sites.
+    flapping = {link for link in flapping if link <= set(living)}
 
     def links_cut(site: str) -> int:
         return sum(1 for link in cut if site in link)
 
     def flaps(site: str) -> int:
         return sum(1 for link in flapping if site in link)
+    def flaps_to_primary(site: str) -> bool:
+        return any(frozenset((site, p)) in flapping for p in primaries if p != site)
     if cut_from_primary(leader_site):
-        reachable = sorted((links_cut(s), flaps(s), rank(s), s) for s in living if not cut_from_primary(s))
+        reachable = sorted((flaps_to_primary(s), links_cut(s), flaps(s), rank(s), s) for s in living
+                           if not cut_from_primary(s))
         return reachable[0][-1] if reachable else None
     if flaps(leader_site):
         steadier = sorted((flaps(s), links_cut(s), rank(s), s) for s in living

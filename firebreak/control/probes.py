@@ -107,6 +107,10 @@ async def outcome(probe: Probe, timeout: float) -> str:
         return REFUSED
     except (OSError, asyncio.TimeoutError):
         return SILENT
+    except ValueError:
+        # A host the resolver refuses outright (a label over 63 characters: UnicodeError): no
+        # answer, and no evidence of a stall either.
+        return REFUSED
     finally:
         if writer is not None:
             writer.close()

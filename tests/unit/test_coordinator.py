@@ -403,6 +403,15 @@ def test_where_etcds_leadership_moves(leader, cut, to, why):
         assert move.why == why and move.leader["ID"] == leader and move.target_id == {"ansan": 2, "siheung": 3}[to]
 
 
+def test_a_rank_move_between_sites_on_as_many_flapping_links_says_so():
+    """ansan's whole site flaps: pangyo and siheung are each on one flapping link; leadership
+    goes from the primary's site to siheung by rank, not to get away from a flap."""
+    flaps = frozenset({frozenset({"ansan", "pangyo"}), frozenset({"ansan", "siheung"})})
+    move = co.etcd_move(co.PlaceEtcdLeader(("pangyo",), ("ansan",), tuple(SITES), frozenset(), flapping=flaps),
+                        1, MEMBERS)
+    assert move.to_site == "siheung" and move.why == "away from the primaries' sites"
+
+
 # -- what every agent reads off the same facts -------------------------------------------------
 
 def test_own_view_counts_silence_only_past_one_probe_round():

@@ -170,12 +170,21 @@ def test_without_rank_moves_only_a_leader_a_primarys_site_cannot_hear_is_moved()
     ("ansan", cut(("ansan", "siheung")), set(), True, "pangyo"),
     # A rank move never goes into a site with a flapping link (the leader's own has none).
     ("pangyo", cut(("siheung", "ansan")), set(), True, None),
-    # Reach first: a leader the primary's site cannot hear goes to the reachable site on fewer
-    # flapping links.
-    ("siheung", cut(("ansan", "pangyo")), cut(("pangyo", "siheung")), True, "ansan"),
+    # Reach first: a leader the primary's site cannot hear goes to a reachable site whose link to
+    # the primary's site is steady: the primary's own here, as ansan's link to it flaps...
+    ("siheung", cut(("ansan", "pangyo")), cut(("pangyo", "siheung")), True, "pangyo"),
+    # ...and to ansan when the flapping link is another one (fewest cut links first, as ever).
+    ("siheung", cut(("ansan", "siheung")), cut(("pangyo", "siheung")), True, "ansan"),
 ])
 def test_etcd_leadership_leaves_a_site_whose_links_flap(leader, flaps, cuts, by_rank, target):
     assert etcd_leader_target(leader, "pangyo", ["ansan"], SITES, cuts, by_rank=by_rank, flapping=flaps) == target
+
+
+def test_a_link_to_a_dead_site_flaps_no_more():
+    """ansan-siheung flapped, then ansan died: its links are the verdicts' business, and etcd's
+    leader, best placed in siheung, stays (it once went to the primary's site and back)."""
+    living = ["pangyo", "siheung"]
+    assert etcd_leader_target("siheung", "pangyo", ["ansan"], living, (), flapping=cut(("ansan", "siheung"))) is None
 
 
 def test_etcd_leadership_goes_to_the_site_with_fewest_cut_links_even_the_primarys():

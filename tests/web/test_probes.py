@@ -73,3 +73,12 @@ def test_a_paused_postgresql_does_not_answer_its_probe(pg):
 def test_nothing_listening_is_no_answer():
     assert not ask(probes.http_probe(f"127.0.0.1:{free_port()}", "patroni"))
     assert not ask(probes.postgres_probe(f"postgres://127.0.0.1:{free_port()}/x"))
+
+
+def test_a_host_the_resolver_refuses_is_no_answer_not_an_error():
+    """A label over 63 characters makes asyncio raise UnicodeError (a ValueError): the probe
+    reports no answer, and not a stall, instead of ending the agent's probe round."""
+    host = "a" * 64 + ".example"
+    assert asyncio.run(probes.outcome(probes.Probe(host, 5432, probes.SSL_REQUEST, postgres=True), 0.5)) == \
+        probes.REFUSED
+    assert not ask(probes.http_probe(f"http://{host}:8008", "patroni"))
