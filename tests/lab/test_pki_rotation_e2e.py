@@ -9,7 +9,6 @@ when the key is not there. Shares the agents' lab with the other control-plane m
 leaves it healthy (every certificate valid, signed by the same CA)."""
 
 import asyncio
-import datetime as dt
 import socket
 import ssl
 import warnings
@@ -22,42 +21,14 @@ from cryptography import x509 as cx509
 from firebreak.drill import checks
 from firebreak.errors import EtcdError
 from firebreak.lab import access, lab
+from firebreak.lab.rotation import rotate_all
 from firebreak.lab.state import lab_home, load
-from firebreak.pki import store, x509
 from tests.lab.conftest import wait_for
 from tests.lab.test_control_e2e import healthy, run_load, settled_coordinator, stored_keys, stored_ordinary
 
 pytestmark = pytest.mark.lab
 
 OBJECTIVE = 3.0
-
-
-def lab_leaves(layout):
-    """(cert, key, common name, IP SANs, DNS SANs, server, client) of every certificate the lab
-    made: each member's (server and peer, one CA in the lab), each door's, each role's client."""
-    out = []
-    for site in layout.sites:
-        out.append((*site.etcd_member_cert, site.name, (site.address, "127.0.0.1"), (), True, True))
-        out.append((*site.door_cert, f"door.{site.name}", (site.address,), (), True, False))
-    for role in access.roles(layout):
-        d = layout.access_dir(role)
-        out.append((d / "client.pem", d / "client-key.pem", "", (), (f"{role}.firebreak.invalid",), False, True))
-    return out
-
-
-def rotate_all(layout) -> dict[Path, int]:
-    """New key and certificate for every leaf, signed by the lab's CA; {cert path: new serial}."""
-    key = layout.ca_file.with_name("ca-key.pem")
-    assert key.exists(), (f"{key} is missing: lab/access.prepare must keep the lab's CA key (0600) for this test "
-                          "(docs/PKI.md, 'The lab')")
-    ca = x509.Pair(layout.ca_file.read_bytes(), key.read_bytes())
-    now = dt.datetime.now(dt.timezone.utc)
-    serials = {}
-    for cert, k, cn, ips, dns, server, client in lab_leaves(layout):
-        pair = x509.issue(ca, common_name=cn, ips=ips, dns=dns, server=server, client=client, now=now, days=30)
-        store.write_pair(cert, k, pair)
-        serials[cert] = x509.facts(pair.cert_pem, str(cert)).serial
-    return serials
 
 
 def served_serial(url: str, ca: Path) -> int:
