@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
 from firebreak.control import auth, maintenance, ops
-from firebreak.control.actions import NO_OPS_IDENTITY, Context
+from firebreak.control.actions import NO_OPS_IDENTITY, Context, after_reply
 from firebreak.control.agent import Agent
 from firebreak.control.config import AgentConfig
 from firebreak.control.etcd import Etcd, EtcdError
@@ -130,12 +130,16 @@ class Console:
         keys = self.keys
         try:
             await self.ops_etcd.put(keys.audit_entry(entry["at"], self.site), json.dumps(entry))
-            listed = [kv.key for kv in await self.ops_etcd.get_prefix(keys.audit, keys_only=True)]
-            cut = maintenance.prune_oldest(keys.audit, listed, AUDIT_KEEP, "audit log")
-            if cut is not None:
-                await self.ops_etcd.delete_range(cut.start, cut.end)
         except EtcdError:
-            pass  # the action itself needs etcd too and will say so
+            return  # the action itself needs etcd too and will say so
+        after_reply(self._prune_audit(), "pruning the audit log")
+
+    async def _prune_audit(self) -> None:
+        keys = self.keys
+        listed = [kv.key for kv in await self.ops_etcd.get_prefix(keys.audit, keys_only=True)]
+        cut = maintenance.prune_oldest(keys.audit, listed, AUDIT_KEEP, "audit log")
+        if cut is not None:
+            await self.ops_etcd.delete_range(cut.start, cut.end)
 
     async def operator_of(self, request: Request, csrf: str | None = None) -> auth.Operator | None:
         """The operator a request comes from: a Bearer token, or a login session whose CSRF token
