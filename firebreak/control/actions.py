@@ -200,22 +200,29 @@ async def _switch(ctx: Context, cluster, scope: str, body: ActionIn) -> dict:
             "cluster": scope}
 
 
-_housekeeping: set[asyncio.Task] = set()   # held until done: the event loop keeps only weak references
+# Held until done (the event loop keeps only weak references), by what they do: one of each kind
+# at a time, so a stream of actions during an etcd election does not stack up full reads.
+_housekeeping: dict[str, asyncio.Task] = {}
 
 
-def after_reply(work: Awaitable, what: str) -> None:
+def after_reply(work: Callable[[], Awaitable], what: str) -> None:
     """Housekeeping an action's answer need not wait for (pruning): while etcd elects a leader
     every call may wait out the client's timeout at a member, and a release that also pruned in
-    line took more than 3 s to answer (chaos seed 3). A failure is logged; the next action tries
-    again."""
+    line took more than 3 s to answer (chaos seed 3). While one of the same kind runs, another
+    is not started (the running one, or the next action's, does the work). A failure is logged;
+    the next action tries again."""
+    running = _housekeeping.get(what)
+    if running is not None and not running.done():
+        return
+
     async def run() -> None:
         try:
-            await work
-        except EtcdError as e:
-            log.warning("%s failed: %s", what, e)
+            await work()
+        except Exception as e:   # a closed client at shutdown too: logged, never left unretrieved
+            log.warning("%s failed: %r", what, e)
     task = asyncio.create_task(run())
-    _housekeeping.add(task)
-    task.add_done_callback(_housekeeping.discard)
+    _housekeeping[what] = task
+    task.add_done_callback(lambda t: _housekeeping.pop(what, None) if _housekeeping.get(what) is t else None)
 
 
 async def release(ctx: Context, body: ActionIn, who: Operator) -> dict:
@@ -223,7 +230,7 @@ async def release(ctx: Context, body: ActionIn, who: Operator) -> dict:
         raise Denied(422, "version: required")
     writer = ctx.writer()
     await writer.put(ctx.keys.release(body.version), ops.release_record(body.version, body.notes))
-    after_reply(prune_releases(writer, ctx.keys), "pruning old releases")   # the release is stored
+    after_reply(lambda: prune_releases(writer, ctx.keys), "pruning old releases")   # the release is stored
     return {"stored": body.version}
 
 

@@ -133,12 +133,13 @@ class Agent:
                 # A probe that raises (a host name the resolver refuses) is no answer: the round
                 # still completes, or `unanswered` would freeze and hide a real outage.
                 answers = await asyncio.gather(*jobs.values(), *pg_jobs.values(), return_exceptions=True)
-                errors = [a for a in answers if isinstance(a, BaseException)]
-                for e in errors:
+                targets = [*jobs, *pg_jobs]
+                errors = [(t, a) for t, a in zip(targets, answers) if isinstance(a, BaseException)]
+                for _, e in errors:
                     if not isinstance(e, Exception):
                         raise e   # a cancellation ends the loop as before
                 if errors and repr(errors[0]) != self._probe_error:
-                    log.warning("a probe failed with an error (counted as no answer): %r", errors[0])
+                    log.warning("probing %s failed with an error (counted as no answer): %r", *errors[0])
                 self._probe_error = repr(errors[0]) if errors else None
                 results = {k: a is True for k, a in zip(jobs, answers[:len(jobs)])}
                 pg_results = {k: a if isinstance(a, str) else probes.REFUSED
@@ -356,7 +357,6 @@ class Agent:
                             "can be read: %s", e)
             self._drills_unread = True
             return {}
-        self._probe_error: str | None = None  # the last probe error logged (once per kind)
         self._drills_unread = False
         declared = {}
         for kv in kvs:

@@ -121,8 +121,9 @@ class Console:
         self.note_denial(source(request), why)
 
     async def audit(self, who: str, action: str, detail: dict, request: Request, outcome: str) -> None:
-        """Written as the operators' etcd user (the agents' users may not write the audit log),
-        and kept to the newest AUDIT_KEEP here, by the same user, right after each entry."""
+        """Written as the operators' etcd user (the agents' users may not write the audit log)
+        before the action answers, and kept to the newest AUDIT_KEEP by the same user after it
+        has answered (actions.after_reply)."""
         if self.ops_etcd is None:
             log.warning("not audited (no operators' etcd identity): %s %s by %s", action, outcome, who)
             return
@@ -132,7 +133,7 @@ class Console:
             await self.ops_etcd.put(keys.audit_entry(entry["at"], self.site), json.dumps(entry))
         except EtcdError:
             return  # the action itself needs etcd too and will say so
-        after_reply(self._prune_audit(), "pruning the audit log")
+        after_reply(self._prune_audit, "pruning the audit log")
 
     async def _prune_audit(self) -> None:
         keys = self.keys
