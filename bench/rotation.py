@@ -39,37 +39,21 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from firebreak.drill import checks  # noqa: E402
-from firebreak.drill.workload import ORDINARY_TABLE, History, OrdinaryWriter, Writer, prepare_ordinary_table  # noqa: E402
+from firebreak.drill.harness import wait_healthy  # noqa: E402
+from firebreak.drill.workload import (ORDINARY_TABLE, History, OrdinaryWriter, Writer,  # noqa: E402
+                                      prepare_ordinary_table)
 from firebreak.lab import lab  # noqa: E402
 from firebreak.lab.rotation import rotate_all  # noqa: E402
 from firebreak.lab.state import lab_home, load  # noqa: E402
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        got = predicate()
-        if got:
+        if got := predicate():
             return got
-        time.sleep(interval)
+        time.sleep(0.5)
     raise SystemExit(f"bench: timed out after {timeout:.0f} s waiting for {what}")
-
-
-def healthy():
-    st = lab.status()
-    return st if st.get("healthy") else None
-
-
-def settled_coordinator(consoles: dict[str, str]) -> str | None:
-    try:
-        docs = {n: httpx.get(u + "/api/status", timeout=5).json() for n, u in consoles.items()}
-    except httpx.HTTPError:
-        return None
-    named = {d["coordinator"] for d in docs.values()}
-    if len(named) != 1 or None in named:
-        return None
-    holder = named.pop()
-    return holder if docs.get(holder, {}).get("is_coordinator") else None
 
 
 def incidents(console: str) -> int:
@@ -107,10 +91,10 @@ def under_load(st: dict, action, settle: float = 3.0) -> tuple[list, float, floa
 
 
 def judge(kind: str, st: dict, ops: list, at: float, end: float, took: float, incidents_before: int) -> dict:
-    after = wait_for(healthy, 180, "a healthy lab after the round")
+    after = wait_healthy(180)
     web, sql = stored(after["postgres_dsn"])
     consoles = {n: s["console"] for n, s in after["sites"].items()}
-    wait_for(lambda: settled_coordinator(consoles), 60, "a settled coordinator")
+    wait_for(lambda: lab.settled_coordinator(consoles), 60, "a settled coordinator")
     first = next(iter(consoles.values()))
     return {
         "kind": kind,
@@ -128,9 +112,9 @@ def judge(kind: str, st: dict, ops: list, at: float, end: float, took: float, in
 
 
 def one_round(kind: str) -> dict:
-    st = wait_for(healthy, 180, "a healthy lab")
+    st = wait_healthy(180)
     consoles = {n: s["console"] for n, s in st["sites"].items()}
-    wait_for(lambda: settled_coordinator(consoles), 60, "a settled coordinator")
+    wait_for(lambda: lab.settled_coordinator(consoles), 60, "a settled coordinator")
     before = incidents(next(iter(consoles.values())))
     sites = list(st["sites"])
     layout = load(lab_home()).layout
@@ -142,14 +126,14 @@ def one_round(kind: str) -> dict:
         for site in sites:
             lab.stop_component(site, "agent")
             lab.start_component(site, "agent")
-            wait_for(lambda: settled_coordinator(consoles), 60, f"the coordinator to settle after {site}'s restart")
+            wait_for(lambda: lab.settled_coordinator(consoles), 60, f"the coordinator to settle after {site}'s restart")
 
     def all_at_once():
         for site in sites:
             lab.stop_component(site, "agent")
         for site in sites:
             lab.start_component(site, "agent")
-        wait_for(lambda: settled_coordinator(consoles), 60, "the coordinator to settle")
+        wait_for(lambda: lab.settled_coordinator(consoles), 60, "the coordinator to settle")
 
     action = {"rotation": rotation, "rolling-restart": rolling, "all-agents-at-once": all_at_once}[kind]
     ops, at, end, took = under_load(st, action)

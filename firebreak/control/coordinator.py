@@ -37,7 +37,7 @@ from firebreak.control import clusters as clusters_mod
 from firebreak.control import dbdoor, detector, drills, failover, incidents, outages
 from firebreak.control.drills import Drill
 from firebreak.control.incidents import Incident
-from firebreak.control.placement import coordination_move, etcd_leader_target
+from firebreak.control.placement import coordination_move, etcd_leader_target, links_of
 
 if TYPE_CHECKING:
     from firebreak.control.config import AgentConfig
@@ -358,8 +358,7 @@ def etcd_move(place: PlaceEtcdLeader, leader_id: object, members: Iterable[Mappi
     if target_member is None or leader_id not in by_id:
         return None
     why = ("a primary's site could not hear it" if any(leader_site in link for link in place.cut)
-           else "away from a flapping link" if sum(leader_site in link for link in place.flapping)
-           > sum(target in link for link in place.flapping)
+           else "away from a flapping link" if links_of(leader_site, place.flapping) > links_of(target, place.flapping)
            else "away from the primaries' sites")
     return EtcdMove(by_id[leader_id], target_member["ID"], leader_site, target, why)
 

@@ -44,6 +44,11 @@ def coordination_move(me: str, holder: str | None, primary_site: Iterable[str | 
     return "stay"
 
 
+def links_of(site: str | None, links: Iterable[frozenset[str]]) -> int:
+    """How many of `links` have `site` at one end."""
+    return sum(1 for link in links if site in link)
+
+
 def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | None] | str | None,
                        sync_sites: Iterable[str], living_sites: Iterable[str],
                        cut: Iterable[frozenset[str]] = (), by_rank: bool = True,
@@ -79,20 +84,24 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     primaries = {p for p in ([primary_site] if isinstance(primary_site, str) else primary_site or []) if p}
     living = list(living_sites)
 
-    def cut_from_primary(site: str) -> bool:
-        return any(frozenset((site, p)) in cut for p in primaries if p != site)
-
     # Links to a dead site flap no more (its loss is the verdicts' business), as cut links are
     # only between living sites.
     flapping = {link for link in flapping if link <= set(living)}
 
+    def to_primary(site: str, links: set[frozenset[str]]) -> bool:
+        return any(frozenset((site, p)) in links for p in primaries if p != site)
+
+    def cut_from_primary(site: str) -> bool:
+        return to_primary(site, cut)
+
+    def flaps_to_primary(site: str) -> bool:
+        return to_primary(site, flapping)
+
     def links_cut(site: str) -> int:
-        return sum(1 for link in cut if site in link)
+        return links_of(site, cut)
 
     def flaps(site: str) -> int:
-        return sum(1 for link in flapping if site in link)
-    def flaps_to_primary(site: str) -> bool:
-        return any(frozenset((site, p)) in flapping for p in primaries if p != site)
+        return links_of(site, flapping)
     if cut_from_primary(leader_site):
         reachable = sorted((flaps_to_primary(s), links_cut(s), flaps(s), rank(s), s) for s in living
                            if not cut_from_primary(s))

@@ -84,6 +84,20 @@ def settled(home: Path | None = None, timeout: float = 20.0) -> bool:
     return False
 
 
+def settled_coordinator(consoles: dict[str, str]) -> str | None:
+    """The coordinator, once every console names the same one and it holds the lease itself
+    (an agent restarted a moment ago may still be taking over); None until then."""
+    try:
+        docs = {n: httpx.get(u + "/api/status", timeout=5).json() for n, u in consoles.items()}
+    except httpx.HTTPError:
+        return None
+    named = {d["coordinator"] for d in docs.values()}
+    if len(named) != 1 or None in named:
+        return None
+    holder = named.pop()
+    return holder if docs.get(holder, {}).get("is_coordinator") else None
+
+
 def etcdctl_flags(role: str = access.ROOT, home: Path | None = None) -> list[str]:
     """etcdctl's TLS and user flags for the running lab's etcd, acting as `role`."""
     return access.etcdctl_flags(require(home).layout, role)

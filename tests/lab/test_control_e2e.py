@@ -197,18 +197,7 @@ def test_a_database_door_keeps_its_routes_without_its_agent_and_is_steered_again
              "the coordinator to settle after the agent's return")
 
 
-def settled_coordinator(consoles: dict[str, str]) -> str | None:
-    """The coordinator, once every console names the same one and it holds the lease itself
-    (an agent restarted a moment ago may still be taking over)."""
-    try:
-        docs = {n: httpx.get(u + "/api/status", timeout=5).json() for n, u in consoles.items()}
-    except httpx.HTTPError:
-        return None
-    named = {d["coordinator"] for d in docs.values()}
-    if len(named) != 1 or None in named:
-        return None
-    holder = named.pop()
-    return holder if docs.get(holder, {}).get("is_coordinator") else None
+settled_coordinator = lab.settled_coordinator   # imported from here by the other lab modules
 
 
 def _try_write(dsn: str) -> str | None:
