@@ -27,12 +27,19 @@ def roles(st):
     """(the primary's site, the synchronous standby's, the third), once the coordinator sits in
     the third, where placement puts it. Right after another module's fault (etcd away, say) an
     agent elsewhere may still hold the key for a moment, and a fault of its own site would then
-    cost its lease: not what these tests measure."""
-    sync = next(n for n, s in st["sites"].items() if s["postgres"]["role"] == "sync_standby")
-    third = next(n for n in st["sites"] if n not in (st["primary"], sync))
+    cost its lease: not what these tests measure. The roles are read again while waiting: the
+    test before may have just made another standby synchronous (a flap moves it), and the
+    coordinator then settles in the site that is the third now, not in the one `st` names."""
     consoles = {n: s["console"] for n, s in st["sites"].items()}
-    wait_for(lambda: settled_coordinator(consoles) == third, 60, f"the coordinator to settle in {third}")
-    return st["primary"], sync, third
+
+    def settled():
+        now = lab.status()
+        sync = next((n for n, s in now["sites"].items() if s["postgres"]["role"] == "sync_standby"), None)
+        third = next((n for n in now["sites"] if n not in (now["primary"], sync)), None)
+        if now["primary"] and sync and settled_coordinator(consoles) == third:
+            return now["primary"], sync, third
+        return None
+    return wait_for(settled, 60, "the coordinator to settle in the site holding neither primary nor standby")
 
 
 def rejoined(site):
