@@ -34,7 +34,9 @@ def power_off(site_name: str, home: Path | None = None) -> dict:
         return {"site": site_name, "changed": False, "silenced": state.sites[site_name].silenced}
     t0 = time.time()
     how = net.silence(state.layout, site)
-    killed = procs.power_cut(site_pids(state, site_name), rescan=lambda: procs.marked(state.lab_id, site_name))
+    known = site_pids(state, site_name)
+    killed = procs.power_cut(procs.site_family(state.lab_id, site_name, known),
+                             rescan=lambda: procs.site_family(state.lab_id, site_name, known))
     st = state.sites[site_name]
     st.power, st.silenced, st.procs = "off", how, []
     st.paused = []  # killed with the rest: nothing left to continue
@@ -51,9 +53,9 @@ def power_on(site_name: str, home: Path | None = None, wait: bool = True) -> dic
     layout = state.layout
     # A site without power runs nothing: anything of it still alive (it cannot be, after
     # power_off; this is the belt to its braces) would hold ports and shared memory.
-    leftovers = procs.marked(state.lab_id, site_name)
+    leftovers = procs.site_family(state.lab_id, site_name)
     if leftovers:
-        procs.power_cut(leftovers, rescan=lambda: procs.marked(state.lab_id, site_name))
+        procs.power_cut(leftovers, rescan=lambda: procs.site_family(state.lab_id, site_name))
     net.restore(layout, site)
     state.sites[site_name].power = "up"
     state.sites[site_name].silenced = "none"

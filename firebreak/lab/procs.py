@@ -171,6 +171,15 @@ def with_descendants(table: dict[int, tuple[str, int]], roots: Iterable[int]) ->
     return sorted(family)
 
 
+def site_family(lab_id: str, site: str, known: Iterable[int] = ()) -> list[int]:
+    """Every process of a site: its marked ones, `known` (PIDs the lab recorded), and all their
+    descendants. The descendants matter: PostgreSQL's backends and walsenders carry no marker
+    (their titles overwrite it), and a power cut that spared them let a backend of the dead
+    site acknowledge a commit after the cut (the walsender, spared too, still streamed to the
+    synchronous standby): seen in a loopback lab, where no silenced address stops them."""
+    return with_descendants(process_table(), [*known, *marked(lab_id, site)])
+
+
 def postgres_of(table: dict[int, tuple[str, int]], pids: Iterable[int]) -> list[int]:
     """PostgreSQL's processes among these (a site's processes), by postgres_family."""
     pids = set(pids)
@@ -188,11 +197,10 @@ def pause(lab_id: str, site: str, only: str | None = None, known: Iterable[int] 
     known, roots = list(known), list(roots)
 
     def scan() -> list[int]:
-        table = process_table()
         if only == "etcd":
-            return with_descendants(table, roots)
-        found = with_descendants(table, [*known, *marked(lab_id, site)])
-        return postgres_of(table, found) if only == "postgres" else found
+            return with_descendants(process_table(), roots)
+        found = site_family(lab_id, site, known)
+        return postgres_of(process_table(), found) if only == "postgres" else found
 
     stopped: dict[int, Proc] = {}
     for _ in range(50):

@@ -269,3 +269,31 @@ def test_a_pause_of_an_unknown_component_or_a_link_to_itself_is_refused_before_t
         faults.pause("ansan", "patroni", tmp_path / "nowhere")
     with pytest.raises(InputError, match="two different sites"):
         faults.cut("ansan", "ansan", tmp_path / "nowhere")
+
+
+def test_a_power_cut_kills_children_whose_marker_is_gone(lab_home, monkeypatch):
+    """A backend whose title overwrote its marker dies with its site: spared, one acknowledged a
+    commit after a loopback lab's power cut (its walsender, spared too, still streamed)."""
+    from firebreak.lab import faults
+    home, calls = lab_home
+    monkeypatch.setattr(net, "silence", lambda layout, site: "none")
+    child_pid = home / "child.pid"
+    parent = procs.spawn([sys.executable, "-c", "import subprocess, sys, time; "
+                          "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env={}); "
+                          f"open({str(child_pid)!r}, 'w').write(str(c.pid)); time.sleep(60)"],
+                         site="pangyo", component="x", lab_id="x", log=home / "x.log")
+    try:
+        deadline = time.monotonic() + 5
+        while not child_pid.exists() or not child_pid.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(child_pid.read_text())
+        assert child not in procs.marked("x", "pangyo")
+        assert faults.power_off("pangyo", home)["killed"] == 2
+        for pid in (parent.pid, child):
+            deadline = time.monotonic() + 5
+            while procs.start_time(pid) is not None:
+                assert time.monotonic() < deadline, f"{pid} outlived the power cut"
+                time.sleep(0.02)
+    finally:
+        procs.power_cut(procs.with_descendants(procs.process_table(), [parent.pid]))
