@@ -400,12 +400,18 @@ def check_consistency(st: dict, attempts: int = 10) -> list[str]:
         out = []
         for name, apis in (st.get("cluster_patroni") or {"": {}}).items():
             label = f"{name}: " if len(st.get("cluster_patroni") or {}) > 1 else ""
+            # Every member asked, the leader's own view believed: a member just back from
+            # isolation answers from what it knew before.
+            urls = {n: u for n, u in apis.items() if st["sites"][n]["state"] == "up"}
             try:
-                url = next((u for n, u in apis.items() if st["sites"][n]["state"] == "up"), None) or _any_patroni(st)
-                members = httpx.get(url + "/cluster", timeout=3).json().get("members", [])
-                out += [label + p for p in consistency.postgres_problems(members)]
-            except (httpx.HTTPError, ValueError, LabError) as e:
+                members = lab.members_view(urls or {"any": _any_patroni(st)}, timeout=3)
+            except LabError as e:
                 out.append(f"{label}PostgreSQL could not be checked for consistency: {e}")
+                continue
+            if members:
+                out += [label + p for p in consistency.postgres_problems(members)]
+            else:
+                out.append(f"{label}PostgreSQL could not be checked for consistency: no member's Patroni answered")
         return out
 
     problems: list[str] = []

@@ -276,3 +276,29 @@ def test_lab_status_reads_quorum_voters_as_acknowledging_standbys():
     assert healthy_clusters(voters, {"c": True})
     none = {"c": {**voters["c"], "members": {"pangyo": "primary", "ansan": "replica", "siheung": "replica"}}}
     assert not healthy_clusters(none, {"c": True})
+
+
+def _members(leader, stopped=()):
+    return [{"name": n, "role": "leader" if n == leader else "replica",
+             "state": "stopped" if n in stopped else "running" if n == leader else "streaming"}
+            for n in ("pangyo", "ansan", "siheung")]
+
+
+@pytest.mark.parametrize("answers, want", [
+    ([], []),
+    # A member just back from isolation answers first, from what it knew before (itself
+    # streaming); the leader's own answer says it is rewinding.
+    ([("pangyo", _members("ansan")), ("ansan", _members("ansan", stopped={"pangyo"})),
+      ("siheung", _members("ansan"))], _members("ansan", stopped={"pangyo"})),
+    # An isolated old primary still naming itself: the leader most answers name wins.
+    ([("pangyo", _members("pangyo")), ("ansan", _members("siheung")), ("siheung", _members("siheung"))],
+     _members("siheung")),
+    # The leader did not answer: an answer naming it.
+    ([("pangyo", _members("ansan", stopped={"siheung"})), ("siheung", _members("ansan"))],
+     _members("ansan", stopped={"siheung"})),
+    # Nobody names a leader: the first answer.
+    ([("pangyo", [{"name": "pangyo", "role": "replica"}]), ("ansan", [])], [{"name": "pangyo", "role": "replica"}]),
+])
+def test_lab_status_believes_the_leaders_own_view_of_the_cluster(answers, want):
+    from firebreak.lab.status import cluster_view
+    assert cluster_view(answers) == want
