@@ -13,6 +13,11 @@ With --flood N, each round also runs the intake while N more connections per doo
 hostile requests (bench/flood.lua); every run records the cores each kind of process used, so a
 slowdown can be put down to the component that took the CPU. Every timed run, pgbench's too,
 starts once the apps' background verifiers have caught up (no report waiting to be verified).
+
+With --sources N (a netns lab), the intake's connections come from N addresses of the lab's
+crowd namespaces (users are many hosts), not all from the host's one; --per-source CAP sets each
+door's per-source connection cap for the run (an operator's `settings.door.connections_per_source`)
+and puts the default back after.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from firebreak.claims.ledger import Outage  # noqa: E402
 from firebreak.claims.models import REPORTER_KINDS  # noqa: E402
 from firebreak.claims.policy import load_policy  # noqa: E402
 from firebreak.deploy.components import DOOR_CONNECTIONS_PER_SOURCE  # noqa: E402
-from firebreak.lab.layout import NETNS_OUTSIDER, NETNS_OUTSIDER_ADDR  # noqa: E402
+from firebreak.lab.layout import NETNS_CROWD, NETNS_OUTSIDER, NETNS_OUTSIDER_ADDR  # noqa: E402
 
 FIRE = 1665814740.0  # 2022-10-15 15:19 KST
 
@@ -151,15 +156,29 @@ def cpu_seconds(st: dict) -> dict[str, float]:
     return out
 
 
-def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: int = 0) -> dict:
-    """Intake through the doors; with `flood`, that many more connections per door send
-    anonymous status guesses and review actions at the same time (bench/flood.lua)."""
+def intake_sources(sources: int) -> list[list[str]]:
+    """The command prefix of each source the intake comes from: the host itself (0), or that many
+    of the lab's crowd namespaces, one address each."""
+    if sources == 0:
+        return [[]]
+    if sources > len(NETNS_CROWD):
+        raise SystemExit(f"--sources: the lab has {len(NETNS_CROWD)} crowd addresses, asked for {sources}")
+    return [["ip", "netns", "exec", name] for name, _ in NETNS_CROWD[:sources]]
+
+
+def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: int = 0, sources: int = 0) -> dict:
+    """Intake through the doors, `connections` per door spread over the sources (intake_sources);
+    with `flood`, that many more connections per door from one address send anonymous status
+    guesses and review actions at the same time (bench/flood.lua)."""
     doors = [s["door"] for s in st["sites"].values()][:doors_used]
     lua = str(ROOT / "bench" / "intake.lua")
     run_id = f"{time.time_ns():x}"
-    procs = [subprocess.Popen(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", lua, d,
-                               "--", f"{run_id}-{i}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i, d in enumerate(doors)]
+    prefixes = intake_sources(sources)
+    each = max(1, connections // len(prefixes))
+    procs = [subprocess.Popen([*prefix, "wrk", "-t1", f"-c{each}", f"-d{seconds}s", "--timeout", "5s", "-s", lua, d,
+                               "--", f"{run_id}-{i}-{j}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i, d in enumerate(doors) for j, prefix in enumerate(prefixes)]
     # The flood comes from an address of its own, outside every site (the lab's outsider
     # namespace), as from one attacker's host: each door counts connections per source address.
     # In a loopback lab every client is 127.0.0.1 and there is no such limit.
@@ -195,7 +214,7 @@ def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: 
 
 
 def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[int], out: Path, doors: int,
-                 flood: int = 0) -> None:
+                 flood: int = 0, sources: int = 0, per_source: int | None = None) -> None:
     import shutil
     from firebreak.lab import lab
     from firebreak.lab.state import lab_home, load_secrets
@@ -208,8 +227,24 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
         lab.up(agents=True, progress=lambda m: print("  lab:", m, flush=True))
         st = lab.status()
     secrets = load_secrets(lab_home())
+    if (sources or per_source) and st["net"] != "netns":
+        raise SystemExit("--sources and --per-source need a netns lab (as root): a loopback lab has one "
+                         "source address and no door limit")
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab {st['net']} mode, "
-          f"primary {st['primary']}, load through the doors of: {', '.join(list(st['sites'])[:doors])}")
+          f"primary {st['primary']}, load through the doors of: {', '.join(list(st['sites'])[:doors])}"
+          + (f"; intake from {sources} addresses" if sources else "")
+          + (f"; each door's cap {per_source} connections per source" if per_source else ""))
+    if per_source:
+        lab.door_limit(per_source)
+    try:
+        measure_intake(st, secrets, rounds, seconds, connections, pg_clients, out, doors, flood, sources, per_source)
+    finally:
+        if per_source:
+            lab.door_limit(None)
+
+
+def measure_intake(st: dict, secrets, rounds: int, seconds: int, connections: int, pg_clients: list[int], out: Path,
+                   doors: int, flood: int, sources: int, per_source: int | None) -> None:
     pg_rates, stack_runs = [], []
     for i in range(rounds):
         # The ceiling is pgbench's best: more clients mean bigger group commits, up to the
@@ -226,7 +261,7 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
         for flooded in ((False, True) if flood else (False,)):
             waited = settle(st["postgres_dsn"])
             before = stored(st["postgres_dsn"])
-            run = run_stack(st, seconds, connections, doors, flood if flooded else 0)
+            run = run_stack(st, seconds, connections, doors, flood if flooded else 0, sources)
             run["stored"] = stored(st["postgres_dsn"]) - before
             run["flooded"] = flooded
             run["settled_after_s"] = round(waited, 1)
@@ -250,13 +285,15 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
           f"[{'PASS' if ok else 'FAIL'}: >= 1,000/s and >= 50% of pgbench, 0 lost]")
     out.mkdir(parents=True, exist_ok=True)
     name = f"claims-intake-{doors}door{'s' if doors > 1 else ''}" + (
-        ("-flood" if flood == 16 else f"-flood{flood}") if flood else "")
+        ("-flood" if flood == 16 else f"-flood{flood}") if flood else "") + (
+        f"-{sources}sources-cap{per_source}" if sources and per_source else "")
     (out / f"{name}.json").write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "net": st["net"], "seconds": seconds, "doors": doors, "wrk_connections_per_door": connections, "pgbench_clients": pg_clients,
         "flood_connections_per_door": flood,
         "flood_from": (NETNS_OUTSIDER_ADDR if st["net"] == "netns" else "127.0.0.1") if flood else None,
-        "door_connections_per_source": DOOR_CONNECTIONS_PER_SOURCE if st["net"] == "netns" else None,
+        "door_connections_per_source": (per_source or DOOR_CONNECTIONS_PER_SOURCE) if st["net"] == "netns" else None,
+        "intake_from": [addr for _, addr in NETNS_CROWD[:sources]] if sources else "the host (10.77.0.1 or 127.0.0.1)",
         "pgbench": pg_rates, "stack": stack_runs, "median_pgbench": pg, "median_stack": stack, "lost": lost,
     }, indent=2))
 
@@ -275,13 +312,16 @@ def main() -> None:
     ap.add_argument("--doors", type=int, default=3, help="send load through this many sites' doors")
     ap.add_argument("--flood", type=int, default=0, help="also run each round flooded: this many connections per "
                                                           "door of anonymous status guesses and review actions")
+    ap.add_argument("--sources", type=int, default=0, help="intake from this many addresses (the lab's crowd "
+                                                            "namespaces; 0: the host)")
+    ap.add_argument("--per-source", type=int, default=None, help="each door's per-source connection cap for the run")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
     args = ap.parse_args()
     if args.pricing or not args.intake:
         bench_pricing(args.n, args.repeat)
     if args.intake or not args.pricing:
         bench_intake(args.rounds, args.seconds, args.connections, args.pg_clients, Path(args.out), args.doors,
-                     args.flood)
+                     args.flood, args.sources, args.per_source)
 
 
 if __name__ == "__main__":

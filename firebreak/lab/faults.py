@@ -112,6 +112,12 @@ def degrade(site_name: str, loss: int, rate_kbit: int, home: Path | None = None)
     return {"site": site_name, "degraded": how, "at": time.time()}
 
 
+def door_limit(per_source: int | None = None, home: Path | None = None) -> bool:
+    """Each door's per-source connection cap set to `per_source` (None: the deployed default), as
+    an operator changes `settings.door.connections_per_source`; False where the lab has none."""
+    return net.door_limit(require(home).layout, per_source)
+
+
 def link_of(state: LabState, a: str, b: str) -> tuple[SiteLayout, SiteLayout]:
     """The two ends of a link, checked: both sites exist and they differ."""
     two_ends(a, b)

@@ -21,6 +21,9 @@ NETNS_PREFIX = 24
 # source address (a flood from one address, which each site's door limits: deploy.components).
 NETNS_OUTSIDER = "fb--outsider"  # "--": no site is named so (a site name begins with a letter)
 NETNS_OUTSIDER_ADDR = "10.77.0.250"
+# Clients from many addresses, as users are: the intake benchmark's own load, which a door's
+# per-source limit must let through while it stops a flood from one address. (name, address)
+NETNS_CROWD = tuple((f"fb--crowd{i}", f"10.77.0.{240 + i}") for i in range(1, 9))
 SCOPE = "firebreak"                # Patroni cluster name: its keys live under /service/firebreak/
 DATABASE = "claims"
 COMPONENTS = ("etcd", "patroni", "app", "door")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from firebreak.deploy.components import door_limit_nft
 from firebreak.errors import LabError
-from firebreak.lab.layout import (NETNS_BRIDGE, NETNS_BRIDGE_ADDR, NETNS_OUTSIDER, NETNS_OUTSIDER_ADDR, NETNS_PREFIX,
-                                  PORTS, LabLayout, SiteLayout)
+from firebreak.lab.layout import (NETNS_BRIDGE, NETNS_BRIDGE_ADDR, NETNS_CROWD, NETNS_OUTSIDER, NETNS_OUTSIDER_ADDR,
+                                  NETNS_PREFIX, PORTS, LabLayout, SiteLayout)
 
 NFT_TABLE = "firebreak_lab"
 
@@ -50,14 +50,17 @@ def host_link(site: SiteLayout) -> str:
 
 
 OUTSIDER_LINK = "fb-vout"  # the outsider namespace's link on the bridge
+# Namespaces of no site on the lab's bridge: (namespace, host link, its peer, address).
+OUTSIDERS = ((NETNS_OUTSIDER, OUTSIDER_LINK, "fb-pout", NETNS_OUTSIDER_ADDR),
+             *((name, f"fb-vc{i}", f"fb-pc{i}", addr) for i, (name, addr) in enumerate(NETNS_CROWD, 1)))
 
 
 def _namespaces(layout: LabLayout) -> list[str]:
-    return [*(s.netns for s in layout.sites if s.netns), NETNS_OUTSIDER]
+    return [*(s.netns for s in layout.sites if s.netns), *(o[0] for o in OUTSIDERS)]
 
 
 def _links(layout: LabLayout) -> list[str]:
-    return [NETNS_BRIDGE, *(host_link(s) for s in layout.sites), OUTSIDER_LINK]
+    return [NETNS_BRIDGE, *(host_link(s) for s in layout.sites), *(o[1] for o in OUTSIDERS)]
 
 
 def existing_netns() -> set[str]:
@@ -90,11 +93,22 @@ def _build(layout: LabLayout) -> None:
     for s in layout.sites:
         _attach(s.netns, host_link(s), f"fb-p{s.index}", s.address)
         migrate_requests(s.netns)
-        if shutil.which("nft"):
-            # Each site's door counts its clients' connections per source address, as on a real
-            # door host (DEPLOY.md): a flood from one address cannot take every connection.
-            _run("nft", "-f", "-", netns=s.netns, input=door_limit_nft([PORTS["door"], PORTS["door_tls"]]))
-    _attach(NETNS_OUTSIDER, OUTSIDER_LINK, "fb-pout", NETNS_OUTSIDER_ADDR)
+    # Each site's door counts its clients' connections per source address, as on a real door host
+    # (DEPLOY.md): a flood from one address cannot take every connection.
+    door_limit(layout)
+    for netns, link, peer, address in OUTSIDERS:
+        _attach(netns, link, peer, address)
+
+
+def door_limit(layout: LabLayout, per_source: int | None = None) -> bool:
+    """Load (or load again, replacing it) each site's per-source connection limit at its door;
+    `per_source` None is the deployed default. False where it cannot (no netns, no nft)."""
+    if layout.net != "netns" or not shutil.which("nft"):
+        return False
+    cap = {} if per_source is None else {"per_source": per_source}
+    for s in layout.sites:
+        _run("nft", "-f", "-", netns=s.netns, input=door_limit_nft([PORTS["door"], PORTS["door_tls"]], **cap))
+    return True
 
 
 def _attach(netns: str, link: str, peer: str, address: str) -> None:
