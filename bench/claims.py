@@ -161,8 +161,6 @@ def intake_sources(sources: int) -> list[list[str]]:
     of the lab's crowd namespaces, one address each."""
     if sources == 0:
         return [[]]
-    if sources > len(NETNS_CROWD):
-        raise SystemExit(f"--sources: the lab has {len(NETNS_CROWD)} crowd addresses, asked for {sources}")
     return [["ip", "netns", "exec", name] for name, _ in NETNS_CROWD[:sources]]
 
 
@@ -174,9 +172,10 @@ def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: 
     lua = str(ROOT / "bench" / "intake.lua")
     run_id = f"{time.time_ns():x}"
     prefixes = intake_sources(sources)
-    each = max(1, connections // len(prefixes))
+    each = connections // len(prefixes)  # main() checked that it divides
+    # Each wrk process its own keys and its own contacts (100 blocks of 10,000 apart).
     procs = [subprocess.Popen([*prefix, "wrk", "-t1", f"-c{each}", f"-d{seconds}s", "--timeout", "5s", "-s", lua, d,
-                               "--", f"{run_id}-{i}-{j}"],
+                               "--", f"{run_id}-{i}-{j}", str(100 * (i * len(prefixes) + j))],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i, d in enumerate(doors) for j, prefix in enumerate(prefixes)]
     # The flood comes from an address of its own, outside every site (the lab's outsider
@@ -234,9 +233,9 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
           f"primary {st['primary']}, load through the doors of: {', '.join(list(st['sites'])[:doors])}"
           + (f"; intake from {sources} addresses" if sources else "")
           + (f"; each door's cap {per_source} connections per source" if per_source else ""))
-    if per_source:
-        lab.door_limit(per_source)
     try:
+        if per_source and not lab.door_limit(per_source):
+            raise SystemExit("--per-source: this lab has no door limit to set (nftables missing?)")
         measure_intake(st, secrets, rounds, seconds, connections, pg_clients, out, doors, flood, sources, per_source)
     finally:
         if per_source:
@@ -286,7 +285,7 @@ def measure_intake(st: dict, secrets, rounds: int, seconds: int, connections: in
     out.mkdir(parents=True, exist_ok=True)
     name = f"claims-intake-{doors}door{'s' if doors > 1 else ''}" + (
         ("-flood" if flood == 16 else f"-flood{flood}") if flood else "") + (
-        f"-{sources}sources-cap{per_source}" if sources and per_source else "")
+        f"-{sources}sources" if sources else "") + (f"-cap{per_source}" if per_source else "")
     (out / f"{name}.json").write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "net": st["net"], "seconds": seconds, "doors": doors, "wrk_connections_per_door": connections, "pgbench_clients": pg_clients,
@@ -317,6 +316,12 @@ def main() -> None:
     ap.add_argument("--per-source", type=int, default=None, help="each door's per-source connection cap for the run")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
     args = ap.parse_args()
+    if not 0 <= args.sources <= len(NETNS_CROWD):
+        ap.error(f"--sources: 0 (the host) to {len(NETNS_CROWD)} (the lab's crowd addresses), not {args.sources}")
+    if args.sources and args.connections % args.sources:
+        ap.error(f"--connections {args.connections} does not divide among {args.sources} sources")
+    if args.per_source is not None and args.per_source < 1:
+        ap.error(f"--per-source: a cap of 1 or more, not {args.per_source}")
     if args.pricing or not args.intake:
         bench_pricing(args.n, args.repeat)
     if args.intake or not args.pricing:

@@ -4,9 +4,11 @@
 -- replay, not a new report): each process gets a unique prefix as its script argument.
 local counter = 0
 local prefix = "wrk"
+local contacts = 0  -- each process its own contacts (a second argument), as the users behind it are
 
 function init(args)
-  prefix = args[1] or error("pass a unique key prefix: wrk ... -s intake.lua URL -- PREFIX")
+  prefix = args[1] or error("pass a unique key prefix: wrk ... -s intake.lua URL -- PREFIX [CONTACT_OFFSET]")
+  contacts = tonumber(args[2] or "0")
 end
 
 local body = '{"reporter_kind":"channel_shop","service":"messenger","window_start":"2022-10-15T15:30:00+09:00",' ..
@@ -16,7 +18,8 @@ local body = '{"reporter_kind":"channel_shop","service":"messenger","window_star
 function request()
   counter = counter + 1
   local headers = {["Content-Type"] = "application/json", ["Idempotency-Key"] = prefix .. "-" .. counter}
-  return wrk.format("POST", "/api/reports", headers, string.format(body, counter % 10000, math.floor(counter / 10000) % 10000))
+  return wrk.format("POST", "/api/reports", headers, string.format(body, counter % 10000,
+                                                                   (contacts + math.floor(counter / 10000)) % 10000))
 end
 
 function done(summary, latency, requests)

@@ -34,9 +34,9 @@ def power_off(site_name: str, home: Path | None = None) -> dict:
         return {"site": site_name, "changed": False, "silenced": state.sites[site_name].silenced}
     t0 = time.time()
     how = net.silence(state.layout, site)
-    known = site_pids(state, site_name)
-    killed = procs.power_cut(procs.site_family(state.lab_id, site_name, known),
-                             rescan=lambda: procs.site_family(state.lab_id, site_name, known))
+    def family() -> list[int]:  # the recorded PIDs checked again each time (start times)
+        return procs.site_family(state.lab_id, site_name, site_pids(state, site_name))
+    killed = procs.power_cut(family(), rescan=family)
     st = state.sites[site_name]
     st.power, st.silenced, st.procs = "off", how, []
     st.paused = []  # killed with the rest: nothing left to continue

@@ -50,20 +50,31 @@ def members_view(urls: dict[str, str], timeout: float = 1.0) -> list[dict]:
 
 
 def cluster_view(answers: list[tuple[str, list[dict]]]) -> list[dict]:
-    """Of the members' answers to /cluster (in site order), the one to believe: the leader named
-    by most answers, as its own Patroni tells it (it renews the leader key every cycle, so its
-    view of etcd is current), else any answer naming that leader, else the first. A member just
-    back from isolation answers from what it knew before: in a chaos run the lab read healthy
-    0.3 s after a heal, asking first a member that went on to pg_rewind for 27 s. Pure."""
+    """Of the members' answers to /cluster (in site order), the one to believe: that of the leader
+    on the newest timeline (an isolated old primary may still name itself, on the old one), by
+    its own Patroni (it renews the leader key every cycle, so its view of etcd is current); when
+    the leader did not answer, the gloomiest answer naming it. A member just back from isolation
+    answers from what it knew before: in a chaos run the lab read healthy 0.3 s after a heal,
+    while that member went on to pg_rewind for 27 s. Pure."""
     if not answers:
         return []
-    named = [next((m.get("name") for m in members if m.get("role") == "leader"), None) for _, members in answers]
-    votes = Counter(n for n in named if n is not None)
-    if not votes:
+
+    def leader_of(members: list[dict]) -> dict | None:
+        return next((m for m in members if m.get("role") in LEADER_ROLES), None)
+
+    def timeline(m: dict) -> int:
+        return m.get("timeline") if isinstance(m.get("timeline"), int) else -1
+    named = [(site, members, leader_of(members)) for site, members in answers]
+    leaders = [lead for _, _, lead in named if lead is not None]
+    if not leaders:
         return answers[0][1]
-    leader = max(votes, key=lambda n: votes[n])  # a tie: the first named, in site order
-    own = [members for (site, members), n in zip(answers, named) if site == leader and n == leader]
-    return own[0] if own else next(members for (_, members), n in zip(answers, named) if n == leader)
+    votes = Counter(lead.get("name") for lead in leaders)
+    best = max(leaders, key=lambda lead: (timeline(lead), votes[lead.get("name")]))["name"]
+    own = [members for site, members, lead in named if lead is not None and lead.get("name") == best == site]
+    if own:
+        return own[0]
+    naming = [members for _, members, lead in named if lead is not None and lead.get("name") == best]
+    return min(naming, key=lambda members: sum(m.get("state") in ("running", "streaming") for m in members))
 
 
 def etcd_client(role: str = access.ROOT, home: Path | None = None, **kw):
@@ -152,6 +163,8 @@ def clusters_doc(name: str, sites: dict[str, dict], dsn: str) -> dict:
                    "members": roles, "dsn": dsn}}
 
 
+# Patroni's /cluster roles of a cluster's leader: a primary, or a standby cluster's leader.
+LEADER_ROLES = ("leader", "standby_leader")
 # Patroni's /cluster roles of a standby that acknowledges commits: the one named standby of
 # synchronous_mode, or each voter of quorum commit (ANY 1 of them acknowledges).
 SYNC_ROLES = ("sync_standby", "quorum_standby")

@@ -278,8 +278,8 @@ def test_lab_status_reads_quorum_voters_as_acknowledging_standbys():
     assert not healthy_clusters(none, {"c": True})
 
 
-def _members(leader, stopped=()):
-    return [{"name": n, "role": "leader" if n == leader else "replica",
+def _members(leader, stopped=(), timeline=3):
+    return [{"name": n, "role": "leader" if n == leader else "replica", "timeline": timeline,
              "state": "stopped" if n in stopped else "running" if n == leader else "streaming"}
             for n in ("pangyo", "ansan", "siheung")]
 
@@ -290,12 +290,16 @@ def _members(leader, stopped=()):
     # streaming); the leader's own answer says it is rewinding.
     ([("pangyo", _members("ansan")), ("ansan", _members("ansan", stopped={"pangyo"})),
       ("siheung", _members("ansan"))], _members("ansan", stopped={"pangyo"})),
-    # An isolated old primary still naming itself: the leader most answers name wins.
-    ([("pangyo", _members("pangyo")), ("ansan", _members("siheung")), ("siheung", _members("siheung"))],
+    # An isolated old primary still naming itself, first in site order, on the old timeline.
+    ([("pangyo", _members("pangyo", timeline=2)), ("siheung", _members("siheung"))], _members("siheung")),
+    ([("pangyo", _members("pangyo", timeline=2)), ("ansan", _members("siheung")), ("siheung", _members("siheung"))],
      _members("siheung")),
-    # The leader did not answer: an answer naming it.
-    ([("pangyo", _members("ansan", stopped={"siheung"})), ("siheung", _members("ansan"))],
+    # The leader did not answer: the gloomiest answer naming it.
+    ([("pangyo", _members("ansan")), ("siheung", _members("ansan", stopped={"siheung"}))],
      _members("ansan", stopped={"siheung"})),
+    # A standby cluster's leader counts as its leader.
+    ([("pangyo", [{"name": "ansan", "role": "standby_leader"}, {"name": "pangyo", "role": "replica"}]),
+      ("ansan", [{"name": "ansan", "role": "standby_leader"}])], [{"name": "ansan", "role": "standby_leader"}]),
     # Nobody names a leader: the first answer.
     ([("pangyo", [{"name": "pangyo", "role": "replica"}]), ("ansan", [])], [{"name": "pangyo", "role": "replica"}]),
 ])
