@@ -280,9 +280,13 @@ def _codes(column: pl.Series, lists: list[str]) -> np.ndarray:
     their text took seconds."""
     uniq = column.unique()
     codes = uniq.to_physical().to_numpy().astype(np.int64)
-    lut = np.zeros(int(codes.max()) + 1 if len(codes) else 1, dtype=np.uint16)
+    # uint16 halves the memory of twenty million indexes; more spellings than it holds is rare,
+    # not wrong (an export writing each account's services in its own order)
+    dtype = np.uint16 if len(lists) <= np.iinfo(np.uint16).max + 1 else np.uint32
+    lut = np.zeros(int(codes.max()) + 1 if len(codes) else 1, dtype=dtype)
+    index = {text: i for i, text in enumerate(lists)}
     for code, text in zip(codes.tolist(), uniq.cast(pl.String).to_list()):
-        lut[code] = lists.index(text)
+        lut[code] = index[text]
     return lut[column.to_physical().to_numpy()]
 
 

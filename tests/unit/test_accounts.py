@@ -76,3 +76,17 @@ def test_numbers_for_kinds_they_do_not_apply_to_may_be_empty_and_are_unused():
 def test_services_become_a_quoted_postgresql_array():
     assert pg_array("messenger; mail") == '{"messenger","mail"}'
     assert pg_array('a"b') == '{"a\\"b"}'
+
+
+def test_more_spellings_of_services_than_a_uint16_holds_are_read(tmp_path):
+    """70,000 distinct services cells (each account's services in an order of its own) once made
+    the index table overflow: a traceback instead of the accounts."""
+    import itertools
+    names = KAKAO.services
+    cells = [";".join(p) for p in itertools.islice(itertools.product(names, repeat=6), 70_000)]
+    (tmp_path / "a.csv").write_text(HEADER + "".join(f"u-{i},free_user,,{c},\n" for i, c in enumerate(cells)))
+    a = read_accounts(tmp_path / "a.csv", KAKAO)
+    assert len(a.service_lists) == 70_000
+    picked = a.frame.with_row_index("i").filter(pl.col("i").is_in([0, 65_536, 69_999]))
+    assert [a.service_lists[a.service_index[i]] for i in picked["i"].to_list()] == \
+        picked["services"].cast(pl.String).to_list()
