@@ -40,7 +40,10 @@ async def run_action(c: Console, action: str, body: ActionIn, request: Request,
         # Every action writes at least its audit entry, as the operators' etcd user: without
         # one, none is performed (a switchover nobody could find in the log is worse).
         c.actions.writer()
-        result = await perform(c.actions, body, who)
+        try:
+            result = await perform(c.actions, body, who)
+        finally:
+            c.status_reads.forget()  # the next status shows what the action changed
         await c.audit(who.name, action, detail, request, "ok")
         return JSONResponse({"ok": True, "action": action, "site": c.site, **result})
     except Denied as e:

@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import httpx
@@ -25,6 +25,7 @@ from firebreak.control.agent import Agent
 from firebreak.control.config import AgentConfig
 from firebreak.control.etcd import Etcd, EtcdError
 from firebreak.control.keys import AUDIT_KEEP, Keys
+from firebreak.control.shared_read import SharedRead
 from firebreak.throttle import Buckets
 
 log = logging.getLogger("firebreak.console")
@@ -32,6 +33,8 @@ log = logging.getLogger("firebreak.console")
 # Failed sign-ins and bad tokens per source: a burst of 10, then one every 6 s. An operator who
 # mistypes a token twice never notices; a flood gets 429s that cost nothing.
 FAILURES_PER_S, FAILURE_BURST = 1 / 6, 10
+# The status, anonymous, is read from etcd at most once in this long, however many ask for it.
+STATUS_FRESH_S = 0.25
 
 
 def ops_client(cfg: AgentConfig) -> tuple[Etcd | None, str]:
@@ -67,6 +70,7 @@ class Console:
     failures: Buckets
     denied: int = 0
     denied_logged_at: float = 0.0
+    status_reads: SharedRead = field(default_factory=lambda: SharedRead(STATUS_FRESH_S))
 
     @classmethod
     def open(cls, agent: Agent) -> "Console":

@@ -111,6 +111,12 @@ async def page_of(c: Console, prefix: str, limit: int, before: str | None) -> li
 
 
 async def status_doc(c: Console) -> dict:
+    """The status, one read shared by every request within STATUS_FRESH_S (console_deps): it is
+    anonymous, and its etcd reads go through the agent's own client."""
+    return await c.status_reads.get(lambda: _read_status(c))
+
+
+async def _read_status(c: Console) -> dict:
     # Status reads use the agent's fail-fast client: a console cut off from etcd says so at
     # once, and a client that knows every console asks the next one.
     agent, cfg, keys = c.agent, c.cfg, c.keys

@@ -172,3 +172,31 @@ def test_failed_attempts_from_one_source_are_throttled_with_retry_after(etcd_url
     codes, last = session(etcd_url, script)
     assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
     assert last.status_code == 429 and int(last.headers["retry-after"]) >= 1
+
+
+def etcd_ranges(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("etcd_mvcc_range_total"))
+
+
+def test_a_flood_of_anonymous_status_requests_costs_etcd_one_read_of_each_key(etcd_url):
+    """The status is anonymous and read through the agent's own etcd client (its views, its
+    coordinator lease): 200 at once share one set of reads, and an operator's action is seen by
+    the very next status."""
+    async def script(console, bearer_of):
+        admin = await bearer_of("admin")
+        before = etcd_ranges(etcd_url)
+        answers = await asyncio.gather(*(console.get("/api/status") for _ in range(200)))
+        flood = etcd_ranges(etcd_url) - before
+        was = answers[0].json()["frozen"]
+        errors = {a.json()["cluster"].get("error") for a in answers} - {None}
+        r = await console.post("/api/actions/freeze", json={}, headers=admin)
+        now = (await console.get("/api/status")).json()["frozen"]
+        await console.post("/api/actions/unfreeze", json={}, headers=admin)
+        return {a.status_code for a in answers}, errors, flood, was, r.status_code, now
+    codes, errors, flood, was, acted, now = session(etcd_url, script)
+    # Each its own reads, the agent's client ran out of connections ("PoolTimeout") and of time
+    # ("ConnectTimeout"): what its views and its lease would have met in the same moment.
+    assert codes == {200} and errors == set()
+    assert flood <= 8, f"200 status requests made {flood:.0f} etcd reads"
+    assert (was, acted, now) == (False, 200, True)
