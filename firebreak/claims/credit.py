@@ -92,11 +92,14 @@ def entitlements(policy: Policy, accounts: Accounts, incidents: list[Incident]) 
     width = max(len(svc_names), 1)
     combo = frame["kind"].to_physical().to_numpy().astype(np.int32) * width + accounts.service_index
     fee_col, sales_col = frame["monthly_fee"], frame["sales_per_hour"]
+    # the combinations some account has (a bincount, not a sort of every account): a few dozen
+    # usually, but a file may spell its services lists 70,000 ways, and every possible pair of
+    # kind and list then took seconds per incident in Python
+    present = np.flatnonzero(np.bincount(combo, minlength=len(kind_names) * width)).tolist() if n else []
     parts = []
     for inc in incidents:
-        # every possible combination (kinds × service lists in the file): a few dozen, in Python
         slots: list[tuple[np.ndarray, np.ndarray]] = []   # per slot: rule and hours per combination
-        for c in range(len(kind_names) * width):
+        for c in present:
             k, v = divmod(c, width)
             for j, t in enumerate(terms(policy, kind_names[k], services_of(svc_names[v]), inc) if svc_names else []):
                 while len(slots) <= j:

@@ -111,24 +111,12 @@ async def page_of(c: Console, prefix: str, limit: int, before: str | None) -> li
 
 
 async def status_doc(c: Console) -> dict:
-    """The status, one read shared by every request within STATUS_FRESH_S (console_deps): it is
-    anonymous, and its etcd reads go through the agent's own client."""
-    return await c.status_reads.get(lambda: _read_status(c))
-
-
-async def _read_status(c: Console) -> dict:
     # Status reads use the agent's fail-fast client: a console cut off from etcd says so at
     # once, and a client that knows every console asks the next one.
-    agent, cfg, keys = c.agent, c.cfg, c.keys
+    agent, cfg = c.agent, c.cfg
     st = agent.state
     try:
-        # The four reads at once: while etcd elects a leader (a flapping site took the last one
-        # with it) each read may wait out the client's timeout at every member in turn, and four
-        # in a row left the status unanswered for more than 3 s (chaos seed 3: 5 of its 11 failed
-        # ops actions were status reads at a site not under the fault).
-        found, drained, current, frozen_kv = await asyncio.gather(
-            agent.read_clusters(), agent.etcd.get_prefix(keys.drained), agent.etcd.get(keys.release_current),
-            agent.etcd.get(keys.frozen))
+        found, drained, current, frozen_kv = await c.status_reads.get(lambda: _etcd_reads(c))
         every = {scope: _one_cluster(agent, scope, cl) for scope, cl in found.items()}
         cluster = every.get(cfg.default_scope) or next(iter(every.values()), {"leader": None})
         drain = {kv.key.rsplit("/", 1)[1] for kv in drained}
@@ -165,6 +153,18 @@ async def _read_status(c: Console) -> dict:
         # warning a person can act on (also on the console page and in /metrics).
         "etcd": st.etcd_health,
     }
+
+
+async def _etcd_reads(c: Console) -> tuple:
+    """The status's four etcd reads, at once, shared by every request within STATUS_FRESH_S
+    (console_deps): the status is anonymous, and these go through the agent's own client.
+    While etcd elects a leader (a flapping site took the last one with it) each read may wait
+    out the client's timeout at every member in turn, and four in a row left the status
+    unanswered for more than 3 s (chaos seed 3: 5 of its 11 failed ops actions were status
+    reads at a site not under the fault)."""
+    agent, keys = c.agent, c.keys
+    return tuple(await asyncio.gather(agent.read_clusters(), agent.etcd.get_prefix(keys.drained),
+                                      agent.etcd.get(keys.release_current), agent.etcd.get(keys.frozen)))
 
 
 def _one_cluster(agent: Agent, scope: str, c) -> dict:

@@ -1,7 +1,8 @@
 """One read shared by every request that wants it while it runs or shortly after: the console's
 status is anonymous, and each one costs four etcd reads through the agent's own client, the
 one its views and its coordinator lease go through. A flood of status requests then costs etcd
-one set of reads per `fresh` seconds, whatever the number of requests."""
+one set of reads per `fresh` seconds, whatever the number of requests. Only the reads are shared:
+the agent's own state goes into each answer as it is then."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ class SharedRead:
         and succeeded; else a new read. A caller that gives up (its request cancelled) does not
         cancel the read the others wait for."""
         task, now = self._task, self.clock()
-        stale = task is None or (task.done() and (now - self._started >= self.fresh
-                                                  or task.cancelled() or task.exception() is not None))
+        # A read of another event loop (an app run again in a new one) is never joined.
+        stale = task is None or task.get_loop() is not asyncio.get_running_loop() or (
+            task.done() and (now - self._started >= self.fresh or task.cancelled() or task.exception() is not None))
         if stale:
             task = asyncio.ensure_future(read())
             task.add_done_callback(_retrieve)

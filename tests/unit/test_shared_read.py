@@ -75,3 +75,17 @@ def test_a_caller_that_gives_up_does_not_cancel_the_read_others_wait_for():
         gate.set()
         return await stayer, quitter.cancelled()
     assert asyncio.run(go()) == ("answer", True)
+
+
+def test_a_read_left_running_in_another_event_loop_is_never_joined():
+    shared = SharedRead(10.0, Clock())
+
+    async def never():
+        await asyncio.Event().wait()
+
+    async def ok():
+        return "mine"
+    old = asyncio.new_event_loop()
+    old.run_until_complete(asyncio.wait([old.create_task(shared.get(never))], timeout=0.01))
+    old.close()  # its read still pending, as a loop closed without cancelling its tasks leaves it
+    assert asyncio.run(shared.get(ok)) == "mine"
