@@ -248,8 +248,12 @@ async def prune_releases(etcd: Etcd, keys) -> None:
     except BadValue:
         current_version = None
     created = {kv.key[len(keys.releases):]: kv.create_revision for kv in releases}
+    # Each drop only while the current release is the one read: an operator rolling back to an
+    # old release meanwhile must not find it pruned under them. The next prune sees the new one.
+    guard = current.mod_revision if current else 0
     for version in maintenance.releases_to_drop(created, RELEASES_KEEP, current_version):
-        await etcd.delete(keys.release(version))
+        if not await etcd.delete_if_unchanged(keys.release(version), keys.release_current, guard):
+            return
 
 
 async def deploy(ctx: Context, body: ActionIn, who: Operator) -> dict:

@@ -294,6 +294,12 @@ class Etcd:
             [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
             [{"request_delete_range": {"key": _b64(key)}}])
 
+    async def delete_if_unchanged(self, key: str, guard: str, guard_mod_revision: int) -> bool:
+        """Delete key only if `guard` is as it was read (mod_revision; 0: it did not exist)."""
+        return await self.txn(
+            [{"key": _b64(guard), "target": "MOD", "result": "EQUAL", "mod_revision": str(guard_mod_revision)}],
+            [{"request_delete_range": {"key": _b64(key)}}])
+
     async def cas_put(self, key: str, value: str, mod_revision: int, lease: int = 0) -> bool:
         put: dict = {"key": _b64(key), "value": _b64(value)}
         if lease:
