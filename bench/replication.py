@@ -71,6 +71,22 @@ def wait_healthy(timeout: float = 180.0) -> dict:
     raise RuntimeError(f"the lab was not healthy within {timeout:.0f} s")
 
 
+def stored_keys(dsn: str, patience: float = 60.0) -> set[str]:
+    """The ordinary client's stored keys, read from the primary. A lab that has just read healthy
+    may still be restarting a member (Patroni alone, after its old primary came back: "the
+    database system is shutting down", the others read-only for a moment): asked again."""
+    import psycopg
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with psycopg.connect(dsn, connect_timeout=5) as conn:
+                return {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def standby_of(st: dict) -> str:
     return next(n for n, s in st["sites"].items() if s["postgres"]["role"] in ("sync_standby", "quorum_standby"))
 
@@ -103,8 +119,7 @@ def etcd_drill(fault: str) -> dict:
     after = wait_healthy()
     ops = list(history.ops)
     acked = checks.acked(ops, "sql")
-    with __import__("psycopg").connect(after["postgres_dsn"]) as conn:
-        stored = {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+    stored = stored_keys(after["postgres_dsn"])
     return {"fault": fault, "victim": ",".join(paused), "via": spared, "rto_s": 0.0,
             "max_gap_s": round(checks.max_write_gap(ops, at, at + ETCD_HOLD + 15.0, "sql"), 3),
             "acked_during": len([o for o in acked if at <= o.complete <= at + ETCD_HOLD]),
@@ -146,8 +161,7 @@ def one_drill(fault: str) -> dict:
     acked = checks.acked(ops, "sql")
     lat = lambda lo, hi: [(o.complete - o.invoke) * 1000 for o in acked if lo <= o.invoke and o.complete <= hi]  # noqa: E731
     before_p99, during_p99 = nearest_rank(lat(at - BEFORE, at), 99), nearest_rank(lat(at, at + HOLD), 99)
-    with __import__("psycopg").connect(after["postgres_dsn"]) as conn:
-        stored = {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+    stored = stored_keys(after["postgres_dsn"])
     rto = checks.write_rto(ops, at, "sql")
     return {"fault": fault, "victim": victim, "via": spared, "rto_s": None if rto is None else round(rto, 3),
             "max_gap_s": round(checks.max_write_gap(ops, at, at + HOLD, "sql"), 3),
@@ -206,6 +220,15 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     started = datetime.now(timezone.utc)
+
+    def write() -> dict:   # after every drill: a benchmark stopped half-way keeps what it measured
+        s = summary(rows)
+        doc = {"command": "bench/replication.py " + " ".join(sys.argv[1:]), "started": started.isoformat(),
+               "machine": f"{platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cores",
+               "hold_s": HOLD, "writers": WRITERS, "rows": rows, "summary": s}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(doc, indent=2, default=str))
+        return s
     for mode in args.modes.split(","):
         lab.down()
         lab.up(agents=MODES[mode]["agents"], replication=MODES[mode]["replication"],
@@ -218,15 +241,10 @@ def main() -> None:
                     row = {"mode": mode, "run": run + 1, **one_drill(fault)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    write()
         finally:
             lab.down()
-    s = summary(rows)
-    doc = {"command": "bench/replication.py " + " ".join(sys.argv[1:]), "started": started.isoformat(),
-           "machine": f"{platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cores",
-           "hold_s": HOLD, "writers": WRITERS, "rows": rows, "summary": s}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2, default=str))
-    print(table(s))
+    print(table(write()))
 
 
 if __name__ == "__main__":
