@@ -148,20 +148,28 @@ def test_a_pause_of_etcd_stops_its_process_alone(tmp_path):
         procs.power_cut([etcd.pid, patroni.pid])
 
 
-def test_a_pause_also_stops_children_whose_marker_is_gone(tmp_path):
-    """Like a PostgreSQL backend, whose title overwrote its environment: found by ancestry."""
-    lab_id = "test" + os.urandom(3).hex()
-    child_pid = tmp_path / "child.pid"
+def parent_and_unmarked_child(tmp: Path, lab_id: str, site: str) -> tuple[procs.Proc, int]:
+    """A marked process and a child of it without the marker, like a PostgreSQL backend whose
+    title overwrote its environment; the child's PID once it is running."""
+    child_pid = tmp / "child.pid"
     parent = procs.spawn([sys.executable, "-c", "import subprocess, sys, time; "
                           "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env={}); "
                           f"open({str(child_pid)!r}, 'w').write(str(c.pid)); time.sleep(60)"],
-                         site="a", component="x", lab_id=lab_id, log=tmp_path / "x.log")
+                         site=site, component="x", lab_id=lab_id, log=tmp / "x.log")
+    deadline = time.monotonic() + 5
+    while not child_pid.exists() or not child_pid.read_text():
+        if time.monotonic() > deadline:
+            procs.power_cut(procs.with_descendants(procs.process_table(), [parent.pid]))
+            raise AssertionError("the child did not start within 5 s")
+        time.sleep(0.05)
+    return parent, int(child_pid.read_text())
+
+
+def test_a_pause_also_stops_children_whose_marker_is_gone(tmp_path):
+    """Like a PostgreSQL backend, whose title overwrote its environment: found by ancestry."""
+    lab_id = "test" + os.urandom(3).hex()
+    parent, child = parent_and_unmarked_child(tmp_path, lab_id, "a")
     try:
-        deadline = time.monotonic() + 5
-        while not child_pid.exists() or not child_pid.read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        child = int(child_pid.read_text())
         assert child not in procs.marked(lab_id, "a")
         paused = procs.pause(lab_id, "a")
         assert sorted(p.pid for p in paused) == sorted([parent.pid, child])
@@ -277,17 +285,8 @@ def test_a_power_cut_kills_children_whose_marker_is_gone(lab_home, monkeypatch):
     from firebreak.lab import faults
     home, calls = lab_home
     monkeypatch.setattr(net, "silence", lambda layout, site: "none")
-    child_pid = home / "child.pid"
-    parent = procs.spawn([sys.executable, "-c", "import subprocess, sys, time; "
-                          "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env={}); "
-                          f"open({str(child_pid)!r}, 'w').write(str(c.pid)); time.sleep(60)"],
-                         site="pangyo", component="x", lab_id="x", log=home / "x.log")
+    parent, child = parent_and_unmarked_child(home, "x", "pangyo")
     try:
-        deadline = time.monotonic() + 5
-        while not child_pid.exists() or not child_pid.read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        child = int(child_pid.read_text())
         assert child not in procs.marked("x", "pangyo")
         assert faults.power_off("pangyo", home)["killed"] == 2
         for pid in (parent.pid, child):
