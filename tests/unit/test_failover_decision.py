@@ -242,6 +242,24 @@ def test_cut_links_need_one_fresh_end_for_the_window():
     assert cut_links(SITES, views, now, cfg, dead=["ansan"]) == set()
 
 
+@pytest.mark.parametrize("siheung_sees_ansan, cut", [
+    (0.0, True),    # the third site reaches ansan: the link alone is cut
+    (0.2, False),   # it misses ansan too, not yet for the window: ansan's site is going silent
+    (0.8, False),
+])
+def test_a_site_going_silent_to_a_third_site_too_is_no_cut_link(siheung_sees_ansan, cut):
+    """bench/detector.py's slow power cuts: the synchronous standby's agent saw the dying primary's
+    site down for the window a tick before the coordinator did; read as a cut link, the standby's
+    member key was dropped and the failover waited for Patroni to write it again."""
+    from firebreak.control.detector import DetectorConfig, View, cut_links
+    cfg = DetectorConfig(window=1.0, fresh=1.5)
+    now = 50.0
+    views = {"pangyo": View("pangyo", now, {"ansan": 1.0, "siheung": 0.0}),
+             "siheung": View("siheung", now, {"ansan": siheung_sees_ansan, "pangyo": 0.0}),
+             "ansan": View("ansan", now - 1.0, {"pangyo": 0.0, "siheung": 0.0})}
+    assert cut_links(SITES, views, now, cfg) == ({frozenset(("pangyo", "ansan"))} if cut else set())
+
+
 def with_leader(leader, lease=7, members=None):
     c = cluster(members=members)
     from dataclasses import replace
