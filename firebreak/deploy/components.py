@@ -331,7 +331,7 @@ CRASH_REPORTING = {"PYTHONFAULTHANDLER": "1", "LIBC_FATAL_STDERR_": "1"}
 def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_proxies: Sequence[str],
                etcd: Sequence[str], etcd_access: str, secure_cookies: bool, ledger: str | None = None,
                portal_rate: float | None = None, api_rate: float | None = None,
-               admin_bind: str | None = None) -> dict[str, str]:
+               admin_bind: str | None = None, webhooks: str | None = None) -> dict[str, str]:
     """The claims service's settings that are not secrets (firebreak/claims/settings.py reads them)."""
     env = {
         "FIREBREAK_SITE_NAME": site,
@@ -350,6 +350,9 @@ def claims_env(*, site: str, dsn_rw: str, dsn_local: str, dsn_any: str, trusted_
         # The admin routes (the agent's hooks), /metrics and the API's docs on their own listener,
         # which the public door does not forward to; the public one answers them 404.
         env["FIREBREAK_ADMIN_BIND"] = admin_bind
+    if webhooks:
+        # The operator's subscribers file (claims/subscribers.py): every site's notifier reads it.
+        env["FIREBREAK_WEBHOOKS"] = webhooks
     if portal_rate is not None:
         env["FIREBREAK_PORTAL_RATE"] = f"{portal_rate:g}"
     if api_rate is not None:

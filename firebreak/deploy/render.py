@@ -276,17 +276,15 @@ def _claims(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Ren
     passfile = f"{SECRETS}/claims.pgpass"
     user, db = cluster.app_user, cluster.dbname
     door_hosts = [h.address for h in inv.hosts if h.has("door")]
+    hooks = _webhook_files(inv.webhooks) if inv.webhooks is not None else {}
     env = c.claims_env(
         site=host.site, dsn_rw=c.dsn(user, members, db, passfile=passfile),
         dsn_local=c.dsn(user, own or members, db, read_write=False, passfile=passfile),
         dsn_any=c.dsn(user, members, db, read_write=False, passfile=passfile),
         trusted_proxies=door_hosts + ["127.0.0.1"], etcd=etcd_client_urls(inv, host.site),
         etcd_access=f"{access_dir('claims')}/access.json", secure_cookies=bool(door_hosts),
-        admin_bind=_hostport(host.address, inv.ports.claims_admin))
+        admin_bind=_hostport(host.address, inv.ports.claims_admin), webhooks=WEBHOOKS if hooks else None)
     env_path, secret_path = f"{ETC}/claims.env", f"{SECRETS}/claims.env"
-    hooks = _webhook_files(inv.webhooks) if inv.webhooks is not None else {}
-    if hooks:
-        env["FIREBREAK_WEBHOOKS"] = WEBHOOKS
     files = {
         **hooks,
         env_path: RenderedFile(_env_text(env), 0o640, USERS["claims"]),

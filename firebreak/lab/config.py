@@ -281,7 +281,8 @@ def app_env(layout: LabLayout, site: SiteLayout, secrets: Secrets) -> dict[str, 
             # writers and intake benchmark, all from the host's one address, get the operator's override.
             api_rate=5000,
             # The agent's hooks and /metrics on their own listener; the door forwards to `app` only.
-            admin_bind=f"{site.address}:{PORTS['app_admin']}"),
+            admin_bind=f"{site.address}:{PORTS['app_admin']}",
+            webhooks=str(layout.webhooks_file) if layout.webhooks_file.exists() else None),
         **c.claims_secret_env(admin_token=secrets.app_admin, session_secret=secrets.session),
     }
 

@@ -124,6 +124,16 @@ class LabLayout:
     def access_file(self, role: str) -> Path:
         return self.access_dir(role) / "access.json"
 
+    @property
+    def webhooks_file(self) -> Path:
+        """The apps' webhook subscribers (FIREBREAK_WEBHOOKS), when lab/webhooks.py wrote one."""
+        return self.home / "webhooks" / "webhooks.yml"
+
+    @property
+    def host_address(self) -> str:
+        """Where the sites reach the machine's own listeners: the bridge's address in netns mode."""
+        return NETNS_BRIDGE_ADDR if self.net == "netns" else "127.0.0.1"
+
     def dsn(self, user: str, password: str, *, read_write: bool = True, sites: list[str] | None = None,
             dbname: str = DATABASE, connect_timeout: int = 2, port: int | None = None) -> str:
         """A libpq multi-host URL; with read_write, libpq finds the current primary itself."""

@@ -257,6 +257,8 @@ def status(home: Path | None = None) -> dict:
     return {
         "lab_id": state.lab_id,
         "net": state.net,
+        # where the sites reach a listener of this machine's (a webhook subscriber: lab.subscribe)
+        "host_address": layout.host_address,
         "phase": state.phase,
         "home": str(state.home),
         "topology": state.topology,
