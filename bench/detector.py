@@ -4,7 +4,9 @@ the false dead verdicts and failovers over a stretch of time with no fault at al
 under stress, in one run, on one lab.
 
 Each setting is applied as an operator would: every site's agent.yml is rewritten and the agents
-restarted one site at a time. Stresses, all at once, for --minutes per setting:
+restarted one site at a time. Its running cost comes first: the cores the agents and etcd use over
+--idle-seconds with no load and no fault (faster probes and views are more work for both, taken
+from whatever else the machine runs). Stresses, all at once, for --minutes per setting:
   * every core busy with other work (one busy-loop process per core);
   * one site's agent paused (SIGSTOP) for 0.5 s every 5 s;
   * 5% packet loss on one other site's links.
@@ -143,6 +145,17 @@ def stressed(minutes: float) -> dict:
             "failovers": max(0, len(watch.primaries) - 1), "primaries": watch.primaries}
 
 
+def idle_cost(seconds: float) -> dict:
+    """Cores used by the agents and by etcd (every site's summed) over `seconds` of a quiet lab."""
+    from bench.claims import cpu_seconds
+
+    before = cpu_seconds(lab.status())
+    time.sleep(seconds)
+    after = cpu_seconds(lab.status())
+    return {"seconds": seconds, **{f"{k}_cores": round((after.get(k, 0.0) - before.get(k, 0.0)) / seconds, 3)
+                                   for k in ("agent", "etcd", "machine")}}
+
+
 def cuts(n: int, label: str) -> dict:
     """n power cuts of the primary's site with these settings, by bench/failover.py (Firebreak mode)."""
     out = ROOT / "docs" / "bench" / f"detector-{label}"
@@ -159,6 +172,7 @@ def main() -> None:
     ap.add_argument("--settings", default="0.2/0.2/1.0/1.5,0.1/0.1/0.5/0.75")
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--cuts", type=int, default=10)
+    ap.add_argument("--idle-seconds", type=float, default=60)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "detector.json"))
     args = ap.parse_args()
     started = datetime.now(timezone.utc)
@@ -169,12 +183,13 @@ def main() -> None:
         for text in args.settings.split(","):
             setting = parse_setting(text)
             apply(setting)
-            print(f"settings {text}: stress for {args.minutes} min", flush=True)
-            stress = stressed(args.minutes)
-            print(json.dumps({k: v for k, v in stress.items() if k != "verdicts"}), flush=True)
+            idle = idle_cost(args.idle_seconds) if args.idle_seconds else None
+            print(f"settings {text}: idle cost {json.dumps(idle)}; stress for {args.minutes} min", flush=True)
+            stress = stressed(args.minutes) if args.minutes else None
+            print(json.dumps({k: v for k, v in (stress or {}).items() if k != "verdicts"}), flush=True)
             wait(lambda: lab.status()["healthy"], 120, "a healthy lab after the stress")
             failover = cuts(args.cuts, text.replace("/", "-")) if args.cuts else None
-            rows.append({"setting": setting, "stress": stress, "cuts": failover})
+            rows.append({"setting": setting, "idle": idle, "stress": stress, "cuts": failover})
             print(json.dumps({"setting": text, "cuts": (failover or {}).get("summary")}), flush=True)
     finally:
         lab.down()
