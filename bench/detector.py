@@ -17,7 +17,8 @@ benchmarks.
 
 Run (as root): .venv/bin/python bench/detector.py --settings 0.2/0.2/1.0/1.5,0.1/0.1/0.5/0.75 \
     --minutes 10 --cuts 10
-Writes docs/bench/detector.json and prints the Markdown table for docs/BENCHMARKS.md.
+Writes docs/bench/detector.json and detector.svg and prints the Markdown table for
+docs/BENCHMARKS.md; `--render FILE` does only that, from a saved run.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 from firebreak.lab.state import lab_home  # noqa: E402
 
@@ -167,6 +169,32 @@ def cuts(n: int, label: str) -> dict:
     return {"summary": doc["summary"]["firebreak"], "rto_s": [x["rto_s"] for x in doc["results"]]}
 
 
+def label(setting: dict[str, float]) -> str:
+    return "/".join(f"{setting[f]:g}" for f in FIELDS)
+
+
+def render(doc: dict, svg: Path) -> str:
+    """The Markdown table of a run (one row per setting), and its plot written to `svg`."""
+    lines = ["| setting (interval/timeout/window/fresh) | agents, etcd (cores, quiet) | stress | false dead "
+             "verdicts | failovers | cuts | p50 | p95 | p99 | max | lost |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    series = {}
+    for row in doc["rows"]:
+        idle, stress, cut = row.get("idle") or {}, row.get("stress") or {}, row.get("cuts") or {}
+        rto = cut.get("rto_s") or []
+        series[label(row["setting"])] = rto
+        q = (lambda p: f"{percentile(rto, p):.2f} s") if rto else (lambda p: "–")
+        lines.append(
+            f"| {label(row['setting'])} | {idle.get('agent_cores', '–')}, {idle.get('etcd_cores', '–')} | "
+            f"{stress.get('minutes', 0):g} min, {stress.get('agent_pauses', 0)} pauses | "
+            f"{stress.get('false_dead_verdicts', '–')} | {stress.get('failovers', '–')} | {len(rto)} | "
+            f"{q(50)} | {q(95)} | {q(99)} | {f'{max(rto):.2f} s' if rto else '–'} | "
+            f"{(cut.get('summary') or {}).get('lost', '–')} |")
+    svg.write_text(distribution_svg(series, "Write unavailability after a power cut of the primary's site, "
+                                            "by detector setting"))
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--settings", default="0.2/0.2/1.0/1.5,0.1/0.1/0.5/0.75")
@@ -174,7 +202,11 @@ def main() -> None:
     ap.add_argument("--cuts", type=int, default=10)
     ap.add_argument("--idle-seconds", type=float, default=60)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "detector.json"))
+    ap.add_argument("--render", metavar="FILE", help="only print the table and write the plot of a saved run")
     args = ap.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text()), Path(args.render).with_suffix(".svg")))
+        return
     started = datetime.now(timezone.utc)
     lab.down()
     lab.up(progress=lambda m: print("  lab:", m, flush=True))
@@ -196,6 +228,7 @@ def main() -> None:
     doc = {"command": "bench/detector.py " + " ".join(sys.argv[1:]), "started": started.isoformat(),
            "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores", "rows": rows}
     Path(args.out).write_text(json.dumps(doc, indent=2, default=str))
+    print(render(doc, Path(args.out).with_suffix(".svg")))
 
 
 if __name__ == "__main__":
