@@ -110,6 +110,29 @@ class Watch(threading.Thread):
                 self.stop.wait(0.25)
 
 
+# What a false alarm short of a verdict costs: the coordinator's actions on links it reads as cut
+# or flapping (each etcd leadership move is an etcd election; each dropped member key, a new
+# synchronous standby), and a site's database door refusing writes because its agent read itself
+# cut off, counted from the agents' own logs.
+DISTURBANCES = {"etcd_leader_moves": "moved etcd leadership", "standbys_dropped": "dropping its member key",
+                "doors_refusing_writes": "database door: writes to nobody"}
+
+
+def disturbances(paths: list[Path], since: float, until: float) -> dict[str, int]:
+    """How many of each DISTURBANCES line the agents logged between since and until (epoch s)."""
+    counts = dict.fromkeys(DISTURBANCES, 0)
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if since <= doc.get("ts", 0) <= until:
+                for key, needle in DISTURBANCES.items():
+                    counts[key] += needle in doc.get("msg", "")
+    return counts
+
+
 def stressed(minutes: float) -> dict:
     st = lab.status()
     sites = list(st["sites"])
@@ -120,6 +143,7 @@ def stressed(minutes: float) -> dict:
     watch.start()
     lab.degrade(lossy_site, loss=5, rate_kbit=0)
     pauses = 0
+    since = time.time()
     t_end = time.monotonic() + minutes * 60
     try:
         while time.monotonic() < t_end:
@@ -142,7 +166,10 @@ def stressed(minutes: float) -> dict:
     for e in sorted(watch.episodes, key=lambda e: e["at"]):
         if not any(d["site"] == e["site"] and abs(d["at"] - e["at"]) < 2.0 for d in distinct):
             distinct.append(e)
-    return {"minutes": minutes, "agent_pauses": pauses, "paused_site": paused_site, "lossy_site": lossy_site,
+    agent_logs = [p for site in sites for p in lab.log_paths(site, "agent")]
+    return {"minutes": minutes, "since": since, "until": time.time(), "agent_pauses": pauses,
+            "paused_site": paused_site, "lossy_site": lossy_site,
+            **disturbances(agent_logs, since, time.time()),
             "false_dead_verdicts": len(distinct), "verdicts": distinct,
             "failovers": max(0, len(watch.primaries) - 1), "primaries": watch.primaries}
 
@@ -176,8 +203,9 @@ def label(setting: dict[str, float]) -> str:
 def render(doc: dict, svg: Path) -> str:
     """The Markdown table of a run (one row per setting), and its plot written to `svg`."""
     lines = ["| setting (interval/timeout/window/fresh) | agents, etcd (cores, quiet) | stress | false dead "
-             "verdicts | failovers | cuts | p50 | p95 | p99 | max | lost |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "verdicts | failovers | etcd leader moves | standbys dropped | doors refusing writes | cuts | p50 | p95 | "
+             "p99 | max | lost |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     series = {}
     for row in doc["rows"]:
         idle, stress, cut = row.get("idle") or {}, row.get("stress") or {}, row.get("cuts") or {}
@@ -187,7 +215,9 @@ def render(doc: dict, svg: Path) -> str:
         lines.append(
             f"| {label(row['setting'])} | {idle.get('agent_cores', '–')}, {idle.get('etcd_cores', '–')} | "
             f"{stress.get('minutes', 0):g} min, {stress.get('agent_pauses', 0)} pauses | "
-            f"{stress.get('false_dead_verdicts', '–')} | {stress.get('failovers', '–')} | {len(rto)} | "
+            f"{stress.get('false_dead_verdicts', '–')} | {stress.get('failovers', '–')} | "
+            f"{stress.get('etcd_leader_moves', '–')} | {stress.get('standbys_dropped', '–')} | "
+            f"{stress.get('doors_refusing_writes', '–')} | {len(rto)} | "
             f"{q(50)} | {q(95)} | {q(99)} | {f'{max(rto):.2f} s' if rto else '–'} | "
             f"{(cut.get('summary') or {}).get('lost', '–')} |")
     svg.write_text(distribution_svg(series, "Write unavailability after a power cut of the primary's site, "

@@ -28,6 +28,10 @@ from firebreak.errors import BadValue, Denied
 log = logging.getLogger("firebreak.agent")
 
 PROBED = ("etcd", "patroni", "app", "agent")
+# A loop that wakes this much later than due, or a probe round that ends this much past its
+# timeout, was stalled with the agent; such spans are kept this long (coordinator.own_view).
+STALL_SLACK = 0.05
+STALLS_KEPT = 10.0
 
 __all__ = ["PROBED", "Agent", "AgentState", "Incident"]
 
@@ -53,6 +57,8 @@ class AgentState:
     # silent. A round that runs late (this agent starved of CPU) is not their silence.
     unanswered: set[str] = field(default_factory=set)
     round_done: float | None = None  # when the last probe round completed
+    # Spans in which this agent itself was not running (paused, starved): nobody's silence.
+    own_stalls: tuple[tuple[float, float], ...] = ()
     stalls: dict[str, detector.Verdict] = field(default_factory=dict)  # the same keys, by agreement
     cut: set[frozenset[str]] = field(default_factory=set)  # links between living sites seen cut
     memory: Memory = field(default_factory=Memory)  # the coordinator's, between ticks
@@ -146,6 +152,10 @@ class Agent:
                 pg_results = {k: a if isinstance(a, str) else probes.REFUSED
                               for k, a in zip(pg_jobs, answers[len(jobs):])}
                 now = self.clock()
+                # Timeouts bound a round: one that ends later than that was stalled with the
+                # agent (its probes' timeouts fired once it ran again), not slow.
+                if now - started > self.cfg.detector.probe_timeout + STALL_SLACK:
+                    self._stalled(started + self.cfg.detector.probe_timeout, now)
                 self.state.round_done = now
                 heard = self.state.postgres_heard
                 for m in list(heard):
@@ -174,7 +184,17 @@ class Agent:
                         for c, ok in comps.items():
                             self.metrics.probe(s, c, ok)
                 self.state.last_ok[self.cfg.site] = now
-            await asyncio.sleep(max(0.0, interval - (self.clock() - started)))
+            await self._sleep(max(0.0, interval - (self.clock() - started)))
+
+    async def _sleep(self, seconds: float) -> None:
+        """asyncio.sleep, noting how much later than due this agent woke: its own stall."""
+        due = self.clock() + seconds
+        await asyncio.sleep(seconds)
+        if (now := self.clock()) - due > STALL_SLACK:
+            self._stalled(due, now)
+
+    def _stalled(self, since: float, until: float) -> None:
+        self.state.own_stalls = coordinator.note_stall(self.state.own_stalls, since, until, keep=STALLS_KEPT)
 
     def _commit_path_postgres(self) -> dict[str, probes.Probe]:
         """The probe of each server a commit waits for (clusters.commit_path), as its member key
@@ -193,7 +213,8 @@ class Agent:
         rounds_going = self.state.round_done is not None and now - self.state.round_done <= d.window
         return coordinator.own_view(self.cfg.site, self.others, self.state.last_ok, self.state.postgres_heard,
                                     self.state.clusters, now, grace=d.probe_interval + d.probe_timeout,
-                                    unanswered=self.state.unanswered if rounds_going else None)
+                                    unanswered=self.state.unanswered if rounds_going else None,
+                                    stalls=self.state.own_stalls)
 
     # -- publishing views --------------------------------------------------------------------
 
@@ -214,7 +235,7 @@ class Agent:
                 except EtcdError as e:
                     log.warning("publishing view failed: %s", e)
                     lease = 0
-            await asyncio.sleep(self.cfg.detector.probe_interval)
+            await self._sleep(self.cfg.detector.probe_interval)
 
     # -- the coordinator: read, tick, execute ------------------------------------------------
 
@@ -240,7 +261,7 @@ class Agent:
                         pass  # the lease then runs out by itself
                 self.state.is_coordinator = False
                 self._lease = 0
-            await asyncio.sleep(self.cfg.detector.probe_interval)
+            await self._sleep(self.cfg.detector.probe_interval)
 
     async def coordinator_cycle(self) -> None:
         """Read, tick, execute. A tick that moves the coordinator key (campaign, resign) decides

@@ -384,9 +384,28 @@ def suspected_sites(verdicts: Mapping[str, detector.Verdict]) -> set[str]:
     return {s for s, v in verdicts.items() if v.dead or v.votes}
 
 
+def note_stall(stalls: tuple[tuple[float, float], ...], since: float, until: float,
+               keep: float) -> tuple[tuple[float, float], ...]:
+    """The agent's own stalls (spans in which it was not running: paused, starved of CPU), with
+    [since, until] added and those ended more than `keep` seconds before `until` forgotten."""
+    return tuple(sorted((*(s for s in stalls if until - s[1] <= keep), (since, until))))
+
+
+def absent(stalls: Iterable[tuple[float, float]], since: float, until: float) -> float:
+    """How much of [since, until] the agent spent stalled (overlapping spans counted once)."""
+    total, reach = 0.0, since
+    for a, b in sorted(stalls):
+        a, b = max(a, reach), min(b, until)
+        if b > a:
+            total += b - a
+            reach = b
+    return total
+
+
 def own_view(site: str, others: Iterable[str], last_ok: Mapping[str, float], postgres_heard: Mapping[str, float],
              found: Mapping[str, failover.ClusterState], now: float, grace: float,
-             unanswered: Collection[str] | None = None) -> detector.View:
+             unanswered: Collection[str] | None = None,
+             stalls: Iterable[tuple[float, float]] = ()) -> detector.View:
     """The view this agent publishes: for each other site, how long since any of its components
     last answered; for each server a commit waits for, how long its PostgreSQL has been silent;
     each cluster's leader key revision it reads as not Patroni's own.
@@ -395,11 +414,19 @@ def own_view(site: str, others: Iterable[str], last_ok: Mapping[str, float], pos
     does any gap of a site or server the last completed round heard from (`unanswered`: those it
     did not; None: every one counts). A round that runs late because this agent was starved of
     CPU leaves every stamp old at once; counted, the agent read "this site reaches 1 of 3" for a
-    moment and its database door shut every session (seen during a certificate rotation)."""
+    moment and its database door shut every session (seen during a certificate rotation).
+
+    Nor is the time this agent itself was stalled (`stalls`, note_stall) anyone's silence: it was
+    not looking. Counted, an agent paused for 0.5 s read every other site silent for the window
+    when it resumed, and its site's database door refused writes (bench/detector.py: 32 times in
+    6 minutes, with a 0.5 s window)."""
+    stalls = tuple(stalls)
+
     def gap(key: str, since: float) -> float:
         if unanswered is not None and key not in unanswered:
             return 0.0
-        return round(now - since, 3) if now - since > grace else 0.0
+        silent = now - since - absent(stalls, since, now)
+        return round(silent, 3) if silent > grace else 0.0
     down = {s: gap(s, last_ok.get(s, now)) for s in others}
     silent = {m: gap(m, t) for m, t in postgres_heard.items()}
     bogus = {scope: c.leader_revision for scope, c in found.items() if c.bogus_leader()}

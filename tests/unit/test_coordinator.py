@@ -587,3 +587,24 @@ def test_a_leaderless_cluster_with_a_member_in_the_drilled_site_is_the_drills():
     two = {SCOPE: cluster(leader=None, sync=(), members={s: member(s) for s in ("ansan", "siheung")})}
     r = co.tick(ESTATE, seen(100.2, clusters=two, drills=declared("pangyo")), m)
     assert {e.write.service: e.write.drill for e in of(r, co.RecordOutage)}["firebreak"] == ""
+
+
+def test_own_view_counts_no_silence_while_the_agent_itself_was_stalled():
+    """An agent paused 0.5 s (SIGSTOP, a VM stall) finds every stamp 0.5 s old when it runs again:
+    that was its own absence. Measured with a 0.5 s window: its site's database door refused
+    writes after most pauses, and etcd's leadership moved 15 times in 6 minutes."""
+    found = {SCOPE: cluster()}
+    stalls = co.note_stall((), 99.35, 99.9, keep=10.0)
+    v = co.own_view("siheung", ["pangyo", "ansan"], {"pangyo": 99.3, "ansan": 98.0}, {"firebreak/pangyo": 99.3},
+                    found, 100.0, grace=0.2, unanswered={"pangyo", "ansan", "firebreak/pangyo"}, stalls=stalls)
+    # pangyo: 0.7 s since its answer, 0.55 of it stalled: 0.15, within one round's grace
+    assert v.unreachable_for["pangyo"] == 0.0 and v.postgres_silent_for == {"firebreak/pangyo": 0.0}
+    # ansan was silent before the stall too: only the stall is taken off (2.0 - 0.55)
+    assert v.unreachable_for["ansan"] == 1.45
+
+
+def test_stalls_overlapping_are_counted_once_and_old_ones_forgotten():
+    stalls = co.note_stall(co.note_stall((), 10.0, 11.0, keep=5.0), 10.5, 12.0, keep=5.0)
+    assert co.absent(stalls, 9.0, 20.0) == 2.0
+    assert co.absent(stalls, 11.5, 20.0) == 0.5
+    assert co.note_stall(stalls, 30.0, 30.1, keep=5.0) == ((30.0, 30.1),)

@@ -340,3 +340,18 @@ def test_a_cut_standby_is_replaced_even_by_one_across_a_flapping_link():
 def test_a_flapping_standby_is_dropped_only_when_a_steady_one_exists(name, flapping, cuts, frozen, refused, needle):
     d = decide(three(), verdict(), SITE_OF, frozen=frozen, cut=cuts, flapping=flapping)
     assert d.actions == () and not d.failover and d.refused == refused and needle in d.reason
+
+
+def test_a_view_that_misses_every_other_site_names_no_cut_link():
+    """Its observer is the one gone quiet (isolated, or its agent paused or starved: measured, a
+    paused agent in the primary's site moved etcd's leadership 15 times in 6 minutes); one link
+    down is still a cut link."""
+    from firebreak.control.detector import DetectorConfig, View, cut_links
+    cfg = DetectorConfig(window=0.5, fresh=0.75)
+    now = 50.0
+    alone = {"ansan": View("ansan", now, {"pangyo": 0.6, "siheung": 0.6}),
+             "pangyo": View("pangyo", now, {"ansan": 0.0, "siheung": 0.0}),
+             "siheung": View("siheung", now, {"ansan": 0.0, "pangyo": 0.0})}
+    assert cut_links(SITES, alone, now, cfg) == set()
+    one = {**alone, "ansan": View("ansan", now, {"pangyo": 0.6, "siheung": 0.0})}
+    assert cut_links(SITES, one, now, cfg) == {frozenset(("ansan", "pangyo"))}
