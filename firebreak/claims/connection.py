@@ -95,24 +95,34 @@ def _discard_result(task: "asyncio.Future[Any]") -> None:
         task.exception()
 
 
-async def _bounded(conn: Any, work: Any, deadline: float) -> Any:
-    """Run work on conn; if the server has not answered within deadline, hang up.
+async def _bounded(conn: Any, work: Any, deadline: float, abandon: asyncio.Event | None = None) -> Any:
+    """Run work on conn; if the server has not answered within deadline, or `abandon` is set
+    first (the primary moved away from the server conn leads to), hang up.
 
     Hang up rather than cancel: cancelling a commit that waits for the standby makes
     PostgreSQL report success, and a server that lost power never answers a cancel anyway.
     """
     task = asyncio.ensure_future(work)
+    waiters: set[asyncio.Future[Any]] = {task}
+    moved = asyncio.ensure_future(abandon.wait()) if abandon is not None else None
+    if moved is not None:
+        waiters.add(moved)
     try:
-        done, _ = await asyncio.wait({task}, timeout=deadline)
+        done, _ = await asyncio.wait(waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         # Our caller gave up (a request cancelled, the app stopping). asyncio.wait leaves the
         # work running, on a connection the caller is about to hand back to its pool: hang up
         # here too, so nothing else is ever sent on it mid-statement.
         _hang_up(conn, task)
         raise
-    if done:
+    finally:
+        if moved is not None:
+            moved.cancel()
+    if task in done:
         return task.result()
     _hang_up(conn, task)
+    if moved is not None and moved in done:
+        raise OutcomeUnknown("the primary moved while the server was answering")
     raise OutcomeUnknown(f"no answer from the server within {deadline:g} s")
 
 

@@ -111,6 +111,9 @@ class Store:
         # Bumped whenever a write goes unanswered: every pooled connection made before then may
         # lead to the same dead server, so it is hung up on instead of used.
         self.generation = 0
+        # Set (and replaced) at each hang_up: writes under way on connections of the generation
+        # before hang up at once, rather than wait out their deadline on a server that is gone.
+        self._moved = asyncio.Event()
         self._ready = False
 
     async def _configure_primary(self, conn: psycopg.AsyncConnection) -> None:
@@ -188,7 +191,7 @@ class Store:
             conn = await self._fresh_primary()
             try:
                 return await _bounded(conn, self._insert(conn, [(r, k) for r, k, _ in batch]),
-                                      self.settings.write_deadline)
+                                      self.settings.write_deadline, abandon=self._moved)
             except OutcomeUnknown:
                 self.generation += 1
                 raise
@@ -221,8 +224,15 @@ class Store:
         made before now may lead to the old server, which a power cut leaves silent, so each is
         hung up on instead of used. Without it, an app that had no write in flight when the
         primary's site died learns only from its first write after the failover, a write deadline
-        later (run 10's 3.16 s cut: 1.5 s of it on such a connection)."""
+        later (run 10's 3.16 s cut: 1.5 s of it on such a connection).
+
+        Writes already under way hang up too, each an unknown outcome its client retries with
+        the same key: measured (bench/detector.py), batches sent to a primary whose site had just
+        lost power held intake's writers until their 1.5 s deadline, after the new primary was
+        already taking writes."""
         self.generation += 1
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     async def on_primary(self, work: Callable[[Any], Awaitable[T]], deadline: float | None = None) -> T:
         """`work(conn)` in one transaction on the primary, as intake's writes are: on a connection
@@ -241,7 +251,8 @@ class Store:
                 return await work(conn)
         try:
             conn.sync_cancelled.clear()
-            result = await _bounded(conn, in_transaction(), deadline or self.settings.write_deadline)
+            result = await _bounded(conn, in_transaction(), deadline or self.settings.write_deadline,
+                                    abandon=self._moved)
             if conn.sync_cancelled:
                 raise OutcomeUnknown("commit not confirmed by the synchronous standby")
             return result

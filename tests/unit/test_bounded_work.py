@@ -64,3 +64,31 @@ def test_a_caller_that_gives_up_hangs_up_and_leaves_no_work_running_on_the_line(
     left = asyncio.run(main())
     assert line.hung_up, "the connection would go back to the pool mid-statement"
     assert stopped == [True] and left == []
+
+
+def test_the_primary_moving_hangs_up_a_statement_under_way_at_once():
+    """A batch on a connection to a primary whose site lost power waited out the whole 1.5 s
+    deadline after the new primary took writes (bench/detector.py): the agent's word that the
+    primary moved (store.hang_up sets the event) hangs it up at once, an unknown outcome."""
+    line, stopped = Line(), []
+
+    async def main():
+        started, moved = asyncio.Event(), asyncio.Event()
+        caller = asyncio.create_task(_bounded(line, silent_server(started, stopped), 3600, abandon=moved))
+        await started.wait()
+        moved.set()
+        with pytest.raises(OutcomeUnknown, match="primary moved"):
+            await asyncio.wait_for(caller, 1.0)
+        await asyncio.sleep(0)
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    left = asyncio.run(main())
+    assert line.hung_up and stopped == [True] and left == []
+
+
+def test_an_answer_in_time_is_kept_when_nothing_moved():
+    line = Line()
+
+    async def answer():
+        return 7
+    assert asyncio.run(_bounded(line, answer(), 1.0, abandon=asyncio.Event())) == 7
+    assert not line.hung_up
