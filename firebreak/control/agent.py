@@ -184,12 +184,18 @@ class Agent:
                         for c, ok in comps.items():
                             self.metrics.probe(s, c, ok)
                 self.state.last_ok[self.cfg.site] = now
-            await self._sleep(max(0.0, interval - (self.clock() - started)))
+            await self.sleep(max(0.0, interval - (self.clock() - started)))
 
-    async def _sleep(self, seconds: float) -> None:
-        """asyncio.sleep, noting how much later than due this agent woke: its own stall."""
+    async def sleep(self, seconds: float) -> None:
+        """asyncio.sleep, noting how much later than due this agent woke: its own stall. Every
+        loop that reads this agent's own view sleeps so (or calls woke), or the first to run after
+        a pause reads it before the stall is noted."""
         due = self.clock() + seconds
         await asyncio.sleep(seconds)
+        self.woke(due)
+
+    def woke(self, due: float) -> None:
+        """A loop due to wake at `due` runs now: any lateness past STALL_SLACK was a stall."""
         if (now := self.clock()) - due > STALL_SLACK:
             self._stalled(due, now)
 
@@ -235,7 +241,7 @@ class Agent:
                 except EtcdError as e:
                     log.warning("publishing view failed: %s", e)
                     lease = 0
-            await self._sleep(self.cfg.detector.probe_interval)
+            await self.sleep(self.cfg.detector.probe_interval)
 
     # -- the coordinator: read, tick, execute ------------------------------------------------
 
@@ -261,7 +267,7 @@ class Agent:
                         pass  # the lease then runs out by itself
                 self.state.is_coordinator = False
                 self._lease = 0
-            await self._sleep(self.cfg.detector.probe_interval)
+            await self.sleep(self.cfg.detector.probe_interval)
 
     async def coordinator_cycle(self) -> None:
         """Read, tick, execute. A tick that moves the coordinator key (campaign, resign) decides

@@ -40,10 +40,14 @@ async def run(agent: "Agent") -> None:
         agent.db_door = keeper
     app = AppWrites(agent)
     while True:
+        due = agent.clock() + cfg.detector.probe_interval
         try:
             await asyncio.wait_for(agent.db_door_wake.wait(), cfg.detector.probe_interval)
         except asyncio.TimeoutError:
             pass
+        # Before the routes read this agent's view: after a pause this loop may run first, and
+        # the pause is no other site's silence (measured: the door refused writes after it).
+        agent.woke(due)
         agent.db_door_wake.clear()
         with agent.cycles.guard("db-door"):
             new_routes = routes(agent)

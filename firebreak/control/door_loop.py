@@ -50,4 +50,4 @@ async def run(agent: "Agent") -> None:
                 order = ops.routing(list(cfg.sites), cfg.site, set(), drained)["for_this_site"]
                 await keeper.push(door_config(cfg.site, order, apps, door.listen, admin_listen(door.admin),
                                               door.tls, services), order, agent.clock())
-        await asyncio.sleep(cfg.detector.probe_interval)
+        await agent.sleep(cfg.detector.probe_interval)
