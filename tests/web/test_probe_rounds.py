@@ -44,10 +44,11 @@ def test_sites_that_do_not_answer_read_silent_once_rounds_complete_without_them(
 
 def test_a_late_round_is_no_silence_but_a_loop_without_rounds_for_a_window_vouches_for_nothing():
     agent = agent_with_nothing_listening()
-    now = agent.clock()
-    agent.state.last_ok.update({"ansan": now - 0.8, "siheung": now - 0.8})  # stamps old: the round runs late
-    agent.state.unanswered = set()                                          # the last one heard both
-    agent.state.round_done = now - 0.8
+    now, late = agent.clock(), 0.8 * agent.cfg.detector.window  # past the grace, within the window
+    assert late > agent.cfg.detector.probe_interval + agent.cfg.detector.probe_timeout
+    agent.state.last_ok.update({"ansan": now - late, "siheung": now - late})  # stamps old: the round runs late
+    agent.state.unanswered = set()                                            # the last one heard both
+    agent.state.round_done = now - late
     assert agent.my_view().unreachable_for == {"ansan": 0.0, "siheung": 0.0}
     agent.state.round_done = now - agent.cfg.detector.window - 0.5
     assert all(v > 0 for v in agent.my_view().unreachable_for.values())
