@@ -95,9 +95,15 @@ def _discard_result(task: "asyncio.Future[Any]") -> None:
         task.exception()
 
 
+# A statement under way when the primary is said to have moved gets this long to answer before it
+# is hung up on: a living server answers in milliseconds, one whose site lost power never does, and
+# the word can be wrong (an agent that read the primary's site silent for a moment).
+ABANDON_GRACE = 0.25
+
+
 async def _bounded(conn: Any, work: Any, deadline: float, abandon: asyncio.Event | None = None) -> Any:
-    """Run work on conn; if the server has not answered within deadline, or `abandon` is set
-    first (the primary moved away from the server conn leads to), hang up.
+    """Run work on conn; if the server has not answered within deadline, or within ABANDON_GRACE
+    of `abandon` being set (the primary moved away from the server conn leads to), hang up.
 
     Hang up rather than cancel: cancelling a commit that waits for the standby makes
     PostgreSQL report success, and a server that lost power never answers a cancel anyway.
@@ -118,11 +124,14 @@ async def _bounded(conn: Any, work: Any, deadline: float, abandon: asyncio.Event
     finally:
         if moved is not None:
             moved.cancel()
+    if task not in done and moved is not None and moved in done:
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, min(ABANDON_GRACE, deadline)))
+        if task not in done:
+            _hang_up(conn, task)
+            raise OutcomeUnknown("the primary moved while the server was answering")
     if task in done:
         return task.result()
     _hang_up(conn, task)
-    if moved is not None and moved in done:
-        raise OutcomeUnknown("the primary moved while the server was answering")
     raise OutcomeUnknown(f"no answer from the server within {deadline:g} s")
 
 

@@ -117,6 +117,9 @@ class Store:
         self._ready = False
 
     async def _configure_primary(self, conn: psycopg.AsyncConnection) -> None:
+        # The generation this connection was made in: a hang_up while it was being set up may
+        # have been about the server it reached, so it counts as made before it.
+        generation = self.generation
         # Which server acknowledged a write, for drills that look for two primaries at once:
         # address, and the timeline of the WAL being written (it changes at each promotion).
         await conn.set_autocommit(True)
@@ -126,7 +129,7 @@ class Store:
             "(SELECT system_identifier FROM pg_control_system())::text")
         server, timeline, sysid = await cur.fetchone()
         conn.info_firebreak = {"server": server, "timeline": int(timeline, 16), "system_id": sysid}
-        conn.generation = self.generation
+        conn.generation = generation
         await conn.set_autocommit(False)
         conn.sync_cancelled = []
         conn.add_notice_handler(lambda diag, c=conn: self._notice(c, diag))
@@ -226,8 +229,8 @@ class Store:
         primary's site died learns only from its first write after the failover, a write deadline
         later (run 10's 3.16 s cut: 1.5 s of it on such a connection).
 
-        Writes already under way hang up too, each an unknown outcome its client retries with
-        the same key: measured (bench/detector.py), batches sent to a primary whose site had just
+        Writes already under way and still unanswered ABANDON_GRACE later hang up too, each an
+        unknown outcome its client retries with the same key: measured (bench/detector.py), batches sent to a primary whose site had just
         lost power held intake's writers until their 1.5 s deadline, after the new primary was
         already taking writes."""
         self.generation += 1

@@ -155,7 +155,7 @@ class Agent:
                 # Timeouts bound a round: one that ends later than that was stalled with the
                 # agent (its probes' timeouts fired once it ran again), not slow.
                 if now - started > self.cfg.detector.probe_timeout + STALL_SLACK:
-                    self._stalled(started + self.cfg.detector.probe_timeout, now)
+                    self._stalled(started + self.cfg.detector.probe_timeout + STALL_SLACK, now)
                 self.state.round_done = now
                 heard = self.state.postgres_heard
                 for m in list(heard):
@@ -195,9 +195,10 @@ class Agent:
         self.woke(due)
 
     def woke(self, due: float) -> None:
-        """A loop due to wake at `due` runs now: any lateness past STALL_SLACK was a stall."""
+        """A loop due to wake at `due` runs now: lateness past STALL_SLACK was a stall (only what
+        is past it: ordinary lateness, counted by five loops, would add up to most of the time)."""
         if (now := self.clock()) - due > STALL_SLACK:
-            self._stalled(due, now)
+            self._stalled(due + STALL_SLACK, now)
 
     def _stalled(self, since: float, until: float) -> None:
         self.state.own_stalls = coordinator.note_stall(self.state.own_stalls, since, until, keep=STALLS_KEPT)
@@ -220,7 +221,7 @@ class Agent:
         return coordinator.own_view(self.cfg.site, self.others, self.state.last_ok, self.state.postgres_heard,
                                     self.state.clusters, now, grace=d.probe_interval + d.probe_timeout,
                                     unanswered=self.state.unanswered if rounds_going else None,
-                                    stalls=self.state.own_stalls)
+                                    stalls=self.state.own_stalls, max_absent=d.window)
 
     # -- publishing views --------------------------------------------------------------------
 

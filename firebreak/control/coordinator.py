@@ -30,6 +30,8 @@ are written as the drill's.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Collection, Iterable, Mapping
 
@@ -387,8 +389,15 @@ def suspected_sites(verdicts: Mapping[str, detector.Verdict]) -> set[str]:
 def note_stall(stalls: tuple[tuple[float, float], ...], since: float, until: float,
                keep: float) -> tuple[tuple[float, float], ...]:
     """The agent's own stalls (spans in which it was not running: paused, starved of CPU), with
-    [since, until] added and those ended more than `keep` seconds before `until` forgotten."""
-    return tuple(sorted((*(s for s in stalls if until - s[1] <= keep), (since, until))))
+    [since, until] added, overlapping ones merged, and those ended more than `keep` seconds
+    before `until` (or after it: the clock stepped back) forgotten."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted((*(s for s in stalls if 0 <= until - s[1] <= keep), (since, until))):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return tuple(merged)
 
 
 def absent(stalls: Iterable[tuple[float, float]], since: float, until: float) -> float:
@@ -405,7 +414,7 @@ def absent(stalls: Iterable[tuple[float, float]], since: float, until: float) ->
 def own_view(site: str, others: Iterable[str], last_ok: Mapping[str, float], postgres_heard: Mapping[str, float],
              found: Mapping[str, failover.ClusterState], now: float, grace: float,
              unanswered: Collection[str] | None = None,
-             stalls: Iterable[tuple[float, float]] = ()) -> detector.View:
+             stalls: Iterable[tuple[float, float]] = (), max_absent: float = math.inf) -> detector.View:
     """The view this agent publishes: for each other site, how long since any of its components
     last answered; for each server a commit waits for, how long its PostgreSQL has been silent;
     each cluster's leader key revision it reads as not Patroni's own.
@@ -419,13 +428,14 @@ def own_view(site: str, others: Iterable[str], last_ok: Mapping[str, float], pos
     Nor is the time this agent itself was stalled (`stalls`, note_stall) anyone's silence: it was
     not looking. Counted, an agent paused for 0.5 s read every other site silent for the window
     when it resumed, and its site's database door refused writes (bench/detector.py: 32 times in
-    6 minutes, with a 0.5 s window)."""
+    6 minutes, with a 0.5 s window). At most `max_absent` is taken off a gap: an agent late again
+    and again (starved, not paused) must still see a dead site dead, a window later at most."""
     stalls = tuple(stalls)
 
     def gap(key: str, since: float) -> float:
         if unanswered is not None and key not in unanswered:
             return 0.0
-        silent = now - since - absent(stalls, since, now)
+        silent = now - since - min(absent(stalls, since, now), max_absent)
         return round(silent, 3) if silent > grace else 0.0
     down = {s: gap(s, last_ok.get(s, now)) for s in others}
     silent = {m: gap(m, t) for m, t in postgres_heard.items()}

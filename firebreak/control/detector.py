@@ -136,6 +136,8 @@ def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: 
     which then held the failover until Patroni wrote the key again: 4 of 20 cuts took 2.3 s
     instead of 1.4 s."""
     dead = set(dead)
+    sites = list(sites)
+    everyone = len(sites)
     sites = [s for s in sites if s not in dead]
     fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
     # Nor does a view that misses every other site name a cut: its observer is the one gone quiet
@@ -146,10 +148,18 @@ def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: 
     namers = {o: v for o, v in fresh.items()
               if len(sites) < 3 or not all(_sees_down(v, t, now, cfg) for t in sites if t != o)}
 
-    def others_miss(o: str, t: str) -> bool:
-        return any(v.unreachable_for.get(t, 0.0) > 0 for x, v in fresh.items() if x not in (o, t))
+    # Witnesses of a site going silent: views that miss some other site but not all of them (one
+    # that misses everyone, however briefly, is starved or cut off itself, and says nothing of t).
+    witnesses = {x: v for x, v in fresh.items()
+                 if not all(v.unreachable_for.get(t, 0.0) > 0 for t in sites if t != x)}
+
+    def going_silent(o: str, t: str) -> bool:
+        """Enough other sites miss t too for a verdict on t to be on its way (a majority of all
+        sites with o); fewer, and it is a partition of some links, whose cuts count."""
+        missers = sum(1 for x, v in witnesses.items() if x not in (o, t) and v.unreachable_for.get(t, 0.0) > 0)
+        return 1 + missers >= majority(everyone)
     return {frozenset((o, t)) for o, v in namers.items() for t in sites
-            if t != o and _sees_down(v, t, now, cfg) and not others_miss(o, t)}
+            if t != o and _sees_down(v, t, now, cfg) and not going_silent(o, t)}
 
 
 def lapsing_links(sites: Iterable[str], views: Mapping[str, View], now: float,

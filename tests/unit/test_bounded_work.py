@@ -92,3 +92,20 @@ def test_an_answer_in_time_is_kept_when_nothing_moved():
         return 7
     assert asyncio.run(_bounded(line, answer(), 1.0, abandon=asyncio.Event())) == 7
     assert not line.hung_up
+
+
+def test_a_statement_answered_within_the_grace_after_the_word_is_kept():
+    """The word that the primary moved can be wrong (an agent that read its site silent for a
+    moment): a server that answers within the grace keeps its statement."""
+    line = Line()
+
+    async def main():
+        moved = asyncio.Event()
+
+        async def answer_soon():
+            moved.set()
+            await asyncio.sleep(0.05)
+            return 9
+        return await _bounded(line, answer_soon(), 5.0, abandon=moved)
+    assert asyncio.run(main()) == 9
+    assert not line.hung_up

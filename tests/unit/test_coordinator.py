@@ -603,8 +603,22 @@ def test_own_view_counts_no_silence_while_the_agent_itself_was_stalled():
     assert v.unreachable_for["ansan"] == 1.45
 
 
-def test_stalls_overlapping_are_counted_once_and_old_ones_forgotten():
+def test_stalls_overlapping_are_merged_and_old_or_future_ones_forgotten():
     stalls = co.note_stall(co.note_stall((), 10.0, 11.0, keep=5.0), 10.5, 12.0, keep=5.0)
+    assert stalls == ((10.0, 12.0),)
     assert co.absent(stalls, 9.0, 20.0) == 2.0
     assert co.absent(stalls, 11.5, 20.0) == 0.5
     assert co.note_stall(stalls, 30.0, 30.1, keep=5.0) == ((30.0, 30.1),)
+    assert co.note_stall(stalls, 5.0, 5.1, keep=5.0) == ((5.0, 5.1),)  # the clock stepped back
+
+
+def test_an_agent_stalled_again_and_again_still_sees_a_dead_site_dead():
+    """Stalls taken off a gap are capped (the agent passes its window): late wakes that add up to
+    most of the time must not keep a dead site's silence from ever reaching the window."""
+    found = {SCOPE: cluster()}
+    stalls = ()
+    for t in range(90, 100):
+        stalls = co.note_stall(stalls, t + 0.1, t + 0.9, keep=10.0)
+    v = co.own_view("siheung", ["pangyo", "ansan"], {"pangyo": 90.0, "ansan": 99.95}, {}, found, 100.0,
+                    grace=0.2, unanswered={"pangyo"}, stalls=stalls, max_absent=0.5)
+    assert v.unreachable_for["pangyo"] == 9.5

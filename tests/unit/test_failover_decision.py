@@ -355,3 +355,23 @@ def test_a_view_that_misses_every_other_site_names_no_cut_link():
     assert cut_links(SITES, alone, now, cfg) == set()
     one = {**alone, "ansan": View("ansan", now, {"pangyo": 0.6, "siheung": 0.0})}
     assert cut_links(SITES, one, now, cfg) == {frozenset(("ansan", "pangyo"))}
+
+
+def test_a_partition_of_some_links_keeps_its_cut_links_where_no_verdict_can_come():
+    """Four sites, a, b and c cut from one another, d reaching all: no site can be voted dead (each
+    is missed by two of four), so the links are cut and the synchronous standby can be replaced.
+    Three sites, the third missing both ends of a cut link briefly (starved): the cut still counts,
+    since a view that misses every other site is no evidence of anything."""
+    from firebreak.control.detector import DetectorConfig, View, cut_links
+    cfg = DetectorConfig(window=0.5, fresh=0.75)
+    now = 50.0
+    four = ["a", "b", "c", "d"]
+    views = {"a": View("a", now, {"b": 0.6, "c": 0.6, "d": 0.0}),
+             "b": View("b", now, {"a": 0.6, "c": 0.6, "d": 0.0}),
+             "c": View("c", now, {"a": 0.6, "b": 0.6, "d": 0.0}),
+             "d": View("d", now, {"a": 0.0, "b": 0.0, "c": 0.0})}
+    assert cut_links(four, views, now, cfg) == {frozenset(p) for p in (("a", "b"), ("a", "c"), ("b", "c"))}
+    starved = {"pangyo": View("pangyo", now, {"ansan": 0.6, "siheung": 0.0}),
+               "ansan": View("ansan", now, {"pangyo": 0.6, "siheung": 0.0}),
+               "siheung": View("siheung", now, {"pangyo": 0.3, "ansan": 0.3})}
+    assert cut_links(SITES, starved, now, cfg) == {frozenset(("pangyo", "ansan"))}
