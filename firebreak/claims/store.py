@@ -176,7 +176,10 @@ class Store:
             try:
                 results = await self._write(batch)
             except Exception as e:  # noqa: BLE001 - every waiter must hear the outcome
-                err = e if isinstance(e, OutcomeUnknown) else OutcomeUnknown(str(e) or type(e).__name__)
+                # A batch of one whose values the database refused raises ReportRefused (nothing
+                # stored, and that is known): its waiter hears so, not "outcome unknown" (a 503
+                # seen in CI when load left the refused report alone in its batch).
+                err = e if isinstance(e, (OutcomeUnknown, ReportRefused)) else OutcomeUnknown(str(e) or type(e).__name__)
                 for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(err)
