@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from firebreak.lab import lab
 from firebreak.lab.state import lab_home, load_secrets
@@ -49,6 +50,7 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_l
 
     # unauthenticated and wrong-token requests change nothing, and are counted, not stored
     c0 = st["sites"][survivors[0]]["console"]
+    denied_before = denied_unauthenticated(c0, survivors[0])  # the lab may be shared: earlier modules' floods
     assert act(c0, None, "freeze").status_code == 401
     assert act(c0, "lab.wrong", "freeze").status_code == 401
     assert httpx.get(c0 + "/api/status", timeout=3).json()["frozen"] is False
@@ -96,8 +98,7 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_l
         assert len(page) == 3
         paged, before = paged + page, page[-1]["key"]
     assert paged == audit[:9]
-    metrics = httpx.get(c0 + "/metrics", timeout=5).text
-    assert f'firebreak_console_denied_total{{site="{survivors[0]}",why="unauthenticated"}} 2.0' in metrics
+    assert denied_unauthenticated(c0, survivors[0]) == denied_before + 2
     assert {a["site"] for a in audit if a["outcome"] == "ok"} >= set(survivors)
     assert {a["action"] for a in audit if a["outcome"] == "ok"} >= {"freeze", "unfreeze", "release", "deploy",
                                                                      "evacuate", "restore", "switchover"}
@@ -105,9 +106,24 @@ def test_every_ops_action_from_every_surviving_site_with_one_site_down(running_l
     wait_for(lambda: lab.status()["healthy"], 120, f"{down} to rejoin")
 
 
+def denied_unauthenticated(console: str, site: str) -> float:
+    """The console's count of requests refused as unauthenticated, from its /metrics."""
+    families = text_string_to_metric_families(httpx.get(console + "/metrics", timeout=5).text)
+    return sum(s.value for f in families if f.name == "firebreak_console_denied"
+               for s in f.samples if s.name.endswith("_total") and s.labels == {"site": site, "why": "unauthenticated"})
+
+
 def served_by(door: str) -> str:
-    r = httpx.get(door + "/healthz", timeout=3)
-    return r.headers.get("x-firebreak-site", "?")
+    """The site whose app answered through `door`. Retried once on a dropped connection, as any
+    client does: Caddy closes about one connection per reload unanswered (docs/DEPLOY.md), and a
+    returning site's routing order reloads every door just after the lab reads healthy."""
+    for attempt in range(3):
+        try:
+            return httpx.get(door + "/healthz", timeout=3).headers.get("x-firebreak-site", "?")
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError):
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
 
 
 def test_doors_follow_the_routing_table(running_lab):
