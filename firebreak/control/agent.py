@@ -20,7 +20,7 @@ from firebreak.control.config import AgentConfig
 from firebreak.control.coordinator import Memory
 from firebreak.control.cycles import Cycles
 from firebreak.control.door import DoorKeeper
-from firebreak.control.etcd import Etcd, EtcdError
+from firebreak.control.etcd import KV, Etcd, EtcdError
 from firebreak.control.incidents import Incident
 from firebreak.control.keys import PatroniKeys
 from firebreak.errors import BadValue, Denied
@@ -32,6 +32,9 @@ PROBED = ("etcd", "patroni", "app", "agent")
 # timeout, was stalled with the agent; such spans are kept this long (coordinator.own_view).
 STALL_SLACK = 0.05
 STALLS_KEPT = 10.0
+# A view that still reads true is put again this many times per freshness period at least: one
+# lost put never leaves it stale, and its observer still votes.
+VIEW_PUTS_PER_FRESH = 3
 
 __all__ = ["PROBED", "Agent", "AgentState", "Incident"]
 
@@ -111,6 +114,7 @@ class Agent:
         self.db_door: dbdoor.DbDoorKeeper | None = None  # set by dbdoor_loop.run
         self.db_door_wake = asyncio.Event()  # the database door follows at once when set
         self._lease = 0  # the coordinator campaign's lease, while this agent has one
+        self._lease_kept = 0.0  # when it was granted or last kept alive
         # Every cluster's keys and its members' sites, learnt as clusters are found (clusters.py).
         self._pkeys: dict[str, PatroniKeys] = {cfg.default_scope: cfg.patroni_keys}
         self._placements: dict[str, dict[str, str]] = {}
@@ -228,13 +232,24 @@ class Agent:
     async def publish_loop(self) -> None:
         lease = 0
         last_keepalive = 0.0
+        told: detector.View | None = None  # the view last put, while it stands
+        d = self.cfg.detector
+        heartbeat = max(d.probe_interval, d.fresh / VIEW_PUTS_PER_FRESH)
         while True:
             with self.cycles.guard("publish"):
                 try:
                     if not lease:
-                        lease = await self.etcd.grant(self.cfg.detector.view_lease_ttl)
+                        lease, told = await self.etcd.grant(d.view_lease_ttl), None
                     view = self.my_view()
-                    await self.etcd.put(self.keys.view(self.cfg.site), json.dumps(asdict(view)), lease=lease)
+                    # A put is a raft entry on every member: put again only when what was put no
+                    # longer reads true (detector.still_told: a gap grows with the view's age as
+                    # it is read) or every heartbeat, well inside `fresh`. Every probe interval,
+                    # views were most of etcd's writes on a quiet lab.
+                    if told is None or view.published - told.published >= heartbeat or \
+                            not detector.still_told(told, view, d.probe_interval / 2):
+                        told = None
+                        await self.etcd.put(self.keys.view(self.cfg.site), json.dumps(asdict(view)), lease=lease)
+                        told = view
                     if self.clock() - last_keepalive > 1.0:
                         if await self.etcd.keepalive(lease) <= 0:
                             lease = 0
@@ -274,11 +289,16 @@ class Agent:
         """Read, tick, execute. A tick that moves the coordinator key (campaign, resign) decides
         nothing else: the key is moved, read again, and the tick runs again, so an agent that
         wins the key acts in the same cycle."""
-        found = await self.read_clusters()
+        # Everything a tick reads, in one request at one revision (Etcd.get_ranges).
+        cluster_ranges = [(p, True) for p in self._cluster_prefixes()]
+        *clusters_read, views_read, holder, frozen, declared = await self.etcd.get_ranges(
+            [*cluster_ranges, (self.keys.views, True), *self._coordinator_ranges()])
+        found = self._clusters_from(clusters_read)
         self.state.clusters = found
-        views = await self.read_views()
+        views = self._views_from(views_read)
+        about_lease = (holder, frozen, declared)
         for attempt in range(2):
-            seen = await self._seen(found, views)
+            seen = await self._seen(found, views, about_lease)
             ready = coordinator.tick(self.settings, seen, self.state.memory)
             self.state.memory = ready.memory
             self.state.views, self.state.verdicts = views, dict(ready.verdicts)
@@ -289,22 +309,33 @@ class Agent:
                 return
             if attempt == 0:
                 await self._move_lease(moves[0])
+                about_lease = tuple(await self.etcd.get_ranges(self._coordinator_ranges()))
 
-    async def _seen(self, found: dict[str, failover.ClusterState], views: dict[str, detector.View]) -> coordinator.Seen:
-        """The coordinator key, and what only the coordinator reads: `frozen`, the drills declared,
-        and the ledger when it has just taken over (to carry on the incidents and outages left
-        open there)."""
-        holder = await self.etcd.get(self.keys.coordinator)
+    def _coordinator_ranges(self) -> list[tuple[str, bool]]:
+        """What _seen reads: the coordinator key, and what only the coordinator acts on."""
+        return [(self.keys.coordinator, False), (self.keys.frozen, False), (self.keys.drills, True)]
+
+    async def _seen(self, found: dict[str, failover.ClusterState], views: dict[str, detector.View],
+                    about_lease: tuple[list[KV], ...]) -> coordinator.Seen:
+        """The coordinator key, and what only the coordinator reads: `frozen`, the drills declared
+        (as read by _coordinator_ranges), and the ledger when it has just taken over (to carry on
+        the incidents and outages left open there)."""
+        holder_read, frozen_read, drills_read = about_lease
+        holder = holder_read[0] if holder_read else None
         self.state.coordinator = holder.value if holder else None
         mine = bool(holder and self._lease and holder.lease == self._lease)
-        if mine and await self.etcd.keepalive(self._lease) <= 0:
-            self._lease, mine = 0, False
+        # The read above shows the lease alive (etcd deletes the key with it); a keepalive three
+        # times per TTL keeps it so. One every tick was a request every 0.1 s for nothing.
+        if mine and self.clock() - self._lease_kept >= self.cfg.detector.coordinator_lease_ttl / 3:
+            if await self.etcd.keepalive(self._lease) <= 0:
+                self._lease, mine = 0, False
+            self._lease_kept = self.clock()
         self.state.is_coordinator = mine
         ledger = None
         declared: dict[str, drills.Drill] = {}
         if mine:
-            self.state.frozen = await self.etcd.get(self.keys.frozen) is not None
-            declared = await self.read_drills()
+            self.state.frozen = bool(frozen_read)
+            declared = self._drills_from(drills_read)
             if self.state.memory.needs_ledger:
                 try:
                     ledger = tuple(kv.value for kv in await self.etcd.get_prefix(self.keys.ledger))
@@ -319,7 +350,8 @@ class Agent:
 
     async def _move_lease(self, move: coordinator.Campaign | coordinator.Resign) -> None:
         if isinstance(move, coordinator.Campaign):
-            self._lease = self._lease or await self.etcd.grant(self.cfg.detector.coordinator_lease_ttl)
+            if not self._lease:
+                self._lease, self._lease_kept = await self.etcd.grant(self.cfg.detector.coordinator_lease_ttl), self.clock()
             if await self.etcd.create(self.keys.coordinator, self.cfg.site, lease=self._lease):
                 log.info("became coordinator")
         else:
@@ -361,8 +393,11 @@ class Agent:
     # -- reading etcd ------------------------------------------------------------------------
 
     async def read_views(self) -> dict[str, detector.View]:
+        return self._views_from(await self.etcd.get_prefix(self.keys.views))
+
+    def _views_from(self, kvs: list[KV]) -> dict[str, detector.View]:
         views = {}
-        for kv in await self.etcd.get_prefix(self.keys.views):
+        for kv in kvs:
             site = kv.key[len(self.keys.views):]
             if site not in self.cfg.sites or site == self.cfg.site:
                 continue  # not a site of this estate (the detector would ignore it), or our own (below)
@@ -386,6 +421,9 @@ class Agent:
                             "can be read: %s", e)
             self._drills_unread = True
             return {}
+        return self._drills_from(kvs)
+
+    def _drills_from(self, kvs: list[KV]) -> dict[str, drills.Drill]:
         self._drills_unread = False
         declared = {}
         for kv in kvs:
@@ -399,16 +437,23 @@ class Agent:
         return declared
 
     async def read_clusters(self) -> dict[str, failover.ClusterState]:
-        """Every cluster this agent protects, by scope: one range read per namespace."""
+        """Every cluster this agent protects, by scope: one request, a range per namespace."""
+        return self._clusters_from(await self.etcd.get_ranges([(p, True) for p in self._cluster_prefixes()]))
+
+    def _cluster_prefixes(self) -> list[str]:
+        """The prefix of each Patroni namespace this agent protects (its one cluster's root)."""
+        return [ns.rstrip("/") + "/" for ns in self.cfg.patroni_namespaces] or [self.pkeys.root]
+
+    def _clusters_from(self, read: list[list[KV]]) -> dict[str, failover.ClusterState]:
+        """The clusters in what was read of _cluster_prefixes, in that order."""
         if not self.cfg.patroni_namespaces:
             pk = self.pkeys
-            kvs = {kv.key: kv for kv in await self.etcd.get_prefix(pk.root)}
+            kvs = {kv.key: kv for kv in read[0]}
             found = {self.cfg.default_scope: (pk, clusters_mod.cluster_state(kvs, pk, self.cfg.default_scope))}
         else:
             found = {}
-            for ns in self.cfg.patroni_namespaces:
-                kvs = {kv.key: kv for kv in await self.etcd.get_prefix(ns.rstrip("/") + "/")}
-                found.update(clusters_mod.clusters_under(kvs, ns))
+            for ns, got in zip(self.cfg.patroni_namespaces, read):
+                found.update(clusters_mod.clusters_under({kv.key: kv for kv in got}, ns))
         for scope, (pk, c) in found.items():
             for bad in c.ignored:
                 self.cycles.ignore("patroni", bad)

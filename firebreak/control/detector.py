@@ -242,6 +242,29 @@ def stall_verdicts(sites: Iterable[str], views: Mapping[str, View], members: Ite
     return out
 
 
+def still_told(told: View, current: View, tolerance: float) -> bool:
+    """Whether `told`, a view already published, read at `current`'s time as views are read
+    (a gap grows with the view's age: _late), says what `current` says: the same sites and
+    servers silent, each gap within `tolerance` seconds of the current one, the same bogus
+    leaders. While it does, publishing `current` would change no verdict; it stops doing so when
+    a site goes silent or answers again, and when this agent's own stall is taken off a gap."""
+    age = current.published - told.published
+    if age < 0 or current.observer != told.observer:
+        return False
+
+    def same(then: Mapping[str, float], now: Mapping[str, float]) -> bool:
+        if then.keys() != now.keys():
+            return False
+        for key, gap in now.items():
+            was = then[key]
+            if (gap > 0) != (was > 0) or (gap > 0 and abs(was + age - gap) > tolerance):
+                return False
+        return True
+    return (same(told.unreachable_for, current.unreachable_for)
+            and same(told.postgres_silent_for, current.postgres_silent_for)
+            and dict(told.bogus_leaders) == dict(current.bogus_leaders))
+
+
 def _sees_down(view: View, target: str, now: float, cfg: DetectorConfig) -> bool:
     return _late(view.unreachable_for.get(target, 0.0), view, now, cfg)
 

@@ -162,3 +162,46 @@ def test_a_flap_is_caught_at_its_second_lapse():
         lapses, flapping = flap_step(lapses, [LINK] if (t % 6) < 3 else [], t / 4)
         seen.append(LINK in flapping)
     assert seen.index(True) == 6  # 1.5 s: the second lapse's first tick
+
+
+STILL_TOLD = [
+    # (name, told, current, still true)
+    ("nothing changed but the time", view("ansan", NOW - 0.2), view("ansan", NOW), True),
+    ("a site goes silent", view("ansan", NOW - 0.2), view("ansan", NOW, pangyo=0.2), False),
+    ("a silent site's gap grew with the view's age: read as it would be",
+     view("ansan", NOW - 0.3, pangyo=0.4), view("ansan", NOW, pangyo=0.7), True),
+    ("a silent site answers again", view("ansan", NOW - 0.3, pangyo=0.4), view("ansan", NOW), False),
+    ("the agent's own stall taken off a gap: the told one would read too long",
+     view("ansan", NOW - 0.3, pangyo=0.4), view("ansan", NOW, pangyo=0.2), False),
+    ("within the tolerance (rounding of stamps)", view("ansan", NOW - 0.3, pangyo=0.4), view("ansan", NOW, pangyo=0.72), True),
+    ("a clock step back", view("ansan", NOW + 1), view("ansan", NOW), False),
+    ("another observer's view", view("siheung", NOW - 0.2), view("ansan", NOW), False),
+    ("a commit-path server goes silent",
+     View("ansan", NOW - 0.2, {"pangyo": 0.0, "siheung": 0.0}, {"main/pangyo": 0.0}),
+     View("ansan", NOW, {"pangyo": 0.0, "siheung": 0.0}, {"main/pangyo": 0.3}), False),
+    ("a server now on the commit path", View("ansan", NOW - 0.2, {"pangyo": 0.0, "siheung": 0.0}, {}),
+     View("ansan", NOW, {"pangyo": 0.0, "siheung": 0.0}, {"main/pangyo": 0.0}), False),
+    ("a leader key read as bogus", View("ansan", NOW - 0.2, {"pangyo": 0.0, "siheung": 0.0}),
+     View("ansan", NOW, {"pangyo": 0.0, "siheung": 0.0}, {}, {"main": 7}), False),
+]
+
+
+@pytest.mark.parametrize("name,told,current,expected", STILL_TOLD, ids=[c[0] for c in STILL_TOLD])
+def test_a_published_view_still_tells_the_truth_or_is_put_again(name, told, current, expected):
+    from firebreak.control.detector import still_told
+    assert still_told(told, current, tolerance=0.05) is expected
+
+
+@given(st.floats(0.0, 5.0), st.floats(0.01, 3.0), st.floats(0.0, 2.0))
+@settings(max_examples=200, deadline=None)
+def test_while_a_view_still_reads_true_the_verdicts_are_those_of_the_current_one(gap, age, other):
+    """The point of still_told: skipping a put changes no verdict. Two observers, one of which
+    skipped its put: verdicts from the view it told equal those from the one it would have put."""
+    from firebreak.control.detector import still_told
+    told = view("ansan", NOW - age, pangyo=gap)
+    current = view("ansan", NOW, pangyo=gap + age if gap > 0 else 0.0)
+    assert still_told(told, current, tolerance=1e-6)
+    peer = view("siheung", NOW, pangyo=other)
+    cfg = DetectorConfig(window=1.0, fresh=10.0)
+    assert verdicts(SITES, {"ansan": told, "siheung": peer}, NOW, cfg) == \
+        verdicts(SITES, {"ansan": current, "siheung": peer}, NOW, cfg)

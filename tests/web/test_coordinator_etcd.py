@@ -136,6 +136,76 @@ def test_a_malformed_view_is_ignored_and_counted_and_the_cycle_goes_on(etcd_url)
     asyncio.run(script())
 
 
+def test_one_request_reads_every_range_a_tick_needs_at_one_revision(etcd_url):
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        try:
+            await etcd.put("/ranges-test/a/1", "x")
+            await etcd.put("/ranges-test/a/2", "y")
+            await etcd.put("/ranges-test/b", "z")
+            got = await etcd.get_ranges([("/ranges-test/a/", True), ("/ranges-test/b", False),
+                                         ("/ranges-test/missing", False), ("/ranges-test/none/", True)])
+            assert [[kv.value for kv in kvs] for kvs in got] == [["x", "y"], ["z"], [], []]
+            assert got[0] == await etcd.get_prefix("/ranges-test/a/") and got[1][0] == await etcd.get("/ranges-test/b")
+            assert await etcd.get_ranges([]) == []
+        finally:
+            await etcd.close()
+    asyncio.run(script())
+
+
+def test_a_quiet_agent_puts_its_view_at_the_heartbeat_and_a_silence_at_once(etcd_url):
+    """A view that still reads true (detector.still_told) is put again every fresh/3 seconds (2 s
+    here), not every probe interval; a site gone silent is put at the next tick."""
+    from firebreak.control.agent import Agent
+    from firebreak.control.config import AgentConfig
+
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        cfg = agent_of("ansan", etcd_url).cfg.model_dump()
+        cfg["detector"] = {**cfg["detector"], "probe_interval": 0.1, "probe_timeout": 0.1, "window": 0.5, "fresh": 6.0}
+        agent = Agent(AgentConfig.model_validate(cfg))
+        silent: set[str] = set()
+        revisions: list[tuple[float, int, dict]] = []
+
+        async def probes_answer() -> None:  # the probe loop's stamps, as rounds that heard everyone but `silent`
+            while True:
+                now = agent.clock()
+                agent.state.round_done, agent.state.unanswered = now, set(silent)
+                for s in SITES:
+                    if s not in silent:
+                        agent.state.last_ok[s] = now
+                await asyncio.sleep(0.02)
+
+        async def watch() -> None:
+            while True:
+                kv = await etcd.get(KEYS.view("ansan"))
+                if kv and (not revisions or revisions[-1][1] != kv.mod_revision):
+                    revisions.append((time.monotonic(), kv.mod_revision, kv.json()["unreachable_for"]))
+                await asyncio.sleep(0.01)
+        tasks = [asyncio.create_task(f()) for f in (probes_answer, watch, agent.publish_loop)]
+        try:
+            await asyncio.sleep(4.5)
+            quiet = len(revisions)
+            while len(revisions) == quiet:  # just after a heartbeat's put: the next is 2 s away
+                await asyncio.sleep(0.005)
+            silent.add("pangyo")
+            went_silent = time.monotonic()
+            while not any(r[2]["pangyo"] > 0 for r in revisions) and time.monotonic() - went_silent < 5:
+                await asyncio.sleep(0.01)
+            told = next(t for t, _, down in revisions if down["pangyo"] > 0)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await agent.close()
+            await etcd.close()
+        # 4.5 s at a 2 s heartbeat: the first put and two more (a put each probe interval was 45)
+        assert 2 <= quiet <= 4, revisions
+        # silent past the 0.2 s grace, then put at the next tick: well before the next heartbeat
+        assert told - went_silent < 0.8, (told - went_silent, revisions)
+    asyncio.run(script())
+
+
 # -- a drill declared in etcd (issue 31: drill entries never count as outages) ------------------
 
 def runner_etcd(url: str) -> Etcd:
