@@ -35,6 +35,11 @@ STALLS_KEPT = 10.0
 # A view that still reads true is put again this many times per freshness period at least: one
 # lost put never leaves it stale, and its observer still votes.
 VIEW_PUTS_PER_FRESH = 3
+# A round asks each site's components in turn (_ask_site); every one of them is asked at least
+# this often (the console's and `check --live`'s per-component state), and the first gets this
+# share of the probe timeout to answer before the others are asked.
+FULL_ROUND_EVERY = 1.0
+FIRST_LEAD = 1 / 3
 
 __all__ = ["PROBED", "Agent", "AgentState", "Incident"]
 
@@ -115,6 +120,7 @@ class Agent:
         self.db_door_wake = asyncio.Event()  # the database door follows at once when set
         self._lease = 0  # the coordinator campaign's lease, while this agent has one
         self._lease_kept = 0.0  # when it was granted or last kept alive
+        self._full_round_at = -FULL_ROUND_EVERY  # when the probe loop last asked every component
         # Every cluster's keys and its members' sites, learnt as clusters are found (clusters.py).
         self._pkeys: dict[str, PatroniKeys] = {cfg.default_scope: cfg.patroni_keys}
         self._placements: dict[str, dict[str, str]] = {}
@@ -126,35 +132,66 @@ class Agent:
 
     # -- probing -----------------------------------------------------------------------------
 
-    async def _probe(self, site: str, component: str) -> bool:
+    async def _probe(self, site: str, component: str, timeout: float | None = None) -> bool | Exception:
         # The component's own process must answer, not just its kernel (control/probes.py): a
         # paused site completes handshakes. A bare request on a fresh connection, not an HTTP
         # client: an httpx request per probe once cost the three agents a fifth of a core.
-        return await probes.ask(self._targets[(site, component)], self.cfg.detector.probe_timeout)
+        try:
+            return await probes.ask(self._targets[(site, component)],
+                                    self.cfg.detector.probe_timeout if timeout is None else timeout)
+        except Exception as e:  # counted as no answer by the round, which logs it
+            return e
+
+    async def _ask_site(self, site: str, full: bool) -> dict[str, bool | Exception]:
+        """component -> whether it answered (or what its probe raised), for the components asked
+        this round: every one in a full round; otherwise PROBED's first, etcd's plain listener
+        (Go answers it: no Python process woken, no TLS), and the others only when it has not
+        answered within FIRST_LEAD of the timeout, all by the same deadline. Any answer vouches
+        for the site, so the verdicts are those of asking all four; asking all four every 0.1 s
+        woke each site's Patroni, app and agent 20 times a second each, for nothing."""
+        timeout = self.cfg.detector.probe_timeout
+        if full:
+            return dict(zip(PROBED, await asyncio.gather(*(self._probe(site, c) for c in PROBED))))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        first = asyncio.ensure_future(self._probe(site, PROBED[0]))
+        try:
+            await asyncio.wait({first}, timeout=timeout * FIRST_LEAD)
+        except BaseException:
+            first.cancel()
+            raise
+        if first.done() and first.result() is True:
+            return {PROBED[0]: True}
+        left = max(0.0, deadline - loop.time())
+        answers = await asyncio.gather(first, *(self._probe(site, c, left) for c in PROBED[1:]))
+        return dict(zip(PROBED, answers))
 
     async def probe_loop(self) -> None:
         interval = self.cfg.detector.probe_interval
         while True:
             started = self.clock()
             with self.cycles.guard("probe"):
-                jobs = {(s, c): self._probe(s, c) for s in self.others for c in PROBED}
+                full = abs(started - self._full_round_at) >= FULL_ROUND_EVERY
+                if full:
+                    self._full_round_at = started
+                site_jobs = {s: self._ask_site(s, full) for s in self.others}
                 watched = self._commit_path_postgres()
                 pg_jobs = {m: probes.outcome(p, self.cfg.detector.probe_timeout) for m, p in watched.items()}
                 # One gather: a silent site and a silent primary cost one probe timeout, not two.
                 # A probe that raises (a host name the resolver refuses) is no answer: the round
                 # still completes, or `unanswered` would freeze and hide a real outage.
-                answers = await asyncio.gather(*jobs.values(), *pg_jobs.values(), return_exceptions=True)
-                targets = [*jobs, *pg_jobs]
-                errors = [(t, a) for t, a in zip(targets, answers) if isinstance(a, BaseException)]
-                for _, e in errors:
-                    if not isinstance(e, Exception):
-                        raise e   # a cancellation ends the loop as before
+                answers = await asyncio.gather(*site_jobs.values(), *pg_jobs.values(), return_exceptions=True)
+                for a in answers:
+                    if isinstance(a, BaseException) and not isinstance(a, Exception):
+                        raise a   # a cancellation ends the loop as before
+                asked = {(s, c): a for s, comps in zip(site_jobs, answers) for c, a in comps.items()}
+                pg_answers = dict(zip(pg_jobs, answers[len(site_jobs):]))
+                errors = [(t, a) for t, a in [*asked.items(), *pg_answers.items()] if isinstance(a, BaseException)]
                 if errors and repr(errors[0]) != self._probe_error:
                     log.warning("probing %s failed with an error (counted as no answer): %r", *errors[0])
                 self._probe_error = repr(errors[0]) if errors else None
-                results = {k: a is True for k, a in zip(jobs, answers[:len(jobs)])}
-                pg_results = {k: a if isinstance(a, str) else probes.REFUSED
-                              for k, a in zip(pg_jobs, answers[len(jobs):])}
+                results = {k: a is True for k, a in asked.items()}
+                pg_results = {k: a if isinstance(a, str) else probes.REFUSED for k, a in pg_answers.items()}
                 now = self.clock()
                 # Timeouts bound a round: one that ends later than that was stalled with the
                 # agent (its probes' timeouts fired once it ran again), not slow.
@@ -173,12 +210,13 @@ class Agent:
                     else:
                         self.state.unanswered.discard(m)
                 for s in self.others:
-                    comps = {c: results[(s, c)] for c in PROBED}
-                    self.state.components[s] = comps
+                    comps = {c: results[(s, c)] for c in PROBED if (s, c) in results}  # asked this round
+                    self.state.components[s] = {**self.state.components.get(s, {}), **comps}
                     # Stamped when the round ends, as the view is read between rounds: a stamp of
                     # the answer's own time, written only when a round that waited out another
                     # site's silent probes ends, made a reachable site look 0.6 s late, past the
                     # 0.5 s grace (measured: the database doors flickered shut with one site off).
+                    # Only this round's answers vouch for the site.
                     if any(comps.values()):
                         self.state.last_ok[s] = now
                         self.state.unanswered.discard(s)

@@ -55,16 +55,109 @@ def test_a_late_round_is_no_silence_but_a_loop_without_rounds_for_a_window_vouch
     asyncio.run(agent.close())
 
 
-def test_a_probe_that_raises_is_no_answer_and_the_round_completes():
-    agent = agent_with_nothing_listening()
+def test_a_probe_that_raises_is_no_answer_and_the_round_completes(monkeypatch):
+    import dataclasses
 
-    async def probe(site, component):
+    from firebreak.control import agent as agent_mod
+    agent = agent_with_nothing_listening()
+    for (site, c), p in list(agent._targets.items()):
         if site == "ansan":
+            agent._targets[(site, c)] = dataclasses.replace(p, host="ansan.invalid")
+
+    async def ask(probe, timeout):
+        if probe.host == "ansan.invalid":
             raise ValueError("label too long")  # what the resolver raises for a bad host
         return True  # siheung answers
-    agent._probe = probe
+    monkeypatch.setattr(agent_mod.probes, "ask", ask)
     run_rounds(agent, 0.8)
     assert agent.state.round_done is not None
     assert agent.state.unanswered == {"ansan"}
     view = agent.my_view()
     assert view.unreachable_for["ansan"] > 0.4 and view.unreachable_for["siheung"] == 0.0
+
+
+def agent_over(listeners: dict[str, int]):
+    """An agent at pangyo whose other sites' components listen on the given ports (component ->
+    port, the same for ansan and siheung)."""
+    from firebreak.control.agent import Agent
+    from firebreak.control.config import AgentConfig
+
+    return Agent(AgentConfig.model_validate({
+        "site": "pangyo", "listen": "127.0.0.1:1", "etcd": [f"http://127.0.0.1:{free_port()}"],
+        "sites": {s: {c: f"http://127.0.0.1:{listeners[c]}" for c in ("etcd", "patroni", "app", "agent")}
+                  for s in SITES}}))
+
+
+def rounds_against(kinds: dict[str, str], seconds: float) -> tuple[object, dict[str, int]]:
+    """Probe rounds for `seconds` against components that answer HTTP ("answers"), accept and
+    say nothing ("paused": the kernel completes the handshake), or listen nowhere ("refuses").
+    Returns the agent and how many connections each component took."""
+    import socket
+
+    taken = {c: 0 for c in kinds}
+
+    async def go():
+        servers, mute, ports = [], [], {}
+        for c, kind in kinds.items():
+            if kind == "answers":
+                async def answer(reader, writer, c=c):
+                    taken[c] += 1
+                    await reader.read(100)
+                    writer.write(b"HTTP/1.0 200 OK\r\n\r\n")
+                    await writer.drain()
+                    writer.close()
+                servers.append(await asyncio.start_server(answer, "127.0.0.1", 0))
+                ports[c] = servers[-1].sockets[0].getsockname()[1]
+            elif kind == "paused":
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                s.listen(1000)  # never accepted: handshakes complete, nothing answers
+                mute.append(s)
+                ports[c] = s.getsockname()[1]
+            else:
+                ports[c] = free_port()
+        agent = agent_over(ports)
+        task = asyncio.create_task(agent.probe_loop())
+        await asyncio.sleep(seconds)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await agent.close()
+        for s in servers:
+            s.close()
+        for s in mute:
+            s.close()
+        return agent
+    return asyncio.run(go()), taken
+
+
+def test_a_site_whose_etcd_answers_is_asked_nothing_else_between_full_rounds():
+    from firebreak.control.agent import FULL_ROUND_EVERY
+    agent, taken = rounds_against({"etcd": "answers", "patroni": "answers", "app": "answers", "agent": "answers"}, 2.05)
+    rounds = 2.05 / agent.cfg.detector.probe_interval
+    full = 2.05 // FULL_ROUND_EVERY + 1
+    # two sites each: etcd every round, the others in the full rounds only (the first is full)
+    assert taken["etcd"] >= 2 * 0.6 * rounds, taken
+    assert all(2 <= taken[c] <= 2 * full for c in ("patroni", "app", "agent")), taken
+    assert agent.state.unanswered == set()
+    assert agent.state.components["ansan"] == {"etcd": True, "patroni": True, "app": True, "agent": True}
+
+
+def test_a_site_whose_etcd_is_down_or_paused_is_vouched_for_by_another_component_in_the_same_round():
+    for etcd in ("refuses", "paused"):
+        agent, taken = rounds_against({"etcd": etcd, "patroni": "refuses", "app": "answers", "agent": "refuses"}, 1.2)
+        rounds = 1.2 / agent.cfg.detector.probe_interval
+        assert agent.state.unanswered == set(), etcd
+        assert taken["app"] >= 2 * 0.6 * rounds, (etcd, taken)  # asked in every round
+        assert agent.state.components["ansan"] == {"etcd": False, "patroni": False, "app": True, "agent": False}
+        # every stamp is a round's: none older than a round and its timeout
+        d = agent.cfg.detector
+        assert agent.my_view().unreachable_for == {"ansan": 0.0, "siheung": 0.0}, etcd
+        assert agent.state.round_done - min(agent.state.last_ok.values()) <= d.probe_interval + d.probe_timeout
+
+
+def test_a_site_where_nothing_answers_reads_silent_with_every_component_down():
+    """The first component's silence is not waited out before the others are asked: all four
+    are asked by the round's one deadline, and a paused site reads silent."""
+    agent, _ = rounds_against({"etcd": "paused", "patroni": "paused", "app": "paused", "agent": "paused"}, 1.0)
+    assert agent.state.unanswered == {"ansan", "siheung"}
+    assert agent.state.components["ansan"] == dict.fromkeys(("etcd", "patroni", "app", "agent"), False)
