@@ -40,6 +40,7 @@ VIEW_PUTS_PER_FRESH = 3
 # share of the probe timeout to answer before the others are asked.
 FULL_ROUND_EVERY = 1.0
 FIRST_LEAD = 1 / 3
+LEASE_KEEPALIVES = 6  # the coordinator lease is kept alive this many times per TTL
 
 __all__ = ["PROBED", "Agent", "AgentState", "Incident"]
 
@@ -119,8 +120,9 @@ class Agent:
         self.db_door: dbdoor.DbDoorKeeper | None = None  # set by dbdoor_loop.run
         self.db_door_wake = asyncio.Event()  # the database door follows at once when set
         self._lease = 0  # the coordinator campaign's lease, while this agent has one
-        self._lease_kept = 0.0  # when it was granted or last kept alive
+        self._lease_kept = 0.0  # when it was granted or last kept alive (time.monotonic)
         self._full_round_at = -FULL_ROUND_EVERY  # when the probe loop last asked every component
+        self._first_unanswered: set[str] = set()  # sites whose first component missed its last round
         # Every cluster's keys and its members' sites, learnt as clusters are found (clusters.py).
         self._pkeys: dict[str, PatroniKeys] = {cfg.default_scope: cfg.patroni_keys}
         self._placements: dict[str, dict[str, str]] = {}
@@ -144,14 +146,22 @@ class Agent:
 
     async def _ask_site(self, site: str, full: bool) -> dict[str, bool | Exception]:
         """component -> whether it answered (or what its probe raised), for the components asked
-        this round: every one in a full round; otherwise PROBED's first, etcd's plain listener
-        (Go answers it: no Python process woken, no TLS), and the others only when it has not
-        answered within FIRST_LEAD of the timeout, all by the same deadline. Any answer vouches
-        for the site, so the verdicts are those of asking all four; asking all four every 0.1 s
-        woke each site's Patroni, app and agent 20 times a second each, for nothing."""
+        this round. Every one, each with the whole timeout, in a full round and while the site's
+        first component (PROBED's first, etcd's listener: Go answers it, no Python process is
+        woken) did not answer in its last round. Otherwise that one first, and the others only
+        when it has not answered within FIRST_LEAD of the timeout, by the same deadline. Any
+        answer vouches for the site, so the verdicts are those of asking all four; asking all
+        four every 0.1 s woke each site's Patroni, app and agent 20 times a second each, for
+        nothing. (A site whose etcd is down is asked as before: its other components with a
+        third of the timeout less, on a slow link, read silent, and the site dead.)"""
         timeout = self.cfg.detector.probe_timeout
-        if full:
-            return dict(zip(PROBED, await asyncio.gather(*(self._probe(site, c) for c in PROBED))))
+        if full or site in self._first_unanswered:
+            answers = dict(zip(PROBED, await asyncio.gather(*(self._probe(site, c) for c in PROBED))))
+            if answers[PROBED[0]] is True:
+                self._first_unanswered.discard(site)
+            else:
+                self._first_unanswered.add(site)
+            return answers
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         first = asyncio.ensure_future(self._probe(site, PROBED[0]))
@@ -162,6 +172,7 @@ class Agent:
             raise
         if first.done() and first.result() is True:
             return {PROBED[0]: True}
+        self._first_unanswered.add(site)
         left = max(0.0, deadline - loop.time())
         answers = await asyncio.gather(first, *(self._probe(site, c, left) for c in PROBED[1:]))
         return dict(zip(PROBED, answers))
@@ -184,7 +195,8 @@ class Agent:
                 for a in answers:
                     if isinstance(a, BaseException) and not isinstance(a, Exception):
                         raise a   # a cancellation ends the loop as before
-                asked = {(s, c): a for s, comps in zip(site_jobs, answers) for c, a in comps.items()}
+                asked = {(s, c): a for s, comps in zip(site_jobs, answers)
+                         for c, a in (comps.items() if isinstance(comps, dict) else ((c, comps) for c in PROBED))}
                 pg_answers = dict(zip(pg_jobs, answers[len(site_jobs):]))
                 errors = [(t, a) for t, a in [*asked.items(), *pg_answers.items()] if isinstance(a, BaseException)]
                 if errors and repr(errors[0]) != self._probe_error:
@@ -284,7 +296,7 @@ class Agent:
                     # it is read) or every heartbeat, well inside `fresh`. Every probe interval,
                     # views were most of etcd's writes on a quiet lab.
                     if told is None or view.published - told.published >= heartbeat or \
-                            not detector.still_told(told, view, d.probe_interval / 2):
+                            not detector.still_told(told, view, self.settings.detector):
                         told = None
                         await self.etcd.put(self.keys.view(self.cfg.site), json.dumps(asdict(view)), lease=lease)
                         told = view
@@ -362,12 +374,14 @@ class Agent:
         holder = holder_read[0] if holder_read else None
         self.state.coordinator = holder.value if holder else None
         mine = bool(holder and self._lease and holder.lease == self._lease)
-        # The read above shows the lease alive (etcd deletes the key with it); a keepalive three
-        # times per TTL keeps it so. One every tick was a request every 0.1 s for nothing.
-        if mine and self.clock() - self._lease_kept >= self.cfg.detector.coordinator_lease_ttl / 3:
+        # The read above shows the lease alive (etcd deletes the key with it); a keepalive six
+        # times per TTL keeps it so through a pause of most of the TTL. One every tick was a
+        # request every 0.1 s for nothing. Timed on the monotonic clock: a wall clock stepped
+        # back would stop the keepalives until it caught up, and the lease would run out.
+        if mine and time.monotonic() - self._lease_kept >= self.cfg.detector.coordinator_lease_ttl / LEASE_KEEPALIVES:
             if await self.etcd.keepalive(self._lease) <= 0:
                 self._lease, mine = 0, False
-            self._lease_kept = self.clock()
+            self._lease_kept = time.monotonic()
         self.state.is_coordinator = mine
         ledger = None
         declared: dict[str, drills.Drill] = {}
@@ -389,7 +403,8 @@ class Agent:
     async def _move_lease(self, move: coordinator.Campaign | coordinator.Resign) -> None:
         if isinstance(move, coordinator.Campaign):
             if not self._lease:
-                self._lease, self._lease_kept = await self.etcd.grant(self.cfg.detector.coordinator_lease_ttl), self.clock()
+                self._lease = await self.etcd.grant(self.cfg.detector.coordinator_lease_ttl)
+                self._lease_kept = time.monotonic()
             if await self.etcd.create(self.keys.coordinator, self.cfg.site, lease=self._lease):
                 log.info("became coordinator")
         else:

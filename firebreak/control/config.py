@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from firebreak.control.door import DoorTLS
-from firebreak.control.etcd import OPEN, EtcdAccess
+from firebreak.control.etcd import OPEN, TXN_OPS, EtcdAccess
 from firebreak.control.keys import PREFIX, Keys, PatroniKeys
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import bad_name, load_yaml_model
@@ -171,8 +171,12 @@ class AgentConfig(_Strict):
     etcd: list[Endpoint] = Field(min_length=1, description="etcd client URLs, this site's first")
     patroni_namespace: str = Field(default=PatroniKeys().namespace, description="one cluster: its path "
                                    "(Patroni's namespace and scope)")
-    patroni_namespaces: list[str] = Field(default_factory=list, description="many clusters: Patroni namespaces "
-                                          "(such as /service/) under which every cluster found is protected")
+    # At most TXN_OPS - 4: every tick reads them all in one etcd transaction (Etcd.get_ranges),
+    # beside the views, the coordinator key, `frozen` and the drills, and etcd refuses a
+    # transaction of more than its --max-txn-ops (128).
+    patroni_namespaces: list[str] = Field(default_factory=list, max_length=TXN_OPS - 4,
+                                          description="many clusters: Patroni namespaces (such as /service/) "
+                                          "under which every cluster found is protected")
     members: dict[str, str] = Field(default_factory=dict, description="Patroni member name -> site, for members "
                                     "not named after their site whose addresses do not say it either")
     prefix: str = PREFIX

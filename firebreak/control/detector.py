@@ -242,22 +242,29 @@ def stall_verdicts(sites: Iterable[str], views: Mapping[str, View], members: Ite
     return out
 
 
-def still_told(told: View, current: View, tolerance: float) -> bool:
-    """Whether `told`, a view already published, read at `current`'s time as views are read
-    (a gap grows with the view's age: _late), says what `current` says: the same sites and
-    servers silent, each gap within `tolerance` seconds of the current one, the same bogus
-    leaders. While it does, publishing `current` would change no verdict; it stops doing so when
-    a site goes silent or answers again, and when this agent's own stall is taken off a gap."""
+STILL_TOLD_TOLERANCE = 0.005  # s: gaps are rounded to the millisecond
+
+
+def still_told(told: View, current: View, cfg: DetectorConfig) -> bool:
+    """Whether `told`, a view already published, says what `current` says to every reader of
+    views: the same sites and servers silent; each gap, grown by the view's age as verdicts,
+    cut links and stalls read it (_late), within STILL_TOLD_TOLERANCE of the current one; on
+    the same side of half the window, where lapsing_links reads the gap as published; the same
+    bogus leaders. While it does, publishing `current` would change nothing the coordinator
+    decides; it stops doing so when a site goes silent, answers again, or lapses, and when this
+    agent's own stall is taken off a gap."""
     age = current.published - told.published
     if age < 0 or current.observer != told.observer:
         return False
+    lapse = cfg.window / 2
 
     def same(then: Mapping[str, float], now: Mapping[str, float]) -> bool:
         if then.keys() != now.keys():
             return False
         for key, gap in now.items():
             was = then[key]
-            if (gap > 0) != (was > 0) or (gap > 0 and abs(was + age - gap) > tolerance):
+            if (gap > 0) != (was > 0) or (gap >= lapse) != (was >= lapse) or \
+                    (gap > 0 and abs(was + age - gap) > STILL_TOLD_TOLERANCE):
                 return False
         return True
     return (same(told.unreachable_for, current.unreachable_for)

@@ -247,6 +247,8 @@ class Etcd:
         which cost the agents and etcd more than their probes did (py-spy, a quiet lab)."""
         if not ranges:
             return []
+        if len(ranges) > TXN_OPS:  # etcd refuses more than its --max-txn-ops (128 by default)
+            raise EtcdError(f"{len(ranges)} reads are more than one transaction may hold ({TXN_OPS})")
         ops = [{"request_range": {"key": _b64(key), **({"range_end": _b64(prefix_end(key))} if prefix else {})}}
                for key, prefix in ranges]
         resp = await self._call("/v3/kv/txn", {"compare": [], "success": ops, "failure": []})

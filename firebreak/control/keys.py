@@ -7,7 +7,7 @@ service (which reads it to verify reports): all three build its keys here.
 
 | key | written by (etcd role, role_grants below) | lifetime |
 |---|---|---|
-| `views/<site>` | that site's agent (`agent-<site>`), 5 times a second | lease: gone when the agent is |
+| `views/<site>` | that site's agent (`agent-<site>`), when it stops reading true and every `fresh`/3 s | lease: gone when the agent is |
 | `coordinator` | the coordinator (any `agent-<site>`) | lease |
 | `frozen` | operators (freeze / unfreeze; `ops`) | until unfrozen |
 | `drained/<site>` | operators (evacuate / restore; `ops`) | until restored |
