@@ -126,6 +126,9 @@ def test_patroni_has_the_lab_settings_and_failsafe_and_no_passwords(files, secre
 def test_etcd_is_locked_and_bounded(files):
     conf = yaml.safe_load(files["bs-db1/etc/firebreak/etcd.yml"].content)
     assert conf["name"] == "busan" and conf["pre-vote"] is True
+    # a member back from a kill compares its data with its peers' before serving (etcd-io/etcd#13766):
+    # etcd 3.5.1 reads the key ("initial-corrupt-check":true in its start-up line at log-level info)
+    assert conf["experimental-initial-corrupt-check"] is True
     assert conf["initial-cluster"] == ("gwangju=https://10.10.0.11:2380,daejeon=https://10.20.0.11:2380,"
                                        "busan=https://10.30.0.11:2380")
     assert conf["client-transport-security"]["client-cert-auth"] is True
