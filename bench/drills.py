@@ -8,7 +8,8 @@ Gray failures, each aimed at the primary's site whatever --sites says: partition
 to the synchronous standby's site cut for 10 s), partition-etcd (its link to etcd's leader's site,
 15 s), pause (every process of it stopped 8 s), pause-postgres (its PostgreSQL alone, 8 s), flap
 (its links down and up every 1 s for 60 s: each half-second down is shorter than the detector's
-window). With --repeat N, a summary of write unavailability p50/p95/max per fault and mode:
+window), bad-value (malformed views under its site's key for 10 s). `--replication quorum` runs
+the lab with quorum commit. With --repeat N, a summary of write unavailability p50/p95/max per fault and mode:
 
     .venv/bin/python bench/drills.py --faults partition-sync,partition-etcd,pause,pause-postgres,flap \
         --repeat 3 --name gray
@@ -46,12 +47,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each fault on each site")
     ap.add_argument("--modes", default="firebreak,patroni")
     ap.add_argument("--name", default="drills", help="output file name (docs/bench/NAME.json)")
+    ap.add_argument("--replication", choices=("sync", "quorum"), default=None,
+                    help="the lab's replication (lab up --replication; its topology's when not given)")
     args = ap.parse_args()
     runner.heal_on_sigterm()  # a `kill` of the benchmark heals the fault it left, like Ctrl-C
     modes = args.modes.split(",")
     if not args.keep_lab:
         lab.down()
-        lab.up(progress=lambda m: print("  lab:", m, flush=True))
+        lab.up(progress=lambda m: print("  lab:", m, flush=True), replication=args.replication)
     sites = list(lab.status()["sites"]) if args.sites == "all" else args.sites.split(",")
     rows = []
     try:
@@ -124,6 +127,8 @@ GRAY = {
     "pause": FaultStep(fault="pause", site="primary", duration=8),
     "pause-postgres": FaultStep(fault="pause", site="primary", component="postgres", duration=8),
     "flap": FaultStep(fault="flap", site="primary", period=1.0, duration=60),
+    # malformed views written under the primary's site's key with its agent's identity for 10 s
+    "bad-value": FaultStep(fault="bad-value", site="primary", duration=10),
 }
 
 
