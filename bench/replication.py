@@ -211,13 +211,30 @@ def table(s: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Every drill's write unavailability as a dot, one row per mode and fault (a run whose writes
+    never resumed during the hold is drawn at the hold)."""
+    from firebreak.drill.charts import distribution_svg
+    series = {}
+    for key in dict.fromkeys((r["mode"], r["fault"]) for r in rows):
+        series[f"{key[0]}: {key[1]}"] = [r["rto_s"] if r["rto_s"] is not None else HOLD
+                                         for r in rows if (r["mode"], r["fault"]) == key]
+    path.write_text(distribution_svg(series, "Write unavailability per fault: quorum commit vs one synchronous standby"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--modes", default="quorum,sync,patroni")
     ap.add_argument("--faults", default=",".join(FAULTS))
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "replication.json"))
+    ap.add_argument("--render", metavar="FILE", help="only print the table and write the plot (FILE.svg) of a saved run")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        plot(saved["rows"], Path(args.render).with_suffix(".svg"))
+        print(table(summary(saved["rows"])))
+        return
     rows = []
     started = datetime.now(timezone.utc)
 
@@ -245,6 +262,7 @@ def main() -> None:
         finally:
             lab.down()
     print(table(write()))
+    plot(rows, Path(args.out).with_suffix(".svg"))
 
 
 if __name__ == "__main__":
