@@ -32,6 +32,7 @@ from firebreak.errors import EtcdError
 from firebreak.lab import lab
 from firebreak.lab.net import have_nft
 from firebreak.lab.state import lab_home, load_secrets
+from firebreak.lab.status import SYNC_ROLES
 
 
 @dataclass(eq=False)  # a thread must stay hashable
@@ -153,7 +154,7 @@ def ordinary_door_site(scenario: Scenario, st: dict) -> str | None:
     targets = {site_in_role(st, target) if target in ROLE_TARGETS else target
                for step in scenario.steps if isinstance(step, FaultStep) for target in step.targets}
     spared = [n for n in st["sites"] if n not in targets]
-    spared.sort(key=lambda n: st["sites"][n]["postgres"]["role"] != "sync_standby")
+    spared.sort(key=lambda n: st["sites"][n]["postgres"]["role"] not in SYNC_ROLES)
     return spared[0] if spared else None
 
 

@@ -13,6 +13,7 @@ from firebreak.drill.objectives import Objectives
 from firebreak.errors import InputError, Problem
 from firebreak.inputs import load_yaml_model, suggest
 from firebreak.lab.procs import PAUSE_COMPONENTS
+from firebreak.lab.status import SYNC_ROLES
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -98,11 +99,13 @@ ROLE_TARGETS = {"primary": "primary", "sync-standby": "sync_standby", "etcd-lead
 
 def site_in_role(st: dict, target: str) -> str | None:
     """The site of the default lab (`lab status`, with `etcd_leader` added by the caller that
-    asks for it) whose PostgreSQL is `target` now, or None."""
+    asks for it) whose PostgreSQL is `target` now, or None. With quorum commit, "sync-standby"
+    is the first of the standbys whose acknowledgement counts (lab.status.SYNC_ROLES)."""
     role = ROLE_TARGETS[target]
     if role in ("primary", "etcd_leader"):
         return st.get(role)
-    return next((n for n, s in st["sites"].items() if s["postgres"]["role"] == role), None)
+    roles = SYNC_ROLES if role == "sync_standby" else (role,)
+    return next((n for n, s in st["sites"].items() if s["postgres"]["role"] in roles), None)
 
 
 def load_scenario(path: Path | str, sites: list[str] | None = None) -> Scenario:

@@ -126,6 +126,11 @@ def test_a_step_may_aim_at_a_role_the_site_holding_it_when_the_step_runs():
     no_sync = {"primary": "ansan", "sites": {n: {"postgres": {"role": "replica" if n != "ansan" else "primary"}}
                                              for n in st["sites"]}}
     assert site_in_role(no_sync, "sync-standby") is None
+    # quorum commit: a standby whose acknowledgement counts (a voter) is what "sync-standby" aims at
+    quorum = {"primary": "ansan", "sites": {"pangyo": {"postgres": {"role": "quorum_standby"}},
+                                            "ansan": {"postgres": {"role": "primary"}},
+                                            "siheung": {"postgres": {"role": "quorum_standby"}}}}
+    assert site_in_role(quorum, "sync-standby") == "pangyo"
     s = Scenario(name="x", steps=[FaultStep(fault="isolate", site="sync-standby")])
     check_sites(s, list(st["sites"]), "s.yaml")
     # The ordinary client's door: not in the faulted site; the synchronous standby's is taken now.
