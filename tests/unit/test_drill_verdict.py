@@ -131,6 +131,10 @@ def test_a_step_may_aim_at_a_role_the_site_holding_it_when_the_step_runs():
                                             "ansan": {"postgres": {"role": "primary"}},
                                             "siheung": {"postgres": {"role": "quorum_standby"}}}}
     assert site_in_role(quorum, "sync-standby") == "pangyo"
+    # a cut to etcd's leader spares neither end's door, once the leader is named
+    cut = Scenario(name="x", steps=[FaultStep(fault="partition", site="primary", peer="etcd-leader", duration=15)])
+    assert ordinary_door_site(cut, {**st, "etcd_leader": "siheung"}) == "pangyo"
+    assert ordinary_door_site(cut, {**st, "etcd_leader": "pangyo"}) == "siheung"
     s = Scenario(name="x", steps=[FaultStep(fault="isolate", site="sync-standby")])
     check_sites(s, list(st["sites"]), "s.yaml")
     # The ordinary client's door: not in the faulted site; the synchronous standby's is taken now.
