@@ -340,13 +340,13 @@ class Agent:
         nothing else: the key is moved, read again, and the tick runs again, so an agent that
         wins the key acts in the same cycle."""
         # Everything a tick reads, in one request at one revision (Etcd.get_ranges).
-        cluster_ranges = [(p, True) for p in self._cluster_prefixes()]
-        *clusters_read, views_read, holder, frozen, declared = await self.etcd.get_ranges(
-            [*cluster_ranges, (self.keys.views, True), *self._coordinator_ranges()])
-        found = self._clusters_from(clusters_read)
+        n = len(prefixes := self._cluster_prefixes())
+        read = await self.etcd.get_ranges([*((p, True) for p in prefixes), (self.keys.views, True),
+                                           *self._coordinator_ranges()])
+        found = self._clusters_from(read[:n])
         self.state.clusters = found
-        views = self._views_from(views_read)
-        about_lease = (holder, frozen, declared)
+        views = self._views_from(read[n])
+        about_lease = tuple(read[n + 1:])
         for attempt in range(2):
             seen = await self._seen(found, views, about_lease)
             ready = coordinator.tick(self.settings, seen, self.state.memory)

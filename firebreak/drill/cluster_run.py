@@ -109,8 +109,7 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     # without it the client once wrote through the far end of the cut link for the whole fault
     # (15.3 s in a partition-etcd drill whose app writers were back in 6.3 s).
     aims_at_etcd_leader = any(isinstance(step, FaultStep) and "etcd-leader" in step.targets for step in scenario.steps)
-    ordinary_door = ordinary_door_site(scenario, {**st, "etcd_leader": lab.etcd_leader_site()}
-                                       if aims_at_etcd_leader else st)
+    ordinary_door = ordinary_door_site(scenario, naming_etcd_leader(st) if aims_at_etcd_leader else st)
     if ordinary_door is not None and st.get("db_door_dsns"):
         prepare_ordinary_table(st["postgres_dsn"])
         threads.append(OrdinaryWriter(ordinary_door, st["db_door_dsns"][ordinary_door], history, stop))
@@ -126,8 +125,8 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
              + (f", an ordinary database client through {ordinary_door}'s database door" if ordinary_door else ""))
     time.sleep(2.0)
     end = drive(scenario, threads, stop, lambda at: checks.write_rto(checks.completed_since(history.ops, at), at),
-                lambda target: site_in_role({**lab.status(), "etcd_leader": lab.etcd_leader_site()}
-                                            if target == "etcd-leader" else lab.status(), target),
+                lambda target: site_in_role(naming_etcd_leader(lab.status()) if target == "etcd-leader"
+                                            else lab.status(), target),
                 faults, events, progress, unfreeze=token if scenario.baseline == "patroni" and agents else None,
                 declaration=declaration)
     final = lab.status()
@@ -151,6 +150,11 @@ def run(scenario: Scenario, report_dir: Path, progress: Progress = lambda m: Non
     _record_ledger(final, report)
     write_report(report, ops, start, report_dir)
     return report
+
+
+def naming_etcd_leader(st: dict) -> dict:
+    """`lab status` with etcd's leader's site added (site_in_role reads it; status does not ask)."""
+    return {**st, "etcd_leader": lab.etcd_leader_site()}
 
 
 def ordinary_door_site(scenario: Scenario, st: dict) -> str | None:
