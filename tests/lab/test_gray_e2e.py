@@ -9,11 +9,12 @@ import threading
 import time
 
 import httpx
+import psycopg
 import pytest
 
 from firebreak.drill import checks
 from firebreak.lab import access, lab
-from firebreak.lab.state import lab_home, load
+from firebreak.lab.state import lab_home, load, load_secrets
 from tests.lab.conftest import wait_for
 from tests.lab.test_control_e2e import healthy, run_load, settled_coordinator, stored_keys, stored_ordinary
 
@@ -109,9 +110,35 @@ def cut_under_load(st, a, b, hold=8.0):
     return ops, at
 
 
+def wal_receiver(st, site):
+    """(pid, status, replayed LSN as bytes) of a standby's WAL receiver, read on the standby."""
+    s = st["sites"][site]
+    dsn = (f"postgresql://postgres:{load_secrets(lab_home()).superuser}@{s['address']}:{s['postgres']['port']}"
+           "/postgres?connect_timeout=2")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pid, status FROM pg_stat_wal_receiver").fetchone()
+        replayed = conn.execute("SELECT pg_last_wal_replay_lsn() - '0/0'").fetchone()[0]
+    return (row[0], row[1], int(replayed)) if row else (None, None, int(replayed))
+
+
+def primary_lsn(st, site):
+    s = st["sites"][site]
+    dsn = (f"postgresql://postgres:{load_secrets(lab_home()).superuser}@{s['address']}:{s['postgres']['port']}"
+           "/postgres?connect_timeout=2")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()[0])
+
+
 def test_a_cut_link_to_the_synchronous_standby_makes_the_other_standby_synchronous(running_lab):
     st = wait_for(healthy, 90, "a healthy lab")
     primary, sync, third = roles(st)
+    receiver_before, _, _ = wal_receiver(st, sync)
+    # The WAL receiver's connections take libpq's defaults from the environment Patroni starts
+    # PostgreSQL with (deploy/components.py PATRONI_LIBPQ_ENV): primary_conninfo has no timeout.
+    # PostgreSQL writes its process titles over its own environment, so Patroni's is read.
+    patroni = next(p for p in load(lab_home()).sites[sync].procs if p.component == "patroni")
+    environ = open(f"/proc/{patroni.pid}/environ", "rb").read().split(b"\0")
+    assert b"PGCONNECT_TIMEOUT=2" in environ, "the WAL receiver would connect without a timeout"
     ops, at = cut_under_load(st, primary, sync)
     # Measured before: writes stopped for the whole of a 30 s cut. Objective: as a power cut (3 s).
     gap = checks.max_write_gap(ops, at, at + 8.0)
@@ -121,6 +148,13 @@ def test_a_cut_link_to_the_synchronous_standby_makes_the_other_standby_synchrono
     assert checks.lost_writes(ops, stored_keys(after["postgres_dsn"])) == []
     assert checks.split_brain(ops) == []
     wait_for(healthy, 120, "every standby to stream again after the heal")
+    # The stream that went silent for the cut was ended (wal_receiver_timeout/wal_sender_timeout
+    # 5 s) and a new one started, rather than left to TCP's retransmission backoff, which went on
+    # long after the heal (a 2026-12-05 drill); and the new one carries what the primary wrote.
+    target = primary_lsn(after, primary)
+    receiver = wait_for(lambda: (r := wal_receiver(after, sync))[1] == "streaming" and r[2] >= target and r, 60,
+                        f"{sync}'s standby to replay what the primary wrote during the cut")
+    assert receiver[0] != receiver_before, "the stream silent for the whole cut was never ended"
 
 
 

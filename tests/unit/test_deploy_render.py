@@ -121,6 +121,11 @@ def test_patroni_has_the_lab_settings_and_failsafe_and_no_passwords(files, secre
     env = files["dj-db1/etc/firebreak/secrets/patroni.env"].content
     assert f'PATRONI_SUPERUSER_PASSWORD="{secrets.superuser}"' in env
     assert f'PATRONI_ETCD3_PASSWORD="{secrets.etcd["patroni"]}"' in env
+    # the WAL stream notices a silent peer and reconnects in seconds (PostgreSQL's defaults: minutes)
+    params = dcs["postgresql"]["parameters"]
+    assert (params["wal_sender_timeout"], params["wal_receiver_timeout"]) == ("5s", "5s")
+    assert params["wal_retrieve_retry_interval"] == "200ms"
+    assert 'PGCONNECT_TIMEOUT="2"' in env  # primary_conninfo, written by Patroni, has no connect_timeout
 
 
 def test_etcd_is_locked_and_bounded(files):
