@@ -1,0 +1,24 @@
+"""The replication benchmark's runs per mode, and its summary of a mode whose writes never resumed."""
+
+import pytest
+
+from bench.replication import repeats, summary
+
+
+def test_one_number_of_runs_for_every_mode_or_each_its_own():
+    assert repeats("20", ["quorum", "sync", "patroni"]) == {"quorum": 20, "sync": 20, "patroni": 20}
+    assert repeats("quorum=20,sync=20,patroni=5", ["quorum", "sync", "patroni"]) == \
+        {"quorum": 20, "sync": 20, "patroni": 5}
+    assert repeats("quorum=3", ["quorum", "sync"]) == {"quorum": 3, "sync": 1}
+
+
+def test_a_mode_not_run_is_refused():
+    with pytest.raises(SystemExit, match="patroni"):
+        repeats("patroni=5", ["quorum", "sync"])
+
+
+def test_a_drill_whose_writes_never_resumed_is_the_worst_not_averaged_away():
+    rows = [{"mode": "patroni", "fault": "power-cut primary", "rto_s": rto, "max_gap_s": 12.0,
+             "p99_added_ms": 0.0, "acked": 10, "lost": 0} for rto in (None, None, 0.9)]
+    s = summary(rows)["patroni power-cut primary"]
+    assert s["runs"] == 3 and s["rto_max_s"] == float("inf") and s["rto_p50_s"] == float("inf")
