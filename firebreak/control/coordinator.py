@@ -68,8 +68,8 @@ class Settings:
     """What the tick needs of the agent's configuration."""
     site: str
     sites: tuple[str, ...]
-    window: float = 1.0
-    fresh: float = 1.5
+    window: float   # the detector's, from DetectorSettings (their one home)
+    fresh: float
     services: Mapping[str, Service] = field(default_factory=dict)
     # etcd lets only its root move raft leadership: a locked etcd without the admin identity
     # leaves leadership where raft puts it.

@@ -58,8 +58,10 @@ class View:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    window: float = 1.0  # how long a site must stay unreachable in a view to count as a vote
-    fresh: float = 1.5   # views older than this do not vote
+    """No defaults here: the operator's settings, and their defaults, are control/config.py's
+    DetectorSettings, the one place they are declared."""
+    window: float  # how long a site must stay unreachable in a view to count as a vote
+    fresh: float   # views older than this do not vote
 
 
 def settings_problems(probe_interval: float, probe_timeout: float, window: float,

@@ -22,8 +22,11 @@ from tests.unit.test_failover_decision import SITES, cluster, member
 
 SCOPE = "firebreak"
 SITE_OF = {SCOPE: {s: s for s in SITES}}
+# The tables' stories are told in whole seconds: a 1 s window, views fresh for 1.5 s (the
+# detector's default before 2026-12-05; the default lives in control/config.py DetectorSettings).
+TABLE_DETECTOR = (1.0, 1.5)
 ME = "siheung"  # holds neither the primary (pangyo) nor the synchronous standby (ansan): the coordinator's place
-SETTINGS = co.Settings(ME, tuple(SITES))
+SETTINGS = co.Settings(ME, tuple(SITES), *TABLE_DETECTOR)
 
 
 def views(now, down=None, stale=(), missing=()):
@@ -66,7 +69,7 @@ def of(ready, kind):
     ("siheung", "pangyo", False, (), ["SteerDoors"]),          # someone else holds it: nothing to do
 ])
 def test_who_campaigns_and_who_resigns(me, holder, mine, stale, expected):
-    r = co.tick(co.Settings(me, tuple(SITES)), seen(100.0, views(100.0, stale=stale), holder=holder, mine=mine),
+    r = co.tick(co.Settings(me, tuple(SITES), *TABLE_DETECTOR), seen(100.0, views(100.0, stale=stale), holder=holder, mine=mine),
                 co.Memory())
     assert kinds(r) == expected
 
@@ -137,7 +140,7 @@ def test_a_power_cut_of_the_primarys_site_opens_an_incident_fails_over_and_close
     # from the ledger, under its original start.
     assert kinds(co.tick(SETTINGS, seen(110.0, views(110.0), promoted), r.memory)) == ["Resign"]
     ledger = (json.dumps(noted.entry("siheung", estate=False)),)
-    pangyo = co.Settings("pangyo", tuple(SITES))
+    pangyo = co.Settings("pangyo", tuple(SITES), *TABLE_DETECTOR)
     r = co.tick(pangyo, seen(110.2, views(110.2), promoted, holder="pangyo", ledger=ledger), co.Memory())
     (closed,) = of(r, co.CloseIncident)
     assert (closed.incident.start, closed.incident.end) == (100.5, 110.2)
@@ -233,7 +236,7 @@ def test_a_new_coordinator_adopts_the_open_incident_and_closes_it_under_its_orig
               "not json")
     # pangyo, the only agent left (ansan off, siheung's agent gone), takes over: one fresh view
     # (its own) sees ansan unreachable, not enough for a verdict, enough to keep it open.
-    pangyo = co.Settings("pangyo", tuple(SITES))
+    pangyo = co.Settings("pangyo", tuple(SITES), *TABLE_DETECTOR)
     gone = views(106.0, lost("ansan", 5.7, "pangyo"), missing=("ansan", "siheung"))
     r = co.tick(pangyo, seen(106.0, gone, holder="pangyo", ledger=ledger), co.Memory())
     assert not r.verdicts["ansan"].dead and r.verdicts["ansan"].votes == ("pangyo",)
@@ -289,7 +292,7 @@ def test_an_estate_names_the_site_as_the_incidents_service():
 
 # -- service outages (an estate) ---------------------------------------------------------------
 
-ESTATE = co.Settings(ME, tuple(SITES), services={
+ESTATE = co.Settings(ME, tuple(SITES), *TABLE_DETECTOR, services={
     "users-db": co.Service(()),  # a cluster is a service of its own name, as outages.causes reads it
     "login": co.Service(("pangyo", "ansan"), databases=("firebreak",)),
     "notes": co.Service(("siheung",), calls=("login",)),
@@ -334,7 +337,7 @@ def test_etcds_leader_is_placed_every_two_seconds_and_every_tick_while_a_primary
     r = co.tick(SETTINGS, seen(100.6, cut), m)
     (place,) = of(r, co.PlaceEtcdLeader)
     assert place.cut == frozenset({frozenset({"pangyo", "siheung"})}) and place.primary_sites == ("pangyo",)
-    locked = co.Settings(ME, tuple(SITES), can_place_etcd_leader=False)
+    locked = co.Settings(ME, tuple(SITES), *TABLE_DETECTOR, can_place_etcd_leader=False)
     assert "PlaceEtcdLeader" not in kinds(co.tick(locked, seen(100.6, cut), m))
 
 

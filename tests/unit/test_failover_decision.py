@@ -293,7 +293,7 @@ def test_patronis_own_leader_key_is_never_bogus():
 
 def test_bogus_leaders_need_a_majority_reading_the_same_revision():
     from firebreak.control.detector import DetectorConfig, View, agreed_bogus_leaders
-    cfg, now = DetectorConfig(), 10.0
+    cfg, now = DetectorConfig(window=1.0, fresh=1.5), 10.0
 
     def v(site, rev, published=now):
         return View(site, published, {}, {}, {"firebreak": rev} if rev else {})
