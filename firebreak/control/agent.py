@@ -590,6 +590,17 @@ class Agent:
                 await self.save_incident(inc)
         log.warning("released leader key of %s (%s): %s", scope, action.member,
                     "done" if ok else "it changed meanwhile (Patroni acted first)")
+        if ok and action.lease:
+            # Only after the delete: a key that changed meanwhile is a living Patroni's, whose
+            # session is not ours to end. The delete already let the race run; this is for the
+            # old primary's Patroni if it comes back before its lease would have run out.
+            try:
+                await self.etcd.revoke(action.lease)
+                log.info("revoked %s's session lease %x: if it comes back, its Patroni must win the key again", action.member,
+                         action.lease)
+            except EtcdError as e:
+                log.warning("could not revoke %s's session lease %x (%s): back within Patroni's ttl, its Patroni "
+                            "may read a stale copy of the deleted key", action.member, action.lease, e)
 
     async def place_etcd_leader(self, place: coordinator.PlaceEtcdLeader) -> None:
         try:

@@ -362,6 +362,11 @@ class Etcd:
     async def revoke(self, lease: int) -> None:
         await self._call("/v3/lease/revoke", {"ID": str(lease)})
 
+    async def lease_ttl(self, lease: int) -> int:
+        """A lease's remaining TTL without refreshing it; -1 when there is no such lease."""
+        resp = await self._call("/v3/lease/timetolive", {"ID": str(lease)})
+        return int(resp.get("TTL", -1))
+
     # -- authentication management (lab set-up, `firebreak ops`): etcd's own users and roles --
 
     async def user_add(self, name: str, password: str) -> None:

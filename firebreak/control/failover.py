@@ -135,8 +135,18 @@ class FenceApi:
 
 @dataclass(frozen=True)
 class DeleteLeader:
+    """Compare-and-delete the leader key at `revision`; then, when `lease` is given, revoke the
+    dead leader's session lease (Patroni's: its leader and member keys hang on it). Patroni takes
+    a leader key that names it, read on its lease, as held without writing anything
+    (etcd3.py _update_leader), and reads its own site's etcd member serializably: a primary's
+    Patroni back from an isolation shorter than its ttl, whose lease had lived on, read its
+    member's stale copy of the deleted key, promoted itself on the same timeline number as the
+    new primary (2026-12-05, bench/replication.py) and could never follow it again. A revoked
+    lease makes it grant a new one, and the key must then be won in a transaction, which
+    reads the truth."""
     member: str
     revision: int
+    lease: int = 0  # 0: revoke nothing (a key that is not a session's: bogus_leader)
 
 
 @dataclass(frozen=True)
@@ -234,7 +244,7 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     if dead_member is not None and dead_member.api_url != UNREACHABLE_API:
         actions.append(FenceApi(leader, dead_member.revision, dead_member.lease,
                                 _with_api(dead_member.raw, UNREACHABLE_API)))
-    actions.append(DeleteLeader(leader, cluster.leader_revision))
+    actions.append(DeleteLeader(leader, cluster.leader_revision, cluster.leader_lease))
     who = (f"the quorum of voters {', '.join(candidates)} elects the one holding the latest commit"
            if cluster.quorum_active else f"synchronous standby {', '.join(candidates)} takes over")
     return Decision(tuple(actions), f"{what} ({verdict.reason}); releasing {leader}'s leader key so {who}",

@@ -59,16 +59,13 @@ DSN_PARAMS = {"connect_timeout": "2", "keepalives": "1", "keepalives_idle": "2",
 # backoff after the heal until wal_receiver_timeout (60 s) ends it, and a WAL receiver that
 # ended waits wal_retrieve_retry_interval (5 s) before it connects again. In the lab (2026-12-05)
 # a quorum voter's stream stalled that way after a 15 s cut had healed; a second cut, of the other
-# voter's link, then stopped commits for 6 s. The sender pings an idle stream every
-# wal_sender_timeout/2, so 5 s on both sides is two missed pings, not a busy moment.
+# voter's link, then stopped commits for 6 s. Each end asks an idle stream for a reply after half
+# its timeout and gives up at the timeout: 5 s is a missed reply, not a busy moment. The new
+# connection through a cut link waits on TCP's SYN retries (the receiver connects without a
+# deadline; libpq ignores connect_timeout there), each a second apart for the first five on
+# Linux 6.5+ (tcp_syn_linear_timeouts), then doubling.
 PG_REPLICATION_TIMERS = {"wal_sender_timeout": "5s", "wal_receiver_timeout": "5s",
                          "wal_retrieve_retry_interval": "200ms"}
-# The WAL receiver's connection string is Patroni's (primary_conninfo), and Patroni writes only
-# the keywords it knows there: no connect_timeout, so a receiver connecting through a cut link
-# waits out TCP's SYN retries (about two minutes, the last retry up to a minute after the heal).
-# libpq reads PGCONNECT_TIMEOUT from the environment for a keyword the string leaves out, and
-# the postmaster Patroni starts inherits Patroni's environment.
-PATRONI_LIBPQ_ENV = {"PGCONNECT_TIMEOUT": DSN_PARAMS["connect_timeout"]}
 
 
 # ---- etcd ---------------------------------------------------------------------------------------
@@ -307,12 +304,10 @@ def patroni_config(m: PatroniMember, etcd: EtcdClient, passwords: PatroniPasswor
 
 
 def patroni_env(passwords: PatroniPasswords) -> dict[str, str]:
-    """Patroni's passwords as its environment variables, for an EnvironmentFile mode 0600, and
-    libpq's defaults for the WAL receiver (PATRONI_LIBPQ_ENV).
+    """Patroni's passwords as its environment variables, for an EnvironmentFile mode 0600.
     PATRONI_ETCD3_PROTOCOL is there because Patroni reads PATRONI_ETCD3_PASSWORD only when some
     other PATRONI_ETCD3_* setting is in the environment too."""
-    return {**PATRONI_LIBPQ_ENV,
-            "PATRONI_SUPERUSER_PASSWORD": passwords.superuser,
+    return {"PATRONI_SUPERUSER_PASSWORD": passwords.superuser,
             "PATRONI_REPLICATION_PASSWORD": passwords.replication,
             "PATRONI_RESTAPI_PASSWORD": passwords.api,
             "PATRONI_ETCD3_PROTOCOL": "https",

@@ -14,7 +14,7 @@ import httpx
 
 from firebreak.errors import LabError
 from firebreak.lab import access, net, procs, runtime
-from firebreak.deploy.components import CRASH_REPORTING, PATRONI_LIBPQ_ENV
+from firebreak.deploy.components import CRASH_REPORTING
 from firebreak.lab.config import Secrets, app_env, etcd_argv
 from firebreak.lab.layout import PORTS, LabLayout, SiteLayout
 from firebreak.lab.state import LabState, save
@@ -28,8 +28,6 @@ def argv_of(layout: LabLayout, site: SiteLayout, component: str, secrets: Secret
         env.update(CRASH_REPORTING)
     if component == "etcd":
         return etcd_argv(runtime.etcd_binary(python), layout, site, secrets.cluster_token), env
-    if component == "patroni" or component.startswith("patroni@"):
-        env.update(PATRONI_LIBPQ_ENV)
     if component == "patroni":
         return [runtime.venv_bin("patroni", python), str(site.dir / "patroni.yml")], env
     kind, _, name = component.partition("@")

@@ -1,6 +1,7 @@
 """The control plane on the real lab: a power cut of the primary's site with agents running,
 and an isolation of the primary's site (netns only). Judged from recorded histories."""
 
+import asyncio
 import os
 import threading
 import time
@@ -12,8 +13,9 @@ import pytest
 from firebreak.drill import checks
 from firebreak.drill.workload import (ORDINARY_TABLE, REPORT, ConsoleFlood, History, OrdinaryWriter, Reader, Writer,
                                      prepare_ordinary_table, seed_report)
-from firebreak.lab import lab
-from firebreak.lab.state import lab_home, load_secrets
+from firebreak.control.keys import PatroniKeys
+from firebreak.lab import access, lab
+from firebreak.lab.state import lab_home, load, load_secrets
 from tests.conftest import run_cli
 from tests.lab.conftest import wait_for
 
@@ -57,6 +59,23 @@ def run_load(st, fault, survivors, settle=1.0, timeout=60, db_doors=(), writers_
         for t in threads:
             t.join(timeout=10)
     return list(history.ops), at, info
+
+
+async def leader_lease() -> int:
+    """The lease Patroni's leader key is held under (its session's), read as root."""
+    etcd = access.client(load(lab_home()).layout, timeout=5)
+    try:
+        return (await etcd.get(PatroniKeys().leader)).lease
+    finally:
+        await etcd.close()
+
+
+async def lease_ttl(lease: int) -> int:
+    etcd = access.client(load(lab_home()).layout, timeout=5)
+    try:
+        return await etcd.lease_ttl(lease)
+    finally:
+        await etcd.close()
 
 
 def primary_dsn(st) -> str:
@@ -138,6 +157,7 @@ def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(runni
     victim = st["primary"]
     victim_server = f"{st['sites'][victim]['address']}:{st['sites'][victim]['postgres']['port']}"
     survivors = [n for n in st["sites"] if n != victim]
+    session = asyncio.run(leader_lease())
     # Clients can still reach the isolated site's door: the harshest case. An ordinary database
     # client in the isolated site must get an error there, not hang; one in a survivor writes again.
     ops, at, _ = run_load(st, lambda: lab.isolate(victim), survivors, settle=8.0, db_doors=[victim, survivors[0]])
@@ -159,6 +179,10 @@ def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(runni
         on_new = primary_dsn(now)
         assert checks.lost_writes(ops, stored_ordinary(on_new), "sql") == []
         assert checks.lost_writes(ops, stored_keys(on_new)) == []
+        # The isolated primary's session lease was revoked with its key (by the agent's etcd user,
+        # which must be allowed to): healed within Patroni's ttl, its Patroni must not read a stale
+        # copy of the deleted key as still its own and promote itself (failover.DeleteLeader).
+        assert asyncio.run(lease_ttl(session)) == -1, "the isolated primary's session lease outlived the failover"
     finally:
         lab.heal(victim)
     wait_for(lambda: lab.status()["sites"][victim]["postgres"]["role"] in ("replica", "sync_standby"), 90,

@@ -133,12 +133,7 @@ def test_a_cut_link_to_the_synchronous_standby_makes_the_other_standby_synchrono
     st = wait_for(healthy, 90, "a healthy lab")
     primary, sync, third = roles(st)
     receiver_before, _, _ = wal_receiver(st, sync)
-    # The WAL receiver's connections take libpq's defaults from the environment Patroni starts
-    # PostgreSQL with (deploy/components.py PATRONI_LIBPQ_ENV): primary_conninfo has no timeout.
-    # PostgreSQL writes its process titles over its own environment, so Patroni's is read.
-    patroni = next(p for p in load(lab_home()).sites[sync].procs if p.component == "patroni")
-    environ = open(f"/proc/{patroni.pid}/environ", "rb").read().split(b"\0")
-    assert b"PGCONNECT_TIMEOUT=2" in environ, "the WAL receiver would connect without a timeout"
+    assert receiver_before is not None, f"{sync} streams from nobody before the cut"
     ops, at = cut_under_load(st, primary, sync)
     # Measured before: writes stopped for the whole of a 30 s cut. Objective: as a power cut (3 s).
     gap = checks.max_write_gap(ops, at, at + 8.0)
@@ -152,8 +147,13 @@ def test_a_cut_link_to_the_synchronous_standby_makes_the_other_standby_synchrono
     # 5 s) and a new one started, rather than left to TCP's retransmission backoff, which went on
     # long after the heal (a 2026-12-05 drill); and the new one carries what the primary wrote.
     target = primary_lsn(after, primary)
-    receiver = wait_for(lambda: (r := wal_receiver(after, sync))[1] == "streaming" and r[2] >= target and r, 60,
-                        f"{sync}'s standby to replay what the primary wrote during the cut")
+    def caught_up():
+        try:
+            r = wal_receiver(after, sync)
+        except psycopg.OperationalError:  # a standby restarting answers nothing for a moment
+            return None
+        return r if r[1] == "streaming" and r[2] >= target else None
+    receiver = wait_for(caught_up, 60, f"{sync}'s standby to replay what the primary wrote during the cut")
     assert receiver[0] != receiver_before, "the stream silent for the whole cut was never ended"
 
 

@@ -125,7 +125,6 @@ def test_patroni_has_the_lab_settings_and_failsafe_and_no_passwords(files, secre
     params = dcs["postgresql"]["parameters"]
     assert (params["wal_sender_timeout"], params["wal_receiver_timeout"]) == ("5s", "5s")
     assert params["wal_retrieve_retry_interval"] == "200ms"
-    assert 'PGCONNECT_TIMEOUT="2"' in env  # primary_conninfo, written by Patroni, has no connect_timeout
 
 
 def test_etcd_is_locked_and_bounded(files):

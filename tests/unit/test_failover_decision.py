@@ -35,7 +35,9 @@ def test_dead_primary_site_releases_the_leader_key_after_fencing_its_api():
     assert isinstance(fence, FenceApi) and fence.member == "pangyo" and fence.revision == 40 and fence.lease == 7
     assert json.loads(fence.value)["api_url"] == UNREACHABLE_API
     assert json.loads(fence.value)["state"] == "running"  # everything else of the member key kept
-    assert delete == DeleteLeader("pangyo", 12)
+    # and its session's lease revoked after: back within the ttl, its Patroni must not take a stale
+    # copy of the deleted key for its own (failover.DeleteLeader)
+    assert delete == DeleteLeader("pangyo", 12, lease=7)
     assert "ansan" in d.reason
 
 
@@ -275,7 +277,8 @@ def test_a_leader_key_patroni_did_not_write_is_removed_once_a_majority_agrees(st
     waiting = decide(state, verdict(), SITE_OF)
     assert waiting.actions == () and "waiting for a majority" in waiting.reason
     d = decide(state, verdict(), SITE_OF, bogus_agreed=True)
-    assert d.actions == (DeleteLeader(state.leader, 12),) and why in d.reason
+    # a key nobody's session wrote: its lease, if any, is not revoked
+    assert d.actions == (DeleteLeader(state.leader, 12, lease=0),) and why in d.reason
     frozen = decide(state, verdict(), SITE_OF, frozen=True, bogus_agreed=True)
     assert frozen.actions == () and frozen.refused
 

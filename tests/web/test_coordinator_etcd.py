@@ -19,7 +19,6 @@ import pytest
 
 from firebreak.control.detector import View
 from firebreak.control.etcd import Etcd
-from firebreak.control.failover import UNREACHABLE_API
 from firebreak.control.keys import Keys, PatroniKeys
 from tests.web.conftest import free_port, plain_etcd
 
@@ -43,17 +42,18 @@ def agent_of(site: str, url: str):
         "sites": {s: {c: f"http://127.0.0.1:{port}" for c in ("etcd", "patroni", "app", "agent")} for s in SITES}}))
 
 
-async def write_cluster(etcd: Etcd) -> int:
-    """Patroni's keys for pangyo as primary and ansan its synchronous standby, under a lease as
-    Patroni writes them."""
-    lease = await etcd.grant(300)
+async def write_cluster(etcd: Etcd) -> dict[str, int]:
+    """Patroni's keys for pangyo as primary and ansan its synchronous standby, as Patroni writes
+    them: each member's key under its own session's lease, the leader key under the leader's."""
+    leases = {name: await etcd.grant(300) for name in SITES}
     for name in SITES:
         await etcd.put(PK.member(name), json.dumps({
             "role": "primary" if name == "pangyo" else "replica", "state": "running",
-            "api_url": f"http://127.0.0.1:1/{name}/patroni", "conn_url": f"postgres://127.0.0.1:1/{name}"}), lease=lease)
+            "api_url": f"http://127.0.0.1:1/{name}/patroni", "conn_url": f"postgres://127.0.0.1:1/{name}"}),
+            lease=leases[name])
     await etcd.put(PK.sync, json.dumps({"leader": "pangyo", "sync_standby": "ansan"}))
-    await etcd.put(PK.leader, "pangyo", lease=lease)
-    return lease
+    await etcd.put(PK.leader, "pangyo", lease=leases["pangyo"])
+    return leases
 
 
 async def publish(etcd: Etcd, site: str, down: dict[str, float]) -> None:
@@ -71,7 +71,7 @@ def test_a_coordinator_lost_mid_outage_leaves_one_entry_its_successor_closes_und
         etcd = Etcd([etcd_url], timeout=3)
         siheung, ansan = agent_of("siheung", etcd_url), agent_of("ansan", etcd_url)
         try:
-            await write_cluster(etcd)
+            leases = await write_cluster(etcd)
             drill = KEYS.ledger_entry(time.time() - 5, "pangyo", drill=True)
             await etcd.put(drill, json.dumps({"site": "pangyo", "start": time.time() - 5, "end": None,
                                               "kind": "power", "source": "drill"}))
@@ -90,7 +90,12 @@ def test_a_coordinator_lost_mid_outage_leaves_one_entry_its_successor_closes_und
             await siheung.coordinator_cycle()
             assert siheung.state.verdicts["pangyo"].dead and siheung.state.failovers == 1
             assert await etcd.get(PK.leader) is None  # released: Patroni's leader race runs
-            assert json.loads((await etcd.get(PK.member("pangyo"))).value)["api_url"] == UNREACHABLE_API
+            # and pangyo's session ended: back within the ttl, its Patroni must win the key again
+            # rather than take a stale copy of it for its own (failover.DeleteLeader). Its member
+            # key, fenced first (UNREACHABLE_API), went with the lease; the others' did not.
+            assert await etcd.keepalive(leases["pangyo"]) == 0
+            assert await etcd.get(PK.member("pangyo")) is None
+            assert await etcd.get(PK.member("ansan")) is not None and await etcd.keepalive(leases["ansan"]) > 0
             (key, opened), = (await site_entries(etcd, "pangyo")).items()
             assert opened["end"] is None and opened["failover"].startswith("released leader key of firebreak/pangyo")
 
