@@ -91,6 +91,11 @@ class AgentState:
         return dict(self.memory.outages)
 
 
+# Patroni's ttl when the cluster's /config key was not read: how long a released leader's session
+# would live on by itself, and the fence's own lease (Agent._end_session).
+SESSION_TTL = 30
+
+
 class Agent:
     def __init__(self, cfg: AgentConfig, clock=time.time):
         self.cfg = cfg
@@ -557,7 +562,7 @@ class Agent:
                         self._wakes.add(task)
                         task.add_done_callback(self._wakes.discard)
                 case failover.DeleteLeader():
-                    await self._release_leader(action, pk, scope or self.cfg.default_scope)
+                    await self._release_leader(action, pk, scope or self.cfg.default_scope, cluster.ttl)
 
     async def _wake_primary(self, cluster: failover.ClusterState) -> None:
         """Have the primary's Patroni run its loop now rather than at its next tick (up to
@@ -577,7 +582,8 @@ class Agent:
         except httpx.HTTPError as e:
             log.info("could not wake %s's Patroni (%r); it acts at its next loop", cluster.leader, e)
 
-    async def _release_leader(self, action: failover.DeleteLeader, pk: PatroniKeys, scope: str) -> None:
+    async def _release_leader(self, action: failover.DeleteLeader, pk: PatroniKeys, scope: str,
+                              ttl: int | None) -> None:
         ok = await self.etcd.cas_delete(pk.leader, action.revision)
         if ok:
             self.state.failovers += 1
@@ -591,16 +597,41 @@ class Agent:
         log.warning("released leader key of %s (%s): %s", scope, action.member,
                     "done" if ok else "it changed meanwhile (Patroni acted first)")
         if ok and action.lease:
-            # Only after the delete: a key that changed meanwhile is a living Patroni's, whose
-            # session is not ours to end. The delete already let the race run; this is for the
-            # old primary's Patroni if it comes back before its lease would have run out.
+            # Only after the delete (a key that changed meanwhile is a living Patroni's), and not
+            # awaited: the race the delete let run needs nothing more from this tick.
+            task = asyncio.create_task(self._end_session(action.member, action.lease, pk, ttl or SESSION_TTL))
+            self._wakes.add(task)
+            task.add_done_callback(self._wakes.discard)
+
+    async def _end_session(self, member: str, lease: int, pk: PatroniKeys, ttl: int) -> None:
+        """Revoke a released leader's session lease (failover.DeleteLeader says why), its fenced
+        member key moved first onto a lease of the agent's own that runs out after `ttl`: with
+        the key gone, Patroni's leader race would take the member's REST API from /failsafe, the
+        real one, and candidates would wait on a dead host again (the fence's whole point). Tried
+        until done or the lease would have run out by itself (`ttl`): one etcd hiccup must not
+        leave the hole open. If the same Patroni took the key again meanwhile under the same
+        lease, this ends that too: its site was judged dead, and standbys refuse to promote while
+        it answers."""
+        deadline = time.monotonic() + ttl
+        key = pk.member(member)
+        why = "it kept changing"
+        while time.monotonic() < deadline:
             try:
-                await self.etcd.revoke(action.lease)
-                log.info("revoked %s's session lease %x: if it comes back, its Patroni must win the key again", action.member,
-                         action.lease)
+                kv = await self.etcd.get(key)
+                if kv is not None and kv.lease == lease and \
+                        not await self.etcd.cas_put(key, kv.value, kv.mod_revision, lease=await self.etcd.grant(ttl)):
+                    continue  # rewritten meanwhile: read it again
+                await self.etcd.revoke(lease)
+                log.info("revoked %s's session lease %x: if it comes back, its Patroni must win the leader key "
+                         "again", member, lease)
+                return
             except EtcdError as e:
-                log.warning("could not revoke %s's session lease %x (%s): back within Patroni's ttl, its Patroni "
-                            "may read a stale copy of the deleted key", action.member, action.lease, e)
+                if "lease not found" in str(e):
+                    return  # ran out, or revoked by an earlier try whose answer was lost
+                why = str(e)
+                await asyncio.sleep(0.5)
+        log.warning("could not revoke %s's session lease %x (%s): back within Patroni's ttl, its Patroni may "
+                    "read a stale copy of the deleted key as its own", member, lease, why)
 
     async def place_etcd_leader(self, place: coordinator.PlaceEtcdLeader) -> None:
         try:

@@ -18,6 +18,7 @@ from dataclasses import asdict
 import pytest
 
 from firebreak.control.detector import View
+from firebreak.control.failover import UNREACHABLE_API
 from firebreak.control.etcd import Etcd
 from firebreak.control.keys import Keys, PatroniKeys
 from tests.web.conftest import free_port, plain_etcd
@@ -90,12 +91,16 @@ def test_a_coordinator_lost_mid_outage_leaves_one_entry_its_successor_closes_und
             await siheung.coordinator_cycle()
             assert siheung.state.verdicts["pangyo"].dead and siheung.state.failovers == 1
             assert await etcd.get(PK.leader) is None  # released: Patroni's leader race runs
-            # and pangyo's session ended: back within the ttl, its Patroni must win the key again
-            # rather than take a stale copy of it for its own (failover.DeleteLeader). Its member
-            # key, fenced first (UNREACHABLE_API), went with the lease; the others' did not.
-            assert await etcd.keepalive(leases["pangyo"]) == 0
-            assert await etcd.get(PK.member("pangyo")) is None
-            assert await etcd.get(PK.member("ansan")) is not None and await etcd.keepalive(leases["ansan"]) > 0
+            # and pangyo's session ended after (not awaited by the tick): back within the ttl, its
+            # Patroni must win the key again rather than take a stale copy of it for its own
+            # (failover.DeleteLeader). Its member key stays fenced, moved onto a lease of its own
+            # first: without it the race would take the real API address from /failsafe.
+            await asyncio.gather(*list(siheung._wakes))
+            assert await etcd.lease_ttl(leases["pangyo"]) == -1
+            fenced = await etcd.get(PK.member("pangyo"))
+            assert json.loads(fenced.value)["api_url"] == UNREACHABLE_API
+            assert fenced.lease not in (0, leases["pangyo"]) and 0 < await etcd.lease_ttl(fenced.lease) <= 30
+            assert await etcd.lease_ttl(leases["ansan"]) > 0  # nobody else's session
             (key, opened), = (await site_entries(etcd, "pangyo")).items()
             assert opened["end"] is None and opened["failover"].startswith("released leader key of firebreak/pangyo")
 

@@ -115,6 +115,12 @@ def test_what_the_agents_and_the_failover_do_in_transactions_and_leases(locked_e
         other = await root.get(keys.view("ansan"))
         await root.put(keys.frozen, "{}")
         lease = await pangyo.grant(5)
+        # A released leader's session as the failover leaves it (its leader key deleted, its member
+        # key still on it: Agent._end_session), and a lease holding an operator's key.
+        session = await root.grant(30)
+        await root.put(pk.member("siheung"), "{}", lease=session)
+        other_lease = await root.grant(30)
+        await root.put(keys.drained_site("siheung"), "{}", lease=other_lease)
         return {
             "own view, leased": await _try(pangyo.put(keys.view("pangyo"), "{}", lease=lease)),
             "coordinator election": await _try(pangyo.create(keys.coordinator, "pangyo", lease=lease)),
@@ -125,12 +131,15 @@ def test_what_the_agents_and_the_failover_do_in_transactions_and_leases(locked_e
             "unfreeze": await _try(pangyo.delete(keys.frozen)),
             "delete every view": await _try(pangyo.delete_range(keys.views, keys.views[:-1] + "0")),
             "ops: unfreeze": await _try(clients["ops"].delete(keys.frozen)),
+            "revoke a Patroni member's session": await _try(pangyo.revoke(session)),
+            "revoke a lease holding an operator's key": await _try(pangyo.revoke(other_lease)),
         }
     assert _run(layout, url, attempts) == {
         "own view, leased": "allowed", "coordinator election": "allowed",
         "compare-and-delete the leader key": "allowed",
         "delete another site's view": "denied", "compare-and-delete another site's view": "denied",
-        "unfreeze": "denied", "delete every view": "denied", "ops: unfreeze": "allowed"}
+        "unfreeze": "denied", "delete every view": "denied", "ops: unfreeze": "allowed",
+        "revoke a Patroni member's session": "allowed", "revoke a lease holding an operator's key": "denied"}
 
 
 def _context(layout: LabLayout, reader: Etcd, ops: Etcd | None) -> Context:
