@@ -690,6 +690,11 @@ class Agent:
         }
 
     async def close(self) -> None:
+        # Wakes and session ends still under way: stopped before the clients they use close
+        # under them (an error of a closed client is neither an HTTP nor an etcd error).
+        for task in list(self._wakes):
+            task.cancel()
+        await asyncio.gather(*self._wakes, return_exceptions=True)
         await self.etcd.close()
         if self.etcd_admin is not None:
             await self.etcd_admin.close()

@@ -209,6 +209,10 @@ class Etcd:
                     # Not a member's hiccup: every member would say the same.
                     raise EtcdError(f"etcd denied {path} to user '{self.access.user or 'anonymous'}': "
                                     "this role may not do that")
+                if r.status_code == 404:
+                    # Nor is a lease that is not there ("requested lease not found"): asking the
+                    # next member, whose timeout would then be the error kept, loses the answer.
+                    raise EtcdError(f"{ep}{path}: {r.text[:200]}")
                 last = EtcdError(f"{ep}{path}: HTTP {r.status_code} {r.text[:200]}")
             if time.monotonic() >= deadline:
                 raise EtcdError(f"no etcd member answered {path}: {last!r}")

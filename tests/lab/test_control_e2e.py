@@ -163,9 +163,10 @@ def test_isolated_primary_stops_acknowledging_and_the_rest_elect_a_new_one(runni
     # The isolated primary's session lease is revoked with its key (by the agent's etcd user,
     # which must be allowed to): healed within Patroni's ttl, its Patroni must not read a stale
     # copy of the deleted key as still its own and promote itself (failover.DeleteLeader). Read
-    # as soon as writes resume: by itself the lease would run out 20 s after the cut.
+    # as soon as writes resume (each read may first wait on the isolated site's etcd member): by
+    # itself the lease would run out 20 s after the cut.
     def session_revoked():
-        wait_for(lambda: asyncio.run(lease_ttl(session)) == -1, 5, "the isolated primary's session lease to go")
+        wait_for(lambda: asyncio.run(lease_ttl(session)) == -1, 10, "the isolated primary's session lease to go")
     ops, at, _ = run_load(st, lambda: lab.isolate(victim), survivors, settle=8.0, db_doors=[victim, survivors[0]],
                           on_resume=session_revoked)
     try:

@@ -115,8 +115,9 @@ def test_what_the_agents_and_the_failover_do_in_transactions_and_leases(locked_e
         other = await root.get(keys.view("ansan"))
         await root.put(keys.frozen, "{}")
         lease = await pangyo.grant(5)
-        # A released leader's session as the failover leaves it (its leader key deleted, its member
-        # key still on it: Agent._end_session), and a lease holding an operator's key.
+        # A released leader's session with a key of its own still on it (Agent._end_session moves
+        # the fenced member key off first, but the old primary may have rewritten it meanwhile),
+        # and a lease holding an operator's key.
         session = await root.grant(30)
         await root.put(pk.member("siheung"), "{}", lease=session)
         other_lease = await root.grant(30)
