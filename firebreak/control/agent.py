@@ -344,7 +344,7 @@ class Agent:
         """Read, tick, execute. A tick that moves the coordinator key (campaign, resign) decides
         nothing else: the key is moved, read again, and the tick runs again, so an agent that
         wins the key acts in the same cycle."""
-        # Everything a tick reads, in one request at one revision (Etcd.get_ranges).
+        # Everything a tick reads, at one revision (Etcd.get_ranges).
         n = len(prefixes := self._cluster_prefixes())
         read = await self.etcd.get_ranges([*((p, True) for p in prefixes), (self.keys.views, True),
                                            *self._coordinator_ranges()])
