@@ -351,7 +351,7 @@ class Agent:
         found = self._clusters_from(read[:n])
         self.state.clusters = found
         views = self._views_from(read[n])
-        about_lease = tuple(read[n + 1:])
+        about_lease = self._about_lease(read[n + 1])
         for attempt in range(2):
             seen = await self._seen(found, views, about_lease)
             ready = coordinator.tick(self.settings, seen, self.state.memory)
@@ -364,11 +364,17 @@ class Agent:
                 return
             if attempt == 0:
                 await self._move_lease(moves[0])
-                about_lease = tuple(await self.etcd.get_ranges(self._coordinator_ranges()))
+                about_lease = self._about_lease((await self.etcd.get_ranges(self._coordinator_ranges()))[0])
 
-    def _coordinator_ranges(self) -> list[tuple[str, bool]]:
-        """What _seen reads: the coordinator key, and what only the coordinator acts on."""
-        return [(self.keys.coordinator, False), (self.keys.frozen, False), (self.keys.drills, True)]
+    def _coordinator_ranges(self) -> list[tuple[str, bool | str]]:
+        """What _seen reads: the coordinator key, and what only the coordinator acts on, in one
+        range (Keys.coordination_span): a request fewer every tick is CPU on every site."""
+        return [self.keys.coordination_span]
+
+    def _about_lease(self, span: list[KV]) -> tuple[list[KV], list[KV], list[KV]]:
+        """The coordinator key, `frozen` and the drills, from the span's KVs."""
+        return ([kv for kv in span if kv.key == self.keys.coordinator], [kv for kv in span if kv.key == self.keys.frozen],
+                [kv for kv in span if kv.key.startswith(self.keys.drills)])
 
     async def _seen(self, found: dict[str, failover.ClusterState], views: dict[str, detector.View],
                     about_lease: tuple[list[KV], ...]) -> coordinator.Seen:

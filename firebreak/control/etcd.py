@@ -244,8 +244,9 @@ class Etcd:
             body["keys_only"] = True
         return self._kvs(await self._call("/v3/kv/range", body))
 
-    async def get_ranges(self, ranges: list[tuple[str, bool]]) -> list[list[KV]]:
-        """Several reads at one revision: each (key, is_prefix) -> its KVs in key order. The
+    async def get_ranges(self, ranges: list[tuple[str, bool | str]]) -> list[list[KV]]:
+        """Several reads at one revision: each (key, is_prefix or the range's end) -> its KVs in
+        key order. The
         first is read as any read (linearizable); the others at its revision, all at once, from
         the member's own store (a read at a revision it has applied needs no quorum).
 
@@ -259,8 +260,9 @@ class Etcd:
         if len(ranges) > TXN_OPS:  # a bound on a tick's work, as a transaction's was (--max-txn-ops)
             raise EtcdError(f"{len(ranges)} reads are more than one tick may make ({TXN_OPS})")
 
-        def body(key: str, prefix: bool) -> dict:
-            return {"key": _b64(key), **({"range_end": _b64(prefix_end(key))} if prefix else {})}
+        def body(key: str, prefix: bool | str) -> dict:
+            end = prefix if isinstance(prefix, str) else prefix_end(key) if prefix else None
+            return {"key": _b64(key), **({"range_end": _b64(end)} if end else {})}
         first = await self._call("/v3/kv/range", body(*ranges[0]))
         revision = str(first.get("header", {}).get("revision", "0"))
         rest = await asyncio.gather(*(self._call("/v3/kv/range", {**body(k, p), "revision": revision,

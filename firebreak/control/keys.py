@@ -75,6 +75,14 @@ class Keys:
         return self._k("frozen")
 
     @property
+    def coordination_span(self) -> tuple[str, str]:
+        """[start, end) of one range holding the coordinator key, `frozen`, drained/ and drills/
+        and nothing else (key order: coordinator < drained/ < drills/ < frozen), so that a tick
+        reads them in one request. A key named between them would be read every tick too:
+        tests/unit/test_keys_span.py lists every key's name."""
+        return self.coordinator, self.frozen + "\0"
+
+    @property
     def drained(self) -> str:
         return self._k("drained", "")
 

@@ -164,10 +164,11 @@ def test_every_range_a_tick_needs_is_read_at_one_revision_without_a_read_only_tr
             await etcd.put("/ranges-test/b", "z")
             etcd._call = recording
             got = await etcd.get_ranges([("/ranges-test/a/", True), ("/ranges-test/b", False),
-                                         ("/ranges-test/missing", False), ("/ranges-test/none/", True)])
+                                         ("/ranges-test/missing", False), ("/ranges-test/none/", True),
+                                         ("/ranges-test/a/2", "/ranges-test/b\0")])  # a span: [start, end)
             etcd._call = call
-            assert [[kv.value for kv in kvs] for kvs in got] == [["x", "y"], ["z"], [], []]
-            assert [path for path, _ in calls] == ["/v3/kv/range"] * 4
+            assert [[kv.value for kv in kvs] for kvs in got] == [["x", "y"], ["z"], [], [], ["y", "z"]]
+            assert [path for path, _ in calls] == ["/v3/kv/range"] * 5
             revision = int((await etcd._call("/v3/kv/range", {"key": "eA=="}))["header"]["revision"])
             assert "revision" not in calls[0][1] and {int(b["revision"]) for _, b in calls[1:]} == {revision}
             assert got[0] == await etcd.get_prefix("/ranges-test/a/") and got[1][0] == await etcd.get("/ranges-test/b")
