@@ -331,3 +331,33 @@ def test_a_dead_runners_declaration_expires_and_a_malformed_one_is_no_drill(etcd
             await agent.close()
             await etcd.close()
     asyncio.run(script())
+
+
+def test_a_released_session_ends_whatever_became_of_its_member_key(etcd_url, caplog):
+    """Agent._end_session's other paths, on a real etcd: a member back under a new lease keeps its
+    key (only the old session is revoked); a lease already gone is done at once, without a
+    warning (a revoke whose answer was lost finds it so)."""
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        siheung = agent_of("siheung", etcd_url)
+        try:
+            old, new = await etcd.grant(300), await etcd.grant(300)
+            await etcd.put(PK.member("pangyo"), json.dumps({"api_url": "http://10.0.0.1:8008/patroni"}), lease=new)
+            await siheung._end_session("pangyo", old, PK, ttl=5)
+            assert await etcd.lease_ttl(old) == -1
+            back = await etcd.get(PK.member("pangyo"))
+            assert back.lease == new and "10.0.0.1" in back.value  # its own key, under its own lease, untouched
+
+            tries, revoke = [], siheung.etcd.revoke
+
+            async def counted(lease):
+                tries.append(lease)
+                return await revoke(lease)
+            siheung.etcd.revoke = counted
+            await siheung._end_session("pangyo", old, PK, ttl=5)  # gone already
+            assert tries == [old], "a lease that is not there was asked for again"
+            assert not [r for r in caplog.records if "could not revoke" in r.getMessage()]
+        finally:
+            await siheung.close()
+            await etcd.close()
+    asyncio.run(script())
