@@ -222,7 +222,7 @@ def plot(rows: list[dict], path: Path) -> None:
     for key in dict.fromkeys((r["mode"], r["fault"]) for r in rows):
         series[f"{key[0]}: {key[1]}"] = [r["rto_s"] if r["rto_s"] is not None else HOLD
                                          for r in rows if (r["mode"], r["fault"]) == key]
-    path.write_text(distribution_svg(series, "Write unavailability per fault: quorum commit vs one synchronous standby"))
+    path.write_text(distribution_svg(series, "Write unavailability per fault: quorum commit, one synchronous standby, Patroni alone"))
 
 
 def repeats(text: str, modes: list[str]) -> dict[str, int]:
