@@ -91,8 +91,8 @@ class AgentState:
         return dict(self.memory.outages)
 
 
-# Patroni's ttl when the cluster's /config key was not read: how long a released leader's session
-# would live on by itself, and the fence's own lease (Agent._end_session).
+# Patroni's own default ttl, for a cluster whose /config key was not read: how long a released
+# leader's session would live on by itself, and the fence's own lease (Agent._end_session).
 SESSION_TTL = 30
 
 
@@ -135,7 +135,7 @@ class Agent:
             {s: [ep.etcd, ep.patroni, ep.app, ep.agent] for s, ep in cfg.sites.items()})
         self._probe_error: str | None = None  # the last probe error logged (once per kind)
         self._drills_unread = False  # the last read of the declared drills failed (logged once per streak)
-        self._wakes: set[asyncio.Task] = set()  # wakes of a primary's Patroni still under way (kept from GC)
+        self._background: set[asyncio.Task] = set()  # wakes of a primary's Patroni and released sessions being ended, under way (kept from GC)
 
     # -- probing -----------------------------------------------------------------------------
 
@@ -565,8 +565,8 @@ class Agent:
                         # out its timeout, and a verdict due meanwhile waited with it (a power cut
                         # measured 1 s slower for it).
                         task = asyncio.create_task(self._wake_primary(cluster))
-                        self._wakes.add(task)
-                        task.add_done_callback(self._wakes.discard)
+                        self._background.add(task)
+                        task.add_done_callback(self._background.discard)
                 case failover.DeleteLeader():
                     await self._release_leader(action, pk, scope or self.cfg.default_scope, cluster.ttl)
 
@@ -606,8 +606,8 @@ class Agent:
             # Only after the delete (a key that changed meanwhile is a living Patroni's), and not
             # awaited: the race the delete let run needs nothing more from this tick.
             task = asyncio.create_task(self._end_session(action.member, action.lease, pk, ttl or SESSION_TTL))
-            self._wakes.add(task)
-            task.add_done_callback(self._wakes.discard)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _end_session(self, member: str, lease: int, pk: PatroniKeys, ttl: int) -> None:
         """Revoke a released leader's session lease (failover.DeleteLeader says why), its fenced
@@ -698,9 +698,9 @@ class Agent:
     async def close(self) -> None:
         # Wakes and session ends still under way: stopped before the clients they use close
         # under them (an error of a closed client is neither an HTTP nor an etcd error).
-        for task in list(self._wakes):
+        for task in list(self._background):
             task.cancel()
-        await asyncio.gather(*self._wakes, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.etcd.close()
         if self.etcd_admin is not None:
             await self.etcd_admin.close()

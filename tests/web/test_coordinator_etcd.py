@@ -95,7 +95,7 @@ def test_a_coordinator_lost_mid_outage_leaves_one_entry_its_successor_closes_und
             # Patroni must win the key again rather than take a stale copy of it for its own
             # (failover.DeleteLeader). Its member key stays fenced, moved onto a lease of its own
             # first: without it the race would take the real API address from /failsafe.
-            await asyncio.gather(*list(siheung._wakes))
+            await asyncio.gather(*list(siheung._background))
             assert await etcd.lease_ttl(leases["pangyo"]) == -1
             fenced = await etcd.get(PK.member("pangyo"))
             assert json.loads(fenced.value)["api_url"] == UNREACHABLE_API
