@@ -135,7 +135,8 @@ class Agent:
             {s: [ep.etcd, ep.patroni, ep.app, ep.agent] for s, ep in cfg.sites.items()})
         self._probe_error: str | None = None  # the last probe error logged (once per kind)
         self._drills_unread = False  # the last read of the declared drills failed (logged once per streak)
-        self._background: set[asyncio.Task] = set()  # wakes of a primary's Patroni and released sessions being ended, under way (kept from GC)
+        # Wakes of a primary's Patroni and released sessions being ended, under way (kept from GC).
+        self._background: set[asyncio.Task] = set()
 
     # -- probing -----------------------------------------------------------------------------
 
