@@ -19,6 +19,12 @@ Run (as root): .venv/bin/python bench/detector.py --settings 0.2/0.2/1.0/1.5,0.1
     --minutes 10 --cuts 10
 Writes docs/bench/detector.json and detector.svg and prints the Markdown table for
 docs/BENCHMARKS.md; `--render FILE` does only that, from a saved run.
+
+The two-hour stress of each setting is a run of its own (two do not fit one sitting), e.g.
+    .venv/bin/python bench/detector.py --settings 0.1/0.1/0.5/0.75 --minutes 120 --cuts 0 \
+        --idle-seconds 0 --out docs/bench/detector-stress-fast.json
+and `--render A.json,B.json` puts several runs in one table. The JSON is written every five
+minutes of stress: a run that stops keeps what it saw, marked "stopped early".
 """
 
 from __future__ import annotations
@@ -133,7 +139,18 @@ def disturbances(paths: list[Path], since: float, until: float) -> dict[str, int
     return counts
 
 
-def stressed(minutes: float) -> dict:
+def distinct_episodes(episodes: list[dict]) -> list[dict]:
+    """Each episode is seen by each console that shows it: one per (site, start within 2 s)."""
+    distinct: list[dict] = []
+    for e in sorted(episodes, key=lambda e: e["at"]):
+        if not any(d["site"] == e["site"] and abs(d["at"] - e["at"]) < 2.0 for d in distinct):
+            distinct.append(e)
+    return distinct
+
+
+def stressed(minutes: float, checkpoint=lambda partial: None, every: float = 300.0) -> dict:
+    """The stresses for `minutes`; every `every` seconds, checkpoint(what has been seen so far),
+    so that a two-hour run that stops (the machine, the lab) keeps what it measured."""
     st = lab.status()
     sites = list(st["sites"])
     paused_site, lossy_site = sites[1], sites[2]
@@ -144,7 +161,18 @@ def stressed(minutes: float) -> dict:
     lab.degrade(lossy_site, loss=5, rate_kbit=0)
     pauses = 0
     since = time.time()
-    t_end = time.monotonic() + minutes * 60
+    t0 = time.monotonic()
+    t_end, next_checkpoint = t0 + minutes * 60, t0 + every
+    agent_logs = [p for site in sites for p in lab.log_paths(site, "agent")]
+
+    def seen() -> dict:
+        now = time.time()
+        distinct = distinct_episodes(list(watch.episodes))
+        return {"minutes": round((time.monotonic() - t0) / 60, 2), "since": since, "until": now,
+                "agent_pauses": pauses, "paused_site": paused_site, "lossy_site": lossy_site,
+                **disturbances(agent_logs, since, now),
+                "false_dead_verdicts": len(distinct), "verdicts": distinct,
+                "failovers": max(0, len(watch.primaries) - 1), "primaries": list(watch.primaries)}
     try:
         while time.monotonic() < t_end:
             agent = lab.status()["sites"][paused_site]["processes"].get("agent", {}).get("pid")
@@ -154,6 +182,9 @@ def stressed(minutes: float) -> dict:
                 os.kill(agent, signal.SIGCONT)
                 pauses += 1
             time.sleep(4.5)
+            if time.monotonic() >= next_checkpoint:
+                next_checkpoint += every
+                checkpoint(seen())
     finally:
         lab.undegrade(lossy_site)
         for h in hogs:
@@ -161,17 +192,7 @@ def stressed(minutes: float) -> dict:
             h.wait()
         watch.stop.set()
         watch.join(timeout=5)
-    # Each episode is seen by each console that shows it; count distinct (site, start within 2 s).
-    distinct: list[dict] = []
-    for e in sorted(watch.episodes, key=lambda e: e["at"]):
-        if not any(d["site"] == e["site"] and abs(d["at"] - e["at"]) < 2.0 for d in distinct):
-            distinct.append(e)
-    agent_logs = [p for site in sites for p in lab.log_paths(site, "agent")]
-    return {"minutes": minutes, "since": since, "until": time.time(), "agent_pauses": pauses,
-            "paused_site": paused_site, "lossy_site": lossy_site,
-            **disturbances(agent_logs, since, time.time()),
-            "false_dead_verdicts": len(distinct), "verdicts": distinct,
-            "failovers": max(0, len(watch.primaries) - 1), "primaries": watch.primaries}
+    return seen()
 
 
 def idle_cost(seconds: float) -> dict:
@@ -210,11 +231,15 @@ def render(doc: dict, svg: Path) -> str:
     for row in doc["rows"]:
         idle, stress, cut = row.get("idle") or {}, row.get("stress") or {}, row.get("cuts") or {}
         rto = cut.get("rto_s") or []
-        series[label(row["setting"])] = rto
+        # Rows of merged runs say which run they come from: a setting may have one of each.
+        name = label(row["setting"]) + (f" (run of {row['run']['started'][:16]})" if "run" in row else "")
+        if rto:
+            series[name] = rto
         q = (lambda p: f"{percentile(rto, p):.2f} s") if rto else (lambda p: "–")
         lines.append(
-            f"| {label(row['setting'])} | {idle.get('agent_cores', '–')}, {idle.get('etcd_cores', '–')} | "
-            f"{stress.get('minutes', 0):g} min, {stress.get('agent_pauses', 0)} pauses | "
+            f"| {name} | {idle.get('agent_cores', '–')}, {idle.get('etcd_cores', '–')} | "
+            f"{stress.get('minutes', 0):.0f} min{' (stopped early)' if stress.get('stopped_early') else ''}, "
+            f"{stress.get('agent_pauses', 0)} pauses | "
             f"{stress.get('false_dead_verdicts', '–')} | {stress.get('failovers', '–')} | "
             f"{stress.get('etcd_leader_moves', '–')} | {stress.get('standbys_dropped', '–')} | "
             f"{stress.get('doors_refusing_writes', '–')} | {len(rto)} | "
@@ -225,6 +250,16 @@ def render(doc: dict, svg: Path) -> str:
     return "\n".join(lines)
 
 
+def merged(paths: list[Path]) -> dict:
+    """The rows of several saved runs as one table (the two-hour stress of each setting is a run of
+    its own: two of them do not fit one sitting), each row keeping its run's start and command."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    if len(docs) == 1:
+        return docs[0]
+    rows = [{**row, "run": {"started": d["started"], "command": d["command"]}} for d in docs for row in d["rows"]]
+    return {"runs": [{k: d[k] for k in ("command", "started", "machine")} for d in docs], "rows": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--settings", default="0.2/0.2/1.0/1.5,0.1/0.1/0.5/0.75")
@@ -232,33 +267,46 @@ def main() -> None:
     ap.add_argument("--cuts", type=int, default=10)
     ap.add_argument("--idle-seconds", type=float, default=60)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "detector.json"))
-    ap.add_argument("--render", metavar="FILE", help="only print the table and write the plot of a saved run")
+    ap.add_argument("--render", metavar="FILE[,FILE...]",
+                    help="only print the table and write the plot of saved runs (several: one table, "
+                         "the plot beside the first)")
     args = ap.parse_args()
     if args.render:
-        print(render(json.loads(Path(args.render).read_text()), Path(args.render).with_suffix(".svg")))
+        paths = [Path(x) for x in args.render.split(",")]
+        print(render(merged(paths), paths[0].with_suffix(".svg")))
         return
     started = datetime.now(timezone.utc)
+    rows: list[dict] = []
+
+    def write(partial: dict | None = None) -> dict:
+        """After each setting and each stress checkpoint: a run that stops keeps what it measured."""
+        doc = {"command": "bench/detector.py " + " ".join(sys.argv[1:]), "started": started.isoformat(),
+               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
+               "rows": rows + ([partial] if partial else [])}
+        Path(args.out).write_text(json.dumps(doc, indent=2, default=str))
+        return doc
     lab.down()
     lab.up(progress=lambda m: print("  lab:", m, flush=True))
-    rows = []
     try:
         for text in args.settings.split(","):
             setting = parse_setting(text)
             apply(setting)
             idle = idle_cost(args.idle_seconds) if args.idle_seconds else None
             print(f"settings {text}: idle cost {json.dumps(idle)}; stress for {args.minutes} min", flush=True)
-            stress = stressed(args.minutes) if args.minutes else None
+
+            def checkpoint(seen: dict) -> None:
+                write({"setting": setting, "idle": idle, "stress": {**seen, "stopped_early": True}, "cuts": None})
+                print(json.dumps({k: v for k, v in seen.items() if k != "verdicts"}), flush=True)
+            stress = stressed(args.minutes, checkpoint) if args.minutes else None
             print(json.dumps({k: v for k, v in (stress or {}).items() if k != "verdicts"}), flush=True)
             wait(lambda: lab.status()["healthy"], 120, "a healthy lab after the stress")
             failover = cuts(args.cuts, text.replace("/", "-")) if args.cuts else None
             rows.append({"setting": setting, "idle": idle, "stress": stress, "cuts": failover})
+            write()
             print(json.dumps({"setting": text, "cuts": (failover or {}).get("summary")}), flush=True)
     finally:
         lab.down()
-    doc = {"command": "bench/detector.py " + " ".join(sys.argv[1:]), "started": started.isoformat(),
-           "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores", "rows": rows}
-    Path(args.out).write_text(json.dumps(doc, indent=2, default=str))
-    print(render(doc, Path(args.out).with_suffix(".svg")))
+    print(render(write(), Path(args.out).with_suffix(".svg")))
 
 
 if __name__ == "__main__":
