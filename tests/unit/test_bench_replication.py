@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.replication import repeats, summary
+from bench.replication import repeats, summary, table
 
 
 def test_one_number_of_runs_for_every_mode_or_each_its_own():
@@ -22,3 +22,13 @@ def test_a_drill_whose_writes_never_resumed_is_the_worst_not_averaged_away():
              "p99_added_ms": 0.0, "acked": 10, "lost": 0} for rto in (None, None, 0.9)]
     s = summary(rows)["patroni power-cut primary"]
     assert s["runs"] == 3 and s["rto_max_s"] == float("inf") and s["rto_p50_s"] == float("inf")
+
+
+def test_the_table_gives_p99_and_says_so_when_no_write_came_to_compare():
+    rows = [{"mode": "quorum", "fault": "power-cut standby", "rto_s": 0.01 * i, "max_gap_s": 0.1,
+             "p99_added_ms": -0.4, "acked": 100, "lost": 0} for i in range(1, 21)]
+    rows += [{"mode": "patroni", "fault": "power-cut primary", "rto_s": None, "max_gap_s": 12.0,
+              "p99_added_ms": float("nan"), "acked": 10, "lost": 0}] * 2
+    quorum, patroni = table(summary(rows)).splitlines()[2:]
+    assert "| 20 | 0.10 s / 0.19 s / 0.20 s / 0.20 s | 0.10 s | 0 / 0 ms | 2,000 | 0 |" in quorum
+    assert "| never / never / never / never | 12.00 s | – / – ms |" in patroni
