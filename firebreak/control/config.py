@@ -172,9 +172,9 @@ class AgentConfig(_Strict):
     etcd: list[Endpoint] = Field(min_length=1, description="etcd client URLs, this site's first")
     patroni_namespace: str = Field(default=PatroniKeys().namespace, description="one cluster: its path "
                                    "(Patroni's namespace and scope)")
-    # At most TXN_OPS - 4: every tick reads them all at one revision (Etcd.get_ranges), beside
-    # the views, the coordinator key, `frozen` and the drills, and reads no more than etcd's
-    # --max-txn-ops (128) would let one transaction hold.
+    # At most TXN_OPS - 4: every tick reads each as a range at one revision (Etcd.get_ranges),
+    # beside the views and the coordination span, sent at once; the bound, set when the tick
+    # read them in one transaction (etcd's --max-txn-ops, 128), keeps a tick's requests bounded.
     patroni_namespaces: list[str] = Field(default_factory=list, max_length=TXN_OPS - 4,
                                           description="many clusters: Patroni namespaces (such as /service/) "
                                           "under which every cluster found is protected")
