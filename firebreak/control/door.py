@@ -29,6 +29,11 @@ TRY_DURATION = "2s"
 # finished request closed its connection and the next opened one, a TCP handshake and a new
 # protocol object in the app's Python each time; measured locally, 11% fewer reports a second.
 UPSTREAM_IDLE_CONNS = 512
+# How long the door keeps an idle connection to an app: below the app's own keep-alive (30 s,
+# claims/serve.py KEEP_ALIVE; Caddy's default is 2 minutes). Otherwise the app closes a connection
+# the door may be sending a request on at that moment, and a POST without an Idempotency-Key (a
+# portal form) is not one Go's transport sends again: the client gets a 502.
+UPSTREAM_IDLE_TIMEOUT = "25s"
 
 
 def dial_of(url: str) -> str:
@@ -131,7 +136,8 @@ def _routes(site: str, upstreams: list[str], apps: dict[str, str]) -> list[dict]
             "passive": {"fail_duration": "3s", "max_fails": 1},
         },
         "transport": {"protocol": "http", "dial_timeout": "500ms",
-                      "keep_alive": {"max_idle_conns_per_host": UPSTREAM_IDLE_CONNS}},
+                      "keep_alive": {"max_idle_conns_per_host": UPSTREAM_IDLE_CONNS,
+                                     "idle_timeout": UPSTREAM_IDLE_TIMEOUT}},
         "headers": {"response": {"set": {"X-Firebreak-Door": [site]}}},
     }]}]
 

@@ -50,6 +50,16 @@ def test_door_config_is_what_caddy_needs():
     assert handler["transport"]["keep_alive"]["max_idle_conns_per_host"] >= 256
 
 
+def test_the_door_lets_an_idle_connection_go_before_the_app_would():
+    """The app closes a connection idle for KEEP_ALIVE s; a door that kept it longer could send a
+    request on it as it closes (a 502 for a POST Go's transport will not send again)."""
+    from firebreak.claims.serve import KEEP_ALIVE
+
+    idle = config_for("ansan")["apps"]["http"]["servers"]["door"]["routes"][0]["handle"][0]["transport"][
+        "keep_alive"]["idle_timeout"]
+    assert idle.endswith("s") and 0 < float(idle[:-1]) <= KEEP_ALIVE - 5
+
+
 def test_routing_lists_serving_doors_best_first():
     doors = {s: url.replace("18080", "18000") for s, url in APPS.items()}
     r = routing(SITES, "siheung", {"pangyo"}, set(), doors)
