@@ -47,6 +47,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from firebreak.drill import runner  # noqa: E402
 from firebreak.drill.charts import distribution_svg, percentile  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 from firebreak.lab.state import lab_home  # noqa: E402
@@ -155,15 +156,14 @@ def stressed(minutes: float, checkpoint=lambda partial: None, every: float = 300
     sites = list(st["sites"])
     paused_site, lossy_site = sites[1], sites[2]
     consoles = {n: s["console"] for n, s in st["sites"].items()}
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    agent_logs = [p for site in sites for p in lab.log_paths(site, "agent")]
     watch = Watch(consoles)
     watch.start()
-    lab.degrade(lossy_site, loss=5, rate_kbit=0)
     pauses = 0
     since = time.time()
     t0 = time.monotonic()
     t_end, next_checkpoint = t0 + minutes * 60, t0 + every
-    agent_logs = [p for site in sites for p in lab.log_paths(site, "agent")]
+    hogs: list[subprocess.Popen] = []
 
     def seen() -> dict:
         now = time.time()
@@ -174,6 +174,8 @@ def stressed(minutes: float, checkpoint=lambda partial: None, every: float = 300
                 "false_dead_verdicts": len(distinct), "verdicts": distinct,
                 "failovers": max(0, len(watch.primaries) - 1), "primaries": list(watch.primaries)}
     try:
+        hogs += [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+        lab.degrade(lossy_site, loss=5, rate_kbit=0)
         while time.monotonic() < t_end:
             agent = lab.status()["sites"][paused_site]["processes"].get("agent", {}).get("pid")
             if agent:
@@ -186,12 +188,15 @@ def stressed(minutes: float, checkpoint=lambda partial: None, every: float = 300
                 next_checkpoint += every
                 checkpoint(seen())
     finally:
-        lab.undegrade(lossy_site)
-        for h in hogs:
-            h.kill()
-            h.wait()
-        watch.stop.set()
-        watch.join(timeout=5)
+        # The hogs first, whatever else fails: left running they would starve the machine.
+        try:
+            for h in hogs:
+                h.kill()
+                h.wait()
+        finally:
+            watch.stop.set()
+            watch.join(timeout=5)
+            lab.undegrade(lossy_site)
     return seen()
 
 
@@ -221,6 +226,14 @@ def label(setting: dict[str, float]) -> str:
     return "/".join(f"{setting[f]:g}" for f in FIELDS)
 
 
+def stressed_for(stress: dict) -> str:
+    """The table's "stress" cell: how long, how many pauses; "–" for a row measured without it."""
+    if not stress:
+        return "–"
+    return (f"{round(stress['minutes'], 1):g} min{' (stopped early)' if stress.get('stopped_early') else ''}, "
+            f"{stress.get('agent_pauses', 0)} pauses")
+
+
 def render(doc: dict, svg: Path) -> str:
     """The Markdown table of a run (one row per setting), and its plot written to `svg`."""
     lines = ["| setting (interval/timeout/window/fresh) | agents, etcd (cores, quiet) | stress | false dead "
@@ -238,8 +251,7 @@ def render(doc: dict, svg: Path) -> str:
         q = (lambda p: f"{percentile(rto, p):.2f} s") if rto else (lambda p: "–")
         lines.append(
             f"| {name} | {idle.get('agent_cores', '–')}, {idle.get('etcd_cores', '–')} | "
-            f"{stress.get('minutes', 0):.0f} min{' (stopped early)' if stress.get('stopped_early') else ''}, "
-            f"{stress.get('agent_pauses', 0)} pauses | "
+            f"{stressed_for(stress)} | "
             f"{stress.get('false_dead_verdicts', '–')} | {stress.get('failovers', '–')} | "
             f"{stress.get('etcd_leader_moves', '–')} | {stress.get('standbys_dropped', '–')} | "
             f"{stress.get('doors_refusing_writes', '–')} | {len(rto)} | "
@@ -273,8 +285,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.render:
         paths = [Path(x) for x in args.render.split(",")]
-        print(render(merged(paths), paths[0].with_suffix(".svg")))
+        # Several runs: a plot of their own beside the first, which keeps its run's plot.
+        svg = paths[0].with_suffix(".svg") if len(paths) == 1 else paths[0].with_name(paths[0].stem + "-merged.svg")
+        print(render(merged(paths), svg))
         return
+    runner.heal_on_sigterm()   # a `kill` stops the hogs and heals the packet loss, as Ctrl-C does
     started = datetime.now(timezone.utc)
     rows: list[dict] = []
 
@@ -298,6 +313,8 @@ def main() -> None:
                 write({"setting": setting, "idle": idle, "stress": {**seen, "stopped_early": True}, "cuts": None})
                 print(json.dumps({k: v for k, v in seen.items() if k != "verdicts"}), flush=True)
             stress = stressed(args.minutes, checkpoint) if args.minutes else None
+            if stress:   # kept whole even if what follows (the cuts) fails
+                write({"setting": setting, "idle": idle, "stress": stress, "cuts": None})
             print(json.dumps({k: v for k, v in (stress or {}).items() if k != "verdicts"}), flush=True)
             wait(lambda: lab.status()["healthy"], 120, "a healthy lab after the stress")
             failover = cuts(args.cuts, text.replace("/", "-")) if args.cuts else None

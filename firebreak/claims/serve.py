@@ -20,6 +20,7 @@ from firebreak import logs
 from firebreak.claims.app import Settings, build
 from firebreak.errors import FirebreakError
 from firebreak.fdlimit import raise_open_files_limit
+from firebreak.keepalive import APP_IDLE_S
 
 
 # Python's own event loop, never uvloop: under uvloop the lab's apps died of SIGABRT a few times
@@ -28,10 +29,6 @@ from firebreak.fdlimit import raise_open_files_limit
 # while registered (libuv#5130), which a connection hung up on mid-query can be. One site's app
 # gone for good is the outage this service exists to prevent; the selector loop raises instead.
 LOOP = "asyncio"
-# Seconds an idle client connection is kept open. The doors close their idle connections to the
-# app sooner (control/door.py UPSTREAM_IDLE_TIMEOUT): the side that closes must be the one that
-# would send next, or a request can go out on a connection the app is closing.
-KEEP_ALIVE = 30
 
 
 class Listener(uvicorn.Server):
@@ -81,7 +78,7 @@ def main() -> None:
         print(f"firebreak claims: {e}", file=sys.stderr)
         sys.exit(2)
     raise_open_files_limit()
-    common = {"log_level": "warning", "log_config": None, "access_log": False, "timeout_keep_alive": KEEP_ALIVE,
+    common = {"log_level": "warning", "log_config": None, "access_log": False, "timeout_keep_alive": APP_IDLE_S,
               "loop": LOOP}
     servers = [Listener(uvicorn.Config(apps.public, host=host, port=port, **common))]
     if apps.admin is not None and admin_at is not None:

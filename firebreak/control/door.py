@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from firebreak.errors import InputError
+from firebreak.keepalive import DOOR_IDLE_S
 
 log = logging.getLogger("firebreak.door")
 
@@ -29,11 +30,8 @@ TRY_DURATION = "2s"
 # finished request closed its connection and the next opened one, a TCP handshake and a new
 # protocol object in the app's Python each time; measured locally, 11% fewer reports a second.
 UPSTREAM_IDLE_CONNS = 512
-# How long the door keeps an idle connection to an app: below the app's own keep-alive (30 s,
-# claims/serve.py KEEP_ALIVE; Caddy's default is 2 minutes). Otherwise the app closes a connection
-# the door may be sending a request on at that moment, and a POST without an Idempotency-Key (a
-# portal form) is not one Go's transport sends again: the client gets a 502.
-UPSTREAM_IDLE_TIMEOUT = "25s"
+# The door lets an idle connection to an app go before the app would (firebreak/keepalive.py).
+UPSTREAM_IDLE_TIMEOUT = f"{DOOR_IDLE_S}s"
 
 
 def dial_of(url: str) -> str:

@@ -287,7 +287,7 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     or the standby's PostgreSQL accepts connections and answers nothing (a storage hang: a chaos
     run measured writes stopped for the whole of an 11 s pause): every commit waits for a standby
     that cannot acknowledge it. PostgreSQL notices only after
-    wal_sender_timeout (60 s by default, 5 s as rendered here), and Patroni keeps a standby whose
+    wal_sender_timeout (60 s by default, 5 s as deploy/components.py renders it), and Patroni keeps a standby whose
     member key is fresh, so writes stopped for the whole of a 30 s cut when measured (with 60 s). Dropping the standby's member key makes
     Patroni choose another at once; it is acted on only when another standby streams in a site the
     primary's site still reaches, so the primary never ends up acknowledging alone. Its

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from firebreak.fdlimit import raise_open_files_limit
+from firebreak.keepalive import APP_IDLE_S
 
 DEADLINE = 1.0   # a dependency slower than this is down for this request
 TABLE = "estate_writes"
@@ -124,7 +125,9 @@ def main() -> None:
                      json.loads(os.environ.get("FIREBREAK_SERVICE_DATABASES", "{}")),
                      json.loads(os.environ.get("FIREBREAK_SERVICE_CALLS", "{}")))
     # Python's own loop, never uvloop (which uvicorn picks when installed): see claims/serve.py LOOP.
-    uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False, loop="asyncio")
+    # Idle connections kept longer than the door keeps its own (firebreak/keepalive.py).
+    uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False, loop="asyncio",
+                timeout_keep_alive=APP_IDLE_S)
 
 
 if __name__ == "__main__":

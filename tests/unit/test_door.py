@@ -51,13 +51,13 @@ def test_door_config_is_what_caddy_needs():
 
 
 def test_the_door_lets_an_idle_connection_go_before_the_app_would():
-    """The app closes a connection idle for KEEP_ALIVE s; a door that kept it longer could send a
+    """The app closes a connection idle for APP_IDLE_S; a door that kept it longer could send a
     request on it as it closes (a 502 for a POST Go's transport will not send again)."""
-    from firebreak.claims.serve import KEEP_ALIVE
+    from firebreak.keepalive import APP_IDLE_S
 
     idle = config_for("ansan")["apps"]["http"]["servers"]["door"]["routes"][0]["handle"][0]["transport"][
         "keep_alive"]["idle_timeout"]
-    assert idle.endswith("s") and 0 < float(idle[:-1]) <= KEEP_ALIVE - 5
+    assert idle.endswith("s") and 0 < float(idle[:-1]) <= APP_IDLE_S - 5
 
 
 def test_routing_lists_serving_doors_best_first():
