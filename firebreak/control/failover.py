@@ -283,19 +283,19 @@ def _standby_loss(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_o
 def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
                      frozen: bool, cut: set[frozenset[str]], stalled: Mapping[str, Verdict],
                      flapping: set[frozenset[str]]) -> Decision | None:
-    """The link between the primary's site and its synchronous standby's is cut or flaps, both sites alive,
-    or the standby's PostgreSQL accepts connections and answers nothing (a storage hang: a chaos
-    run measured writes stopped for the whole of an 11 s pause): every commit waits for a standby
-    that cannot acknowledge it. PostgreSQL notices only after
-    wal_sender_timeout (60 s by default, 5 s as deploy/components.py renders it), and Patroni keeps a standby whose
-    member key is fresh, so writes stopped for the whole of a 30 s cut when measured (with 60 s). Dropping the standby's member key makes
-    Patroni choose another at once; it is acted on only when another standby streams in a site the
-    primary's site still reaches, so the primary never ends up acknowledging alone. Its
-    acknowledged commits are on the old standby; new ones wait for the new standby, so nothing
-    acknowledged rests on one site at any moment. A flapping link (down and up faster than the
-    window) is as bad: the stream over it stalls for seconds at each lapse (measured: 9.48 s of
-    stopped commits while the standby's site flapped every 0.75 s, until it was once cut long
-    enough), and a standby across it is no candidate either."""
+    """The link between the primary's site and its synchronous standby's is cut or flaps, both sites
+    alive, or the standby's PostgreSQL accepts connections and answers nothing (a storage hang: a
+    chaos run measured writes stopped for the whole of an 11 s pause): every commit waits for a
+    standby that cannot acknowledge it. PostgreSQL notices only after wal_sender_timeout (60 s by
+    default, 5 s as deploy/components.py renders it), and Patroni keeps a standby whose member key
+    is fresh, so writes stopped for the whole of a 30 s cut when measured (with 60 s). Dropping the
+    standby's member key makes Patroni choose another at once; it is acted on only when another
+    standby streams in a site the primary's site still reaches, so the primary never ends up
+    acknowledging alone. Its acknowledged commits are on the old standby; new ones wait for the new
+    standby, so nothing acknowledged rests on one site at any moment. A flapping link (down and up
+    faster than the window) is as bad: the stream over it stalls for seconds at each lapse
+    (measured: 9.48 s of stopped commits while the standby's site flapped every 0.75 s, until it was
+    once cut long enough), and a standby across it is no candidate either."""
     leader = cluster.leader
     if leader is None or cluster.sync_leader != leader or not (cut or stalled or flapping):
         return None
