@@ -49,17 +49,20 @@ class Acks:
             low = min(low, mine[i][1])
             self.first_done[i] = low
 
-    def rto(self, fault_at: float) -> float | None:
+    def rto(self, fault_at: float, until: float | None = None) -> float | None:
         """write_rto's answer, in O(log n) and the writes of the settle second."""
         i = bisect_left(self.invokes, fault_at)
-        if i == len(self.invokes):
+        if i == len(self.invokes) or (until is not None and self.first_done[i] > until):
             return None
+        end = len(self.done) if until is None else bisect_right(self.done, until)
         rto = self.first_done[i] - fault_at
         a = bisect_left(self.done, fault_at)
         b = bisect_right(self.done, fault_at + SETTLE)
-        for j in range(a, min(b, len(self.done) - 1)):
+        for j in range(a, min(b, end - 1)):
             if self.done[j + 1] - self.done[j] > STALL:
                 rto = max(rto, self.done[j + 1] - fault_at)
+        if until is not None and a <= end - 1 < b and until - self.done[end - 1] > STALL:
+            return None   # stalled in the settle second and still stalled when watching ended
         return rto
 
 
@@ -75,14 +78,19 @@ def completed_since(ops: list[Op], at: float, margin: float = 5.0) -> list[Op]:
     return ops[i:]
 
 
-def write_rto(ops: Iterable[Op], fault_at: float, kind: str = "write") -> float | None:
+def write_rto(ops: Iterable[Op], fault_at: float, kind: str = "write", until: float | None = None) -> float | None:
     """Seconds from the fault until writes flow again: the first acknowledgement of a write sent
     after it or, when writes stall in the first second after the fault, the end of that stall.
     A write acknowledged in the instant before a fault took hold (an isolation's rules landing, a
     synchronous standby not yet missed) is not writes flowing: losing the synchronous standby's
     site stalls every commit after it, and counting only the first write sent after the fault
-    once reported that 3 s stall as 0.01 s. (Many faults over one history: Acks, built once.)"""
-    return Acks(ops, kind).rto(fault_at)
+    once reported that 3 s stall as 0.01 s. (Many faults over one history: Acks, built once.)
+
+    `until`: when the writers stopped (the end of what was watched). Writes that stalled in the
+    settle second and had not flowed again by then never resumed (None): without it, a stall that
+    outlasted the history read as the write that slipped in before it (Patroni alone, whose
+    writes never came back within a benchmark's hold, read 0.00 s)."""
+    return Acks(ops, kind).rto(fault_at, until)
 
 
 def max_write_gap(ops: Iterable[Op], start: float, end: float, kind: str = "write") -> float:

@@ -32,3 +32,13 @@ def test_the_table_gives_p99_and_says_so_when_no_write_came_to_compare():
     quorum, patroni = table(summary(rows)).splitlines()[2:]
     assert "| 20 | 0.10 s / 0.19 s / 0.20 s / 0.20 s | 0.10 s | 0 / 0 ms | 2,000 | 0 |" in quorum
     assert "| never / never / never / never | 12.00 s | – / – ms |" in patroni
+
+
+def test_a_write_that_slipped_in_as_the_fault_landed_does_not_hide_a_stall_to_the_end_of_the_hold():
+    """Rows saved before write_rto took the hold's end: Patroni alone's 0.004 s, then 12 s of nothing."""
+    rows = [{"mode": "patroni", "fault": "isolate primary", "rto_s": 0.004, "max_gap_s": 11.996,
+             "p99_added_ms": -2.0, "acked": 10, "lost": 0},
+            {"mode": "patroni", "fault": "isolate primary", "rto_s": 0.8, "max_gap_s": 0.8,
+             "p99_added_ms": -2.0, "acked": 10, "lost": 0}]
+    s = summary(rows)["patroni isolate primary"]
+    assert s["rto_max_s"] == float("inf") and s["rto_p50_s"] == 0.8

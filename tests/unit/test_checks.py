@@ -83,17 +83,35 @@ def test_write_unavailability_ends_when_writes_flow_again(acks, expected):
     assert abs(checks.write_rto(ops, 10.0) - expected) < 1e-6
 
 
-def _rto_by_definition(ops, fault_at, kind="write"):
-    """write_rto as first written: every question sorts the whole history (the reference)."""
+def _rto_by_definition(ops, fault_at, kind="write", until=None):
+    """write_rto as first written: every question sorts the whole history (the reference). With
+    `until`, only what completed by then counts, and `until` itself ends the last stall."""
     done = sorted(o.complete for o in checks.acked(ops, kind))
     after = [o.complete for o in checks.acked(ops, kind) if o.invoke >= fault_at]
+    if until is not None:
+        done, after = [d for d in done if d <= until], [c for c in after if c <= until]
     if not after:
         return None
     rto = min(after) - fault_at
-    for a, b in zip(done, done[1:]):
+    ends = done + ([until] if until is not None else [])
+    for k, (a, b) in enumerate(zip(ends, ends[1:])):
         if fault_at <= a <= fault_at + checks.SETTLE and b - a > checks.STALL:
+            if until is not None and k == len(ends) - 2:
+                return None   # the stall that `until` ends: writes never came back
             rto = max(rto, b - fault_at)
     return rto
+
+
+def test_writes_that_stall_at_the_fault_and_never_come_back_never_resumed():
+    """Patroni alone after its primary's site is cut: one write slips in as the fault lands, then
+    nothing for the rest of a 12 s hold (the writers stop at its end)."""
+    ops = [w("a", 9.0, 9.9), w("b", 10.001, 10.004)]
+    assert checks.write_rto(ops, 10.0) == pytest.approx(0.004)   # what the benchmark reported
+    assert checks.write_rto(ops, 10.0, until=22.0) is None
+    # writes that flowed on are unchanged by `until`; a first write after it is not within it
+    flowing = [w(f"k{i}", 10.0 + i * 0.05, 10.02 + i * 0.05) for i in range(200)]
+    assert checks.write_rto(flowing, 10.0, until=22.0) == checks.write_rto(flowing, 10.0) == pytest.approx(0.02)
+    assert checks.write_rto([w("late", 10.5, 23.0)], 10.0, until=22.0) is None
 
 
 def test_the_indexed_acks_answer_every_fault_as_the_definition_does():
@@ -102,12 +120,15 @@ def test_the_indexed_acks_answer_every_fault_as_the_definition_does():
     op = st.tuples(st.floats(0, 20), st.floats(0, 3), st.sampled_from(["ok", "ok", "ok", "unknown"]))
 
     @settings(max_examples=300, deadline=None)
-    @given(st.lists(op, max_size=60), st.lists(st.floats(-1, 22), min_size=1, max_size=6))
-    def check(raw, faults):
+    @given(st.lists(op, max_size=60), st.lists(st.floats(-1, 22), min_size=1, max_size=6),
+           st.none() | st.floats(0, 3))
+    def check(raw, faults, watched):
         ops = [Op("write", str(i), t, t + d, outcome, "s") for i, (t, d, outcome) in enumerate(raw)]
         acks = checks.Acks(ops)
         for at in faults:
             assert acks.rto(at) == _rto_by_definition(ops, at)
+            if watched is not None:
+                assert acks.rto(at, at + watched) == _rto_by_definition(ops, at, until=at + watched)
     check()
 
 
