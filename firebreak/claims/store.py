@@ -34,6 +34,7 @@ from firebreak.errors import AnswerUnknown, KeyReused, OutcomeUnknown, Overloade
 SYNC_CANCEL_MARKERS = ("canceling wait for synchronous replication",
                        "might not have been replicated to the standby")
 RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: receipts are read aloud on phones
+assert len(RECEIPT_ALPHABET) == 32  # new_receipt takes 5 random bits a letter
 # Group commit: up to MAX_BATCH reports that arrived together share one transaction; WRITERS
 # transactions may be waiting for the synchronous standby at once.
 MAX_BATCH = 64
@@ -48,7 +49,10 @@ def request_digest(report: ReportIn) -> str:
 
 
 def new_receipt() -> str:
-    return "FB-" + "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10))
+    """Ten letters of RECEIPT_ALPHABET (32 of them: 5 bits each) from one draw of the OS's random
+    source: secrets.choice per letter was ten draws, 2.4% of an app's CPU under intake (py-spy)."""
+    n = secrets.randbits(50)
+    return "FB-" + "".join(RECEIPT_ALPHABET[(n >> (5 * i)) & 31] for i in range(10))
 
 
 INSERT_FIELDS = ("n", "receipt", "key", "kind", "service", "ws", "we", "amount", "descr", "contact", "lang", "site",

@@ -89,7 +89,15 @@ def test_a_report_in_english_using_only_the_keyboard(browser, claims_app, tmp_pa
 
 
 def test_a_reviewer_signs_in_approves_and_exports_the_payout(browser, claims_app, tmp_path):
+    import httpx
+
+    from tests.web.test_review import submit, wait_verified
+
     password = add_user(claims_app["dsn"], "browser-approver", "approver")
+    # One clean report that pays money of its own: run alone, the queue has no other tests' reports.
+    with httpx.Client(base_url=claims_app["url"]) as c:
+        submit(c, contact=f"shop-browser-{tmp_path.name}@example.org")   # 250,000 claimed: pays 30,000
+    wait_verified(claims_app["dsn"])
     ctx = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     # not signed in: the console sends to the sign-in page, and a decision is refused
