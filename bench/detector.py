@@ -309,16 +309,19 @@ def main() -> None:
             idle = idle_cost(args.idle_seconds) if args.idle_seconds else None
             print(f"settings {text}: idle cost {json.dumps(idle)}; stress for {args.minutes} min", flush=True)
 
+            def row(stress: dict | None, failover: dict | None = None) -> dict:
+                return {"setting": setting, "idle": idle, "stress": stress, "cuts": failover}
+
             def checkpoint(seen: dict) -> None:
-                write({"setting": setting, "idle": idle, "stress": {**seen, "stopped_early": True}, "cuts": None})
+                write(row({**seen, "stopped_early": True}))
                 print(json.dumps({k: v for k, v in seen.items() if k != "verdicts"}), flush=True)
             stress = stressed(args.minutes, checkpoint) if args.minutes else None
             if stress:   # kept whole even if what follows (the cuts) fails
-                write({"setting": setting, "idle": idle, "stress": stress, "cuts": None})
+                write(row(stress))
             print(json.dumps({k: v for k, v in (stress or {}).items() if k != "verdicts"}), flush=True)
             wait(lambda: lab.status()["healthy"], 120, "a healthy lab after the stress")
             failover = cuts(args.cuts, text.replace("/", "-")) if args.cuts else None
-            rows.append({"setting": setting, "idle": idle, "stress": stress, "cuts": failover})
+            rows.append(row(stress, failover))
             write()
             print(json.dumps({"setting": text, "cuts": (failover or {}).get("summary")}), flush=True)
     finally:

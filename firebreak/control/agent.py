@@ -565,9 +565,7 @@ class Agent:
                         # Patroni. When the primary's site is the one going silent, the wake waits
                         # out its timeout, and a verdict due meanwhile waited with it (a power cut
                         # measured 1 s slower for it).
-                        task = asyncio.create_task(self._wake_primary(cluster))
-                        self._background.add(task)
-                        task.add_done_callback(self._background.discard)
+                        self._in_background(self._wake_primary(cluster))
                 case failover.DeleteLeader():
                     await self._release_leader(action, pk, scope or self.cfg.default_scope, cluster.ttl)
 
@@ -606,9 +604,7 @@ class Agent:
         if ok and action.lease:
             # Only after the delete (a key that changed meanwhile is a living Patroni's), and not
             # awaited: the race the delete let run needs nothing more from this tick.
-            task = asyncio.create_task(self._end_session(action.member, action.lease, pk, ttl or SESSION_TTL))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._end_session(action.member, action.lease, pk, ttl or SESSION_TTL))
 
     async def _end_session(self, member: str, lease: int, pk: PatroniKeys, ttl: int) -> None:
         """Revoke a released leader's session lease (failover.DeleteLeader says why), its fenced
@@ -695,6 +691,12 @@ class Agent:
                                 "databases": list(svc.databases), "calls": list(svc.calls)}
                          for name, svc in self.cfg.services.items()},
         }
+
+    def _in_background(self, work) -> None:
+        """Run `work` without waiting for it, kept from GC until done and cancelled by close()."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         # Wakes and session ends still under way: stopped before the clients they use close
