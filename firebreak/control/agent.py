@@ -442,6 +442,9 @@ class Agent:
                     await self.place_etcd_leader(effect)
                 case coordinator.Decided(scope, reason):
                     log.info("decision for %s: %s", scope, reason)
+                case coordinator.Flaps(links):
+                    log.info("flap detector: %s", "links flapping: " + ", ".join(sorted("–".join(sorted(link))
+                             for link in links)) if links else "no link flaps")
                 case coordinator.Failover() if effect is failovers[0]:
                     await asyncio.gather(*(self.execute(f.decision, found[f.scope], f.scope) for f in failovers))
                 case coordinator.Failover():

@@ -120,6 +120,7 @@ class Memory:
     refused: frozenset[str] = frozenset()  # clusters whose last decision refused a failover (alerted on)
     last_decision: str = ""
     lapses: detector.Lapses = field(default_factory=detector.Lapses)  # links' recent lapses (flap_step)
+    flapping: frozenset[frozenset[str]] = frozenset()  # links flap_step() last read as flapping
 
     @property
     def needs_ledger(self) -> bool:
@@ -173,6 +174,13 @@ class Decided:
 
 
 @dataclass(frozen=True)
+class Flaps:
+    """The links read as flapping changed (logged: how often a lossy link is read so is the price
+    of acting on flaps, counted by bench/detector.py's stress runs)."""
+    links: frozenset[frozenset[str]]
+
+
+@dataclass(frozen=True)
 class Failover:
     """Perform a decision's actions (failover.FenceApi, DropMember, DeleteLeader) for one cluster."""
     scope: str
@@ -184,8 +192,8 @@ class RecordOutage:
     write: outages.Write
 
 
-Effect = (Campaign | Resign | SteerDoors | OpenIncident | CloseIncident | PlaceEtcdLeader | Decided | Failover
-          | RecordOutage)
+Effect = (Campaign | Resign | SteerDoors | OpenIncident | CloseIncident | PlaceEtcdLeader | Decided | Flaps
+          | Failover | RecordOutage)
 
 
 @dataclass(frozen=True)
@@ -273,6 +281,8 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
 
     changed = {scope: d.reason for scope, d in decisions.items() if d.reason != mem.decisions.get(scope)}
     effects += [Decided(scope, reason) for scope, reason in changed.items()]
+    if flapping != mem.flapping:
+        effects.append(Flaps(flapping))
     last = "; ".join((f"{scope}: " if len(decisions) > 1 else "") + d.reason for scope, d in decisions.items())
     effects += [Failover(scope, d) for scope, d in decisions.items() if d.failover]
 
@@ -283,7 +293,7 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         effects += [RecordOutage(w) for w in writes]
 
     return effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
-                            primary_cut_at=primary_cut_at, lapses=lapses,
+                            primary_cut_at=primary_cut_at, lapses=lapses, flapping=flapping,
                             decisions={**mem.decisions, **changed}, last_decision=last,
                             refused=frozenset(scope for scope, d in decisions.items() if d.refused))
 

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from firebreak.control import coordinator as co
-from firebreak.control import incidents, outages
+from firebreak.control import detector, incidents, outages
 from firebreak.control.drills import Drill
 from firebreak.control.detector import View
 from firebreak.control.failover import DeleteLeader, DropMember, FenceApi
@@ -192,6 +192,21 @@ def test_a_flapping_link_to_the_synchronous_standby_drops_it_at_its_second_lapse
             dropped_at = now
             assert of(r, co.Failover)[0].decision.actions == (DropMember("ansan", 40),)
     assert dropped_at == 101.5
+
+
+def test_the_links_read_as_flapping_are_logged_when_they_change_and_only_then():
+    """The stress benchmark counts these reads: the price of acting on a flap is how often a
+    lossy link is read as one."""
+    mem, reads = co.Memory(), []
+    for t in range(60):
+        now = 100.0 + t / 4
+        down = 0.6 if t < 16 and (t % 6) < 3 else 0.0
+        r = co.tick(SETTINGS, seen(now, views(now, lost("ansan", down, "pangyo"))), mem)
+        mem = r.memory
+        reads += [(now, e.links) for e in of(r, co.Flaps)]
+    link = frozenset({"pangyo", "ansan"})
+    # Flapping from the second lapse, and no longer once fewer than two lapses began within the span.
+    assert reads == [(101.5, frozenset({link})), (101.5 + detector.FLAP_SPAN, frozenset())], reads
 
 
 def test_a_site_lost_and_back_is_one_lapse_not_a_flap():
