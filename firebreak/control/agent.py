@@ -571,6 +571,13 @@ class Agent:
                         self._in_background(self._wake_primary(cluster))
                 case failover.DeleteLeader():
                     await self._release_leader(action, pk, scope or self.cfg.default_scope, cluster.ttl)
+                case failover.Switchover(leader, candidate):
+                    # Asked again at every tick until done: Patroni removes a request it cannot
+                    # carry out (a candidate it could not reach), and the next tick asks anew.
+                    value = json.dumps({"leader": leader, "member": candidate}, separators=(",", ":"))
+                    if await self.etcd.create(pk.failover, value):
+                        log.warning("asked %s's Patroni to switch over to %s (%s)", leader, candidate, decision.reason)
+                        self._in_background(self._wake_primary(cluster))
 
     async def _wake_primary(self, cluster: failover.ClusterState) -> None:
         """Have the primary's Patroni run its loop now rather than at its next tick (up to

@@ -1,7 +1,8 @@
 """The failover decision: (cluster state from etcd, verdicts, freeze flag) -> actions. Pure.
 
 How it stays safe (the long form is docs/FAILOVER.md):
-* it acts only when the primary's site is dead by agreement of a majority of sites;
+* it acts only when the primary's site is dead by agreement of a majority of sites, or its link to
+  every other living site flaps (flaps_out: then, under quorum commit, by Patroni's switchover);
 * it never promotes anything itself. It removes the dead leader's key with a compare-and-delete
   on the key's revision, and Patroni's own leader race does the rest, in which, in
   synchronous mode, only the synchronous standby named in /sync may win;
@@ -156,8 +157,18 @@ class DropMember:
     revision: int
 
 
+@dataclass(frozen=True)
+class Switchover:
+    """Ask the primary's own Patroni to step down for `candidate` (Patroni's /failover key, as
+    `patronictl switchover` writes it): it demotes itself first, and only then does the candidate
+    promote. Used where the primary is alive and may still reach a voter (its site's links flap)
+    under quorum commit, where releasing its key is not safe (decide() says why)."""
+    leader: str
+    candidate: str
+
+
 # What the decision may ask the agent to do: a closed set, matched exhaustively by the agent.
-Action = FenceApi | DeleteLeader | DropMember
+Action = FenceApi | DeleteLeader | DropMember | Switchover
 
 
 @dataclass(frozen=True)
@@ -191,17 +202,21 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
                         f"{why}: removing it so Patroni's leader race can run", failover=True)
     leader_site = site_of.get(leader, leader)
     verdict = verdicts.get(leader_site)
+    flaps = flaps_out(leader_site, verdicts, flapping or set())
     if verdict is None or not verdict.dead:
         stall = (stalled or {}).get(leader)
-        if stall is None or not stall.dead:
+        if flaps:
+            why = f"its links to {', '.join(flaps)} flap"
+            what = f"primary's site {leader_site} keeps losing every other site"
+        elif stall is None or not stall.dead:
             return _standby_loss(cluster, verdicts, site_of, frozen) or \
                 _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {},
                                  flapping or set()) or \
                 Decision((), f"primary {leader} in {leader_site} is alive")
-        verdict = stall
-        what = f"primary {leader}'s PostgreSQL answers nothing"
+        else:
+            why, what = stall.reason, f"primary {leader}'s PostgreSQL answers nothing"
     else:
-        what = f"primary's site {leader_site} is dead"
+        why, what = verdict.reason, f"primary's site {leader_site} is dead"
     if frozen:
         return Decision((), f"{what}, but automation is frozen: Patroni alone "
                             "will fail over when its leader key expires", refused=True)
@@ -239,6 +254,15 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     elif not candidates:
         return Decision((), f"{what}, but no synchronous standby can take over: "
                             + "; ".join(why_not), refused=True)
+    if flaps and cluster.quorum_active:
+        # A site whose links flap is alive, and between lapses its primary reaches the voters.
+        # With its key released, a voter promotes while another may still stream from the old
+        # primary for a moment, and acknowledge a commit the winner never saw (lost when that
+        # voter rewinds). Patroni's own switchover cannot: the old primary demotes first.
+        # (Synchronous mode has one standby, the one promoted: releasing the key is safe there.)
+        return Decision((Switchover(leader, candidates[0]),),
+                        f"{what} ({why}); asking {leader}'s Patroni to switch over to {candidates[0]}, "
+                        "which has every acknowledged write once the old primary has stepped down", failover=True)
     actions: list[Action] = []
     dead_member = cluster.members.get(leader)
     if dead_member is not None and dead_member.api_url != UNREACHABLE_API:
@@ -247,8 +271,22 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     actions.append(DeleteLeader(leader, cluster.leader_revision, cluster.leader_lease))
     who = (f"the quorum of voters {', '.join(candidates)} elects the one holding the latest commit"
            if cluster.quorum_active else f"synchronous standby {', '.join(candidates)} takes over")
-    return Decision(tuple(actions), f"{what} ({verdict.reason}); releasing {leader}'s leader key so {who}",
+    return Decision(tuple(actions), f"{what} ({why}); releasing {leader}'s leader key so {who}",
                     failover=True)
+
+
+def flaps_out(site: str, verdicts: Mapping[str, Verdict], flapping: set[frozenset[str]]) -> tuple[str, ...]:
+    """The living sites other than `site`, when its link to every one of them flaps
+    (detector.flap_step; a flapping link may read as cut during a long lapse too), or ()
+    otherwise. Such a site is never dead for the window, yet every connection across its links
+    stalls on TCP's retransmission backoff at each lapse: a primary there costs each write up to
+    1.6 s for as long as the flap lasts (measured in bench/drills.py's flap drill), and with
+    lapses shorter than the window no verdict ever moves it. A link that is only cut is a
+    partition, which the standby rules handle (_standby_cut_off), not a flap."""
+    others = sorted(s for s, v in verdicts.items() if s != site and not v.dead)
+    if others and all(frozenset((site, o)) in flapping for o in others):
+        return tuple(others)
+    return ()
 
 
 def _with_api(raw: str, api_url: str) -> str:

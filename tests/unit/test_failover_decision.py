@@ -334,9 +334,6 @@ def test_a_cut_standby_is_replaced_even_by_one_across_a_flapping_link():
 
 
 @pytest.mark.parametrize("name,flapping,cuts,frozen,refused,needle", [
-    # The primary's own site flaps: both standbys' links flap, the stream gets through between
-    # lapses and no steadier standby exists. Nothing to do, and nothing refused (no outage, no alert).
-    ("every standby's link flaps", cut(("pangyo", "ansan"), ("pangyo", "siheung")), cut(), False, False, "is alive"),
     ("frozen, only flapping", cut(("pangyo", "ansan")), cut(), True, False, "is alive"),
     ("the async standby's link flaps", cut(("pangyo", "siheung")), cut(), False, False, "is alive"),
 ])
@@ -378,3 +375,45 @@ def test_a_partition_of_some_links_keeps_its_cut_links_where_no_verdict_can_come
                "ansan": View("ansan", now, {"pangyo": 0.6, "siheung": 0.0}),
                "siheung": View("siheung", now, {"pangyo": 0.3, "ansan": 0.3})}
     assert cut_links(SITES, starved, now, cfg) == {frozenset(("pangyo", "ansan"))}
+
+
+# -- the primary's own site flaps ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name,flapping,cuts,dead", [
+    ("both links flap", cut(("pangyo", "ansan"), ("pangyo", "siheung")), cut(), ()),
+    ("both flap, one read as cut in a long lapse", cut(("pangyo", "ansan"), ("pangyo", "siheung")),
+     cut(("pangyo", "siheung")), ()),
+    # Only living sites count: the one link left to a living site flaps.
+    ("the third site is dead", cut(("pangyo", "ansan")), cut(), ("siheung",)),
+])
+def test_a_primary_whose_site_flaps_against_every_other_is_failed_over_like_a_dead_one(name, flapping, cuts, dead):
+    """Its site is never dead for the window, yet each write across its links waits on TCP's
+    backoff at every lapse (1.59 s measured), and with lapses shorter than the window no
+    verdict ever comes. Synchronous mode: its one standby is the one promoted, so releasing the
+    key is as safe as for a dead site."""
+    d = decide(three(), verdict(dead=dead), SITE_OF, cut=cuts, flapping=flapping)
+    assert d.failover and not d.refused, d.reason
+    assert [type(a) for a in d.actions] == [FenceApi, DeleteLeader]
+    assert "keeps losing every other site" in d.reason and "synchronous standby ansan takes over" in d.reason
+
+
+@pytest.mark.parametrize("name,flapping,cuts,frozen,refused,needle", [
+    ("one link flaps, the other is steady: the standby moves, not the primary", cut(("pangyo", "siheung")), cut(),
+     False, False, "is alive"),
+    ("both cut: a cut is the verdicts' business, not a flap", cut(), cut(("pangyo", "ansan"), ("pangyo", "siheung")),
+     False, True, "acknowledging alone"),
+    ("frozen", cut(("pangyo", "ansan"), ("pangyo", "siheung")), cut(), True, True, "frozen"),
+])
+def test_a_flapping_primary_site_is_moved_only_when_it_reaches_no_site_steadily(name, flapping, cuts, frozen,
+                                                                                 refused, needle):
+    d = decide(three(), verdict(), SITE_OF, frozen=frozen, cut=cuts, flapping=flapping)
+    assert not any(isinstance(a, DeleteLeader) for a in d.actions) and d.refused == refused and needle in d.reason
+
+
+def test_flaps_out_names_the_sites_it_cannot_reach_steadily():
+    from firebreak.control.failover import flaps_out
+    both = cut(("pangyo", "ansan"), ("pangyo", "siheung"))
+    assert flaps_out("pangyo", verdict(), both) == ("ansan", "siheung")
+    assert flaps_out("ansan", verdict(), both) == ()                   # its link to siheung is steady
+    assert flaps_out("pangyo", verdict(), cut(("pangyo", "ansan"))) == ()  # one cut or steady link: no
+    assert flaps_out("pangyo", verdict(dead=("ansan", "siheung")), both) == ()  # nobody living to reach

@@ -12,6 +12,25 @@ def test_patroni_keys_the_agent_rewrites():
     # The agent compare-and-deletes <namespace>/leader, reads <namespace>/sync and rewrites
     # <namespace>/members/<name> (control/agent.py); these are Patroni's names for them.
     assert (AbstractDCS._LEADER, AbstractDCS._SYNC, AbstractDCS._MEMBERS) == ("leader", "sync", "members/")
+    # ... and writes <namespace>/failover as patronictl switchover does (failover.Switchover).
+    assert AbstractDCS._FAILOVER == "failover"
+
+
+def test_patroni_reads_the_switchover_the_agent_asks_for_and_demotes_gracefully_first():
+    """failover.Switchover is safe under quorum commit only because the old primary demotes
+    itself (a clean shutdown) before anyone promotes: pinned here against the installed Patroni."""
+    import importlib.util
+    from pathlib import Path
+
+    from patroni.dcs import Failover
+
+    asked = Failover.from_node(7, json.dumps({"leader": "pg-pangyo", "member": "pg-ansan"}, separators=(",", ":")))
+    assert (asked.leader, asked.candidate, asked.scheduled_at) == ("pg-pangyo", "pg-ansan", None)
+    # Read, not imported: patroni.ha alone is a circular import outside Patroni's own start-up.
+    module = Path(importlib.util.find_spec("patroni.ha").origin).read_text()
+    start = module.index("def process_manual_failover_from_leader(")
+    source = module[start:module.index("\n    def ", start + 1)]
+    assert "self.demote, ('graceful',)" in source
 
 
 def test_patroni_wakes_its_loop_on_an_accepted_patch_of_its_config():
