@@ -571,13 +571,26 @@ class Agent:
                         self._in_background(self._wake_primary(cluster))
                 case failover.DeleteLeader():
                     await self._release_leader(action, pk, scope or self.cfg.default_scope, cluster.ttl)
-                case failover.Switchover(leader, candidate):
-                    # Asked again at every tick until done: Patroni removes a request it cannot
-                    # carry out (a candidate it could not reach), and the next tick asks anew.
-                    value = json.dumps({"leader": leader, "member": candidate}, separators=(",", ":"))
-                    if await self.etcd.create(pk.failover, value):
-                        log.warning("asked %s's Patroni to switch over to %s (%s)", leader, candidate, decision.reason)
-                        self._in_background(self._wake_primary(cluster))
+                case failover.Switchover(leader):
+                    await self._ask_switchover(leader, pk, cluster, decision.reason)
+
+    async def _ask_switchover(self, leader: str, pk: PatroniKeys, cluster: failover.ClusterState,
+                              why: str) -> None:
+        """Write Patroni's /failover key asking `leader` to step down (failover.Switchover), over
+        an absent or empty key only: a pending request (this agent's from an earlier tick, or an
+        operator's) is left to Patroni. Patroni clears a request it carried out or gave up on (a
+        standby it could not reach across the flap) by writing "{}", and the next tick asks again."""
+        value = json.dumps({"leader": leader}, separators=(",", ":"))
+        kv = await self.etcd.get(pk.failover)
+        if kv is None:
+            asked = await self.etcd.create(pk.failover, value)
+        elif not failover.pending_switchover(kv.value):
+            asked = await self.etcd.cas_put(pk.failover, value, kv.mod_revision)
+        else:
+            return
+        if asked:
+            log.warning("asked %s's Patroni to switch over (%s)", leader, why)
+            self._in_background(self._wake_primary(cluster))
 
     async def _wake_primary(self, cluster: failover.ClusterState) -> None:
         """Have the primary's Patroni run its loop now rather than at its next tick (up to

@@ -198,8 +198,9 @@ SHORT_FLAP_FOR = 12.0
 def test_a_primary_site_flapping_too_fast_for_any_verdict_is_failed_over(running_lab):
     """The primary's site loses every link for 0.4 s of each 0.8 s. Before, nothing moved it: no
     lapse lasts the window, and every write across its links waited on TCP's backoff at each
-    lapse for as long as the flap lasted. The coordinator fails over at the second lapse
-    (synchronous mode: its one standby is the one promoted, as for a dead site)."""
+    lapse for as long as the flap lasted. At the second lapse the coordinator asks the primary's
+    Patroni to switch over (failover.Switchover): it steps down, and its synchronous standby,
+    the only one allowed to, takes over."""
     st = wait_for(healthy, 90, "a healthy lab")
     primary, sync, third = roles(st)
     flap = Flap(primary, SHORT_FLAP_HALF, SHORT_FLAP_FOR)

@@ -379,41 +379,61 @@ def test_a_partition_of_some_links_keeps_its_cut_links_where_no_verdict_can_come
 
 # -- the primary's own site flaps ---------------------------------------------------------------
 
-@pytest.mark.parametrize("name,flapping,cuts,dead", [
-    ("both links flap", cut(("pangyo", "ansan"), ("pangyo", "siheung")), cut(), ()),
-    ("both flap, one read as cut in a long lapse", cut(("pangyo", "ansan"), ("pangyo", "siheung")),
-     cut(("pangyo", "siheung")), ()),
-    # Only living sites count: the one link left to a living site flaps.
-    ("the third site is dead", cut(("pangyo", "ansan")), cut(), ("siheung",)),
-])
-def test_a_primary_whose_site_flaps_against_every_other_is_failed_over_like_a_dead_one(name, flapping, cuts, dead):
+def seen_by_others(site, *observers):
+    """Each observer's own view flaps on `site` (detector.lapsing_views through flap_step)."""
+    return {(o, site) for o in observers}
+
+
+BOTH = cut(("pangyo", "ansan"), ("pangyo", "siheung"))
+
+
+def test_a_primary_whose_site_flaps_against_every_other_is_asked_to_switch_over():
     """Its site is never dead for the window, yet each write across its links waits on TCP's
-    backoff at every lapse (1.59 s measured), and with lapses shorter than the window no
-    verdict ever comes. Synchronous mode: its one standby is the one promoted, so releasing the
-    key is as safe as for a dead site."""
-    d = decide(three(), verdict(dead=dead), SITE_OF, cut=cuts, flapping=flapping)
-    assert d.failover and not d.refused, d.reason
-    assert [type(a) for a in d.actions] == [FenceApi, DeleteLeader]
+    backoff at every lapse (1.59 s measured), and with lapses shorter than the window no verdict
+    ever comes. Its key is not released (its Patroni, alive between lapses, could win it back or
+    answer the race "still primary"): its Patroni is asked to step down, naming no candidate."""
+    from firebreak.control.failover import Switchover
+    d = decide(three(), verdict(), SITE_OF, flapping=BOTH, seen_flapping=seen_by_others("pangyo", "ansan", "siheung"))
+    assert d.failover and not d.refused and d.actions == (Switchover("pangyo"),), d.reason
     assert "keeps losing every other site" in d.reason and "synchronous standby ansan takes over" in d.reason
+    # A verdict during the flap, in synchronous mode: its one standby is the one promoted, so the
+    # key is released as for any dead site.
+    d = decide(three(), verdict(dead={"pangyo"}), SITE_OF, flapping=BOTH,
+               seen_flapping=seen_by_others("pangyo", "ansan", "siheung"))
+    assert [type(a) for a in d.actions] == [FenceApi, DeleteLeader]
 
 
-@pytest.mark.parametrize("name,flapping,cuts,frozen,refused,needle", [
-    ("one link flaps, the other is steady: the standby moves, not the primary", cut(("pangyo", "siheung")), cut(),
-     False, False, "is alive"),
-    ("both cut: a cut is the verdicts' business, not a flap", cut(), cut(("pangyo", "ansan"), ("pangyo", "siheung")),
-     False, True, "acknowledging alone"),
-    ("frozen", cut(("pangyo", "ansan"), ("pangyo", "siheung")), cut(), True, True, "frozen"),
+@pytest.mark.parametrize("name,flapping,seen,dead,frozen,refused,needle", [
+    ("one link flaps, the other is steady: the standby moves, not the primary", cut(("pangyo", "siheung")),
+     seen_by_others("pangyo", "siheung"), (), False, False, "is alive"),
+    ("only the primary's own view lapses (a busy agent): no other site saw a flap", BOTH,
+     {("pangyo", "ansan"), ("pangyo", "siheung")}, (), False, False, "is alive"),
+    ("every link flaps: the flap is pinned on no one site", BOTH | cut(("ansan", "siheung")),
+     seen_by_others("pangyo", "ansan", "siheung"), (), False, False, "is alive"),
+    ("one other site alive: the primary could be moved straight back", cut(("pangyo", "ansan")),
+     seen_by_others("pangyo", "ansan"), ("siheung",), False, False, "is alive"),
+    ("frozen", BOTH, seen_by_others("pangyo", "ansan", "siheung"), (), True, True, "frozen"),
 ])
-def test_a_flapping_primary_site_is_moved_only_when_it_reaches_no_site_steadily(name, flapping, cuts, frozen,
-                                                                                 refused, needle):
-    d = decide(three(), verdict(), SITE_OF, frozen=frozen, cut=cuts, flapping=flapping)
-    assert not any(isinstance(a, DeleteLeader) for a in d.actions) and d.refused == refused and needle in d.reason
+def test_a_flapping_primary_site_is_moved_only_when_the_flap_is_its_own(name, flapping, seen, dead, frozen,
+                                                                          refused, needle):
+    from firebreak.control.failover import Switchover
+    d = decide(three(), verdict(dead=dead), SITE_OF, frozen=frozen, flapping=flapping, seen_flapping=seen)
+    assert not any(isinstance(a, (Switchover, DeleteLeader)) for a in d.actions), d.reason
+    assert d.refused == refused and needle in d.reason, d.reason
 
 
-def test_flaps_out_names_the_sites_it_cannot_reach_steadily():
+def test_flaps_out_names_the_sites_that_see_it_flap():
     from firebreak.control.failover import flaps_out
-    both = cut(("pangyo", "ansan"), ("pangyo", "siheung"))
-    assert flaps_out("pangyo", verdict(), both) == ("ansan", "siheung")
-    assert flaps_out("ansan", verdict(), both) == ()                   # its link to siheung is steady
-    assert flaps_out("pangyo", verdict(), cut(("pangyo", "ansan"))) == ()  # one cut or steady link: no
-    assert flaps_out("pangyo", verdict(dead=("ansan", "siheung")), both) == ()  # nobody living to reach
+    seen = seen_by_others("pangyo", "ansan", "siheung")
+    assert flaps_out("pangyo", verdict(), BOTH, seen) == ("ansan", "siheung")
+    assert flaps_out("ansan", verdict(), BOTH, seen) == ()
+    assert flaps_out("pangyo", verdict(), BOTH, {("ansan", "pangyo")}) == ()  # siheung never saw it flap
+
+
+@pytest.mark.parametrize("raw,pending", [
+    ("", False), ("{}", False), ('{"scheduled_at":"2026-12-05T10:00:00+00:00"}', False), ("[1]", False),
+    ('{"leader":"pangyo"}', True), ('{"member":"ansan"}', True), ("pangyo:ansan", True),
+])
+def test_which_failover_values_are_a_pending_request(raw, pending):
+    from firebreak.control.failover import pending_switchover
+    assert pending_switchover(raw) is pending
