@@ -66,6 +66,10 @@ class AgentState:
     # silent. A round that runs late (this agent starved of CPU) is not their silence.
     unanswered: set[str] = field(default_factory=set)
     round_done: float | None = None  # when the last probe round completed
+    # The last round that ran unstalled: when it started, and whom it got no answer from. After
+    # a stall, only such a round's misses are silence (coordinator.stalled_since_clean_round).
+    clean_round_started: float | None = None
+    clean_unanswered: set[str] = field(default_factory=set)
     # Spans in which this agent itself was not running (paused, starved): nobody's silence.
     own_stalls: tuple[tuple[float, float], ...] = ()
     stalls: dict[str, detector.Verdict] = field(default_factory=dict)  # the same keys, by agreement
@@ -213,7 +217,8 @@ class Agent:
                 now = self.clock()
                 # Timeouts bound a round: one that ends later than that was stalled with the
                 # agent (its probes' timeouts fired once it ran again), not slow.
-                if now - started > self.cfg.detector.probe_timeout + STALL_SLACK:
+                stalled = now - started > self.cfg.detector.probe_timeout + STALL_SLACK
+                if stalled:
                     self._stalled(started + self.cfg.detector.probe_timeout + STALL_SLACK, now)
                 self.state.round_done = now
                 heard = self.state.postgres_heard
@@ -244,6 +249,8 @@ class Agent:
                         for c, ok in comps.items():
                             self.metrics.probe(s, c, ok)
                 self.state.last_ok[self.cfg.site] = now
+                if not stalled:
+                    self.state.clean_round_started, self.state.clean_unanswered = started, set(self.state.unanswered)
             await self.sleep(max(0.0, interval - (self.clock() - started)))
 
     async def sleep(self, seconds: float) -> None:
@@ -278,10 +285,12 @@ class Agent:
         # A probe loop that has completed no round for a whole window vouches for nothing: every
         # stamp counts again, as it did before rounds were tracked.
         rounds_going = self.state.round_done is not None and now - self.state.round_done <= d.window
+        unanswered = self.state.unanswered if rounds_going else None
+        if coordinator.stalled_since_clean_round(self.state.own_stalls, self.state.clean_round_started, now, d.window):
+            unanswered = self.state.clean_unanswered
         return coordinator.own_view(self.cfg.site, self.others, self.state.last_ok, self.state.postgres_heard,
                                     self.state.clusters, now, grace=d.probe_interval + d.probe_timeout,
-                                    unanswered=self.state.unanswered if rounds_going else None,
-                                    stalls=self.state.own_stalls, max_absent=d.window)
+                                    unanswered=unanswered, stalls=self.state.own_stalls, max_absent=d.window)
 
     # -- publishing views --------------------------------------------------------------------
 

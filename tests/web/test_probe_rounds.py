@@ -173,3 +173,41 @@ def test_a_far_site_whose_etcd_is_paused_is_still_vouched_for_by_its_slow_compon
     assert agent.state.unanswered == set()
     assert agent.my_view().unreachable_for == {"ansan": 0.0, "siheung": 0.0}
     assert agent.state.components["ansan"] == {"etcd": False, "patroni": True, "app": True, "agent": True}
+
+
+def test_a_round_stalled_with_the_agent_is_no_evidence_that_anyone_is_silent(monkeypatch):
+    """The agent stopped for 0.5 s in the middle of a round (SIGSTOP, a VM's pause): its probes'
+    timeouts fire as it runs again, and the round reads every site silent. Counted, the agent read
+    "this site reaches 1 of 3" at once, and its database door refused writes and had its app
+    hang up (bench/detector.py's stress: 25 times in 20 minutes, with a 0.5 s pause every 5 s).
+    Its misses are no evidence: nothing reads silent, while the next round counts as ever."""
+    import time
+
+    from firebreak.control import agent as agent_mod
+    agent = agent_with_nothing_listening()
+    calls = {"n": 0, "stalled_round": None}
+
+    async def ask(probe, timeout):
+        calls["n"] += 1
+        if calls["n"] == 30:           # a few rounds in, at a round's first probe
+            calls["stalled_round"] = agent.state.round_done
+            time.sleep(0.5)            # the whole agent stopped
+        # Every probe of the stalled round times out; the rounds after it are answered.
+        return agent.state.round_done != calls["stalled_round"]
+    monkeypatch.setattr(agent_mod.probes, "ask", ask)
+    readings = []
+
+    async def go():
+        task = asyncio.create_task(agent.probe_loop())
+        for _ in range(15):
+            # As the database door's loop: a probe interval apart, its own lateness noted first.
+            await agent.sleep(agent.cfg.detector.probe_interval)
+            if agent.state.round_done is not None:
+                readings.append(dict(agent.my_view().unreachable_for))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await agent.close()
+    asyncio.run(go())
+    assert calls["n"] > 40 and calls["stalled_round"], calls  # the stall happened, and rounds went on
+    silent = [r for r in readings if any(gap > 0 for gap in r.values())]
+    assert silent == [], f"read silent {len(silent)} times of {len(readings)}: {silent[:3]}"
