@@ -70,6 +70,7 @@ class AgentState:
     # a stall, only such a round's misses are silence (coordinator.stalled_since_clean_round).
     clean_round_started: float | None = None
     clean_unanswered: set[str] = field(default_factory=set)
+    blind_since: float | None = None  # the end of the first stall noted since that round began
     # Spans in which this agent itself was not running (paused, starved): nobody's silence.
     own_stalls: tuple[tuple[float, float], ...] = ()
     stalls: dict[str, detector.Verdict] = field(default_factory=dict)  # the same keys, by agreement
@@ -269,6 +270,9 @@ class Agent:
 
     def _stalled(self, since: float, until: float) -> None:
         self.state.own_stalls = coordinator.note_stall(self.state.own_stalls, since, until, keep=STALLS_KEPT)
+        st = self.state
+        if st.blind_since is None or (st.clean_round_started is not None and st.blind_since <= st.clean_round_started):
+            st.blind_since = until
 
     def _commit_path_postgres(self) -> dict[str, probes.Probe]:
         """The probe of each server a commit waits for (clusters.commit_path), as its member key
@@ -286,7 +290,7 @@ class Agent:
         # stamp counts again, as it did before rounds were tracked.
         rounds_going = self.state.round_done is not None and now - self.state.round_done <= d.window
         unanswered = self.state.unanswered if rounds_going else None
-        if coordinator.stalled_since_clean_round(self.state.own_stalls, self.state.clean_round_started, now, d.window):
+        if coordinator.stalled_since_clean_round(self.state.blind_since, self.state.clean_round_started, now, d.window):
             unanswered = self.state.clean_unanswered
         return coordinator.own_view(self.cfg.site, self.others, self.state.last_ok, self.state.postgres_heard,
                                     self.state.clusters, now, grace=d.probe_interval + d.probe_timeout,

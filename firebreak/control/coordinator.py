@@ -423,17 +423,20 @@ def absent(stalls: Iterable[tuple[float, float]], since: float, until: float) ->
     return total
 
 
-def stalled_since_clean_round(stalls: Iterable[tuple[float, float]], clean_started: float | None, now: float,
+def stalled_since_clean_round(blind_since: float | None, clean_started: float | None, now: float,
                               window: float) -> bool:
     """Whether this agent stalled since its last unstalled probe round began, at most a window
     ago: then only that round's misses are silence (own_view's `unanswered`). A round stalled
     with the agent reads everyone silent (its timeouts fire as it runs again), and so does a
     loop that reads its view before a round has run since: measured, an agent paused for 0.5 s
     every 5 s read "this site reaches 1 of 3" 25 times in 20 minutes, and its database door
-    refused writes each time. Bounded by the window from the first such stall's end, so that
-    an agent starved again and again still sees a site that died meanwhile, a window late."""
-    ends = [b for _, b in stalls if clean_started is None or b > clean_started]
-    return bool(ends) and now - min(ends) <= window
+    refused writes each time. `blind_since`: the end of the first stall noted after that round
+    began (the agent keeps it: stall spans merge, and under steady lag their end moves with the
+    clock). Bounded by the window from it, so that an agent starved again and again still sees
+    a site that died meanwhile, a window late."""
+    if blind_since is None or (clean_started is not None and blind_since <= clean_started):
+        return False
+    return 0 <= now - blind_since <= window
 
 
 def own_view(site: str, others: Iterable[str], last_ok: Mapping[str, float], postgres_heard: Mapping[str, float],

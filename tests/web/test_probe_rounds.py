@@ -180,7 +180,8 @@ def test_a_round_stalled_with_the_agent_is_no_evidence_that_anyone_is_silent(mon
     timeouts fire as it runs again, and the round reads every site silent. Counted, the agent read
     "this site reaches 1 of 3" at once, and its database door refused writes and had its app
     hang up (bench/detector.py's stress: 25 times in 20 minutes, with a 0.5 s pause every 5 s).
-    Its misses are no evidence: nothing reads silent, while the next round counts as ever."""
+    Its misses are no evidence: ansan, which answers, never reads silent, while siheung, which
+    never answers, reads silent throughout, the stall included."""
     import time
 
     from firebreak.control import agent as agent_mod
@@ -189,11 +190,18 @@ def test_a_round_stalled_with_the_agent_is_no_evidence_that_anyone_is_silent(mon
 
     async def ask(probe, timeout):
         calls["n"] += 1
-        if calls["n"] == 30:           # a few rounds in, at a round's first probe
+        if calls["n"] == 30:           # a few rounds in
             calls["stalled_round"] = agent.state.round_done
             time.sleep(0.5)            # the whole agent stopped
+        if probe.port != ansan_port:
+            return False               # siheung: silent all along
         # Every probe of the stalled round times out; the rounds after it are answered.
         return agent.state.round_done != calls["stalled_round"]
+    ansan_port = free_port()
+    for (site, c), p in list(agent._targets.items()):
+        if site == "ansan":
+            import dataclasses
+            agent._targets[(site, c)] = dataclasses.replace(p, port=ansan_port)
     monkeypatch.setattr(agent_mod.probes, "ask", ask)
     readings = []
 
@@ -209,5 +217,25 @@ def test_a_round_stalled_with_the_agent_is_no_evidence_that_anyone_is_silent(mon
         await agent.close()
     asyncio.run(go())
     assert calls["n"] > 40 and calls["stalled_round"], calls  # the stall happened, and rounds went on
-    silent = [r for r in readings if any(gap > 0 for gap in r.values())]
-    assert silent == [], f"read silent {len(silent)} times of {len(readings)}: {silent[:3]}"
+    assert [r for r in readings if r["ansan"] > 0] == [], readings
+    assert all(r["siheung"] > 0 for r in readings[3:]), readings
+
+
+def test_an_agent_lagging_for_seconds_still_reads_a_silent_site_silent_a_window_later():
+    """Steady lag (every loop late, every round stalled): the stall spans merge into one whose
+    end moves with the clock. The agent trusts its last clean round for a window after its first
+    stall, no longer: ansan, silent for 10 s, reads silent."""
+    agent = agent_with_nothing_listening()
+    t = {"now": 1000.0}
+    agent.clock = lambda: t["now"]
+    agent.state.last_ok.update({"ansan": 1000.0, "siheung": 1000.0})
+    agent.state.clean_round_started, agent.state.clean_unanswered = 999.9, set()
+    for i in range(100):                                  # 10 s of loops 0.15 s late
+        t["now"] = 1000.1 + i * 0.1
+        agent._stalled(t["now"] - 0.15, t["now"])
+        agent.state.last_ok["siheung"] = t["now"]         # siheung answers still
+        agent.state.unanswered, agent.state.round_done = {"ansan"}, t["now"]
+    assert len(agent.state.own_stalls) == 1               # merged: its end is now
+    view = agent.my_view()
+    assert view.unreachable_for["ansan"] > 0.4 and view.unreachable_for["siheung"] == 0.0, view
+    asyncio.run(agent.close())
