@@ -220,23 +220,32 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     leader_site = site_of.get(leader, leader)
     verdict = verdicts.get(leader_site)
     flaps = flaps_out(leader_site, verdicts, flapping or set(), seen_flapping or set())
+    # Whether to ask the primary's Patroni to step down (Switchover) rather than release its key.
+    switch = False
     if verdict is None or not verdict.dead:
         stall = (stalled or {}).get(leader)
-        if flaps:
+        if stall is not None and stall.dead:
+            # Released even on a flapping site: Patroni's graceful demote begins with a CHECKPOINT
+            # that a hung PostgreSQL never finishes, and a server that answers nothing
+            # acknowledges nothing.
+            why, what = stall.reason, f"primary {leader}'s PostgreSQL answers nothing"
+        elif flaps:
             why = f"its links to {', '.join(flaps)} flap"
-            what = f"primary's site {leader_site} keeps losing every other site"
-        elif stall is None or not stall.dead:
+            what, switch = f"primary's site {leader_site} keeps losing every other site", True
+        else:
             return _standby_loss(cluster, verdicts, site_of, frozen) or \
                 _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {},
                                  flapping or set()) or \
                 Decision((), f"primary {leader} in {leader_site} is alive")
-        else:
-            why, what = stall.reason, f"primary {leader}'s PostgreSQL answers nothing"
     else:
         why, what = verdict.reason, f"primary's site {leader_site} is dead"
+        # A site whose links flap is not known to be gone (see below); under quorum commit a
+        # release while it lives could lose a write. Once the flap is no longer read, released.
+        switch = bool(flaps) and cluster.quorum_active
     if frozen:
-        return Decision((), f"{what}, but automation is frozen: Patroni alone "
-                            "will fail over when its leader key expires", refused=True)
+        return Decision((), f"{what}, but automation is frozen: " + (
+            "nothing will move it (its Patroni renews the leader key between lapses)" if switch
+            else "Patroni alone will fail over when its leader key expires"), refused=True)
     if not cluster.sync_standbys or cluster.sync_leader != leader:
         return Decision((), f"{what}, but /sync names no synchronous standby of "
                             f"{leader}: promoting any replica could lose acknowledged writes", refused=True)
@@ -273,14 +282,13 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
                             + "; ".join(why_not), refused=True)
     who = (f"the quorum of voters {', '.join(candidates)} elects the one holding the latest commit"
            if cluster.quorum_active else f"synchronous standby {', '.join(candidates)} takes over")
-    if flaps and (cluster.quorum_active or verdict is None or not verdict.dead):
+    if switch:
         # A site whose links flap is alive, and between lapses its primary reaches the standbys.
         # With its key released, its Patroni may win the key back, or answer the race "still
         # primary"; under quorum commit, after one voter wins, the other may still stream from
         # the old primary for a moment and acknowledge a commit the winner never saw (lost when
         # that voter rewinds). Patroni's own switchover has none of this: the old primary
-        # demotes first. Also on a verdict under quorum commit: a site whose links flap is not
-        # known to be gone (if it is, the key is released once the flap is no longer read).
+        # demotes first.
         return Decision((Switchover(leader),),
                         f"{what} ({why}); asking {leader}'s Patroni to switch over: it steps down first, "
                         f"then {who}", failover=True)

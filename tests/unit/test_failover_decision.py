@@ -412,7 +412,7 @@ def test_a_primary_whose_site_flaps_against_every_other_is_asked_to_switch_over(
      seen_by_others("pangyo", "ansan", "siheung"), (), False, False, "is alive"),
     ("one other site alive: the primary could be moved straight back", cut(("pangyo", "ansan")),
      seen_by_others("pangyo", "ansan"), ("siheung",), False, False, "is alive"),
-    ("frozen", BOTH, seen_by_others("pangyo", "ansan", "siheung"), (), True, True, "frozen"),
+    ("frozen", BOTH, seen_by_others("pangyo", "ansan", "siheung"), (), True, True, "nothing will move it"),
 ])
 def test_a_flapping_primary_site_is_moved_only_when_the_flap_is_its_own(name, flapping, seen, dead, frozen,
                                                                           refused, needle):
@@ -437,3 +437,11 @@ def test_flaps_out_names_the_sites_that_see_it_flap():
 def test_which_failover_values_are_a_pending_request(raw, pending):
     from firebreak.control.failover import pending_switchover
     assert pending_switchover(raw) is pending
+
+
+def test_a_hung_primary_on_a_flapping_site_is_released_not_asked_to_step_down():
+    """Patroni's graceful demote begins with a CHECKPOINT a hung PostgreSQL never finishes: a
+    switchover would wait for as long as the storage hangs."""
+    d = decide(three(), verdict(), SITE_OF, stalled=stall(True), flapping=BOTH,
+               seen_flapping=seen_by_others("pangyo", "ansan", "siheung"))
+    assert [type(a) for a in d.actions] == [FenceApi, DeleteLeader] and "answers nothing" in d.reason

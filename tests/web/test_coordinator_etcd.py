@@ -361,3 +361,46 @@ def test_a_released_session_ends_whatever_became_of_its_member_key(etcd_url, cap
             await siheung.close()
             await etcd.close()
     asyncio.run(script())
+
+
+def test_a_switchover_request_is_written_over_an_empty_key_only_retried_with_backoff_and_withdrawn(etcd_url, caplog):
+    """failover.Switchover through the agent's shell, on a real etcd: written where there is none
+    and over Patroni's own "{}" (what it leaves after carrying a request out or declining it),
+    never over an operator's pending request; asked again only after a backoff; taken back once
+    the decision stops asking, unless Patroni or someone else has rewritten it meanwhile."""
+    from firebreak.control import agent as agent_mod
+    from firebreak.control.failover import ClusterState, Decision, Switchover
+
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        siheung = agent_of("siheung", etcd_url)
+        cluster = ClusterState("pangyo", 1, "pangyo", ("ansan",), {})
+        ask = Decision((Switchover("pangyo"),), "pangyo's site flaps", failover=True)
+        ours = json.dumps({"leader": "pangyo"}, separators=(",", ":"))
+        try:
+            await etcd.delete(PK.failover)
+            await siheung.execute(ask, cluster)
+            assert (await etcd.get(PK.failover)).value == ours
+            await etcd.put(PK.failover, "{}")                     # Patroni declined it
+            await siheung.execute(ask, cluster)                   # the next tick: within the backoff
+            assert (await etcd.get(PK.failover)).value == "{}"
+            asked = siheung._switchovers[siheung.cfg.default_scope]
+            assert asked.tries == 1 and asked.next_at - time.monotonic() > agent_mod.SWITCHOVER_RETRY - 1
+            siheung._switchovers[siheung.cfg.default_scope] = agent_mod.Asked("pangyo", ours, 0.0, 1)
+            await siheung.execute(ask, cluster)                   # past it: asked again, the wait doubled
+            assert (await etcd.get(PK.failover)).value == ours
+            assert siheung._switchovers[siheung.cfg.default_scope].tries == 2
+            # The flap is over: the next tick has no Switchover, and ours is taken back.
+            await siheung.perform((), {})
+            assert (await etcd.get(PK.failover)).value == "{}" and not siheung._switchovers
+            # An operator's request is never overwritten, nor withdrawn.
+            theirs = json.dumps({"leader": "pangyo", "member": "siheung"})
+            await etcd.put(PK.failover, theirs)
+            await siheung.execute(ask, cluster)
+            await siheung.perform((), {})
+            assert (await etcd.get(PK.failover)).value == theirs
+            assert any("already pending" in r.getMessage() for r in caplog.records)
+        finally:
+            await siheung.close()
+            await etcd.close()
+    asyncio.run(script())
