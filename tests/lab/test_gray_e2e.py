@@ -211,6 +211,8 @@ def test_a_primary_site_flapping_too_fast_for_any_verdict_is_failed_over(running
         flap.stop()
     after = lab.status()
     assert after["primary"] == sync, f"the primary stayed in {after['primary']} while its site flapped"
+    epochs = checks.primary_epochs(ops)
+    assert len(epochs) >= 2 and epochs[-1].first_ack < at + SHORT_FLAP_FOR, f"moved only after the flap: {epochs}"
     assert checks.write_rto(ops, at, "sql") is not None, "the ordinary client's writes never came back"
     assert checks.lost_writes(ops, stored_keys(after["postgres_dsn"])) == []
     assert checks.lost_writes(ops, stored_ordinary(after["postgres_dsn"]), "sql") == []

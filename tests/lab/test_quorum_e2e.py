@@ -94,6 +94,8 @@ def test_a_flapping_primary_site_is_switched_over_by_patroni(quorum_lab):
         flap.stop()
     after = lab.status()
     assert after["primary"] in survivors, f"the primary stayed in {after['primary']} while its site flapped"
+    epochs = checks.primary_epochs(ops)
+    assert len(epochs) >= 2 and epochs[-1].first_ack < at + 15.0, f"moved only after the flap: {epochs}"
     assert checks.lost_writes(ops, stored_keys(after["postgres_dsn"])) == []
     assert checks.lost_writes(ops, stored_ordinary(after["postgres_dsn"]), "sql") == []
     assert checks.split_brain(ops) == []
