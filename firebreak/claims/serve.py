@@ -18,6 +18,7 @@ import uvicorn
 
 from firebreak import logs
 from firebreak.claims.app import Settings, build
+from firebreak.claims.one_write import OneWriteProtocol
 from firebreak.errors import FirebreakError
 from firebreak.fdlimit import raise_open_files_limit
 from firebreak.keepalive import APP_IDLE_S
@@ -79,7 +80,7 @@ def main() -> None:
         sys.exit(2)
     raise_open_files_limit()
     common = {"log_level": "warning", "log_config": None, "access_log": False, "timeout_keep_alive": APP_IDLE_S,
-              "loop": LOOP}
+              "loop": LOOP, "http": OneWriteProtocol}
     servers = [Listener(uvicorn.Config(apps.public, host=host, port=port, **common))]
     if apps.admin is not None and admin_at is not None:
         servers.append(Listener(uvicorn.Config(apps.admin, host=admin_at[0], port=admin_at[1], lifespan="off",

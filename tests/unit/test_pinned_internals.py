@@ -123,3 +123,17 @@ def test_the_keys_that_mark_a_patroni_cluster_are_patronis_own_names():
               AbstractDCS._SYNC, AbstractDCS._STATUS, AbstractDCS._HISTORY, AbstractDCS._FAILOVER,
               AbstractDCS._FAILSAFE}
     assert set(PatroniKeys.MARKERS) == theirs
+
+
+def test_uvicorns_httptools_protocol_writes_through_the_transport_it_is_given():
+    """claims/one_write.py hands uvicorn's protocol a transport that joins a response's writes:
+    that works only while the protocol keeps and writes through the transport connection_made
+    gets (head and body by separate writes, which is what is joined)."""
+    import inspect
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+    made = inspect.getsource(HttpToolsProtocol.connection_made)
+    assert "self.transport = transport" in made and "FlowControl(transport)" in made
+    send = inspect.getsource(RequestResponseCycle.send)
+    assert send.count("self.transport.write(") >= 2
