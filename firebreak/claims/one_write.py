@@ -10,9 +10,17 @@ and aborting are the socket's transport's own (a close sends what is pending fir
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+# Past this much pending, a write goes out at once: a large body gains nothing from waiting, and
+# the socket's own transport must see it to apply flow control (pause_writing).
+FLUSH_AT = 64 * 1024
+
+log = logging.getLogger("firebreak.claims")
 
 
 class OneWriteTransport:
@@ -22,6 +30,7 @@ class OneWriteTransport:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -29,17 +38,36 @@ class OneWriteTransport:
         if not self._pending:
             self._loop.call_soon(self.flush)
         self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size >= FLUSH_AT:
+            self.flush()
 
     def writelines(self, lines: Any) -> None:
         for data in lines:
             self.write(data)
 
     def flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._size = 0
+        # A transport already closing still sends what it is given while it has a socket (its
+        # own close waits for its buffer): only a lost connection has nowhere to send it.
+        if self._transport.get_extra_info("socket") is None:
+            return
+        try:
+            self._transport.write(data)
+        except Exception:  # noqa: BLE001 - raised in a callback, it would reach no one
+            log.exception("a response could not be written; closing its connection")
+            self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._size + self._transport.get_write_buffer_size()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def close(self) -> None:
         self.flush()
@@ -47,6 +75,7 @@ class OneWriteTransport:
 
     def abort(self) -> None:
         self._pending.clear()
+        self._size = 0
         self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:
@@ -59,3 +88,9 @@ class OneWriteProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(OneWriteTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def eof_received(self) -> bool | None:
+        # A client that half-closes after its request: the socket's transport closes itself when
+        # this returns, past our transport, so what is pending goes out first.
+        self.transport.flush()  # type: ignore[attr-defined]
+        return super().eof_received()

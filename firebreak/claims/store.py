@@ -90,6 +90,12 @@ def most_connections(pool_size: int, hosts: int) -> int:
     return (pool_size + ANYWHERE_POOL_MAX) * hosts + LOCAL_POOL_MAX
 
 
+async def _autocommit(conn: psycopg.AsyncConnection) -> None:
+    """The read pools' connections: each read one round trip, no transaction left open. Set here,
+    not as a connect argument: RacingConnection hands those to libpq, which knows no autocommit."""
+    await conn.set_autocommit(True)
+
+
 def _first_line(e: Exception, default: str) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else default
@@ -103,14 +109,13 @@ class Store:
                                            timeout=5, configure=self._configure_primary, name="primary",
                                            kwargs={"application_name": f"claims-{settings.site}"})
         self.local = SteadyPool(settings.local_dsn, min_size=1, max_size=LOCAL_POOL_MAX, open=False, timeout=1,
-                                         name="local", kwargs={"application_name": f"claims-{settings.site}-ro",
-                                                               "autocommit": True})
+                                         name="local", configure=_autocommit,
+                                         kwargs={"application_name": f"claims-{settings.site}-ro"})
         # Any server that answers, primary or not: reads keep working while the site's own
         # server restarts and while the primary moves.
         self.anywhere = SteadyPool(settings.any_dsn, min_size=0, max_size=ANYWHERE_POOL_MAX, open=False, timeout=2,
-                                            connection_class=RacingConnection, name="anywhere",
-                                            kwargs={"application_name": f"claims-{settings.site}-ro",
-                                                    "autocommit": True})
+                                            connection_class=RacingConnection, name="anywhere", configure=_autocommit,
+                                            kwargs={"application_name": f"claims-{settings.site}-ro"})
         self._ready_at = 0.0
         self.last_submit = float("-inf")
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=settings.write_queue)
@@ -196,7 +201,7 @@ class Store:
             for (_, _, fut), result in zip(batch, results):
                 if fut.done():
                     continue
-                if isinstance(result, ReportRefused):
+                if isinstance(result, (ReportRefused, OutcomeUnknown)):
                     fut.set_exception(result)
                 else:
                     fut.set_result(result)
@@ -204,9 +209,25 @@ class Store:
     async def _write(self, batch: list) -> list[tuple[dict, bool, dict]]:
         try:
             conn = await self._fresh_primary()
+            items = [(r, k) for r, k, _ in batch]
+            started = time.monotonic()
             try:
-                return await _bounded(conn, self._insert(conn, [(r, k) for r, k, _ in batch]),
-                                      self.settings.write_deadline, abandon=self._moved)
+                results, replays, digests = await _bounded(conn, self._insert(conn, items),
+                                                           self.settings.write_deadline, abandon=self._moved)
+                if replays:
+                    # Two statements, two transactions: what the INSERT stored is known stored
+                    # whatever becomes of the replays' read, which decides the replays alone.
+                    left = max(0.0, self.settings.write_deadline - (time.monotonic() - started))
+                    try:
+                        await _bounded(conn, self._confirm_replays(conn, items, digests, results, replays), left,
+                                       abandon=self._moved)
+                    except (OutcomeUnknown, psycopg.Error) as e:
+                        if not isinstance(e, psycopg.ProgrammingError):
+                            self.generation += 1
+                        unknown = e if isinstance(e, OutcomeUnknown) else OutcomeUnknown(_first_line(e, "connection lost"))
+                        for i in replays:
+                            results[i] = unknown
+                return results
             except OutcomeUnknown:
                 self.generation += 1
                 raise
@@ -288,7 +309,9 @@ class Store:
             conn.pgconn.finish()  # returned closed, so the pool drops it without any I/O
             await self.primary.putconn(conn)
 
-    async def _insert(self, conn: Any, items: list[tuple[ReportIn, str | None]]) -> list[tuple[dict, bool, dict]]:
+    async def _insert(self, conn: Any, items: list[tuple[ReportIn, str | None]]) -> tuple[list, list[int], list[str]]:
+        """The batch's INSERT: (a result for each report written now, None for a replay; the
+        replays' indexes; each report's digest). OutcomeUnknown if its commit was not confirmed."""
         conn.sync_cancelled.clear()
         site = self.settings.site
         params: list[Any] = []
@@ -297,7 +320,7 @@ class Store:
             params += [i, new_receipt(), key, report.reporter_kind, report.service, report.window_start,
                        report.window_end, report.claimed_amount, report.description, report.contact,
                        report.language, site, report.plan_price, list(report.evidence), digests[i], report.account]
-        results: list[tuple[dict, bool, dict] | None] = [None] * len(items)
+        results: list = [None] * len(items)
         # One statement in autocommit: one round trip, its own transaction, one synchronous
         # commit for the whole batch (_configure_primary).
         cur = psycopg.AsyncRawCursor(conn, row_factory=dict_row)
@@ -310,6 +333,8 @@ class Store:
                 fresh.append(row)
             else:
                 inserted[k] = row
+        if conn.sync_cancelled:
+            raise OutcomeUnknown("commit not confirmed by the synchronous standby")
         fresh_iter = iter(fresh)
         replays = []
         for i, (report, key) in enumerate(items):
@@ -319,30 +344,36 @@ class Store:
                 results[i] = (inserted.pop(key), False, conn.info_firebreak)
             else:
                 replays.append(i)
-        if replays:
-            # txid_current() gives this statement's transaction an ID, so its commit writes a
-            # record and waits for the synchronous standby: a replay is confirmed only once the
-            # original row, which precedes it in the WAL, is on two sites.
-            keys = list({items[i][1] for i in replays})
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, status, "
-                "site, created_at, idempotency_key, request_digest, txid_current() AS _xid "
-                "FROM reports WHERE idempotency_key = ANY(%s)", (keys,))
-            found = {}
-            for row in await cur.fetchall():
-                row.pop("_xid", None)
-                found[row.pop("idempotency_key")] = row
-            for i in replays:
-                row = dict(found[items[i][1]])
-                stored = row.pop("request_digest")
-                # A replay answers with the first report only if it is the same report (rows
-                # stored before digests were kept have none, and are taken at their word).
-                same = stored is None or stored == digests[i]
-                results[i] = (row if same else None, True, conn.info_firebreak)
+        return results, replays, digests
+
+    async def _confirm_replays(self, conn: Any, items: list[tuple[ReportIn, str | None]], digests: list[str],
+                               results: list, replays: list[int]) -> None:
+        """Fill in the replays' results: each its first report's row, once that row is on two
+        sites. The read's own transaction writes a WAL record (a transactional logical message)
+        so that its commit waits for the synchronous standby, and the original row precedes it
+        in the WAL. An ID alone does not make a commit wait (txid_current() did not: PostgreSQL
+        waits only for a transaction that wrote WAL), so a batch of replays only was confirmed
+        at once, though the original's own wait had been cancelled (its client told 503)."""
+        conn.sync_cancelled.clear()
+        keys = list({items[i][1] for i in replays})
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "WITH mark AS (SELECT pg_logical_emit_message(true, 'firebreak-replay', '') AS lsn) "
+            "SELECT id, receipt, reporter_kind, service, window_start, window_end, claimed_amount, status, "
+            "site, created_at, idempotency_key, request_digest FROM reports, mark "
+            "WHERE idempotency_key = ANY(%s)", (keys,))
+        found = {}
+        for row in await cur.fetchall():
+            found[row.pop("idempotency_key")] = row
         if conn.sync_cancelled:
-            raise OutcomeUnknown("commit not confirmed by the synchronous standby")
-        return results  # type: ignore[return-value]
+            raise OutcomeUnknown("replay not confirmed by the synchronous standby")
+        for i in replays:
+            row = dict(found[items[i][1]])
+            stored = row.pop("request_digest")
+            # A replay answers with the first report only if it is the same report (rows
+            # stored before digests were kept have none, and are taken at their word).
+            same = stored is None or stored == digests[i]
+            results[i] = (row if same else None, True, conn.info_firebreak)
 
     async def get(self, report_id: int) -> dict | None:
         return await self.read_one(

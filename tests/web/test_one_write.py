@@ -72,3 +72,21 @@ def test_responses_are_whole_and_a_small_one_is_one_write(served):
         r = c.get(url + "/close")
         assert r.status_code == 201 and r.headers["connection"] == "close" and r.json() == {"ok": True}
         assert c.get(url + "/small").json() == {"ok": True}  # a new connection after the close
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_its_response(served):
+    """HTTP/1.0-style tools and probes send the request and shut their sending side: uvicorn
+    alone answers them, so must the joined writes."""
+    import socket
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    got = 0
+    for _ in range(50):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            got += data.startswith(b"HTTP/1.1 201") and data.endswith(b'{"ok":true}')
+    assert got == 50, got

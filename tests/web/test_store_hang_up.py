@@ -15,6 +15,7 @@ from firebreak.claims.settings import Settings
 from firebreak.claims.store import Store
 from firebreak.drill.workload import REPORT
 from firebreak.errors import OutcomeUnknown
+from tests.web.conftest import free_port
 
 
 def test_a_write_under_way_hangs_up_when_the_primary_moves(claims_db):
@@ -44,3 +45,59 @@ def test_a_write_under_way_hangs_up_when_the_primary_moves(claims_db):
         finally:
             await store.close()
     assert asyncio.run(main()) < 1.0  # at once, not the 5 s deadline
+
+
+def test_a_replay_is_confirmed_only_once_the_standby_could_have_its_row(pg, claims_db):
+    """A retried report (same Idempotency-Key) is answered with the first one's row only after a
+    commit that waits for the synchronous standby: with no standby to confirm it, the retry is an
+    unknown outcome, not a 201. (A read that only took a transaction ID did not wait: PostgreSQL
+    waits only for a transaction that wrote WAL.) Then, with the standby back, it is confirmed."""
+    settings = Settings.from_env({"FIREBREAK_SITE_NAME": "pangyo", "FIREBREAK_DSN": claims_db,
+                                  "FIREBREAK_LOCAL_DSN": claims_db, "FIREBREAK_WRITE_DEADLINE": "1"})
+
+    def standby(name: str) -> None:
+        with psycopg.connect(pg["superuser_dsn"], autocommit=True) as su:
+            su.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{name}'" if name
+                       else "ALTER SYSTEM RESET synchronous_standby_names")
+            su.execute("SELECT pg_reload_conf()")
+
+    async def main() -> None:
+        store = Store(settings)
+        await store.open()
+        try:
+            first, replayed, _ = await store.submit(ReportIn.model_validate(REPORT), "replay-wait-1")
+            assert not replayed
+            standby("no_such_standby")     # every commit that wrote WAL now waits for ever
+            try:
+                with pytest.raises(OutcomeUnknown):
+                    await store.submit(ReportIn.model_validate(REPORT), "replay-wait-1")
+            finally:
+                standby("")
+            again, replayed, _ = await store.submit(ReportIn.model_validate(REPORT), "replay-wait-1")
+            assert replayed and again["receipt"] == first["receipt"]
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_the_anywhere_pool_connects_through_a_dsn_of_several_hosts(claims_db):
+    """The read pool of any server that answers races every host of its DSN (RacingConnection);
+    its connections are in autocommit, set after connecting (libpq knows no such option)."""
+    from urllib.parse import urlsplit
+    u = urlsplit(claims_db)
+    dead = free_port()
+    many = f"host=127.0.0.1,127.0.0.1 port={dead},{u.port} dbname=claims user={u.username} password={u.password}"
+    settings = Settings.from_env({"FIREBREAK_SITE_NAME": "pangyo", "FIREBREAK_DSN": claims_db,
+                                  "FIREBREAK_LOCAL_DSN": claims_db, "FIREBREAK_ANY_DSN": many})
+
+    async def main() -> None:
+        store = Store(settings)
+        await store.open()
+        try:
+            async with store.anywhere.connection(timeout=5) as conn:
+                assert conn.autocommit
+                cur = await conn.execute("SELECT 1")
+                assert (await cur.fetchone())[0] == 1
+        finally:
+            await store.close()
+    asyncio.run(main())
