@@ -7,8 +7,8 @@ Run: .venv/bin/python bench/drills.py [--sites primary|sync-standby|all] [--faul
 Gray failures, each aimed at the primary's site whatever --sites says: partition-sync (its link
 to the synchronous standby's site cut for 10 s), partition-etcd (its link to etcd's leader's site,
 15 s), pause (every process of it stopped 8 s), pause-postgres (its PostgreSQL alone, 8 s), flap
-(its links down and up every 1 s for 60 s: each half-second down is shorter than the detector's
-window), bad-value (malformed views under its site's key for 10 s). `--replication quorum` runs
+(its links down and up every 1 s for 60 s: each half-second down as long as the detector's
+window), flap-fast (every 0.8 s for 30 s: each 0.4 s down shorter than it), bad-value (malformed views under its site's key for 10 s). `--replication quorum` runs
 the lab with quorum commit. With --repeat N, a summary of write unavailability p50/p95/max per fault and mode:
 
     .venv/bin/python bench/drills.py --faults partition-sync,partition-etcd,pause,pause-postgres,flap \
@@ -127,6 +127,9 @@ GRAY = {
     "pause": FaultStep(fault="pause", site="primary", duration=8),
     "pause-postgres": FaultStep(fault="pause", site="primary", component="postgres", duration=8),
     "flap": FaultStep(fault="flap", site="primary", period=1.0, duration=60),
+    # down 0.4 s of each 0.8 s: past half the detector's window, never the whole of it, so no
+    # verdict ever comes (before the flap rule moved the primary, it stayed for the whole flap)
+    "flap-fast": FaultStep(fault="flap", site="primary", period=0.8, duration=30),
     # malformed views written under the primary's site's key with its agent's identity for 10 s
     "bad-value": FaultStep(fault="bad-value", site="primary", duration=10),
 }

@@ -26,7 +26,7 @@ FAILOVER = frozenset({"power-cut", "isolate", "partition", "pause", "pause-postg
 
 HOLD_S = (4.0, 20.0)          # how long a fault is held
 FLAP_HOLD_S = (20.0, 40.0)
-FLAP_PERIOD_S = (1.0, 3.0)    # scenario.MIN_PERIOD is 1 s
+FLAP_PERIOD_S = (1.0, 3.0)    # at least scenario.MIN_PERIOD (0.8 s)
 QUIET_S = {True: (25.0, 40.0), False: (5.0, 15.0)}  # after a fault that may have failed over / any other
 # The runner's own time around a fault, which the plan budgets but does not sleep: powering a
 # site back on, a pause's wait for writes, the heal's wait until the lab is healthy again.

@@ -28,7 +28,9 @@ def test_by_fault_per_mode_with_a_drill_that_never_resumed():
 
 
 def test_every_gray_fault_aims_at_the_primarys_site():
-    assert set(GRAY) == {"partition-sync", "partition-etcd", "pause", "pause-postgres", "flap", "bad-value"}
+    assert set(GRAY) == {"partition-sync", "partition-etcd", "pause", "pause-postgres", "flap", "flap-fast", "bad-value"}
     assert all(step.site == "primary" for step in GRAY.values())
     assert GRAY["partition-etcd"].peer == "etcd-leader" and GRAY["pause-postgres"].component == "postgres"
     assert GRAY["bad-value"].fault == "bad-value" and GRAY["bad-value"].duration == 10
+    # Halves shorter than the default detector's window (0.5 s) and past half of it: lapses, no verdict.
+    assert 0.25 < GRAY["flap-fast"].period / 2 < 0.5

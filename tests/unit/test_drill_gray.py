@@ -71,7 +71,7 @@ BAD = [
      "s.yaml: steps[0].component: applies only to fault: pause"),
     (FaultStep(fault="pause", site="ansan", duration=0), "s.yaml: steps[0].duration: a pause always lasts its duration"),
     (FaultStep(fault="flap", site="ansan"), "s.yaml: steps[0].period: a flap needs its period"),
-    (FaultStep(fault="flap", site="ansan", period=0.5), "s.yaml: steps[0].period: must be at least 1 s"),
+    (FaultStep(fault="flap", site="ansan", period=0.5), "s.yaml: steps[0].period: must be at least 0.8 s"),
     (FaultStep(fault="flap", site="ansan", period=30, duration=10),
      "s.yaml: steps[0].period: a flap of period 30 s needs a duration of at least that, got 10 s"),
     (FaultStep(fault="flap", site="ansan", period=4, duration=0), "s.yaml: steps[0].duration: a flap always lasts"),
