@@ -122,8 +122,7 @@ class Watch(threading.Thread):
 # synchronous standby), and a site's database door refusing writes because its agent read itself
 # cut off, counted from the agents' own logs.
 DISTURBANCES = {"etcd_leader_moves": "moved etcd leadership", "standbys_dropped": "dropping its member key",
-                "doors_refusing_writes": "database door: writes to nobody", "flap_reads": "links flapping:",
-                "switchovers_asked": "Patroni to switch over (try"}
+                "doors_refusing_writes": "database door: writes to nobody", "flap_reads": "links flapping:"}
 
 
 def disturbances(paths: list[Path], since: float, until: float) -> dict[str, int]:
@@ -239,8 +238,8 @@ def render(doc: dict, svg: Path) -> str:
     """The Markdown table of a run (one row per setting), and its plot written to `svg`."""
     lines = ["| setting (interval/timeout/window/fresh) | agents, etcd (cores, quiet) | stress | false dead "
              "verdicts | failovers | etcd leader moves | standbys dropped | doors refusing writes | links read as flapping | "
-             "switchovers asked | cuts | p50 | p95 | p99 | max | lost |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "cuts | p50 | p95 | p99 | max | lost |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     series = {}
     for row in doc["rows"]:
         idle, stress, cut = row.get("idle") or {}, row.get("stress") or {}, row.get("cuts") or {}
@@ -255,8 +254,7 @@ def render(doc: dict, svg: Path) -> str:
             f"{stressed_for(stress)} | "
             f"{stress.get('false_dead_verdicts', '–')} | {stress.get('failovers', '–')} | "
             f"{stress.get('etcd_leader_moves', '–')} | {stress.get('standbys_dropped', '–')} | "
-            f"{stress.get('doors_refusing_writes', '–')} | {stress.get('flap_reads', '–')} | "
-            f"{stress.get('switchovers_asked', '–')} | {len(rto)} | "
+            f"{stress.get('doors_refusing_writes', '–')} | {stress.get('flap_reads', '–')} | {len(rto)} | "
             f"{q(50)} | {q(95)} | {q(99)} | {f'{max(rto):.2f} s' if rto else '–'} | "
             f"{(cut.get('summary') or {}).get('lost', '–')} |")
     svg.write_text(distribution_svg(series, "Write unavailability after a power cut of the primary's site, "

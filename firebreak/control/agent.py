@@ -31,20 +31,6 @@ PROBED = ("etcd", "patroni", "app", "agent")
 # A loop that wakes this much later than due, or a probe round that ends this much past its
 # timeout, was stalled with the agent; such spans are kept this long (coordinator.own_view).
 STALL_SLACK = 0.05
-# A switchover Patroni declined is asked for again after this, doubling with each try up to the
-# maximum: past Patroni's loop (1 s) and its 2 s status requests to the standbys.
-SWITCHOVER_RETRY = 2.0
-SWITCHOVER_RETRY_MAX = 16.0
-
-
-@dataclass(frozen=True)
-class Asked:
-    """A switchover this coordinator asked for: the leader, the value written, when it may be
-    asked again, and how many times it has been."""
-    leader: str
-    value: str
-    next_at: float
-    tries: int
 STALLS_KEPT = 10.0
 # A view that still reads true is put again this many times per freshness period at least: one
 # lost put never leaves it stale, and its observer still votes.
@@ -147,7 +133,6 @@ class Agent:
         self._lease_kept = 0.0  # when it was granted or last kept alive (time.monotonic)
         self._full_round_at = -FULL_ROUND_EVERY  # when the probe loop last asked every component
         self._first_unanswered: set[str] = set()  # sites whose first component missed its last round
-        self._switchovers: dict[str, Asked] = {}  # scope -> the switchover this coordinator asked for
         # Every cluster's keys and its members' sites, learnt as clusters are found (clusters.py).
         self._pkeys: dict[str, PatroniKeys] = {cfg.default_scope: cfg.patroni_keys}
         self._placements: dict[str, dict[str, str]] = {}
@@ -456,10 +441,6 @@ class Agent:
     async def perform(self, effects: tuple[coordinator.Effect, ...], found: dict[str, failover.ClusterState]) -> None:
         """Execute a tick's effects in order; every Failover at once, where the first one stands."""
         failovers = [e for e in effects if isinstance(e, coordinator.Failover)]
-        switching = {f.scope: a.leader for f in failovers for a in f.decision.actions
-                     if isinstance(a, failover.Switchover)}
-        for scope in [s for s, asked in self._switchovers.items() if switching.get(s) != asked.leader]:
-            await self._withdraw_switchover(scope)
         for effect in effects:
             match effect:
                 case coordinator.SteerDoors():
@@ -603,53 +584,6 @@ class Agent:
                         self._in_background(self._wake_primary(cluster))
                 case failover.DeleteLeader():
                     await self._release_leader(action, pk, scope or self.cfg.default_scope, cluster.ttl)
-                case failover.Switchover(leader):
-                    await self._ask_switchover(scope or self.cfg.default_scope, leader, pk, cluster, decision.reason)
-
-    async def _ask_switchover(self, scope: str, leader: str, pk: PatroniKeys, cluster: failover.ClusterState,
-                              why: str) -> None:
-        """Write Patroni's /failover key asking `leader` to step down (failover.Switchover), over
-        an absent or empty key only: a pending request (this agent's, or an operator's) is left to
-        Patroni. Patroni clears a request it carried out or gave up on (a standby it could not
-        reach across the flap, one lagging, Patroni paused) by writing "{}"; it is asked again
-        after a backoff that grows with each try, not at every tick: each try that gets as far
-        as a demotion costs a stop, a checkpoint and a restart."""
-        now = time.monotonic()
-        before = self._switchovers.get(scope)
-        if before is not None and before.leader == leader and now < before.next_at:
-            return
-        tries = before.tries + 1 if before is not None and before.leader == leader else 1
-        value = json.dumps({"leader": leader}, separators=(",", ":"))
-        self._switchovers[scope] = Asked(leader, value, now + min(SWITCHOVER_RETRY * 2 ** (tries - 1),
-                                                                  SWITCHOVER_RETRY_MAX), tries)
-        kv = await self.etcd.get(pk.failover)
-        if kv is None:
-            asked = await self.etcd.create(pk.failover, value)
-        elif not failover.pending_switchover(kv.value):
-            asked = await self.etcd.cas_put(pk.failover, value, kv.mod_revision)
-        else:
-            if kv.value != value:
-                log.warning("%s: a switchover request is already pending (%s): left to Patroni, not asked (%s)",
-                            scope, kv.value, why)
-            return
-        if asked:
-            log.warning("asked %s's Patroni to switch over (try %d): %s", leader, tries, why)
-            self._in_background(self._wake_primary(cluster))
-
-    async def _withdraw_switchover(self, scope: str) -> None:
-        """The decision no longer asks `scope`'s primary to step down (the flap ended, it moved,
-        automation was frozen): a request of ours still pending is taken back (compare-and-set
-        to Patroni's own empty value), or a Patroni that reads it later would move a primary
-        nobody needs moved."""
-        asked = self._switchovers.pop(scope)
-        pk = self._pkeys.get(scope, self.pkeys)
-        try:
-            kv = await self.etcd.get(pk.failover)
-            if kv is not None and kv.value == asked.value and await self.etcd.cas_put(pk.failover, "{}", kv.mod_revision):
-                log.info("%s: withdrew the switchover request for %s: no longer needed", scope, asked.leader)
-        except EtcdError as e:
-            self._switchovers.setdefault(scope, asked)  # tried again next tick
-            log.warning("%s: could not withdraw the switchover request for %s yet: %s", scope, asked.leader, e)
 
     async def _wake_primary(self, cluster: failover.ClusterState) -> None:
         """Have the primary's Patroni run its loop now rather than at its next tick (up to

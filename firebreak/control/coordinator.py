@@ -121,7 +121,6 @@ class Memory:
     last_decision: str = ""
     lapses: detector.Lapses = field(default_factory=detector.Lapses)  # links' recent lapses (flap_step)
     flapping: frozenset[frozenset[str]] = frozenset()  # links flap_step() last read as flapping
-    seen_lapses: detector.Lapses = field(default_factory=detector.Lapses)  # the same, per observer's view
 
     @property
     def needs_ledger(self) -> bool:
@@ -261,14 +260,13 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         effects += [OpenIncident(i) if i.end is None else CloseIncident(i) for i in incident_writes]
 
     bogus = detector.agreed_bogus_leaders(sites, seen.views, now, dcfg)
-    lapsing = detector.lapsing_views(sites, seen.views, now, dcfg)
-    lapses, flapping = detector.flap_step(mem.lapses, {frozenset(v) for v in lapsing}, now)
-    seen_lapses, seen_flapping = detector.flap_step(mem.seen_lapses, lapsing, now)
+    lapses, flapping = detector.flap_step(
+        mem.lapses, detector.lapsing_links(sites, seen.views, now, dcfg), now)
     decisions = {scope: failover.decide(c, verdicts, seen.sites_of(scope), frozen=seen.frozen,
                                         stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
                                                  if m.startswith(scope + "/")}, cut=set(cut),
                                         bogus_agreed=bogus.get(scope) == c.leader_revision,
-                                        flapping=set(flapping), seen_flapping=set(seen_flapping))
+                                        flapping=set(flapping))
                  for scope, c in seen.clusters.items()}
 
     placed_at = mem.placed_at
@@ -295,7 +293,7 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         effects += [RecordOutage(w) for w in writes]
 
     return effects, replace(mem, incidents=open_incidents, outages=open_outages, placed_at=placed_at,
-                            primary_cut_at=primary_cut_at, lapses=lapses, flapping=flapping, seen_lapses=seen_lapses,
+                            primary_cut_at=primary_cut_at, lapses=lapses, flapping=flapping,
                             decisions={**mem.decisions, **changed}, last_decision=last,
                             refused=frozenset(scope for scope, d in decisions.items() if d.refused))
 

@@ -10,12 +10,10 @@ reach etcd (or arrives stale), cannot vote anyone dead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generic, Hashable, Iterable, Mapping, TypeVar
+from typing import Iterable, Mapping
 
 from firebreak.control.values import json_object, seconds
 from firebreak.errors import BadValue
-
-L = TypeVar("L", bound=Hashable)  # what flap_step() tracks: a link, or an observer's view of one
 
 
 @dataclass(frozen=True)
@@ -175,27 +173,18 @@ def lapsing_links(sites: Iterable[str], views: Mapping[str, View], now: float,
     retransmission backoff): measured, a synchronous standby's site flapping every 0.75 s stopped
     commits for 9.48 s. flap_step() counts these lapses. A dead site's links lapse all the time
     it is dead (its loss is the verdicts' business): one lapse, so its return is not a second."""
-    return {frozenset(seen) for seen in lapsing_views(sites, views, now, cfg)}
-
-
-def lapsing_views(sites: Iterable[str], views: Mapping[str, View], now: float,
-                  cfg: DetectorConfig) -> set[tuple[str, str]]:
-    """(observer, target) for each link lapsing_links() reads as lapsing, by the end whose view
-    says so: which end saw it matters where one site is to blame (failover.flaps_out), since a
-    busy agent that misses its own probes sees every link of its site lapse."""
     sites = list(sites)
     fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
-    return {(o, t) for o, v in fresh.items() for t in sites
+    return {frozenset((o, t)) for o, v in fresh.items() for t in sites
             if t != o and v.unreachable_for.get(t, 0.0) >= cfg.window / 2}
 
 
 @dataclass(frozen=True)
-class Lapses(Generic[L]):
+class Lapses:
     """What flap_step() carries between ticks: the links lapsing at the last tick, and when each
-    link's recent lapses began. A link is a site pair (lapsing_links) or an (observer, target)
-    pair (lapsing_views)."""
-    lapsing: frozenset[L] = frozenset()
-    starts: Mapping[L, tuple[float, ...]] = field(default_factory=dict)
+    link's recent lapses began."""
+    lapsing: frozenset[frozenset[str]] = frozenset()
+    starts: Mapping[frozenset[str], tuple[float, ...]] = field(default_factory=dict)
 
 
 # A link flaps when FLAP_LAPSES of its lapses began within FLAP_SPAN seconds: a flap of period up
@@ -205,8 +194,8 @@ FLAP_SPAN = 5.0
 FLAP_LAPSES = 2
 
 
-def flap_step(lapses: Lapses[L], lapsing_now: Iterable[L], now: float,
-              span: float = FLAP_SPAN, count: int = FLAP_LAPSES) -> tuple[Lapses[L], frozenset[L]]:
+def flap_step(lapses: Lapses, lapsing_now: Iterable[frozenset[str]], now: float,
+              span: float = FLAP_SPAN, count: int = FLAP_LAPSES) -> tuple[Lapses, frozenset[frozenset[str]]]:
     """One tick of the flap detector: (memory, links lapsing now, now) -> (memory, links that
     flap). A lapse begins at a tick that sees a link lapsing that the tick before did not. A link
     keeps flapping until fewer than `count` of its lapses began within the last `span` seconds,

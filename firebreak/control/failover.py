@@ -1,8 +1,7 @@
 """The failover decision: (cluster state from etcd, verdicts, freeze flag) -> actions. Pure.
 
 How it stays safe (the long form is docs/FAILOVER.md):
-* it acts only when the primary's site is dead by agreement of a majority of sites, or its link to
-  every other living site flaps (flaps_out: then, under quorum commit, by Patroni's switchover);
+* it acts only when the primary's site is dead by agreement of a majority of sites;
 * it never promotes anything itself. It removes the dead leader's key with a compare-and-delete
   on the key's revision, and Patroni's own leader race does the rest, in which, in
   synchronous mode, only the synchronous standby named in /sync may win;
@@ -157,33 +156,8 @@ class DropMember:
     revision: int
 
 
-@dataclass(frozen=True)
-class Switchover:
-    """Ask the primary's own Patroni to step down (Patroni's /failover key naming the leader and
-    no candidate, as `patronictl switchover` writes it without one): it checks that a standby can
-    take over, demotes itself with a clean shutdown, and only then do the standbys race, by
-    Patroni's own rules (under quorum commit, by quorum votes on WAL position). Naming a
-    candidate would skip those checks (ha.py: "no guaranty that new leader is ahead"). Written
-    only over an empty key (pending_switchover): never over an operator's request."""
-    leader: str
-
-
-def pending_switchover(raw: str) -> bool:
-    """Whether a /failover value is a request Patroni would act on, read as Patroni's
-    Failover.from_node reads it (pinned by tests/unit/test_pinned_internals.py): a JSON object
-    naming a leader or a member, or the legacy "leader:member" text. Patroni clears a request
-    it carried out or gave up on by writing "{}"."""
-    if not raw:
-        return False
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return True  # legacy "leader:member"
-    return isinstance(doc, dict) and bool(doc.get("leader") or doc.get("member"))
-
-
 # What the decision may ask the agent to do: a closed set, matched exhaustively by the agent.
-Action = FenceApi | DeleteLeader | DropMember | Switchover
+Action = FenceApi | DeleteLeader | DropMember
 
 
 @dataclass(frozen=True)
@@ -197,14 +171,12 @@ class Decision:
 def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
            frozen: bool = False, stalled: Mapping[str, Verdict] | None = None,
            cut: "set[frozenset[str]] | None" = None, bogus_agreed: bool = False,
-           flapping: "set[frozenset[str]] | None" = None,
-           seen_flapping: "set[tuple[str, str]] | None" = None) -> Decision:
+           flapping: "set[frozenset[str]] | None" = None) -> Decision:
     """`stalled`: member -> verdict on whether its PostgreSQL answers (detector.stall_verdicts):
     a primary whose site is alive but whose PostgreSQL accepts connections and answers nothing
     (a storage hang, a paused postmaster) cannot commit, and is failed over like a dead site's.
     `cut`: links between living sites that are cut (detector.cut_links); `flapping`: links that
-    keep failing for less than the window (detector.flap_step); `seen_flapping`: (observer,
-    target) where the observer's own view flaps on the target. `bogus_agreed`: a
+    keep failing for less than the window (detector.flap_step). `bogus_agreed`: a
     majority of sites have read the same leader key revision as bogus (ClusterState.bogus_leader)."""
     leader = cluster.leader
     if leader is None:
@@ -219,33 +191,20 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
                         f"{why}: removing it so Patroni's leader race can run", failover=True)
     leader_site = site_of.get(leader, leader)
     verdict = verdicts.get(leader_site)
-    flaps = flaps_out(leader_site, verdicts, flapping or set(), seen_flapping or set())
-    # Whether to ask the primary's Patroni to step down (Switchover) rather than release its key.
-    switch = False
     if verdict is None or not verdict.dead:
         stall = (stalled or {}).get(leader)
-        if stall is not None and stall.dead:
-            # Released even on a flapping site: Patroni's graceful demote begins with a CHECKPOINT
-            # that a hung PostgreSQL never finishes, and a server that answers nothing
-            # acknowledges nothing.
-            why, what = stall.reason, f"primary {leader}'s PostgreSQL answers nothing"
-        elif flaps:
-            why = f"its links to {', '.join(flaps)} flap"
-            what, switch = f"primary's site {leader_site} keeps losing every other site", True
-        else:
+        if stall is None or not stall.dead:
             return _standby_loss(cluster, verdicts, site_of, frozen) or \
                 _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {},
                                  flapping or set()) or \
                 Decision((), f"primary {leader} in {leader_site} is alive")
+        verdict = stall
+        what = f"primary {leader}'s PostgreSQL answers nothing"
     else:
-        why, what = verdict.reason, f"primary's site {leader_site} is dead"
-        # A site whose links flap is not known to be gone (see below); under quorum commit a
-        # release while it lives could lose a write. Once the flap is no longer read, released.
-        switch = bool(flaps) and cluster.quorum_active
+        what = f"primary's site {leader_site} is dead"
     if frozen:
-        return Decision((), f"{what}, but automation is frozen: " + (
-            "nothing will move it (its Patroni renews the leader key between lapses)" if switch
-            else "Patroni alone will fail over when its leader key expires"), refused=True)
+        return Decision((), f"{what}, but automation is frozen: Patroni alone "
+                            "will fail over when its leader key expires", refused=True)
     if not cluster.sync_standbys or cluster.sync_leader != leader:
         return Decision((), f"{what}, but /sync names no synchronous standby of "
                             f"{leader}: promoting any replica could lose acknowledged writes", refused=True)
@@ -280,46 +239,16 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     elif not candidates:
         return Decision((), f"{what}, but no synchronous standby can take over: "
                             + "; ".join(why_not), refused=True)
-    who = (f"the quorum of voters {', '.join(candidates)} elects the one holding the latest commit"
-           if cluster.quorum_active else f"synchronous standby {', '.join(candidates)} takes over")
-    if switch:
-        # A site whose links flap is alive, and between lapses its primary reaches the standbys.
-        # With its key released, its Patroni may win the key back, or answer the race "still
-        # primary"; under quorum commit, after one voter wins, the other may still stream from
-        # the old primary for a moment and acknowledge a commit the winner never saw (lost when
-        # that voter rewinds). Patroni's own switchover has none of this: the old primary
-        # demotes first.
-        return Decision((Switchover(leader),),
-                        f"{what} ({why}); asking {leader}'s Patroni to switch over: it steps down first, "
-                        f"then {who}", failover=True)
     actions: list[Action] = []
     dead_member = cluster.members.get(leader)
     if dead_member is not None and dead_member.api_url != UNREACHABLE_API:
         actions.append(FenceApi(leader, dead_member.revision, dead_member.lease,
                                 _with_api(dead_member.raw, UNREACHABLE_API)))
     actions.append(DeleteLeader(leader, cluster.leader_revision, cluster.leader_lease))
-    return Decision(tuple(actions), f"{what} ({why}); releasing {leader}'s leader key so {who}",
+    who = (f"the quorum of voters {', '.join(candidates)} elects the one holding the latest commit"
+           if cluster.quorum_active else f"synchronous standby {', '.join(candidates)} takes over")
+    return Decision(tuple(actions), f"{what} ({verdict.reason}); releasing {leader}'s leader key so {who}",
                     failover=True)
-
-
-def flaps_out(site: str, verdicts: Mapping[str, Verdict], flapping: set[frozenset[str]],
-              seen_flapping: set[tuple[str, str]]) -> tuple[str, ...]:
-    """The other living sites, when the flap is `site`'s: each of them (two at least) sees its
-    link to `site` flap in its own view (detector.flap_step over detector.lapsing_views), and
-    none of their links to each other flaps; or () otherwise. Such a site is never dead for
-    the window, yet every connection across its links stalls on TCP's retransmission backoff at
-    each lapse: a primary there costs each write up to 1.6 s for as long as the flap lasts
-    (measured in bench/drills.py's flap drill), and with lapses shorter than the window no
-    verdict ever moves it. Only the others' views count: an agent that misses its own probes
-    (a busy or paused host) sees every link of its own site lapse. With every link flapping, or
-    one other site alone, the flap cannot be pinned on `site`, and moving the primary could move
-    it straight back. A link that is only cut is a partition (_standby_cut_off), not a flap."""
-    others = sorted(s for s, v in verdicts.items() if s != site and not v.dead)
-    if len(others) < 2 or any((o, site) not in seen_flapping for o in others):
-        return ()
-    if any(frozenset((a, b)) in flapping for i, a in enumerate(others) for b in others[i + 1:]):
-        return ()
-    return tuple(others)
 
 
 def _with_api(raw: str, api_url: str) -> str:
@@ -400,9 +329,8 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     names = ", ".join(cut_off)
     what = f"synchronous standby {names} cannot acknowledge (its link to {leader}'s site is cut or keeps failing, or its PostgreSQL answers nothing)"
     if (not others or frozen) and not hard:
-        # Only flapping (every link of the primary's site, say, but pinned on no one site:
-        # flaps_out) and nothing to do about it: the stream still gets through between lapses,
-        # so nothing is refused (or alerted on).
+        # Only flapping (the primary's own site flaps, say) and nothing to do about it: the
+        # stream still gets through between lapses, so nothing is refused (or alerted on).
         return None
     if not others:
         return Decision((), f"{what}, but no other standby streams in a site the primary reaches: dropping it "

@@ -168,11 +168,6 @@ class PatroniKeys:
         return self.root + "config"
 
     @property
-    def failover(self) -> str:
-        """A switchover or failover asked of Patroni (what `patronictl switchover` writes)."""
-        return self.root + "failover"
-
-    @property
     def members(self) -> str:
         return self.root + "members/"
 
@@ -226,13 +221,11 @@ def role_grants(keys: Keys = DEFAULT, patroni: "PatroniKeys | tuple[PatroniKeys,
     # Every agent: read all of Firebreak's keys and the Patroni namespaces; write the coordinator
     # key (the election), the ledger (the coordinator records incidents and service outages there,
     # and prunes it), and exactly what the failover rewrites in Patroni's namespace: each cluster's
-    # leader key (a compare-and-delete of a dead leader's), members/ (fencing a dead member) and
-    # failover (asking a primary whose site flaps to switch over). etcd grants no delete without
-    # put, so these are READWRITE.
+    # leader key (a compare-and-delete of a dead leader's) and members/ (fencing a dead member).
+    # etcd grants no delete without put, so these are READWRITE.
     agents = (Grant(own, True, "READ"),) + reads + (
         Grant(keys.coordinator, False, "READWRITE"), Grant(keys.ledger, True, "READWRITE")) + tuple(
-        g for c in clusters for g in (Grant(c.leader, False, "READWRITE"), Grant(c.members, True, "READWRITE"),
-                                      Grant(c.failover, False, "READWRITE")))
+        g for c in clusters for g in (Grant(c.leader, False, "READWRITE"), Grant(c.members, True, "READWRITE")))
     if sites:
         agent_roles = {agent_role(s): agents + (Grant(keys.view(s), False, "READWRITE"),) for s in sites}
     else:

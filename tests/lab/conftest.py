@@ -3,7 +3,6 @@ always takes it down again, whatever happened."""
 
 import json
 import os
-import threading
 import time
 from contextlib import contextmanager
 
@@ -51,38 +50,6 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
 # quadratic in one contact's reports, and the drills wrote every report from one contact). Both
 # are fixed, and the loop watch logs any stall with its stack ("event loop blocked" in app.log).
 SHARE_ACROSS_MODULES = True
-
-
-class Flap:
-    """A site's links cut and healed every `half` seconds for `hold` seconds, from start() (which
-    cuts them at once) until the hold ends or stop() (which leaves them healed)."""
-
-    def __init__(self, site: str, half: float, hold: float):
-        self.site, self.half, self.hold = site, half, hold
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        from firebreak.lab import lab
-        down, until = True, time.monotonic() + self.hold
-        try:
-            while not self._stop.wait(self.half) and time.monotonic() < until:
-                (lab.unisolate if down else lab.isolate)(self.site)
-                down = not down
-        finally:
-            lab.unisolate(self.site)
-
-    def start(self) -> None:
-        from firebreak.lab import lab
-        lab.isolate(self.site)
-        self._thread.start()
-
-    def stop(self) -> None:
-        from firebreak.lab import lab
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(10)
-        lab.unisolate(self.site)
 
 
 class LabSlot:

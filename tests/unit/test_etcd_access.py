@@ -81,8 +81,6 @@ CASES = [
     ("agent-pangyo", "/firebreak/ledger/1.000-ansan", True, True),      # the coordinator records outages
     ("agent-pangyo", "/service/firebreak/leader", True, True),          # the failover releases it
     ("agent-pangyo", "/service/firebreak/members/ansan", True, True),   # fences a dead member's API
-    ("agent-pangyo", "/service/firebreak/failover", True, True),        # asks a flapping primary to step down
-    ("agent-pangyo", "/service/firebreak/failover2", True, False),      # one key, not a prefix
     ("agent-pangyo", "/service/firebreak/config", True, False),         # but not Patroni's settings
     ("agent-pangyo", "/service/firebreak/sync", True, False),
     ("agent-pangyo", "/service/firebreak/sync", False, True),

@@ -12,49 +12,6 @@ def test_patroni_keys_the_agent_rewrites():
     # The agent compare-and-deletes <namespace>/leader, reads <namespace>/sync and rewrites
     # <namespace>/members/<name> (control/agent.py); these are Patroni's names for them.
     assert (AbstractDCS._LEADER, AbstractDCS._SYNC, AbstractDCS._MEMBERS) == ("leader", "sync", "members/")
-    # ... and writes <namespace>/failover as patronictl switchover does (failover.Switchover).
-    assert AbstractDCS._FAILOVER == "failover"
-
-
-@pytest.mark.parametrize("raw", ["", "{}", '{"scheduled_at":"2026-12-05T10:00:00+00:00"}', "[1]",
-                                 '{"leader":"pg-pangyo"}', '{"member":"pg-ansan"}', "pg-pangyo:pg-ansan"])
-def test_a_pending_switchover_is_what_patroni_reads_as_one(raw):
-    """failover.pending_switchover decides whether the agent may write /failover (only over an
-    empty one): it must read each value as Patroni's Failover.from_node does."""
-    from patroni.dcs import Failover
-
-    from firebreak.control.failover import pending_switchover
-    assert pending_switchover(raw) is bool(Failover.from_node(7, raw))
-
-
-def test_patroni_reads_the_switchover_the_agent_asks_for_and_clears_it_with_an_empty_object():
-    """failover.Switchover names the leader and no candidate, so that Patroni checks that a
-    standby can take over (with quorum votes under quorum commit), demotes the old primary with a
-    clean shutdown first, and lets the standbys race by its own rules (a named candidate skips
-    those). It clears the request by writing "{}", which the agent may then overwrite."""
-    import importlib.util
-    from pathlib import Path
-
-    from patroni.dcs import AbstractDCS, Failover
-
-    asked = Failover.from_node(7, json.dumps({"leader": "pg-pangyo"}, separators=(",", ":")))
-    assert (asked.leader, asked.candidate, asked.scheduled_at) == ("pg-pangyo", None, None)
-    written = []
-
-    class Recorder:
-        def set_failover_value(self, value, version=None):
-            written.append(value)
-            return True
-    AbstractDCS.manual_failover(Recorder(), "", "")
-    assert written == ["{}"]
-    # Read, not imported: patroni.ha alone is a circular import outside Patroni's own start-up.
-    module = Path(importlib.util.find_spec("patroni.ha").origin).read_text()
-    start = module.index("def process_manual_failover_from_leader(")
-    source = module[start:module.index("\n    def ", start + 1)]
-    assert "elif self.is_failover_possible():" in source and "self.demote, ('graceful',)" in source
-    start = module.index("def manual_failover_process_no_leader(")
-    source = module[start:module.index("\n    def ", start + 1)]
-    assert "if failover.leader:" in source and "return self._is_healthiest_node(members" in source
 
 
 def test_patroni_wakes_its_loop_on_an_accepted_patch_of_its_config():

@@ -156,24 +156,3 @@ def test_patroni_writes_the_sync_key_with_the_quorum_the_agent_reads():
     from patroni.dcs import AbstractDCS
     doc = json.loads(json.dumps(AbstractDCS.sync_state("pangyo", ["ansan", "siheung"], 1)))
     assert Sync.from_value(json.dumps(doc)) == Sync("pangyo", ("ansan", "siheung"), 1)
-
-
-def test_a_primary_whose_site_flaps_is_switched_over_by_patroni_never_released():
-    """Under quorum commit a released key lets one voter promote while the other may still stream
-    from the old primary between two lapses, and acknowledge a commit the winner never saw. So a
-    flapping primary site, dead by verdict or not, is asked to switch over (it demotes first,
-    then the voters race by quorum votes); a dead site whose links do not flap is released."""
-    from firebreak.control.failover import Switchover
-    flapping = {frozenset(("pangyo", s)) for s in ("ansan", "siheung", "daejeon")}
-    seen = {(s, "pangyo") for s in ("ansan", "siheung", "daejeon")}
-    c = quorum_cluster(("ansan", "siheung"), 1)
-    for verdicts in (dead(), dead("pangyo")):
-        d = decide(c, verdicts, SITE_OF, flapping=flapping, seen_flapping=seen)
-        assert d.failover and not d.refused and d.actions == (Switchover("pangyo"),), d.reason
-        assert "elects the one holding the latest commit" in d.reason
-    d = decide(c, dead("pangyo"), SITE_OF)
-    assert any(isinstance(a, DeleteLeader) for a in d.actions)
-    # As for a release: fewer living voters than Patroni's quorum needs, and nothing is asked.
-    d = decide(quorum_cluster(("ansan", "siheung"), 1, down_members=("ansan",)), dead(), SITE_OF,
-               flapping=flapping, seen_flapping=seen)
-    assert d.refused and d.actions == () and "can vote" in d.reason, d.reason
