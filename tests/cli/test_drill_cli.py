@@ -67,7 +67,7 @@ GRAY_FLAGS = [
     (("partition", "--sites", "ansan,ansan"), "--sites: a link joins two different sites; got 'ansan' twice"),
     (("partition", "--sites", ",ansan"), "--sites: expected two sites separated by a comma"),
     (("pause", "--site", "ansan", "--component", "patroni"), "--component: unknown component 'patroni'"),
-    (("flap", "--site", "ansan", "--period", "0.5"), "--period: must be at least 1 s, got 0.5"),
+    (("flap", "--site", "ansan", "--period", "0.5"), "--period: must be at least 0.8 s, got 0.5"),
     (("flap", "--site", "ansan", "--period", "20", "--duration", "10"),
      "--period: a flap of period 20 s needs a duration of at least that, got 10 s"),
     (("flap", "--site", "ansan", "--period", "0"), "--period: must be above 0 seconds"),
