@@ -270,9 +270,8 @@ class Agent:
 
     def _stalled(self, since: float, until: float) -> None:
         self.state.own_stalls = coordinator.note_stall(self.state.own_stalls, since, until, keep=STALLS_KEPT)
-        st = self.state
-        if st.blind_since is None or (st.clean_round_started is not None and st.blind_since <= st.clean_round_started):
-            st.blind_since = until
+        if not coordinator.blind_anchored(self.state.blind_since, self.state.clean_round_started):
+            self.state.blind_since = until
 
     def _commit_path_postgres(self) -> dict[str, probes.Probe]:
         """The probe of each server a commit waits for (clusters.commit_path), as its member key

@@ -432,9 +432,15 @@ def stalled_since_clean_round(blind_since: float | None, clean_started: float | 
     began (the agent keeps it: stall spans merge, and under steady lag their end moves with the
     clock). Bounded by the window from it, so that an agent starved again and again still sees
     a site that died meanwhile, a window late."""
-    if blind_since is None or (clean_started is not None and blind_since <= clean_started):
+    if not blind_anchored(blind_since, clean_started):
         return False
-    return 0 <= now - blind_since <= window
+    return 0 <= now - blind_since <= window  # type: ignore[operator]
+
+
+def blind_anchored(blind_since: float | None, clean_started: float | None) -> bool:
+    """Whether a stall has been noted since the last clean round began (the agent keeps the
+    first one's end as `blind_since`; a later stall moves it only once this is False)."""
+    return blind_since is not None and (clean_started is None or blind_since > clean_started)
 
 
 def own_view(site: str, others: Iterable[str], last_ok: Mapping[str, float], postgres_heard: Mapping[str, float],
