@@ -92,10 +92,11 @@ def rounds_against(kinds: dict[str, str], seconds: float) -> tuple[object, dict[
     """Probe rounds for `seconds` against components that answer HTTP ("answers", or "slow":
     80 ms later), accept and
     say nothing ("paused": the kernel completes the handshake), or listen nowhere ("refuses").
-    Returns the agent and how many connections each component took."""
+    Returns the agent and how many connections each component took; "site asks" counts the
+    rounds' asks of a site (two a round), which a loaded machine makes fewer than the time allows."""
     import socket
 
-    taken = {c: 0 for c in kinds}
+    taken = {c: 0 for c in kinds} | {"site asks": 0}
 
     async def go():
         servers, mute, ports = [], [], {}
@@ -119,6 +120,12 @@ def rounds_against(kinds: dict[str, str], seconds: float) -> tuple[object, dict[
             else:
                 ports[c] = free_port()
         agent = agent_over(ports)
+        ask_site = agent._ask_site
+
+        def counted(site, full):
+            taken["site asks"] += 1
+            return ask_site(site, full)
+        agent._ask_site = counted
         task = asyncio.create_task(agent.probe_loop())
         await asyncio.sleep(seconds)
         task.cancel()
@@ -135,10 +142,11 @@ def rounds_against(kinds: dict[str, str], seconds: float) -> tuple[object, dict[
 def test_a_site_whose_etcd_answers_is_asked_nothing_else_between_full_rounds():
     from firebreak.control.agent import FULL_ROUND_EVERY
     agent, taken = rounds_against({"etcd": "answers", "patroni": "answers", "app": "answers", "agent": "answers"}, 2.05)
-    rounds = 2.05 / agent.cfg.detector.probe_interval
     full = 2.05 // FULL_ROUND_EVERY + 1
-    # two sites each: etcd every round, the others in the full rounds only (the first is full)
-    assert taken["etcd"] >= 2 * 0.6 * rounds, taken
+    # two sites each: etcd every round (the last ask may be cut short by the end of the test; the
+    # count of rounds is the loop's own, not the time's: CI beside the lab tests ran 24 of 41),
+    # the others in the full rounds only (the first is full)
+    assert taken["site asks"] >= 10 and taken["etcd"] >= taken["site asks"] - 2, taken
     # ... or when etcd's answer came later than FIRST_LEAD of the timeout, which a loaded machine
     # does now and then (CI beside the lab tests: 12 of 40 rounds): never every round, as before.
     assert all(2 <= taken[c] <= max(2 * full, taken["etcd"] / 2) for c in ("patroni", "app", "agent")), taken
@@ -149,9 +157,8 @@ def test_a_site_whose_etcd_answers_is_asked_nothing_else_between_full_rounds():
 def test_a_site_whose_etcd_is_down_or_paused_is_vouched_for_by_another_component_in_the_same_round():
     for etcd in ("refuses", "paused"):
         agent, taken = rounds_against({"etcd": etcd, "patroni": "refuses", "app": "answers", "agent": "refuses"}, 1.2)
-        rounds = 1.2 / agent.cfg.detector.probe_interval
         assert agent.state.unanswered == set(), etcd
-        assert taken["app"] >= 2 * 0.6 * rounds, (etcd, taken)  # asked in every round
+        assert taken["site asks"] >= 6 and taken["app"] >= taken["site asks"] - 2, (etcd, taken)  # asked in every round
         assert agent.state.components["ansan"] == {"etcd": False, "patroni": False, "app": True, "agent": False}
         # every stamp is a round's: none older than a round and its timeout
         d = agent.cfg.detector
