@@ -60,6 +60,33 @@ def test_a_replay_is_confirmed_only_once_the_standby_could_have_its_row(pg, clai
             su.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{name}'" if name
                        else "ALTER SYSTEM RESET synchronous_standby_names")
             su.execute("SELECT pg_reload_conf()")
+        # A reload is asynchronous: commits wait once the checkpointer has read it, which a
+        # loaded machine (CI beside the lab tests) did only after the retry had been confirmed.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if commit_waits() == bool(name):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"synchronous_standby_names={name!r} not in effect after 15 s")
+
+    def commit_waits() -> bool:
+        """Whether a commit that writes WAL waits for a standby now (one that does is cancelled,
+        which commits it locally with a warning)."""
+        import threading
+        with psycopg.connect(pg["superuser_dsn"], autocommit=True) as probe:
+            done = threading.Event()
+
+            def write() -> None:
+                try:
+                    probe.execute("SELECT pg_logical_emit_message(true, 'firebreak-test', '')")
+                finally:
+                    done.set()
+            threading.Thread(target=write, daemon=True).start()
+            if done.wait(1.0):  # a loaded machine may take a while to commit; not this long
+                return False
+            probe.cancel()
+            done.wait(5)
+            return True
 
     async def main() -> None:
         store = Store(settings)
