@@ -37,7 +37,7 @@ def test_a_silent_door_costs_a_writer_the_hedge_not_its_timeout():
     doors = {"silent": f"http://127.0.0.1:{silent.getsockname()[1]}",
              "answers": f"http://127.0.0.1:{server.server_address[1]}"}
     history, stop = History(), threading.Event()
-    writer = Writer(doors, history, stop, seed=1, timeout=3.0, hedge=0.2)
+    writer = Writer(doors, history, stop, seed=1, timeout=10.0, hedge=0.2)
     writer.BREAKER = 0.0  # keep trying the silent door, so many keys meet it first
     try:
         writer.start()
@@ -54,7 +54,8 @@ def test_a_silent_door_costs_a_writer_the_hedge_not_its_timeout():
     hedged = [k for k, ops in acked.items() if min(ops, key=lambda o: o.invoke).site == "silent"]
     assert hedged, "no write was sent to the silent door first: the test proves nothing"
     waits = [min(o.complete for o in ops if o.outcome == "ok") - min(o.invoke for o in ops) for ops in acked.values()]
-    # Each acknowledged within the hedge (0.2 s) and a moment, never the 3 s timeout.
-    assert max(waits) < 1.0, sorted(waits)[-5:]
+    # Each acknowledged within the hedge (0.2 s) and a moment, never the 10 s timeout. The moment
+    # is generous: CI runs this at nice 19 beside the lab tests, where a thread may stall a second.
+    assert max(waits) < 5.0, sorted(waits)[-5:]
     assert all(o.site == "answers" for ops in acked.values() for o in ops if o.outcome == "ok")
     assert not writer.is_alive()

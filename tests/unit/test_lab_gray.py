@@ -108,7 +108,7 @@ def test_a_pause_stops_only_marked_processes_and_resume_continues_exactly_those(
                              lab_id=lab_id, log=tmp_path / "y.log")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # a deadline, not a timing: CI runs this at nice 19 beside the lab tests
         while ours.pid not in procs.marked(lab_id, "a"):
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -156,7 +156,7 @@ def parent_and_unmarked_child(tmp: Path, lab_id: str, site: str) -> tuple[procs.
                           "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env={}); "
                           f"open({str(child_pid)!r}, 'w').write(str(c.pid)); time.sleep(60)"],
                          site=site, component="x", lab_id=lab_id, log=tmp / "x.log")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while not child_pid.exists() or not child_pid.read_text():
         if time.monotonic() > deadline:
             procs.power_cut(procs.with_descendants(procs.process_table(), [parent.pid]))
@@ -194,7 +194,7 @@ def test_terminate_ends_a_stopped_process_without_waiting_for_its_kill(tmp_path)
 
 
 def wait_state(pid: int, want: str) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while state_of(pid) != want:
         assert time.monotonic() < deadline, f"process {pid} is {state_of(pid)}, not {want}"
         time.sleep(0.02)

@@ -113,7 +113,7 @@ def test_power_cut_kills_only_marked_processes(tmp_path):
         assert ours.pid in found and len(found) == 2
         assert procs.alive(ours)
         assert procs.power_cut(found) == 2
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # a deadline, not a timing: CI runs this at nice 19 beside the lab tests
         while procs.marked(lab_id) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert procs.marked(lab_id) == []
@@ -129,7 +129,7 @@ def test_a_recycled_pid_is_not_ours():
 
 
 def wait_marked(lab_id, n):
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a deadline, not a timing: CI runs this at nice 19 beside the lab tests
     while time.monotonic() < deadline:
         found = procs.marked(lab_id)
         if len(found) >= n:
@@ -214,7 +214,7 @@ def test_a_power_cut_also_kills_what_was_forked_while_it_froze_the_others(tmp_pa
         killed = procs.power_cut([parent.pid], rescan=lambda: [child])  # the rescan finds the child
         assert killed == 2
         parent.wait(5)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # a deadline, not a timing: CI runs this at nice 19 beside the lab tests
         while procs.start_time(child) is not None:
             assert time.monotonic() < deadline, "the forked child survived the power cut"
             time.sleep(0.05)

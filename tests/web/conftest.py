@@ -100,7 +100,10 @@ def serve_app(dsn: str, logdir: Path, **env_extra: str):
     port = free_port()
     env = dict(os.environ, FIREBREAK_SITE_NAME="pangyo", FIREBREAK_DSN=dsn, FIREBREAK_LOCAL_DSN=dsn,
                FIREBREAK_ANY_DSN=dsn, FIREBREAK_SESSION_SECRET=secrets.token_urlsafe(32),
-               FIREBREAK_REFUSAL_DELAY="0")  # a test counting refusals would wait a second for each
+               FIREBREAK_REFUSAL_DELAY="0",  # a test counting refusals would wait a second for each
+               # CI runs these tests at nice 19 beside the lab tests: a group commit may stall past
+               # the 1.5 s default, and a test of something else would read a 503
+               FIREBREAK_WRITE_DEADLINE="5")
     env.update(env_extra)  # a test may override any of the above (a dead primary, say)
     with open(logdir / "app.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "firebreak.claims.serve", "--bind", f"127.0.0.1:{port}"],

@@ -198,5 +198,7 @@ def test_a_flood_of_anonymous_status_requests_costs_etcd_one_read_of_each_key(et
     # Each its own reads, the agent's client ran out of connections ("PoolTimeout") and of time
     # ("ConnectTimeout"): what its views and its lease would have met in the same moment.
     assert codes == {200} and errors == set()
-    assert flood <= 8, f"200 status requests made {flood:.0f} etcd reads"
+    # One set of four reads per 0.25 s (SharedRead), not 800: 200 requests take about half a
+    # second here, and longer at nice 19 beside the lab tests (CI), so a few sets
+    assert flood <= 40, f"200 status requests made {flood:.0f} etcd reads"
     assert (was, acted, now) == (False, 200, True)

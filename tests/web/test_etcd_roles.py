@@ -199,6 +199,9 @@ def test_a_sites_console_acts_for_operators_as_ops_and_refuses_without_that_iden
     def act(cfg: AgentConfig, action: str) -> tuple[int, dict, list]:
         async def go():
             agent = Agent(cfg)
+            # A client that waits, not the agent's fail-fast 0.5 s: CI runs this at nice 19 beside
+            # the lab tests, etcd too. What is tested is who may act, not how fast.
+            agent.etcd = Etcd(cfg.etcd, timeout=5, patience=5, access=cfg.access())
             app = create_console(agent)
             try:
                 async with app.router.lifespan_context(app):  # the console's clients close at its end

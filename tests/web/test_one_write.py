@@ -49,10 +49,11 @@ def served(monkeypatch):
                                            log_level="warning", loop="asyncio", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(100):
+    for _ in range(600):  # 30 s: a deadline for a loaded machine, not a timing
         if server.started:
             break
         threading.Event().wait(0.05)
+    assert server.started, "uvicorn did not start within 30 s"
     try:
         yield f"http://127.0.0.1:{port}", writes
     finally:

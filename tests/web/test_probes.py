@@ -21,6 +21,15 @@ def ask(p: probes.Probe) -> bool:
     return asyncio.run(probes.ask(p, TIMEOUT))
 
 
+def answers_again(p: probes.Probe, what: str) -> None:
+    """A positive answer is awaited, not asked once: CI runs these tests at nice 19 beside the
+    lab tests, where a server just resumed may take longer than one probe's timeout. (A probe
+    that says "no answer" needs no such patience.)"""
+    deadline = time.monotonic() + 10
+    while not ask(p):
+        assert time.monotonic() < deadline, f"{what} did not answer within 10 s"
+
+
 def handshake(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
         return True
@@ -46,28 +55,26 @@ def http_server():
 def test_a_paused_http_server_completes_handshakes_but_does_not_answer(http_server):
     proc, port = http_server
     p = probes.http_probe(f"127.0.0.1:{port}", "agent")
-    assert ask(p)
+    answers_again(p, "http.server")
     os.kill(proc.pid, signal.SIGSTOP)
     try:
         assert handshake(port), "the kernel completes the handshake for a stopped process"
         assert not ask(p), "a handshake alone is not an answer"
     finally:
         os.kill(proc.pid, signal.SIGCONT)
-    assert ask(p)
+    answers_again(p, "http.server after SIGCONT")
 
 
 def test_a_paused_postgresql_does_not_answer_its_probe(pg):
     p = probes.postgres_probe(f"postgres://127.0.0.1:{pg['port']}/postgres")
-    assert ask(p)
+    answers_again(p, "PostgreSQL")
     os.kill(pg["pid"], signal.SIGSTOP)  # the postmaster: no backend can be forked to answer
     try:
         assert handshake(pg["port"])
         assert not ask(p)
     finally:
         os.kill(pg["pid"], signal.SIGCONT)
-    deadline = time.monotonic() + 5
-    while not ask(p):
-        assert time.monotonic() < deadline, "PostgreSQL did not answer again after SIGCONT"
+    answers_again(p, "PostgreSQL after SIGCONT")
 
 
 def test_nothing_listening_is_no_answer():

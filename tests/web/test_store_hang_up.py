@@ -20,7 +20,7 @@ from tests.web.conftest import free_port
 
 def test_a_write_under_way_hangs_up_when_the_primary_moves(claims_db):
     settings = Settings.from_env({"FIREBREAK_SITE_NAME": "pangyo", "FIREBREAK_DSN": claims_db,
-                                  "FIREBREAK_LOCAL_DSN": claims_db, "FIREBREAK_WRITE_DEADLINE": "5"})
+                                  "FIREBREAK_LOCAL_DSN": claims_db, "FIREBREAK_WRITE_DEADLINE": "30"})
 
     async def main() -> float:
         store = Store(settings)
@@ -31,12 +31,18 @@ def test_a_write_under_way_hangs_up_when_the_primary_moves(claims_db):
             with psycopg.connect(claims_db) as holder:
                 holder.execute("LOCK TABLE reports IN ACCESS EXCLUSIVE MODE")
                 write = asyncio.create_task(store.submit(ReportIn.model_validate(REPORT), "hang-up-1"))
-                await asyncio.sleep(0.5)
-                assert not write.done()
+                # Hung up on once it is under way (waiting on the lock), not while the pool still
+                # connects: CI beside the lab tests can take longer than any fixed sleep
+                deadline = time.monotonic() + 30
+                with psycopg.connect(claims_db, autocommit=True) as watch:
+                    while not watch.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                            "AND query ILIKE 'INSERT INTO reports%'").fetchone():
+                        assert time.monotonic() < deadline and not write.done(), "the write never waited on the lock"
+                        await asyncio.sleep(0.02)
                 t0 = time.monotonic()
                 store.hang_up()
                 with pytest.raises(OutcomeUnknown, match="primary moved"):
-                    await asyncio.wait_for(write, 4.0)
+                    await asyncio.wait_for(write, 25.0)
                 took = time.monotonic() - t0
             # and the next write goes through on a new connection
             stored, _, _ = await store.submit(ReportIn.model_validate(REPORT), "hang-up-2")
@@ -44,7 +50,7 @@ def test_a_write_under_way_hangs_up_when_the_primary_moves(claims_db):
             return took
         finally:
             await store.close()
-    assert asyncio.run(main()) < 1.0  # at once, not the 5 s deadline
+    assert asyncio.run(main()) < 5.0  # at once, not the 30 s deadline
 
 
 def test_a_replay_is_confirmed_only_once_the_standby_could_have_its_row(pg, claims_db):
@@ -53,7 +59,7 @@ def test_a_replay_is_confirmed_only_once_the_standby_could_have_its_row(pg, clai
     unknown outcome, not a 201. (A read that only took a transaction ID did not wait: PostgreSQL
     waits only for a transaction that wrote WAL.) Then, with the standby back, it is confirmed."""
     settings = Settings.from_env({"FIREBREAK_SITE_NAME": "pangyo", "FIREBREAK_DSN": claims_db,
-                                  "FIREBREAK_LOCAL_DSN": claims_db, "FIREBREAK_WRITE_DEADLINE": "1"})
+                                  "FIREBREAK_LOCAL_DSN": claims_db, "FIREBREAK_WRITE_DEADLINE": "5"})
 
     def standby(name: str) -> None:
         with psycopg.connect(pg["superuser_dsn"], autocommit=True) as su:
@@ -70,10 +76,12 @@ def test_a_replay_is_confirmed_only_once_the_standby_could_have_its_row(pg, clai
         raise AssertionError(f"synchronous_standby_names={name!r} not in effect after 15 s")
 
     def commit_waits() -> bool:
-        """Whether a commit that writes WAL waits for a standby now (one that does is cancelled,
-        which commits it locally with a warning)."""
+        """Whether a commit that writes WAL waits for a standby now: seen waiting (SyncRep) in
+        pg_stat_activity, then cancelled (which commits it locally with a warning); a commit that
+        finished without being seen there did not wait."""
         import threading
-        with psycopg.connect(pg["superuser_dsn"], autocommit=True) as probe:
+        with psycopg.connect(pg["superuser_dsn"], autocommit=True) as probe, \
+                psycopg.connect(pg["superuser_dsn"], autocommit=True) as watch:
             done = threading.Event()
 
             def write() -> None:
@@ -82,11 +90,17 @@ def test_a_replay_is_confirmed_only_once_the_standby_could_have_its_row(pg, clai
                 finally:
                     done.set()
             threading.Thread(target=write, daemon=True).start()
-            if done.wait(1.0):  # a loaded machine may take a while to commit; not this long
-                return False
-            probe.cancel()
-            done.wait(5)
-            return True
+            deadline = time.monotonic() + 10
+            while not done.is_set():
+                waiting = watch.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
+                                        (probe.info.backend_pid,)).fetchone()
+                if waiting and waiting[0] == "SyncRep":
+                    probe.cancel()
+                    done.wait(10)
+                    return True
+                assert time.monotonic() < deadline, "a commit neither finished nor waited for 10 s"
+                time.sleep(0.02)
+            return False
 
     async def main() -> None:
         store = Store(settings)
