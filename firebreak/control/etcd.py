@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from firebreak.control.keys import prefix_end
-from firebreak.errors import EtcdError
+from firebreak.errors import EtcdError, EtcdPermissionDenied
 
 
 TXN_OPS = 100
@@ -93,7 +93,11 @@ class EtcdAccess:
 
 OPEN = EtcdAccess()
 # etcd's answers that mean "log in (again)": no token, or one this member does not know.
-_AUTH_ERRORS = ("invalid auth token", "user name is empty", "auth token is not provided")
+# What etcd answers when the token must be replaced: the last one after any change of users,
+# roles or grants (a token carries the auth revision it was issued at; etcd's Go client logs in
+# again on it too). Without it every write failed until the token expired, after `pki users`.
+_AUTH_ERRORS = ("invalid auth token", "user name is empty", "auth token is not provided",
+                "revision in header is old", "revision of auth store is old")
 
 
 def token_expiry(token: str) -> float | None:
@@ -207,8 +211,8 @@ class Etcd:
                     return r.json()
                 if "permission denied" in r.text:
                     # Not a member's hiccup: every member would say the same.
-                    raise EtcdError(f"etcd denied {path} to user '{self.access.user or 'anonymous'}': "
-                                    "this role may not do that")
+                    raise EtcdPermissionDenied(f"etcd denied {path} to user '{self.access.user or 'anonymous'}': "
+                                               "this role may not do that")
                 if r.status_code == 404:
                     # Nor is a lease that is not there ("requested lease not found"): asking the
                     # next member, whose timeout would then be the error kept, loses the answer.
@@ -323,6 +327,14 @@ class Etcd:
         return await self.txn(
             [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
             [{"request_delete_range": {"key": _b64(key)}}])
+
+    async def delete_and_put(self, key: str, mod_revision: int, put_key: str, value: str) -> bool:
+        """Delete key, and put put_key = value in the same transaction, only if nobody changed
+        key since mod_revision."""
+        return await self.txn(
+            [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
+            [{"request_delete_range": {"key": _b64(key)}},
+             {"request_put": {"key": _b64(put_key), "value": _b64(value)}}])
 
     async def delete_if_unchanged(self, key: str, guard: str, guard_mod_revision: int) -> bool:
         """Delete key only if `guard` is as it was read (mod_revision; 0: it did not exist)."""
