@@ -65,6 +65,11 @@ class EtcdError(FirebreakError):
     """No etcd member answered, or etcd refused the request; the message names the call."""
 
 
+class EtcdPermissionDenied(EtcdError):
+    """etcd's authorisation refused the request: this role may not do that (any member would
+    say the same)."""
+
+
 class Denied(FirebreakError):
     """A console request was refused: `status` is the HTTP status to answer with."""
 

@@ -23,7 +23,7 @@ from firebreak.control.door import DoorKeeper
 from firebreak.control.etcd import KV, Etcd, EtcdError
 from firebreak.control.incidents import Incident
 from firebreak.control.keys import PatroniKeys
-from firebreak.errors import BadValue, Denied
+from firebreak.errors import BadValue, Denied, EtcdPermissionDenied
 
 log = logging.getLogger("firebreak.agent")
 
@@ -583,6 +583,11 @@ class Agent:
                         self._in_background(self._wake_primary(cluster))
                 case failover.DeleteLeader():
                     await self._release_leader(action, pk, scope or self.cfg.default_scope, cluster.ttl)
+                case failover.RestoreHistory():
+                    ok = await self.etcd.cas_put(pk.history, action.value, action.revision)
+                    log.warning("no leader %g s after a release: took the release's line back out of %s's "
+                                "/history, so its old primary may take the key again: %s", failover.FENCE_HOLD,
+                                scope or self.cfg.default_scope, "done" if ok else "it changed meanwhile, skipped")
 
     async def _wake_primary(self, cluster: failover.ClusterState) -> None:
         """Have the primary's Patroni run its loop now rather than at its next tick (up to
@@ -604,7 +609,19 @@ class Agent:
 
     async def _release_leader(self, action: failover.DeleteLeader, pk: PatroniKeys, scope: str,
                               ttl: int | None) -> None:
-        ok = await self.etcd.cas_delete(pk.leader, action.revision)
+        if action.history is None:
+            ok = await self.etcd.cas_delete(pk.leader, action.revision)
+        else:
+            # One transaction: a moment with the key gone and the history not yet fenced is the
+            # moment the old primary's Patroni, alive after all, would take the key back.
+            try:
+                ok = await self.etcd.delete_and_put(pk.leader, action.revision, pk.history, action.history)
+            except EtcdPermissionDenied as e:
+                # An estate locked before the agents wrote the history: release all the same.
+                log.warning("may not write %s (%s): releasing the key without the history fence; grant the "
+                            "agents' roles readwrite on it (docs/DEPLOY.md, `firebreak pki users` does)",
+                            pk.history, e)
+                ok = await self.etcd.cas_delete(pk.leader, action.revision)
         if ok:
             self.state.failovers += 1
             if self.metrics:

@@ -55,18 +55,24 @@ def cluster_state(kvs: Mapping[str, object], pk: PatroniKeys, name: str = "") ->
                 members[member] = Member.from_value(member, kv.value, kv.mod_revision, kv.lease)
             except BadValue as e:
                 ignored.append(Ignored(key, kv.mod_revision, str(e)))
-    ttl, quorum_commit = None, False
+    ttl, quorum_commit, check_timeline = None, False, False
     if (config := kvs.get(pk.config)) is not None:
         try:
             doc = json.loads(config.value)
             quorum_commit = isinstance(doc, dict) and str(doc.get("synchronous_mode")).lower() == "quorum"
+            # Patroni's parse_bool: true, yes, on, 1 (any case)
+            check_timeline = isinstance(doc, dict) and str(doc.get("check_timeline")).lower() in (
+                "true", "yes", "on", "1")
             ttl = int(doc.get("ttl"))
         except (ValueError, TypeError, AttributeError):
             ttl = None  # only used to wake Patroni; a config without one is not an error
+    history = kvs.get(pk.history)
     return ClusterState(leader=leader.value if leader else None, leader_revision=leader.mod_revision if leader else 0,
                         sync_leader=sync.leader, sync_standbys=sync.standbys, members=members, name=name, ttl=ttl,
                         ignored=tuple(ignored), leader_lease=leader.lease if leader else 0,
-                        quorum_commit=quorum_commit, sync_quorum=sync.quorum)
+                        quorum_commit=quorum_commit, sync_quorum=sync.quorum,
+                        history=history.value if history else None,
+                        history_revision=history.mod_revision if history else 0, check_timeline=check_timeline)
 
 
 def commit_path(found: Mapping[str, ClusterState]) -> dict[str, tuple[str, str]]:

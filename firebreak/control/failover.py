@@ -8,7 +8,12 @@ How it stays safe (the long form is docs/FAILOVER.md):
 * it refuses when /sync names no standby, or names one that is not alive and streaming on a
   living site, because then the only copy of an acknowledged write may be in the dead site;
 * the dead leader's member key is rewritten to point its REST API at a port that refuses at
-  once, so the standby's leader race does not wait 2 s on a silent, dead address.
+  once, so the standby's leader race does not wait 2 s on a silent, dead address;
+* in the same transaction as the delete, Patroni's /history gains a line for the released
+  primary's timeline (fenced_history): a primary that was only out of reach for a moment (a
+  flapping link) then finds itself behind the cluster's timeline and demotes, instead of taking
+  the key back before a standby can (measured: it did, in the next "up" half of a flap). Should no
+  standby take the key within FENCE_HOLD, the line is taken back out (stale_fence).
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ from firebreak.control.values import json_object
 from firebreak.errors import BadValue
 
 UNREACHABLE_API = "http://127.0.0.1:1/patroni"  # refuses immediately in every network namespace
+# The reason of the /history line a release adds, followed by when (seconds since the epoch).
+FENCE_MARK = "firebreak: leader key released at "
+# How long a released cluster may stay without a leader before the fence is taken back out: by
+# then a standby that could take the key would have (it takes well under a second), and the old
+# primary, if alive, is better than no primary at all.
+FENCE_HOLD = 10.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,9 @@ class ClusterState:
     leader_lease: int = 0         # the leader key's lease; Patroni always writes it with one
     quorum_commit: bool = False   # /config's synchronous_mode is "quorum" (PostgreSQL's ANY k (...))
     sync_quorum: int = 0          # /sync's quorum: other voters a candidate must hear from
+    history: str | None = None    # Patroni's /history value (JSON lines), if the key exists
+    history_revision: int = 0     # its mod_revision (0: no such key)
+    check_timeline: bool = False  # /config's check_timeline: standbys behind the history do not race
 
     @property
     def quorum_active(self) -> bool:
@@ -143,10 +157,22 @@ class DeleteLeader:
     member's stale copy of the deleted key, promoted itself on the same timeline number as the
     new primary (2026-12-05, bench/replication.py) and could never follow it again. A revoked
     lease makes it grant a new one, and the key must then be won in a transaction, which
-    reads the truth."""
+    reads the truth.
+
+    `history`, when given, is written to Patroni's /history in the same transaction as the
+    delete (fenced_history says why)."""
     member: str
     revision: int
     lease: int = 0  # 0: revoke nothing (a key that is not a session's: bogus_leader)
+    history: str | None = None
+
+
+@dataclass(frozen=True)
+class RestoreHistory:
+    """Put /history back as it was before a release's fence (stale_fence), compared on the
+    revision the fence was read at."""
+    value: str
+    revision: int
 
 
 @dataclass(frozen=True)
@@ -157,7 +183,67 @@ class DropMember:
 
 
 # What the decision may ask the agent to do: a closed set, matched exhaustively by the agent.
-Action = FenceApi | DeleteLeader | DropMember
+Action = FenceApi | DeleteLeader | DropMember | RestoreHistory
+
+
+def _history_lines(raw: str | None) -> list[list] | None:
+    """/history's lines as Patroni reads them (TimelineHistory.from_node: a JSON list), each a
+    list whose first item is a timeline number; None when the value is anything else."""
+    try:
+        lines = json.loads(raw) if raw is not None else []
+        if not isinstance(lines, list) or not all(isinstance(x, list) and x for x in lines):
+            return None
+        for x in lines:
+            int(x[0])
+        return lines
+    except (ValueError, TypeError):
+        return None
+
+
+def fenced_history(history: str | None, member_raw: str, now: float) -> str | None:
+    """Patroni's /history with one more line, for the timeline of the primary whose key is being
+    released, so that the cluster's timeline (its last line + 1, Cluster.timeline) is past it.
+    Patroni lets a running primary without the key take it only when its own timeline is not
+    behind the cluster's (ha.py is_healthiest_node: its guard against a primary that comes back
+    after another promoted and "happily" takes the lock): the released primary, if it is alive
+    after all, demotes and follows instead. Standbys race as before (Patroni checks their
+    timelines only with check_timeline, off unless /config sets it, and then nothing is fenced:
+    decide()), and the one that wins writes the true
+    history at its first loop as primary (update_cluster_history: a line of three items is
+    rewritten). None when there is nothing to fence: the member key names no timeline, or the
+    history is already past it or does not parse (then it is left alone)."""
+    try:
+        d = json.loads(member_raw)
+        timeline = d.get("timeline") if isinstance(d, dict) else None
+        lsn = d.get("xlog_location", 0) if isinstance(d, dict) else 0
+    except ValueError:
+        return None
+    if isinstance(timeline, bool) or not isinstance(timeline, int) or timeline < 1:
+        return None
+    lines = _history_lines(history)
+    if lines is None or (lines and int(lines[-1][0]) >= timeline):
+        return None
+    lsn = lsn if isinstance(lsn, int) and not isinstance(lsn, bool) and lsn >= 0 else 0
+    return json.dumps([*lines, [timeline, lsn, f"{FENCE_MARK}{now:.3f}"]], separators=(",", ":"))
+
+
+def stale_fence(cluster: ClusterState, now: float) -> RestoreHistory | None:
+    """A release's fence (fenced_history) still last in /history with no leader for FENCE_HOLD:
+    no standby took the key, and the fence keeps the old primary, if alive, from taking it back.
+    Then the fence comes out again, and Patroni's own rules apply."""
+    if cluster.leader is not None or cluster.history is None:
+        return None
+    lines = _history_lines(cluster.history)
+    if not lines or len(lines[-1]) < 3 or not isinstance(lines[-1][2], str) \
+            or not lines[-1][2].startswith(FENCE_MARK):
+        return None
+    try:
+        fenced_at = float(lines[-1][2][len(FENCE_MARK):])
+    except ValueError:
+        return None
+    if now - fenced_at < FENCE_HOLD:
+        return None
+    return RestoreHistory(json.dumps(lines[:-1], separators=(",", ":")), cluster.history_revision)
 
 
 @dataclass(frozen=True)
@@ -171,15 +257,20 @@ class Decision:
 def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
            frozen: bool = False, stalled: Mapping[str, Verdict] | None = None,
            cut: "set[frozenset[str]] | None" = None, bogus_agreed: bool = False,
-           flapping: "set[frozenset[str]] | None" = None) -> Decision:
+           flapping: "set[frozenset[str]] | None" = None, now: float | None = None) -> Decision:
     """`stalled`: member -> verdict on whether its PostgreSQL answers (detector.stall_verdicts):
     a primary whose site is alive but whose PostgreSQL accepts connections and answers nothing
     (a storage hang, a paused postmaster) cannot commit, and is failed over like a dead site's.
     `cut`: links between living sites that are cut (detector.cut_links); `flapping`: links that
     keep failing for less than the window (detector.flap_step). `bogus_agreed`: a
-    majority of sites have read the same leader key revision as bogus (ClusterState.bogus_leader)."""
+    majority of sites have read the same leader key revision as bogus (ClusterState.bogus_leader).
+    `now`: the time, for a release's fence (fenced_history, stale_fence); None, no fence."""
     leader = cluster.leader
     if leader is None:
+        if now is not None and (restore := stale_fence(cluster, now)) is not None:
+            return Decision((restore,), f"no leader key {FENCE_HOLD:g} s after a release: taking the release's "
+                                        "line back out of /history, so the old primary may take the key again",
+                            failover=True)
         return Decision((), "no leader key: Patroni is electing a leader by itself")
     if (why := cluster.bogus_leader()) is not None:
         if not bogus_agreed:
@@ -194,14 +285,17 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     if verdict is None or not verdict.dead:
         stall = (stalled or {}).get(leader)
         if stall is None or not stall.dead:
-            return _standby_loss(cluster, verdicts, site_of, frozen) or \
-                _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {},
-                                 flapping or set()) or \
-                Decision((), f"primary {leader} in {leader_site} is alive")
-        verdict = stall
-        what = f"primary {leader}'s PostgreSQL answers nothing"
+            flaps = _site_flaps(leader_site, verdicts, flapping or set(), cut or set())
+            if flaps is None:
+                return _standby_loss(cluster, verdicts, site_of, frozen) or \
+                    _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {},
+                                     flapping or set()) or \
+                    Decision((), f"primary {leader} in {leader_site} is alive")
+            why, what = flaps, f"primary's site {leader_site} flaps"
+        else:
+            why, what = stall.reason, f"primary {leader}'s PostgreSQL answers nothing"
     else:
-        what = f"primary's site {leader_site} is dead"
+        why, what = verdict.reason, f"primary's site {leader_site} is dead"
     if frozen:
         return Decision((), f"{what}, but automation is frozen: Patroni alone "
                             "will fail over when its leader key expires", refused=True)
@@ -244,11 +338,34 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     if dead_member is not None and dead_member.api_url != UNREACHABLE_API:
         actions.append(FenceApi(leader, dead_member.revision, dead_member.lease,
                                 _with_api(dead_member.raw, UNREACHABLE_API)))
-    actions.append(DeleteLeader(leader, cluster.leader_revision, cluster.leader_lease))
+    # With check_timeline on, Patroni's standbys would not race past the fence either.
+    fence = fenced_history(cluster.history, dead_member.raw, now) \
+        if dead_member is not None and now is not None and not cluster.check_timeline else None
+    actions.append(DeleteLeader(leader, cluster.leader_revision, cluster.leader_lease, fence))
     who = (f"the quorum of voters {', '.join(candidates)} elects the one holding the latest commit"
            if cluster.quorum_active else f"synchronous standby {', '.join(candidates)} takes over")
-    return Decision(tuple(actions), f"{what} ({verdict.reason}); releasing {leader}'s leader key so {who}",
+    return Decision(tuple(actions), f"{what} ({why}); releasing {leader}'s leader key so {who}",
                     failover=True)
+
+
+def _site_flaps(site: str, verdicts: Mapping[str, Verdict], flapping: set[frozenset[str]],
+                cut: set[frozenset[str]]) -> str | None:
+    """Why the primary's site is treated as lost although no verdict says it is dead, or None:
+    every one of its links flaps (detector.flap_step: lapses shorter than the window, again and
+    again), while the other sites are alive and reach each other steadily. Such a site holds a
+    primary whose every commit and every client waits on TCP's retransmission backoff at each
+    lapse, and a verdict comes only if a lapse happens to outlast the window (measured: 1.5-3 s
+    of it). Released like a dead site's, with the history fence: its primary, alive between
+    lapses, demotes at its next loop instead of taking the key back (fenced_history)."""
+    others = [s for s in verdicts if s != site]
+    if len(others) < 2 or any(frozenset((site, o)) not in flapping for o in others):
+        return None
+    if any(verdicts[o].dead for o in others):
+        return None
+    between = {frozenset((a, b)) for i, a in enumerate(others) for b in others[i + 1:]}
+    if between & (flapping | cut):
+        return None
+    return f"its links to {', '.join(sorted(others))} flap, and those sites reach each other steadily"
 
 
 def _with_api(raw: str, api_url: str) -> str:

@@ -168,6 +168,12 @@ class PatroniKeys:
         return self.root + "config"
 
     @property
+    def history(self) -> str:
+        """Patroni's record of past timelines; its last line + 1 is the cluster's timeline, which
+        a primary without the leader key must not be behind to take it (failover.fenced_history)."""
+        return self.root + "history"
+
+    @property
     def members(self) -> str:
         return self.root + "members/"
 
@@ -221,11 +227,13 @@ def role_grants(keys: Keys = DEFAULT, patroni: "PatroniKeys | tuple[PatroniKeys,
     # Every agent: read all of Firebreak's keys and the Patroni namespaces; write the coordinator
     # key (the election), the ledger (the coordinator records incidents and service outages there,
     # and prunes it), and exactly what the failover rewrites in Patroni's namespace: each cluster's
-    # leader key (a compare-and-delete of a dead leader's) and members/ (fencing a dead member).
+    # leader key (a compare-and-delete of a dead leader's), members/ (fencing a dead member) and
+    # history (the released primary's timeline, in the same transaction as the delete).
     # etcd grants no delete without put, so these are READWRITE.
     agents = (Grant(own, True, "READ"),) + reads + (
         Grant(keys.coordinator, False, "READWRITE"), Grant(keys.ledger, True, "READWRITE")) + tuple(
-        g for c in clusters for g in (Grant(c.leader, False, "READWRITE"), Grant(c.members, True, "READWRITE")))
+        g for c in clusters for g in (Grant(c.leader, False, "READWRITE"), Grant(c.members, True, "READWRITE"),
+                                      Grant(c.history, False, "READWRITE")))
     if sites:
         agent_roles = {agent_role(s): agents + (Grant(keys.view(s), False, "READWRITE"),) for s in sites}
     else:

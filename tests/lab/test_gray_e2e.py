@@ -298,3 +298,71 @@ def test_a_leader_key_naming_no_member_is_removed_and_patroni_elects_again(runni
     assert time.monotonic() - at < 60
     assert after["primary"] in st["sites"]
     wait_for(healthy, 120, "every standby to stream again")
+
+
+def test_a_released_primary_that_is_alive_demotes_instead_of_taking_its_key_back(running_lab):
+    """What the release's fence in /history (failover.fenced_history) buys, with real Patroni.
+    The key of a living primary is released, as the agents release a dead one, while no standby
+    can race for it (their Patroni stopped). Released alone, the primary's Patroni takes it back:
+    what a flapping site's primary did in its next "up" half, before a standby could. Released with
+    the fence, in one transaction as the agents do, it finds itself behind the cluster's timeline
+    and demotes; once the standbys run, one of them takes the key and writes the true history."""
+    import signal
+
+    from firebreak.control.clusters import cluster_state
+    from firebreak.control.failover import FENCE_MARK, fenced_history
+    from firebreak.control.keys import PatroniKeys
+
+    pk = PatroniKeys()
+    st = wait_for(healthy, 90, "a healthy lab")
+    standbys = [s for s in st["sites"] if s != st["primary"]]
+    patronis = [st["sites"][s]["processes"]["patroni"]["pid"] for s in standbys]
+
+    async def etcd_call(what):
+        etcd = access.client(load(lab_home()).layout, access.agent_role(standbys[0]), timeout=5)
+        try:
+            return await what(etcd)
+        finally:
+            await etcd.close()
+
+    async def read(etcd):
+        return cluster_state({kv.key: kv for kv in await etcd.get_prefix(pk.root)}, pk, "firebreak")
+
+    def release(fence: bool) -> str:
+        async def go(etcd):
+            c = await read(etcd)
+            if not fence:
+                assert await etcd.cas_delete(pk.leader, c.leader_revision)
+                return c.leader
+            history = fenced_history(c.history, c.members[c.leader].raw, time.time())
+            assert history is not None, f"{c.leader}'s member key names no timeline: {c.members[c.leader].raw}"
+            assert await etcd.delete_and_put(pk.leader, c.leader_revision, pk.history, history)
+            return c.leader
+        return asyncio.run(etcd_call(go))
+
+    def state():
+        return asyncio.run(etcd_call(read))
+
+    for pid in patronis:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        # Released alone: taken back by the same primary (the test's control: it proves the
+        # standbys cannot race here, and what the fence is for)
+        old = release(fence=False)
+        wait_for(lambda: state().leader == old, 20, f"{old}'s Patroni to take its released key back")
+
+        # Released with the fence: no key for anyone while the standbys are stopped, and the old
+        # primary demoted (its member key says so once its loop ran)
+        release(fence=True)
+        wait_for(lambda: json.loads(state().members[old].raw).get("role") not in ("primary", "master"), 20,
+                 f"{old}'s Patroni to demote its PostgreSQL, behind the cluster's timeline")
+        assert state().leader is None, "the fenced primary took the key back"
+    finally:
+        for pid in patronis:
+            os.kill(pid, signal.SIGCONT)
+    new = wait_for(lambda: (lambda c: c.leader if c.leader in standbys else None)(state()), 60,
+                   "a standby to take the key once its Patroni runs")
+    # the new primary's Patroni writes the true history over the fence at its first loop as primary
+    wait_for(lambda: (lambda lines: len(lines[-1]) == 5 and FENCE_MARK not in str(lines[-1]))(
+        json.loads(state().history or "[[0]]")), 60, f"{new} to write the cluster's true history")
+    wait_for(healthy, 180, f"{old} to rejoin as a replica and every standby to stream again")

@@ -195,7 +195,8 @@ def test_grants_for_many_clusters_cover_each_and_nothing_more():
     assert {x.key for x in g["patroni"]} == {"/service/users/", "/service/pay/"}
     writes = {(x.key, x.prefix) for x in g["agent"] if "WRITE" in x.perm and x.key.startswith("/service/")}
     assert writes == {("/service/users/leader", False), ("/service/users/members/", True),
-                      ("/service/pay/leader", False), ("/service/pay/members/", True)}
+                      ("/service/users/history", False),
+                      ("/service/pay/leader", False), ("/service/pay/members/", True), ("/service/pay/history", False)}
     assert any(x.key == "/service/" and x.perm == "READ" and x.prefix for x in g["agent"])
 
 

@@ -81,6 +81,7 @@ CASES = [
     ("agent-pangyo", "/firebreak/ledger/1.000-ansan", True, True),      # the coordinator records outages
     ("agent-pangyo", "/service/firebreak/leader", True, True),          # the failover releases it
     ("agent-pangyo", "/service/firebreak/members/ansan", True, True),   # fences a dead member's API
+    ("agent-pangyo", "/service/firebreak/history", True, True),         # fences a released primary's timeline
     ("agent-pangyo", "/service/firebreak/config", True, False),         # but not Patroni's settings
     ("agent-pangyo", "/service/firebreak/sync", True, False),
     ("agent-pangyo", "/service/firebreak/sync", False, True),

@@ -94,3 +94,25 @@ def test_uvicorns_httptools_protocol_writes_through_the_transport_it_is_given():
     assert "self.transport = transport" in made and "FlowControl(transport)" in made
     send = inspect.getsource(RequestResponseCycle.send)
     assert send.count("self.transport.write(") >= 2
+
+
+def test_patroni_keeps_a_primary_behind_the_clusters_timeline_from_the_key_and_demotes_it():
+    """failover.fenced_history relies on these: a running primary without the key races for it
+    only when its timeline is not behind the cluster's (read from /history), and otherwise
+    follows, which demotes a primary at once; standbys check their timelines only with
+    check_timeline; and the new primary rewrites a last history line that is not of five items."""
+    import inspect
+
+    from patroni.ha import Ha
+
+    healthiest = inspect.getsource(Ha.is_healthiest_node)
+    primary = healthiest[healthiest.index("if self.state_handler.is_primary():"):]
+    assert "if my_timeline < self.cluster.timeline:" in primary and "return False" in primary
+    assert "self.follow(" in inspect.getsource(Ha.process_unhealthy_cluster)
+    follow = inspect.getsource(Ha.follow)
+    assert "self.demote('immediate-nolock')" in follow
+    race = inspect.getsource(Ha._is_healthiest_node)
+    assert "self.check_timeline()" in race[:race.index("if my_timeline < cluster_timeline")]
+    assert "len(cluster_history[-1]) != 5" in inspect.getsource(Ha.update_cluster_history)
+    from patroni.config import Config
+    assert "check_timeline" not in Config.get_default_config()  # off unless /config sets it

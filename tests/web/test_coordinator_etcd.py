@@ -11,6 +11,7 @@ away. etcd starts in about a second and is stopped by its PID."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from dataclasses import asdict
@@ -132,6 +133,62 @@ def test_a_coordinator_lost_mid_outage_leaves_one_entry_its_successor_closes_und
         finally:
             await siheung.close()
             await ansan.close()
+            await etcd.close()
+    asyncio.run(script())
+
+
+def test_a_release_fences_the_old_primarys_timeline_in_the_same_transaction_and_a_stale_fence_comes_out(etcd_url):
+    """The release writes Patroni's /history with the released primary's timeline as past
+    (failover.fenced_history) in the transaction that deletes the key: one revision for both, so
+    no reader sees the key gone and the history not yet fenced. A fence no standby got past is
+    taken out again after FENCE_HOLD."""
+    from patroni.dcs import Cluster, Status, TimelineHistory
+
+    from firebreak.control.failover import FENCE_HOLD, FENCE_MARK
+
+    async def script():
+        etcd = Etcd([etcd_url], timeout=3)
+        siheung = agent_of("siheung", etcd_url)
+        try:
+            for prefix in ("/firebreak/", "/service/"):  # what the tests above left
+                await etcd.delete_range(prefix, prefix[:-1] + "0")
+            await write_cluster(etcd)
+            member = (await etcd.get(PK.member("pangyo")))
+            await etcd.put(PK.member("pangyo"), json.dumps({**member.json(), "timeline": 2, "xlog_location": 50331808}),
+                           lease=member.lease)
+            before = '[[1,25165984,"no recovery target specified","2026-12-05T10:00:00+00:00","pangyo"]]'
+            await etcd.put(PK.root + "history", before)
+            for site in ("pangyo", "ansan"):
+                await publish(etcd, site, {})
+            await siheung.coordinator_cycle()
+            assert siheung.state.is_coordinator
+
+            await publish(etcd, "ansan", {"pangyo": 1.4})
+            siheung.state.last_ok["pangyo"] = time.time() - 1.9
+            await siheung.coordinator_cycle()
+            assert siheung.state.failovers == 1 and await etcd.get(PK.leader) is None
+            history = await etcd.get(PK.root + "history")
+            lines = json.loads(history.value)
+            assert lines[0] == json.loads(before)[0] and lines[1][:2] == [2, 50331808]
+            assert lines[1][2].startswith(FENCE_MARK)
+            patroni_sees = Cluster(None, None, None, Status.empty(), [], None, None,
+                                   TimelineHistory.from_node(history.mod_revision, history.value), None, {})
+            assert patroni_sees.timeline == 3  # the old primary, on 2, is behind: it demotes, never takes the key
+            # one revision: the delete is in the same transaction (etcd's history of the key says when it went)
+            async def leader_at(revision: int) -> bool:
+                got = await etcd._call("/v3/kv/range", {"key": base64.b64encode(PK.leader.encode()).decode(),
+                                                        "revision": str(revision)})
+                return bool(got.get("kvs"))
+            assert await leader_at(history.mod_revision - 1) and not await leader_at(history.mod_revision)
+            await asyncio.gather(*list(siheung._background))
+
+            # Nobody took the key: after the hold, the fence comes out and Patroni's own rules apply.
+            old = json.dumps([lines[0], [2, 50331808, f"{FENCE_MARK}{time.time() - FENCE_HOLD - 1:.3f}"]])
+            await etcd.put(PK.root + "history", old)
+            await siheung.coordinator_cycle()
+            assert json.loads((await etcd.get(PK.root + "history")).value) == [lines[0]]
+        finally:
+            await siheung.close()
             await etcd.close()
     asyncio.run(script())
 

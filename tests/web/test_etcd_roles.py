@@ -224,3 +224,42 @@ def test_a_sites_console_acts_for_operators_as_ops_and_refuses_without_that_iden
     # Without the ops identity: refused, naming the setting; etcd unchanged.
     status, doc, _ = act(AgentConfig.model_validate({**raw, "etcd_ops_access": None}), "freeze")
     assert status == 503 and "etcd_ops_access" in doc["error"] and doc["frozen after"] is False
+
+
+def test_a_release_fences_the_history_in_one_transaction_and_without_the_grant_releases_all_the_same(locked_etcd):
+    """The agents' role may delete the leader key and write the history in one transaction. An
+    estate locked before the agents wrote the history (its roles lack the grant) still fails over:
+    the release falls back to the delete alone, and says what to grant."""
+    from firebreak.control.agent import Agent
+    from firebreak.control.config import AgentConfig
+    from firebreak.control.failover import DeleteLeader
+
+    layout, url = locked_etcd
+    pk = PatroniKeys("/service/firebreak")
+
+    async def attempts(clients):
+        root = clients[access.ROOT]
+        out = {}
+        for grant in (True, False):
+            if not grant:  # as locked by an older release: no grant on the history
+                import base64
+                await root._call("/v3/auth/role/revoke", {"role": "agent-siheung",
+                                                         "key": base64.b64encode(pk.history.encode()).decode()})
+            await root.put(pk.leader, "pangyo")
+            await root.delete(pk.history)
+            leader = await root.get(pk.leader)
+            agent = Agent(AgentConfig.model_validate({
+                "site": "siheung", "listen": "127.0.0.1:1", "etcd": [url],
+                "etcd_access": str(layout.access_file("agent-siheung")),
+                "sites": {s: {c: f"http://127.0.0.1:{free_port()}" for c in ("etcd", "patroni", "app", "agent")}
+                          for s in SITES}}))
+            try:
+                await agent._release_leader(DeleteLeader("pangyo", leader.mod_revision, history='[[1,0,"x"]]'),
+                                            pk, "firebreak", None)
+            finally:
+                await agent.close()
+            history = await root.get(pk.history)
+            out[grant] = (await root.get(pk.leader) is None, history.value if history else None)
+        return out
+    got = _run(layout, url, attempts)
+    assert got == {True: (True, '[[1,0,"x"]]'), False: (True, None)}
