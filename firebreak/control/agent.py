@@ -615,7 +615,8 @@ class Agent:
             # One transaction: a moment with the key gone and the history not yet fenced is the
             # moment the old primary's Patroni, alive after all, would take the key back.
             try:
-                ok = await self.etcd.delete_and_put(pk.leader, action.revision, pk.history, action.history)
+                ok = await self.etcd.put_and_delete(pk.history, action.history, action.history_revision,
+                                                    pk.leader, action.revision)
             except EtcdPermissionDenied as e:
                 # An estate locked before the agents wrote the history: release all the same.
                 log.warning("may not write %s (%s): releasing the key without the history fence; grant the "
@@ -632,13 +633,14 @@ class Agent:
             if inc is not None:
                 await self.save_incident(inc)
         log.warning("released leader key of %s (%s): %s", scope, action.member,
-                    "done" if ok else "it changed meanwhile (Patroni acted first)")
+                    "done" if ok else "it or the history changed meanwhile (Patroni acted first)")
         if ok and action.lease:
             # Only after the delete (a key that changed meanwhile is a living Patroni's), and not
             # awaited: the race the delete let run needs nothing more from this tick.
-            self._in_background(self._end_session(action.member, action.lease, pk, ttl or SESSION_TTL))
+            self._in_background(self._end_session(action.member, action.lease, pk, ttl or SESSION_TTL,
+                                                  fenced=action.history is not None))
 
-    async def _end_session(self, member: str, lease: int, pk: PatroniKeys, ttl: int) -> None:
+    async def _end_session(self, member: str, lease: int, pk: PatroniKeys, ttl: int, fenced: bool = False) -> None:
         """Revoke a released leader's session lease (failover.DeleteLeader says why), its fenced
         member key moved first onto a lease of the agent's own that runs out after `ttl`: with
         the key gone, Patroni's leader race would take the member's REST API from /failsafe, the
@@ -650,6 +652,12 @@ class Agent:
         deadline = time.monotonic() + ttl
         key = pk.member(member)
         why = "it kept changing"
+        if fenced:
+            # Not while the key is free: a revoked lease sends the old primary, if its read
+            # predates the delete, to win the key back in a create-if-absent transaction that
+            # never asks whether it is behind (failover.DeleteLeader). Once another member holds
+            # the key, that transaction fails and it demotes.
+            await self._until_another_leader(member, pk, min(ttl, failover.FENCE_HOLD))
         while time.monotonic() < deadline:
             try:
                 kv = await self.etcd.get(key)
@@ -667,6 +675,18 @@ class Agent:
                 await asyncio.sleep(0.5)
         log.warning("could not revoke %s's session lease %x (%s): back within Patroni's ttl, its Patroni may "
                     "read a stale copy of the deleted key as its own", member, lease, why)
+
+    async def _until_another_leader(self, member: str, pk: PatroniKeys, within: float) -> None:
+        """Return once the leader key names a member other than `member`, or after `within`."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                kv = await self.etcd.get(pk.leader)
+                if kv is not None and kv.value != member:
+                    return
+            except EtcdError:
+                pass
+            await asyncio.sleep(0.1)
 
     async def place_etcd_leader(self, place: coordinator.PlaceEtcdLeader) -> None:
         try:

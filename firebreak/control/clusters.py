@@ -55,14 +55,13 @@ def cluster_state(kvs: Mapping[str, object], pk: PatroniKeys, name: str = "") ->
                 members[member] = Member.from_value(member, kv.value, kv.mod_revision, kv.lease)
             except BadValue as e:
                 ignored.append(Ignored(key, kv.mod_revision, str(e)))
-    ttl, quorum_commit, check_timeline = None, False, False
+    ttl, quorum_commit, check_timeline, paused = None, False, None, False
     if (config := kvs.get(pk.config)) is not None:
         try:
             doc = json.loads(config.value)
             quorum_commit = isinstance(doc, dict) and str(doc.get("synchronous_mode")).lower() == "quorum"
-            # Patroni's parse_bool: true, yes, on, 1 (any case)
-            check_timeline = isinstance(doc, dict) and str(doc.get("check_timeline")).lower() in (
-                "true", "yes", "on", "1")
+            if isinstance(doc, dict):
+                check_timeline, paused = _patroni_bool(doc.get("check_timeline")), _patroni_bool(doc.get("pause"))
             ttl = int(doc.get("ttl"))
         except (ValueError, TypeError, AttributeError):
             ttl = None  # only used to wake Patroni; a config without one is not an error
@@ -72,7 +71,14 @@ def cluster_state(kvs: Mapping[str, object], pk: PatroniKeys, name: str = "") ->
                         ignored=tuple(ignored), leader_lease=leader.lease if leader else 0,
                         quorum_commit=quorum_commit, sync_quorum=sync.quorum,
                         history=history.value if history else None,
-                        history_revision=history.mod_revision if history else 0, check_timeline=check_timeline)
+                        history_revision=history.mod_revision if history else 0, check_timeline=check_timeline,
+                        paused=paused)
+
+
+def _patroni_bool(value: object) -> bool:
+    """A /config switch as Patroni reads it (utils.parse_bool: on, true, yes, 1 in any case;
+    anything else, or nothing, is off)."""
+    return str(value).lower() in ("true", "yes", "on", "1")
 
 
 def commit_path(found: Mapping[str, ClusterState]) -> dict[str, tuple[str, str]]:

@@ -175,8 +175,16 @@ def lapsing_links(sites: Iterable[str], views: Mapping[str, View], now: float,
     it is dead (its loss is the verdicts' business): one lapse, so its return is not a second."""
     sites = list(sites)
     fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
-    return {frozenset((o, t)) for o, v in fresh.items() for t in sites
-            if t != o and v.unreachable_for.get(t, 0.0) >= cfg.window / 2}
+
+    def lapsing(v: View, t: str) -> bool:
+        return v.unreachable_for.get(t, 0.0) >= cfg.window / 2
+    # A view that has every other site lapsing says nothing of any link, as in cut_links: its own
+    # agent was paused or starved, or its site is the one flapping, which the far ends' views say.
+    # (Read alone, one starved agent in the primary's site made every link of it flap, and the
+    # primary's site was released: failover._site_flaps.)
+    return {frozenset((o, t)) for o, v in fresh.items()
+            if len(sites) < 3 or not all(lapsing(v, x) for x in sites if x != o)
+            for t in sites if t != o and lapsing(v, t)}
 
 
 @dataclass(frozen=True)

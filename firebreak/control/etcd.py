@@ -328,13 +328,15 @@ class Etcd:
             [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
             [{"request_delete_range": {"key": _b64(key)}}])
 
-    async def delete_and_put(self, key: str, mod_revision: int, put_key: str, value: str) -> bool:
-        """Delete key, and put put_key = value in the same transaction, only if nobody changed
-        key since mod_revision."""
+    async def put_and_delete(self, put_key: str, value: str, put_revision: int, key: str, mod_revision: int) -> bool:
+        """Put put_key = value and delete key in one transaction, only if nobody changed either
+        since it was read (mod_revision; 0: it did not exist). The put comes first: a watcher
+        applying the transaction's events one by one never sees the key gone without the put."""
         return await self.txn(
-            [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
-            [{"request_delete_range": {"key": _b64(key)}},
-             {"request_put": {"key": _b64(put_key), "value": _b64(value)}}])
+            [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)},
+             {"key": _b64(put_key), "target": "MOD", "result": "EQUAL", "mod_revision": str(put_revision)}],
+            [{"request_put": {"key": _b64(put_key), "value": _b64(value)}},
+             {"request_delete_range": {"key": _b64(key)}}])
 
     async def delete_if_unchanged(self, key: str, guard: str, guard_mod_revision: int) -> bool:
         """Delete key only if `guard` is as it was read (mod_revision; 0: it did not exist)."""

@@ -118,7 +118,8 @@ class ClusterState:
     sync_quorum: int = 0          # /sync's quorum: other voters a candidate must hear from
     history: str | None = None    # Patroni's /history value (JSON lines), if the key exists
     history_revision: int = 0     # its mod_revision (0: no such key)
-    check_timeline: bool = False  # /config's check_timeline: standbys behind the history do not race
+    check_timeline: bool | None = None  # /config's check_timeline (None: /config unread)
+    paused: bool = False          # /config's pause: Patroni's maintenance mode
 
     @property
     def quorum_active(self) -> bool:
@@ -160,11 +161,15 @@ class DeleteLeader:
     reads the truth.
 
     `history`, when given, is written to Patroni's /history in the same transaction as the
-    delete (fenced_history says why)."""
+    delete (fenced_history says why), compared on `history_revision`, and the lease is then
+    revoked only once another member holds the key: with its lease revoked, an old primary whose
+    read of etcd predates the delete would win the key back in update_lock's create-if-absent
+    transaction, which never asks whether it is behind (etcd3.py _update_leader)."""
     member: str
     revision: int
     lease: int = 0  # 0: revoke nothing (a key that is not a session's: bogus_leader)
     history: str | None = None
+    history_revision: int = 0  # the history's mod_revision it was read at (0: no such key)
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,15 @@ def fenced_history(history: str | None, member_raw: str, now: float) -> str | No
     return json.dumps([*lines, [timeline, lsn, f"{FENCE_MARK}{now:.3f}"]], separators=(",", ":"))
 
 
+def _member_timeline(raw: str) -> int:
+    """The timeline a Patroni member key reports (0: none, or not a number)."""
+    try:
+        t = json.loads(raw).get("timeline")
+    except (ValueError, AttributeError):
+        return 0
+    return t if isinstance(t, int) and not isinstance(t, bool) else 0
+
+
 def stale_fence(cluster: ClusterState, now: float) -> RestoreHistory | None:
     """A release's fence (fenced_history) still last in /history with no leader for FENCE_HOLD:
     no standby took the key, and the fence keeps the old primary, if alive, from taking it back.
@@ -242,6 +256,10 @@ def stale_fence(cluster: ClusterState, now: float) -> RestoreHistory | None:
     except ValueError:
         return None
     if now - fenced_at < FENCE_HOLD:
+        return None
+    # A member on a later timeline than the fenced one was promoted after the release (and may
+    # have acknowledged writes before it died): the fence is all that stops the old primary.
+    if any(_member_timeline(m.raw) > int(lines[-1][0]) for m in cluster.members.values()):
         return None
     return RestoreHistory(json.dumps(lines[:-1], separators=(",", ":")), cluster.history_revision)
 
@@ -282,23 +300,43 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
                         f"{why}: removing it so Patroni's leader race can run", failover=True)
     leader_site = site_of.get(leader, leader)
     verdict = verdicts.get(leader_site)
+
+    def alive() -> Decision:
+        return _standby_loss(cluster, verdicts, site_of, frozen) or \
+            _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {}, flapping or set()) or \
+            Decision((), f"primary {leader} in {leader_site} is alive")
     if verdict is None or not verdict.dead:
         stall = (stalled or {}).get(leader)
         if stall is None or not stall.dead:
             flaps = _site_flaps(leader_site, verdicts, flapping or set(), cut or set())
-            if flaps is None:
-                return _standby_loss(cluster, verdicts, site_of, frozen) or \
-                    _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {},
-                                     flapping or set()) or \
-                    Decision((), f"primary {leader} in {leader_site} is alive")
-            why, what = flaps, f"primary's site {leader_site} flaps"
-        else:
-            why, what = stall.reason, f"primary {leader}'s PostgreSQL answers nothing"
-    else:
-        why, what = verdict.reason, f"primary's site {leader_site} is dead"
+            # Released only where nothing acknowledged can be lost and something will come of it;
+            # otherwise the primary serves between lapses, no outage and no refusal to record.
+            # Quorum commit: the primary is alive and a voter may acknowledge its commits while
+            # another wins the race (Patroni's quorum rule assumes the old primary stopped).
+            if flaps is None or frozen or cluster.quorum_active or cluster.paused:
+                return alive()
+            d = _release(cluster, verdicts, site_of, leader, f"primary's site {leader_site} flaps", flaps, stalled,
+                         now)
+            return alive() if d.refused else d
+        return _release(cluster, verdicts, site_of, leader, f"primary {leader}'s PostgreSQL answers nothing",
+                        stall.reason, stalled, now, frozen)
+    return _release(cluster, verdicts, site_of, leader, f"primary's site {leader_site} is dead", verdict.reason,
+                    stalled, now, frozen)
+
+
+def _release(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str], leader: str,
+             what: str, why: str, stalled: Mapping[str, Verdict] | None, now: float | None,
+             frozen: bool = False) -> Decision:
+    """Release the leader key of a primary that is lost (`what`, because `why`), or refuse, with
+    the reason, when that could lose an acknowledged write or would come to nothing."""
     if frozen:
         return Decision((), f"{what}, but automation is frozen: Patroni alone "
                             "will fail over when its leader key expires", refused=True)
+    if cluster.paused:
+        # Patroni's maintenance mode: its standbys do not race for a free key, and operators have
+        # taken the cluster over.
+        return Decision((), f"{what}, but Patroni is paused (maintenance mode): nothing fails over until "
+                            "it is resumed (`patronictl resume`)", refused=True)
     if not cluster.sync_standbys or cluster.sync_leader != leader:
         return Decision((), f"{what}, but /sync names no synchronous standby of "
                             f"{leader}: promoting any replica could lose acknowledged writes", refused=True)
@@ -338,14 +376,17 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     if dead_member is not None and dead_member.api_url != UNREACHABLE_API:
         actions.append(FenceApi(leader, dead_member.revision, dead_member.lease,
                                 _with_api(dead_member.raw, UNREACHABLE_API)))
-    # With check_timeline on, Patroni's standbys would not race past the fence either.
+    # With check_timeline on, Patroni's standbys would not race past the fence either; with /config
+    # unread, Patroni keeps whatever it last read, which may have it on.
     fence = fenced_history(cluster.history, dead_member.raw, now) \
-        if dead_member is not None and now is not None and not cluster.check_timeline else None
-    actions.append(DeleteLeader(leader, cluster.leader_revision, cluster.leader_lease, fence))
+        if dead_member is not None and now is not None and cluster.check_timeline is False else None
+    actions.append(DeleteLeader(leader, cluster.leader_revision, cluster.leader_lease, fence,
+                                cluster.history_revision))
     who = (f"the quorum of voters {', '.join(candidates)} elects the one holding the latest commit"
            if cluster.quorum_active else f"synchronous standby {', '.join(candidates)} takes over")
     return Decision(tuple(actions), f"{what} ({why}); releasing {leader}'s leader key so {who}",
                     failover=True)
+
 
 
 def _site_flaps(site: str, verdicts: Mapping[str, Verdict], flapping: set[frozenset[str]],

@@ -303,10 +303,11 @@ def test_a_leader_key_naming_no_member_is_removed_and_patroni_elects_again(runni
 def test_a_released_primary_that_is_alive_demotes_instead_of_taking_its_key_back(running_lab):
     """What the release's fence in /history (failover.fenced_history) buys, with real Patroni.
     The key of a living primary is released, as the agents release a dead one, while no standby
-    can race for it (their Patroni stopped). Released alone, the primary's Patroni takes it back:
-    what a flapping site's primary did in its next "up" half, before a standby could. Released with
-    the fence, in one transaction as the agents do, it finds itself behind the cluster's timeline
-    and demotes; once the standbys run, one of them takes the key and writes the true history."""
+    can race for it (their Patroni stopped). Released alone, the primary's Patroni takes it back
+    on its own timeline: what a flapping site's primary did in its next "up" half, before a
+    standby could. Released with the fence, in one transaction as the agents do, it finds itself
+    behind the cluster's timeline and demotes. Then the standbys run again and the cluster gets a
+    primary on a new timeline (a standby, or the old primary winning Patroni's race as a replica)."""
     import signal
 
     from firebreak.control.clusters import cluster_state
@@ -328,41 +329,54 @@ def test_a_released_primary_that_is_alive_demotes_instead_of_taking_its_key_back
     async def read(etcd):
         return cluster_state({kv.key: kv for kv in await etcd.get_prefix(pk.root)}, pk, "firebreak")
 
-    def release(fence: bool) -> str:
+    def release(fence: bool) -> tuple[str, int]:
+        """Release the key as the agents do; the released member and its timeline."""
         async def go(etcd):
             c = await read(etcd)
+            timeline = json.loads(c.members[c.leader].raw).get("timeline")
             if not fence:
                 assert await etcd.cas_delete(pk.leader, c.leader_revision)
-                return c.leader
+                return c.leader, timeline
             history = fenced_history(c.history, c.members[c.leader].raw, time.time())
             assert history is not None, f"{c.leader}'s member key names no timeline: {c.members[c.leader].raw}"
-            assert await etcd.delete_and_put(pk.leader, c.leader_revision, pk.history, history)
-            return c.leader
+            assert await etcd.put_and_delete(pk.history, history, c.history_revision, pk.leader, c.leader_revision)
+            return c.leader, timeline
         return asyncio.run(etcd_call(go))
 
     def state():
         return asyncio.run(etcd_call(read))
 
-    for pid in patronis:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        # Released alone: taken back by the same primary (the test's control: it proves the
-        # standbys cannot race here, and what the fence is for)
-        old = release(fence=False)
-        wait_for(lambda: state().leader == old, 20, f"{old}'s Patroni to take its released key back")
+    def role(member: str) -> str:
+        return json.loads(state().members[member].raw).get("role", "")
 
-        # Released with the fence: no key for anyone while the standbys are stopped, and the old
-        # primary demoted (its member key says so once its loop ran)
-        release(fence=True)
-        wait_for(lambda: json.loads(state().members[old].raw).get("role") not in ("primary", "master"), 20,
-                 f"{old}'s Patroni to demote its PostgreSQL, behind the cluster's timeline")
-        assert state().leader is None, "the fenced primary took the key back"
-    finally:
+    def timeline_of(member: str) -> int:
+        return json.loads(state().members[member].raw).get("timeline", 0)
+
+    stopped = False
+    try:
         for pid in patronis:
-            os.kill(pid, signal.SIGCONT)
-    new = wait_for(lambda: (lambda c: c.leader if c.leader in standbys else None)(state()), 60,
-                   "a standby to take the key once its Patroni runs")
+            os.kill(pid, signal.SIGSTOP)
+        stopped = True
+        # Released alone: taken back by the same primary on the same timeline (the test's control:
+        # it proves the standbys cannot race here, and what the fence is for)
+        old, timeline = release(fence=False)
+        wait_for(lambda: state().leader == old, 20, f"{old}'s Patroni to take its released key back")
+        assert role(old) == "primary" and timeline_of(old) == timeline
+
+        # Released with the fence: the old primary demotes at its next loop instead (before the
+        # agents' coordinator would take the fence out again, 10 s on)
+        release(fence=True)
+        wait_for(lambda: role(old) not in ("primary", "master"), 9,
+                 f"{old}'s Patroni to demote its PostgreSQL, behind the cluster's timeline")
+        assert state().leader != old, "the fenced primary took the key back"
+    finally:
+        if stopped:
+            for pid in patronis:
+                os.kill(pid, signal.SIGCONT)
+    new = wait_for(lambda: (lambda c: c.leader if c.leader and timeline_of(c.leader) > timeline
+                            and role(c.leader) == "primary" else None)(state()), 90,
+                   "a primary on a new timeline once the standbys run")
     # the new primary's Patroni writes the true history over the fence at its first loop as primary
     wait_for(lambda: (lambda lines: len(lines[-1]) == 5 and FENCE_MARK not in str(lines[-1]))(
         json.loads(state().history or "[[0]]")), 60, f"{new} to write the cluster's true history")
-    wait_for(healthy, 180, f"{old} to rejoin as a replica and every standby to stream again")
+    wait_for(healthy, 180, "every member to stream again")

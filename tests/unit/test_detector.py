@@ -131,6 +131,23 @@ def test_lapsing_links_are_half_a_window_late_by_either_ends_own_measure():
     assert lapsing_links(SITES, views, now, cfg) == {frozenset(("pangyo", "ansan"))}
 
 
+def test_a_view_that_has_every_other_site_lapsing_names_no_lapse():
+    """Its own agent was paused or starved, or its site is the one flapping, which the far ends'
+    views say: read alone, one starved agent in the primary's site made both its links flap, and
+    the primary's site was released (failover._site_flaps)."""
+    from firebreak.control.detector import lapsing_links
+    cfg = DetectorConfig(window=0.5, fresh=0.75)
+    now = 50.0
+    starved = {"pangyo": View("pangyo", now, {"ansan": 0.3, "siheung": 0.3}),
+               "ansan": View("ansan", now, {"pangyo": 0.0, "siheung": 0.0}),
+               "siheung": View("siheung", now, {"pangyo": 0.0, "ansan": 0.0})}
+    assert lapsing_links(SITES, starved, now, cfg) == set()
+    flapping = {"pangyo": View("pangyo", now, {"ansan": 0.3, "siheung": 0.3}),
+                "ansan": View("ansan", now, {"pangyo": 0.3, "siheung": 0.0}),
+                "siheung": View("siheung", now, {"pangyo": 0.3, "ansan": 0.0})}
+    assert lapsing_links(SITES, flapping, now, cfg) == {frozenset(("pangyo", "ansan")), frozenset(("pangyo", "siheung"))}
+
+
 LINK = frozenset(("pangyo", "ansan"))
 
 

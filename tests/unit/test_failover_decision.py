@@ -1,6 +1,7 @@
 """The failover decision and the placement rules: cluster state and verdicts in, actions out."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -356,11 +357,18 @@ def test_a_primary_site_whose_every_link_flaps_is_released_like_a_dead_one():
     d = decide(three(), verdict(), SITE_OF, flapping=flaps)
     assert d.failover and not d.refused and isinstance(d.actions[-1], DeleteLeader)
     assert "pangyo flaps" in d.reason and "ansan, siheung" in d.reason
-    # the same rules as for a dead site: frozen, refused; a candidate that cannot take over, refused
-    d = decide(three(), verdict(), SITE_OF, flapping=flaps, frozen=True)
-    assert d.refused and d.actions == () and "frozen" in d.reason
-    d = decide(three(sync=()), verdict(), SITE_OF, flapping=flaps)
-    assert d.refused and d.actions == ()
+    # Where a release could lose a write or come to nothing, the primary serves between lapses:
+    # no action, and no refusal (which would be recorded as an outage it is not)
+    for why, state, kw in (("frozen", three(), {"frozen": True}),
+                           ("no synchronous standby", three(sync=()), {}),
+                           ("quorum commit: a voter may acknowledge it while another wins",
+                            replace(three(sync=("ansan", "siheung")), quorum_commit=True, sync_quorum=1), {}),
+                           ("Patroni paused", replace(three(), paused=True), {})):
+        d = decide(state, verdict(), SITE_OF, flapping=flaps, **kw)
+        assert d.actions == () and not d.refused and "is alive" in d.reason, why
+    # and a dead site's release in maintenance mode is refused: Patroni's standbys would not race
+    d = decide(replace(three(), paused=True), verdict(dead={"pangyo"}), SITE_OF)
+    assert d.refused and d.actions == () and "paused" in d.reason
 
 
 def test_a_view_that_misses_every_other_site_names_no_cut_link():

@@ -69,12 +69,12 @@ def member(name, role="replica", raw=None):
     return Member(name, role, "running", f"http://{name}:8008/patroni", revision=40, lease=7, raw=raw)
 
 
-def cluster(leader="pangyo", history=None, history_revision=0, leader_raw=None):
-    members = {s: member(s, "primary" if s == leader else "replica", leader_raw if s == leader else None)
-               for s in SITES}
+def cluster(leader="pangyo", history=None, history_revision=0, leader_raw=None, check_timeline=False, raws=None):
+    members = {s: member(s, "primary" if s == leader else "replica",
+                         leader_raw if s == leader else (raws or {}).get(s)) for s in SITES}
     return ClusterState(leader=leader, leader_revision=12, sync_leader="pangyo", leader_lease=7,
                         sync_standbys=("ansan",), members=members, history=history,
-                        history_revision=history_revision)
+                        history_revision=history_revision, check_timeline=check_timeline)
 
 
 def verdict(dead=()):
@@ -87,6 +87,11 @@ def test_a_release_writes_the_fence_with_the_delete():
                {s: s for s in SITES}, now=NOW)
     delete = d.actions[-1]
     assert isinstance(delete, DeleteLeader) and delete.history == fenced_history(history, primary_raw(2), NOW)
+    assert delete.history_revision == 90  # compared in the transaction: a history rewritten meanwhile wins
+    # /config unread: Patroni keeps what it last read, which may have check_timeline on; no fence
+    d = decide(cluster(history=history, leader_raw=primary_raw(2), check_timeline=None), verdict(dead={"pangyo"}),
+               {s: s for s in SITES}, now=NOW)
+    assert d.failover and d.actions[-1].history is None
     # without the time (a caller that does not give it) nothing is fenced, as before
     d = decide(cluster(history=history, leader_raw=primary_raw(2)), verdict(dead={"pangyo"}), {s: s for s in SITES})
     assert d.actions[-1] == DeleteLeader("pangyo", 12, lease=7)
@@ -105,6 +110,10 @@ def fenced(at: float) -> str:
      NOW + 60, None),                                                                  # no fence of ours
     (cluster(leader=None, history=None), NOW + 60, None),
     (cluster(leader=None, history=json.dumps([[1, 0, FENCE_MARK + "soon"]]), history_revision=3), NOW + 60, None),
+    # a standby was promoted after the release (timeline 3) and its key went since: the fence is
+    # all that keeps the old primary, on 2, from coming back without its writes
+    (cluster(leader=None, history=fenced(NOW), history_revision=90,
+             raws={"ansan": json.dumps({"role": "primary", "state": "stopped", "timeline": 3})}), NOW + 60, None),
 ])
 def test_a_fence_nobody_got_past_comes_out_after_the_hold(state, now, restored):
     assert stale_fence(state, now) == restored

@@ -116,3 +116,21 @@ def test_patroni_keeps_a_primary_behind_the_clusters_timeline_from_the_key_and_d
     assert "len(cluster_history[-1]) != 5" in inspect.getsource(Ha.update_cluster_history)
     from patroni.config import Config
     assert "check_timeline" not in Config.get_default_config()  # off unless /config sets it
+    # In maintenance mode a standby does not race (so the agents release nothing then)
+    assert healthiest.index("if self.is_paused():\n            return False") > healthiest.index(
+        "if self.state_handler.is_primary():")
+
+
+def test_patroni_wins_a_free_key_back_in_update_lock_once_its_lease_is_gone():
+    """Why a fenced release revokes the old primary's session only once another member holds the
+    key (Agent._end_session): a Patroni that still reads the key as its own, its lease revoked,
+    grants a new lease and creates the key if absent, without is_healthiest_node's timeline check."""
+    import inspect
+
+    import patroni.dcs.etcd3
+
+    module = inspect.getsource(patroni.dcs.etcd3)  # the method is under a decorator without wraps
+    start = module.index("def _update_leader(")
+    update = module[start:module.index("\n    @", start)]
+    assert "if self._lease and leader.session != self._lease:" in update
+    assert "'target': 'CREATE', 'create_revision': '0'" in update

@@ -152,12 +152,13 @@ def test_a_release_fences_the_old_primarys_timeline_in_the_same_transaction_and_
         try:
             for prefix in ("/firebreak/", "/service/"):  # what the tests above left
                 await etcd.delete_range(prefix, prefix[:-1] + "0")
-            await write_cluster(etcd)
+            leases = await write_cluster(etcd)
             member = (await etcd.get(PK.member("pangyo")))
             await etcd.put(PK.member("pangyo"), json.dumps({**member.json(), "timeline": 2, "xlog_location": 50331808}),
                            lease=member.lease)
             before = '[[1,25165984,"no recovery target specified","2026-12-05T10:00:00+00:00","pangyo"]]'
             await etcd.put(PK.root + "history", before)
+            await etcd.put(PK.config, json.dumps({"ttl": 20}))  # read: check_timeline is off
             for site in ("pangyo", "ansan"):
                 await publish(etcd, site, {})
             await siheung.coordinator_cycle()
@@ -180,7 +181,15 @@ def test_a_release_fences_the_old_primarys_timeline_in_the_same_transaction_and_
                                                         "revision": str(revision)})
                 return bool(got.get("kvs"))
             assert await leader_at(history.mod_revision - 1) and not await leader_at(history.mod_revision)
-            await asyncio.gather(*list(siheung._background))
+            # The old primary's session lives on while the key is free: revoked, a primary whose
+            # read predates the delete would win the key back in update_lock's create-if-absent
+            # transaction, past the fence. Once a standby holds the key, it is revoked.
+            await asyncio.sleep(0.5)
+            assert await etcd.lease_ttl(leases["pangyo"]) > 0
+            await etcd.put(PK.leader, "ansan", lease=leases["ansan"])
+            await asyncio.wait_for(asyncio.gather(*list(siheung._background)), 5)
+            assert await etcd.lease_ttl(leases["pangyo"]) == -1
+            await etcd.delete(PK.leader)  # and ansan is lost in turn, before its first loop as primary
 
             # Nobody took the key: after the hold, the fence comes out and Patroni's own rules apply.
             old = json.dumps([lines[0], [2, 50331808, f"{FENCE_MARK}{time.time() - FENCE_HOLD - 1:.3f}"]])
