@@ -648,45 +648,66 @@ class Agent:
         until done or the lease would have run out by itself (`ttl`): one etcd hiccup must not
         leave the hole open. If the same Patroni took the key again meanwhile under the same
         lease, this ends that too: its site was judged dead, and standbys refuse to promote while
-        it answers."""
+        it answers.
+
+        With the history `fenced`, the lease is revoked only once another member holds the key: a
+        revoked lease sends the old primary, if its read predates the delete, to win the key
+        back in a create-if-absent transaction that never asks whether it is behind. The member
+        key moves at once all the same (its lease may run out sooner than the wait). No other
+        member by the time the fence comes out (failover.stale_fence), and nothing is revoked:
+        the old primary may then rightly take the key again under it."""
         deadline = time.monotonic() + ttl
         key = pk.member(member)
         why = "it kept changing"
-        if fenced:
-            # Not while the key is free: a revoked lease sends the old primary, if its read
-            # predates the delete, to win the key back in a create-if-absent transaction that
-            # never asks whether it is behind (failover.DeleteLeader). Once another member holds
-            # the key, that transaction fails and it demotes.
-            await self._until_another_leader(member, pk, min(ttl, failover.FENCE_HOLD))
-        while time.monotonic() < deadline:
-            try:
-                kv = await self.etcd.get(key)
-                if kv is not None and kv.lease == lease and \
-                        not await self.etcd.cas_put(key, kv.value, kv.mod_revision, lease=await self.etcd.grant(ttl)):
-                    continue  # rewritten meanwhile: read it again
-                await self.etcd.revoke(lease)
-                log.info("revoked %s's session lease %x: if it comes back, its Patroni must win the leader key "
-                         "again", member, lease)
-                return
-            except EtcdError as e:
-                if "lease not found" in str(e):
-                    return  # ran out, or revoked by an earlier try whose answer was lost
-                why = str(e)
-                await asyncio.sleep(0.5)
+        try:
+            if fenced:
+                try:
+                    await self._move_member_key(key, lease, ttl)
+                except EtcdError:
+                    pass  # moved again below, with retries, before the revoke
+                if not await self._until_another_leader(member, pk, min(ttl, failover.FENCE_HOLD - 1.0)):
+                    log.warning("no other member took %s's released key: its session lease %x is left alone, as "
+                                "the history fence comes out (failover.stale_fence)", member, lease)
+                    return
+            while time.monotonic() < deadline:
+                try:
+                    if not await self._move_member_key(key, lease, ttl):
+                        continue  # rewritten meanwhile: read it again
+                    await self.etcd.revoke(lease)
+                    log.info("revoked %s's session lease %x: if it comes back, its Patroni must win the leader key "
+                             "again", member, lease)
+                    return
+                except EtcdError as e:
+                    if "lease not found" in str(e):
+                        return  # ran out, or revoked by an earlier try whose answer was lost
+                    why = str(e)
+                    await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            log.warning("agent stopping: %s's session lease %x not revoked", member, lease)
+            raise
         log.warning("could not revoke %s's session lease %x (%s): back within Patroni's ttl, its Patroni may "
                     "read a stale copy of the deleted key as its own", member, lease, why)
 
-    async def _until_another_leader(self, member: str, pk: PatroniKeys, within: float) -> None:
-        """Return once the leader key names a member other than `member`, or after `within`."""
+    async def _move_member_key(self, key: str, lease: int, ttl: int) -> bool:
+        """Move a member key still on `lease` onto a lease of the agent's own (`ttl`); False when it
+        was rewritten meanwhile."""
+        kv = await self.etcd.get(key)
+        if kv is None or kv.lease != lease:
+            return True
+        return await self.etcd.cas_put(key, kv.value, kv.mod_revision, lease=await self.etcd.grant(ttl))
+
+    async def _until_another_leader(self, member: str, pk: PatroniKeys, within: float) -> bool:
+        """Whether the leader key named a member other than `member` within `within` seconds."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             try:
                 kv = await self.etcd.get(pk.leader)
                 if kv is not None and kv.value != member:
-                    return
+                    return True
             except EtcdError:
                 pass
             await asyncio.sleep(0.1)
+        return False
 
     async def place_etcd_leader(self, place: coordinator.PlaceEtcdLeader) -> None:
         try:

@@ -260,8 +260,8 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         effects += [OpenIncident(i) if i.end is None else CloseIncident(i) for i in incident_writes]
 
     bogus = detector.agreed_bogus_leaders(sites, seen.views, now, dcfg)
-    lapses, flapping = detector.flap_step(
-        mem.lapses, detector.lapsing_links(sites, seen.views, now, dcfg), now)
+    lapsing, unjudged = detector.lapse_reading(sites, seen.views, now, dcfg, dead=dead_sites(verdicts))
+    lapses, flapping = detector.flap_step(mem.lapses, lapsing, now, unjudged=unjudged)
     decisions = {scope: failover.decide(c, verdicts, seen.sites_of(scope), frozen=seen.frozen,
                                         stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
                                                  if m.startswith(scope + "/")}, cut=set(cut),

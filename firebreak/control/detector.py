@@ -165,26 +165,47 @@ def cut_links(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: 
 
 
 def lapsing_links(sites: Iterable[str], views: Mapping[str, View], now: float,
-                  cfg: DetectorConfig) -> set[frozenset[str]]:
+                  cfg: DetectorConfig, dead: Iterable[str] = ()) -> set[frozenset[str]]:
     """Links that either end's fresh view reports failing for half the window or more (its own
     measure, not counting the view's age: a view a round old is not a lapse): not yet a cut,
     perhaps never one. A link that goes down for less than the window, again and again, is never
     cut_links()'s, yet a replication stream over it stalls for seconds at a time (TCP's
     retransmission backoff): measured, a synchronous standby's site flapping every 0.75 s stopped
     commits for 9.48 s. flap_step() counts these lapses. A dead site's links lapse all the time
-    it is dead (its loss is the verdicts' business): one lapse, so its return is not a second."""
+    it is dead (its loss is the verdicts' business): one lapse, so its return is not a second.
+    See lapse_reading for the views that are not read."""
+    return lapse_reading(sites, views, now, cfg, dead)[0]
+
+
+def lapse_reading(sites: Iterable[str], views: Mapping[str, View], now: float, cfg: DetectorConfig,
+                  dead: Iterable[str] = ()) -> tuple[set[frozenset[str]], set[frozenset[str]]]:
+    """(links lapsing, links that could not be judged). With three living sites or more, a view
+    that has every other living site lapsing says nothing of any link, as in cut_links: its own
+    agent was paused or starved, or its site is the one flapping, which the far ends' views say.
+    (Read alone, one starved agent in the primary's site made every link of it flap, and the
+    primary's site was released: failover._site_flaps.) Its links are unjudged, and flap_step
+    keeps one that was lapsing so: a lapse whose two links' edges are staggered is then not read
+    as two lapses, and a dead site's links are judged by the living sites alone."""
+    dead = set(dead)
     sites = list(sites)
+    living = [s for s in sites if s not in dead]
     fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
 
     def lapsing(v: View, t: str) -> bool:
         return v.unreachable_for.get(t, 0.0) >= cfg.window / 2
-    # A view that has every other site lapsing says nothing of any link, as in cut_links: its own
-    # agent was paused or starved, or its site is the one flapping, which the far ends' views say.
-    # (Read alone, one starved agent in the primary's site made every link of it flap, and the
-    # primary's site was released: failover._site_flaps.)
-    return {frozenset((o, t)) for o, v in fresh.items()
-            if len(sites) < 3 or not all(lapsing(v, x) for x in sites if x != o)
-            for t in sites if t != o and lapsing(v, t)}
+
+    def mute(o: str, v: View) -> bool:
+        others = [x for x in living if x != o]
+        return o not in dead and len(living) >= 3 and all(lapsing(v, x) for x in others)
+    out: set[frozenset[str]] = set()
+    unjudged: set[frozenset[str]] = set()
+    for o, v in fresh.items():
+        links = {frozenset((o, t)) for t in sites if t != o and lapsing(v, t)}
+        if mute(o, v):
+            unjudged |= links
+        else:
+            out |= links
+    return out, unjudged - out
 
 
 @dataclass(frozen=True)
@@ -203,12 +224,15 @@ FLAP_LAPSES = 2
 
 
 def flap_step(lapses: Lapses, lapsing_now: Iterable[frozenset[str]], now: float,
-              span: float = FLAP_SPAN, count: int = FLAP_LAPSES) -> tuple[Lapses, frozenset[frozenset[str]]]:
+              span: float = FLAP_SPAN, count: int = FLAP_LAPSES,
+              unjudged: Iterable[frozenset[str]] = ()) -> tuple[Lapses, frozenset[frozenset[str]]]:
     """One tick of the flap detector: (memory, links lapsing now, now) -> (memory, links that
     flap). A lapse begins at a tick that sees a link lapsing that the tick before did not. A link
     keeps flapping until fewer than `count` of its lapses began within the last `span` seconds,
-    so a standby moved off a flapping link is not moved back between two of its lapses."""
-    now_set = frozenset(lapsing_now)
+    so a standby moved off a flapping link is not moved back between two of its lapses.
+    `unjudged` (lapse_reading): links no view could judge this tick; one lapsing at the tick
+    before is still lapsing, not a lapse that ended and a new one to begin."""
+    now_set = frozenset(lapsing_now) | (frozenset(unjudged) & lapses.lapsing)
     # 0 <=: a start stamped after `now` (the clock stepped back) is dropped, not kept for ever.
     starts = {link: tuple(t for t in ts if 0 <= now - t < span) for link, ts in lapses.starts.items()}
     for link in now_set - lapses.lapsing:

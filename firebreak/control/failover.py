@@ -317,7 +317,10 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
                 return alive()
             d = _release(cluster, verdicts, site_of, leader, f"primary's site {leader_site} flaps", flaps, stalled,
                          now)
-            return alive() if d.refused else d
+            # Without the fence (no timeline in its member key, /config unread or check_timeline
+            # on) the living primary would take its key back, to be released again every tick.
+            fenced = bool(d.actions) and isinstance(d.actions[-1], DeleteLeader) and d.actions[-1].history is not None
+            return d if fenced and not d.refused else alive()
         return _release(cluster, verdicts, site_of, leader, f"primary {leader}'s PostgreSQL answers nothing",
                         stall.reason, stalled, now, frozen)
     return _release(cluster, verdicts, site_of, leader, f"primary's site {leader_site} is dead", verdict.reason,

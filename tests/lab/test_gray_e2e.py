@@ -346,11 +346,17 @@ def test_a_released_primary_that_is_alive_demotes_instead_of_taking_its_key_back
     def state():
         return asyncio.run(etcd_call(read))
 
+    def member_field(c, member: str, name: str, default):
+        """A field of a member's key in one read of the cluster (a key missing for a moment, as
+        a Patroni restarts its session, reads as the default)."""
+        m = c.members.get(member)
+        return json.loads(m.raw).get(name, default) if m is not None else default
+
     def role(member: str) -> str:
-        return json.loads(state().members[member].raw).get("role", "")
+        return member_field(state(), member, "role", "")
 
     def timeline_of(member: str) -> int:
-        return json.loads(state().members[member].raw).get("timeline", 0)
+        return member_field(state(), member, "timeline", 0)
 
     stopped = False
     try:
@@ -361,7 +367,8 @@ def test_a_released_primary_that_is_alive_demotes_instead_of_taking_its_key_back
         # it proves the standbys cannot race here, and what the fence is for)
         old, timeline = release(fence=False)
         wait_for(lambda: state().leader == old, 20, f"{old}'s Patroni to take its released key back")
-        assert role(old) == "primary" and timeline_of(old) == timeline
+        back = state()
+        assert member_field(back, old, "role", "") == "primary" and member_field(back, old, "timeline", 0) == timeline
 
         # Released with the fence: the old primary demotes at its next loop instead (before the
         # agents' coordinator would take the fence out again, 10 s on)
@@ -373,8 +380,8 @@ def test_a_released_primary_that_is_alive_demotes_instead_of_taking_its_key_back
         if stopped:
             for pid in patronis:
                 os.kill(pid, signal.SIGCONT)
-    new = wait_for(lambda: (lambda c: c.leader if c.leader and timeline_of(c.leader) > timeline
-                            and role(c.leader) == "primary" else None)(state()), 90,
+    new = wait_for(lambda: (lambda c: c.leader if c.leader and member_field(c, c.leader, "timeline", 0) > timeline
+                            and member_field(c, c.leader, "role", "") == "primary" else None)(state()), 90,
                    "a primary on a new timeline once the standbys run")
     # the new primary's Patroni writes the true history over the fence at its first loop as primary
     wait_for(lambda: (lambda lines: len(lines[-1]) == 5 and FENCE_MARK not in str(lines[-1]))(

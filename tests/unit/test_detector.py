@@ -148,6 +148,40 @@ def test_a_view_that_has_every_other_site_lapsing_names_no_lapse():
     assert lapsing_links(SITES, flapping, now, cfg) == {frozenset(("pangyo", "ansan")), frozenset(("pangyo", "siheung"))}
 
 
+def test_with_a_site_dead_the_two_living_judge_their_own_link():
+    """The rule above needs three living sites: with siheung dead, each survivor's view misses
+    siheung all along, and a lapse between the two must still be read (a review of the rule
+    measured set() here)."""
+    from firebreak.control.detector import lapse_reading
+    cfg = DetectorConfig(window=0.5, fresh=0.75)
+    now = 50.0
+    views = {"pangyo": View("pangyo", now, {"ansan": 0.3, "siheung": 5.0}),
+             "ansan": View("ansan", now, {"pangyo": 0.0, "siheung": 5.0})}
+    lapsing, unjudged = lapse_reading(SITES, views, now, cfg, dead={"siheung"})
+    assert frozenset(("pangyo", "ansan")) in lapsing and unjudged == set()
+
+
+def test_a_lapse_whose_edges_are_staggered_is_one_lapse_not_two():
+    """pangyo's two links lapse out of step: its view reads ansan only, then both (not read:
+    unjudged), then ansan only again. ansan's link lapsed once; read as two starts, it would
+    flap after one lapse (measured by a review of the rule: both links of a primary's site read
+    as flapping after one 0.45 s lapse with staggered ends)."""
+    from firebreak.control.detector import Lapses, flap_step, lapse_reading
+    cfg = DetectorConfig(window=0.5, fresh=0.75)
+    quiet = {"ansan": View("ansan", 0, {"pangyo": 0.0, "siheung": 0.0}),
+             "siheung": View("siheung", 0, {"pangyo": 0.0, "ansan": 0.0})}
+    phases = [{"ansan": 0.3, "siheung": 0.0}, {"ansan": 0.4, "siheung": 0.3}, {"ansan": 0.5, "siheung": 0.0},
+              {"ansan": 0.0, "siheung": 0.0}]
+    lapses, flapping = Lapses(), frozenset()
+    for i, seen in enumerate(phases):
+        now = 50.0 + 0.1 * i
+        views = {**{k: View(k, now, v.unreachable_for) for k, v in quiet.items()}, "pangyo": View("pangyo", now, seen)}
+        lapsing, unjudged = lapse_reading(SITES, views, now, cfg)
+        lapses, flapping = flap_step(lapses, lapsing, now, unjudged=unjudged)
+    assert flapping == frozenset()
+    assert {link: len(ts) for link, ts in lapses.starts.items()} == {frozenset(("pangyo", "ansan")): 1}
+
+
 LINK = frozenset(("pangyo", "ansan"))
 
 
