@@ -308,19 +308,10 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     if verdict is None or not verdict.dead:
         stall = (stalled or {}).get(leader)
         if stall is None or not stall.dead:
-            flaps = _site_flaps(leader_site, verdicts, flapping or set(), cut or set())
-            # Released only where nothing acknowledged can be lost and something will come of it;
-            # otherwise the primary serves between lapses, no outage and no refusal to record.
-            # Quorum commit: the primary is alive and a voter may acknowledge its commits while
-            # another wins the race (Patroni's quorum rule assumes the old primary stopped).
-            if flaps is None or frozen or cluster.quorum_active or cluster.paused:
-                return alive()
-            d = _release(cluster, verdicts, site_of, leader, f"primary's site {leader_site} flaps", flaps, stalled,
-                         now)
-            # Without the fence (no timeline in its member key, /config unread or check_timeline
-            # on) the living primary would take its key back, to be released again every tick.
-            fenced = bool(d.actions) and isinstance(d.actions[-1], DeleteLeader) and d.actions[-1].history is not None
-            return d if fenced and not d.refused else alive()
+            # A primary whose site flaps is ridden out, not released: moving it as soon as its
+            # links read as flapping was built and measured twice, and its clients' writes waited
+            # as long (TCP's backoff on the path, before any move; BENCHMARKS.md, "Gray failures").
+            return alive()
         return _release(cluster, verdicts, site_of, leader, f"primary {leader}'s PostgreSQL answers nothing",
                         stall.reason, stalled, now, frozen)
     return _release(cluster, verdicts, site_of, leader, f"primary's site {leader_site} is dead", verdict.reason,
@@ -390,26 +381,6 @@ def _release(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Ma
     return Decision(tuple(actions), f"{what} ({why}); releasing {leader}'s leader key so {who}",
                     failover=True)
 
-
-
-def _site_flaps(site: str, verdicts: Mapping[str, Verdict], flapping: set[frozenset[str]],
-                cut: set[frozenset[str]]) -> str | None:
-    """Why the primary's site is treated as lost although no verdict says it is dead, or None:
-    every one of its links flaps (detector.flap_step: lapses shorter than the window, again and
-    again), while the other sites are alive and reach each other steadily. Such a site holds a
-    primary whose every commit and every client waits on TCP's retransmission backoff at each
-    lapse, and a verdict comes only if a lapse happens to outlast the window (measured: 1.5-3 s
-    of it). Released like a dead site's, with the history fence: its primary, alive between
-    lapses, demotes at its next loop instead of taking the key back (fenced_history)."""
-    others = [s for s in verdicts if s != site]
-    if len(others) < 2 or any(frozenset((site, o)) not in flapping for o in others):
-        return None
-    if any(verdicts[o].dead for o in others):
-        return None
-    between = {frozenset((a, b)) for i, a in enumerate(others) for b in others[i + 1:]}
-    if between & (flapping | cut):
-        return None
-    return f"its links to {', '.join(sorted(others))} flap, and those sites reach each other steadily"
 
 
 def _with_api(raw: str, api_url: str) -> str:

@@ -348,37 +348,19 @@ def test_a_flapping_standby_is_dropped_only_when_a_steady_one_exists(name, flapp
     assert d.actions == () and not d.failover and d.refused == refused and needle in d.reason
 
 
-def test_a_primary_site_whose_every_link_flaps_is_released_like_a_dead_one():
-    """Every link of the primary's site flaps while the others reach each other steadily: its
-    commits and clients wait on TCP's backoff at each lapse, and a verdict comes only when a lapse
-    outlasts the window (measured: 1.59 s for an ordinary client against 0.87 s for a power cut).
-    Released as a dead site's, the history fenced so its primary demotes between lapses."""
+def test_a_primary_site_whose_every_link_flaps_is_ridden_out():
+    """Releasing it as soon as its links read as flapping was built and measured (with Patroni's
+    switchover, then with the history fence): the ordinary client's writes waited as long, on
+    TCP's backoff before any move. Nothing to do, nothing refused (no outage recorded)."""
     flaps = cut(("pangyo", "ansan"), ("pangyo", "siheung"))
     primary = Member("pangyo", "primary", "running", "http://pangyo:8008/patroni", revision=40, lease=7,
                      raw=json.dumps({"role": "primary", "state": "running", "api_url": "http://pangyo:8008/patroni",
                                      "timeline": 4, "xlog_location": 1}))
     fenceable = replace(three(), members={**three().members, "pangyo": primary}, check_timeline=False)
-    d = decide(fenceable, verdict(), SITE_OF, flapping=flaps, now=1000.0)
-    assert d.failover and not d.refused and isinstance(d.actions[-1], DeleteLeader)
-    assert d.actions[-1].history is not None  # fenced: its primary, alive, demotes
-    assert "pangyo flaps" in d.reason and "ansan, siheung" in d.reason
-    # Without the fence the living primary would take its key back, to be released every tick
-    for why, state, now in (("/config unread", replace(fenceable, check_timeline=None), 1000.0),
-                            ("check_timeline on", replace(fenceable, check_timeline=True), 1000.0),
-                            ("no timeline in its member key", replace(fenceable, members=three().members), 1000.0),
-                            ("no time given", fenceable, None)):
-        d = decide(state, verdict(), SITE_OF, flapping=flaps, now=now)
-        assert d.actions == () and not d.refused and "is alive" in d.reason, why
-    # Where a release could lose a write or come to nothing, the primary serves between lapses:
-    # no action, and no refusal (which would be recorded as an outage it is not)
-    for why, state, kw in (("frozen", fenceable, {"frozen": True}),
-                           ("no synchronous standby", replace(fenceable, sync_standbys=()), {}),
-                           ("quorum commit: a voter may acknowledge it while another wins",
-                            replace(fenceable, sync_standbys=("ansan", "siheung"), quorum_commit=True,
-                                    sync_quorum=1), {}),
-                           ("Patroni paused", replace(fenceable, paused=True), {})):
-        d = decide(state, verdict(), SITE_OF, flapping=flaps, now=1000.0, **kw)
-        assert d.actions == () and not d.refused and "is alive" in d.reason, why
+    for state in (fenceable, replace(fenceable, sync_standbys=("ansan", "siheung"), quorum_commit=True,
+                                     sync_quorum=1)):
+        d = decide(state, verdict(), SITE_OF, flapping=flaps, now=1000.0)
+        assert d.actions == () and not d.refused and "is alive" in d.reason
     # and a dead site's release in maintenance mode is refused: Patroni's standbys would not race
     d = decide(replace(three(), paused=True), verdict(dead={"pangyo"}), SITE_OF)
     assert d.refused and d.actions == () and "paused" in d.reason
