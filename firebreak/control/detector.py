@@ -182,8 +182,8 @@ def lapse_reading(sites: Iterable[str], views: Mapping[str, View], now: float, c
     """(links lapsing, links that could not be judged). With three living sites or more, a view
     that has every other living site lapsing says nothing of any link, as in cut_links: its own
     agent was paused or starved, or its site is the one flapping, which the far ends' views say.
-    (Read alone, one starved agent in the primary's site made every link of it flap, and the
-    primary's site was released: failover._site_flaps.) Its links are unjudged, and flap_step
+    (Read alone, one starved agent made every link of its site flap, which moves synchronous
+    standbys and etcd's leadership for nothing.) Its links are unjudged, and flap_step
     keeps one that was lapsing so: a lapse whose two links' edges are staggered is then not read
     as two lapses, and a dead site's links are judged by the living sites alone."""
     dead = set(dead)

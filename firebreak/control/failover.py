@@ -205,6 +205,16 @@ def _history_lines(raw: str | None) -> list[list] | None:
         return None
 
 
+def _member_int(raw: str, name: str) -> int:
+    """A whole number a Patroni member key reports (its timeline, its xlog_location); 0 when it
+    reports none, or not a number."""
+    try:
+        v = json.loads(raw).get(name)
+    except (ValueError, AttributeError):
+        return 0
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
 def fenced_history(history: str | None, member_raw: str, now: float) -> str | None:
     """Patroni's /history with one more line, for the timeline of the primary whose key is being
     released, so that the cluster's timeline (its last line + 1, Cluster.timeline) is past it.
@@ -217,28 +227,16 @@ def fenced_history(history: str | None, member_raw: str, now: float) -> str | No
     history at its first loop as primary (update_cluster_history: a line of three items is
     rewritten). None when there is nothing to fence: the member key names no timeline, or the
     history is already past it or does not parse (then it is left alone)."""
-    try:
-        d = json.loads(member_raw)
-        timeline = d.get("timeline") if isinstance(d, dict) else None
-        lsn = d.get("xlog_location", 0) if isinstance(d, dict) else 0
-    except ValueError:
-        return None
-    if isinstance(timeline, bool) or not isinstance(timeline, int) or timeline < 1:
+    timeline = _member_int(member_raw, "timeline")
+    if timeline < 1:
         return None
     lines = _history_lines(history)
     if lines is None or (lines and int(lines[-1][0]) >= timeline):
         return None
-    lsn = lsn if isinstance(lsn, int) and not isinstance(lsn, bool) and lsn >= 0 else 0
+    lsn = max(0, _member_int(member_raw, "xlog_location"))
     return json.dumps([*lines, [timeline, lsn, f"{FENCE_MARK}{now:.3f}"]], separators=(",", ":"))
 
 
-def _member_timeline(raw: str) -> int:
-    """The timeline a Patroni member key reports (0: none, or not a number)."""
-    try:
-        t = json.loads(raw).get("timeline")
-    except (ValueError, AttributeError):
-        return 0
-    return t if isinstance(t, int) and not isinstance(t, bool) else 0
 
 
 def stale_fence(cluster: ClusterState, now: float) -> RestoreHistory | None:
@@ -259,7 +257,7 @@ def stale_fence(cluster: ClusterState, now: float) -> RestoreHistory | None:
         return None
     # A member on a later timeline than the fenced one was promoted after the release (and may
     # have acknowledged writes before it died): the fence is all that stops the old primary.
-    if any(_member_timeline(m.raw) > int(lines[-1][0]) for m in cluster.members.values()):
+    if any(_member_int(m.raw, "timeline") > int(lines[-1][0]) for m in cluster.members.values()):
         return None
     return RestoreHistory(json.dumps(lines[:-1], separators=(",", ":")), cluster.history_revision)
 

@@ -133,8 +133,8 @@ def test_lapsing_links_are_half_a_window_late_by_either_ends_own_measure():
 
 def test_a_view_that_has_every_other_site_lapsing_names_no_lapse():
     """Its own agent was paused or starved, or its site is the one flapping, which the far ends'
-    views say: read alone, one starved agent in the primary's site made both its links flap, and
-    the primary's site was released (failover._site_flaps)."""
+    views say: read alone, one starved agent in the primary's site made both its links flap (a
+    review measured it while a rule released such a site; the rule is gone, the reading stays)."""
     from firebreak.control.detector import lapsing_links
     cfg = DetectorConfig(window=0.5, fresh=0.75)
     now = 50.0
