@@ -118,6 +118,12 @@ def door_limit(per_source: int | None = None, home: Path | None = None) -> bool:
     return net.door_limit(require(home).layout, per_source)
 
 
+def rto_min(ms: int, home: Path | None = None) -> bool:
+    """Each site's floor on TCP retransmissions toward the other sites, in milliseconds (0: the
+    kernel's 200); False where the lab has no namespaces. For benchmarks that compare floors."""
+    return net.rto_min(require(home).layout, ms)
+
+
 def link_of(state: LabState, a: str, b: str) -> tuple[SiteLayout, SiteLayout]:
     """The two ends of a link, checked: both sites exist and they differ."""
     two_ends(a, b)

@@ -17,6 +17,7 @@ NETNS_NET = "10.77.0.{n}"          # site i -> 10.77.0.(11+i); the bridge is 10.
 NETNS_BRIDGE = "fb-br0"
 NETNS_BRIDGE_ADDR = "10.77.0.1"
 NETNS_PREFIX = 24
+NETNS_SUBNET = "10.77.0.0"          # the bridge's network, NETNS_PREFIX bits
 # A namespace on the lab's network that belongs to no site: clients from elsewhere, with their own
 # source address (a flood from one address, which each site's door limits: deploy.components).
 NETNS_OUTSIDER = "fb--outsider"  # "--": no site is named so (a site name begins with a letter)

@@ -15,7 +15,7 @@ from pathlib import Path
 from firebreak.deploy.components import door_limit_nft
 from firebreak.errors import LabError
 from firebreak.lab.layout import (NETNS_BRIDGE, NETNS_BRIDGE_ADDR, NETNS_CROWD, NETNS_OUTSIDER, NETNS_OUTSIDER_ADDR,
-                                  NETNS_PREFIX, PORTS, LabLayout, SiteLayout)
+                                  NETNS_PREFIX, NETNS_SUBNET, PORTS, LabLayout, SiteLayout)
 
 NFT_TABLE = "firebreak_lab"
 
@@ -47,6 +47,11 @@ def _run(*argv: str, netns: str | None = None, check: bool = True, input: str | 
 
 def host_link(site: SiteLayout) -> str:
     return f"fb-v{site.index}"
+
+
+def site_link(site: SiteLayout) -> str:
+    """The site's end of its link, inside its namespace."""
+    return f"fb-p{site.index}"
 
 
 OUTSIDER_LINK = "fb-vout"  # the outsider namespace's link on the bridge
@@ -91,7 +96,7 @@ def _build(layout: LabLayout) -> None:
     _run("ip", "addr", "add", f"{NETNS_BRIDGE_ADDR}/{NETNS_PREFIX}", "dev", NETNS_BRIDGE)
     _run("ip", "link", "set", NETNS_BRIDGE, "up")
     for s in layout.sites:
-        _attach(s.netns, host_link(s), f"fb-p{s.index}", s.address)
+        _attach(s.netns, host_link(s), site_link(s), s.address)
         migrate_requests(s.netns)
     # Each site's door counts its clients' connections per source address, as on a real door host
     # (DEPLOY.md): a flood from one address cannot take every connection.
@@ -134,6 +139,30 @@ def migrate_requests(netns: str) -> bool:
     """Turn on tcp_migrate_req in one of the lab's namespaces (never the host's). False where the
     kernel has no such setting: its doors then reset a connection now and then at a reload."""
     return _run("sh", "-c", f"echo 1 > {TCP_MIGRATE_REQ}", netns=netns, check=False).returncode == 0
+
+
+# Linux sends a lost segment again after at least 200 ms (TCP_RTO_MIN), then doubles the wait,
+# whatever the path's round trip. A floor of 20 ms on the routes between sites was measured
+# against the kernel's in one run (bench/drills.py --rto-min-ms 0,20, 2026-12-05): no change in
+# what a flap or a power cut cost any client, so the lab keeps the kernel's; the benchmark can
+# set it again.
+
+def rto_min_route(site: SiteLayout, ms: int) -> list[str]:
+    """`ip route replace` of a site's route to the others (its namespace's one link on the lab's
+    bridge) with retransmissions no sooner than `ms` milliseconds; 0: the kernel's own floor. Pure."""
+    argv = ["ip", "-n", site.netns, "route", "replace", f"{NETNS_SUBNET}/{NETNS_PREFIX}", "dev",
+            site_link(site), "proto", "kernel", "scope", "link", "src", site.address]
+    return argv + (["rto_min", f"{ms}ms"] if ms else [])
+
+
+def rto_min(layout: LabLayout, ms: int) -> bool:
+    """Set (or, with 0, take off) each site's retransmission floor toward the other sites. Live
+    connections take it at their next send. False where the lab has no namespaces of its own."""
+    if layout.net != "netns":
+        return False
+    for s in layout.sites:
+        _run(*rto_min_route(s, ms))
+    return True
 
 
 OWNED = "network.json"

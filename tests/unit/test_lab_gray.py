@@ -33,6 +33,18 @@ def test_a_cut_table_is_named_for_the_peer_in_nft_s_alphabet():
     assert net.cut_table("a-b") != net.cut_table("ab")
 
 
+def test_the_retransmission_floor_is_set_on_a_site_s_route_to_the_others_and_taken_off_with_0():
+    layout = make_layout(Path("/x"), "netns", SITES, "abcd1234")
+    site = layout.site("ansan")
+    argv = net.rto_min_route(site, 20)
+    # the connected route the kernel made for the site's link, replaced with the same key
+    assert argv[:4] == ["ip", "-n", site.netns, "route"] and argv[4] == "replace"
+    assert argv[5] == "10.77.0.0/24" and argv[argv.index("dev") + 1] == net.site_link(site)
+    assert argv[argv.index("src") + 1] == site.address
+    assert argv[-2:] == ["rto_min", "20ms"]
+    assert "rto_min" not in net.rto_min_route(site, 0)
+
+
 def test_a_cut_on_loopback_drops_the_pair_both_ways_tagged_for_its_undo():
     layout = make_layout(Path("/x"), "loopback", SITES, "abcd1234")
     rules = net.cut_loopback_rules(layout.site("pangyo"), layout.site("ansan"))
