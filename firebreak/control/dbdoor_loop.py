@@ -22,13 +22,14 @@ def routes(agent: "Agent") -> dict[str, dbdoor.Routes]:
     st = agent.state
     return coordinator.door_routes(agent.my_view(), st.verdicts, st.clusters,
                                    {scope: agent.site_of(scope) for scope in st.clusters}, len(agent.cfg.sites),
-                                   st.drained)
+                                   st.drained, agent.cfg.detector.window)
 
 
 async def run(agent: "Agent") -> None:
     """Keep this site's database door on each cluster's current primary and living standbys:
     at once when a cluster or a verdict changes, and every probe interval from this agent's
-    own reachability (a site it cannot reach gets no clients, and their sessions are shut).
+    own reachability (a site it has not reached for the detector's window gets no clients, and
+    their sessions are shut).
     This site's app, which connects to the servers itself, is told when its writes leave the
     server they went to, at the moment the door shuts its own sessions there."""
     cfg = agent.cfg

@@ -453,16 +453,32 @@ def test_own_view_counts_silence_only_of_what_the_last_completed_round_did_not_h
     # and the door of a late agent keeps its routes: it still reaches every site
     r = co.tick(SETTINGS, seen(100.0, mine=False, holder="ansan"), co.Memory())
     doors = {SCOPE: cluster(members={"pangyo": member("pangyo", role="primary"), "ansan": member("ansan")})}
-    assert co.door_routes(late, r.verdicts, doors, SITE_OF, 3, frozenset())[SCOPE].rw == "pangyo"
+    assert co.door_routes(late, r.verdicts, doors, SITE_OF, 3, frozenset(), 0.5)[SCOPE].rw == "pangyo"
 
 
 def test_door_routes_refuse_writes_where_this_site_reaches_no_majority():
     found = {SCOPE: cluster(members={"pangyo": member("pangyo", role="primary"), "ansan": member("ansan")})}
     r = co.tick(SETTINGS, seen(100.0, mine=False, holder="ansan"), co.Memory())
     alone = View(ME, 100.0, {"pangyo": 2.0, "ansan": 2.0})
-    assert co.door_routes(alone, r.verdicts, found, SITE_OF, 3, frozenset())[SCOPE].rw is None
+    assert co.door_routes(alone, r.verdicts, found, SITE_OF, 3, frozenset(), 0.5)[SCOPE].rw is None
     fine = View(ME, 100.0, {"pangyo": 0.0, "ansan": 0.0})
-    assert co.door_routes(fine, r.verdicts, found, SITE_OF, 3, frozenset())[SCOPE].rw == "pangyo"
+    assert co.door_routes(fine, r.verdicts, found, SITE_OF, 3, frozenset(), 0.5)[SCOPE].rw == "pangyo"
+
+
+def test_a_door_refuses_a_site_only_once_this_agent_has_missed_it_for_the_window():
+    """One unanswered round is a flap's lapse or a lost packet as often as a death, and a death
+    is acted on at the verdict, which needs the window anyway: the door keeps the primary until
+    this agent has missed its site for the whole window (as a cut link is read)."""
+    found = {SCOPE: cluster(members={"pangyo": member("pangyo", role="primary"), "ansan": member("ansan")})}
+    r = co.tick(SETTINGS, seen(100.0, mine=False, holder="ansan"), co.Memory())
+    lapse = View(ME, 100.0, {"pangyo": 0.3, "ansan": 0.0})
+    assert co.door_routes(lapse, r.verdicts, found, SITE_OF, 3, frozenset(), 0.5)[SCOPE].rw == "pangyo"
+    gone = View(ME, 100.0, {"pangyo": 0.5, "ansan": 0.0})
+    routes = co.door_routes(gone, r.verdicts, found, SITE_OF, 3, frozenset(), 0.5)[SCOPE]
+    assert routes.rw is None and "pangyo" not in routes.ro
+    # both others lapsing briefly: still a majority reached, writes still go
+    both = View(ME, 100.0, {"pangyo": 0.3, "ansan": 0.3})
+    assert co.door_routes(both, r.verdicts, found, SITE_OF, 3, frozenset(), 0.5)[SCOPE].rw == "pangyo"
 
 
 def test_suspected_and_dead_sites():
