@@ -247,12 +247,13 @@ async def prune_releases(etcd: Etcd, keys) -> None:
         current_version = ops.release_of(current.value)["version"] if current else None
     except BadValue:
         current_version = None
-    created = {kv.key[len(keys.releases):]: kv.create_revision for kv in releases}
-    # Each drop only while the current release is the one read: an operator rolling back to an
-    # old release meanwhile must not find it pruned under them. The next prune sees the new one.
+    stored = {kv.key[len(keys.releases):]: kv.mod_revision for kv in releases}
+    # Each drop only while the current release is the one read and the release itself is as read:
+    # an operator rolling back to an old release, or storing it again, meanwhile must not find it
+    # pruned under them. The next prune sees what they did.
     guard = current.mod_revision if current else 0
-    for version in maintenance.releases_to_drop(created, RELEASES_KEEP, current_version):
-        if not await etcd.delete_if_unchanged(keys.release(version), keys.release_current, guard):
+    for version in maintenance.releases_to_drop(stored, RELEASES_KEEP, current_version):
+        if not await etcd.delete_if_unchanged(keys.release(version), stored[version], keys.release_current, guard):
             return
 
 

@@ -338,10 +338,12 @@ class Etcd:
             [{"request_put": {"key": _b64(put_key), "value": _b64(value)}},
              {"request_delete_range": {"key": _b64(key)}}])
 
-    async def delete_if_unchanged(self, key: str, guard: str, guard_mod_revision: int) -> bool:
-        """Delete key only if `guard` is as it was read (mod_revision; 0: it did not exist)."""
+    async def delete_if_unchanged(self, key: str, mod_revision: int, guard: str, guard_mod_revision: int) -> bool:
+        """Delete key only if it and `guard` are as they were read (mod revisions; 0: the guard
+        did not exist)."""
         return await self.txn(
-            [{"key": _b64(guard), "target": "MOD", "result": "EQUAL", "mod_revision": str(guard_mod_revision)}],
+            [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)},
+             {"key": _b64(guard), "target": "MOD", "result": "EQUAL", "mod_revision": str(guard_mod_revision)}],
             [{"request_delete_range": {"key": _b64(key)}}])
 
     async def cas_put(self, key: str, value: str, mod_revision: int, lease: int = 0) -> bool:

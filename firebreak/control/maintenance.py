@@ -116,7 +116,10 @@ def ledger_expired(keys: Iterable[str], prefix: str, cutoff: float) -> list[str]
     return out
 
 
-def releases_to_drop(created: Mapping[str, int], keep: int, current: str | None) -> list[str]:
-    """Release versions beyond the newest `keep` (by etcd create revision), never the current one."""
-    ordered = sorted(created, key=lambda v: created[v], reverse=True)
+def releases_to_drop(stored: Mapping[str, int], keep: int, current: str | None) -> list[str]:
+    """Release versions beyond the newest `keep`, never the current one. Newest by the revision
+    each was last stored at (etcd's mod revision), not first: a version stored again is as new as
+    any, and ordered by its first revision it was dropped by the next prune, under the deploy
+    that followed it (a drill's operator reuses its versions' names: deploy answered 404)."""
+    ordered = sorted(stored, key=lambda v: stored[v], reverse=True)
     return [v for v in ordered[keep:] if v != current]
