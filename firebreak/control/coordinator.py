@@ -266,7 +266,7 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
                                         stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
                                                  if m.startswith(scope + "/")}, cut=set(cut),
                                         bogus_agreed=bogus.get(scope) == c.leader_revision,
-                                        flapping=set(flapping), now=now)
+                                        flapping=set(flapping), now=now, lapsing=set(lapses.lapsing))
                  for scope, c in seen.clusters.items()}
 
     placed_at = mem.placed_at

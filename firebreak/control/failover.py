@@ -273,12 +273,14 @@ class Decision:
 def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
            frozen: bool = False, stalled: Mapping[str, Verdict] | None = None,
            cut: "set[frozenset[str]] | None" = None, bogus_agreed: bool = False,
-           flapping: "set[frozenset[str]] | None" = None, now: float | None = None) -> Decision:
+           flapping: "set[frozenset[str]] | None" = None, now: float | None = None,
+           lapsing: "set[frozenset[str]] | None" = None) -> Decision:
     """`stalled`: member -> verdict on whether its PostgreSQL answers (detector.stall_verdicts):
     a primary whose site is alive but whose PostgreSQL accepts connections and answers nothing
     (a storage hang, a paused postmaster) cannot commit, and is failed over like a dead site's.
     `cut`: links between living sites that are cut (detector.cut_links); `flapping`: links that
-    keep failing for less than the window (detector.flap_step). `bogus_agreed`: a
+    keep failing for less than the window (detector.flap_step); `lapsing`: links failing now, for
+    half the window or more (detector.lapse_reading, as flap_step keeps them). `bogus_agreed`: a
     majority of sites have read the same leader key revision as bogus (ClusterState.bogus_leader).
     `now`: the time, for a release's fence (fenced_history, stale_fence); None, no fence."""
     leader = cluster.leader
@@ -301,7 +303,8 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
 
     def alive() -> Decision:
         return _standby_loss(cluster, verdicts, site_of, frozen) or \
-            _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {}, flapping or set()) or \
+            _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {}, flapping or set(),
+                             lapsing or set()) or \
             Decision((), f"primary {leader} in {leader_site} is alive")
     if verdict is None or not verdict.dead:
         stall = (stalled or {}).get(leader)
@@ -412,7 +415,7 @@ def _standby_loss(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_o
 
 def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
                      frozen: bool, cut: set[frozenset[str]], stalled: Mapping[str, Verdict],
-                     flapping: set[frozenset[str]]) -> Decision | None:
+                     flapping: set[frozenset[str]], lapsing: set[frozenset[str]] = frozenset()) -> Decision | None:
     """The link between the primary's site and its synchronous standby's is cut or flaps, both sites
     alive, or the standby's PostgreSQL accepts connections and answers nothing (a storage hang: a
     chaos run measured writes stopped for the whole of an 11 s pause): every commit waits for a
@@ -425,7 +428,13 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     standby, so nothing acknowledged rests on one site at any moment. A flapping link (down and up
     faster than the window) is as bad: the stream over it stalls for seconds at each lapse
     (measured: 9.48 s of stopped commits while the standby's site flapped every 0.75 s, until it was
-    once cut long enough), and a standby across it is no candidate either."""
+    once cut long enough), and a standby across it is no candidate either.
+
+    Nor is a standby across a link failing at this moment, and a flapping link read as cut at one
+    of its lapses is no hard cut: when the primary's whole site flapped, each lapse dropped one
+    standby for the other, equally cut off, and Patroni's /sync, rewritten at every drop, once named
+    no standby at the moment the verdict came, so the failover itself was refused (bench/drills.py
+    flap-fast, 2026-12-05)."""
     leader = cluster.leader
     if leader is None or cluster.sync_leader != leader or not (cut or stalled or flapping):
         return None
@@ -446,12 +455,12 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     cut_off = [n for n in cluster.sync_standbys if stuck(n) and n in cluster.members]
     if not cut_off:
         return None
-    hard = any(silent(n) for n in cut_off)
+    hard = any((link(n) in cut and link(n) not in flapping) or (n in stalled and stalled[n].dead) for n in cut_off)
 
     def usable(name: str) -> bool:
         m, site = cluster.members[name], site_of.get(name, name)
         return (name != leader and name not in cut_off and m.streaming and not silent(name)
-                and not (site in verdicts and verdicts[site].dead))
+                and link(name) not in lapsing and not (site in verdicts and verdicts[site].dead))
     # One that cannot acknowledge at all is replaced even by a standby across a flapping link
     # (which acknowledges between lapses); one that only flaps, only by a steady one.
     steady = [n for n in cluster.members if usable(n) and link(n) not in flapping]
@@ -461,6 +470,10 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     if (not others or frozen) and not hard:
         # Only flapping (the primary's own site flaps, say) and nothing to do about it: the
         # stream still gets through between lapses, so nothing is refused (or alerted on).
+        return None
+    if not others and any(link(n) in lapsing for n in cluster.members if n != leader and n not in cut_off):
+        # The primary's site going silent to its standbys' sites alike: a verdict's business, or
+        # a lapse that ends; nothing to refuse.
         return None
     if not others:
         return Decision((), f"{what}, but no other standby streams in a site the primary reaches: dropping it "

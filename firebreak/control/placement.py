@@ -75,7 +75,8 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     etcd takes no writes until a new one is elected, and the coordinator, whose lease is in
     etcd, stood down (seen in CI with the synchronous standby's site flapping). No move
     by rank goes into a site on more flapping links than the leader's own, and a move for reach
-    prefers a site whose links to the primaries' sites are steady.
+    prefers a site whose links to the primaries' sites are steady (a primary's own site only if
+    its links are), and does not move at all when none is steadier than the leader's.
     """
     rank, any_primary = _ranker(primary_site, sync_sites)
     if leader_site is None:
@@ -95,7 +96,10 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
         return to_primary(site, cut)
 
     def flaps_to_primary(site: str) -> bool:
-        return to_primary(site, flapping)
+        # A primary's own site is no steadier for the primaries than its links are: with the
+        # primary's whole site flapping, it once read as the one site steady to the primary, and
+        # leadership moved into it, where etcd lost its quorum at every lapse for 13 s.
+        return to_primary(site, flapping) or (site in primaries and flaps(site) > 0)
 
     def links_cut(site: str) -> int:
         return links_of(site, cut)
@@ -105,7 +109,11 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     if cut_from_primary(leader_site):
         reachable = sorted((flaps_to_primary(s), links_cut(s), flaps(s), rank(s), s) for s in living
                            if not cut_from_primary(s))
-        return reachable[0][-1] if reachable else None
+        if not reachable or (reachable[0][0] and flaps_to_primary(leader_site)):
+            # Every site's link to the primaries flaps as the leader's does (a primary's site
+            # flapping): no site is heard better, and a move is etcd's time for nothing.
+            return None
+        return reachable[0][-1]
     if flaps(leader_site):
         steadier = sorted((flaps(s), links_cut(s), rank(s), s) for s in living
                           if flaps(s) < flaps(leader_site) and not cut_from_primary(s))

@@ -173,9 +173,16 @@ def test_without_rank_moves_only_a_leader_a_primarys_site_cannot_hear_is_moved()
     ("ansan", cut(("ansan", "siheung")), set(), True, "pangyo"),
     # A rank move never goes into a site with a flapping link (the leader's own has none).
     ("pangyo", cut(("siheung", "ansan")), set(), True, None),
-    # Reach first: a leader the primary's site cannot hear goes to a reachable site whose link to
-    # the primary's site is steady: the primary's own here, as ansan's link to it flaps...
-    ("siheung", cut(("ansan", "pangyo")), cut(("pangyo", "siheung")), True, "pangyo"),
+    # Reach first: a leader the primary's site cannot hear goes to a reachable site. Not into the
+    # primary's, whose link to ansan flaps: there etcd's quorum would hang on that link (siheung's
+    # is cut); ansan hears the primary between lapses and siheung always...
+    ("siheung", cut(("ansan", "pangyo")), cut(("pangyo", "siheung")), True, "ansan"),
+    # ...the primary's own when its links are steady and no other site reaches it...
+    ("siheung", set(), cut(("pangyo", "siheung"), ("pangyo", "ansan")), True, "pangyo"),
+    # ...and nowhere while the primary's whole site flaps and the leader's link to it is read cut
+    # at a lapse: every other site hears it no better (it once moved into the flapping site).
+    ("siheung", cut(("ansan", "pangyo"), ("siheung", "pangyo")), cut(("pangyo", "siheung")), True, None),
+    ("siheung", cut(("ansan", "pangyo"), ("siheung", "pangyo")), cut(("pangyo", "siheung")), False, None),
     # ...and to ansan when the flapping link is another one (fewest cut links first, as ever).
     ("siheung", cut(("ansan", "siheung")), cut(("pangyo", "siheung")), True, "ansan"),
 ])
@@ -399,3 +406,25 @@ def test_a_partition_of_some_links_keeps_its_cut_links_where_no_verdict_can_come
                "ansan": View("ansan", now, {"pangyo": 0.6, "siheung": 0.0}),
                "siheung": View("siheung", now, {"pangyo": 0.3, "ansan": 0.3})}
     assert cut_links(SITES, starved, now, cfg) == {frozenset(("pangyo", "ansan"))}
+
+
+def test_a_flapping_primary_site_s_lapse_drops_no_standby_for_another_equally_cut_off():
+    """The primary's whole site flaps: one lapse reads the synchronous standby's link as cut while
+    the other standby's link is failing too (lapsing), or flaps. Dropping one for the other once
+    churned /sync until it named no standby when the verdict came, and the failover was refused."""
+    # the first lapse, before any flap is read: the other standby's link is failing too
+    d = decide(three(), verdict(), SITE_OF, cut=cut(("pangyo", "ansan")), lapsing=cut(("pangyo", "siheung")))
+    assert d.actions == () and not d.failover and not d.refused and "is alive" in d.reason
+    # later lapses: both links flap, one reads cut at this lapse
+    d = decide(three(), verdict(), SITE_OF, cut=cut(("pangyo", "ansan")),
+               flapping=cut(("pangyo", "ansan"), ("pangyo", "siheung")))
+    assert d.actions == () and not d.failover and not d.refused and "is alive" in d.reason
+    # a real cut of the standby's link while the other is steady is still acted on at once...
+    from firebreak.control.failover import DropMember
+    d = decide(three(), verdict(), SITE_OF, cut=cut(("pangyo", "ansan")), lapsing=cut(("pangyo", "ansan")))
+    assert d.failover and d.actions == (DropMember("ansan", 40),)
+    # ...and a standby whose PostgreSQL answers nothing is replaced across a flapping link, as before
+    ansan_stalled = {"ansan": Verdict("ansan", True, ("pangyo", "siheung"), (), 2, "test")}
+    d = decide(three(), verdict(), SITE_OF, stalled=ansan_stalled, flapping=cut(("pangyo", "ansan"),
+                                                                              ("pangyo", "siheung")))
+    assert d.failover and d.actions == (DropMember("ansan", 40),)
