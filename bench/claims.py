@@ -18,6 +18,12 @@ With --sources N (a netns lab), the intake's connections come from N addresses o
 crowd namespaces (users are many hosts), not all from the host's one; --per-source CAP sets each
 door's per-source connection cap for the run (an operator's `settings.door.connections_per_source`)
 and puts the default back after.
+
+The front doors: `--door haproxy` starts the lab with HAProxy doors (`lab up --door haproxy`)
+instead of Caddy's; `--beside-haproxy` also runs, beside each of the lab's doors and under the
+same per-source cap, a door on HAProxy to the same apps (as `--door haproxy` renders it), and
+measures through both in every round, alternating which goes first: the two proxies compared on
+one lab in one run.
 """
 
 from __future__ import annotations
@@ -164,11 +170,13 @@ def intake_sources(sources: int) -> list[list[str]]:
     return [["ip", "netns", "exec", name] for name, _ in NETNS_CROWD[:sources]]
 
 
-def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: int = 0, sources: int = 0) -> dict:
+def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: int = 0, sources: int = 0,
+              door_urls: list[str] | None = None) -> dict:
     """Intake through the doors, `connections` per door spread over the sources (intake_sources);
     with `flood`, that many more connections per door from one address send anonymous status
-    guesses and review actions at the same time (bench/flood.lua)."""
-    doors = [s["door"] for s in st["sites"].values()][:doors_used]
+    guesses and review actions at the same time (bench/flood.lua). `door_urls`: other doors than
+    the lab's (the HAProxy doors beside them)."""
+    doors = (door_urls or [s["door"] for s in st["sites"].values()])[:doors_used]
     lua = str(ROOT / "bench" / "intake.lua")
     run_id = f"{time.time_ns():x}"
     prefixes = intake_sources(sources)
@@ -212,8 +220,55 @@ def run_stack(st: dict, seconds: int, connections: int, doors_used: int, flood: 
     return total
 
 
+SIDE_PORT_OFFSET = 1   # the HAProxy door beside each lab door listens on the door's port + 1
+
+
+def start_side_doors(st: dict, workdir: Path) -> tuple[list[subprocess.Popen], dict[str, str]]:
+    """Beside each site's door, a front door on HAProxy (control/door_haproxy.py, as `lab up
+    --door haproxy` runs it, one thread as the lab gives Caddy one core) to the same apps, in the
+    site's namespace: both kinds measured on one lab in one run. Stopped by their PIDs."""
+    from firebreak.control.door_haproxy import haproxy_config
+    from firebreak.lab.layout import PORTS
+
+    sites = list(st["sites"])
+    apps = {s: st["sites"][s]["app"] for s in sites}
+    procs, urls = [], {}
+    for s in sites:
+        host = st["sites"][s]["address"]
+        port = PORTS["door"] + SIDE_PORT_OFFSET
+        cfg = workdir / f"{s}.cfg"
+        cfg.write_text(haproxy_config(site=s, sites=sites, apps=apps, listen=f"{host}:{port}",
+                                      admin_socket=str(workdir / f"{s}.sock"), threads=1))
+        prefix = ["ip", "netns", "exec", f"fb-{s}"] if st["net"] == "netns" else []
+        procs.append(subprocess.Popen([*prefix, "haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        urls[s] = f"http://{host}:{port}"
+    deadline = time.monotonic() + 10
+    import httpx
+    while time.monotonic() < deadline:
+        try:
+            if all(httpx.get(u + "/healthz", timeout=1).status_code == 200 for u in urls.values()):
+                return procs, urls
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_side_doors(procs)
+    raise SystemExit("the HAProxy doors beside the lab's did not answer within 10 s")
+
+
+def stop_side_doors(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[int], out: Path, doors: int,
-                 flood: int = 0, sources: int = 0, per_source: int | None = None) -> None:
+                 flood: int = 0, sources: int = 0, per_source: int | None = None, door_kind: str = "caddy",
+                 beside: bool = False) -> None:
     import shutil
     from firebreak.lab import lab
     from firebreak.lab.state import lab_home, load_secrets
@@ -223,8 +278,10 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
     try:
         st = lab.status()
     except Exception:  # noqa: BLE001 - no lab: start one
-        lab.up(agents=True, progress=lambda m: print("  lab:", m, flush=True))
+        lab.up(agents=True, progress=lambda m: print("  lab:", m, flush=True), door=door_kind)
         st = lab.status()
+    if st.get("door_kind", "caddy") != door_kind:
+        print(f"note: the running lab's doors are {st.get('door_kind', 'caddy')}, not {door_kind}: measuring those")
     secrets = load_secrets(lab_home())
     if (sources or per_source) and st["net"] != "netns":
         raise SystemExit("--sources and --per-source need a netns lab (as root): a loopback lab has one "
@@ -233,18 +290,31 @@ def bench_intake(rounds: int, seconds: int, connections: int, pg_clients: list[i
           f"primary {st['primary']}, load through the doors of: {', '.join(list(st['sites'])[:doors])}"
           + (f"; intake from {sources} addresses" if sources else "")
           + (f"; each door's cap {per_source} connections per source" if per_source else ""))
+    side: list[subprocess.Popen] = []
+    side_urls: dict[str, str] = {}
     try:
-        if per_source and not lab.door_limit(per_source):
+        extra = (st["sites"][next(iter(st["sites"]))]["door"].rsplit(":", 1)[1],) if beside else ()
+        extra_ports = tuple(int(p) + SIDE_PORT_OFFSET for p in extra)
+        if (per_source or beside) and st["net"] == "netns" and not lab.door_limit(per_source, extra_ports=extra_ports):
             raise SystemExit("--per-source: this lab has no door limit to set (nftables missing?)")
-        measure_intake(st, secrets, rounds, seconds, connections, pg_clients, out, doors, flood, sources, per_source)
+        if beside:
+            side, side_urls = start_side_doors(st, Path(tempfile.mkdtemp(prefix="firebreak-side-doors-")))
+            print(f"beside each door, HAProxy: {', '.join(side_urls.values())}", flush=True)
+        measure_intake(st, secrets, rounds, seconds, connections, pg_clients, out, doors, flood, sources, per_source,
+                       side_urls)
     finally:
-        if per_source:
+        stop_side_doors(side)
+        if per_source or beside:
             lab.door_limit(None)
 
 
 def measure_intake(st: dict, secrets, rounds: int, seconds: int, connections: int, pg_clients: list[int], out: Path,
-                   doors: int, flood: int, sources: int, per_source: int | None) -> None:
+                   doors: int, flood: int, sources: int, per_source: int | None,
+                   side_urls: dict[str, str] | None = None) -> None:
     pg_rates, stack_runs = [], []
+    lab_kind = st.get("door_kind", "caddy")
+    # (name, URLs): the lab's doors, and the HAProxy doors beside them when asked; alternating
+    kinds = [(lab_kind, None)] + ([("haproxy beside", list(side_urls.values()))] if side_urls else [])
     for i in range(rounds):
         # The ceiling is pgbench's best: more clients mean bigger group commits, up to the
         # server's connection limit.
@@ -260,35 +330,45 @@ def measure_intake(st: dict, secrets, rounds: int, seconds: int, connections: in
         # Quiet first in odd rounds, flooded first in even ones: the second run of a round meets
         # the first one's rows (autovacuum, the verifier's last pass), whichever it is.
         order = ((False, True) if i % 2 == 0 else (True, False)) if flood else (False,)
-        for flooded in order:
+        for flooded, (kind, urls) in ((f, k) for f in order for k in (kinds if i % 2 == 0 else kinds[::-1])):
             waited = settle(st["postgres_dsn"])
             before = stored(st["postgres_dsn"])
-            run = run_stack(st, seconds, connections, doors, flood if flooded else 0, sources)
+            run = run_stack(st, seconds, connections, doors, flood if flooded else 0, sources, urls)
             run["stored"] = stored(st["postgres_dsn"]) - before
             run["flooded"] = flooded
+            run["door"] = kind
             run["settled_after_s"] = round(waited, 1)
             stack_runs.append(run)
-            print(f"  round {i + 1}: through doors+app+sync replication{' while flooded' if flooded else ''} "
+            print(f"  round {i + 1}: through doors ({kind})+app+sync replication{' while flooded' if flooded else ''} "
                   f"{run['rate']:,.0f} reports/s ({run['acknowledged']:,} acknowledged, {run['stored']:,} stored, "
                   f"{run['errors_status']} non-2xx, p50 {max(run['p50_ms']):.0f} ms, p99 {max(run['p99_ms']):.0f} ms"
                   + (f"; flood {run['flood_rate']:,.0f} anonymous requests/s" if flooded else "") + ")", flush=True)
             print("    cores: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(run["cores"].items(), key=lambda kv: -kv[1])),
                   flush=True)
     pg = statistics.median(pg_rates)
+    for kind, _ in kinds[1:]:
+        mine = [r for r in stack_runs if r["door"] == kind]
+        quiet = statistics.median(r["rate"] for r in mine if not r["flooded"])
+        print(f"{kind}: quiet {quiet:,.0f} reports/s = {quiet / pg:.0%} of pgbench"
+              + (f", flooded {statistics.median(r['rate'] for r in mine if r['flooded']):,.0f}/s = "
+                 f"{statistics.median(r['rate'] for r in mine if r['flooded']) / pg:.0%}" if flood else ""))
+    stack_runs_all = stack_runs
+    stack_runs = [r for r in stack_runs if r["door"] == lab_kind]
     stack = statistics.median(r["rate"] for r in stack_runs if not r["flooded"])
     if flood:
         flooded = statistics.median(r["rate"] for r in stack_runs if r["flooded"])
         print(f"flooded: {flooded:,.0f} reports/s = {flooded / pg:.0%} of pgbench (quiet {stack / pg:.0%})  "
               f"[{'PASS' if flooded >= 0.5 * pg else 'FAIL'}: >= 50% of pgbench]")
-    lost = sum(max(0, r["acknowledged"] - r["stored"]) for r in stack_runs)
+    lost = sum(max(0, r["acknowledged"] - r["stored"]) for r in stack_runs_all)
     ok = stack >= 1000 and stack >= 0.5 * pg and lost == 0
-    print(f"intake: {stack:,.0f} reports/s through the stack vs pgbench ceiling {pg:,.0f}/s = {stack / pg:.0%} "
+    print(f"intake ({lab_kind} doors): {stack:,.0f} reports/s through the stack vs pgbench ceiling {pg:,.0f}/s = {stack / pg:.0%} "
           f"(median of {rounds}); acknowledged but not stored: {lost}  "
           f"[{'PASS' if ok else 'FAIL'}: >= 1,000/s and >= 50% of pgbench, 0 lost]")
     out.mkdir(parents=True, exist_ok=True)
     name = f"claims-intake-{doors}door{'s' if doors > 1 else ''}" + (
         ("-flood" if flood == 16 else f"-flood{flood}") if flood else "") + (
-        f"-{sources}sources" if sources else "") + (f"-cap{per_source}" if per_source else "")
+        f"-{sources}sources" if sources else "") + (f"-cap{per_source}" if per_source else "") + (
+        "-haproxy" if lab_kind == "haproxy" else "") + ("-vs-haproxy" if side_urls else "")
     (out / f"{name}.json").write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "net": st["net"], "seconds": seconds, "doors": doors, "wrk_connections_per_door": connections, "pgbench_clients": pg_clients,
@@ -296,7 +376,8 @@ def measure_intake(st: dict, secrets, rounds: int, seconds: int, connections: in
         "flood_from": (NETNS_OUTSIDER_ADDR if st["net"] == "netns" else "127.0.0.1") if flood else None,
         "door_connections_per_source": (per_source or DOOR_CONNECTIONS_PER_SOURCE) if st["net"] == "netns" else None,
         "intake_from": [addr for _, addr in NETNS_CROWD[:sources]] if sources else "the host (10.77.0.1 or 127.0.0.1)",
-        "pgbench": pg_rates, "stack": stack_runs, "median_pgbench": pg, "median_stack": stack, "lost": lost,
+        "door_kind": lab_kind, "beside": "haproxy" if side_urls else None,
+        "pgbench": pg_rates, "stack": stack_runs_all, "median_pgbench": pg, "median_stack": stack, "lost": lost,
     }, indent=2))
 
 
@@ -317,6 +398,10 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=0, help="intake from this many addresses (the lab's crowd "
                                                             "namespaces; 0: the host)")
     ap.add_argument("--per-source", type=int, default=None, help="each door's per-source connection cap for the run")
+    ap.add_argument("--door", choices=("caddy", "haproxy"), default="caddy",
+                    help="the lab's front doors, when the benchmark starts the lab")
+    ap.add_argument("--beside-haproxy", action="store_true",
+                    help="also measure, in the same rounds, through an HAProxy door beside each lab door")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench"))
     args = ap.parse_args()
     if not 0 <= args.sources <= len(NETNS_CROWD):
@@ -329,7 +414,7 @@ def main() -> None:
         bench_pricing(args.n, args.repeat)
     if args.intake or not args.pricing:
         bench_intake(args.rounds, args.seconds, args.connections, args.pg_clients, Path(args.out), args.doors,
-                     args.flood, args.sources, args.per_source)
+                     args.flood, args.sources, args.per_source, args.door, args.beside_haproxy)
 
 
 if __name__ == "__main__":

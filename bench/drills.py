@@ -94,6 +94,7 @@ def main() -> None:
                    "max_gap_s": rep["max_write_gap_s"], "read_failures": reads,
                    "split_brain": rep["split_brain"],
                    "ordinary_client_rto_s": (rep.get("ordinary_client") or {}).get("write_unavailability_s"),
+                   "ordinary_client_max_gap_s": (rep.get("ordinary_client") or {}).get("max_write_gap_s"),
                    "ops_ok": f"{sum(d['ok'] for d in ops_.values())}/{sum(d['tried'] for d in ops_.values())}"}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -35,6 +35,11 @@ class Replication(str, Enum):
     quorum = "quorum"
 
 
+class DoorKind(str, Enum):
+    caddy = "caddy"
+    haproxy = "haproxy"
+
+
 @lab_app.command("up")
 def lab_up(
     topology: Optional[Path] = typer.Option(None, "--topology", help="Topology file (default examples/firebreak-lab.yaml)."),
@@ -44,6 +49,8 @@ def lab_up(
         None, "--replication", help="The default lab's cluster: sync (one named synchronous standby; the default) "
                                     "or quorum (Patroni's quorum commit: ANY 1 of the other sites' standbys). "
                                     "A --topology declares it per database instead."),
+    door: DoorKind = typer.Option(DoorKind.caddy, "--door", help="Each site's front door: caddy (the default) or "
+                                                                "haproxy (a quarter of Caddy's CPU per request)."),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text, or json: the status once up."),
 ) -> None:
     """Start the lab: one etcd member, one PostgreSQL under Patroni and one app per site."""
@@ -54,7 +61,7 @@ def lab_up(
         console = err if fmt == OutputFormat.json else out  # stdout carries only the JSON
         with console.status("starting the lab…"):
             lab.up(topology, net.value, agents=not no_agents, progress=progress_printer(console),
-                   replication=replication.value if replication else None)
+                   replication=replication.value if replication else None, door=door.value)
     except lab.AlreadyUp as e:
         out.print(str(e))
         raise typer.Exit(0)
@@ -110,7 +117,8 @@ def _print_status(st: dict) -> None:
                       f":{s['console'].rsplit(':', 1)[1]}" if s.get("console") else "—")
     out.print(table)
     out.print("[dim]etcd :12379 (TLS, a user per role), Patroni :18008, PostgreSQL :15432 on each site's address; "
-              "web clients use the doors (Caddy :18000), database clients the database doors "
+              f"web clients use the doors ({'HAProxy' if st.get('door_kind') == 'haproxy' else 'Caddy'} :18000), "
+              "database clients the database doors "
               "(HAProxy :15433 read-write, :15434 read-only); `firebreak lab status --json` has every URL, "
               "the DSNs and where etcd's credentials are[/]")
 

@@ -20,6 +20,7 @@ from firebreak.control.config import AgentConfig
 from firebreak.control.coordinator import Memory
 from firebreak.control.cycles import Cycles
 from firebreak.control.door import DoorKeeper
+from firebreak.control.door_haproxy import HaproxyDoorKeeper
 from firebreak.control.etcd import KV, Etcd, EtcdError
 from firebreak.control.incidents import Incident
 from firebreak.control.keys import PatroniKeys
@@ -126,7 +127,7 @@ class Agent:
         # A locked etcd and no admin identity: leadership stays where raft puts it.
         self.settings = coordinator.Settings.of(cfg, can_place_etcd_leader=not (self.etcd_admin is None
                                                                                 and cfg.etcd_access))
-        self.door: DoorKeeper | None = None            # set by door_loop.run
+        self.door: DoorKeeper | HaproxyDoorKeeper | None = None  # set by door_loop.run
         self.db_door: dbdoor.DbDoorKeeper | None = None  # set by dbdoor_loop.run
         self.db_door_wake = asyncio.Event()  # the database door follows at once when set
         self._lease = 0  # the coordinator campaign's lease, while this agent has one

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -83,10 +83,13 @@ class SiteEndpoints(_Strict):
 
 
 class DoorSettings(_Strict):
+    kind: Literal["caddy", "haproxy"] = Field(
+        default="caddy", description="the door's proxy: caddy (its admin API) or haproxy (its runtime API; "
+                                     "a quarter of Caddy's CPU per request, docs/BENCHMARKS.md)")
     listen: HostPort = Field(description="ADDR:PORT the door serves clients on")
     admin: Annotated[str, AfterValidator(_admin)] = Field(
-        description="the door's (Caddy's) admin API: unix//path/to/socket (only its user can open it), or a "
-                    "loopback URL")
+        description="the door's admin API: Caddy's at unix//path/to/socket (only its user can open it) or a "
+                    "loopback URL; HAProxy's runtime socket at unix//path/to/socket")
     tls_listen: HostPort | None = Field(default=None, description="ADDR:PORT the door serves HTTPS on")
     tls_cert: str | None = Field(default=None, description="the door's certificate (PEM), for tls_listen")
     tls_key: str | None = Field(default=None, description="its key (PEM, mode 0600)")
@@ -96,6 +99,9 @@ class DoorSettings(_Strict):
         given = [self.tls_listen, self.tls_cert, self.tls_key]
         if any(given) and not all(given):
             raise ValueError("door: tls_listen, tls_cert and tls_key go together")
+        if self.kind == "haproxy" and not self.admin.startswith("unix/"):
+            raise ValueError(f"door.admin: HAProxy's runtime API is a unix socket (unix//path/to/socket), "
+                             f"not {self.admin!r}")
         return self
 
     @property

@@ -22,11 +22,11 @@ through HAProxy's runtime API, because it knows sooner:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from firebreak.control import haproxy_api
 from firebreak.control.detector import majority
 from firebreak.control.failover import ClusterState
 
@@ -192,14 +192,9 @@ class DbDoorKeeper:
             return False
         single = len(new) == 1
         cmds = [c for scope in changed for c in commands(self.servers, new[scope], None if single else scope)]
-        try:
-            answers = [await self.send(c) for c in cmds]
-        except OSError as e:
-            self._failed(f"database door not reachable at {self.socket_path}: {e}")
-            return False
-        bad = [f"{c}: {a}" for c, a in zip(cmds, answers) if a]
-        if bad:
-            self._failed("database door refused: " + "; ".join(bad[:3]))
+        error = await haproxy_api.send_all(self.socket_path, cmds, "database door")
+        if error:
+            self._failed(error)
             return False
         for scope in changed:
             if new[scope] != (self.applied or {}).get(scope):
@@ -210,20 +205,6 @@ class DbDoorKeeper:
         if due:
             self.refreshed_at = now
         return True
-
-    async def send(self, command: str) -> str:
-        """One command per connection (HAProxy's non-interactive mode): the answer is what it
-        prints before closing, empty when the command succeeded."""
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), 1.0)
-        try:
-            writer.write(command.encode() + b"\n")
-            await writer.drain()
-            raw = await asyncio.wait_for(reader.read(), 2.0)
-        except asyncio.TimeoutError as e:
-            raise OSError(f"no answer to '{command}' within 2 s") from e
-        finally:
-            writer.close()
-        return raw.decode(errors="replace").strip()
 
     def _failed(self, message: str) -> None:
         if message != self.last_error:

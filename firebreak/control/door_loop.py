@@ -1,4 +1,4 @@
-"""Keeping this site's front door (Caddy) on the undrained sites, its own first."""
+"""Keeping this site's front door (Caddy, or HAProxy) on the undrained sites, its own first."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from firebreak.control import ops
-from firebreak.control.door import DoorKeeper, admin_listen, door_config
+from firebreak.control.door import DoorKeeper, admin_listen, door_config, socket_path
+from firebreak.control.door_haproxy import HaproxyDoorKeeper, backends
 from firebreak.control.etcd import EtcdError
 
 if TYPE_CHECKING:
@@ -26,11 +27,15 @@ async def run(agent: "Agent") -> None:
     door = cfg.door
     if door is None:
         return
-    keeper = DoorKeeper(door.admin, agent.http)
-    agent.door = keeper
     # An estate's door serves its services; the reference app only where there are no services.
     services = {n: dict(svc.sites) for n, svc in cfg.services.items()} or None
     apps = {} if services else {s: e.app for s, e in cfg.sites.items()}
+    if door.kind == "haproxy":
+        keeper: DoorKeeper | HaproxyDoorKeeper = HaproxyDoorKeeper(
+            socket_path(door.admin), cfg.site, backends(cfg.site, list(cfg.sites), apps, services))
+    else:
+        keeper = DoorKeeper(door.admin, agent.http)
+    agent.door = keeper
     drained: set[str] | None = None
     read_at = 0.0
     while True:
@@ -48,6 +53,9 @@ async def run(agent: "Agent") -> None:
                     drained = None  # cut off: keep what the door has, it skips dead upstreams by itself
             if drained is not None:
                 order = ops.routing(list(cfg.sites), cfg.site, set(), drained)["for_this_site"]
-                await keeper.push(door_config(cfg.site, order, apps, door.listen, admin_listen(door.admin),
-                                              door.tls, services), order, agent.clock())
+                if isinstance(keeper, HaproxyDoorKeeper):
+                    await keeper.push(order, agent.clock())
+                else:
+                    await keeper.push(door_config(cfg.site, order, apps, door.listen, admin_listen(door.admin),
+                                                  door.tls, services), order, agent.clock())
         await agent.sleep(cfg.detector.probe_interval)

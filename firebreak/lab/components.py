@@ -43,6 +43,8 @@ def argv_of(layout: LabLayout, site: SiteLayout, component: str, secrets: Secret
         return [python, "-m", "firebreak.claims.serve", "--bind", f"{site.address}:{PORTS['app']}"], env
     if component == "agent":
         return [runtime.venv_bin("firebreak", python), "agent", "--config", str(site.dir / "agent.yml")], env
+    if component == "door" and plan is not None and plan.door == "haproxy":
+        return [runtime.haproxy_binary(), "-db", "-f", str(site.dir / "door.cfg")], env
     if component == "door":
         # Caddy keeps its state and autosaved config under XDG dirs: the site's own, not a home's.
         env.update(XDG_DATA_HOME=str(site.dir / "door"), XDG_CONFIG_HOME=str(site.dir / "door"),

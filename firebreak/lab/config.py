@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from firebreak.control.door import DoorTLS, admin_listen
+from firebreak.control.door import DoorTLS, admin_listen, socket_path
 from firebreak.control.etcd import EtcdAccess
 from firebreak.control.keys import OPS_ROLE, agent_role
 from firebreak.deploy import components as c
@@ -179,7 +179,8 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "L
         patroni_password=secrets.patroni_api,
         # An estate lab runs no claims app: nothing to push releases to.
         app_admin_token="" if estate else secrets.app_admin,
-        door={"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin,
+        door={"kind": plan.door if plan is not None else "caddy",
+              "listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin,
               "tls_listen": f"{site.address}:{PORTS['door_tls']}", "tls_cert": str(site.door_cert[0]),
               "tls_key": str(site.door_cert[1])},
         db_door=db_door,
@@ -230,6 +231,25 @@ def door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" =
                           listen=f"{site.address}:{PORTS['door']}", admin=admin_listen(site.door_admin),
                           tls=DoorTLS(f"{site.address}:{PORTS['door_tls']}", *(str(p) for p in site.door_cert)),
                           services=services)
+
+
+def haproxy_door_pem(site: SiteLayout) -> Path:
+    return site.dir / "door-tls" / "door-haproxy.pem"
+
+
+def haproxy_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan") -> str:
+    """The door's configuration on HAProxy (`lab up --door haproxy`): the routes of Caddy's
+    (door_config_of), steered by the agent through the runtime socket (mode 0600: the lab's user
+    runs both), one thread as Caddy gets one core (GOMAXPROCS=1)."""
+    from firebreak.control.door_haproxy import haproxy_config
+
+    services = {svc.name: {s: svc.url(layout.site(s)) for s in svc.sites} for svc in plan.services} \
+        if plan.estate else None
+    return haproxy_config(site=site.name, sites=[s.name for s in layout.sites],
+                          apps={} if plan.estate else {s.name: s.url("app") for s in layout.sites},
+                          listen=f"{site.address}:{PORTS['door']}", admin_socket=socket_path(site.door_admin),
+                          tls_pem=str(haproxy_door_pem(site)), tls_listen=f"{site.address}:{PORTS['door_tls']}",
+                          services=services, threads=1)
 
 
 def service_env(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "LabPlan", name: str) -> dict[str, str]:

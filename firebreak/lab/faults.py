@@ -112,10 +112,11 @@ def degrade(site_name: str, loss: int, rate_kbit: int, home: Path | None = None)
     return {"site": site_name, "degraded": how, "at": time.time()}
 
 
-def door_limit(per_source: int | None = None, home: Path | None = None) -> bool:
+def door_limit(per_source: int | None = None, home: Path | None = None, extra_ports: tuple[int, ...] = ()) -> bool:
     """Each door's per-source connection cap set to `per_source` (None: the deployed default), as
-    an operator changes `settings.door.connections_per_source`; False where the lab has none."""
-    return net.door_limit(require(home).layout, per_source)
+    an operator changes `settings.door.connections_per_source`; False where the lab has none.
+    `extra_ports`: more ports under the same cap (a benchmark's second door)."""
+    return net.door_limit(require(home).layout, per_source, extra_ports)
 
 
 def rto_min(ms: int, home: Path | None = None) -> bool:

@@ -8,18 +8,21 @@ import os
 import secrets as pysecrets
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import httpx
 import yaml
 
+from firebreak.control.door import DoorTLS
+from firebreak.control.door_haproxy import tls_pem
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.lab import access, net, procs, runtime
 from firebreak.lab.components import (door_port, etcd_ok, http_ok, proc_of, ready_probe, start, stop_everything,
                                       tail, tcp_ok, wait_component)
 from firebreak.lab.config import (Secrets, agent_config, cluster_dsn, db_door_config_of, door_config_of,
-                                  patroni_config, superuser_dsn)
+                                  haproxy_door_config_of, haproxy_door_pem, patroni_config, superuser_dsn)
 from firebreak.lab.layout import PORTS, LabLayout, make_layout
 from firebreak.lab.plan import ClusterPlan, LabPlan, default_plan, plan_lab
 from firebreak.lab.state import (TOPOLOGY_FILE, LabState, SiteState, clear, lab_home, load, save, save_secrets,
@@ -42,7 +45,8 @@ class AlreadyUp(LabError):
 
 
 def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True,
-       progress: Progress = _quiet, home: Path | None = None, replication: str | None = None) -> LabState:
+       progress: Progress = _quiet, home: Path | None = None, replication: str | None = None,
+       door: str = "caddy") -> LabState:
     home = home or lab_home()
     topo_path = topology or DEFAULT_TOPOLOGY
     topo = load_topology(topo_path, str(topology) if topology else "examples/firebreak-lab.yaml")
@@ -56,6 +60,9 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         raise InputError(Problem("--replication", "", "a topology declares each database's replication; "
                                                       "set `replication:` there instead"))
     plan = plan_lab(topo) if topology is not None else default_plan(topo, replication or "sync")
+    if door not in ("caddy", "haproxy"):
+        raise InputError(Problem("--door", "", f"a front door is caddy or haproxy, not {door!r}"))
+    plan = replace(plan, door=door)
 
     existing = load(home)
     if existing is not None:
@@ -81,7 +88,7 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
     save_secrets(home, secrets)
     state = LabState(lab_id=lab_id, net=mode, topology=str(topo_path), site_names=list(topo.sites), home=home,
                      cluster=plan.clusters[0].name, estate=plan.estate,
-                     replication="quorum" if plan.clusters[0].quorum_commit else "sync",
+                     replication="quorum" if plan.clusters[0].quorum_commit else "sync", door=door,
                      user=user, agents=agents, sites={s: SiteState() for s in topo.sites}, python=python)
     if plan.estate:
         (home / TOPOLOGY_FILE).write_text(Path(topo_path).read_text())
@@ -162,7 +169,12 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
                                cluster), sort_keys=False))
         write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets, plan),
                                                              sort_keys=False))
-        (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site, plan), indent=2))
+        if plan.door == "haproxy":
+            # its certificate and key in one file, HAProxy's form; private as the key is
+            write_private(haproxy_door_pem(site), tls_pem(DoorTLS("", *map(str, site.door_cert))))
+            (site.dir / "door.cfg").write_text(haproxy_door_config_of(layout, site, plan))
+        else:
+            (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site, plan), indent=2))
         if plan.door_clusters:  # no file for a door the lab does not run
             (site.dir / "db-door.cfg").write_text(db_door_config_of(layout, site, plan))
         os.chmod(site.dir / "run", 0o700)

@@ -105,14 +105,16 @@ def _build(layout: LabLayout) -> None:
         _attach(netns, link, peer, address)
 
 
-def door_limit(layout: LabLayout, per_source: int | None = None) -> bool:
+def door_limit(layout: LabLayout, per_source: int | None = None, extra_ports: tuple[int, ...] = ()) -> bool:
     """Load (or load again, replacing it) each site's per-source connection limit at its door;
-    `per_source` None is the deployed default. False where it cannot (no netns, no nft)."""
+    `per_source` None is the deployed default; `extra_ports`: more ports counted with the door's
+    (a benchmark's second door beside it). False where it cannot (no netns, no nft)."""
     if layout.net != "netns" or not shutil.which("nft"):
         return False
     cap = {} if per_source is None else {"per_source": per_source}
+    ports = [PORTS["door"], PORTS["door_tls"], *extra_ports]
     for s in layout.sites:
-        _run("nft", "-f", "-", netns=s.netns, input=door_limit_nft([PORTS["door"], PORTS["door_tls"]], **cap))
+        _run("nft", "-f", "-", netns=s.netns, input=door_limit_nft(ports, **cap))
     return True
 
 

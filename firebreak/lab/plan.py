@@ -104,6 +104,7 @@ class LabPlan:
     quorum: str | None            # the topology's name for etcd
     tools: tuple[str, ...]        # ops-tool services: the agents' consoles and actions
     estate: bool = True           # built from a topology (False: the default lab, its claims app)
+    door: str = "caddy"           # each site's front door: caddy or haproxy (`lab up --door`)
 
     @property
     def door_clusters(self) -> tuple[ClusterPlan, ...]:

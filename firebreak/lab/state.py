@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class LabState:
     cluster: str = "claims-db"    # the topology's name for the lab's Patroni cluster
     estate: bool = False          # built from a topology (`lab up --topology`): its copy is home/topology.yaml
     replication: str = "sync"     # the default lab's cluster: sync (one named standby) or quorum (ANY 1)
+    door: str = "caddy"           # each site's front door: caddy or haproxy
     _plan: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -62,12 +63,13 @@ class LabState:
 
         if self._plan is None:
             if self.estate:
-                self._plan = plan_lab(load_topology(self.home / TOPOLOGY_FILE, self.topology))
+                self._plan = replace(plan_lab(load_topology(self.home / TOPOLOGY_FILE, self.topology)),
+                                     door=self.door)
             else:  # today's lab: one cluster in every site, all the state says
                 self._plan = LabPlan(topology=self.topology, sites=tuple(self.site_names),
                                      clusters=(default_cluster(self.site_names, name=self.cluster,
                                                                replication=self.replication),), services=(),
-                                     quorum=None, tools=(), estate=False)
+                                     quorum=None, tools=(), estate=False, door=self.door)
         return self._plan
 
     @property
@@ -79,7 +81,7 @@ class LabState:
             "lab_id": self.lab_id, "net": self.net, "topology": self.topology, "sites_order": self.site_names,
             "home": str(self.home), "user": list(self.user) if self.user else None, "agents": self.agents,
             "phase": self.phase, "python": self.python, "cluster": self.cluster, "estate": self.estate,
-            "replication": self.replication,
+            "replication": self.replication, "door": self.door,
             "sites": {n: {"power": s.power, "silenced": s.silenced, "isolated": s.isolated, "degraded": s.degraded,
                           "procs": [p.as_dict() for p in s.procs], "cut": list(s.cut),
                           "paused": [p.as_dict() for p in s.paused]}
@@ -92,7 +94,7 @@ class LabState:
                    home=Path(d["home"]), user=tuple(d["user"]) if d.get("user") else None,
                    agents=d.get("agents", True), phase=d.get("phase", "up"), python=d.get("python", sys.executable),
                    cluster=d.get("cluster", "claims-db"), estate=d.get("estate", False),
-                   replication=d.get("replication", "sync"),
+                   replication=d.get("replication", "sync"), door=d.get("door", "caddy"),
                    sites={n: SiteState(power=s["power"], silenced=s.get("silenced", "none"),
                                        isolated=s.get("isolated", ""), degraded=s.get("degraded", ""),
                                        procs=[Proc(**p) for p in s["procs"]], cut=list(s.get("cut", [])),

@@ -257,6 +257,7 @@ def status(home: Path | None = None) -> dict:
     return {
         "lab_id": state.lab_id,
         "net": state.net,
+        "door_kind": state.door,
         # where the sites reach a listener of this machine's (a webhook subscriber: lab.subscribe)
         "host_address": layout.host_address,
         "phase": state.phase,
