@@ -52,8 +52,12 @@ def main() -> None:
     ap.add_argument("--rto-min-ms", default=None,
                     help="comma list of retransmission floors between sites (ms, 0: the kernel's 200 ms); "
                          "each drill runs once with each, in turn, on the same lab")
+    ap.add_argument("--thin-linear", default=None,
+                    help="comma list of 0/1: linear retransmission timeouts for thin streams off/on in every "
+                         "site; each drill runs once with each, in turn (with --rto-min-ms: each pair)")
     args = ap.parse_args()
     floors = [int(x) for x in args.rto_min_ms.split(",")] if args.rto_min_ms else [None]
+    thins = [bool(int(x)) for x in args.thin_linear.split(",")] if args.thin_linear else [None]
     runner.heal_on_sigterm()  # a `kill` of the benchmark heals the fault it left, like Ctrl-C
     modes = args.modes.split(",")
     if not args.keep_lab:
@@ -62,8 +66,9 @@ def main() -> None:
     sites = list(lab.status()["sites"]) if args.sites == "all" else args.sites.split(",")
     rows = []
     try:
-        for fault, site, run, baseline, floor in ((f, s, r, b, floor) for f in args.faults.split(",") for r in range(args.repeat)
-                                           for s in sites for b in modes for floor in floors):
+        for fault, site, run, baseline, floor, thin in ((f, s, r, b, floor, thin) for f in args.faults.split(",")
+                                                        for r in range(args.repeat) for s in sites for b in modes
+                                                        for floor in floors for thin in thins):
             step = GRAY[fault] if fault in GRAY else \
                 FaultStep(fault=fault, site=site, loss=5 if fault == "degrade" else 0,
                           rate_kbit=4000 if fault == "degrade" else 0,
@@ -74,6 +79,9 @@ def main() -> None:
             if floor is not None:
                 lab.rto_min(floor)
                 suffix += f"-rto{floor}"
+            if thin is not None:
+                lab.thin_linear(thin)
+                suffix += f"-thin{int(thin)}"
             try:
                 rep = runner.run(sc, Path(args.out) / args.name / f"{fault}-{site}-{baseline}{suffix}")
             except DrillAborted:
@@ -87,7 +95,8 @@ def main() -> None:
             reads = sum(rep["read_failures"].values())
             ops_ = rep["ops_actions"]
             row = {"fault": fault, "site": f["site"] + (f"-{f['peer']}" if f.get("peer") else ""),
-                   "mode": baseline if floor is None else f"{baseline}/rto_min={floor}ms", "run": run + 1, "verdict": rep["verdict"],
+                   "mode": baseline + ("" if floor is None else f"/rto_min={floor}ms")
+                   + ("" if thin is None else f"/thin_linear={int(thin)}"), "run": run + 1, "verdict": rep["verdict"],
                    # Primaries that acknowledged writes during the drill, less the one it began with.
                    "failovers": max(0, len(rep.get("primaries", [])) - 1),
                    "acked": rep["acked_writes"], "lost": rep["acked_lost"], "rto_s": rep["write_rto_s"],

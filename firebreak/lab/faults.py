@@ -125,6 +125,12 @@ def rto_min(ms: int, home: Path | None = None) -> bool:
     return net.rto_min(require(home).layout, ms)
 
 
+def thin_linear(on: bool, home: Path | None = None) -> bool:
+    """Linear retransmission timeouts for thin streams in every site (net.thin_linear); False where
+    the lab has no namespaces. For benchmarks that compare the two."""
+    return net.thin_linear(require(home).layout, on)
+
+
 def link_of(state: LabState, a: str, b: str) -> tuple[SiteLayout, SiteLayout]:
     """The two ends of a link, checked: both sites exist and they differ."""
     two_ends(a, b)

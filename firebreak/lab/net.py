@@ -167,6 +167,24 @@ def rto_min(layout: LabLayout, ms: int) -> bool:
     return True
 
 
+# A connection with few segments in flight (a database session's statement, a WAL stream's
+# record: a "thin" stream) that loses one waits out an RTO that doubles at each try: a write sent
+# into a link's half-second lapse is sent again 0.2, 0.6, 1.4 s later and can miss the next up
+# half altogether. With tcp_thin_linear_timeouts the first six tries of a thin stream come one RTO
+# apart instead (Linux's tcp_retransmit_timer), and streams that carry bulk data back off as ever.
+THIN_LINEAR = "/proc/sys/net/ipv4/tcp_thin_linear_timeouts"
+
+
+def thin_linear(layout: LabLayout, on: bool) -> bool:
+    """Turn linear retransmission timeouts for thin streams on (or off) in each site's namespace
+    (never the host's). False where the lab has no namespaces of its own."""
+    if layout.net != "netns":
+        return False
+    for s in layout.sites:
+        _run("sh", "-c", f"echo {int(on)} > {THIN_LINEAR}", netns=s.netns)
+    return True
+
+
 OWNED = "network.json"
 
 
