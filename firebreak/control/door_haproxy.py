@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from firebreak.control import haproxy_api
-from firebreak.control.door import DoorTLS, dial_of
+from firebreak.control.door import dial_of
 from firebreak.keepalive import DOOR_IDLE_S
 
 log = logging.getLogger("firebreak.door")
@@ -58,8 +58,8 @@ def haproxy_config(*, site: str, sites: list[str], apps: dict[str, str], listen:
                    tls_pem: str | None = None, tls_listen: str | None = None,
                    services: dict[str, dict[str, str]] | None = None, socket_mode: str = "600",
                    threads: int | None = None) -> str:
-    """HAProxy's configuration for `site`'s front door. `tls_pem`: the certificate and its key in
-    one file (HAProxy's form), served on `tls_listen`. `threads` None: HAProxy's default (one per
+    """HAProxy's configuration for `site`'s front door. `tls_pem`: the certificate, its key in the
+    same file or at its name plus `.key` (HAProxy's ssl-load-extra-files), served on `tls_listen`. `threads` None: HAProxy's default (one per
     CPU); the lab passes 1, as it gives Caddy one."""
     lines = [f"# front door of {site}: written by Firebreak; the agent steers it through the runtime API",
              "global",
@@ -165,10 +165,3 @@ class HaproxyDoorKeeper:
         if message != self.last_error:
             log.error("%s (retrying)", message)
         self.last_error, self.applied = message, None
-
-
-def tls_pem(tls: DoorTLS) -> str:
-    """The certificate and key of a Caddy-style pair (two files) as one PEM, HAProxy's form."""
-    from pathlib import Path
-
-    return Path(tls.cert).read_text().rstrip("\n") + "\n" + Path(tls.key).read_text()

@@ -96,6 +96,9 @@ class ClaimsSettings(_Strict):
 
 
 class DoorSettings(_Strict):
+    kind: Literal["caddy", "haproxy"] = Field(
+        "caddy", description="the front door's proxy: caddy, or haproxy (Debian's package; a quarter of Caddy's "
+                             "CPU per request, docs/BENCHMARKS.md \"Claims intake\")")
     connections_per_source: int = Field(
         DOOR_CONNECTIONS_PER_SOURCE, ge=1, le=1_000_000,
         description="open connections one source address (an IPv6 /64) may hold to a front door; the kernel "

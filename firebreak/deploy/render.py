@@ -59,6 +59,18 @@ USERS = {"etcd": "etcd", "postgres": "postgres", "db-door": "haproxy", "door": "
 USER_HOMES = {"etcd": "/var/lib/firebreak-etcd", "postgres": "/var/lib/postgresql", "haproxy": "/nonexistent",
               "caddy": "/var/lib/firebreak-door", "firebreak": "/nonexistent", "firebreak-claims": "/nonexistent"}
 
+def role_user(inv: Inventory, role: str) -> str:
+    """The user a role's unit runs as: USERS, but a front door on HAProxy runs as haproxy."""
+    return "haproxy" if role == "door" and inv.settings.door.kind == "haproxy" else USERS[role]
+
+
+def door_key(inv: Inventory) -> str:
+    """The front door's HTTPS key. HAProxy finds a key that is not in the certificate's file at
+    that file's name plus `.key` (its `ssl-load-extra-files`): that is where `firebreak pki` puts
+    it for an HAProxy door."""
+    return f"{PKI}/door.pem.key" if inv.settings.door.kind == "haproxy" else f"{PKI}/door-key.pem"
+
+
 # Sockets: each door's admin socket lives in its own runtime directory (created at start,
 # removed at stop, so a power cut never leaves one behind), open to its daemon's group, which
 # the agent joins.
@@ -221,10 +233,14 @@ def _agent(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rend
     admin_access = f"{access_dir(ROOT_ROLE)}/access.json" if inv.settings.etcd.admin_on_agents else None
     door = db_door = None
     groups = []
-    if host.has("door"):
+    if host.has("door") and inv.settings.door.kind == "haproxy":
+        # HAProxy's own file has the routes and the certificate; the agent steers it by its socket
+        door = {"kind": "haproxy", "listen": _hostport(host.address, p.door), "admin": f"unix/{DOOR_ADMIN}"}
+        groups.append(role_user(inv, "door"))
+    elif host.has("door"):
         door = {"listen": _hostport(host.address, p.door), "admin": c.caddy_admin(DOOR_ADMIN),
                 "tls_listen": _hostport(host.address, p.door_tls), "tls_cert": f"{PKI}/door.pem",
-                "tls_key": f"{PKI}/door-key.pem"}
+                "tls_key": door_key(inv)}
         groups.append(USERS["door"])
     doors = inv.door_clusters
     if host.has("db-door") and doors:
@@ -255,7 +271,7 @@ def _agent(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rend
     unit = Unit(name=unit_name("agent"), description=f"Firebreak site agent of {host.site} (failure detection "
                                                       "by agreement, failover, doors, ops console)",
                 exec_start=tuple(c.agent_argv(f"{inv.settings.binaries.venv}/bin/firebreak", path)),
-                user=USERS["agent"], group=USERS["agent"], supplementary_groups=tuple(groups),
+                user=USERS["agent"], group=USERS["agent"], supplementary_groups=tuple(dict.fromkeys(groups)),
                 after=after, wants=after, restart="always", restart_sec="1s",
                 environment=tuple(c.CRASH_REPORTING.items()),
                 # The agent must keep running while everything else on the host struggles.
@@ -346,11 +362,18 @@ def _db_door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Re
 def _door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, RenderedFile], list[Unit]]:
     p = inv.ports
     apps = {site.name: _url("http", site.one("claims").address, p.claims) for site in inv.sites if site.one("claims")}
+    # The host's firewall is the operator's: this table is for its nftables.conf to include
+    # (DEPLOY.md, "Floods from one address"); no unit of ours runs as root to load it.
+    limit = {f"{ETC}/door-limit.nft": RenderedFile(
+        c.door_limit_nft([p.door, p.door_tls], inv.settings.door.connections_per_source), 0o644)}
+    low = min(p.door, p.door_tls) < 1024
+    if inv.settings.door.kind == "haproxy":
+        files, units = _haproxy_door(inv, host, apps, low)
+        return files | limit, units
     conf = c.caddy_config(site=host.site, order=[site.name for site in inv.own_first(host.site)], apps=apps,
                           listen=_hostport(host.address, p.door), admin=c.caddy_admin(DOOR_ADMIN),
-                          tls=DoorTLS(_hostport(host.address, p.door_tls), f"{PKI}/door.pem", f"{PKI}/door-key.pem"))
+                          tls=DoorTLS(_hostport(host.address, p.door_tls), f"{PKI}/door.pem", door_key(inv)))
     path = f"{ETC}/caddy.json"
-    low = min(p.door, p.door_tls) < 1024
     unit = Unit(name=unit_name("door"), description=f"Firebreak front door of {host.site} (Caddy)",
                 exec_start=tuple(c.caddy_argv(inv.settings.binaries.caddy, path)), user=USERS["door"],
                 group=USERS["door"], type="notify", runtime_directory="firebreak-door",
@@ -362,11 +385,28 @@ def _door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rende
                 extra=(("TimeoutStopSec", "5s"),),
                 comment=f"Its admin socket {DOOR_ADMIN} is mode 0220, group {USERS['door']}: the agent joins "
                         "that group to push routes. Set net.ipv4.tcp_migrate_req=1 on this host (DEPLOY.md).")
-    # The host's firewall is the operator's: this table is for its nftables.conf to include
-    # (DEPLOY.md, "Floods from one address"); no unit of ours runs as root to load it.
-    limit = c.door_limit_nft([p.door, p.door_tls], inv.settings.door.connections_per_source)
-    return {path: RenderedFile(json.dumps(conf, indent=2) + "\n", 0o644),
-            f"{ETC}/door-limit.nft": RenderedFile(limit, 0o644)}, [unit]
+    return {path: RenderedFile(json.dumps(conf, indent=2) + "\n", 0o644), **limit}, [unit]
+
+
+def _haproxy_door(inv: Inventory, host: Host, apps: dict[str, str], low: bool) -> tuple[dict[str, RenderedFile], list[Unit]]:
+    """The front door on HAProxy (settings.door.kind): its file (control/door_haproxy.py) and a unit
+    like the database door's, its runtime socket mode 660 in its own runtime directory."""
+    from firebreak.control.door_haproxy import haproxy_config
+
+    p = inv.ports
+    user = role_user(inv, "door")
+    text = haproxy_config(site=host.site, sites=[site.name for site in inv.sites], apps=apps,
+                          listen=_hostport(host.address, p.door), admin_socket=DOOR_ADMIN,
+                          tls_pem=f"{PKI}/door.pem", tls_listen=_hostport(host.address, p.door_tls), socket_mode="660")
+    path = f"{ETC}/door-haproxy.cfg"
+    unit = Unit(name=unit_name("door"), description=f"Firebreak front door of {host.site} (HAProxy)",
+                exec_start=tuple(c.haproxy_argv(inv.settings.binaries.haproxy, path)), user=user, group=user,
+                type="notify", runtime_directory="firebreak-door",
+                capabilities=("CAP_NET_BIND_SERVICE",) if low else (), restart="always", restart_sec="1s",
+                extra=(("TimeoutStopSec", "5s"),),
+                comment=f"Its runtime socket {DOOR_ADMIN} is mode 660, group {user}: the agent joins that group to "
+                        "apply drains. Its key is at the certificate's name plus .key (firebreak pki).")
+    return {path: RenderedFile(text, 0o644)}, [unit]
 
 
 _COMPONENTS = {"etcd": _etcd, "postgres": _patroni, "agent": _agent, "claims": _claims, "db-door": _db_door,
@@ -422,7 +462,7 @@ def render_host(inv: Inventory, host: Host, s: DeploySecrets) -> dict[str, Rende
     files.update(_access(inv, host, s))
     for u in units:
         files[f"{UNITS}/{u.name}"] = RenderedFile(unit_text(u))
-    files["/etc/sysusers.d/firebreak.conf"] = RenderedFile(_sysusers(host))
+    files["/etc/sysusers.d/firebreak.conf"] = RenderedFile(_sysusers(inv, host))
     files["/etc/tmpfiles.d/firebreak.conf"] = RenderedFile(_tmpfiles(inv, host, files))
     return files
 
@@ -443,11 +483,11 @@ def _env_text(env: dict[str, str]) -> str:
     return "".join(f"{k}={q(v)}\n" for k, v in env.items())
 
 
-def _sysusers(host: Host) -> str:
+def _sysusers(inv: Inventory, host: Host) -> str:
     lines = ["# The users Firebreak's units run as (systemd-sysusers creates those missing; existing ones,",
              "# such as Debian's postgres and haproxy, are left as they are)."]
     for role in _ordered(host.roles):
-        user = USERS[role]
+        user = role_user(inv, role)
         lines.append(f'u {user} - "Firebreak {role}" {USER_HOMES[user]} /usr/sbin/nologin')
     return "\n".join(lines) + "\n"
 
@@ -469,10 +509,11 @@ def _tmpfiles(inv: Inventory, host: Host, files: dict[str, RenderedFile]) -> str
     if host.has("etcd"):
         keys += [("etcd-member", USERS["etcd"]), ("etcd-peer", USERS["etcd"]), ("etcd-token", USERS["etcd"])]
         lines.append(f"z {PEER_CA} 0644 root root -")
-    if host.has("door"):
-        keys.append(("door", USERS["door"]))
     for name, owner in keys:
         lines += [f"z {PKI}/{name}.pem 0644 {owner} {owner} -", f"z {PKI}/{name}-key.pem 0600 {owner} {owner} -"]
+    if host.has("door"):
+        owner = role_user(inv, "door")
+        lines += [f"z {PKI}/door.pem 0644 {owner} {owner} -", f"z {door_key(inv)} 0600 {owner} {owner} -"]
     for role in host_etcd_roles(inv, host):
         owner = role_owner(role)
         lines += [f"d {access_dir(role)} 0750 {owner} {owner} -",

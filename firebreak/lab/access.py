@@ -8,7 +8,7 @@ On disk, under the lab's home:
 
     pki/ca.pem                                   the lab's CA certificate (its key is never written)
     sites/<site>/etcd-tls/member{,-key}.pem      each member's server-and-peer certificate
-    sites/<site>/door-tls/door{,-key}.pem        each front door's HTTPS certificate
+    sites/<site>/door-tls/door.pem{,.key}        each front door's HTTPS certificate
     access/<role>/client{,-key}.pem, password    each role's client certificate, key and password
                                                  (roles: root, patroni, agent-<site> for each site,
                                                  claims, ops)

@@ -179,10 +179,12 @@ def agent_config(layout: LabLayout, site: SiteLayout, secrets: Secrets, plan: "L
         patroni_password=secrets.patroni_api,
         # An estate lab runs no claims app: nothing to push releases to.
         app_admin_token="" if estate else secrets.app_admin,
-        door={"kind": plan.door if plan is not None else "caddy",
-              "listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin,
-              "tls_listen": f"{site.address}:{PORTS['door_tls']}", "tls_cert": str(site.door_cert[0]),
-              "tls_key": str(site.door_cert[1])},
+        # as deploy/render.py writes it: HAProxy's own file holds its routes and certificate
+        door={"kind": "haproxy", "listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin}
+        if plan is not None and plan.door == "haproxy" else
+        {"listen": f"{site.address}:{PORTS['door']}", "admin": site.door_admin,
+         "tls_listen": f"{site.address}:{PORTS['door_tls']}", "tls_cert": str(site.door_cert[0]),
+         "tls_key": str(site.door_cert[1])},
         db_door=db_door,
         services={svc.name: {"sites": {s: svc.url(layout.site(s)) for s in svc.sites},
                              "databases": list(svc.databases), "calls": list(svc.services)}
@@ -233,10 +235,6 @@ def door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" =
                           services=services)
 
 
-def haproxy_door_pem(site: SiteLayout) -> Path:
-    return site.dir / "door-tls" / "door-haproxy.pem"
-
-
 def haproxy_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan") -> str:
     """The door's configuration on HAProxy (`lab up --door haproxy`): the routes of Caddy's
     (door_config_of), steered by the agent through the runtime socket (mode 0600: the lab's user
@@ -248,7 +246,7 @@ def haproxy_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan")
     return haproxy_config(site=site.name, sites=[s.name for s in layout.sites],
                           apps={} if plan.estate else {s.name: s.url("app") for s in layout.sites},
                           listen=f"{site.address}:{PORTS['door']}", admin_socket=socket_path(site.door_admin),
-                          tls_pem=str(haproxy_door_pem(site)), tls_listen=f"{site.address}:{PORTS['door_tls']}",
+                          tls_pem=str(site.door_cert[0]), tls_listen=f"{site.address}:{PORTS['door_tls']}",
                           services=services, threads=1)
 
 

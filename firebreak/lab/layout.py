@@ -75,9 +75,10 @@ class SiteLayout:
 
     @property
     def door_cert(self) -> tuple[Path, Path]:
-        """The front door's HTTPS certificate and key, from the lab's CA (lab/access.py)."""
+        """The front door's HTTPS certificate and key, from the lab's CA (lab/access.py). The key at
+        the certificate's name plus .key, where HAProxy finds it (`lab up --door haproxy`)."""
         d = self.dir / "door-tls"
-        return d / "door.pem", d / "door-key.pem"
+        return d / "door.pem", d / "door.pem.key"
 
     @property
     def etcd_member_cert(self) -> tuple[Path, Path]:

@@ -15,14 +15,12 @@ from typing import Callable
 import httpx
 import yaml
 
-from firebreak.control.door import DoorTLS
-from firebreak.control.door_haproxy import tls_pem
 from firebreak.errors import InputError, LabError, Problem
 from firebreak.lab import access, net, procs, runtime
 from firebreak.lab.components import (door_port, etcd_ok, http_ok, proc_of, ready_probe, start, stop_everything,
                                       tail, tcp_ok, wait_component)
 from firebreak.lab.config import (Secrets, agent_config, cluster_dsn, db_door_config_of, door_config_of,
-                                  haproxy_door_config_of, haproxy_door_pem, patroni_config, superuser_dsn)
+                                  haproxy_door_config_of, patroni_config, superuser_dsn)
 from firebreak.lab.layout import PORTS, LabLayout, make_layout
 from firebreak.lab.plan import ClusterPlan, LabPlan, default_plan, plan_lab
 from firebreak.lab.state import (TOPOLOGY_FILE, LabState, SiteState, clear, lab_home, load, save, save_secrets,
@@ -170,8 +168,6 @@ def _prepare_dirs(layout: LabLayout, secrets: Secrets, user: tuple[int, int] | N
         write_private(site.dir / "agent.yml", yaml.safe_dump(agent_config(layout, site, secrets, plan),
                                                              sort_keys=False))
         if plan.door == "haproxy":
-            # its certificate and key in one file, HAProxy's form; private as the key is
-            write_private(haproxy_door_pem(site), tls_pem(DoorTLS("", *map(str, site.door_cert))))
             (site.dir / "door.cfg").write_text(haproxy_door_config_of(layout, site, plan))
         else:
             (site.dir / "door.json").write_text(json.dumps(door_config_of(layout, site, plan), indent=2))

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from firebreak.deploy.inventory import Host, Inventory
-from firebreak.deploy.render import CA, PEER_CA, PKI, USERS, access_dir, host_etcd_roles, role_owner
+from firebreak.deploy.render import (CA, PEER_CA, PKI, USERS, access_dir, door_key, host_etcd_roles, role_owner,
+                                     role_user)
 from firebreak.deploy.secrets import ROOT_ROLE
 from firebreak.errors import InputError, Problem
 
@@ -39,7 +40,7 @@ CA_KINDS: tuple[CAKind, ...] = ("client", "peer")
 MEMBER = (f"{PKI}/etcd-member.pem", f"{PKI}/etcd-member-key.pem")
 PEER = (f"{PKI}/etcd-peer.pem", f"{PKI}/etcd-peer-key.pem")
 TOKEN = (f"{PKI}/etcd-token.pem", f"{PKI}/etcd-token-key.pem")
-DOOR = (f"{PKI}/door.pem", f"{PKI}/door-key.pem")
+DOOR = f"{PKI}/door.pem"   # its key: deploy.render.door_key (where the door's proxy looks for it)
 OPERATOR = ""          # Leaf.host of what stays on the operator's machine
 OPERATOR_ROLES = (ROOT_ROLE,)
 
@@ -106,8 +107,8 @@ def host_leaves(inv: Inventory, host: Host) -> list[Leaf]:
         out.append(Leaf(host.name, *PEER, "peer", member_cn(host.site), **names, server=True, client=True,
                         owner=USERS["etcd"]))
     if host.has("door"):
-        out.append(Leaf(host.name, *DOOR, "client", f"door.{host.site}", ips=(host.address,), dns=(host.name,),
-                        server=True, client=False, owner=USERS["door"]))
+        out.append(Leaf(host.name, DOOR, door_key(inv), "client", f"door.{host.site}", ips=(host.address,),
+                        dns=(host.name,), server=True, client=False, owner=role_user(inv, "door")))
     for role in host_etcd_roles(inv, host):
         if role == ROOT_ROLE:
             continue  # never on a host (see the module's docstring; refused earlier by check_inventory)

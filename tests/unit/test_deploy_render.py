@@ -355,3 +355,36 @@ def test_the_door_limit_is_the_inventorys_and_a_bad_one_names_its_field(tmp_path
     with pytest.raises(InputError) as e:
         load_inventory(p)
     assert "settings.door.connections_per_source" in "\n".join(str(x) for x in e.value.problems)
+
+
+def test_a_front_door_on_haproxy_renders_its_file_its_unit_and_where_its_key_goes(tmp_path):
+    """settings.door.kind: haproxy. The door host gets HAProxy's file (the lab's renderer), a unit
+    running Debian's haproxy as its own user, the agent a door it steers by the runtime socket,
+    and the key where HAProxy looks for it beside the certificate (firebreak pki puts it there)."""
+    from firebreak.pki import plan
+    p = tmp_path / "inventory.yml"
+    p.write_text(textwrap.dedent(CONTRACT).lstrip("\n") + "settings:\n  door: {kind: haproxy}\n")
+    inv = load_inventory(p)
+    files = render(inv, make_secrets(inv.names, token=_counter()))
+    web = {path.split("/", 1)[1]: f for path, f in files.items() if path.startswith("gj-web1/")}
+    assert "etc/firebreak/caddy.json" not in web
+    cfg = web["etc/firebreak/door-haproxy.cfg"].content
+    assert "bind 10.10.0.21:443 ssl crt /etc/firebreak/pki/door.pem" in cfg
+    assert "stats socket /run/firebreak-door/admin.sock mode 660 level admin" in cfg
+    unit = web["etc/systemd/system/firebreak-door.service"].content
+    assert "User=haproxy" in unit and "/usr/sbin/haproxy -Ws -f /etc/firebreak/door-haproxy.cfg" in unit
+    assert 'u haproxy - "Firebreak door"' in web["etc/sysusers.d/firebreak.conf"].content
+    assert "z /etc/firebreak/pki/door.pem.key 0600 haproxy haproxy -" in web["etc/tmpfiles.d/firebreak.conf"].content
+    # an agent beside its door steers it by HAProxy's socket, in HAProxy's group
+    from tests.conftest import ROOT
+    example = yaml.safe_load((ROOT / "deploy" / "inventory.example.yml").read_text())
+    example.setdefault("settings", {}).setdefault("door", {})["kind"] = "haproxy"
+    (tmp_path / "example.yml").write_text(yaml.safe_dump(example))
+    both = load_inventory(tmp_path / "example.yml")
+    files = render(both, make_secrets(both.names, token=_counter()))
+    agent = AgentConfig.model_validate(yaml.safe_load(files["gj-1/etc/firebreak/agent.yml"].content))
+    assert agent.door.kind == "haproxy" and agent.door.admin == "unix//run/firebreak-door/admin.sock"
+    assert "SupplementaryGroups=haproxy\n" in files["gj-1/etc/systemd/system/firebreak-agent.service"].content
+    web1 = next(h for h in inv.hosts if h.name == "gj-web1")
+    leaf = next(x for x in plan.host_leaves(inv, web1) if x.cert.endswith("/door.pem"))
+    assert leaf.key == "/etc/firebreak/pki/door.pem.key" and leaf.owner == "haproxy"

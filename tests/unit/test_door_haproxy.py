@@ -83,3 +83,25 @@ def test_an_agent_file_naming_an_haproxy_door_needs_its_runtime_socket():
         DoorSettings(kind="haproxy", listen="10.0.0.2:18000", admin="http://127.0.0.1:2019")
     with pytest.raises(ValidationError, match="kind"):
         DoorSettings(kind="nginx", listen="10.0.0.2:18000", admin="unix//x")
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (make setup installs it)")
+def test_haproxy_finds_the_door_s_key_beside_its_certificate_as_firebreak_pki_writes_it(tmp_path):
+    """deploy render points HAProxy at door.pem and `firebreak pki` writes the key to door.pem.key
+    (deploy.render.door_key): HAProxy loads it from there (its ssl-load-extra-files default)."""
+    import datetime as dt
+
+    from firebreak.pki import x509
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca = x509.make_ca("test CA", now=now, days=1)
+    leaf = x509.issue(ca, common_name="door.ansan", ips=("127.0.0.1",), server=True, client=False, now=now, days=1)
+    (tmp_path / "door.pem").write_bytes(leaf.cert_pem)
+    (tmp_path / "door.pem.key").write_bytes(leaf.key_pem)
+    cfg = tmp_path / "door.cfg"
+    cfg.write_text(config(admin_socket=str(tmp_path / "door.sock"), tls_pem=str(tmp_path / "door.pem"),
+                          tls_listen="127.0.0.1:18556"))
+    r = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0 and "WARNING" not in r.stderr + r.stdout, r.stderr + r.stdout
+    (tmp_path / "door.pem.key").unlink()   # without it, HAProxy refuses: the check is real
+    assert subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True).returncode != 0
