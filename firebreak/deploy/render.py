@@ -388,7 +388,8 @@ def _door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rende
     return {path: RenderedFile(json.dumps(conf, indent=2) + "\n", 0o644), **limit}, [unit]
 
 
-def _haproxy_door(inv: Inventory, host: Host, apps: dict[str, str], low: bool) -> tuple[dict[str, RenderedFile], list[Unit]]:
+def _haproxy_door(inv: Inventory, host: Host, apps: dict[str, str],
+                  low: bool) -> tuple[dict[str, RenderedFile], list[Unit]]:
     """The front door on HAProxy (settings.door.kind): its file (control/door_haproxy.py) and a unit
     like the database door's, its runtime socket mode 660 in its own runtime directory."""
     from firebreak.control.door_haproxy import haproxy_config

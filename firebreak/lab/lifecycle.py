@@ -111,7 +111,8 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
             start(state, layout, site, "door", secrets)
         for site in layout.sites:
             wait_component(state, layout, site, "door", lambda s=site: http_ok(s.url("door") + "/healthz"))
-        progress(f"front doors ({'HAProxy' if plan.door == 'haproxy' else 'Caddy'}): serving on port {PORTS['door']} in every site")
+        proxy = "HAProxy" if plan.door == "haproxy" else "Caddy"
+        progress(f"front doors ({proxy}): serving on port {PORTS['door']} in every site")
         if agents:
             for site in layout.sites:
                 start(state, layout, site, "agent", secrets)
