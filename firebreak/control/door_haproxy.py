@@ -60,8 +60,7 @@ def haproxy_config(*, site: str, sites: list[str], apps: dict[str, str], listen:
                    threads: int | None = None) -> str:
     """HAProxy's configuration for `site`'s front door. `tls_pem`: the certificate, its key in the
     same file or at its name plus `.key` (HAProxy's ssl-load-extra-files), served on `tls_listen`.
-    `threads` None: HAProxy's default (one per
-    CPU); the lab passes 1, as it gives Caddy one."""
+    `threads` None: HAProxy's default (one per CPU); the lab passes 1, as it gives Caddy one."""
     lines = [f"# front door of {site}: written by Firebreak; the agent steers it through the runtime API",
              "global",
              "    maxconn 4096",  # as the database door: 2 x 4096 descriptors fit every limit the lab has met
