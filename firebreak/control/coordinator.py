@@ -164,6 +164,7 @@ class PlaceEtcdLeader:
     cut: frozenset[frozenset[str]]
     by_rank: bool = True  # False: only a move that lets a primary's site hear the leader (RANK_SETTLE)
     flapping: frozenset[frozenset[str]] = frozenset()  # links that flap (detector.flap_step)
+    lasting: frozenset[frozenset[str]] = frozenset()   # links lapsing without a break (detector.lasting)
 
 
 @dataclass(frozen=True)
@@ -262,11 +263,13 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
     bogus = detector.agreed_bogus_leaders(sites, seen.views, now, dcfg)
     lapsing, unjudged = detector.lapse_reading(sites, seen.views, now, dcfg, dead=dead_sites(verdicts))
     lapses, flapping = detector.flap_step(mem.lapses, lapsing, now, unjudged=unjudged)
+    lasting = detector.lasting(lapses, now)
     decisions = {scope: failover.decide(c, verdicts, seen.sites_of(scope), frozen=seen.frozen,
                                         stalled={m.split("/", 1)[1]: v for m, v in stalls.items()
                                                  if m.startswith(scope + "/")}, cut=set(cut),
                                         bogus_agreed=bogus.get(scope) == c.leader_revision,
-                                        flapping=set(flapping), now=now, lapsing=set(lapses.lapsing))
+                                        flapping=set(flapping), now=now, lapsing=set(lapses.lapsing),
+                                        lasting=set(lasting))
                  for scope, c in seen.clusters.items()}
 
     placed_at = mem.placed_at
@@ -277,7 +280,8 @@ def _coordinate(settings: Settings, seen: Seen, memory: Memory, verdicts: Mappin
         placed_at = now
         effects.append(PlaceEtcdLeader(tuple(primary_sites), tuple(sync_sites),
                                        tuple(s for s, v in verdicts.items() if not v.dead), cut,
-                                       by_rank=now - primary_cut_at >= RANK_SETTLE, flapping=flapping))
+                                       by_rank=now - primary_cut_at >= RANK_SETTLE, flapping=flapping,
+                                       lasting=lasting))
 
     changed = {scope: d.reason for scope, d in decisions.items() if d.reason != mem.decisions.get(scope)}
     effects += [Decided(scope, reason) for scope, reason in changed.items()]
@@ -363,7 +367,7 @@ def etcd_move(place: PlaceEtcdLeader, leader_id: object, members: Iterable[Mappi
     by_id = {m["ID"]: m for m in members}
     leader_site = by_id.get(leader_id, {}).get("name")
     target = etcd_leader_target(leader_site, list(place.primary_sites), place.sync_sites, place.living, place.cut,
-                                by_rank=place.by_rank, flapping=place.flapping)
+                                by_rank=place.by_rank, flapping=place.flapping, lasting=place.lasting)
     if target is None:
         return None
     target_member = next((m for m in members if m.get("name") == target), None)

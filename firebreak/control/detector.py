@@ -242,6 +242,23 @@ def flap_step(lapses: Lapses, lapsing_now: Iterable[frozenset[str]], now: float,
     return Lapses(now_set, starts), flapping
 
 
+# A lapse this long is no flap's drop but a cut, whatever the link did before: the drills' flaps
+# drop for 0.4-0.5 s, and a cut read as a flap's drop must still be acted on well within Patroni's
+# retry_timeout (6 s in the lab), after which a primary that cannot reach etcd demotes itself.
+LASTING = 1.5
+
+
+def lasting(lapses: Lapses, now: float, hold: float = LASTING) -> frozenset[frozenset[str]]:
+    """Links lapsing without a break for `hold` seconds or more (flap_step's memory): a link still
+    lapsing whose last lapse began that long ago, or so long ago that its start has left the
+    memory (FLAP_SPAN). Pure."""
+    def since(link: frozenset[str]) -> float | None:
+        starts = lapses.starts.get(link)
+        return max(starts) if starts else None
+    return frozenset(link for link in lapses.lapsing
+                     if (t := since(link)) is None or now - t >= hold)
+
+
 def agreed_bogus_leaders(sites: Iterable[str], views: Mapping[str, View], now: float,
                          cfg: DetectorConfig) -> dict[str, int]:
     """scope -> the leader key revision that a majority of all sites (fresh views, their own

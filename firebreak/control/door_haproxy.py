@@ -78,7 +78,8 @@ def haproxy_config(*, site: str, sites: list[str], apps: dict[str, str], listen:
         "    option redispatch 1",
         "    timeout connect 500ms",
         "    timeout client 30s",
-        "    timeout server 30s",
+        "    timeout server 120s",
+        # a client gets 10 s to send its request's head (a slow sender holds no app connection)
         "    timeout http-request 10s",
         # The door lets an idle client connection go, and keeps idle connections to the apps
         # shorter than the apps would (firebreak/keepalive.py; HAProxy purges idle server
@@ -110,7 +111,11 @@ def haproxy_config(*, site: str, sites: list[str], apps: dict[str, str], listen:
     for b in bks:
         lines += [f"backend {b.name}",
                   "    option httpchk GET /healthz",
-                  "    http-reuse always",
+                  # A connection to an app serves one client connection and closes with it: the
+                  # door's keep-alive (25 s) then ends before the app's (30 s), so the app never
+                  # closes one a request is being sent on (HAProxy 2.6 keeps idle connections it
+                  # shares between clients for ever, until the app closes them).
+                  "    http-reuse never",
                   # A failed connection marks the server down at once, as Caddy's passive check;
                   # the active check (every 0.5 s, 0.4 s to answer) brings it back.
                   "    default-server check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down",
@@ -126,11 +131,14 @@ def commands(bks: list[Backend], site: str, order: list[str]) -> list[str]:
     """Runtime API commands that put every backend on `order` (the sites that get traffic, this
     one's first), whatever state the door is in: idempotent, so the same list serves a change and
     a refresh. An empty order still serves this site's own instance, as Caddy's door does: a door
-    that answers 502 tells a client more than one that is gone."""
+    that answers 502 tells a client more than one that is gone; a service with no instance in a
+    serving site, every instance."""
     want = set(order) or {site}
     out = []
     for b in bks:
-        serving = {s for s, _ in b.servers if s in want} or ({site} & {s for s, _ in b.servers})
+        names = {s for s, _ in b.servers}
+        # as Caddy's door: this site's instance, else every instance, when no serving site has one
+        serving = (names & want) or ({site} & names) or names
         out += [f"set server {b.name}/{s} state {'ready' if s in serving else 'maint'}" for s, _ in b.servers]
     return out
 

@@ -31,8 +31,11 @@ async def run(agent: "Agent") -> None:
     services = {n: dict(svc.sites) for n, svc in cfg.services.items()} or None
     apps = {} if services else {s: e.app for s, e in cfg.sites.items()}
     if door.kind == "haproxy":
+        # A site without an app of its own (its `app` is its door: deploy/render.py) is no server
+        # of HAProxy's file, as deploy render writes it.
+        served = {s: url for s, url in apps.items() if url != cfg.sites[s].door}
         keeper: DoorKeeper | HaproxyDoorKeeper = HaproxyDoorKeeper(
-            socket_path(door.admin), cfg.site, backends(cfg.site, list(cfg.sites), apps, services))
+            socket_path(door.admin), cfg.site, backends(cfg.site, list(cfg.sites), served, services))
     else:
         keeper = DoorKeeper(door.admin, agent.http)
     agent.door = keeper

@@ -274,13 +274,15 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
            frozen: bool = False, stalled: Mapping[str, Verdict] | None = None,
            cut: "set[frozenset[str]] | None" = None, bogus_agreed: bool = False,
            flapping: "set[frozenset[str]] | None" = None, now: float | None = None,
-           lapsing: "set[frozenset[str]] | None" = None) -> Decision:
+           lapsing: "set[frozenset[str]] | None" = None,
+           lasting: "set[frozenset[str]] | None" = None) -> Decision:
     """`stalled`: member -> verdict on whether its PostgreSQL answers (detector.stall_verdicts):
     a primary whose site is alive but whose PostgreSQL accepts connections and answers nothing
     (a storage hang, a paused postmaster) cannot commit, and is failed over like a dead site's.
     `cut`: links between living sites that are cut (detector.cut_links); `flapping`: links that
     keep failing for less than the window (detector.flap_step); `lapsing`: links failing now, for
-    half the window or more (detector.lapse_reading, as flap_step keeps them). `bogus_agreed`: a
+    half the window or more (detector.lapse_reading, as flap_step keeps them); `lasting`: links
+    failing without a break for detector.LASTING (a cut, whatever flapped before). `bogus_agreed`: a
     majority of sites have read the same leader key revision as bogus (ClusterState.bogus_leader).
     `now`: the time, for a release's fence (fenced_history, stale_fence); None, no fence."""
     leader = cluster.leader
@@ -304,7 +306,7 @@ def decide(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapp
     def alive() -> Decision:
         return _standby_loss(cluster, verdicts, site_of, frozen) or \
             _standby_cut_off(cluster, verdicts, site_of, frozen, cut or set(), stalled or {}, flapping or set(),
-                             lapsing or set()) or \
+                             lapsing or set(), lasting or set()) or \
             Decision((), f"primary {leader} in {leader_site} is alive")
     if verdict is None or not verdict.dead:
         stall = (stalled or {}).get(leader)
@@ -415,7 +417,8 @@ def _standby_loss(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_o
 
 def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], site_of: Mapping[str, str],
                      frozen: bool, cut: set[frozenset[str]], stalled: Mapping[str, Verdict],
-                     flapping: set[frozenset[str]], lapsing: set[frozenset[str]] = frozenset()) -> Decision | None:
+                     flapping: set[frozenset[str]], lapsing: set[frozenset[str]] = frozenset(),
+                     lasting: set[frozenset[str]] = frozenset()) -> Decision | None:
     """The link between the primary's site and its synchronous standby's is cut or flaps, both sites
     alive, or the standby's PostgreSQL accepts connections and answers nothing (a storage hang: a
     chaos run measured writes stopped for the whole of an 11 s pause): every commit waits for a
@@ -455,7 +458,8 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
     cut_off = [n for n in cluster.sync_standbys if stuck(n) and n in cluster.members]
     if not cut_off:
         return None
-    hard = any((link(n) in cut and link(n) not in flapping) or (n in stalled and stalled[n].dead) for n in cut_off)
+    hard = any((link(n) in cut and (link(n) not in flapping or link(n) in lasting))
+               or (n in stalled and stalled[n].dead) for n in cut_off)
 
     def usable(name: str) -> bool:
         m, site = cluster.members[name], site_of.get(name, name)
@@ -471,9 +475,15 @@ def _standby_cut_off(cluster: ClusterState, verdicts: Mapping[str, Verdict], sit
         # Only flapping (the primary's own site flaps, say) and nothing to do about it: the
         # stream still gets through between lapses, so nothing is refused (or alerted on).
         return None
-    if not others and any(link(n) in lapsing for n in cluster.members if n != leader and n not in cut_off):
+    def passing(name: str) -> bool:
+        """Its link failing now, not (yet) read cut, its site not dead: a lapse that may end."""
+        site = site_of.get(name, name)
+        return (link(name) in lapsing and link(name) not in cut
+                and not (site in verdicts and verdicts[site].dead))
+    if not others and any(passing(n) for n in cluster.members if n != leader and n not in cut_off):
         # The primary's site going silent to its standbys' sites alike: a verdict's business, or
-        # a lapse that ends; nothing to refuse.
+        # a lapse that ends; nothing to refuse. (A cut or a dead site is no such lapse: with no
+        # replacement, writes wait, and the refusal says so and records the outage.)
         return None
     if not others:
         return Decision((), f"{what}, but no other standby streams in a site the primary reaches: dropping it "

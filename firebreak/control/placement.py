@@ -52,7 +52,7 @@ def links_of(site: str | None, links: Iterable[frozenset[str]]) -> int:
 def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | None] | str | None,
                        sync_sites: Iterable[str], living_sites: Iterable[str],
                        cut: Iterable[frozenset[str]] = (), by_rank: bool = True,
-                       flapping: Iterable[frozenset[str]] = ()) -> str | None:
+                       flapping: Iterable[frozenset[str]] = (), lasting: Iterable[frozenset[str]] = ()) -> str | None:
     """The site etcd's leadership should move to, or None to leave it where it is.
 
     First, reach: a primary's site cut off from the leader's (one link down, every site alive)
@@ -76,12 +76,13 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     etcd, stood down (seen in CI with the synchronous standby's site flapping). No move
     by rank goes into a site on more flapping links than the leader's own, and a move for reach
     prefers a site whose links to the primaries' sites are steady (a primary's own site only if
-    its links are), and does not move at all when none is steadier than the leader's.
+    its links are), and does not move at all when none is steadier than the leader's, unless the
+    leader's link has been down without a break for `lasting` (detector.LASTING).
     """
     rank, any_primary = _ranker(primary_site, sync_sites)
     if leader_site is None:
         return None
-    cut = set(cut)
+    cut, lasting = set(cut), set(lasting)
     primaries = {p for p in ([primary_site] if isinstance(primary_site, str) else primary_site or []) if p}
     living = list(living_sites)
 
@@ -98,8 +99,9 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     def flaps_to_primary(site: str) -> bool:
         # A primary's own site is no steadier for the primaries than its links are: with the
         # primary's whole site flapping, it once read as the one site steady to the primary, and
-        # leadership moved into it, where etcd lost its quorum at every lapse for 13 s.
-        return to_primary(site, flapping) or (site in primaries and flaps(site) > 0)
+        # leadership moved into it, where etcd lost its quorum at every lapse for 13 s. (A link
+        # read cut is counted as cut, not as flapping.)
+        return to_primary(site, flapping) or (site in primaries and links_of(site, flapping - cut) > 0)
 
     def links_cut(site: str) -> int:
         return links_of(site, cut)
@@ -109,9 +111,11 @@ def etcd_leader_target(leader_site: str | None, primary_site: Iterable[str | Non
     if cut_from_primary(leader_site):
         reachable = sorted((flaps_to_primary(s), links_cut(s), flaps(s), rank(s), s) for s in living
                            if not cut_from_primary(s))
-        if not reachable or (reachable[0][0] and flaps_to_primary(leader_site)):
+        held = any(frozenset((leader_site, p)) in lasting for p in primaries)
+        if not reachable or (reachable[0][0] and flaps_to_primary(leader_site) and not held):
             # Every site's link to the primaries flaps as the leader's does (a primary's site
-            # flapping): no site is heard better, and a move is etcd's time for nothing.
+            # flapping): no site is heard better, and a move is etcd's time for nothing. Not once
+            # the leader's link has stayed down for detector.LASTING: that is a cut.
             return None
         return reachable[0][-1]
     if flaps(leader_site):

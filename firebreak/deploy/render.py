@@ -353,10 +353,14 @@ def _db_door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Re
                 type="notify", exec_start_pre=((haproxy, "-c", "-q", "-f", path),),
                 exec_reload=((haproxy, "-c", "-q", "-f", path), ("/bin/kill", "-USR2", MAINPID)),
                 runtime_directory="firebreak-db-door", restart="always", restart_sec="1s",
-                extra=(("KillMode", "mixed"), ("SuccessExitStatus", "143")),
+                extra=HAPROXY_UNIT_EXTRA,
                 comment=f"Its runtime socket {DB_DOOR_ADMIN} is mode 660, group {USERS['db-door']}: the agent "
                         "joins that group to steer it.")
     return {path: RenderedFile(text, 0o644)}, [unit]
+
+
+# HAProxy's master exits 143 on the SIGTERM of a stop, and its workers finish their connections
+HAPROXY_UNIT_EXTRA = (("KillMode", "mixed"), ("SuccessExitStatus", "143"))
 
 
 def _door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, RenderedFile], list[Unit]]:
@@ -400,11 +404,12 @@ def _haproxy_door(inv: Inventory, host: Host, apps: dict[str, str],
                           listen=_hostport(host.address, p.door), admin_socket=DOOR_ADMIN,
                           tls_pem=f"{PKI}/door.pem", tls_listen=_hostport(host.address, p.door_tls), socket_mode="660")
     path = f"{ETC}/door-haproxy.cfg"
+    haproxy = inv.settings.binaries.haproxy
     unit = Unit(name=unit_name("door"), description=f"Firebreak front door of {host.site} (HAProxy)",
-                exec_start=tuple(c.haproxy_argv(inv.settings.binaries.haproxy, path)), user=user, group=user,
-                type="notify", runtime_directory="firebreak-door",
+                exec_start=tuple(c.haproxy_argv(haproxy, path)), user=user, group=user,
+                type="notify", runtime_directory="firebreak-door", exec_start_pre=((haproxy, "-c", "-q", "-f", path),),
                 capabilities=("CAP_NET_BIND_SERVICE",) if low else (), restart="always", restart_sec="1s",
-                extra=(("TimeoutStopSec", "5s"),),
+                extra=(*HAPROXY_UNIT_EXTRA, ("TimeoutStopSec", "5s")),
                 comment=f"Its runtime socket {DOOR_ADMIN} is mode 660, group {user}: the agent joins that group to "
                         "apply drains. Its key is at the certificate's name plus .key (firebreak pki).")
     return {path: RenderedFile(text, 0o644)}, [unit]
@@ -489,7 +494,8 @@ def _sysusers(inv: Inventory, host: Host) -> str:
              "# such as Debian's postgres and haproxy, are left as they are)."]
     for role in _ordered(host.roles):
         user = role_user(inv, role)
-        lines.append(f'u {user} - "Firebreak {role}" {USER_HOMES[user]} /usr/sbin/nologin')
+        if not any(line.startswith(f"u {user} ") for line in lines):  # one line a user (two doors: haproxy)
+            lines.append(f'u {user} - "Firebreak {role}" {USER_HOMES[user]} /usr/sbin/nologin')
     return "\n".join(lines) + "\n"
 
 

@@ -267,3 +267,20 @@ def test_while_a_view_still_reads_true_every_reader_of_views_reads_what_the_curr
     others = {"siheung": view("siheung", NOW, pangyo=q, ansan=r), "pangyo": view("pangyo", NOW - 0.1, ansan=r)}
     for read in (verdicts, cut_links, lapsing_links):
         assert read(SITES, {"ansan": told, **others}, NOW, CFG) == read(SITES, {"ansan": current, **others}, NOW, CFG)
+
+
+def test_a_lapse_without_a_break_for_the_hold_is_lasting_whatever_flapped_before():
+    from firebreak.control.detector import LASTING, Lapses, flap_step, lasting
+
+    ab, ac = frozenset(("a", "b")), frozenset(("a", "c"))
+    lapses = Lapses()
+    # a-b drops at 0, 1, 2 (a flap), then stays down from 3; a-c drops once at 0.5 and comes back
+    for t, down in [(0.0, {ab}), (0.4, set()), (0.5, {ac}), (0.9, set()), (1.0, {ab}), (1.4, set()),
+                    (2.0, {ab}), (2.4, set()), (3.0, {ab})]:
+        lapses, _ = flap_step(lapses, down, t)
+    assert lasting(lapses, 3.0 + LASTING - 0.1) == frozenset()          # a flap's drop, so far
+    assert lasting(lapses, 3.0 + LASTING) == frozenset({ab})             # a cut now
+    # down so long that its start has left the flap memory: lasting too
+    for t in (4.0, 6.0, 8.5):
+        lapses, _ = flap_step(lapses, {ab}, t)
+    assert ab in lasting(lapses, 8.5) and ac not in lasting(lapses, 8.5)

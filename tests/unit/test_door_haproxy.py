@@ -105,3 +105,21 @@ def test_haproxy_finds_the_door_s_key_beside_its_certificate_as_firebreak_pki_wr
     assert r.returncode == 0 and "WARNING" not in r.stderr + r.stdout, r.stderr + r.stdout
     (tmp_path / "door.pem.key").unlink()   # without it, HAProxy refuses: the check is real
     assert subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True).returncode != 0
+
+
+def test_a_service_with_no_instance_in_a_serving_site_is_served_by_every_instance_as_caddy_does():
+    bks = backends("ansan", SITES, {}, services={"pay": {"pangyo": "http://10.0.0.1:9000",
+                                                        "siheung": "http://10.0.0.3:9000"}})
+    # pangyo and siheung drained: no serving site holds pay, and ansan has none of its own
+    assert sorted(commands(bks, "ansan", ["ansan"])) == ["set server svc_pay/pangyo state ready",
+                                                         "set server svc_pay/siheung state ready"]
+    assert commands(bks, "ansan", ["ansan", "siheung"]) == ["set server svc_pay/pangyo state maint",
+                                                            "set server svc_pay/siheung state ready"]
+
+
+def test_a_connection_to_an_app_is_never_shared_so_the_door_closes_it_before_the_app_would():
+    from firebreak.keepalive import APP_IDLE_S, DOOR_IDLE_S
+
+    text = config()
+    assert "http-reuse never" in text and f"timeout http-keep-alive {DOOR_IDLE_S}s" in text
+    assert DOOR_IDLE_S < APP_IDLE_S

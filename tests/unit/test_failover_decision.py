@@ -428,3 +428,35 @@ def test_a_flapping_primary_site_s_lapse_drops_no_standby_for_another_equally_cu
     d = decide(three(), verdict(), SITE_OF, stalled=ansan_stalled, flapping=cut(("pangyo", "ansan"),
                                                                               ("pangyo", "siheung")))
     assert d.failover and d.actions == (DropMember("ansan", 40),)
+
+
+def test_no_replacement_for_a_standby_that_cannot_acknowledge_is_refused_when_the_others_are_cut_or_dead():
+    """Only a lapse that may end (failing now, not read cut, its site not dead) spares the refusal:
+    a cut link or a dead site is no such lapse, and the refusal records the outage."""
+    ansan_stalled = {"ansan": Verdict("ansan", True, ("pangyo", "siheung"), (), 2, "test")}
+    d = decide(three(), verdict(), SITE_OF, stalled=ansan_stalled, cut=cut(("pangyo", "siheung")),
+               lapsing=cut(("pangyo", "siheung")))
+    assert d.refused and d.actions == () and "acknowledging alone" in d.reason
+    d = decide(three(), verdict(dead={"siheung"}), SITE_OF, cut=cut(("pangyo", "ansan")),
+               lapsing=cut(("pangyo", "ansan"), ("pangyo", "siheung")))
+    assert d.refused and d.actions == ()
+
+
+def test_a_cut_that_flapped_before_is_a_hard_cut_once_it_has_lasted():
+    from firebreak.control.failover import DropMember
+    flaps = cut(("pangyo", "ansan"), ("pangyo", "siheung"))
+    # read cut at a drop of the flap: nothing
+    d = decide(three(), verdict(), SITE_OF, cut=cut(("pangyo", "ansan")), flapping=flaps)
+    assert d.actions == ()
+    # down without a break for detector.LASTING: the standby is replaced across the flapping link
+    d = decide(three(), verdict(), SITE_OF, cut=cut(("pangyo", "ansan")), flapping=flaps,
+               lasting=cut(("pangyo", "ansan")))
+    assert d.failover and d.actions == (DropMember("ansan", 40),)
+
+
+def test_etcd_leadership_leaves_a_site_cut_from_the_primary_once_the_cut_has_lasted_even_after_a_flap():
+    flaps = cut(("pangyo", "siheung"), ("pangyo", "ansan"))
+    cuts = cut(("pangyo", "siheung"))
+    assert etcd_leader_target("siheung", "pangyo", ["ansan"], SITES, cuts, flapping=flaps) is None
+    assert etcd_leader_target("siheung", "pangyo", ["ansan"], SITES, cuts, flapping=flaps,
+                              lasting=cuts) == "ansan"
