@@ -398,7 +398,7 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=0, help="intake from this many addresses (the lab's crowd "
                                                             "namespaces; 0: the host)")
     ap.add_argument("--per-source", type=int, default=None, help="each door's per-source connection cap for the run")
-    ap.add_argument("--door", choices=("caddy", "haproxy"), default="caddy",
+    ap.add_argument("--door", choices=("caddy", "haproxy"), default="haproxy",
                     help="the lab's front doors, when the benchmark starts the lab")
     ap.add_argument("--beside-haproxy", action="store_true",
                     help="also measure, in the same rounds, through an HAProxy door beside each lab door")

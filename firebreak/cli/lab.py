@@ -49,8 +49,8 @@ def lab_up(
         None, "--replication", help="The default lab's cluster: sync (one named synchronous standby; the default) "
                                     "or quorum (Patroni's quorum commit: ANY 1 of the other sites' standbys). "
                                     "A --topology declares it per database instead."),
-    door: DoorKind = typer.Option(DoorKind.caddy, "--door", help="Each site's front door: caddy (the default) or "
-                                                                "haproxy (a quarter of Caddy's CPU per request)."),
+    door: DoorKind = typer.Option(DoorKind.haproxy, "--door", help="Each site's front door: haproxy (the default: a "
+                                                                  "quarter of Caddy's CPU per request) or caddy."),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text, or json: the status once up."),
 ) -> None:
     """Start the lab: one etcd member, one PostgreSQL under Patroni and one app per site."""

@@ -44,7 +44,7 @@ class AlreadyUp(LabError):
 
 def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True,
        progress: Progress = _quiet, home: Path | None = None, replication: str | None = None,
-       door: str = "caddy") -> LabState:
+       door: str = "haproxy") -> LabState:
     home = home or lab_home()
     topo_path = topology or DEFAULT_TOPOLOGY
     topo = load_topology(topo_path, str(topology) if topology else "examples/firebreak-lab.yaml")

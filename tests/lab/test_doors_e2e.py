@@ -1,6 +1,7 @@
-"""The front door on HAProxy (`lab up --door haproxy`), on a real lab: reports through every
-site's door, over HTTP and HTTPS, each door on its own site's app first, away from an evacuated
-site's app through the runtime API (no reload) and home again on restore."""
+"""Both kinds of front door on a real lab, HAProxy (the lab's default) and Caddy (`lab up --door
+caddy`): reports through every site's door, over HTTP and HTTPS, each door on its own site's app
+first, away from an evacuated site's app and home again on restore (HAProxy through its runtime
+API: the same process all along)."""
 
 import ssl
 
@@ -17,14 +18,22 @@ from tests.lab.test_ops_e2e import act, served_by
 pytestmark = pytest.mark.lab
 
 
-@pytest.mark.lab_args("--door", "haproxy")
-def test_haproxy_doors_serve_reports_and_follow_the_routing_table(lab_up):
+def test_haproxy_doors_serve_reports_and_follow_the_routing_table(running_lab):
+    doors_serve_and_follow("haproxy")
+
+
+@pytest.mark.lab_args("--door", "caddy")
+def test_caddy_doors_serve_reports_and_follow_the_routing_table(lab_up):
+    doors_serve_and_follow("caddy")
+
+
+def doors_serve_and_follow(kind: str) -> None:
     st = wait_for(lambda: (lambda s: s if s["healthy"] else None)(lab.status()), 90, "a healthy lab")
-    assert st["door_kind"] == "haproxy"
+    assert st["door_kind"] == kind
     names = list(st["sites"])
     doors = {n: st["sites"][n]["door"] for n in names}
-    # HAProxy, not Caddy, answers on the door's port: its own process runs the door
-    assert {psutil.Process(st["sites"][n]["processes"]["door"]["pid"]).name() for n in names} == {"haproxy"}
+    # the kind asked for answers on the door's port: its own process runs the door
+    assert {psutil.Process(st["sites"][n]["processes"]["door"]["pid"]).name() for n in names} == {kind}
     # each door: its own site's app, and it says which door it is
     for n in names:
         r = httpx.get(doors[n] + "/healthz", timeout=5)
@@ -54,4 +63,4 @@ def test_haproxy_doors_serve_reports_and_follow_the_routing_table(lab_up):
     finally:
         assert act(console, token, "restore", site=drained).status_code == 200
     wait_for(lambda: served_by(doors[drained]) == drained, 10, f"{drained}'s door to serve its own app again")
-    assert lab.status()["sites"][drained]["processes"]["door"]["pid"] == pid  # the same HAProxy all along
+    assert lab.status()["sites"][drained]["processes"]["door"]["pid"] == pid  # the same door process all along
