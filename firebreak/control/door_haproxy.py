@@ -37,9 +37,11 @@ def service_backend(name: str) -> str:
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend: its servers (site -> host:port), this site's first when it has one."""
+    """One backend: its servers (site -> host:port), this site's first when it has one; `service`:
+    the estate service it serves under /s/<service>/ (None: the reference app)."""
     name: str
     servers: tuple[tuple[str, str], ...]
+    service: str | None = None
 
 
 def backends(site: str, sites: list[str], apps: dict[str, str],
@@ -50,7 +52,7 @@ def backends(site: str, sites: list[str], apps: dict[str, str],
         order = ([site] if site in instances else []) + [s for s in sites if s != site and s in instances]
         return tuple((s, dial_of(instances[s])) for s in order)
     if services:
-        return [Backend(service_backend(n), ordered(inst)) for n, inst in services.items()]
+        return [Backend(service_backend(n), ordered(inst), n) for n, inst in services.items()]
     return [Backend(APPS, ordered(apps))]
 
 
@@ -120,9 +122,8 @@ def haproxy_config(*, site: str, sites: list[str], apps: dict[str, str], listen:
                   # the active check (every 0.5 s, 0.4 s to answer) brings it back.
                   "    default-server check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down",
                   "    timeout check 400ms"]
-        if b.name != APPS:
-            svc = b.name.removeprefix("svc_")
-            lines.append(f"    http-request replace-path ^/s/{svc}(/.*)$ \\1")
+        if b.service is not None:
+            lines.append(f"    http-request replace-path ^/s/{b.service}(/.*)$ \\1")
         lines += [f"    server {s} {addr}" + ("" if s == site else " backup") for s, addr in b.servers]
     return "\n".join(lines) + "\n"
 

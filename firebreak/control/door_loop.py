@@ -34,11 +34,19 @@ async def run(agent: "Agent") -> None:
         # A site without an app of its own (its `app` is its door: deploy/render.py) is no server
         # of HAProxy's file, as deploy render writes it.
         served = {s: url for s, url in apps.items() if url != cfg.sites[s].door}
-        keeper: DoorKeeper | HaproxyDoorKeeper = HaproxyDoorKeeper(
-            socket_path(door.admin), cfg.site, backends(cfg.site, list(cfg.sites), served, services))
+        haproxy = HaproxyDoorKeeper(socket_path(door.admin), cfg.site,
+                                    backends(cfg.site, list(cfg.sites), served, services))
+        agent.door = haproxy
+
+        async def push(order: list[str]) -> None:
+            await haproxy.push(order, agent.clock())
     else:
-        keeper = DoorKeeper(door.admin, agent.http)
-    agent.door = keeper
+        caddy = DoorKeeper(door.admin, agent.http)
+        agent.door = caddy
+
+        async def push(order: list[str]) -> None:
+            await caddy.push(door_config(cfg.site, order, apps, door.listen, admin_listen(door.admin), door.tls,
+                                         services), order, agent.clock())
     drained: set[str] | None = None
     read_at = 0.0
     while True:
@@ -55,10 +63,5 @@ async def run(agent: "Agent") -> None:
                 except EtcdError:
                     drained = None  # cut off: keep what the door has, it skips dead upstreams by itself
             if drained is not None:
-                order = ops.routing(list(cfg.sites), cfg.site, set(), drained)["for_this_site"]
-                if isinstance(keeper, HaproxyDoorKeeper):
-                    await keeper.push(order, agent.clock())
-                else:
-                    await keeper.push(door_config(cfg.site, order, apps, door.listen, admin_listen(door.admin),
-                                                  door.tls, services), order, agent.clock())
+                await push(ops.routing(list(cfg.sites), cfg.site, set(), drained)["for_this_site"])
         await agent.sleep(cfg.detector.probe_interval)

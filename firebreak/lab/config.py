@@ -222,14 +222,21 @@ def db_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None
                             admin_socket=site.db_door_admin.removeprefix("unix/"), clusters=doors, socket_mode="600")
 
 
+def door_upstreams(layout: LabLayout,
+                   plan: "LabPlan | None") -> tuple[dict[str, str], dict[str, dict[str, str]] | None]:
+    """What a door serves, either kind: (each site's reference app, None) for today's lab, or
+    ({}, each service's instances: service -> {site: URL}) for an estate."""
+    if plan is None or not plan.estate:
+        return {s.name: s.url("app") for s in layout.sites}, None
+    return {}, {svc.name: {s: svc.url(layout.site(s)) for s in svc.sites} for svc in plan.services}
+
+
 def door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan | None" = None) -> dict:
     """The door's configuration at start: every site, its own first. With agents the agent
     replaces it from the routing table; without (Patroni alone), Caddy's health checks steer. Its
     admin socket takes Caddy's default mode (only the lab's user, Caddy's and the agent's)."""
-    estate = plan is not None and plan.estate
-    services = {svc.name: {s: svc.url(layout.site(s)) for s in svc.sites} for svc in plan.services} if estate else None
-    return c.caddy_config(site=site.name, order=[s.name for s in _own_first(layout, site)],
-                          apps={} if estate else {s.name: s.url("app") for s in layout.sites},
+    apps, services = door_upstreams(layout, plan)
+    return c.caddy_config(site=site.name, order=[s.name for s in _own_first(layout, site)], apps=apps,
                           listen=f"{site.address}:{PORTS['door']}", admin=admin_listen(site.door_admin),
                           tls=DoorTLS(f"{site.address}:{PORTS['door_tls']}", *(str(p) for p in site.door_cert)),
                           services=services)
@@ -241,10 +248,8 @@ def haproxy_door_config_of(layout: LabLayout, site: SiteLayout, plan: "LabPlan")
     runs both), one thread as Caddy gets one core (GOMAXPROCS=1)."""
     from firebreak.control.door_haproxy import haproxy_config
 
-    services = {svc.name: {s: svc.url(layout.site(s)) for s in svc.sites} for svc in plan.services} \
-        if plan.estate else None
-    return haproxy_config(site=site.name, sites=[s.name for s in layout.sites],
-                          apps={} if plan.estate else {s.name: s.url("app") for s in layout.sites},
+    apps, services = door_upstreams(layout, plan)
+    return haproxy_config(site=site.name, sites=[s.name for s in layout.sites], apps=apps,
                           listen=f"{site.address}:{PORTS['door']}", admin_socket=socket_path(site.door_admin),
                           tls_pem=str(site.door_cert[0]), tls_listen=f"{site.address}:{PORTS['door_tls']}",
                           services=services, threads=1)

@@ -137,10 +137,16 @@ def _attach(netns: str, link: str, peer: str, address: str) -> None:
 TCP_MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
+def _set(netns: str, setting: str, value: int, check: bool = True) -> bool:
+    """Write a kernel setting (a /proc/sys path) in one of the lab's namespaces, never the host's.
+    False where the kernel has no such setting (with check False; else LabError)."""
+    return _run("sh", "-c", f"echo {value} > {setting}", netns=netns, check=check).returncode == 0
+
+
 def migrate_requests(netns: str) -> bool:
     """Turn on tcp_migrate_req in one of the lab's namespaces (never the host's). False where the
     kernel has no such setting: its doors then reset a connection now and then at a reload."""
-    return _run("sh", "-c", f"echo 1 > {TCP_MIGRATE_REQ}", netns=netns, check=False).returncode == 0
+    return _set(netns, TCP_MIGRATE_REQ, 1, check=False)
 
 
 # Linux sends a lost segment again after at least 200 ms (TCP_RTO_MIN), then doubles the wait,
@@ -181,7 +187,7 @@ def thin_linear(layout: LabLayout, on: bool) -> bool:
     if layout.net != "netns":
         return False
     for s in layout.sites:
-        _run("sh", "-c", f"echo {int(on)} > {THIN_LINEAR}", netns=s.netns)
+        _set(s.netns, THIN_LINEAR, int(on))
     return True
 
 
