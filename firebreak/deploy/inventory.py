@@ -354,12 +354,6 @@ def _check_clusters(spec: InventorySpec, clusters: tuple[Cluster, ...], bad) -> 
         if c.sync and len(c.sites) < 2:
             bad(("topology",), f"database '{c.scope}' is synchronous with members in {len(c.sites)} site(s); "
                                "it needs two")
-        elif c.sync == "quorum" and len(c.sites) < 3:
-            # As the lab refuses it (lab/plan.py): ANY 1 of standbys in one other site waits for
-            # that site like one named standby does, and buys nothing over sync.
-            bad(("topology",), f"database '{c.scope}' uses quorum commit with members in {len(c.sites)} sites; "
-                               "it needs standbys in at least two sites besides the primary's: add a site or "
-                               "declare replication: sync")
 
 
 def _notes(inv: Inventory) -> list[str]:

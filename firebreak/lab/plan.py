@@ -181,9 +181,6 @@ def plan_lab(topo: Topology) -> LabPlan:
                                   "failover: auto")
         if db.replication == Replication.SYNC and len(db.sites()) < 2:
             bad(f"{at}.replication", "synchronous replication needs members in at least two sites")
-        if db.replication == Replication.QUORUM and len(db.sites()) < 3:
-            bad(f"{at}.replication", "quorum commit needs standbys in at least two sites besides the primary's "
-                                     f"(members in {len(db.sites())} sites); declare replication: sync")
         for dep in db.depends_on:
             if topo.services[dep].kind not in (Kind.QUORUM, Kind.OPS_TOOL):
                 bad(f"{at}.depends_on", f"'{dep}': a lab database depends only on etcd (quorum) and ops tools")

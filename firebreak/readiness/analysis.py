@@ -116,6 +116,12 @@ class Plan:
                      for i, v in enumerate(svcs)]
         self.primary_bit = [self.site_bit.get(v.primary, 0) if v.kind == Kind.DATABASE else 0 for v in svcs]
         self.is_async = [v.kind == Kind.DATABASE and v.replication == Replication.ASYNC for v in svcs]
+        # Quorum commit: the sites of a database's standbys, its voters. Patroni runs it as ANY 1
+        # of every standby (synchronous_node_count 1, deploy/components.py), so an acknowledged
+        # commit may be on one voter alone, and a voter is promoted only with a vote from every
+        # other (Patroni's ha.py _is_healthiest_node: quorum = voters - 1; control/failover.py
+        # refuses the same). Losing the primary's site together with any voter loses the failover.
+        self.voter_bits = [_voter_bits(v, self.site_bit) if v.replication == Replication.QUORUM else 0 for v in svcs]
         # A database that fails over by itself but whose clients dial its hosts directly: after
         # its primary's site is lost, clients blocked on the dead primary wait for TCP.
         self.strands = [v.kind == Kind.DATABASE and v.failover == Failover.AUTO and not v.doors for v in svcs]
@@ -136,8 +142,8 @@ class Plan:
         state = [DOWN] * n  # the least fixed point starts from "nothing is up"
         cause = [-1] * n
         why: list[tuple] = [()] * n
-        place, total, needs, kind, deps, gate, pbit = (
-            self.place, self.total, self.needs, self.kind, self.deps, self.gate, self.primary_bit)
+        place, total, needs, kind, deps, gate, pbit, voters = (
+            self.place, self.total, self.needs, self.kind, self.deps, self.gate, self.primary_bit, self.voter_bits)
 
         def step(i: int) -> tuple[int, int, tuple]:
             alive = total[i]
@@ -150,6 +156,8 @@ class Plan:
             if alive == 0:
                 return DOWN, -1, ("no-instance",)
             if k == _DATABASE and pbit[i] & lost_mask:
+                if voters[i] & lost_mask:
+                    return DOWN, -1, ("quorum-voter",)
                 for t in gate[i]:
                     if state[t] == DOWN:
                         return DOWN, t, ("failover-blocked",)
@@ -261,6 +269,16 @@ def analyse(topology: Topology, lost: Iterable[str], plan: Plan | None = None) -
                           reasons=reasons, findings=tuple(findings))
 
 
+def _voter_bits(svc, site_bit: Mapping[str, int]) -> int:
+    """The sites holding a database's standbys: every member but the primary, the primary's own
+    site too when it holds a second member."""
+    bits = 0
+    for s, n in svc.replicas.items():
+        if n > (1 if s == svc.primary else 0):
+            bits |= site_bit[s]
+    return bits
+
+
 def _by_service(f: Finding) -> str:
     return f.service
 
@@ -288,6 +306,14 @@ def _reason_text(plan: Plan, i: int, why: tuple, cause: list[int], state: list[i
         return f"quorum lost: {why[1]} of {why[2]} members alive, a strict majority needs {majority(why[2])}"
     if code == "capacity":
         return f"{why[1]} of the {why[2]} instances it needs survive"
+    if code == "quorum-voter":
+        gone = ", ".join(f"{s} (the primary's own second member)" if s == svc.primary else s
+                         for s in svc.sites() if plan.site_bit[s] & plan.voter_bits[i] and s in lost)
+        standbys = svc.total - 1
+        return (f"primary site {svc.primary} lost with a standby in {gone}: under quorum commit (ANY 1 of "
+                f"{standbys} standbys) an acknowledged write may be only there, so Patroni promotes no standby "
+                "until that site is back (its quorum rule: a voter needs every other voter's vote); a failover "
+                "forced onto a named standby would lose that write")
     if code == "failover-blocked":
         return (f"primary site {svc.primary} lost; manual failover needs {plan.names[cause[i]]}, "
                 f"which is down")

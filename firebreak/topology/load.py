@@ -76,6 +76,15 @@ def build_topology(spec: TopologySpec, label: str, lines: "Lines | dict[tuple, i
                 bad(at + ("primary",), f"primary site '{svc.primary}' is not among the database's replicas; "
                                        f"add replicas.{svc.primary}: 1 or choose one of "
                                        f"{', '.join(s for s, n in svc.replicas.items() if n > 0) or 'its sites'}")
+            if svc.replication == "quorum" and svc.primary in sites:
+                others = [s for s, n in svc.replicas.items() if n > 0 and s != svc.primary]
+                if len(others) < 2:
+                    # ANY 1 of the standbys in one other site waits for that site as one named
+                    # standby does and buys nothing over sync. Refused here, where check, the lab
+                    # and deploy all read topologies.
+                    bad(at + ("replication",), f"quorum commit needs standbys in at least two sites besides the "
+                                               f"primary's (standbys in {len(others)}); add a site or declare "
+                                               "replication: sync")
         else:
             for field in _DATABASE_ONLY:
                 if getattr(svc, field) is not None:

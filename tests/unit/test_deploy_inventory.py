@@ -161,10 +161,11 @@ def test_db_doors_without_any_database_declaring_them_are_refused(tmp_path):
     assert any("no database declares doors: true" in p for p in problems), problems
 
 
-def test_quorum_commit_with_standbys_in_one_other_site_is_refused_as_the_lab_refuses_it(tmp_path):
+def test_quorum_commit_with_standbys_in_one_other_site_is_refused_as_check_and_the_lab_refuse_it(tmp_path):
     (tmp_path / "estate.yaml").write_text("name: e\nsites: [gwangju, daejeon, busan]\nservices:\n"
                                           "  db: {kind: database, replicas: {gwangju: 1, daejeon: 2}, "
                                           "primary: gwangju, replication: quorum, failover: auto}\n")
     problems = _problems(tmp_path, "topology: estate.yaml\n" + textwrap.dedent(CONTRACT).lstrip("\n"))
-    assert any(": topology: " in p and "'db' uses quorum commit with members in 2 sites" in p
+    # refused where every reader of a topology refuses it (topology/load.py), naming the field
+    assert any("estate.yaml: services.db.replication: quorum commit needs standbys in at least two sites" in p
                and "declare replication: sync" in p for p in problems), problems

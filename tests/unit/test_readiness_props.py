@@ -31,7 +31,8 @@ def topologies(draw):
             svc["recovery"] = draw(st.lists(st.sampled_from(others), max_size=2, unique=True))
         if kind == "database":
             svc["primary"] = draw(st.sampled_from(sites))
-            svc["replication"] = draw(st.sampled_from(["sync", "async"]))
+            # quorum commit only where the loader takes it: standbys in two sites besides the primary's
+            svc["replication"] = draw(st.sampled_from(["sync", "async"] + (["quorum"] if len(sites) >= 3 else [])))
             svc["failover"] = draw(st.sampled_from(["auto", "manual"]))
         services[name] = svc
     return {"name": "gen", "sites": SITES, "services": services}
@@ -54,6 +55,9 @@ def naive_states(data: dict, lost: set[str]) -> dict[str, str]:
                 new[n] = "down"
             elif alive == 0 or "down" in deps:
                 new[n] = "down"
+            elif (s["kind"] == "database" and s.get("replication") == "quorum" and s["primary"] in lost
+                  and any(c > (site == s["primary"]) for site, c in s["replicas"].items() if site in lost)):
+                new[n] = "down"   # a standby lost with the primary: Patroni's quorum rule promotes none
             elif (s["kind"] == "database" and s["primary"] in lost and s.get("failover", "manual") == "manual"
                   and any(state[t] == "down" for t in s.get("recovery", []))):
                 new[n] = "down"

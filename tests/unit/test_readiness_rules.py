@@ -9,7 +9,10 @@ SITES = ["a", "b", "c"]
 
 
 def topo(**services):
-    return topology_from_dict({"name": "t", "sites": SITES, "services": services})
+    """The services over sites a, b, c, and d too where a service names it (quorum commit's rows:
+    a voter lost with the primary's site leaves one standing only with four sites)."""
+    named = {s for svc in services.values() for s in svc.get("replicas", {})}
+    return topology_from_dict({"name": "t", "sites": SITES + sorted(named - set(SITES)), "services": services})
 
 
 def kinds(result, service=None):
@@ -70,6 +73,27 @@ RULES = [
     ("database with every copy lost: down and data-loss even when sync",
      dict(db={"kind": "database", "primary": "a", "replicas": {"a": 2}, "replication": "sync", "failover": "auto"}), ["a"],
      {"db": "down"}, {"db": ["data-loss", "down"]}),
+    ("quorum commit, the primary's site lost, both voters alive: up, no loss",
+     dict(db={"kind": "database", "primary": "a", "replicas": {"a": 1, "b": 1, "c": 1}, "replication": "quorum",
+              "failover": "auto"}), ["a"],
+     {"db": "up"}, {"db": []}),
+    ("quorum commit, a voter's site lost, the primary's alive: up (ANY 1 of the others)",
+     dict(db={"kind": "database", "primary": "a", "replicas": {"a": 1, "b": 1, "c": 1}, "replication": "quorum",
+              "failover": "auto"}), ["b"],
+     {"db": "up"}, {"db": []}),
+    ("quorum commit, the primary's site and a voter's lost: down, no standby may be promoted",
+     dict(db={"kind": "database", "primary": "a", "replicas": {"a": 1, "b": 1, "c": 1, "d": 1},
+              "replication": "quorum", "failover": "auto"}), ["a", "b"],
+     {"db": "down"}, {"db": ["down"]}),
+    ("quorum commit, a second member in the primary's site is a voter lost with it: down",
+     dict(db={"kind": "database", "primary": "a", "replicas": {"a": 2, "b": 1, "c": 1}, "replication": "quorum",
+              "failover": "auto"}), ["a"],
+     {"db": "down"}, {"db": ["down"]}),
+    ("one named synchronous standby: the primary's and another site lost, up (the model does not know which "
+     "standby Patroni named)",
+     dict(db={"kind": "database", "primary": "a", "replicas": {"a": 1, "b": 1, "c": 1, "d": 1},
+              "replication": "sync", "failover": "auto"}), ["a", "b"],
+     {"db": "up"}, {"db": []}),
     ("automatic failover, clients dial the hosts: the app's sessions are stranded on the dead primary",
      dict(db={"kind": "database", "primary": "a", "replicas": {"a": 1, "b": 1}, "replication": "sync", "failover": "auto"},
           app={"replicas": {"a": 1, "b": 1}, "depends_on": ["db"]}), ["a"],
@@ -175,3 +199,19 @@ def test_examples_tell_the_story():
     assert pangyo.states["login"] == "down" and pangyo.states["messenger"] == "down"
     lab = analyse_all(load_topology(ROOT / "examples/firebreak-lab.yaml"))
     assert not lab.failing
+
+
+def test_quorum_commit_names_the_lost_voter_and_the_rule():
+    t = topo(db={"kind": "database", "primary": "a", "replicas": {"a": 1, "b": 1, "c": 1, "d": 1},
+                 "replication": "quorum", "failover": "auto"})
+    f = finding(analyse(t, ["a", "c"]), "down", "db")
+    assert f.path == ("db",)
+    assert "primary site a lost with a standby in c" in f.reason
+    assert "ANY 1 of 3 standbys" in f.reason and "Patroni promotes no standby" in f.reason and "quorum rule" in f.reason
+
+
+def test_quorum_commit_names_a_second_member_in_the_primary_s_own_site_as_the_lost_voter():
+    t = topo(db={"kind": "database", "primary": "a", "replicas": {"a": 2, "b": 1, "c": 1},
+                 "replication": "quorum", "failover": "auto"})
+    f = finding(analyse(t, ["a"]), "down", "db")
+    assert "with a standby in a (the primary's own second member)" in f.reason

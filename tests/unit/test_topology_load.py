@@ -118,6 +118,10 @@ BAD = [
     ("missing name",
      GOOD.replace("name: example\n", ""),
      "topo.yaml: name: required field is missing"),
+    ("quorum commit with standbys in one other site",
+     GOOD.replace("replication: sync", "replication: quorum"),
+     "topo.yaml: services.users-db.replication: quorum commit needs standbys in at least two sites besides the "
+     "primary's (standbys in 1)"),
     ("duplicate key",
      GOOD.replace("    needs: 2\n", "    needs: 2\n    needs: 3\n"),
      "topo.yaml: services.login.needs: duplicate key (first on line 6, again on line 7)"),
