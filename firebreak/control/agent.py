@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -32,6 +33,9 @@ PROBED = ("etcd", "patroni", "app", "agent")
 # A loop that wakes this much later than due, or a probe round that ends this much past its
 # timeout, was stalled with the agent; such spans are kept this long (coordinator.own_view).
 STALL_SLACK = 0.05
+# PostgreSQL probes of one member in flight at once, at most (_pg_send): a window's rounds' worth
+# with the default settings.
+PG_IN_FLIGHT = 8
 STALLS_KEPT = 10.0
 # A view that still reads true is put again this many times per freshness period at least: one
 # lost put never leaves it stale, and its observer still votes.
@@ -140,6 +144,9 @@ class Agent:
         self._site_hosts = clusters_mod.unique_hosts(
             {s: [ep.etcd, ep.patroni, ep.app, ep.agent] for s, ep in cfg.sites.items()})
         self._probe_error: str | None = None  # the last probe error logged (once per kind)
+        # member -> its PostgreSQL's probes still in flight (_pg_round): each may answer up to a
+        # window after it was sent, rounds after its own.
+        self._pg_probes: dict[str, list[asyncio.Future]] = {}
         self._drills_unread = False  # the last read of the declared drills failed (logged once per streak)
         # Wakes of a primary's Patroni and released sessions being ended, under way (kept from GC).
         self._background: set[asyncio.Task] = set()
@@ -199,17 +206,17 @@ class Agent:
                     self._full_round_at = started
                 site_jobs = {s: self._ask_site(s, full) for s in self.others}
                 watched = self._commit_path_postgres()
-                pg_jobs = {m: probes.outcome(p, self.cfg.detector.probe_timeout) for m, p in watched.items()}
+                sent = self._pg_send(watched)
                 # One gather: a silent site and a silent primary cost one probe timeout, not two.
                 # A probe that raises (a host name the resolver refuses) is no answer: the round
                 # still completes, or `unanswered` would freeze and hide a real outage.
-                answers = await asyncio.gather(*site_jobs.values(), *pg_jobs.values(), return_exceptions=True)
+                answers = await asyncio.gather(*site_jobs.values(), self._pg_wait(sent), return_exceptions=True)
                 for a in answers:
                     if isinstance(a, BaseException) and not isinstance(a, Exception):
                         raise a   # a cancellation ends the loop as before
                 asked = {(s, c): a for s, comps in zip(site_jobs, answers)
                          for c, a in (comps.items() if isinstance(comps, dict) else ((c, comps) for c in PROBED))}
-                pg_answers = dict(zip(pg_jobs, answers[len(site_jobs):]))
+                pg_answers = self._pg_harvest()
                 errors = [(t, a) for t, a in [*asked.items(), *pg_answers.items()] if isinstance(a, BaseException)]
                 if errors and repr(errors[0]) != self._probe_error:
                     log.warning("probing %s failed with an error (counted as no answer): %r", *errors[0])
@@ -254,6 +261,47 @@ class Agent:
                 if not stalled:
                     self.state.clean_round_started, self.state.clean_unanswered = started, set(self.state.unanswered)
             await self.sleep(max(0.0, interval - (self.clock() - started)))
+
+    def _pg_send(self, watched: dict[str, probes.Probe]) -> list[asyncio.Future]:
+        """Send this round's probe of each watched PostgreSQL, leaving earlier ones in flight.
+        Each may take the detector's window to answer, not one probe timeout: a postmaster answers
+        by forking, and on a machine whose every core is busy that took longer than 0.1 s round
+        after round; a living primary read silent for the window and was failed over (bench/
+        detector.py, two hours of stress, 2026-12-06). A late answer is still an answer; a storage
+        hang or a stopped postmaster answers none and reads silent a window after its last answer,
+        as before (a backend it forked just before it stopped may still answer, up to a window
+        late, where the probe timeout cut that off before)."""
+        d = self.cfg.detector
+        for m in [m for m in self._pg_probes if m not in watched]:
+            for t in self._pg_probes.pop(m):
+                t.cancel()   # no longer one a commit waits for
+        # one per round of a window, and never many: a 60 s window must not mean 600 sockets
+        in_flight = min(math.ceil(d.window / d.probe_interval) + 1, PG_IN_FLIGHT)
+        sent = []
+        for m, p in watched.items():
+            flying = self._pg_probes.setdefault(m, [])
+            if len(flying) < in_flight:
+                flying.append(asyncio.ensure_future(probes.outcome(p, d.window)))
+                sent.append(flying[-1])
+        return sent
+
+    async def _pg_wait(self, sent: list[asyncio.Future]) -> None:
+        """This round waits for its own probes as long as for the sites' (one probe timeout)."""
+        if sent:
+            await asyncio.wait(sent, timeout=self.cfg.detector.probe_timeout)
+
+    def _pg_harvest(self) -> dict[str, str | BaseException]:
+        """member -> what its probes that came back since the last round say: ANSWERED or REFUSED
+        if any did with that (a refusal: not running, Patroni's business), else SILENT, also while
+        they are still in flight. Those that came back are dropped."""
+        out: dict[str, str | BaseException] = {}
+        for m, flying in self._pg_probes.items():
+            back = [t for t in flying if t.done() and not t.cancelled()]
+            said = [t.exception() or t.result() for t in back]
+            self._pg_probes[m] = [t for t in flying if not t.done()]
+            heard = [a for a in said if a != probes.SILENT]
+            out[m] = (probes.ANSWERED if probes.ANSWERED in heard else heard[0]) if heard else probes.SILENT
+        return out
 
     async def sleep(self, seconds: float) -> None:
         """asyncio.sleep, noting how much later than due this agent woke: its own stall. Every
@@ -775,9 +823,10 @@ class Agent:
     async def close(self) -> None:
         # Wakes and session ends still under way: stopped before the clients they use close
         # under them (an error of a closed client is neither an HTTP nor an etcd error).
-        for task in list(self._background):
+        flying = [t for ts in self._pg_probes.values() for t in ts]
+        for task in list(self._background) + flying:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._background, *flying, return_exceptions=True)
         await self.etcd.close()
         if self.etcd_admin is not None:
             await self.etcd_admin.close()
