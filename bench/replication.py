@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import threading
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from firebreak.drill import checks  # noqa: E402
-from firebreak.drill.workload import ORDINARY_TABLE, History, OrdinaryWriter, prepare_ordinary_table  # noqa: E402
+from firebreak.drill.workload import ORDINARY_TABLE, History, OrdinaryWriter, Writer, prepare_ordinary_table  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 
 HOLD = 12.0
@@ -49,11 +50,17 @@ MODES = {"quorum": {"replication": "quorum", "agents": True},
          # For the etcd rows: what failsafe_mode buys, on the same lab with it turned off.
          "sync-nofailsafe": {"replication": "sync", "agents": True, "failsafe": False}}
 FAULTS = ("power-cut primary", "isolate primary", "power-cut standby", "isolate standby")
-# etcd away for a minute while every database server is healthy (Patroni's failsafe_mode): every
-# member paused, or two of three (the primary's own kept: the harder case, a member that accepts
-# connections and serves nothing). Run with --faults etcd-all,etcd-quorum.
-ETCD_FAULTS = {"etcd-all": "every etcd member stopped", "etcd-quorum": "etcd's quorum lost"}
+# etcd away for a minute while every database server is healthy (Patroni's failsafe_mode). Two of
+# three: the primary's own member kept, the harder case (a member that accepts connections and
+# serves nothing). Run with --faults etcd-all,etcd-stop,etcd-quorum,etcd-cut.
+ETCD_FAULTS = {"etcd-all": "every etcd member paused (SIGSTOP: connections hang)",
+               "etcd-stop": "every etcd member stopped (killed: connections refused), started again after",
+               "etcd-quorum": "two of three sites' etcd members paused: no quorum",
+               "etcd-cut": "two of three sites' etcd members cut off at the network: no quorum"}
 ETCD_HOLD = 60.0
+ETCD_AFTER = 15.0
+AGENTS_PATIENCE = 120.0   # how long after etcd's return the agents may take to agree, before "never"
+PRIMARY_ROLES = ("primary", "master")
 
 
 def nearest_rank(values: list[float], p: float) -> float:
@@ -74,7 +81,7 @@ def wait_healthy(timeout: float = 180.0) -> dict:
     raise RuntimeError(f"the lab was not healthy within {timeout:.0f} s")
 
 
-def stored_keys(dsn: str, patience: float = 60.0) -> set[str]:
+def stored_keys(dsn: str, patience: float = 60.0, query: str = f"SELECT key FROM {ORDINARY_TABLE}") -> set[str]:
     """The ordinary client's stored keys, read from the primary. A lab that has just read healthy
     may still be restarting a member (Patroni alone, after its old primary came back: "the
     database system is shutting down", the others read-only for a moment): asked again."""
@@ -83,7 +90,7 @@ def stored_keys(dsn: str, patience: float = 60.0) -> set[str]:
     while True:
         try:
             with psycopg.connect(dsn, connect_timeout=5) as conn:
-                return {r[0] for r in conn.execute(f"SELECT key FROM {ORDINARY_TABLE}")}
+                return {r[0] for r in conn.execute(query)}
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
                 raise
@@ -94,42 +101,123 @@ def standby_of(st: dict) -> str:
     return next(n for n, s in st["sites"].items() if s["postgres"]["role"] in ("sync_standby", "quorum_standby"))
 
 
+def etcd_off(fault: str, site: str) -> None:
+    if fault in ("etcd-all", "etcd-quorum"):
+        lab.pause(site, "etcd")
+    elif fault == "etcd-stop":
+        lab.stop_component(site, "etcd")
+    else:
+        lab.cut_etcd(site)
+
+
+def etcd_on(fault: str, site: str) -> None:
+    if fault in ("etcd-all", "etcd-quorum"):
+        lab.resume(site)
+    elif fault == "etcd-stop":
+        lab.start_component(site, "etcd")
+    else:
+        lab.unisolate(site)
+
+
+class RoleWatch(threading.Thread):
+    """Every member's role and timeline as its Patroni reports them (GET /patroni, twice a second):
+    a demotion or a promotion seen by Patroni itself, not inferred from the writes (a primary
+    demoted and promoted again is the same primary after, on a later timeline)."""
+
+    def __init__(self, urls: dict[str, str], stop: threading.Event):
+        super().__init__(daemon=True)
+        self.urls, self.stop_event = urls, stop
+        self.seen: list[tuple[float, str, str | None, int | None]] = []   # (monotonic, site, role, timeline)
+
+    def run(self) -> None:
+        import httpx
+        with httpx.Client(timeout=0.4) as client:
+            while not self.stop_event.is_set():
+                t = time.monotonic()
+                for site, url in self.urls.items():
+                    try:
+                        doc = client.get(url.rstrip("/") + "/patroni").json()
+                        self.seen.append((t, site, doc.get("role"), doc.get("timeline")))
+                    except (httpx.HTTPError, ValueError):
+                        self.seen.append((t, site, None, None))
+                self.stop_event.wait(0.5)
+
+
+def patroni_roles(seen: list[tuple[float, str, str | None, int | None]], primary: str, since: float) -> dict:
+    """What Patroni reported from `since` on: seconds the old primary read as anything but
+    primary (from each such reading to the next reading of it; unanswered reads are no evidence
+    either way: a busy REST API is no demotion), other members that read as primary, and the
+    timelines any member read as primary was on. Pure."""
+    mine = sorted((t, role) for t, site, role, _ in seen if site == primary and t >= since and role is not None)
+    demoted = sum(b[0] - a[0] for a, b in zip(mine, mine[1:]) if a[1] not in PRIMARY_ROLES)
+    after = [(site, role, tl) for t, site, role, tl in seen if t >= since]
+    return {"demoted_s": round(demoted, 1),
+            "promoted": sorted({site for site, role, _ in after if site != primary and role in PRIMARY_ROLES}),
+            "timelines": sorted({tl for _, role, tl in after if tl is not None and role in PRIMARY_ROLES})}
+
+
 def etcd_drill(fault: str) -> dict:
-    """etcd away for ETCD_HOLD s, then back for 15 s: writes acknowledged, longest gap, demotions
-    (a change of primary or timeline), lost."""
+    """etcd away for ETCD_HOLD s, then back for ETCD_AFTER s: writes acknowledged during it, the
+    longest gap, what Patroni reported (a demotion, a promotion, a new timeline), how long the
+    agents took to agree on a coordinator again, lost."""
     st = wait_healthy()
     primary = st["primary"]
     spared = next(n for n in st["sites"] if n != primary)
-    paused = list(st["sites"]) if fault == "etcd-all" else [n for n in st["sites"] if n != primary]
+    victims = list(st["sites"]) if fault in ("etcd-all", "etcd-stop") else [n for n in st["sites"] if n != primary]
     prepare_ordinary_table(st["postgres_dsn"])
     history, stop = History(), threading.Event()
     writers = [OrdinaryWriter(spared, st["db_door_dsns"][spared], history, stop, interval=0.01) for _ in range(WRITERS)]
-    for w in writers:
+    # Beside it, the reference service's own clients through the same site's front door.
+    writers += [Writer({spared: st["sites"][spared]["door"]}, history, stop, seed=i) for i in range(WRITERS)]
+    watch = RoleWatch({n: s["patroni"] for n, s in st["sites"].items()}, stop)
+    for w in writers + [watch]:
         w.start()
     time.sleep(BEFORE)
     at = time.monotonic()
     try:
-        for s in paused:
-            lab.pause(s, "etcd")
+        for s in victims:
+            etcd_off(fault, s)
         time.sleep(ETCD_HOLD)
     finally:
-        for s in paused:
-            lab.resume(s)
-    time.sleep(15.0)
+        for s in victims:
+            etcd_on(fault, s)
+    back = time.monotonic()
+    consoles = {n: s["console"] for n, s in st["sites"].items() if s.get("console")}
+    agents_back = None   # with agents: seconds until they agree on a coordinator again; None, never (120 s)
+    while consoles and agents_back is None and time.monotonic() < back + AGENTS_PATIENCE:
+        if lab.settled_coordinator(consoles):
+            agents_back = round(time.monotonic() - back, 2)
+        elif time.monotonic() >= back + ETCD_AFTER and not stop.is_set():
+            stop.set()   # the writers' time is up; keep waiting for the agents
+        time.sleep(0.25)
+    time.sleep(max(0.0, back + ETCD_AFTER - time.monotonic()))
     stop.set()
-    for w in writers:
+    for w in writers + [watch]:
         w.join(timeout=10)
     after = wait_healthy()
     ops = list(history.ops)
     acked = checks.acked(ops, "sql")
     stored = stored_keys(after["postgres_dsn"])
-    return {"fault": fault, "victim": ",".join(paused), "via": spared, "rto_s": 0.0,
-            "max_gap_s": round(checks.max_write_gap(ops, at, at + ETCD_HOLD + 15.0, "sql"), 3),
+    web_stored = stored_keys(after["postgres_dsn"], query="SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL")
+    end = at + ETCD_HOLD + ETCD_AFTER
+    per_second = [[0, 0] for _ in range(int(BEFORE + ETCD_HOLD + ETCD_AFTER))]
+    for o in (o for o in ops if o.kind == "sql"):
+        i = int(o.complete - (at - BEFORE))
+        if 0 <= i < len(per_second):
+            per_second[i][o.outcome != "ok"] += 1
+    roles = patroni_roles(watch.seen, primary, at)
+    return {"fault": fault, "victim": ",".join(victims), "via": spared, "rto_s": 0.0,
+            "max_gap_s": round(checks.max_write_gap(ops, at, end, "sql"), 3),
             "acked_during": len([o for o in acked if at <= o.complete <= at + ETCD_HOLD]),
             "p99_before_ms": 0.0, "p99_during_ms": 0.0, "p99_added_ms": 0.0,
             "acked": len(acked), "lost": len(checks.lost_writes(ops, stored, "sql")),
             "servers": sorted({o.primary for o in acked if o.complete >= at}),
-            "primary_after": after["primary"], "demoted": after["primary"] != primary}
+            "web_acked_during": len([o for o in checks.acked(ops) if at <= o.complete <= at + ETCD_HOLD]),
+            "web_max_gap_s": round(checks.max_write_gap(ops, at, end), 3),
+            "web_lost": len(checks.lost_writes(ops, web_stored)),
+            **roles, "agents_back_s": agents_back, "primary_after": after["primary"],
+            "demoted": after["primary"] != primary or roles["demoted_s"] > 0,
+            "per_second": per_second}
 
 
 def one_drill(fault: str) -> dict:
@@ -227,6 +315,39 @@ def table(s: dict) -> str:
     return "\n".join(lines)
 
 
+def etcd_table(rows: list[dict]) -> str:
+    """One line per etcd drill: what the minute without etcd cost and what Patroni did."""
+    lines = [f"| mode | fault | ordinary client: writes in the {ETCD_HOLD:.0f} s / longest gap | reference service: "
+             "writes / longest gap | primary demoted (s, as Patroni reported) | promoted | timelines | "
+             "agents agree again after | lost |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["fault"] not in ETCD_FAULTS:
+            continue
+        back = "–" if r["mode"] == "patroni" else "never" if r.get("agents_back_s") is None else f"{r['agents_back_s']:.1f} s"
+        web = (f"{r['web_acked_during']:,} / {r['web_max_gap_s']:.2f} s" if "web_acked_during" in r else "–")
+        lines.append(f"| {r['mode']} | {r['fault']} | {r['acked_during']:,} / {r['max_gap_s']:.2f} s | {web} | "
+                     f"{r.get('demoted_s', '?')} | {', '.join(r.get('promoted', [])) or 'none'} | "
+                     f"{', '.join(str(t) for t in r.get('timelines', []))} | {back} | "
+                     f"{r['lost'] + r.get('web_lost', 0)} |")
+    return "\n".join(lines)
+
+
+def plot_etcd(rows: list[dict], base: Path) -> list[Path]:
+    """Each etcd drill's writes per second, etcd's going and return marked: BASE-MODE-FAULT.svg."""
+    from firebreak.drill.charts import timeline_svg
+    out = []
+    for r in rows:
+        if r["fault"] not in ETCD_FAULTS or "per_second" not in r or r["run"] != 1:
+            continue
+        path = base.with_name(f"{base.stem}-{r['mode']}-{r['fault']}.svg")
+        path.write_text(timeline_svg({f"ordinary client via {r['via']}": [tuple(b) for b in r["per_second"]]},
+                                     [(BEFORE, "etcd away", "#b00020"), (BEFORE + ETCD_HOLD, "etcd back", "#1b7f3b")],
+                                     len(r["per_second"]), f"{r['mode']}: {ETCD_FAULTS[r['fault']]}"))
+        out.append(path)
+    return out
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Every drill's write unavailability as a dot, one row per mode and fault (a run whose writes
     never resumed during the hold is drawn at the hold)."""
@@ -249,6 +370,18 @@ def repeats(text: str, modes: list[str]) -> dict[str, int]:
     return {m: given.get(m, 1) for m in modes}
 
 
+def report(rows: list[dict], out: Path) -> None:
+    """The tables for docs/BENCHMARKS.md and the plots beside the JSON: the site faults' summary
+    and dots, the etcd drills' own table and timelines."""
+    site = [r for r in rows if r["fault"] not in ETCD_FAULTS]
+    if site:
+        print(table(summary(site)))
+        plot(site, out.with_suffix(".svg"))
+    if len(site) < len(rows):
+        print(etcd_table(rows))
+        plot_etcd(rows, out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", default="5", help="runs of each fault: N, or MODE=N,... for each mode its own")
@@ -259,21 +392,26 @@ def main() -> None:
     args = ap.parse_args()
     if args.render:
         saved = json.loads(Path(args.render).read_text())
-        plot(saved["rows"], Path(args.render).with_suffix(".svg"))
-        print(table(summary(saved["rows"])))
+        report(saved["rows"], Path(args.render))
         return
     rows = []
     started = datetime.now(timezone.utc)
 
     def write() -> dict:   # after every drill: a benchmark stopped half-way keeps what it measured
-        s = summary(rows)
+        s = summary([r for r in rows if r["fault"] not in ETCD_FAULTS])
         doc = {"command": "bench/replication.py " + " ".join(sys.argv[1:]), "started": started.isoformat(),
-               "machine": f"{platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cores",
-               "hold_s": HOLD, "writers": WRITERS, "rows": rows, "summary": s}
+               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
+               "hold_s": HOLD, "etcd_hold_s": ETCD_HOLD, "writers": WRITERS, "rows": rows, "summary": s}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(doc, indent=2, default=str))
         return s
     modes = args.modes.split(",")
+    for name, given, known in (("--modes", modes, MODES), ("--faults", args.faults.split(","), (*FAULTS, *ETCD_FAULTS))):
+        unknown = [g for g in given if g not in known]
+        if unknown:
+            ap.error(f"{name}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    if "etcd-cut" in args.faults.split(",") and os.geteuid() != 0:
+        ap.error("--faults etcd-cut: cutting etcd members off needs the netns lab, which needs root")
     runs = repeats(args.repeat, modes)
     for mode in modes:
         lab.down()
@@ -290,8 +428,8 @@ def main() -> None:
                     write()
         finally:
             lab.down()
-    print(table(write()))
-    plot(rows, Path(args.out).with_suffix(".svg"))
+    write()
+    report(rows, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,18 @@ def isolate(site_name: str, home: Path | None = None) -> dict:
     return {"site": site_name, "isolated": how, "at": time.time()}
 
 
+def cut_etcd(site_name: str, home: Path | None = None) -> dict:
+    """Cut a site's etcd member off from every other site, its PostgreSQL, Patroni and agent
+    still linked to theirs: with two of three cut off etcd has no quorum while every database
+    server reaches every other. `unisolate`, `heal` and `recover` undo it."""
+    state = require(home)
+    site = site_of(state, site_name)
+    how = net.cut_etcd(state.layout, site)
+    state.sites[site_name].isolated = f"its etcd member only ({how})"
+    save(state)
+    return {"site": site_name, "etcd_cut": how, "at": time.time()}
+
+
 def unisolate(site_name: str, home: Path | None = None) -> dict:
     """Undo an isolation only (a flap's up half), leaving cut or degraded links as they are."""
     state = require(home)

@@ -10,7 +10,7 @@ a site).
 from __future__ import annotations
 
 # `down` is faults.down: lifecycle's, after continuing whatever a pause left stopped.
-from firebreak.lab.faults import (bad_values, cut, degrade, door_limit, down, heal, isolate, pause, power_off, power_on,
+from firebreak.lab.faults import (bad_values, cut, cut_etcd, degrade, door_limit, down, heal, isolate, pause, power_off, power_on,
                                   recover, resume, rto_min, start_component, stop_component, thin_linear, uncut, undegrade,
                                   unisolate)
 from firebreak.lab.lifecycle import DEFAULT_TOPOLOGY, UP_TIMEOUT, AlreadyUp, up
@@ -18,7 +18,7 @@ from firebreak.lab.status import (LOG_COMPONENTS, cluster_members, etcd_client, 
                                   healthy, log_paths, members_view, postgres_backends, settled, settled_coordinator, status)
 from firebreak.lab.webhooks import subscribe
 
-__all__ = ["DEFAULT_TOPOLOGY", "LOG_COMPONENTS", "UP_TIMEOUT", "AlreadyUp", "bad_values", "cluster_members", "cut",
+__all__ = ["DEFAULT_TOPOLOGY", "LOG_COMPONENTS", "UP_TIMEOUT", "AlreadyUp", "bad_values", "cluster_members", "cut", "cut_etcd",
            "degrade", "door_limit", "down", "etcd_client", "etcd_leader_site", "etcdctl_flags", "heal", "healthy",
            "isolate", "log_paths", "members_view", "pause", "postgres_backends", "power_off", "power_on", "recover",
            "resume", "rto_min", "settled", "settled_coordinator", "start_component", "status", "stop_component", "subscribe", "thin_linear", "uncut",

@@ -312,8 +312,35 @@ def isolate(layout: LabLayout, site: SiteLayout) -> str:
 def heal(layout: LabLayout, site: SiteLayout) -> None:
     if layout.net == "netns":
         _run("nft", "delete", "table", "inet", ISOLATE_TABLE, netns=site.netns, check=False)
+        _run("nft", "delete", "table", "inet", ETCD_CUT_TABLE, netns=site.netns, check=False)
     elif have_nft():
         _delete_rules(f"isolate:{site.name}")
+
+
+# A site's etcd member cut off from the other sites while every database link works (a firewall
+# change on the etcd ports, a member's network gone wrong): two of three cut off and etcd has no
+# quorum, though every PostgreSQL server still reaches every other.
+ETCD_CUT_TABLE = "firebreak_etcd_cut"
+
+
+def etcd_cut_rules(client_port: int, peer_port: int) -> str:
+    """The nft script, run in the site's namespace, that cuts its etcd member off: nothing from
+    another site reaches its client or peer port, and its own peer traffic goes nowhere. The
+    site's own processes still reach it over loopback, and still reach the other sites' members
+    (which have no quorum either). Pure, so the text is tested without nft."""
+    return (f"table inet {ETCD_CUT_TABLE} {{\n"
+            f"  chain input {{ type filter hook input priority 0; iifname != \"lo\" tcp dport {{ {client_port}, {peer_port} }} drop; }}\n"
+            f"  chain output {{ type filter hook output priority 0; oifname != \"lo\" tcp dport {peer_port} drop; }}\n}}\n")
+
+
+def cut_etcd(layout: LabLayout, site: SiteLayout) -> str:
+    """Cut a site's etcd member off from the other sites; heal undoes it."""
+    if layout.net != "netns":
+        raise LabError("cutting off an etcd member alone needs the netns lab (as root): on loopback every "
+                       "site's processes share the host's one network stack")
+    _run("nft", "delete", "table", "inet", ETCD_CUT_TABLE, netns=site.netns, check=False)
+    _run("nft", "-f", "-", netns=site.netns, input=etcd_cut_rules(PORTS["etcd"], PORTS["etcd_peer"]))
+    return "netns-nftables"
 
 
 DEGRADE_TABLE = "firebreak_degrade"

@@ -27,6 +27,22 @@ def test_one_end_of_a_cut_link_drops_the_peer_both_ways_and_nothing_else():
                     "  chain output { type filter hook output priority 0; ip daddr 10.77.0.12 drop; }\n}\n")
 
 
+def test_an_etcd_cut_drops_other_sites_at_the_member_s_ports_and_its_peer_traffic_out_only():
+    text = net.etcd_cut_rules(12379, 12380)
+    # in: the client and peer ports from anywhere but the site's own loopback; out: only the
+    # member's peer traffic, so the site's Patroni and agent still reach the other members
+    assert 'iifname != "lo" tcp dport { 12379, 12380 } drop' in text
+    assert 'oifname != "lo" tcp dport 12380 drop' in text
+    assert "12379" not in text.split("chain output")[1]
+    assert text.startswith(f"table inet {net.ETCD_CUT_TABLE} {{")
+
+
+def test_an_etcd_cut_needs_the_netns_lab():
+    layout = make_layout(Path("/x"), "loopback", SITES, "abcd1234")
+    with pytest.raises(net.LabError, match="netns"):
+        net.cut_etcd(layout, layout.site("ansan"))
+
+
 def test_a_cut_table_is_named_for_the_peer_in_nft_s_alphabet():
     assert net.cut_table("ansan") == "firebreak_cut_ansan"
     assert net.cut_table("new-site-2") == "firebreak_cut_new_site_2"
