@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from firebreak.drill import checks  # noqa: E402
+from firebreak.drill.report import buckets  # noqa: E402
 from firebreak.drill.workload import ORDINARY_TABLE, History, OrdinaryWriter, Writer, prepare_ordinary_table  # noqa: E402
 from firebreak.lab import lab  # noqa: E402
 
@@ -200,11 +201,8 @@ def etcd_drill(fault: str) -> dict:
     stored = stored_keys(after["postgres_dsn"])
     web_stored = stored_keys(after["postgres_dsn"], query="SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL")
     end = at + ETCD_HOLD + ETCD_AFTER
-    per_second = [[0, 0] for _ in range(int(BEFORE + ETCD_HOLD + ETCD_AFTER))]
-    for o in (o for o in ops if o.kind == "sql"):
-        i = int(o.complete - (at - BEFORE))
-        if 0 <= i < len(per_second):
-            per_second[i][o.outcome != "ok"] += 1
+    seconds = int(BEFORE + ETCD_HOLD + ETCD_AFTER)
+    per_second = buckets(ops, at - BEFORE, seconds, "sql").get(spared, [(0, 0)] * seconds)
     roles = patroni_roles(watch.seen, primary, at)
     return {"fault": fault, "victim": ",".join(victims), "via": spared, "rto_s": 0.0,
             "max_gap_s": round(checks.max_write_gap(ops, at, end, "sql"), 3),

@@ -17,11 +17,12 @@ _env = Environment(loader=PackageLoader("firebreak.drill", "templates"), autoesc
                    trim_blocks=True, lstrip_blocks=True)
 
 
-def buckets(ops: list[Op], start: float, seconds: int) -> dict[str, list[tuple[int, int]]]:
-    """Writes per second by the site whose door answered: (acknowledged, not) for each second."""
+def buckets(ops: list[Op], start: float, seconds: int, kind: str = "write") -> dict[str, list[tuple[int, int]]]:
+    """Writes per second by the site whose door answered: (acknowledged, not) for each second;
+    kind "sql" for the ordinary database client's."""
     out: dict[str, list[list[int]]] = {}
     for o in ops:
-        if o.kind != "write":
+        if o.kind != kind:
             continue
         i = int(o.complete - start)
         if 0 <= i < seconds:
