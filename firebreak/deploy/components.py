@@ -473,6 +473,54 @@ def door_limit_nft(ports: Sequence[int], per_source: int = DOOR_CONNECTIONS_PER_
             "\t}\n}\n")
 
 
+# The kernel settings a site's host runs with: rendered for real hosts as one sysctl.d file, and
+# written by the lab into each site's namespace, so the drills prove what a host gets.
+#
+# tcp_rto_max_ms (Linux 6.15 or later): TCP backs off a lost segment's retransmissions up to 120 s
+# apart by default. etcd's members keep their raft connections across a network cut (the packets
+# are only dropped; nothing resets them) and talk again only at TCP's next retransmission: two of
+# three members cut off for 60 s took writes again 48 s after the cut healed, and the lab's agents
+# agreed on a coordinator 52-54 s after it. With retransmissions at most 1 s apart the kernel also
+# gives up a connection whose data goes unacknowledged after about 14 s instead of about 15
+# minutes (tcp_retries2's 15 tries, now mostly 1 s apart), and a connect() to a silent address
+# after about 7 s instead of about 2 minutes; etcd dials again, and the new connection works the
+# moment the cut heals: 0.2-0.4 s after a 25 or 60 s cut, 0.5-2.1 s after a 10 s one
+# (bench/etcd_cut.py, docs/DEPLOY.md "Kernel settings"). Giving up a connection across a dead link
+# after 14 s is a price Firebreak pays gladly: its failover is over in about a second. Read when a
+# socket is made: a running etcd keeps its old connections' limit until it restarts.
+#
+# tcp_migrate_req (Linux 5.14 or later), door hosts: a door takes each new routing order by
+# binding a new listener beside the old one (Caddy sets SO_REUSEPORT) and closing the old; without
+# this setting the connections the kernel had queued on the old one were reset (422 in 20 s of 4
+# clients connecting while a door reloaded 310 times, none with it).
+TCP_RTO_MAX_MS = 1000
+
+
+@dataclass(frozen=True)
+class KernelSetting:
+    key: str    # as sysctl.d spells it: net.ipv4.tcp_rto_max_ms
+    value: int
+
+    @property
+    def path(self) -> str:
+        return "/proc/sys/" + self.key.replace(".", "/")
+
+
+def kernel_settings(door: bool) -> tuple[KernelSetting, ...]:
+    """The kernel settings of a site's host (with a front door: `door`). Pure."""
+    return (KernelSetting("net.ipv4.tcp_rto_max_ms", TCP_RTO_MAX_MS),
+            *((KernelSetting("net.ipv4.tcp_migrate_req", 1),) if door else ()))
+
+
+def sysctl_conf(settings: Sequence[KernelSetting]) -> str:
+    """A sysctl.d file of `settings`. systemd-sysctl skips, with a log line, a setting the
+    kernel lacks (tcp_rto_max_ms before 6.15), and fails on a value the kernel refuses."""
+    return ("# Firebreak's kernel settings (docs/DEPLOY.md, \"Kernel settings\", says why). systemd-sysctl applies\n"
+            "# them at boot, and skips one the kernel lacks; now: /lib/systemd/systemd-sysctl <this file>, then\n"
+            "# restart what runs here (a connection keeps the limits it was made with).\n"
+            + "".join(f"{s.key} = {s.value}\n" for s in settings))
+
+
 def agent_config(*, site: str, listen: str, sites: Mapping[str, Mapping[str, str]], etcd: Sequence[str],
                  scopes: Sequence[str], discover: bool, etcd_access: str, etcd_ops_access: str,
                  etcd_admin_access: str | None, patroni_password: str | None = None,

@@ -51,6 +51,7 @@ PEER_CA = f"{PKI}/peer-ca.pem"        # signs etcd members' peer certificates on
 SECRETS = f"{ETC}/secrets"
 WEBHOOKS = f"{ETC}/webhooks.yml"
 UNITS = "/etc/systemd/system"
+SYSCTL = "/etc/sysctl.d/90-firebreak.conf"  # the host's kernel settings (components.kernel_settings)
 
 # Who runs what. Debian's packages create haproxy, postgres and (Caddy's) caddy; sysusers.d
 # creates whichever is missing.
@@ -388,7 +389,7 @@ def _door(inv: Inventory, host: Host, s: DeploySecrets) -> tuple[dict[str, Rende
                 capabilities=("CAP_NET_BIND_SERVICE",) if low else (), restart="always", restart_sec="1s",
                 extra=(("TimeoutStopSec", "5s"),),
                 comment=f"Its admin socket {DOOR_ADMIN} is mode 0220, group {USERS['door']}: the agent joins "
-                        "that group to push routes. Set net.ipv4.tcp_migrate_req=1 on this host (DEPLOY.md).")
+                        f"that group to push routes. {SYSCTL} sets net.ipv4.tcp_migrate_req=1 (DEPLOY.md).")
     return {path: RenderedFile(json.dumps(conf, indent=2) + "\n", 0o644), **limit}, [unit]
 
 
@@ -469,6 +470,7 @@ def render_host(inv: Inventory, host: Host, s: DeploySecrets) -> dict[str, Rende
     for u in units:
         files[f"{UNITS}/{u.name}"] = RenderedFile(unit_text(u))
     files["/etc/sysusers.d/firebreak.conf"] = RenderedFile(_sysusers(inv, host))
+    files[SYSCTL] = RenderedFile(c.sysctl_conf(c.kernel_settings(door=host.has("door"))))
     files["/etc/tmpfiles.d/firebreak.conf"] = RenderedFile(_tmpfiles(inv, host, files))
     return files
 

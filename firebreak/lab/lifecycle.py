@@ -95,7 +95,9 @@ def up(topology: Path | None = None, net_mode: str = "auto", agents: bool = True
         access.prepare(layout)
         _prepare_dirs(layout, secrets, user, python, plan)
         progress(f"network: {mode}" + (" (one namespace per site)" if mode == "netns" else " (127.0.N.1 per site)"))
-        net.setup(layout)
+        if missing := net.setup(layout):
+            progress(f"network: this kernel lacks {', '.join(missing)}; the lab runs without "
+                     "(docs/DEPLOY.md, \"Kernel settings\", says what that costs)")
         for site in layout.sites:
             start(state, layout, site, "etcd", secrets)
         for site in layout.sites:

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from firebreak.deploy.components import door_limit_nft
+from firebreak.deploy.components import door_limit_nft, kernel_settings
 from firebreak.errors import LabError
 from firebreak.lab.layout import (NETNS_BRIDGE, NETNS_BRIDGE_ADDR, NETNS_CROWD, NETNS_OUTSIDER, NETNS_OUTSIDER_ADDR,
                                   NETNS_PREFIX, NETNS_SUBNET, PORTS, LabLayout, SiteLayout)
@@ -73,9 +73,11 @@ def existing_netns() -> set[str]:
     return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
 
 
-def setup(layout: LabLayout) -> None:
+def setup(layout: LabLayout) -> list[str]:
+    """The lab's namespaces and links (netns only). Returns the site hosts' kernel settings this
+    kernel lacks (host_settings)."""
     if layout.net != "netns":
-        return
+        return []
     taken = existing_netns() & set(_namespaces(layout))
     if taken:
         raise LabError(f"network namespaces {', '.join(sorted(taken))} already exist; another lab is running "
@@ -85,24 +87,26 @@ def setup(layout: LabLayout) -> None:
         raise LabError(f"network links {', '.join(links)} already exist; another lab is running "
                        "(`firebreak lab down` it) or they were left behind (`ip link del NAME`)")
     try:
-        _build(layout)
+        return _build(layout)
     finally:
         # none of these names existed a moment ago: whatever has them now, half-built or whole, is ours
         _record(layout)
 
 
-def _build(layout: LabLayout) -> None:
+def _build(layout: LabLayout) -> list[str]:
     _run("ip", "link", "add", NETNS_BRIDGE, "type", "bridge")
     _run("ip", "addr", "add", f"{NETNS_BRIDGE_ADDR}/{NETNS_PREFIX}", "dev", NETNS_BRIDGE)
     _run("ip", "link", "set", NETNS_BRIDGE, "up")
+    missing: set[str] = set()
     for s in layout.sites:
         _attach(s.netns, host_link(s), site_link(s), s.address)
-        migrate_requests(s.netns)
+        missing.update(host_settings(s.netns))
     # Each site's door counts its clients' connections per source address, as on a real door host
     # (DEPLOY.md): a flood from one address cannot take every connection.
     door_limit(layout)
     for netns, link, peer, address in OUTSIDERS:
         _attach(netns, link, peer, address)
+    return sorted(missing)
 
 
 def door_limit(layout: LabLayout, per_source: int | None = None, extra_ports: tuple[int, ...] = ()) -> bool:
@@ -130,23 +134,19 @@ def _attach(netns: str, link: str, peer: str, address: str) -> None:
     _run("ip", "link", "set", link, "up")
 
 
-# A door takes each new routing order by binding a new listener beside the old one (Caddy sets
-# SO_REUSEPORT) and closing the old: the connections the kernel had queued on the old one were
-# reset. 422 resets in 20 s of 4 clients connecting while a door reloaded 310 times, none with
-# this set (Linux 5.14 or later), which hands them to the new listener instead.
-TCP_MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
-
-
 def _set(netns: str, setting: str, value: int, check: bool = True) -> bool:
     """Write a kernel setting (a /proc/sys path) in one of the lab's namespaces, never the host's.
     False where the kernel has no such setting (with check False; else LabError)."""
     return _run("sh", "-c", f"echo {value} > {setting}", netns=netns, check=check).returncode == 0
 
 
-def migrate_requests(netns: str) -> bool:
-    """Turn on tcp_migrate_req in one of the lab's namespaces (never the host's). False where the
-    kernel has no such setting: its doors then reset a connection now and then at a reload."""
-    return _set(netns, TCP_MIGRATE_REQ, 1, check=False)
+def host_settings(netns: str) -> list[str]:
+    """Set a site host's kernel settings (deploy.components.kernel_settings: the ones `deploy
+    render` writes for real hosts) in one of the lab's namespaces, never the host's, before any
+    of its processes starts (some are read as a socket is made). Returns those this kernel lacks:
+    without tcp_rto_max_ms (Linux 6.15) etcd re-forms late after a long cut heals, without
+    tcp_migrate_req (5.14) a door resets a connection now and then at a reload."""
+    return [k.key for k in kernel_settings(door=True) if not _set(netns, k.path, k.value, check=False)]
 
 
 # Linux sends a lost segment again after at least 200 ms (TCP_RTO_MIN), then doubles the wait,
