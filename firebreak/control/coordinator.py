@@ -212,7 +212,9 @@ def tick(settings: Settings, seen: Seen, memory: Memory) -> Ready:
     """One cycle's decisions. See the module's docstring for how the shell runs it."""
     dcfg, now, sites = settings.detector, seen.now, settings.sites
     verdicts = detector.verdicts(sites, seen.views, now, dcfg)
-    stalls = detector.stall_verdicts(sites, seen.views, clusters_mod.commit_path(seen.clusters), now, dcfg)
+    path = clusters_mod.commit_path(seen.clusters)
+    stalls = detector.stall_verdicts(sites, seen.views, path, now, dcfg,
+                                     home={m: seen.sites_of(scope).get(name, name) for m, (scope, name) in path.items()})
     cut = frozenset(detector.cut_links(sites, seen.views, now, dcfg, dead=dead_sites(verdicts)))
 
     def ready(effects: Iterable[Effect], mem: Memory) -> Ready:

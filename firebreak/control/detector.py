@@ -273,21 +273,32 @@ def agreed_bogus_leaders(sites: Iterable[str], views: Mapping[str, View], now: f
 
 
 def stall_verdicts(sites: Iterable[str], views: Mapping[str, View], members: Iterable[str], now: float,
-                   cfg: DetectorConfig) -> dict[str, Verdict]:
+                   cfg: DetectorConfig, home: Mapping[str, str] | None = None) -> dict[str, Verdict]:
     """For each member ("<scope>/<member>"): is its PostgreSQL stalled, by agreement? The same
     rule as for sites (a majority of all sites, fresh views only, silent for the whole window),
     except that the member's own site votes too: its agent sees a local storage hang as well as
-    anyone, and the site itself is alive (a dead site is verdicts()'s business)."""
+    anyone, and the site itself is alive (a dead site is verdicts()'s business).
+
+    And its own site, while its view is fresh, must be among the votes (`home`: member -> its
+    site). Its agent reaches that PostgreSQL without a link between sites, so when it gets
+    answers the server is not stalled: the other sites' silence is their links' or their own
+    (measured: a primary failed over at 04:45:27 on 2026-12-06 with two other sites silent for
+    0.5 s, one of them on a link losing 5% of its packets, while every core was busy, and its
+    own Patroni and site ran on). Without a fresh view from its own site, the others decide."""
     sites = list(sites)
+    home = home or {}
     needed = majority(len(sites))
     fresh = {o: v for o, v in views.items() if o in sites and 0 <= now - v.published <= cfg.fresh}
     voters = tuple(sorted(fresh))
     out = {}
     for m in members:
         votes = tuple(o for o in voters if _late(fresh[o].postgres_silent_for.get(m, 0.0), fresh[o], now, cfg))
-        dead = len(votes) >= needed
+        own = home.get(m)
+        heard_at_home = own in fresh and own not in votes
+        dead = len(votes) >= needed and not heard_at_home
         reason = (f"{len(votes)} of {len(sites)} sites get no answer from its PostgreSQL for {cfg.window:g} s "
                   f"({', '.join(votes)})" if dead else
+                  f"silent to {', '.join(votes)}, but its own site {own} gets answers" if votes and heard_at_home else
                   f"silent to {', '.join(votes)}; {needed} must agree" if votes else "answers")
         out[m] = Verdict(m, dead, votes, voters, needed, reason)
     return out

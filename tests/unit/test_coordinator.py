@@ -174,6 +174,28 @@ def test_each_cluster_decides_on_its_own_and_all_fail_over_in_one_tick():
 
 
 
+def test_a_primary_postgresql_its_own_site_still_hears_is_not_failed_over():
+    """Two other sites get no answer from the primary's PostgreSQL for the window (a lossy link,
+    a busy machine), while the agent of its own site, which reaches it without a link between
+    sites, does: no stall, no failover (2026-12-06: a living primary was failed over so). When
+    its own site hears nothing either, it is stalled. Members are named apart from their sites
+    here, so the tick must map a member to its site to ask the right one."""
+    names = {"pg-a": "pangyo", "pg-b": "ansan", "pg-c": "siheung"}
+    found = {SCOPE: cluster(leader="pg-a", sync=("pg-b",),
+                            members={n: member(n, role="primary" if n == "pg-a" else "replica") for n in names})}
+    site_of = {SCOPE: names}
+
+    def silent(now, *observers):
+        return {s: View(s, now, {t: 0.0 for t in SITES if t != s},
+                        {f"{SCOPE}/pg-a": 1.2 if s in observers else 0.0}) for s in SITES}
+    r = co.tick(SETTINGS, seen(101.5, silent(101.5, "ansan", "siheung"), found, site_of=site_of), co.Memory())
+    assert of(r, co.Failover) == []
+    assert "its own site pangyo gets answers" in r.stalls[f"{SCOPE}/pg-a"].reason
+    r = co.tick(SETTINGS, seen(101.5, silent(101.5, "pangyo", "siheung"), found, site_of=site_of), co.Memory())
+    assert [f.scope for f in of(r, co.Failover)] == [SCOPE]
+    assert "answers nothing" in r.memory.last_decision
+
+
 def test_a_flapping_link_to_the_synchronous_standby_drops_it_at_its_second_lapse():
     """ansan (the synchronous standby) and pangyo (the primary) lose each other for 0.75 s of
     every 1.5 s: never cut for the window, and every commit stalls at each lapse. Measured on the

@@ -96,13 +96,19 @@ STALLS = [
     ("stale views do not vote",
      [sview("ansan", published=NOW - 2, pangyo=9.0), sview("siheung", published=NOW - 2, pangyo=9.0)], set()),
     ("views of an older agent (no such field) are no votes", [view("ansan"), view("siheung")], set()),
+    ("two other sites get no answer, but its own site does: not stalled (their links, their CPU)",
+     [sview("pangyo"), sview("ansan", pangyo=1.2), sview("siheung", pangyo=1.0)], set()),
+    ("its own site's view is stale (its agent away): the others decide",
+     [sview("pangyo", published=NOW - 2), sview("ansan", pangyo=1.2), sview("siheung", pangyo=1.0)], {"db/pangyo"}),
+    ("its own site and one other get no answer: stalled",
+     [sview("pangyo", pangyo=1.0), sview("ansan", pangyo=1.1), sview("siheung")], {"db/pangyo"}),
 ]
 
 
 @pytest.mark.parametrize("name,views,stalled", STALLS, ids=[c[0] for c in STALLS])
 def test_stall_verdicts(name, views, stalled):
     from firebreak.control.detector import stall_verdicts
-    got = stall_verdicts(SITES, {v.observer: v for v in views}, ["db/pangyo"], NOW, CFG)
+    got = stall_verdicts(SITES, {v.observer: v for v in views}, ["db/pangyo"], NOW, CFG, home={"db/pangyo": "pangyo"})
     assert {m for m, v in got.items() if v.dead} == stalled
     if stalled:
         assert "get no answer from its PostgreSQL" in got["db/pangyo"].reason
