@@ -285,7 +285,7 @@ async def deploy(ctx: Context, body: ActionIn, who: Operator) -> dict:
     await writer.put(ctx.keys.release_current, json.dumps({**record, "rolled": rolled, "by": who.name,
                                                              "at": time.time()}))
     if any(v.startswith("failed") for v in rolled.values()):
-        raise Denied(502, "deploy failed in " + ", ".join(s for s, v in rolled.items() if v.startswith("failed")))
+        raise Denied(502, "deploy failed in " + "; ".join(f"{s} ({v})" for s, v in rolled.items() if v.startswith("failed")))
     return {"deployed": body.version, "sites": rolled}
 
 

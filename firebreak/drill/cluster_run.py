@@ -67,10 +67,11 @@ class Operator(threading.Thread):
                         t0 = time.monotonic()
                         try:
                             r = client.request(method, url + path, json=body)
-                            ok, status = r.status_code == 200, r.status_code
-                        except httpx.HTTPError:
-                            ok, status = False, 0
-                        self.history.add(Op("ops", action, t0, time.monotonic(), "ok" if ok else "failed", site, status))
+                            ok, status, detail = r.status_code == 200, r.status_code, r.text[:200]
+                        except httpx.HTTPError as e:
+                            ok, status, detail = False, 0, repr(e)[:200]
+                        self.history.add(Op("ops", action, t0, time.monotonic(), "ok" if ok else "failed", site, status,
+                                            detail="" if ok else detail))
                 self.stop.wait(1.0)
 
 

@@ -36,7 +36,7 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
     ops_by_site = checks.ops_actions(judged_ops)
     ops_failed = [{"site": o.site, "action": o.key, "at_s": round(o.invoke - start, 3),
                    "took_s": round(o.complete - o.invoke, 3),
-                   "status": o.status or "no answer"} for o in judged_ops if o.outcome != "ok"]
+                   "status": o.status or "no answer", "detail": o.detail} for o in judged_ops if o.outcome != "ok"]
     per_fault = []
     acks, ops_actions = checks.Acks(ops), [o for o in ops if o.kind == "ops"]
     for kind, site, since, healed in faults:
@@ -72,7 +72,8 @@ def judge(*, scenario, ops: list[Op], stored: Mapping[str, int], sites: list[str
         "read_failures": ", ".join(f"{s} {n}" for s, n in read_failures.items() if n) + "; " + "; ".join(
             f"at {f['site']} {f['at_s']:g} s: {f['status']} after {f['took_s']:g} s" for f in reads_failed[:3]),
         "failed_ops": "; ".join(f"{f['action']} at {f['site']} {f['at_s']:g} s: {f['status']} after "
-                                f"{f['took_s']:g} s" for f in ops_failed[:3]),
+                                f"{f['took_s']:g} s" + (f" ({f['detail']})" if f["detail"] else "")
+                                for f in ops_failed[:3]),
     }
     for o in outcomes:
         if not o.met:

@@ -41,6 +41,7 @@ class Op:
     primary: str = ""  # server that acknowledged a write
     timeline: int = 0
     report_id: int = 0
+    detail: str = ""  # why it failed, as the answer (or the error) said: the first 200 characters
 
 
 @dataclass

@@ -92,10 +92,13 @@ def test_read_failure_in_a_surviving_site_fails():
 
 def test_an_ops_action_failing_from_a_surviving_site_fails():
     ops, stored = healthy_history()
-    ops.append(Op("ops", "evacuate", 13.0, 13.1, "failed", "ansan"))
+    ops.append(Op("ops", "evacuate", 13.0, 13.1, "failed", "ansan", 502, detail='{"error": "deploy failed in pangyo"}'))
     r = run(ops, stored)
     assert r["verdict"] == "fail" and any(f.startswith("failed ops actions from sites not under a fault: 1, over the objective of 0 by 1 (evacuate at ansan")
                                        for f in r["failures"])
+    # why it failed, as the console answered: a failure in CI must say more than its status
+    assert any('502 after 0.1 s ({"error": "deploy failed in pangyo"})' in f for f in r["failures"]), r["failures"]
+    assert r["ops_failed"][0]["detail"] == '{"error": "deploy failed in pangyo"}'
 
 
 def test_scenarios_the_labs_network_cannot_produce_are_refused_before_any_step():
