@@ -279,12 +279,17 @@ def stall_verdicts(sites: Iterable[str], views: Mapping[str, View], members: Ite
     except that the member's own site votes too: its agent sees a local storage hang as well as
     anyone, and the site itself is alive (a dead site is verdicts()'s business).
 
-    And its own site, while its view is fresh, must be among the votes (`home`: member -> its
-    site). Its agent reaches that PostgreSQL without a link between sites, so when it gets
-    answers the server is not stalled: the other sites' silence is their links' or their own
-    (measured: a primary failed over at 04:45:27 on 2026-12-06 with two other sites silent for
-    0.5 s, one of them on a link losing 5% of its packets, while every core was busy, and its
-    own Patroni and site ran on). Without a fresh view from its own site, the others decide."""
+    And a member its own site's agent hears is not stalled (`home`: member -> its site): that
+    agent reaches it without a link between sites, so the other sites' silence is their links'
+    or their own (measured: a primary failed over at 04:45:27 on 2026-12-06 with two other sites
+    silent for 0.5 s, one of them on a link losing 5% of its packets, while every core was busy,
+    and its own Patroni and site ran on). "Hears" is strict: the own site's view has an entry for
+    the member, says it answered in its last round, and was published less than a window ago
+    (a view says 0 until it is stale, and an agent stalled beside its PostgreSQL takes its own
+    stall off its gaps). Otherwise the others decide, as before. A stopped or hung postmaster
+    answers nobody, its own site included. What this no longer catches: PostgreSQL's port alone
+    unreachable from the other sites (a firewall rule) while its own site hears it; the other
+    components still vouch for the site, so no verdict covers that case."""
     sites = list(sites)
     home = home or {}
     needed = majority(len(sites))
@@ -293,12 +298,13 @@ def stall_verdicts(sites: Iterable[str], views: Mapping[str, View], members: Ite
     out = {}
     for m in members:
         votes = tuple(o for o in voters if _late(fresh[o].postgres_silent_for.get(m, 0.0), fresh[o], now, cfg))
-        own = home.get(m)
-        heard_at_home = own in fresh and own not in votes
+        own = fresh.get(home.get(m, ""))
+        heard_at_home = (own is not None and own.postgres_silent_for.get(m, -1.0) == 0.0
+                         and now - own.published < cfg.window)
         dead = len(votes) >= needed and not heard_at_home
         reason = (f"{len(votes)} of {len(sites)} sites get no answer from its PostgreSQL for {cfg.window:g} s "
                   f"({', '.join(votes)})" if dead else
-                  f"silent to {', '.join(votes)}, but its own site {own} gets answers" if votes and heard_at_home else
+                  f"silent to {', '.join(votes)}, but its own site {home[m]} gets answers" if votes and heard_at_home else
                   f"silent to {', '.join(votes)}; {needed} must agree" if votes else "answers")
         out[m] = Verdict(m, dead, votes, voters, needed, reason)
     return out
