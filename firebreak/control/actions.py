@@ -259,23 +259,33 @@ async def prune_releases(etcd: Etcd, keys) -> None:
 
 async def roll(http: httpx.AsyncClient, app_url: str, token: str, record: dict, dead: bool) -> str:
     """Push a release to one site's app: "ok", "skipped: ..." when the app could not be reached,
-    "failed: ..." when it answered with an error. A skipped site gets the release from the store
-    through its own agent (agent.py brings its app to the current release) once it can.
+    "failed: ..." when it answered with an error or spoke no HTTP. A skipped site gets the
+    release from the store through its own agent (release_loop.py) once it can.
 
-    Unreachable is any failure to get an answer, not only a refused or silent connection: a
-    site that has just died, or has just come back, also resets them. A site back from a power
-    cut answers probes (so it is no longer dead) before its app listens again, and a connection
-    the console had kept open to the app that died there was reset at its first use: the
-    power-cut drill failed on that deploy (2026-12-06, `ReadError('')` 3.4 s into the cut)."""
+    A connection that broke (reset, closed before any answer) is tried once more, on a new
+    connection: a site back from a power cut answers probes (so it is no longer dead) before its
+    app listens again, and the connection the console had kept open to the app that died there
+    is reset at its first use. The power-cut drill failed on that deploy (2026-12-06,
+    `ReadError('')` 3.4 s into the cut). Pushing a release twice is harmless."""
     if dead:
         return "skipped: site is dead"
-    try:
-        await ops.push_release(http, app_url, token, record)
-        return "ok"
-    except httpx.TransportError as e:
-        return f"skipped: unreachable ({type(e).__name__})"
-    except httpx.HTTPError as e:
-        return f"failed: {e!r}"
+    broken: httpx.HTTPError | None = None
+    for _ in range(2):
+        try:
+            await ops.push_release(http, app_url, token, record)
+            return "ok"
+        except (httpx.ConnectError, httpx.TimeoutException) as e:
+            # Not answering is what a site that just died looks like before the verdict.
+            return f"skipped: unreachable ({type(e).__name__})"
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as e:
+            broken = e   # once more, on a new connection
+        except httpx.HTTPStatusError as e:
+            return f"failed: HTTP {e.response.status_code}"
+        except httpx.HTTPError as e:
+            return f"failed: {type(e).__name__}: {e}"
+    if isinstance(broken, httpx.RemoteProtocolError):
+        return f"failed: {broken}"   # twice, on two connections: what answers there speaks no HTTP
+    return f"skipped: unreachable ({type(broken).__name__})"
 
 
 async def deploy(ctx: Context, body: ActionIn, who: Operator) -> dict:
@@ -294,7 +304,8 @@ async def deploy(ctx: Context, body: ActionIn, who: Operator) -> dict:
     await writer.put(ctx.keys.release_current, json.dumps({**record, "rolled": rolled, "by": who.name,
                                                              "at": time.time()}))
     if any(v.startswith("failed") for v in rolled.values()):
-        raise Denied(502, "deploy failed in " + "; ".join(f"{s} ({v})" for s, v in rolled.items() if v.startswith("failed")))
+        raise Denied(502, "deploy failed in " + "; ".join(f"{s} ({v.removeprefix('failed: ')})"
+                                                          for s, v in rolled.items() if v.startswith("failed")))
     return {"deployed": body.version, "sites": rolled}
 
 
