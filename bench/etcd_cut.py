@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from firebreak.lab.net import ETCD_CUT_TABLE, etcd_cut_rules  # noqa: E402
+from firebreak.lab.net import ETCD_CUT_TABLE, etcd_cut_rules, existing_netns  # noqa: E402
 from firebreak.lab.runtime import etcd_binary  # noqa: E402
 
 BRIDGE, SUBNET = "fb-ecbr", "10.78.0"
@@ -80,9 +80,8 @@ class Rig:
 
     def __enter__(self) -> "Rig":
         names = {f"fb-ec{i}" for i in MEMBERS}
-        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-        taken = sorted(names & set(netns)) + [n for n in (BRIDGE, *(f"fb-ecv{i}" for i in MEMBERS))
+        taken = sorted(names & existing_netns()) + [n for n in (BRIDGE, *(f"fb-ecv{i}" for i in MEMBERS))
                                                if f" {n}:" in links or f" {n}@" in links]
         if taken:
             raise SystemExit(f"{', '.join(taken)} exist already: another run of this bench, or left behind "
