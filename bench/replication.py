@@ -1,6 +1,7 @@
 """Quorum commit vs plain synchronous mode vs Patroni alone, in one run: what losing a site costs
 an ordinary client (psycopg, libpq defaults, reconnect on error) writing through a spared site's
-database door, when the lost site holds the primary and when it holds a standby.
+database door, and beside it the reference service's own clients through the same site's front
+door, when the lost site holds the primary and when it holds a standby.
 
 Modes, each on a fresh lab:
   quorum   `lab up --replication quorum`, agents on: Patroni's synchronous_mode: quorum
@@ -12,7 +13,8 @@ Modes, each on a fresh lab:
 Faults (each held HOLD seconds, healed, the lab healthy and settled again before the next):
 power-cut / isolate of the primary's site, power-cut / isolate of a standby's site. Per fault:
 write unavailability (first acknowledged write after the fault), longest write gap during the
-hold, commit latency p99 during the hold minus p99 over the 10 s before, acknowledged, lost.
+hold, commit latency p99 during the hold minus p99 over the 10 s before, the reference service's
+write unavailability, acknowledged, lost (both clients).
 
 Run (as root: network namespaces): .venv/bin/python bench/replication.py --repeat 5
 `--repeat quorum=20,sync=20,patroni=5` runs each mode its own number of times: Patroni alone
@@ -62,6 +64,8 @@ ETCD_HOLD = 60.0
 ETCD_AFTER = 15.0
 AGENTS_PATIENCE = 120.0   # how long after etcd's return the agents may take to agree, before "never"
 PRIMARY_ROLES = ("primary", "master")
+# The reference service's writes, by the idempotency key its clients send.
+WEB_KEYS = "SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL"
 
 
 def nearest_rank(values: list[float], p: float) -> float:
@@ -199,7 +203,7 @@ def etcd_drill(fault: str) -> dict:
     ops = list(history.ops)
     acked = checks.acked(ops, "sql")
     stored = stored_keys(after["postgres_dsn"])
-    web_stored = stored_keys(after["postgres_dsn"], query="SELECT idempotency_key FROM reports WHERE idempotency_key IS NOT NULL")
+    web_stored = stored_keys(after["postgres_dsn"], query=WEB_KEYS)
     end = at + ETCD_HOLD + ETCD_AFTER
     seconds = int(BEFORE + ETCD_HOLD + ETCD_AFTER)
     per_second = buckets(ops, at - BEFORE, seconds, "sql").get(spared, [(0, 0)] * seconds)
@@ -229,6 +233,8 @@ def one_drill(fault: str) -> dict:
     prepare_ordinary_table(st["postgres_dsn"])
     history, stop = History(), threading.Event()
     writers = [OrdinaryWriter(spared, dsn, history, stop, interval=0.01) for _ in range(WRITERS)]
+    # Beside it, the reference service's own clients through the same site's front door.
+    writers += [Writer({spared: st["sites"][spared]["door"]}, history, stop, seed=i) for i in range(WRITERS)]
     for w in writers:
         w.start()
     time.sleep(BEFORE)
@@ -251,12 +257,17 @@ def one_drill(fault: str) -> dict:
     lat = lambda lo, hi: [(o.complete - o.invoke) * 1000 for o in acked if lo <= o.invoke and o.complete <= hi]  # noqa: E731
     before_p99, during_p99 = nearest_rank(lat(at - BEFORE, at), 99), nearest_rank(lat(at, at + HOLD), 99)
     stored = stored_keys(after["postgres_dsn"])
+    web_stored = stored_keys(after["postgres_dsn"], query=WEB_KEYS)
     rto = checks.write_rto(ops, at, "sql", until=at + HOLD)
+    web_rto = checks.write_rto(ops, at, until=at + HOLD)
     return {"fault": fault, "victim": victim, "via": spared, "rto_s": None if rto is None else round(rto, 3),
             "max_gap_s": round(checks.max_write_gap(ops, at, at + HOLD, "sql"), 3),
             "p99_before_ms": round(before_p99, 1), "p99_during_ms": round(during_p99, 1),
             "p99_added_ms": round(during_p99 - before_p99, 1),
             "acked": len(acked), "lost": len(checks.lost_writes(ops, stored, "sql")),
+            "web_rto_s": None if web_rto is None else round(web_rto, 3),
+            "web_max_gap_s": round(checks.max_write_gap(ops, at, at + HOLD), 3),
+            "web_acked": len(checks.acked(ops)), "web_lost": len(checks.lost_writes(ops, web_stored)),
             "primary_after": after["primary"]}
 
 
@@ -272,12 +283,13 @@ def set_failsafe(on: bool) -> None:
     assert r.json().get("failsafe_mode") is on, r.text
 
 
-def never_resumed(row: dict) -> bool:
-    """Whether a drill's writes never flowed again during the hold. Rows measured before
-    write_rto took the hold's end (runs 1-4) read the one write that slipped in as the fault
-    landed as their unavailability (Patroni alone: "0.00 s" and then nothing for 12 s): a longest
-    gap that takes all but the settle second of the hold says what that write hid."""
-    return row["rto_s"] is None or row["max_gap_s"] >= HOLD - checks.SETTLE
+def never_resumed(row: dict, client: str = "") -> bool:
+    """Whether a drill's writes never flowed again during the hold (client "web_": the reference
+    service's). Rows measured before write_rto took the hold's end (runs 1-4) read the one write
+    that slipped in as the fault landed as their unavailability (Patroni alone: "0.00 s" and then
+    nothing for 12 s): a longest gap that takes all but the settle second of the hold says what
+    that write hid."""
+    return row[f"{client}rto_s"] is None or row[f"{client}max_gap_s"] >= HOLD - checks.SETTLE
 
 
 def summary(rows: list[dict]) -> dict:
@@ -286,6 +298,8 @@ def summary(rows: list[dict]) -> dict:
         mine = [r for r in rows if (r["mode"], r["fault"]) == key]
         rtos = [float("inf") if never_resumed(r) else r["rto_s"] for r in mine]
         added = [r["p99_added_ms"] for r in mine if not math.isnan(r["p99_added_ms"])]
+        # Rows from before the reference service wrote beside the ordinary client (runs 1-4) have none.
+        web = [float("inf") if never_resumed(r, "web_") else r["web_rto_s"] for r in mine if "web_rto_s" in r]
         out[f"{key[0]} {key[1]}"] = {
             "runs": len(mine), "rto_p50_s": nearest_rank(rtos, 50), "rto_p95_s": nearest_rank(rtos, 95),
             "rto_p99_s": nearest_rank(rtos, 99), "rto_max_s": max(rtos),
@@ -293,30 +307,37 @@ def summary(rows: list[dict]) -> dict:
             # Over the drills with writes during the hold to compare (nan: none had any).
             "p99_added_ms_max": max(added, default=float("nan")),
             "p99_added_ms_median": nearest_rank(added, 50),
-            "acked": sum(r["acked"] for r in mine), "lost": sum(r["lost"] for r in mine)}
+            "acked": sum(r["acked"] for r in mine), "lost": sum(r["lost"] for r in mine),
+            "web_rto_p50_s": nearest_rank(web, 50), "web_rto_max_s": max(web, default=float("nan")),
+            "web_acked": sum(r.get("web_acked", 0) for r in mine), "web_lost": sum(r.get("web_lost", 0) for r in mine)}
     return out
 
 
 def table(s: dict) -> str:
     def sec(x):
-        return "never" if x == float("inf") else f"{x:.2f} s"
+        return "–" if math.isnan(x) else "never" if x == float("inf") else f"{x:.2f} s"
 
     def ms(x):   # no write during the hold: no p99 to add; a rounded -0.4 reads 0, not -0
         return "–" if math.isnan(x) else f"{round(x) + 0:d}"
     lines = ["| mode | fault | runs | write unavailability p50 / p95 / p99 / max | longest gap | commit p99 added "
-             "(median / max) | acknowledged | lost |", "|---|---|---|---|---|---|---|---|"]
+             "(median / max) | reference service: unavailability p50 / max | acknowledged (ordinary + reference) | lost |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, d in s.items():
         mode, fault = key.split(" ", 1)
+        web = d.get("web_rto_p50_s", float("nan"))
+        acked = f"{d['acked']:,}" + (f" + {d['web_acked']:,}" if d.get("web_acked") else "")
         lines.append(f"| {mode} | {fault} | {d['runs']} | {sec(d['rto_p50_s'])} / {sec(d['rto_p95_s'])} / "
                      f"{sec(d['rto_p99_s'])} / {sec(d['rto_max_s'])} | {sec(d['max_gap_s'])} | "
-                     f"{ms(d['p99_added_ms_median'])} / {ms(d['p99_added_ms_max'])} ms | {d['acked']:,} | {d['lost']} |")
+                     f"{ms(d['p99_added_ms_median'])} / {ms(d['p99_added_ms_max'])} ms | "
+                     f"{sec(web)} / {sec(d.get('web_rto_max_s', float('nan')))} | {acked} | "
+                     f"{d['lost'] + d.get('web_lost', 0)} |")
     return "\n".join(lines)
 
 
 def etcd_table(rows: list[dict]) -> str:
     """One line per etcd drill: what the minute without etcd cost and what Patroni did."""
     lines = [f"| mode | fault | ordinary client: writes in the {ETCD_HOLD:.0f} s / longest gap | reference service: "
-             "writes / longest gap | primary demoted (s, as Patroni reported) | promoted | timelines | "
+             "writes / longest gap | primary demoted (s, as Patroni reported) | another member promoted | timelines | "
              "agents agree again after | lost |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

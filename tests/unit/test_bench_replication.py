@@ -30,8 +30,19 @@ def test_the_table_gives_p99_and_says_so_when_no_write_came_to_compare():
     rows += [{"mode": "patroni", "fault": "power-cut primary", "rto_s": None, "max_gap_s": 12.0,
               "p99_added_ms": float("nan"), "acked": 10, "lost": 0}] * 2
     quorum, patroni = table(summary(rows)).splitlines()[2:]
-    assert "| 20 | 0.10 s / 0.19 s / 0.20 s / 0.20 s | 0.10 s | 0 / 0 ms | 2,000 | 0 |" in quorum
+    assert "| 20 | 0.10 s / 0.19 s / 0.20 s / 0.20 s | 0.10 s | 0 / 0 ms | – / – | 2,000 | 0 |" in quorum
     assert "| never / never / never / never | 12.00 s | – / – ms |" in patroni
+
+
+def test_the_reference_service_beside_the_ordinary_client_has_its_own_unavailability_and_lost_writes():
+    base = {"mode": "sync", "fault": "isolate primary", "rto_s": 0.8, "max_gap_s": 0.8, "p99_added_ms": 1.0,
+            "acked": 100, "lost": 0, "web_max_gap_s": 0.9, "web_acked": 50, "web_lost": 0}
+    rows = [{**base, "web_rto_s": 0.9}, {**base, "web_rto_s": 1.1, "web_lost": 1},
+            {**base, "web_rto_s": 0.01, "web_max_gap_s": 11.99}]   # one write as the fault landed, then none
+    s = summary(rows)["sync isolate primary"]
+    assert s["web_rto_p50_s"] == 1.1 and s["web_rto_max_s"] == float("inf") and s["web_lost"] == 1
+    (line,) = table({"sync isolate primary": s}).splitlines()[2:]
+    assert line.endswith("| 1.10 s / never | 300 + 150 | 1 |")
 
 
 def test_a_write_that_slipped_in_as_the_fault_landed_does_not_hide_a_stall_to_the_end_of_the_hold():
