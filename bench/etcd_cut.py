@@ -195,12 +195,14 @@ def trial(setting: str, hold: float) -> dict:
 
 
 def table(rows: list[dict], settings: list[str], holds: list[float]) -> str:
+    # A run is back when its slowest member takes writes; a cell is the range of that over runs.
     def cell(hold: float, setting: str) -> str:
-        vals = [v for r in rows if r["hold_s"] == hold and r["setting"] == setting for v in r["back_s"].values()]
-        if not vals:
+        runs = [list(r["back_s"].values()) for r in rows if r["hold_s"] == hold and r["setting"] == setting]
+        if not runs:
             return "–"
-        if any(v is None for v in vals):
+        if any(v is None for run in runs for v in run):
             return f"never ({PATIENCE:.0f} s)"
+        vals = [max(run) for run in runs]
         lo, hi = min(vals), max(vals)
         return f"{lo:.2f} s" if lo == hi else f"{lo:.2f}–{hi:.2f} s"
     lines = ["| cut | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
