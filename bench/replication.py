@@ -325,7 +325,7 @@ def table(s: dict) -> str:
     for key, d in s.items():
         mode, fault = key.split(" ", 1)
         web = d.get("web_rto_p50_s", float("nan"))
-        acked = f"{d['acked']:,}" + (f" + {d['web_acked']:,}" if d.get("web_acked") else "")
+        acked = f"{d['acked']:,}" + ("" if math.isnan(web) else f" + {d['web_acked']:,}")
         lines.append(f"| {mode} | {fault} | {d['runs']} | {sec(d['rto_p50_s'])} / {sec(d['rto_p95_s'])} / "
                      f"{sec(d['rto_p99_s'])} / {sec(d['rto_max_s'])} | {sec(d['max_gap_s'])} | "
                      f"{ms(d['p99_added_ms_median'])} / {ms(d['p99_added_ms_max'])} ms | "
