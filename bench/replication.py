@@ -124,6 +124,13 @@ def etcd_on(fault: str, site: str) -> None:
         lab.unisolate(site)
 
 
+def both_clients(st: dict, spared: str, history: History, stop: threading.Event) -> list[threading.Thread]:
+    """The ordinary client's writers through the spared site's database door and, beside them,
+    the reference service's own clients through the same site's front door, one history."""
+    return ([OrdinaryWriter(spared, st["db_door_dsns"][spared], history, stop, interval=0.01) for _ in range(WRITERS)]
+            + [Writer({spared: st["sites"][spared]["door"]}, history, stop, seed=i) for i in range(WRITERS)])
+
+
 class RoleWatch(threading.Thread):
     """Every member's role and timeline as its Patroni reports them (GET /patroni, twice a second):
     a demotion or a promotion seen by Patroni itself, not inferred from the writes (a primary
@@ -171,9 +178,7 @@ def etcd_drill(fault: str) -> dict:
     victims = list(st["sites"]) if fault in ("etcd-all", "etcd-stop") else [n for n in st["sites"] if n != primary]
     prepare_ordinary_table(st["postgres_dsn"])
     history, stop = History(), threading.Event()
-    writers = [OrdinaryWriter(spared, st["db_door_dsns"][spared], history, stop, interval=0.01) for _ in range(WRITERS)]
-    # Beside it, the reference service's own clients through the same site's front door.
-    writers += [Writer({spared: st["sites"][spared]["door"]}, history, stop, seed=i) for i in range(WRITERS)]
+    writers = both_clients(st, spared, history, stop)
     watch = RoleWatch({n: s["patroni"] for n, s in st["sites"].items()}, stop)
     for w in writers + [watch]:
         w.start()
@@ -229,12 +234,9 @@ def one_drill(fault: str) -> dict:
     kind, role = fault.split()
     victim = st["primary"] if role == "primary" else standby_of(st)
     spared = next(n for n in st["sites"] if n not in (victim, st["primary"])) if role == "primary" else st["primary"]
-    dsn = st["db_door_dsns"][spared]
     prepare_ordinary_table(st["postgres_dsn"])
     history, stop = History(), threading.Event()
-    writers = [OrdinaryWriter(spared, dsn, history, stop, interval=0.01) for _ in range(WRITERS)]
-    # Beside it, the reference service's own clients through the same site's front door.
-    writers += [Writer({spared: st["sites"][spared]["door"]}, history, stop, seed=i) for i in range(WRITERS)]
+    writers = both_clients(st, spared, history, stop)
     for w in writers:
         w.start()
     time.sleep(BEFORE)
